@@ -1,0 +1,11 @@
+find_package(Catch2 REQUIRED)
+include(Catch)
+
+# kipvs_unit_test(<name> SOURCES ... LIBRARIES ...): a Catch2 binary whose
+# cases ctest lists one by one, labelled "unit" (host, no privileges).
+function(kipvs_unit_test name)
+  cmake_parse_arguments(ARG "" "" "SOURCES;LIBRARIES" ${ARGN})
+  add_executable(${name} ${ARG_SOURCES})
+  target_link_libraries(${name} PRIVATE kipvs_catch_main ${ARG_LIBRARIES})
+  catch_discover_tests(${name} TEST_PREFIX "${name}:" PROPERTIES LABELS unit)
+endfunction()
