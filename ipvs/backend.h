@@ -36,6 +36,16 @@ struct Operation {
 
 std::string to_string(Operation::Kind kind);
 
+// "TCP 10.96.0.10:80", "UDP [fd00::10]:53", "FWM 42", "FWM 42 IPv6".
+std::string to_string(const ServiceKey& key);
+// "10.244.1.17:8080", "[fd00::17]:8080".
+std::string to_string(const DestinationKey& key);
+// What an operation does, for error messages and logs, e.g.
+// "add destination 10.244.1.17:8080 to TCP 10.96.0.10:80".
+std::string describe(const Operation& operation);
+// The error for a failed operation: "<describe(operation)>: <strerror(code)>".
+Error operation_error(const Operation& operation, int code);
+
 using OperationResult = std::expected<void, Error>;
 
 struct ServiceWithDestinations {

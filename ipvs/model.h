@@ -36,10 +36,19 @@ inline constexpr std::uint32_t kSchedShFallback = 0x0008;  // SCHED1
 inline constexpr std::uint32_t kSchedShPort = 0x0010;      // SCHED2
 inline constexpr std::uint32_t kSchedMhFallback = 0x0008;  // SCHED1
 inline constexpr std::uint32_t kSchedMhPort = 0x0010;      // SCHED2
+inline constexpr std::uint32_t kSched3 = 0x0020;           // unused by any scheduler yet
 }  // namespace flags
 
+// The netmask the kernel uses when persistence has no -M: all ones for IPv4,
+// a /128 prefix for IPv6 (the kernel rejects an IPv6 prefix outside 1..128).
+constexpr std::uint32_t default_netmask(Family family) {
+  return family == Family::kIPv6 ? 128U : 0xffffffffU;
+}
+
 // Identity of a virtual service: either (family, protocol, address, port) or
-// (family, firewall mark) when fwmark != 0.
+// (family, firewall mark) when fwmark != 0. A firewall-mark service is
+// reported by the kernel as protocol kTcp, the zero address of its family and
+// port 0; build desired keys the same way so they compare equal.
 struct ServiceKey {
   Family family = Family::kIPv4;
   Protocol protocol = Protocol::kTcp;
@@ -55,7 +64,9 @@ struct Service {
   std::string scheduler = "rr";
   std::uint32_t flags = 0;    // flags:: bits; kHashed is masked off on decode
   std::uint32_t timeout = 0;  // persistence timeout, seconds
-  std::uint32_t netmask = 0xffffffff;  // persistence netmask (IPv6: prefix length)
+  // Persistence netmask. IPv4: a host-order mask (0xffffff00 is /24); IPv6: a
+  // prefix length 1..128 (use default_netmask(family)).
+  std::uint32_t netmask = 0xffffffff;
 
   friend bool operator==(const Service&, const Service&) = default;
 };

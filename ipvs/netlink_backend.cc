@@ -1,0 +1,512 @@
+#include "ipvs/netlink_backend.h"
+
+#include <linux/netlink.h>
+#include <netlink/genl/ctrl.h>
+#include <netlink/genl/genl.h>
+#include <netlink/netlink.h>
+#include <netlink/socket.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <system_error>
+
+#include "ipvs/netlink_codec.h"
+
+namespace kipvs::ipvs {
+namespace {
+
+namespace nl = netlink;
+
+Error system_error(int code, const std::string& what) {
+  return Error{code, what + ": " + std::generic_category().message(code)};
+}
+
+// Roughly what one acknowledgement costs in the receive buffer (skb
+// truesize), used to size batches to the buffer the kernel granted.
+constexpr std::size_t kAckBufferCost = 1024;
+
+// ---- libnl transport ---------------------------------------------------------------
+
+class LibnlTransport final : public NetlinkTransport {
+ public:
+  explicit LibnlTransport(NetlinkOptions options) : options_(options) {}
+  ~LibnlTransport() override { close(); }
+  LibnlTransport(const LibnlTransport&) = delete;
+  LibnlTransport& operator=(const LibnlTransport&) = delete;
+
+  std::expected<void, Error> open() override {
+    close();
+    socket_ = nl_socket_alloc();
+    if (socket_ == nullptr) return std::unexpected(system_error(ENOMEM, "netlink socket"));
+    if (const int rc = genl_connect(socket_); rc < 0) {
+      close();
+      return std::unexpected(Error{EIO, std::string("generic netlink connect: ") + nl_geterror(rc)});
+    }
+    // Resolving the family is the one libnl round trip; everything after it
+    // is raw sendmsg/recvmmsg on the same socket.
+    const int family = genl_ctrl_resolve(socket_, "IPVS");
+    if (family < 0) {
+      close();
+      return std::unexpected(Error{ENOENT, std::string("IPVS generic netlink family not found (") +
+                                               nl_geterror(family) +
+                                               "): is the ip_vs kernel module loaded?"});
+    }
+    family_id_ = static_cast<std::uint16_t>(family);
+    const int fd = nl_socket_get_fd(socket_);
+
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(options_.timeout.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((options_.timeout.count() % 1000) * 1000);
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
+      const int code = errno;
+      close();
+      return std::unexpected(system_error(code, "netlink socket timeouts"));
+    }
+    // A batch's acknowledgements all land in the receive buffer before we
+    // read any; past its size the kernel drops them. FORCE ignores rmem_max.
+    const int rcv = options_.receive_buffer_bytes;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) != 0) {
+      (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    }
+    const int snd = options_.send_buffer_bytes;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) != 0) {
+      (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
+    }
+    // Error acknowledgements without a copy of the request (Linux 4.3+;
+    // older kernels refuse the option, which only costs buffer space).
+    const int one = 1;
+    (void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
+
+    buffers_.assign(kDatagrams, std::vector<std::uint8_t>(kDatagramSize));
+    lengths_.assign(kDatagrams, 0);
+    next_ = count_ = 0;
+    return {};
+  }
+
+  void close() override {
+    if (socket_ != nullptr) nl_socket_free(socket_);
+    socket_ = nullptr;
+    next_ = count_ = 0;
+  }
+
+  bool is_open() const override { return socket_ != nullptr; }
+  std::uint16_t family_id() const override { return family_id_; }
+  std::uint32_t port_id() const override { return socket_ == nullptr ? 0 : nl_socket_get_local_port(socket_); }
+
+  // What the kernel granted, for sizing batches.
+  int receive_buffer() const {
+    int size = 0;
+    socklen_t len = sizeof size;
+    if (socket_ == nullptr || getsockopt(nl_socket_get_fd(socket_), SOL_SOCKET, SO_RCVBUF, &size, &len) != 0) {
+      return 0;
+    }
+    return size;
+  }
+
+  std::expected<void, Error> send(std::span<const std::uint8_t> messages) override {
+    if (socket_ == nullptr) return std::unexpected(system_error(ENOTCONN, "netlink send"));
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    iovec iov{const_cast<std::uint8_t*>(messages.data()), messages.size()};
+    msghdr msg{};
+    msg.msg_name = &kernel;
+    msg.msg_namelen = sizeof kernel;
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    for (;;) {
+      const ssize_t sent = sendmsg(nl_socket_get_fd(socket_), &msg, 0);
+      if (sent >= 0) {
+        if (static_cast<std::size_t>(sent) != messages.size()) {
+          return std::unexpected(system_error(EMSGSIZE, "netlink send (short write)"));
+        }
+        return {};
+      }
+      if (errno == EINTR) continue;
+      return std::unexpected(system_error(errno, "netlink send"));
+    }
+  }
+
+  std::expected<std::span<const std::uint8_t>, Error> receive() override {
+    if (socket_ == nullptr) return std::unexpected(system_error(ENOTCONN, "netlink receive"));
+    if (next_ < count_) {
+      const std::size_t i = next_++;
+      return std::span<const std::uint8_t>(buffers_[i].data(), lengths_[i]);
+    }
+    // One recvmmsg takes every datagram already queued: a batch's
+    // acknowledgements, or a dump chunk and the NLMSG_DONE that reading it
+    // makes the kernel produce.
+    std::array<mmsghdr, kDatagrams> headers{};
+    std::array<iovec, kDatagrams> iovs{};
+    for (std::size_t i = 0; i < kDatagrams; ++i) {
+      iovs[i] = iovec{buffers_[i].data(), buffers_[i].size()};
+      headers[i].msg_hdr.msg_iov = &iovs[i];
+      headers[i].msg_hdr.msg_iovlen = 1;
+    }
+    int got = 0;
+    for (;;) {
+      ++receive_syscalls_;
+      got = recvmmsg(nl_socket_get_fd(socket_), headers.data(), kDatagrams, MSG_WAITFORONE, nullptr);
+      if (got >= 0) break;
+      if (errno == EINTR) continue;
+      // EAGAIN is SO_RCVTIMEO expiring; ENOBUFS means the kernel dropped
+      // answers. Either way the caller reopens.
+      const int code = errno == EAGAIN ? ETIMEDOUT : errno;
+      return std::unexpected(system_error(code, "netlink receive"));
+    }
+    if (got == 0) return std::unexpected(system_error(ECONNRESET, "netlink receive"));
+    for (int i = 0; i < got; ++i) {
+      if ((headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+        return std::unexpected(system_error(EMSGSIZE, "netlink receive (truncated datagram)"));
+      }
+      lengths_[static_cast<std::size_t>(i)] = headers[i].msg_len;
+    }
+    count_ = static_cast<std::size_t>(got);
+    next_ = 1;
+    return std::span<const std::uint8_t>(buffers_[0].data(), lengths_[0]);
+  }
+
+  std::uint64_t receive_syscalls() const override { return receive_syscalls_; }
+
+ private:
+  // The kernel caps a dump's datagram at 32 KiB; room for twice that.
+  static constexpr std::size_t kDatagramSize = 64 * 1024;
+  static constexpr std::size_t kDatagrams = 32;
+
+  NetlinkOptions options_;
+  nl_sock* socket_ = nullptr;
+  std::uint16_t family_id_ = 0;
+  std::vector<std::vector<std::uint8_t>> buffers_;
+  std::vector<std::size_t> lengths_;
+  std::size_t next_ = 0;
+  std::size_t count_ = 0;
+  std::uint64_t receive_syscalls_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<NetlinkTransport> make_libnl_transport(const NetlinkOptions& options) {
+  return std::make_unique<LibnlTransport>(options);
+}
+
+// ---- NetlinkBackend ----------------------------------------------------------------
+
+std::expected<std::unique_ptr<NetlinkBackend>, Error> NetlinkBackend::open(NetlinkOptions options) {
+  auto transport = std::make_unique<LibnlTransport>(options);
+  if (auto opened = transport->open(); !opened) return std::unexpected(opened.error());
+  // Fit a batch's acknowledgements into the buffer the kernel granted.
+  const auto granted = static_cast<std::size_t>(std::max(transport->receive_buffer(), 0));
+  options.max_batch_messages = std::clamp<std::size_t>(granted / kAckBufferCost, 1, options.max_batch_messages);
+  return std::make_unique<NetlinkBackend>(std::move(transport), options);
+}
+
+NetlinkBackend::NetlinkBackend(std::unique_ptr<NetlinkTransport> transport, NetlinkOptions options)
+    : transport_(std::move(transport)),
+      options_(options),
+      // Any start works; a time-based one keeps restarts from reusing the
+      // previous process's numbers.
+      sequence_(static_cast<std::uint32_t>(std::time(nullptr))) {}
+
+NetlinkBackend::Counters NetlinkBackend::counters() const {
+  Counters counters = counters_;
+  counters.receive_syscalls = transport_->receive_syscalls();
+  return counters;
+}
+
+std::expected<void, Error> NetlinkBackend::ensure_open() {
+  if (transport_->is_open()) return {};
+  return transport_->open();
+}
+
+void NetlinkBackend::reopen_after(const Error& /*failure*/) {
+  // Answers still queued on the old socket belong to requests we no longer
+  // wait for; a new socket starts clean.
+  transport_->close();
+  ++counters_.reopens;
+}
+
+std::expected<void, Error> NetlinkBackend::run_batches(std::span<const Operation> operations,
+                                                       std::vector<std::optional<OperationResult>>& results) {
+  struct Pending {
+    std::uint32_t sequence;
+    std::size_t index;
+  };
+  std::vector<Pending> batch;
+  std::size_t next = 0;
+  auto advance = [&] {
+    while (next < operations.size() && results[next].has_value()) ++next;
+  };
+  advance();
+  while (next < operations.size()) {
+    if (auto opened = ensure_open(); !opened) return std::unexpected(opened.error());
+    buffer_.clear();
+    batch.clear();
+    const std::uint16_t family = transport_->family_id();
+    const std::uint32_t port = transport_->port_id();
+    while (next < operations.size() && batch.size() < options_.max_batch_messages) {
+      const std::size_t before = buffer_.size();
+      const std::uint32_t sequence = next_sequence();
+      nl::encode_operation(buffer_, nl::Header{family, sequence, nl::kFlagRequest | nl::kFlagAck, port},
+                           operations[next]);
+      if (buffer_.size() > options_.batch_bytes && !batch.empty()) {
+        buffer_.resize(before);  // starts the next batch instead
+        break;
+      }
+      batch.push_back(Pending{sequence, next});
+      ++next;
+      advance();
+    }
+
+    if (auto sent = transport_->send(buffer_); !sent) return std::unexpected(sent.error());
+    ++counters_.sendmsg_calls;
+    counters_.messages_sent += batch.size();
+
+    // Every request carries NLM_F_ACK, so each gets exactly one NLMSG_ERROR:
+    // error 0 for success. The kernel answers in order, but matching by
+    // sequence number does not rely on it.
+    const std::uint32_t first = batch.front().sequence;
+    std::size_t unanswered = batch.size();
+    while (unanswered > 0) {
+      auto datagram = transport_->receive();
+      if (!datagram) return std::unexpected(datagram.error());
+      nl::MessageReader reader(*datagram);
+      for (;;) {
+        auto message = reader.next();
+        if (!message) return std::unexpected(message.error());
+        if (!message->has_value()) break;
+        const nl::Message& m = **message;
+        if (m.type == nl::kMsgOverrun) return std::unexpected(system_error(ENOBUFS, "netlink overrun"));
+        if (m.type != nl::kMsgError) continue;  // NOOP or a stray answer
+        auto ack = nl::decode_ack(m);
+        if (!ack) return std::unexpected(ack.error());
+        const std::uint32_t offset = ack->sequence - first;  // wraps like the sequence does
+        if (offset >= batch.size()) continue;              // from an earlier exchange
+        const std::size_t index = batch[offset].index;
+        if (results[index].has_value()) continue;
+        if (ack->error == 0) {
+          results[index] = OperationResult{};
+        } else {
+          results[index] = std::unexpected(operation_error(operations[index], ack->error));
+        }
+        --unanswered;
+      }
+    }
+  }
+  return {};
+}
+
+std::vector<OperationResult> NetlinkBackend::apply(std::span<const Operation> operations) {
+  std::vector<std::optional<OperationResult>> results(operations.size());
+  auto outcome = run_batches(operations, results);
+  if (!outcome) {
+    // Retry once what was not answered, on a new socket. An answer lost with
+    // the old socket may mean the kernel applied the request: its retry then
+    // reports EEXIST/ENOENT, which the reconciler treats as any other.
+    reopen_after(outcome.error());
+    outcome = run_batches(operations, results);
+    if (!outcome) reopen_after(outcome.error());
+  }
+  std::vector<OperationResult> out;
+  out.reserve(operations.size());
+  for (std::size_t i = 0; i < operations.size(); ++i) {
+    if (results[i].has_value()) {
+      out.push_back(std::move(*results[i]));
+    } else {
+      out.emplace_back(
+          std::unexpected(Error{outcome.error().code, describe(operations[i]) + ": " + outcome.error().message}));
+    }
+    if (!out.back()) ++counters_.failed_operations;
+  }
+  return out;
+}
+
+std::expected<void, Error> NetlinkBackend::exchange_once(const std::string& what, Reply reply, bool dump,
+                                                         const Encode& encode, const OnData& on_data,
+                                                         bool& transport_failed) {
+  // Only failures of the socket itself are worth a new socket; an error the
+  // kernel answered with, or an answer we cannot decode, would come again.
+  transport_failed = true;
+  if (auto opened = ensure_open(); !opened) return std::unexpected(opened.error());
+  const std::uint32_t sequence = next_sequence();
+  buffer_.clear();
+  encode(buffer_, sequence);
+  if (auto sent = transport_->send(buffer_); !sent) return std::unexpected(sent.error());
+  ++counters_.sendmsg_calls;
+  ++counters_.messages_sent;
+  const std::uint16_t family = transport_->family_id();
+  for (;;) {
+    transport_failed = true;
+    auto datagram = transport_->receive();
+    if (!datagram) return std::unexpected(datagram.error());
+    transport_failed = false;
+    nl::MessageReader reader(*datagram);
+    for (;;) {
+      auto message = reader.next();
+      if (!message) return std::unexpected(message.error());
+      if (!message->has_value()) break;
+      const nl::Message& m = **message;
+      if (m.type == nl::kMsgOverrun) {
+        transport_failed = true;
+        return std::unexpected(system_error(ENOBUFS, "netlink overrun"));
+      }
+      if (m.sequence != sequence) continue;  // left over from an earlier exchange
+      if (m.type == nl::kMsgError) {
+        auto ack = nl::decode_ack(m);
+        if (!ack) return std::unexpected(ack.error());
+        if (ack->error != 0) return std::unexpected(system_error(ack->error, what));
+        if (reply == Reply::kAck && !dump) return {};
+        continue;
+      }
+      if (m.type == nl::kMsgDone) {
+        auto done = nl::decode_done(m);
+        if (!done) return std::unexpected(done.error());
+        // A dump can end in an error of its own (e.g. EMSGSIZE).
+        if (*done != 0) return std::unexpected(system_error(*done, what));
+        return {};
+      }
+      if (m.type == nl::kMsgNoop) continue;
+      auto genl = nl::decode_genl(m, family);
+      if (!genl) return std::unexpected(genl.error());
+      if (auto handled = on_data(*genl); !handled) return std::unexpected(handled.error());
+      if (!dump && reply == Reply::kData) return {};
+    }
+  }
+}
+
+std::expected<void, Error> NetlinkBackend::exchange(const std::string& what, Reply reply, bool dump,
+                                                    const Encode& encode, const OnData& on_data,
+                                                    const std::function<void()>& reset) {
+  bool transport_failed = false;
+  auto outcome = exchange_once(what, reply, dump, encode, on_data, transport_failed);
+  if (outcome || !transport_failed) return outcome;
+  reopen_after(outcome.error());
+  reset();
+  outcome = exchange_once(what, reply, dump, encode, on_data, transport_failed);
+  if (!outcome && transport_failed) reopen_after(outcome.error());
+  if (!outcome && outcome.error().message.find(what) == std::string::npos) {
+    return std::unexpected(Error{outcome.error().code, what + ": " + outcome.error().message});
+  }
+  return outcome;
+}
+
+std::expected<std::vector<ServiceState>, Error> NetlinkBackend::list_services() {
+  std::vector<ServiceState> services;
+  auto outcome = exchange(
+      "list services", Reply::kData, true,
+      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
+        nl::encode_dump_services(out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest,
+                                                 transport_->port_id()});
+      },
+      [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
+        auto service = nl::decode_service(message);
+        if (!service) return std::unexpected(service.error());
+        services.push_back(std::move(*service));
+        return {};
+      },
+      [&] { services.clear(); });
+  if (!outcome) return std::unexpected(outcome.error());
+  return services;
+}
+
+std::expected<std::vector<DestinationState>, Error> NetlinkBackend::dump_destinations(const ServiceKey& service) {
+  std::vector<DestinationState> destinations;
+  auto outcome = exchange(
+      "list destinations of " + to_string(service), Reply::kData, true,
+      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
+        nl::encode_dump_destinations(
+            out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()}, service);
+      },
+      [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
+        auto destination = nl::decode_destination(message, service.family);
+        if (!destination) return std::unexpected(destination.error());
+        destinations.push_back(std::move(*destination));
+        return {};
+      },
+      [&] { destinations.clear(); });
+  if (!outcome) return std::unexpected(outcome.error());
+  return destinations;
+}
+
+std::expected<std::vector<DestinationState>, Error> NetlinkBackend::list_destinations(const ServiceKey& service) {
+  return dump_destinations(service);
+}
+
+std::expected<std::vector<ServiceWithDestinations>, Error> NetlinkBackend::list_all() {
+  auto services = list_services();
+  if (!services) return std::unexpected(services.error());
+  std::vector<ServiceWithDestinations> all;
+  all.reserve(services->size());
+  for (ServiceState& service : *services) {
+    auto destinations = dump_destinations(service.service.key);
+    if (!destinations) return std::unexpected(destinations.error());
+    all.push_back(ServiceWithDestinations{std::move(service), std::move(*destinations)});
+  }
+  return all;
+}
+
+std::expected<Timeouts, Error> NetlinkBackend::get_timeouts() {
+  Timeouts timeouts;
+  auto outcome = exchange(
+      "get timeouts", Reply::kData, false,
+      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
+        nl::encode_get_config(out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest,
+                                              transport_->port_id()});
+      },
+      [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
+        auto decoded = nl::decode_config(message);
+        if (!decoded) return std::unexpected(decoded.error());
+        timeouts = *decoded;
+        return {};
+      },
+      [] {});
+  if (!outcome) return std::unexpected(outcome.error());
+  return timeouts;
+}
+
+std::expected<void, Error> NetlinkBackend::set_timeouts(const Timeouts& timeouts) {
+  return exchange(
+      "set timeouts", Reply::kAck, false,
+      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
+        nl::encode_set_config(out,
+                              nl::Header{transport_->family_id(), sequence,
+                                         static_cast<std::uint16_t>(nl::kFlagRequest | nl::kFlagAck),
+                                         transport_->port_id()},
+                              timeouts);
+      },
+      [](const nl::GenlMessage&) -> std::expected<void, Error> { return {}; }, [] {});
+}
+
+std::expected<Info, Error> NetlinkBackend::get_info() {
+  Info info;
+  auto outcome = exchange(
+      "get info", Reply::kData, false,
+      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
+        nl::encode_get_info(out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest,
+                                            transport_->port_id()});
+      },
+      [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
+        auto decoded = nl::decode_info(message);
+        if (!decoded) return std::unexpected(decoded.error());
+        info = *decoded;
+        return {};
+      },
+      [] {});
+  if (!outcome) return std::unexpected(outcome.error());
+  return info;
+}
+
+std::expected<void, Error> NetlinkBackend::flush() {
+  return exchange(
+      "flush", Reply::kAck, false,
+      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
+        nl::encode_flush(out, nl::Header{transport_->family_id(), sequence,
+                                         static_cast<std::uint16_t>(nl::kFlagRequest | nl::kFlagAck),
+                                         transport_->port_id()});
+      },
+      [](const nl::GenlMessage&) -> std::expected<void, Error> { return {}; }, [] {});
+}
+
+}  // namespace kipvs::ipvs
