@@ -1,0 +1,636 @@
+#include "agent/desired_state.h"
+
+#include <algorithm>
+#include <array>
+#include <optional>
+#include <utility>
+
+namespace kipvs::agent {
+
+namespace {
+
+using ipvs::Address;
+using ipvs::Family;
+using ipvs::Protocol;
+
+constexpr std::array<std::string_view, 14> kSchedulers{"rr", "wrr", "lc",  "wlc", "lblc", "lblcr", "dh",
+                                                       "sh", "sed", "nq",  "mh",  "fo",   "ovf",   "twos"};
+
+std::string family_name(Family family) { return family == Family::kIPv4 ? "IPv4" : "IPv6"; }
+
+std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+
+std::string object_name(const k8s::ObjectKey& key) { return key.namespace_ + "/" + key.name; }
+
+// The flag names of kipvs.io/scheduler-flags, and which scheduler they need.
+struct FlagName {
+  std::string_view name;
+  std::uint32_t bits;
+  std::string_view scheduler;  // "" = any
+};
+constexpr std::array<FlagName, 5> kFlagNames{{
+    {"sh-fallback", ipvs::flags::kSchedShFallback, "sh"},
+    {"sh-port", ipvs::flags::kSchedShPort, "sh"},
+    {"mh-fallback", ipvs::flags::kSchedMhFallback, "mh"},
+    {"mh-port", ipvs::flags::kSchedMhPort, "mh"},
+    {"one-packet", ipvs::flags::kOnePacket, ""},
+}};
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// Calls visit(name) for each comma-separated, trimmed, non-empty item.
+template <typename Visit>
+void for_each_item(std::string_view text, Visit visit) {
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    const auto item = trim(text.substr(0, comma));
+    if (!item.empty()) visit(item);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+}
+
+const FlagName* find_flag(std::string_view name) {
+  const auto* it = std::ranges::find(kFlagNames, name, &FlagName::name);
+  return it == kFlagNames.end() ? nullptr : it;
+}
+
+std::optional<Protocol> parse_protocol(std::string_view text) {
+  if (text.empty() || text == "TCP") return Protocol::kTcp;  // the API defaults to TCP
+  if (text == "UDP") return Protocol::kUdp;
+  if (text == "SCTP") return Protocol::kSctp;
+  return std::nullopt;
+}
+
+// One endpoint of one slice, parsed once per Service.
+struct EndpointInfo {
+  Address address;
+  bool ready = true;
+  bool serving = true;
+  bool terminating = false;
+  bool local = false;
+  std::vector<std::string> zone_hints;
+  std::vector<std::string> node_hints;
+};
+
+struct SlicePort {
+  std::string name;
+  Protocol protocol = Protocol::kTcp;
+  std::uint16_t port = 0;
+};
+
+struct ParsedSlice {
+  Family family = Family::kIPv4;
+  std::vector<SlicePort> ports;
+  std::vector<EndpointInfo> endpoints;
+};
+
+// An endpoint at one port, as a virtual service sees it.
+struct Candidate {
+  const EndpointInfo* endpoint = nullptr;
+  std::uint16_t port = 0;
+};
+using CandidateSet = std::map<ipvs::DestinationKey, Candidate>;
+
+bool has(const std::vector<std::string>& values, std::string_view value) {
+  return !value.empty() && std::ranges::find(values, value) != values.end();
+}
+
+// The Service-wide IPVS settings: scheduler, flags, persistence.
+struct Settings {
+  std::string scheduler = "rr";
+  std::uint32_t flags = 0;
+  std::uint32_t timeout = 0;
+};
+
+// Builds one Service's part of the desired state.
+class ServiceBuilder {
+ public:
+  ServiceBuilder(const k8s::Service& service, const NodeFacts& facts, DesiredState& out)
+      : service_(service), key_(k8s::key_of(service)), facts_(facts), out_(out) {}
+
+  void build(const std::vector<const k8s::EndpointSlice*>& slices);
+
+ private:
+  void problem(std::string_view reason, std::string message) {
+    out_.problems.push_back(Problem{k8s::ResourceKind::kService, key_, std::string(reason),
+                                    "Service " + object_name(key_) + ": " + std::move(message)});
+  }
+  void slice_problem(const k8s::EndpointSlice& slice, std::string_view reason, std::string message) {
+    const auto key = k8s::key_of(slice);
+    out_.problems.push_back(Problem{k8s::ResourceKind::kEndpointSlice, key, std::string(reason),
+                                    "EndpointSlice " + object_name(key) + ": " + std::move(message)});
+  }
+
+  bool served_by_this_proxy() const;
+  Settings resolve_settings();
+  std::optional<ParsedSlice> parse_slice(const k8s::EndpointSlice& slice);
+  CandidateSet candidates(Family family, const std::string& port_name, Protocol protocol) const;
+  void add_virtual_service(const ipvs::ServiceKey& key, const std::vector<Candidate>& endpoints,
+                           const std::string& port_name, ServiceOrigin::Kind kind, bool bind);
+
+  const k8s::Service& service_;
+  k8s::ObjectKey key_;
+  const NodeFacts& facts_;
+  DesiredState& out_;
+  Settings settings_;
+  std::vector<ParsedSlice> slices_;
+};
+
+bool ServiceBuilder::served_by_this_proxy() const {
+  const auto& labels = service_.meta.labels;
+  const auto label = labels.find(std::string(kServiceProxyNameLabel));
+  if (!facts_.proxy_name) return label == labels.end();
+  return label != labels.end() && label->second == *facts_.proxy_name;
+}
+
+Settings ServiceBuilder::resolve_settings() {
+  const auto& annotations = service_.meta.annotations;
+  const auto annotation = [&annotations](std::string_view name) -> const std::string* {
+    auto it = annotations.find(std::string(name));
+    return it == annotations.end() ? nullptr : &it->second;
+  };
+
+  bool client_ip = false;
+  if (service_.session_affinity == "ClientIP") {
+    client_ip = true;
+  } else if (!service_.session_affinity.empty() && service_.session_affinity != "None") {
+    problem(kReasonInvalidAffinity,
+            "spec.sessionAffinity " + quoted(service_.session_affinity) + " is not None or ClientIP; using None");
+  }
+
+  AffinityMode mode = facts_.affinity_mode;
+  if (const auto* value = annotation(kAffinityAnnotation)) {
+    if (*value == "hash") {
+      mode = AffinityMode::kHash;
+    } else if (*value == "persistence") {
+      mode = AffinityMode::kPersistence;
+    } else {
+      problem(kReasonInvalidAffinity, std::string(kAffinityAnnotation) + " " + quoted(*value) +
+                                          " is not hash or persistence; ignored");
+    }
+  }
+
+  const std::string default_scheduler = facts_.scheduler.empty() ? "rr" : facts_.scheduler;
+  Settings settings;
+  settings.scheduler = default_scheduler;
+  const std::string* scheduler_annotation = annotation(kSchedulerAnnotation);
+  if (scheduler_annotation != nullptr) {
+    if (is_known_scheduler(*scheduler_annotation)) {
+      settings.scheduler = *scheduler_annotation;
+    } else {
+      problem(kReasonInvalidScheduler,
+              std::string(kSchedulerAnnotation) + " " + quoted(*scheduler_annotation) + " is not a known IPVS scheduler; using " +
+                  default_scheduler);
+      scheduler_annotation = nullptr;
+    }
+  }
+
+  const bool hash = client_ip && mode == AffinityMode::kHash;
+  if (hash && settings.scheduler != "mh" && settings.scheduler != "sh") {
+    // Only the hashing schedulers give affinity without persistence. Maglev
+    // (mh) moves the fewest clients when endpoints change.
+    if (scheduler_annotation != nullptr) {
+      problem(kReasonInvalidScheduler, std::string(kSchedulerAnnotation) + " " + quoted(*scheduler_annotation) +
+                                           " cannot give ClientIP affinity in hash mode; using mh");
+    }
+    settings.scheduler = "mh";
+  }
+
+  bool flags_set = false;
+  bool flags_from_annotation = false;
+  if (const auto* value = annotation(kSchedulerFlagsAnnotation)) {
+    const auto bits = parse_scheduler_flags(*value);
+    if (!bits) {
+      problem(kReasonInvalidSchedulerFlags, std::string(kSchedulerFlagsAnnotation) + " " + quoted(*value) +
+                                                " names an unknown flag; ignored");
+    } else if (!flags_fit_scheduler(*value, settings.scheduler)) {
+      problem(kReasonInvalidSchedulerFlags, std::string(kSchedulerFlagsAnnotation) + " " + quoted(*value) +
+                                                " does not fit scheduler " + settings.scheduler + "; ignored");
+    } else {
+      settings.flags = *bits;
+      flags_set = true;
+      flags_from_annotation = true;
+    }
+  }
+  if (!flags_set && settings.scheduler == default_scheduler) settings.flags = facts_.scheduler_flags;
+
+  if (!client_ip) return settings;
+
+  std::uint32_t timeout = kDefaultAffinityTimeout;
+  if (service_.affinity_timeout_seconds) {
+    const auto requested = *service_.affinity_timeout_seconds;
+    if (requested >= 1 && static_cast<std::uint32_t>(requested) <= kMaxAffinityTimeout) {
+      timeout = static_cast<std::uint32_t>(requested);
+    } else {
+      problem(kReasonInvalidAffinityTimeout,
+              "sessionAffinityConfig.clientIP.timeoutSeconds " + std::to_string(requested) + " is outside 1.." +
+                  std::to_string(kMaxAffinityTimeout) + "; using " + std::to_string(kDefaultAffinityTimeout));
+    }
+  }
+
+  if (hash) {
+    // Hash on the client address alone: the port flag would mix in the
+    // client's source port and give every connection its own choice. The
+    // fallback flag sends a client whose backend is draining (weight 0)
+    // elsewhere instead of dropping it.
+    if (flags_from_annotation && (settings.flags & ipvs::flags::kSchedMhPort) != 0) {
+      problem(kReasonInvalidSchedulerFlags, std::string(kSchedulerFlagsAnnotation) +
+                                                ": the port flag defeats ClientIP affinity in hash mode; dropped");
+    }
+    settings.flags &= ~ipvs::flags::kSchedMhPort;
+    settings.flags |= ipvs::flags::kSchedMhFallback;
+    settings.timeout = 0;
+  } else {
+    settings.flags |= ipvs::flags::kPersistent;
+    settings.timeout = timeout;
+  }
+  return settings;
+}
+
+std::optional<ParsedSlice> ServiceBuilder::parse_slice(const k8s::EndpointSlice& slice) {
+  ParsedSlice parsed;
+  if (slice.address_type == "IPv4") {
+    parsed.family = Family::kIPv4;
+  } else if (slice.address_type == "IPv6") {
+    parsed.family = Family::kIPv6;
+  } else if (slice.address_type == "FQDN") {
+    return std::nullopt;  // proxies ignore FQDN slices
+  } else {
+    slice_problem(slice, kReasonInvalidAddressType, "addressType " + quoted(slice.address_type) + " is not IPv4, IPv6 or FQDN");
+    return std::nullopt;
+  }
+  if (!facts_.serves(parsed.family)) return std::nullopt;
+
+  for (std::size_t i = 0; i < slice.ports.size(); ++i) {
+    const auto& port = slice.ports[i];
+    const std::string where = "ports[" + std::to_string(i) + "]";
+    if (!port.name) {
+      slice_problem(slice, kReasonInvalidPort, where + " has no name; ignored");
+      continue;
+    }
+    if (!port.port || *port.port < 1 || *port.port > 65535) {
+      slice_problem(slice, kReasonInvalidPort, where + " (" + quoted(*port.name) + ") has no valid port number; ignored");
+      continue;
+    }
+    const auto protocol = parse_protocol(port.protocol.value_or("TCP"));
+    if (!protocol) {
+      slice_problem(slice, kReasonInvalidProtocol, where + " protocol " + quoted(*port.protocol) + " is not TCP, UDP or SCTP");
+      continue;
+    }
+    parsed.ports.push_back(SlicePort{*port.name, *protocol, static_cast<std::uint16_t>(*port.port)});
+  }
+
+  for (std::size_t i = 0; i < slice.endpoints.size(); ++i) {
+    const auto& endpoint = slice.endpoints[i];
+    const std::string where = "endpoints[" + std::to_string(i) + "]";
+    if (endpoint.addresses.empty()) {
+      slice_problem(slice, kReasonInvalidIp, where + " has no address; ignored");
+      continue;
+    }
+    // Only the first address counts: the API requires exactly one.
+    const auto address = Address::parse(endpoint.addresses.front());
+    if (!address || address->family != parsed.family || endpoint.addresses.front().starts_with('[')) {
+      slice_problem(slice, kReasonInvalidIp,
+                    where + " address " + quoted(endpoint.addresses.front()) + " is not an " + family_name(parsed.family) +
+                        " address; ignored");
+      continue;
+    }
+    EndpointInfo info;
+    info.address = *address;
+    // Missing conditions mean ready and serving, not terminating (the API's
+    // "unknown" is to be read as ready).
+    info.ready = endpoint.conditions.ready.value_or(true);
+    info.serving = endpoint.conditions.serving.value_or(true);
+    info.terminating = endpoint.conditions.terminating.value_or(false);
+    info.local = endpoint.node_name && !facts_.node_name.empty() && *endpoint.node_name == facts_.node_name;
+    if (endpoint.hints) {
+      info.zone_hints = endpoint.hints->for_zones;
+      info.node_hints = endpoint.hints->for_nodes;
+    }
+    parsed.endpoints.push_back(std::move(info));
+  }
+  return parsed;
+}
+
+CandidateSet ServiceBuilder::candidates(Family family, const std::string& port_name, Protocol protocol) const {
+  CandidateSet result;
+  for (const auto& slice : slices_) {
+    if (slice.family != family) continue;
+    for (const auto& port : slice.ports) {
+      if (port.name != port_name || port.protocol != protocol) continue;
+      for (const auto& endpoint : slice.endpoints) {
+        const ipvs::DestinationKey key{endpoint.address, port.port};
+        auto [it, inserted] = result.try_emplace(key, Candidate{&endpoint, port.port});
+        // An endpoint moving between slices can show up in both for a while:
+        // the copy that is not terminating wins (kube-proxy does the same).
+        if (!inserted && it->second.endpoint->terminating && !endpoint.terminating) it->second.endpoint = &endpoint;
+      }
+    }
+  }
+  return result;
+}
+
+// kube-proxy's CategorizeEndpoints, per virtual-service port and family.
+struct Categorized {
+  std::vector<Candidate> cluster;
+  std::vector<Candidate> local;
+};
+
+Categorized categorize(const CandidateSet& set, const NodeFacts& facts) {
+  enum class Topology { kNone, kSameNode, kSameZone };
+  bool any_ready = false;
+  bool all_node_hints = true;
+  bool node_hinted = false;
+  bool all_zone_hints = true;
+  bool zone_hinted = false;
+  for (const auto& [key, candidate] : set) {
+    const auto& endpoint = *candidate.endpoint;
+    if (!endpoint.ready) continue;
+    any_ready = true;
+    if (endpoint.node_hints.empty()) {
+      all_node_hints = false;
+    } else if (has(endpoint.node_hints, facts.node_name)) {
+      node_hinted = true;
+    }
+    if (endpoint.zone_hints.empty()) {
+      all_zone_hints = false;
+    } else if (has(endpoint.zone_hints, facts.zone)) {
+      zone_hinted = true;
+    }
+  }
+  // Hints count only when every ready endpoint has them and one of them names
+  // this node (or zone); otherwise they would black-hole or skew traffic.
+  Topology topology = Topology::kNone;
+  if (any_ready && all_node_hints && node_hinted) {
+    topology = Topology::kSameNode;
+  } else if (any_ready && all_zone_hints && zone_hinted) {
+    topology = Topology::kSameZone;
+  }
+  const auto available = [&](const EndpointInfo& endpoint) {
+    switch (topology) {
+      case Topology::kSameNode: return has(endpoint.node_hints, facts.node_name);
+      case Topology::kSameZone: return has(endpoint.zone_hints, facts.zone);
+      case Topology::kNone: return true;
+    }
+    return true;
+  };
+
+  Categorized result;
+  for (const auto& [key, candidate] : set) {
+    if (candidate.endpoint->ready && available(*candidate.endpoint)) result.cluster.push_back(candidate);
+  }
+  // No ready endpoint anywhere: fall back to serving terminating ones, so
+  // that a rollout of every pod at once does not drop traffic.
+  if (result.cluster.empty()) {
+    for (const auto& [key, candidate] : set) {
+      if (candidate.endpoint->serving && candidate.endpoint->terminating) result.cluster.push_back(candidate);
+    }
+  }
+  for (const auto& [key, candidate] : set) {
+    if (candidate.endpoint->local && candidate.endpoint->ready) result.local.push_back(candidate);
+  }
+  if (result.local.empty()) {
+    for (const auto& [key, candidate] : set) {
+      const auto& endpoint = *candidate.endpoint;
+      if (endpoint.local && endpoint.serving && endpoint.terminating) result.local.push_back(candidate);
+    }
+  }
+  return result;
+}
+
+void ServiceBuilder::add_virtual_service(const ipvs::ServiceKey& key, const std::vector<Candidate>& endpoints,
+                                         const std::string& port_name, ServiceOrigin::Kind kind, bool bind) {
+  // The same address:port twice in one Service (an external IP equal to the
+  // cluster IP, an ingress listed twice): the first one stays.
+  if (out_.table.contains(key)) return;
+  ipvs::TableEntry entry;
+  entry.service.key = key;
+  entry.service.scheduler = settings_.scheduler;
+  entry.service.flags = settings_.flags;
+  if (key.protocol != Protocol::kUdp) entry.service.flags &= ~ipvs::flags::kOnePacket;  // UDP only
+  entry.service.timeout = settings_.timeout;
+  entry.service.netmask = ipvs::default_netmask(key.family);
+  for (const auto& candidate : endpoints) {
+    const ipvs::DestinationKey destination_key{candidate.endpoint->address, candidate.port};
+    entry.destinations.emplace(destination_key, ipvs::Destination{.key = destination_key,
+                                                                  .forwarding = ipvs::Forwarding::kMasq,
+                                                                  .weight = 1,
+                                                                  .upper_threshold = 0,
+                                                                  .lower_threshold = 0});
+  }
+  out_.table.emplace(key, std::move(entry));
+  out_.origins.emplace(key, ServiceOrigin{key_, port_name, kind});
+  if (bind) out_.bound_addresses.insert(key.address);
+}
+
+void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices) {
+  if (service_.type == "ExternalName") return;
+  if (!served_by_this_proxy()) return;
+  // Headless: no virtual IP to serve.
+  if (service_.cluster_ip.empty() || service_.cluster_ip == "None") return;
+
+  // One cluster IP per family; spec.clusterIPs[0] == spec.clusterIP when set.
+  std::map<Family, Address> cluster_ips;
+  const auto& listed = service_.cluster_ips.empty() ? std::vector<std::string>{service_.cluster_ip} : service_.cluster_ips;
+  for (std::size_t i = 0; i < listed.size(); ++i) {
+    const auto address = Address::parse(listed[i]);
+    if (!address || listed[i].starts_with('[')) {
+      problem(kReasonInvalidIp, "spec.clusterIPs[" + std::to_string(i) + "] " + quoted(listed[i]) + " is not an IP address; ignored");
+      continue;
+    }
+    cluster_ips.try_emplace(address->family, *address);
+  }
+  std::erase_if(cluster_ips, [this](const auto& item) { return !facts_.serves(item.first); });
+  if (cluster_ips.empty()) return;
+
+  settings_ = resolve_settings();
+  for (const auto* slice : slices) {
+    if (auto parsed = parse_slice(*slice)) slices_.push_back(std::move(*parsed));
+  }
+
+  // externalTrafficPolicy matters only where traffic can come from outside.
+  const bool externally_accessible =
+      service_.type == "NodePort" || service_.type == "LoadBalancer" || !service_.external_ips.empty();
+  const bool external_local = externally_accessible && service_.external_traffic_policy == "Local";
+  const bool internal_local = service_.internal_traffic_policy == "Local";
+
+  std::vector<Address> external_ips;
+  for (std::size_t i = 0; i < service_.external_ips.size(); ++i) {
+    const auto& text = service_.external_ips[i];
+    const auto address = Address::parse(text);
+    if (!address || text.starts_with('[')) {
+      problem(kReasonInvalidIp, "spec.externalIPs[" + std::to_string(i) + "] " + quoted(text) + " is not an IP address; ignored");
+      continue;
+    }
+    external_ips.push_back(*address);
+  }
+  std::vector<Address> load_balancer_ips;
+  for (std::size_t i = 0; i < service_.load_balancer_ingress.size(); ++i) {
+    const auto& ingress = service_.load_balancer_ingress[i];
+    // A hostname-only ingress has nothing to program; ipMode Proxy means the
+    // load balancer delivers to the node, not to the VIP.
+    if (ingress.ip.empty() || (ingress.ip_mode && *ingress.ip_mode != "VIP")) continue;
+    const auto address = Address::parse(ingress.ip);
+    if (!address || ingress.ip.starts_with('[')) {
+      problem(kReasonInvalidIp, "status.loadBalancer.ingress[" + std::to_string(i) + "].ip " + quoted(ingress.ip) +
+                                    " is not an IP address; ignored");
+      continue;
+    }
+    load_balancer_ips.push_back(*address);
+  }
+
+  for (std::size_t i = 0; i < service_.ports.size(); ++i) {
+    const auto& port = service_.ports[i];
+    const std::string where = "spec.ports[" + std::to_string(i) + "]";
+    const auto protocol = parse_protocol(port.protocol);
+    if (!protocol) {
+      problem(kReasonInvalidProtocol, where + " protocol " + quoted(port.protocol) + " is not TCP, UDP or SCTP; port ignored");
+      continue;
+    }
+    if (port.port < 1 || port.port > 65535) {
+      problem(kReasonInvalidPort, where + " port " + std::to_string(port.port) + " is outside 1..65535; port ignored");
+      continue;
+    }
+    const auto service_port = static_cast<std::uint16_t>(port.port);
+    std::uint16_t node_port = 0;
+    if (port.node_port < 0 || port.node_port > 65535) {
+      problem(kReasonInvalidPort, where + " nodePort " + std::to_string(port.node_port) + " is outside 1..65535; node port ignored");
+    } else {
+      node_port = static_cast<std::uint16_t>(port.node_port);
+    }
+
+    for (const auto& [family, cluster_ip] : cluster_ips) {
+      const auto endpoints = categorize(candidates(family, port.name, *protocol), facts_);
+      const auto& internal = internal_local ? endpoints.local : endpoints.cluster;
+      const auto& external = external_local ? endpoints.local : endpoints.cluster;
+      const auto make_key = [&](const Address& address, std::uint16_t number) {
+        return ipvs::ServiceKey{.family = family, .protocol = *protocol, .address = address, .port = number, .fwmark = 0};
+      };
+
+      add_virtual_service(make_key(cluster_ip, service_port), internal, port.name, ServiceOrigin::Kind::kClusterIp, true);
+      for (const auto& address : external_ips) {
+        if (address.family != family) continue;
+        add_virtual_service(make_key(address, service_port), external, port.name, ServiceOrigin::Kind::kExternalIp, true);
+      }
+      for (const auto& address : load_balancer_ips) {
+        if (address.family != family) continue;
+        add_virtual_service(make_key(address, service_port), external, port.name, ServiceOrigin::Kind::kLoadBalancer, true);
+      }
+      if (node_port != 0) {
+        for (const auto& address : facts_.node_port_ips(family)) {
+          add_virtual_service(make_key(address, node_port), external, port.name, ServiceOrigin::Kind::kNodePort, false);
+        }
+      }
+    }
+  }
+
+  if (service_.type == "LoadBalancer" && external_local && service_.health_check_node_port > 0 &&
+      service_.health_check_node_port <= 65535) {
+    // Distinct ready local IPs over all ports: a pod serving 80 and 443 is one
+    // endpoint. Terminating ones do not count, so the node fails the check
+    // while its last pod goes away.
+    std::set<Address> local_ready;
+    for (const auto& slice : slices_) {
+      for (const auto& endpoint : slice.endpoints) {
+        if (endpoint.local && endpoint.ready) local_ready.insert(endpoint.address);
+      }
+    }
+    out_.health_checks.emplace(key_, HealthCheck{static_cast<std::uint16_t>(service_.health_check_node_port),
+                                                 static_cast<std::uint32_t>(local_ready.size())});
+  }
+}
+
+}  // namespace
+
+void DesiredState::merge(DesiredState&& other) {
+  for (auto& [key, entry] : other.table) {
+    const auto& origin = other.origins.at(key);
+    if (auto existing = origins.find(key); existing != origins.end()) {
+      problems.push_back(Problem{k8s::ResourceKind::kService, origin.service, std::string(kReasonDuplicateVirtualService),
+                                 "Service " + object_name(origin.service) + ": virtual service " + ipvs::to_string(key) +
+                                     " is already served for Service " + object_name(existing->second.service) +
+                                     "; ignored"});
+      continue;
+    }
+    origins.emplace(key, origin);
+    table.emplace(key, std::move(entry));
+  }
+  bound_addresses.merge(other.bound_addresses);
+  health_checks.merge(other.health_checks);
+  problems.insert(problems.end(), std::make_move_iterator(other.problems.begin()),
+                  std::make_move_iterator(other.problems.end()));
+}
+
+DesiredState desired_for_service(const k8s::Service& service, const std::vector<const k8s::EndpointSlice*>& slices,
+                                 const NodeFacts& facts) {
+  DesiredState state;
+  ServiceBuilder(service, facts, state).build(slices);
+  return state;
+}
+
+std::optional<k8s::ObjectKey> owning_service(const k8s::EndpointSlice& slice) {
+  auto it = slice.meta.labels.find(std::string(kServiceNameLabel));
+  if (it == slice.meta.labels.end() || it->second.empty()) return std::nullopt;
+  return k8s::ObjectKey{slice.meta.namespace_, it->second};
+}
+
+DesiredState compute_desired_state(const ServiceMap& services, const EndpointSliceMap& slices, const NodeFacts& facts) {
+  DesiredState state;
+  std::map<k8s::ObjectKey, std::vector<const k8s::EndpointSlice*>> by_service;
+  for (const auto& [key, slice] : slices) {
+    if (auto owner = owning_service(slice)) {
+      by_service[*owner].push_back(&slice);
+    } else {
+      state.problems.push_back(Problem{k8s::ResourceKind::kEndpointSlice, key, std::string(kReasonNoServiceName),
+                                       "EndpointSlice " + object_name(key) + ": no " + std::string(kServiceNameLabel) +
+                                           " label; ignored"});
+    }
+  }
+  static const std::vector<const k8s::EndpointSlice*> kNoSlices;
+  for (const auto& [key, service] : services) {
+    auto it = by_service.find(key);
+    state.merge(desired_for_service(service, it == by_service.end() ? kNoSlices : it->second, facts));
+  }
+  return state;
+}
+
+bool is_known_scheduler(std::string_view name) { return std::ranges::find(kSchedulers, name) != kSchedulers.end(); }
+
+std::optional<std::uint32_t> parse_scheduler_flags(std::string_view text) {
+  std::uint32_t bits = 0;
+  bool ok = true;
+  for_each_item(text, [&](std::string_view name) {
+    if (const auto* flag = find_flag(name)) {
+      bits |= flag->bits;
+    } else {
+      ok = false;
+    }
+  });
+  if (!ok) return std::nullopt;
+  return bits;
+}
+
+bool flags_fit_scheduler(std::string_view text, std::string_view scheduler) {
+  bool fits = true;
+  for_each_item(text, [&](std::string_view name) {
+    const auto* flag = find_flag(name);
+    if (flag == nullptr || (!flag->scheduler.empty() && flag->scheduler != scheduler)) fits = false;
+  });
+  return fits;
+}
+
+bool owns_service(const ipvs::ServiceKey& key, const std::set<ipvs::Address>& bound_addresses, const NodeFacts& facts) {
+  if (key.fwmark != 0) return false;
+  if (facts.is_excluded(key.address)) return false;
+  if (bound_addresses.contains(key.address)) return true;
+  if (key.port < facts.node_port_min || key.port > facts.node_port_max) return false;
+  const auto node_port_ips = facts.node_port_ips(key.family);
+  return std::ranges::find(node_port_ips, key.address) != node_port_ips.end();
+}
+
+}  // namespace kipvs::agent

@@ -1,0 +1,169 @@
+#include "agent/render.h"
+
+#include <ostream>
+#include <variant>
+
+#include "ipvs/ipvsadm_format.h"
+#include "k8s/manifests.h"
+
+namespace kipvs::agent {
+
+namespace {
+
+constexpr std::string_view kUsage =
+    "usage: kipvs render --manifests DIR [--hostname-override NAME] [--node-ip IP[,IP...]] [--zone ZONE]\n"
+    "                    [--ipvs-scheduler NAME] [--ipvs-scheduler-flags LIST] [--affinity-mode persistence|hash]\n"
+    "                    [--proxy-name NAME] [--nodeport-addresses CIDR[,CIDR...]] [--ipvs-exclude-cidrs CIDR[,CIDR...]]\n";
+
+constexpr std::string_view kZoneLabel = "topology.kubernetes.io/zone";
+
+std::vector<std::string_view> split_list(std::string_view text) {
+  std::vector<std::string_view> items;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    if (auto item = text.substr(0, comma); !item.empty()) items.push_back(item);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return items;
+}
+
+std::expected<std::vector<Cidr>, std::string> parse_cidrs(std::string_view flag, std::string_view value) {
+  std::vector<Cidr> cidrs;
+  for (auto item : split_list(value)) {
+    auto cidr = Cidr::parse(item);
+    if (!cidr) return std::unexpected(std::string(flag) + ": \"" + std::string(item) + "\" is not a CIDR");
+    cidrs.push_back(*cidr);
+  }
+  return cidrs;
+}
+
+}  // namespace
+
+std::expected<RenderOptions, std::string> parse_render_args(std::span<const std::string_view> args) {
+  RenderOptions options;
+  auto& facts = options.facts;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view flag = args[i];
+    std::string_view value;
+    if (const auto equals = flag.find('='); flag.starts_with("--") && equals != std::string_view::npos) {
+      value = flag.substr(equals + 1);
+      flag = flag.substr(0, equals);
+    } else if (flag.starts_with("--") && i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return std::unexpected("unexpected argument \"" + std::string(flag) + "\" (or a flag without its value)");
+    }
+
+    if (flag == "--manifests") {
+      options.manifests = std::filesystem::path(value);
+    } else if (flag == "--hostname-override") {
+      facts.node_name = std::string(value);
+    } else if (flag == "--node-ip") {
+      facts.node_ips.clear();  // the last occurrence wins, as for every flag
+      for (auto item : split_list(value)) {
+        auto address = ipvs::Address::parse(item);
+        if (!address || item.starts_with('[')) {
+          return std::unexpected("--node-ip: \"" + std::string(item) + "\" is not an IP address");
+        }
+        facts.node_ips.push_back(*address);
+      }
+      options.node_ips_set = true;
+    } else if (flag == "--zone") {
+      facts.zone = std::string(value);
+      options.zone_set = true;
+    } else if (flag == "--ipvs-scheduler") {
+      if (!value.empty() && !is_known_scheduler(value)) {
+        return std::unexpected("--ipvs-scheduler: \"" + std::string(value) + "\" is not a known IPVS scheduler");
+      }
+      facts.scheduler = value.empty() ? "rr" : std::string(value);
+    } else if (flag == "--ipvs-scheduler-flags") {
+      auto bits = parse_scheduler_flags(value);
+      if (!bits) return std::unexpected("--ipvs-scheduler-flags: \"" + std::string(value) + "\" names an unknown flag");
+      facts.scheduler_flags = *bits;
+    } else if (flag == "--affinity-mode") {
+      if (value == "persistence") {
+        facts.affinity_mode = AffinityMode::kPersistence;
+      } else if (value == "hash") {
+        facts.affinity_mode = AffinityMode::kHash;
+      } else {
+        return std::unexpected("--affinity-mode: \"" + std::string(value) + "\" is not persistence or hash");
+      }
+    } else if (flag == "--proxy-name") {
+      facts.proxy_name = std::string(value);
+    } else if (flag == "--nodeport-addresses") {
+      auto cidrs = parse_cidrs(flag, value);
+      if (!cidrs) return std::unexpected(cidrs.error());
+      facts.node_port_addresses = std::move(*cidrs);
+    } else if (flag == "--ipvs-exclude-cidrs") {
+      auto cidrs = parse_cidrs(flag, value);
+      if (!cidrs) return std::unexpected(cidrs.error());
+      facts.exclude_cidrs = std::move(*cidrs);
+    } else {
+      return std::unexpected("unknown flag " + std::string(flag));
+    }
+  }
+  if (options.manifests.empty()) return std::unexpected(std::string("--manifests DIR is required"));
+  // The configured flags must suit the configured scheduler, as an
+  // annotation's must (checked by name, so re-check the bits here).
+  const auto shared = ipvs::flags::kSchedShFallback | ipvs::flags::kSchedShPort;
+  if ((facts.scheduler_flags & shared) != 0 && facts.scheduler != "sh" && facts.scheduler != "mh") {
+    return std::unexpected("--ipvs-scheduler-flags: sh-*/mh-* flags need the sh or mh scheduler");
+  }
+  return options;
+}
+
+std::expected<RenderResult, std::string> render(const RenderOptions& options) {
+  auto loaded = k8s::load_manifests(options.manifests);
+  if (!loaded) return std::unexpected(loaded.error());
+
+  RenderResult result;
+  for (const auto& error : loaded->errors) result.warnings.push_back(k8s::to_string(error));
+
+  NodeFacts facts = options.facts;
+  ServiceMap services;
+  EndpointSliceMap slices;
+  for (const auto& object : loaded->objects) {
+    if (const auto* service = std::get_if<k8s::Service>(&object)) {
+      services.emplace(k8s::key_of(*service), *service);
+    } else if (const auto* slice = std::get_if<k8s::EndpointSlice>(&object)) {
+      slices.emplace(k8s::key_of(*slice), *slice);
+    } else if (const auto* node = std::get_if<k8s::Node>(&object)) {
+      if (facts.node_name.empty() || node->meta.name != facts.node_name) continue;
+      if (!options.zone_set) {
+        if (auto zone = node->meta.labels.find(std::string(kZoneLabel)); zone != node->meta.labels.end()) {
+          facts.zone = zone->second;
+        }
+      }
+      if (!options.node_ips_set) {
+        for (const auto& address : node->addresses) {
+          if (address.type != "InternalIP" && address.type != "ExternalIP") continue;
+          if (auto ip = ipvs::Address::parse(address.address)) facts.node_ips.push_back(*ip);
+        }
+      }
+    }
+  }
+
+  result.state = compute_desired_state(services, slices, facts);
+  for (const auto& problem : result.state.problems) result.warnings.push_back(problem.message + " (" + problem.reason + ")");
+  result.text = ipvs::format_ipvsadm_save(result.state.table);
+  return result;
+}
+
+int run_render(std::span<const std::string_view> args, std::ostream& out, std::ostream& err) {
+  auto options = parse_render_args(args);
+  if (!options) {
+    err << "kipvs render: " << options.error() << '\n' << kUsage;
+    return 2;
+  }
+  auto result = render(*options);
+  if (!result) {
+    err << "kipvs render: " << result.error() << '\n';
+    return 1;
+  }
+  for (const auto& warning : result->warnings) err << "warning: " << warning << '\n';
+  out << result->text;
+  return 0;
+}
+
+}  // namespace kipvs::agent
