@@ -20,8 +20,9 @@ const fs::path kScratch = KIPVS_TEST_SCRATCH;
 
 ManifestFile yaml(std::string_view text) { return parse_manifests(text, ManifestFormat::kYaml, "test.yaml"); }
 
+// A copy: callers pass a temporary ManifestFile.
 template <typename T>
-const T& only(const ManifestFile& file) {
+T only(const ManifestFile& file) {
   REQUIRE(file.errors.empty());
   REQUIRE(file.objects.size() == 1);
   REQUIRE(std::holds_alternative<T>(file.objects[0]));
@@ -158,7 +159,7 @@ TEST_CASE("YAML scalars: quoted is a string, plain is typed by YAML 1.2 core rul
   text += "\n";
   ManifestFile file = yaml(text);
   if (std::string_view(c.reason).empty()) {
-    const Service& s = only<Service>(file);
+    const Service s = only<Service>(file);
     REQUIRE(s.ports.size() == 1);
     CHECK(s.ports[0].port == c.port);
     CHECK(s.ports[0].name == c.name);
@@ -172,7 +173,7 @@ TEST_CASE("YAML scalars: quoted is a string, plain is typed by YAML 1.2 core rul
 
 TEST_CASE("YAML: booleans, nulls, labels and repeated keys", "[k8s][manifests]") {
   SECTION("conditions take YAML 1.2 booleans") {
-    const auto& slice = only<EndpointSlice>(yaml(R"(
+    const auto slice = only<EndpointSlice>(yaml(R"(
 kind: EndpointSlice
 metadata: {name: s, namespace: n}
 addressType: IPv4
@@ -189,12 +190,12 @@ endpoints:
     CHECK_THAT(file.errors[0].message, Catch::Contains("endpoints[0].conditions.ready"));
   }
   SECTION("an empty or ~ value is unset") {
-    const auto& s = only<Service>(yaml("kind: Service\nmetadata: {name: s}\nspec:\n  clusterIP:\n  externalIPs: ~\n"));
+    const auto s = only<Service>(yaml("kind: Service\nmetadata: {name: s}\nspec:\n  clusterIP:\n  externalIPs: ~\n"));
     CHECK(s.cluster_ip.empty());
     CHECK(s.external_ips.empty());
   }
   SECTION("a quoted label value is a string, a plain number is refused as by kubectl") {
-    const auto& s = only<Service>(yaml("kind: Service\nmetadata: {name: s, labels: {version: \"1\"}}\n"));
+    const auto s = only<Service>(yaml("kind: Service\nmetadata: {name: s, labels: {version: \"1\"}}\n"));
     CHECK(s.meta.labels.at("version") == "1");
     ManifestFile bad = yaml("kind: Service\nmetadata: {name: s, labels: {version: 1}}\n");
     REQUIRE(bad.errors.size() == 1);
