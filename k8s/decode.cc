@@ -38,7 +38,8 @@ class Context {
   void fail(const Path& at, std::string_view reason, std::string_view what) {
     if (failure_) return;
     std::string where = at.render();
-    failure_ = Failure{std::string(reason), where.empty() ? std::string(what) : where + ": " + std::string(what)};
+    failure_ =
+        Failure{std::string(reason), where.empty() ? std::string(what) : where + ": " + std::string(what)};
   }
   [[nodiscard]] bool failed() const { return failure_.has_value(); }
   [[nodiscard]] DecodeError error(std::string object) const {
@@ -51,14 +52,21 @@ class Context {
 
 std::string_view type_name(const json::value& v) {
   switch (v.kind()) {
-    case json::kind::null: return "null";
-    case json::kind::bool_: return "a boolean";
+    case json::kind::null:
+      return "null";
+    case json::kind::bool_:
+      return "a boolean";
     case json::kind::int64:
-    case json::kind::uint64: return "an integer";
-    case json::kind::double_: return "a number";
-    case json::kind::string: return "a string";
-    case json::kind::array: return "an array";
-    case json::kind::object: return "an object";
+    case json::kind::uint64:
+      return "an integer";
+    case json::kind::double_:
+      return "a number";
+    case json::kind::string:
+      return "a string";
+    case json::kind::array:
+      return "an array";
+    case json::kind::object:
+      return "an object";
   }
   return "?";
 }
@@ -162,13 +170,15 @@ class Obj {
     std::optional<std::int64_t> n;
     if (v->is_int64()) {
       n = v->get_int64();
-    } else if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
+    } else if (v->is_uint64() &&
+               v->get_uint64() <= static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
       n = static_cast<std::int64_t>(v->get_uint64());
     }
     if (!n || *n < lo || *n > hi) {
       Path at{&path_, key};
-      ctx_.fail(at, reason,
-                "expected an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + show(*v));
+      ctx_.fail(
+          at, reason,
+          "expected an integer in " + std::to_string(lo) + ".." + std::to_string(hi) + ", got " + show(*v));
       return std::nullopt;
     }
     return n;
@@ -231,7 +241,8 @@ ObjectMeta decode_meta(const Obj& root) {
   root.object("metadata", [&](const Obj& m) {
     meta.name = m.string("name");
     meta.namespace_ = m.string("namespace");
-    if (meta.name.empty() && !root.ctx().failed()) m.fail("name", kReasonMissingName, "an object needs a name");
+    if (meta.name.empty() && !root.ctx().failed())
+      m.fail("name", kReasonMissingName, "an object needs a name");
     meta.uid = m.string("uid");
     meta.resource_version = m.string("resourceVersion");
     meta.labels = m.string_map("labels");
@@ -265,8 +276,8 @@ void check_kind(const Obj& root, std::string_view kind, std::string_view api_ver
 
 template <typename T>
 std::expected<T, DecodeError> not_an_object(const json::value& json) {
-  return std::unexpected(
-      DecodeError{"?", std::string(kReasonBadType), "expected a JSON object, got " + std::string(type_name(json))});
+  return std::unexpected(DecodeError{"?", std::string(kReasonBadType),
+                                     "expected a JSON object, got " + std::string(type_name(json))});
 }
 
 template <typename T>
@@ -289,7 +300,8 @@ void decode_service_spec(const Obj& spec, Service& s) {
     } else if (p.get("port") == nullptr) {
       p.fail("port", kReasonBadPort, "a service port needs a port number");
     }
-    port.node_port = static_cast<std::int32_t>(p.opt_int("nodePort", 0, kMaxPort, kReasonBadPort).value_or(0));
+    port.node_port =
+        static_cast<std::int32_t>(p.opt_int("nodePort", 0, kMaxPort, kReasonBadPort).value_or(0));
     s.ports.push_back(std::move(port));
   });
   s.external_ips = spec.strings("externalIPs");
@@ -370,9 +382,12 @@ ObjectKey key_of(const AnyObject& object) {
 
 std::string_view kind_name(ResourceKind kind) {
   switch (kind) {
-    case ResourceKind::kService: return "Service";
-    case ResourceKind::kEndpointSlice: return "EndpointSlice";
-    case ResourceKind::kNode: return "Node";
+    case ResourceKind::kService:
+      return "Service";
+    case ResourceKind::kEndpointSlice:
+      return "EndpointSlice";
+    case ResourceKind::kNode:
+      return "Node";
   }
   return "?";
 }
@@ -436,7 +451,8 @@ std::expected<Node, DecodeError> decode_node(const json::value& json) {
 std::expected<AnyObject, DecodeError> decode_object(const json::value& json) {
   if (!json.is_object()) return not_an_object<AnyObject>(json);
   const json::value* kind = json.get_object().if_contains("kind");
-  const std::string_view name = kind != nullptr && kind->is_string() ? std::string_view(kind->get_string()) : "";
+  const std::string_view name =
+      kind != nullptr && kind->is_string() ? std::string_view(kind->get_string()) : "";
   auto widen = [](auto decoded) -> std::expected<AnyObject, DecodeError> {
     if (!decoded) return std::unexpected(std::move(decoded.error()));
     return AnyObject(std::move(*decoded));
@@ -447,7 +463,8 @@ std::expected<AnyObject, DecodeError> decode_object(const json::value& json) {
 
   // Name the object if it has a readable name, to help find it.
   std::string object = "?";
-  if (const json::value* meta = json.get_object().if_contains("metadata"); meta != nullptr && meta->is_object()) {
+  if (const json::value* meta = json.get_object().if_contains("metadata");
+      meta != nullptr && meta->is_object()) {
     const json::value* n = meta->get_object().if_contains("name");
     const json::value* ns = meta->get_object().if_contains("namespace");
     if (n != nullptr && n->is_string() && !n->get_string().empty()) {
@@ -459,7 +476,7 @@ std::expected<AnyObject, DecodeError> decode_object(const json::value& json) {
   }
   std::string message = kind == nullptr || kind->is_null() ? std::string("kind: missing")
                         : name.empty()                     ? "kind: expected a string, got " + show(*kind)
-                                                           : "kind: " + std::string(name) + " is not read by kipvs";
+                                       : "kind: " + std::string(name) + " is not read by kipvs";
   return std::unexpected(DecodeError{std::move(object), std::string(kReasonUnknownKind), std::move(message)});
 }
 
@@ -470,10 +487,10 @@ std::expected<Status, DecodeError> decode_status(const json::value& json) {
   Obj root(ctx, &json.get_object(), root_path);
   Status status;
   status.status = root.string("status");
-  status.code = static_cast<std::int32_t>(
-      root.opt_int("code", std::numeric_limits<std::int32_t>::min(), std::numeric_limits<std::int32_t>::max(),
-                   kReasonBadType)
-          .value_or(0));
+  status.code =
+      static_cast<std::int32_t>(root.opt_int("code", std::numeric_limits<std::int32_t>::min(),
+                                             std::numeric_limits<std::int32_t>::max(), kReasonBadType)
+                                    .value_or(0));
   status.reason = root.string("reason");
   status.message = root.string("message");
   if (ctx.failed()) return std::unexpected(ctx.error("?"));

@@ -40,13 +40,15 @@ struct DecodeError {
 };
 
 // The reasons decode functions return (the bounded set of metric labels).
-inline constexpr std::string_view kReasonBadType = "bad_type";          // wrong JSON type or structure
-inline constexpr std::string_view kReasonBadPort = "bad_port";          // port/nodePort out of range or not an integer
+inline constexpr std::string_view kReasonBadType = "bad_type";  // wrong JSON type or structure
+inline constexpr std::string_view kReasonBadPort =
+    "bad_port";  // port/nodePort out of range or not an integer
 inline constexpr std::string_view kReasonBadProtocol = "bad_protocol";  // not TCP, UDP or SCTP
 inline constexpr std::string_view kReasonBadTimeout = "bad_timeout";    // timeoutSeconds outside 1..86400
 inline constexpr std::string_view kReasonMissingName = "missing_name";  // metadata.name absent or empty
-inline constexpr std::string_view kReasonWrongKind = "wrong_kind";      // kind/apiVersion not the one expected
-inline constexpr std::string_view kReasonUnknownKind = "unknown_kind";  // decode_object: not a kind kipvs reads
+inline constexpr std::string_view kReasonWrongKind = "wrong_kind";  // kind/apiVersion not the one expected
+inline constexpr std::string_view kReasonUnknownKind =
+    "unknown_kind";  // decode_object: not a kind kipvs reads
 
 // "Service default/web: spec.ports[0].port: ... (bad_port)", for logs.
 [[nodiscard]] std::string to_string(const DecodeError& error);

@@ -16,8 +16,8 @@
 #include <system_error>
 #include <utility>
 
-#include <boost/json.hpp>
 #include <yaml-cpp/yaml.h>
+#include <boost/json.hpp>
 
 namespace kipvs::k8s {
 namespace {
@@ -35,7 +35,9 @@ struct YamlProblem {
 
 // --- YAML 1.2 core schema resolution of plain (unquoted) scalars ------------
 
-bool is_null_word(std::string_view s) { return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL"; }
+bool is_null_word(std::string_view s) {
+  return s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL";
+}
 
 std::optional<bool> as_bool_word(std::string_view s) {
   if (s == "true" || s == "True" || s == "TRUE") return true;
@@ -82,7 +84,8 @@ std::optional<json::value> as_float_word(std::string_view s) {
     body.remove_prefix(1);
   }
   if (body == ".inf" || body == ".Inf" || body == ".INF") {
-    return json::value(negative ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity());
+    return json::value(negative ? -std::numeric_limits<double>::infinity()
+                                : std::numeric_limits<double>::infinity());
   }
   if (s == ".nan" || s == ".NaN" || s == ".NAN") return json::value(std::numeric_limits<double>::quiet_NaN());
   std::size_t i = 0;
@@ -163,10 +166,12 @@ std::expected<json::value, YamlProblem> to_json(const YAML::Node& node, int dept
       json::object object;
       for (const auto& member : node) {
         const auto key_line = static_cast<std::size_t>(std::max(member.first.Mark().line, 0));
-        if (!member.first.IsScalar()) return std::unexpected(YamlProblem{"a mapping key must be a scalar", key_line});
+        if (!member.first.IsScalar())
+          return std::unexpected(YamlProblem{"a mapping key must be a scalar", key_line});
         const std::string& key = member.first.Scalar();
         // yaml-cpp keeps both copies of a repeated key; kubectl refuses them.
-        if (object.contains(key)) return std::unexpected(YamlProblem{"key \"" + key + "\" repeated", key_line});
+        if (object.contains(key))
+          return std::unexpected(YamlProblem{"key \"" + key + "\" repeated", key_line});
         auto v = to_json(member.second, depth + 1);
         if (!v) return v;
         object.emplace(key, std::move(*v));
@@ -211,16 +216,16 @@ struct Origin {
   std::size_t line;
 };
 
-void add_error(ManifestFile& out, const Origin& at, std::optional<std::size_t> item, std::optional<ResourceKind> kind,
-               const DecodeError& error) {
+void add_error(ManifestFile& out, const Origin& at, std::optional<std::size_t> item,
+               std::optional<ResourceKind> kind, const DecodeError& error) {
   // Name the object as it would have been keyed: namespaced kinds without a
   // namespace live in "default".
   std::string object = error.object;
   if (kind && *kind != ResourceKind::kNode && object != "?" && object.find('/') == std::string::npos) {
     object = "default/" + object;
   }
-  out.errors.push_back(ManifestError{at.file, at.document, at.line, item, kind, std::move(object), error.reason,
-                                     error.message});
+  out.errors.push_back(ManifestError{at.file, at.document, at.line, item, kind, std::move(object),
+                                     error.reason, error.message});
 }
 
 void add_decoded(ManifestFile& out, const Origin& at, std::optional<std::size_t> item,
@@ -239,9 +244,12 @@ std::expected<AnyObject, DecodeError> decode_as(ResourceKind kind, const json::v
     return AnyObject(std::move(*decoded));
   };
   switch (kind) {
-    case ResourceKind::kService: return widen(decode_service(v));
-    case ResourceKind::kEndpointSlice: return widen(decode_endpoint_slice(v));
-    case ResourceKind::kNode: return widen(decode_node(v));
+    case ResourceKind::kService:
+      return widen(decode_service(v));
+    case ResourceKind::kEndpointSlice:
+      return widen(decode_endpoint_slice(v));
+    case ResourceKind::kNode:
+      return widen(decode_node(v));
   }
   return std::unexpected(DecodeError{"?", std::string(kReasonUnknownKind), "unknown kind"});
 }
@@ -261,7 +269,8 @@ void add_document(ManifestFile& out, const Origin& at, const json::value& doc) {
     item_kind = kind_from_name(kind.substr(0, kind.size() - 4));
     if (!item_kind) {
       add_error(out, at, std::nullopt, std::nullopt,
-                DecodeError{"?", std::string(kReasonUnknownKind), "kind: " + std::string(kind) + " is not read by kipvs"});
+                DecodeError{"?", std::string(kReasonUnknownKind),
+                            "kind: " + std::string(kind) + " is not read by kipvs"});
       return;
     }
   }
@@ -278,7 +287,8 @@ void add_document(ManifestFile& out, const Origin& at, const json::value& doc) {
       if (item_kind) {
         add_decoded(out, at, i, item_kind, decode_as(*item_kind, entry));
       } else {
-        std::optional<ResourceKind> k = entry.is_object() ? kind_from_name(kind_field(entry.get_object())) : std::nullopt;
+        std::optional<ResourceKind> k =
+            entry.is_object() ? kind_from_name(kind_field(entry.get_object())) : std::nullopt;
         add_decoded(out, at, i, k, decode_object(entry));
       }
     }
@@ -291,7 +301,7 @@ void add_document(ManifestFile& out, const Origin& at, const json::value& doc) {
 // whitespace (and possibly content, as in "--- {a: 1}"). "..." ends one.
 bool is_document_marker(std::string_view line, std::string_view& rest) {
   if (line.ends_with('\r')) line.remove_suffix(1);
-  if (line == "..." ) {
+  if (line == "...") {
     rest = {};
     return true;
   }
@@ -356,8 +366,9 @@ void parse_yaml(std::string_view text, const fs::path& file, ManifestFile& out) 
     ++document;
     auto value = to_json(node, 0);
     if (!value) {
-      out.errors.push_back(ManifestError{file, document, chunk.line + value.error().line, std::nullopt, std::nullopt,
-                                         "?", std::string(kReasonBadType), value.error().message});
+      out.errors.push_back(ManifestError{file, document, chunk.line + value.error().line, std::nullopt,
+                                         std::nullopt, "?", std::string(kReasonBadType),
+                                         value.error().message});
       continue;
     }
     add_document(out, Origin{file, document, chunk.line}, *value);
@@ -403,7 +414,9 @@ bool is_manifest_name(const std::string& name) {
   return name.ends_with(".yaml") || name.ends_with(".yml") || name.ends_with(".json");
 }
 
-std::string errno_text(int error) { return std::error_code(error, std::generic_category()).message(); }
+std::string errno_text(int error) {
+  return std::error_code(error, std::generic_category()).message();
+}
 
 // Joins files into per-kind maps; the first definition of a key wins.
 struct Merged {
@@ -433,10 +446,10 @@ Merged merge(const std::vector<std::pair<fs::path, const ManifestFile*>>& files)
       }
       const ResourceKind kind = kind_of(object);
       std::string name = key.namespace_.empty() ? key.name : key.namespace_ + "/" + key.name;
-      merged.duplicates.push_back(ManifestError{path, 0, 0, std::nullopt, kind, name,
-                                                std::string(kManifestReasonDuplicate),
-                                                std::string(kind_name(kind)) + " " + name +
-                                                    " is defined more than once; the first definition is used"});
+      merged.duplicates.push_back(
+          ManifestError{path, 0, 0, std::nullopt, kind, name, std::string(kManifestReasonDuplicate),
+                        std::string(kind_name(kind)) + " " + name +
+                            " is defined more than once; the first definition is used"});
     }
   }
   return merged;
@@ -474,7 +487,8 @@ ManifestFile load_manifest_file(const fs::path& file) {
     ManifestFile out;
     out.syntax_ok = false;
     out.errors.push_back(ManifestError{file, 0, 0, std::nullopt, std::nullopt, "?",
-                                       std::string(kManifestReasonUnreadable), "cannot read: " + errno_text(errno)});
+                                       std::string(kManifestReasonUnreadable),
+                                       "cannot read: " + errno_text(errno)});
     return out;
   }
   const ManifestFormat format = file.extension() == ".json" ? ManifestFormat::kJson : ManifestFormat::kYaml;
@@ -520,7 +534,9 @@ std::expected<Manifests, std::string> load_manifests(const fs::path& dir) {
 ManifestSource::ManifestSource(boost::asio::io_context& io, Options options, ObjectSink& sink)
     : io_(io), options_(std::move(options)), sink_(sink), timer_(io), buffer_(64 * 1024) {
   if (!options_.log) {
-    options_.log = [](std::string_view line) { std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data()); };
+    options_.log = [](std::string_view line) {
+      std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
+    };
   }
 }
 
@@ -538,7 +554,8 @@ std::expected<void, std::string> ManifestSource::start() {
   if (::inotify_add_watch(fd, options_.dir.c_str(), kMask) < 0) {
     const int error = errno;
     ::close(fd);
-    return std::unexpected("cannot watch manifest directory " + options_.dir.string() + ": " + errno_text(error));
+    return std::unexpected("cannot watch manifest directory " + options_.dir.string() + ": " +
+                           errno_text(error));
   }
   inotify_.emplace(io_, fd);
   if (auto files = list_manifest_files(options_.dir); !files) {
@@ -565,38 +582,38 @@ void ManifestSource::stop() {
 
 void ManifestSource::watch() {
   if (!inotify_) return;
-  inotify_->async_read_some(
-      boost::asio::buffer(buffer_),
-      [this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec, std::size_t size) {
-        if (alive.expired() || ec == boost::asio::error::operation_aborted || !inotify_) return;
-        if (ec) {
-          options_.log("manifests: reading inotify events failed (" + ec.message() +
-                       "); changes to " + options_.dir.string() + " are no longer followed");
-          return;
-        }
-        bool relevant = false;
-        std::size_t offset = 0;
-        while (offset + sizeof(inotify_event) <= size) {
-          inotify_event event;
-          std::memcpy(&event, buffer_.data() + offset, sizeof event);
-          const std::size_t name_size = std::min<std::size_t>(event.len, size - offset - sizeof event);
-          std::string name(buffer_.data() + offset + sizeof event, name_size);
-          name.resize(std::strlen(name.c_str()));  // the kernel pads with NULs
-          offset += sizeof event + event.len;
-          if ((event.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) != 0) {
-            options_.log("manifests: " + options_.dir.string() +
-                         " was removed or moved; keeping the current objects, changes are no longer followed");
-          }
-          // Manifest files, directory-level events, an overflowed queue, and
-          // a ConfigMap volume's "..data" link swap all call for a reload.
-          if (name.empty() || is_manifest_name(name) || name.starts_with("..") ||
-              (event.mask & IN_Q_OVERFLOW) != 0) {
-            relevant = true;
-          }
-        }
-        if (relevant) on_event();
-        watch();
-      });
+  inotify_->async_read_some(boost::asio::buffer(buffer_), [this, alive = std::weak_ptr<int>(alive_)](
+                                                              const boost::system::error_code& ec,
+                                                              std::size_t size) {
+    if (alive.expired() || ec == boost::asio::error::operation_aborted || !inotify_) return;
+    if (ec) {
+      options_.log("manifests: reading inotify events failed (" + ec.message() + "); changes to " +
+                   options_.dir.string() + " are no longer followed");
+      return;
+    }
+    bool relevant = false;
+    std::size_t offset = 0;
+    while (offset + sizeof(inotify_event) <= size) {
+      inotify_event event;
+      std::memcpy(&event, buffer_.data() + offset, sizeof event);
+      const std::size_t name_size = std::min<std::size_t>(event.len, size - offset - sizeof event);
+      std::string name(buffer_.data() + offset + sizeof event, name_size);
+      name.resize(std::strlen(name.c_str()));  // the kernel pads with NULs
+      offset += sizeof event + event.len;
+      if ((event.mask & (IN_DELETE_SELF | IN_MOVE_SELF)) != 0) {
+        options_.log("manifests: " + options_.dir.string() +
+                     " was removed or moved; keeping the current objects, changes are no longer followed");
+      }
+      // Manifest files, directory-level events, an overflowed queue, and
+      // a ConfigMap volume's "..data" link swap all call for a reload.
+      if (name.empty() || is_manifest_name(name) || name.starts_with("..") ||
+          (event.mask & IN_Q_OVERFLOW) != 0) {
+        relevant = true;
+      }
+    }
+    if (relevant) on_event();
+    watch();
+  });
 }
 
 void ManifestSource::on_event() {
@@ -654,8 +671,9 @@ void ManifestSource::reload() {
   }
   services_.replace(std::move(merged.services),
                     [&](const ObjectKey& key, const Service* now) { sink_.service_changed(key, now); });
-  slices_.replace(std::move(merged.slices),
-                  [&](const ObjectKey& key, const EndpointSlice* now) { sink_.endpoint_slice_changed(key, now); });
+  slices_.replace(std::move(merged.slices), [&](const ObjectKey& key, const EndpointSlice* now) {
+    sink_.endpoint_slice_changed(key, now);
+  });
   nodes_.replace(std::move(nodes), [&](const ObjectKey&, const Node* now) { sink_.node_changed(now); });
   last_good_ = std::move(next);
 }

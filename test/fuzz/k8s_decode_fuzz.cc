@@ -23,9 +23,10 @@ using kipvs::k8s::DecodeError;
 
 void check_error(const DecodeError& e) {
   using namespace kipvs::k8s;
-  const bool known = e.reason == kReasonBadType || e.reason == kReasonBadPort || e.reason == kReasonBadProtocol ||
-                     e.reason == kReasonBadTimeout || e.reason == kReasonMissingName ||
-                     e.reason == kReasonWrongKind || e.reason == kReasonUnknownKind;
+  const bool known = e.reason == kReasonBadType || e.reason == kReasonBadPort ||
+                     e.reason == kReasonBadProtocol || e.reason == kReasonBadTimeout ||
+                     e.reason == kReasonMissingName || e.reason == kReasonWrongKind ||
+                     e.reason == kReasonUnknownKind;
   if (!known || e.message.empty() || e.object.empty()) std::abort();
 }
 

@@ -233,10 +233,10 @@ TEST_CASE("decode_node reads addresses, taints and labels", "[k8s][decode]") {
   CHECK(decoded->meta.namespace_.empty());
   CHECK(decoded->meta.labels.at("topology.kubernetes.io/zone") == "zone-1");
   CHECK(decoded->addresses == std::vector<NodeAddress>{{"InternalIP", "192.168.1.10"},
-                                                      {"InternalIP", "fd00::10"},
-                                                      {"Hostname", "node-a"}});
+                                                       {"InternalIP", "fd00::10"},
+                                                       {"Hostname", "node-a"}});
   CHECK(decoded->taints == std::vector<Taint>{{"node.kubernetes.io/unschedulable", "", "NoSchedule"},
-                                             {"dedicated", "lb", "NoExecute"}});
+                                              {"dedicated", "lb", "NoExecute"}});
 }
 
 TEST_CASE("decode_object picks the decoder by kind", "[k8s][decode]") {
@@ -267,26 +267,31 @@ struct ErrorCase {
 // Service documents, each with one thing wrong.
 TEST_CASE("decode_service refuses values that would mislead the proxy", "[k8s][decode]") {
   const ErrorCase c = GENERATE(values<ErrorCase>({
-      {"port too large", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":80},{"port":65536}]}})",
-       "n/a", kReasonBadPort, "spec.ports[1].port: expected an integer in 1..65535, got 65536"},
+      {"port too large",
+       R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":80},{"port":65536}]}})", "n/a",
+       kReasonBadPort, "spec.ports[1].port: expected an integer in 1..65535, got 65536"},
       {"port zero", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":0}]}})", "n/a",
        kReasonBadPort, "spec.ports[0].port"},
       {"negative port", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":-80}]}})", "n/a",
        kReasonBadPort, "got -80"},
       {"string port", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":"80"}]}})", "n/a",
        kReasonBadPort, "spec.ports[0].port: expected an integer in 1..65535, got \"80\""},
-      {"fractional port", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":80.5}]}})", "n/a",
-       kReasonBadPort, "spec.ports[0].port"},
-      {"huge port", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":18446744073709551615}]}})",
+      {"fractional port", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":80.5}]}})",
        "n/a", kReasonBadPort, "spec.ports[0].port"},
-      {"missing port", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"name":"http"}]}})", "n/a",
-       kReasonBadPort, "spec.ports[0].port: a service port needs a port number"},
-      {"bad nodePort", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":80,"nodePort":70000}]}})",
-       "n/a", kReasonBadPort, "spec.ports[0].nodePort"},
-      {"bad healthCheckNodePort", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"healthCheckNodePort":true}})",
-       "n/a", kReasonBadPort, "spec.healthCheckNodePort"},
-      {"unknown protocol", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":80,"protocol":"tcp"}]}})",
-       "n/a", kReasonBadProtocol, "spec.ports[0].protocol: expected TCP, UDP or SCTP, got \"tcp\""},
+      {"huge port",
+       R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":18446744073709551615}]}})", "n/a",
+       kReasonBadPort, "spec.ports[0].port"},
+      {"missing port", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"name":"http"}]}})",
+       "n/a", kReasonBadPort, "spec.ports[0].port: a service port needs a port number"},
+      {"bad nodePort",
+       R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":80,"nodePort":70000}]}})", "n/a",
+       kReasonBadPort, "spec.ports[0].nodePort"},
+      {"bad healthCheckNodePort",
+       R"({"metadata":{"name":"a","namespace":"n"},"spec":{"healthCheckNodePort":true}})", "n/a",
+       kReasonBadPort, "spec.healthCheckNodePort"},
+      {"unknown protocol",
+       R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":80,"protocol":"tcp"}]}})", "n/a",
+       kReasonBadProtocol, "spec.ports[0].protocol: expected TCP, UDP or SCTP, got \"tcp\""},
       {"negative timeout",
        R"({"metadata":{"name":"a","namespace":"n"},"spec":{"sessionAffinity":"ClientIP","sessionAffinityConfig":{"clientIP":{"timeoutSeconds":-1}}}})",
        "n/a", kReasonBadTimeout, "spec.sessionAffinityConfig.clientIP.timeoutSeconds"},
@@ -296,27 +301,31 @@ TEST_CASE("decode_service refuses values that would mislead the proxy", "[k8s][d
       {"string timeout",
        R"({"metadata":{"name":"a","namespace":"n"},"spec":{"sessionAffinityConfig":{"clientIP":{"timeoutSeconds":"10"}}}})",
        "n/a", kReasonBadTimeout, "timeoutSeconds"},
-      {"ports not an array", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":{"port":80}}})", "n/a",
-       kReasonBadType, "spec.ports: expected an array, got an object"},
-      {"port entry not an object", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[80]}})", "n/a",
-       kReasonBadType, "spec.ports[0]: expected an object"},
+      {"ports not an array", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":{"port":80}}})",
+       "n/a", kReasonBadType, "spec.ports: expected an array, got an object"},
+      {"port entry not an object", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[80]}})",
+       "n/a", kReasonBadType, "spec.ports[0]: expected an object"},
       {"spec not an object", R"({"metadata":{"name":"a","namespace":"n"},"spec":"x"})", "n/a", kReasonBadType,
        "spec: expected an object, got a string"},
-      {"clusterIPs not strings", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"clusterIPs":["10.0.0.1",7]}})",
-       "n/a", kReasonBadType, "spec.clusterIPs[1]: expected a string, got 7"},
+      {"clusterIPs not strings",
+       R"({"metadata":{"name":"a","namespace":"n"},"spec":{"clusterIPs":["10.0.0.1",7]}})", "n/a",
+       kReasonBadType, "spec.clusterIPs[1]: expected a string, got 7"},
       {"clusterIP a number", R"({"metadata":{"name":"a","namespace":"n"},"spec":{"clusterIP":10}})", "n/a",
        kReasonBadType, "spec.clusterIP: expected a string"},
       {"label value a number", R"({"metadata":{"name":"a","namespace":"n","labels":{"version":1}}})", "n/a",
        kReasonBadType, "metadata.labels.version: expected a string, got 1"},
-      {"ingress not an array", R"({"metadata":{"name":"a","namespace":"n"},"status":{"loadBalancer":{"ingress":"1.2.3.4"}}})",
-       "n/a", kReasonBadType, "status.loadBalancer.ingress"},
-      {"missing name", R"({"metadata":{"namespace":"n"},"spec":{}})", "?", kReasonMissingName, "metadata.name"},
+      {"ingress not an array",
+       R"({"metadata":{"name":"a","namespace":"n"},"status":{"loadBalancer":{"ingress":"1.2.3.4"}}})", "n/a",
+       kReasonBadType, "status.loadBalancer.ingress"},
+      {"missing name", R"({"metadata":{"namespace":"n"},"spec":{}})", "?", kReasonMissingName,
+       "metadata.name"},
       {"no metadata", R"({"spec":{}})", "?", kReasonMissingName, "metadata.name"},
-      {"name a number", R"({"metadata":{"name":5}})", "?", kReasonBadType, "metadata.name: expected a string"},
+      {"name a number", R"({"metadata":{"name":5}})", "?", kReasonBadType,
+       "metadata.name: expected a string"},
       {"wrong kind", R"({"kind":"Node","apiVersion":"v1","metadata":{"name":"a"}})", "a", kReasonWrongKind,
        "kind: expected Service"},
-      {"wrong apiVersion", R"({"kind":"Service","apiVersion":"v2","metadata":{"name":"a","namespace":"n"}})", "n/a",
-       kReasonWrongKind, "apiVersion"},
+      {"wrong apiVersion", R"({"kind":"Service","apiVersion":"v2","metadata":{"name":"a","namespace":"n"}})",
+       "n/a", kReasonWrongKind, "apiVersion"},
       {"not an object", R"([1,2])", "?", kReasonBadType, "expected a JSON object, got an array"},
   }));
   INFO(c.what);
@@ -335,19 +344,22 @@ TEST_CASE("decode_endpoint_slice refuses malformed slices", "[k8s][decode]") {
        kReasonBadPort, "ports[0].port"},
       {"string port", R"({"metadata":{"name":"s","namespace":"n"},"ports":[{"port":"http"}]})", "n/s",
        kReasonBadPort, "ports[0].port"},
-      {"unknown protocol", R"({"metadata":{"name":"s","namespace":"n"},"ports":[{"port":80,"protocol":"ICMP"}]})",
-       "n/s", kReasonBadProtocol, "ports[0].protocol"},
+      {"unknown protocol",
+       R"({"metadata":{"name":"s","namespace":"n"},"ports":[{"port":80,"protocol":"ICMP"}]})", "n/s",
+       kReasonBadProtocol, "ports[0].protocol"},
       {"ready a string",
        R"({"metadata":{"name":"s","namespace":"n"},"endpoints":[{"addresses":["10.0.0.1"]},{"addresses":["10.0.0.2"],"conditions":{"ready":"true"}}]})",
        "n/s", kReasonBadType, "endpoints[1].conditions.ready: expected a boolean, got \"true\""},
-      {"addresses a string", R"({"metadata":{"name":"s","namespace":"n"},"endpoints":[{"addresses":"10.0.0.1"}]})",
-       "n/s", kReasonBadType, "endpoints[0].addresses: expected an array"},
+      {"addresses a string",
+       R"({"metadata":{"name":"s","namespace":"n"},"endpoints":[{"addresses":"10.0.0.1"}]})", "n/s",
+       kReasonBadType, "endpoints[0].addresses: expected an array"},
       {"endpoints an object", R"({"metadata":{"name":"s","namespace":"n"},"endpoints":{}})", "n/s",
        kReasonBadType, "endpoints: expected an array"},
       {"hint not an object",
        R"({"metadata":{"name":"s","namespace":"n"},"endpoints":[{"addresses":["10.0.0.1"],"hints":{"forZones":["zone-1"]}}]})",
        "n/s", kReasonBadType, "endpoints[0].hints.forZones[0]: expected an object"},
-      {"v1beta1", R"({"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1beta1","metadata":{"name":"s","namespace":"n"}})",
+      {"v1beta1",
+       R"({"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1beta1","metadata":{"name":"s","namespace":"n"}})",
        "n/s", kReasonWrongKind, "apiVersion: expected discovery.k8s.io/v1"},
   }));
   INFO(c.what);
@@ -360,10 +372,11 @@ TEST_CASE("decode_endpoint_slice refuses malformed slices", "[k8s][decode]") {
 
 TEST_CASE("decode_node refuses malformed nodes", "[k8s][decode]") {
   const ErrorCase c = GENERATE(values<ErrorCase>({
-      {"addresses an object", R"({"metadata":{"name":"n1"},"status":{"addresses":{"type":"InternalIP"}}})", "n1",
-       kReasonBadType, "status.addresses: expected an array"},
-      {"address a number", R"({"metadata":{"name":"n1"},"status":{"addresses":[{"type":"InternalIP","address":1}]}})",
-       "n1", kReasonBadType, "status.addresses[0].address"},
+      {"addresses an object", R"({"metadata":{"name":"n1"},"status":{"addresses":{"type":"InternalIP"}}})",
+       "n1", kReasonBadType, "status.addresses: expected an array"},
+      {"address a number",
+       R"({"metadata":{"name":"n1"},"status":{"addresses":[{"type":"InternalIP","address":1}]}})", "n1",
+       kReasonBadType, "status.addresses[0].address"},
       {"taints not an array", R"({"metadata":{"name":"n1"},"spec":{"taints":"x"}})", "n1", kReasonBadType,
        "spec.taints"},
   }));
@@ -376,7 +389,8 @@ TEST_CASE("decode_node refuses malformed nodes", "[k8s][decode]") {
 }
 
 TEST_CASE("decode_object refuses kinds kipvs does not read", "[k8s][decode]") {
-  auto deployment = decode_object(json::parse(R"({"kind":"Deployment","metadata":{"name":"d","namespace":"n"}})"));
+  auto deployment =
+      decode_object(json::parse(R"({"kind":"Deployment","metadata":{"name":"d","namespace":"n"}})"));
   REQUIRE_FALSE(deployment.has_value());
   CHECK(deployment.error().reason == kReasonUnknownKind);
   CHECK(deployment.error().object == "n/d");
@@ -387,13 +401,15 @@ TEST_CASE("decode_object refuses kinds kipvs does not read", "[k8s][decode]") {
   CHECK(no_kind.error().reason == kReasonUnknownKind);
   CHECK_THAT(no_kind.error().message, Catch::Contains("kind: missing"));
 
-  auto bad_field = decode_object(json::parse(R"({"kind":"Service","metadata":{"name":"a"},"spec":{"ports":[{"port":0}]}})"));
+  auto bad_field = decode_object(
+      json::parse(R"({"kind":"Service","metadata":{"name":"a"},"spec":{"ports":[{"port":0}]}})"));
   REQUIRE_FALSE(bad_field.has_value());
   CHECK(bad_field.error().reason == kReasonBadPort);
 }
 
 TEST_CASE("to_string names object, path and reason", "[k8s][decode]") {
-  auto decoded = decode_service(json::parse(R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":0}]}})"));
+  auto decoded = decode_service(
+      json::parse(R"({"metadata":{"name":"a","namespace":"n"},"spec":{"ports":[{"port":0}]}})"));
   REQUIRE_FALSE(decoded.has_value());
   CHECK(to_string(decoded.error()) ==
         "n/a: spec.ports[0].port: expected an integer in 1..65535, got 0 (bad_port)");
@@ -441,7 +457,8 @@ TEST_CASE("decode_list_meta reads resourceVersion and continue", "[k8s][decode]"
 }
 
 TEST_CASE("resource_version_of reads a BOOKMARK's object leniently", "[k8s][decode]") {
-  CHECK(resource_version_of(json::parse(R"({"kind":"Service","metadata":{"resourceVersion":"12345"}})")) == "12345");
+  CHECK(resource_version_of(json::parse(R"({"kind":"Service","metadata":{"resourceVersion":"12345"}})")) ==
+        "12345");
   CHECK_FALSE(resource_version_of(json::parse(R"({"metadata":{}})")).has_value());
   CHECK_FALSE(resource_version_of(json::parse(R"({"metadata":{"resourceVersion":5}})")).has_value());
   CHECK_FALSE(resource_version_of(json::parse("[]")).has_value());

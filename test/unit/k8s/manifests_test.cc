@@ -18,7 +18,9 @@ using namespace std::chrono_literals;
 const fs::path kData = KIPVS_TEST_DATA;
 const fs::path kScratch = KIPVS_TEST_SCRATCH;
 
-ManifestFile yaml(std::string_view text) { return parse_manifests(text, ManifestFormat::kYaml, "test.yaml"); }
+ManifestFile yaml(std::string_view text) {
+  return parse_manifests(text, ManifestFormat::kYaml, "test.yaml");
+}
 
 // A copy: callers pass a temporary ManifestFile.
 template <typename T>
@@ -42,11 +44,11 @@ TEST_CASE("load_manifests reads YAML, multi-document YAML, JSON and lists", "[k8
   CHECK(keys == std::vector<std::pair<ResourceKind, ObjectKey>>{
                     {ResourceKind::kService, {"shop", "web"}},
                     {ResourceKind::kEndpointSlice, {"shop", "web-1"}},
-                    {ResourceKind::kService, {"default", "dns"}},         // JSON, no namespace: default
+                    {ResourceKind::kService, {"default", "dns"}},          // JSON, no namespace: default
                     {ResourceKind::kEndpointSlice, {"default", "dns-1"}},  // second JSON value in the file
                     {ResourceKind::kService, {"infra", "api"}},            // kind: List
-                    {ResourceKind::kNode, {"", "node-a"}},                 // cluster-scoped: namespace dropped
-                    {ResourceKind::kService, {"infra", "legacy"}},         // kind: ServiceList, items without kind
+                    {ResourceKind::kNode, {"", "node-a"}},          // cluster-scoped: namespace dropped
+                    {ResourceKind::kService, {"infra", "legacy"}},  // kind: ServiceList, items without kind
                 });
   REQUIRE(loaded->objects.size() == 7);
 
@@ -111,9 +113,10 @@ TEST_CASE("a bad document is skipped with its file and index while the others lo
     CHECK(e.reason == expected[i].reason);
   }
   // The string port's message names the field, and where the document starts.
-  CHECK_THAT(to_string(loaded->errors[0]),
-             Catch::EndsWith("mixed.yaml: document 2 (line 5): Service default/string-port: spec.ports[0].port: "
-                             "expected an integer in 1..65535, got \"80\" (bad_port)"));
+  CHECK_THAT(
+      to_string(loaded->errors[0]),
+      Catch::EndsWith("mixed.yaml: document 2 (line 5): Service default/string-port: spec.ports[0].port: "
+                      "expected an integer in 1..65535, got \"80\" (bad_port)"));
   // yaml-cpp notices the unclosed flow mapping on the line after it (17);
   // the line is counted from the top of the file, not of the document.
   CHECK(loaded->errors[1].line == 17);
@@ -129,10 +132,10 @@ TEST_CASE("load_manifests fails on a directory it cannot list", "[k8s][manifests
 TEST_CASE("YAML scalars: quoted is a string, plain is typed by YAML 1.2 core rules", "[k8s][manifests]") {
   struct Case {
     const char* what;
-    const char* ports;       // the YAML of spec.ports[0]'s members
-    const char* reason;      // "" when it must decode
-    std::int32_t port = 0;   // the expected port when it decodes
-    const char* name = "";   // the expected name when it decodes
+    const char* ports;      // the YAML of spec.ports[0]'s members
+    const char* reason;     // "" when it must decode
+    std::int32_t port = 0;  // the expected port when it decodes
+    const char* name = "";  // the expected name when it decodes
   };
   const Case c = GENERATE(values<Case>({
       {"plain int", "port: 80", "", 80},
@@ -184,13 +187,15 @@ endpoints:
     CHECK(slice.endpoints.at(0).conditions == EndpointConditions{true, false, std::nullopt});
   }
   SECTION("a YAML 1.1 'yes' is not a boolean") {
-    ManifestFile file = yaml("kind: EndpointSlice\nmetadata: {name: s}\nendpoints:\n- conditions: {ready: yes}\n");
+    ManifestFile file =
+        yaml("kind: EndpointSlice\nmetadata: {name: s}\nendpoints:\n- conditions: {ready: yes}\n");
     REQUIRE(file.errors.size() == 1);
     CHECK(file.errors[0].reason == "bad_type");
     CHECK_THAT(file.errors[0].message, Catch::Contains("endpoints[0].conditions.ready"));
   }
   SECTION("an empty or ~ value is unset") {
-    const auto s = only<Service>(yaml("kind: Service\nmetadata: {name: s}\nspec:\n  clusterIP:\n  externalIPs: ~\n"));
+    const auto s =
+        only<Service>(yaml("kind: Service\nmetadata: {name: s}\nspec:\n  clusterIP:\n  externalIPs: ~\n"));
     CHECK(s.cluster_ip.empty());
     CHECK(s.external_ips.empty());
   }
@@ -215,7 +220,8 @@ endpoints:
     CHECK(file.errors[0].reason == "bad_type");
   }
   SECTION("comments, empty documents and document end markers are not documents") {
-    ManifestFile file = yaml("# only a comment\n---\n---\n# another\n...\n--- {kind: Service, metadata: {name: s}}\n");
+    ManifestFile file =
+        yaml("# only a comment\n---\n---\n# another\n...\n--- {kind: Service, metadata: {name: s}}\n");
     CHECK(file.errors.empty());
     CHECK(file.objects.size() == 1);
     CHECK(yaml("").objects.empty());
@@ -237,8 +243,9 @@ TEST_CASE("JSON files: several values, and a syntax error stops the file", "[k8s
   CHECK(file.errors[0].line == 2);
 
   // In JSON a string port is a string, whatever it looks like.
-  ManifestFile string_port = parse_manifests(R"({"kind":"Service","metadata":{"name":"a"},"spec":{"ports":[{"port":"80"}]}})",
-                                             ManifestFormat::kJson, "y.json");
+  ManifestFile string_port =
+      parse_manifests(R"({"kind":"Service","metadata":{"name":"a"},"spec":{"ports":[{"port":"80"}]}})",
+                      ManifestFormat::kJson, "y.json");
   REQUIRE(string_port.errors.size() == 1);
   CHECK(string_port.errors[0].reason == "bad_port");
   CHECK(string_port.syntax_ok);
@@ -253,10 +260,12 @@ class RecordingSink : public ObjectSink {
     events.push_back("service " + name(key) + (now != nullptr ? " " + describe(*now) : " deleted"));
   }
   void endpoint_slice_changed(const ObjectKey& key, const EndpointSlice* now) override {
-    events.push_back("slice " + name(key) + (now != nullptr ? " " + std::to_string(now->endpoints.size()) : " deleted"));
+    events.push_back("slice " + name(key) +
+                     (now != nullptr ? " " + std::to_string(now->endpoints.size()) : " deleted"));
   }
   void node_changed(const Node* now) override {
-    events.push_back("node " + (now != nullptr ? now->meta.name + " " + now->addresses.at(0).address : "deleted"));
+    events.push_back("node " +
+                     (now != nullptr ? now->meta.name + " " + now->addresses.at(0).address : "deleted"));
   }
   void synced(ResourceKind kind) override { events.push_back("synced " + std::string(kind_name(kind))); }
   void object_skipped(ResourceKind kind, const std::string& what, const std::string& reason) override {
@@ -293,8 +302,8 @@ void write_file(const fs::path& path, std::string_view text) {
 }
 
 std::string service_yaml(const char* name, const char* ip, int port) {
-  return "apiVersion: v1\nkind: Service\nmetadata: {name: " + std::string(name) + "}\nspec: {clusterIP: " + ip +
-         ", ports: [{port: " + std::to_string(port) + "}]}\n";
+  return "apiVersion: v1\nkind: Service\nmetadata: {name: " + std::string(name) +
+         "}\nspec: {clusterIP: " + ip + ", ports: [{port: " + std::to_string(port) + "}]}\n";
 }
 
 std::string node_yaml(const char* name, const char* ip) {
@@ -323,7 +332,8 @@ TEST_CASE("ManifestSource delivers everything, then only the differences", "[k8s
   fs::create_directories(dir);
   write_file(dir / "a.yaml", service_yaml("s1", "10.96.0.1", 80) + "---\n" + kSlice);
   write_file(dir / "b.yaml", service_yaml("s2", "10.96.0.2", 80));
-  write_file(dir / "nodes.yaml", node_yaml("node-a", "192.168.0.1") + "---\n" + node_yaml("node-b", "192.168.0.2"));
+  write_file(dir / "nodes.yaml",
+             node_yaml("node-a", "192.168.0.1") + "---\n" + node_yaml("node-b", "192.168.0.2"));
 
   boost::asio::io_context io;
   RecordingSink sink;
@@ -347,10 +357,12 @@ TEST_CASE("ManifestSource delivers everything, then only the differences", "[k8s
   REQUIRE(source.loads() == 1);
 
   SECTION("edits, deletes and additions pass on just what changed") {
-    write_file(dir / "a.yaml", service_yaml("s1", "10.96.0.1", 81) + "---\n" + kSlice);  // s1 edited, slice same
+    write_file(dir / "a.yaml",
+               service_yaml("s1", "10.96.0.1", 81) + "---\n" + kSlice);  // s1 edited, slice same
     fs::remove(dir / "b.yaml");
     write_file(dir / "c.yml", service_yaml("s3", "10.96.0.3", 53));
-    write_file(dir / "nodes.yaml", node_yaml("node-a", "192.168.0.1") + "---\n" + node_yaml("node-b", "192.168.9.9"));
+    write_file(dir / "nodes.yaml",
+               node_yaml("node-a", "192.168.0.1") + "---\n" + node_yaml("node-b", "192.168.9.9"));
     write_file(dir / "notes.txt", "not a manifest");
     REQUIRE(run_until(io, [&] { return source.loads() >= 2; }));
     io.run_for(100ms);  // anything that came late
@@ -404,7 +416,8 @@ TEST_CASE("ManifestSource delivers everything, then only the differences", "[k8s
   }
 
   SECTION("a burst of changes is coalesced into one reload") {
-    for (int port = 1000; port < 1010; ++port) write_file(dir / "b.yaml", service_yaml("s2", "10.96.0.2", port));
+    for (int port = 1000; port < 1010; ++port)
+      write_file(dir / "b.yaml", service_yaml("s2", "10.96.0.2", port));
     REQUIRE(run_until(io, [&] { return source.loads() >= 2; }));
     io.run_for(100ms);
     CHECK(source.loads() == 2);

@@ -41,9 +41,9 @@ TEST_CASE("ObjectCache::replace passes on adds, changes and deletes only", "[k8s
   for (const char* name : {"a", "b", "c", "d"}) cache.upsert(service("ns", name, "10.0.0.1"));
 
   ObjectCache<Service>::Map next;
-  for (const auto& s : {service("ns", "b", "10.0.0.1"),    // unchanged
-                        service("ns", "c", "10.0.0.9"),    // changed
-                        service("ns", "e", "10.0.0.5"),    // added
+  for (const auto& s : {service("ns", "b", "10.0.0.1"),     // unchanged
+                        service("ns", "c", "10.0.0.9"),     // changed
+                        service("ns", "e", "10.0.0.5"),     // added
                         service("aa", "z", "10.0.0.6")}) {  // added, sorts first
     next.emplace(key_of(s), s);
   }
