@@ -1,0 +1,325 @@
+#include "k8s/kubeconfig.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <yaml-cpp/yaml.h>
+
+namespace kipvs::k8s {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::expected<std::string, std::string> read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::unexpected("cannot read " + path.string());
+  std::ostringstream out;
+  out << in.rdbuf();
+  if (in.bad()) return std::unexpected("cannot read " + path.string());
+  return out.str();
+}
+
+std::string trim(std::string s) {
+  const auto first = s.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) return "";
+  const auto last = s.find_last_not_of(" \t\r\n");
+  return s.substr(first, last - first + 1);
+}
+
+std::optional<std::string> decode_base64(std::string_view text) {
+  std::string clean;
+  for (char c : text) {
+    if (c != '\n' && c != '\r' && c != ' ' && c != '\t') clean.push_back(c);
+  }
+  if (clean.size() % 4 != 0) return std::nullopt;
+  std::string out(clean.size() / 4 * 3, '\0');
+  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                                reinterpret_cast<const unsigned char*>(clean.data()), static_cast<int>(clean.size()));
+  if (n < 0) return std::nullopt;
+  // EVP_DecodeBlock counts the '=' padding as zero bytes.
+  std::size_t size = static_cast<std::size_t>(n);
+  if (!clean.empty() && clean.back() == '=') --size;
+  if (clean.size() >= 2 && clean[clean.size() - 2] == '=') --size;
+  out.resize(size);
+  return out;
+}
+
+using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
+
+// OpenSSL must read it as at least one certificate: a wrong file fails at
+// start-up, naming it, instead of at the first handshake.
+std::expected<void, std::string> check_certificates(const std::string& pem) {
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  int count = 0;
+  while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
+    X509_free(cert);
+    ++count;
+  }
+  if (count == 0) return std::unexpected("no PEM certificate in it");
+  return {};
+}
+
+std::expected<void, std::string> check_private_key(const std::string& pem) {
+  BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
+  EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
+  if (key == nullptr) return std::unexpected("no PEM private key in it");
+  EVP_PKEY_free(key);
+  return {};
+}
+
+// Reads one of the kubeconfig's "X / X-data" pairs; data wins, as in client-go.
+struct PemField {
+  const char* file_key;
+  const char* data_key;
+  bool is_key;
+};
+
+std::expected<std::optional<PemSource>, ConfigError> read_pem_field(const YAML::Node& node, const PemField& field,
+                                                                    const std::string& where,
+                                                                    const fs::path& kubeconfig) {
+  const std::string kubeconfig_name = kubeconfig.string();
+  std::optional<PemSource> result;
+  if (const auto data = node[field.data_key]; data && !data.IsNull()) {
+    auto decoded = decode_base64(data.as<std::string>());
+    if (!decoded) return std::unexpected(ConfigError{kubeconfig_name, where + "." + field.data_key, "not valid base64"});
+    result = PemSource{std::move(*decoded), "kubeconfig " + kubeconfig_name + ": " + where + "." + field.data_key};
+  } else if (const auto file = node[field.file_key]; file && !file.IsNull()) {
+    fs::path path = file.as<std::string>();
+    if (path.is_relative()) path = kubeconfig.parent_path() / path;
+    auto text = read_file(path);
+    if (!text) return std::unexpected(ConfigError{path.string(), where + "." + field.file_key, text.error()});
+    result = PemSource{std::move(*text), path.string()};
+  }
+  if (result) {
+    auto ok = field.is_key ? check_private_key(result->pem) : check_certificates(result->pem);
+    if (!ok) {
+      const bool from_data = result->origin.starts_with("kubeconfig ");
+      return std::unexpected(ConfigError{from_data ? kubeconfig_name : result->origin,
+                                         where + "." + (from_data ? field.data_key : field.file_key), ok.error()});
+    }
+  }
+  return result;
+}
+
+// The entry of a named list ("clusters", "users", "contexts") with that name.
+YAML::Node find_named(const YAML::Node& root, const char* list, const std::string& name, const char* inner) {
+  const YAML::Node entries = root[list];
+  if (!entries || !entries.IsSequence()) return YAML::Node(YAML::NodeType::Undefined);
+  for (const auto& entry : entries) {
+    if (entry["name"] && entry["name"].as<std::string>() == name) return entry[inner];
+  }
+  return YAML::Node(YAML::NodeType::Undefined);
+}
+
+std::string scalar_or(const YAML::Node& node, const char* key, std::string fallback = "") {
+  const auto value = node[key];
+  if (!value || value.IsNull()) return fallback;
+  return value.as<std::string>();
+}
+
+std::expected<ClientConfig, ConfigError> parse_kubeconfig(const YAML::Node& root, const fs::path& file,
+                                                          const std::string& context_override) {
+  const std::string name = file.string();
+  const std::string context_name =
+      context_override.empty() ? scalar_or(root, "current-context") : context_override;
+  if (context_name.empty()) return std::unexpected(ConfigError{name, "current-context", "not set"});
+  const YAML::Node context = find_named(root, "contexts", context_name, "context");
+  if (!context || !context.IsMap()) {
+    return std::unexpected(ConfigError{name, "contexts[" + context_name + "]", "no such context"});
+  }
+  const std::string cluster_name = scalar_or(context, "cluster");
+  const std::string user_name = scalar_or(context, "user");
+  const std::string cluster_where = "clusters[" + cluster_name + "].cluster";
+  const YAML::Node cluster = find_named(root, "clusters", cluster_name, "cluster");
+  if (!cluster || !cluster.IsMap()) {
+    return std::unexpected(ConfigError{name, "clusters[" + cluster_name + "]",
+                                       "no such cluster (named by context " + context_name + ")"});
+  }
+
+  ClientConfig config;
+  config.source = "kubeconfig " + name;
+  config.server = scalar_or(cluster, "server");
+  if (config.server.empty()) return std::unexpected(ConfigError{name, cluster_where + ".server", "not set"});
+  config.tls_server_name = scalar_or(cluster, "tls-server-name");
+  if (const auto insecure = cluster["insecure-skip-tls-verify"]; insecure && !insecure.IsNull()) {
+    config.insecure_skip_tls_verify = insecure.as<bool>();
+  }
+  auto ca = read_pem_field(cluster, {"certificate-authority", "certificate-authority-data", false}, cluster_where, file);
+  if (!ca) return std::unexpected(ca.error());
+  config.certificate_authority = std::move(*ca);
+
+  if (user_name.empty()) return config;
+  const std::string user_where = "users[" + user_name + "].user";
+  const YAML::Node user = find_named(root, "users", user_name, "user");
+  if (!user || !user.IsMap()) {
+    return std::unexpected(ConfigError{name, "users[" + user_name + "]",
+                                       "no such user (named by context " + context_name + ")"});
+  }
+  for (const char* unsupported : {"exec", "auth-provider", "username"}) {
+    if (user[unsupported]) {
+      return std::unexpected(ConfigError{name, user_where + "." + unsupported,
+                                         "not supported by kipvs: use a token, tokenFile or client certificate"});
+    }
+  }
+  auto cert = read_pem_field(user, {"client-certificate", "client-certificate-data", false}, user_where, file);
+  if (!cert) return std::unexpected(cert.error());
+  auto key = read_pem_field(user, {"client-key", "client-key-data", true}, user_where, file);
+  if (!key) return std::unexpected(key.error());
+  if (cert->has_value() != key->has_value()) {
+    return std::unexpected(ConfigError{name, user_where, "client-certificate and client-key must be given together"});
+  }
+  config.client_certificate = std::move(*cert);
+  config.client_key = std::move(*key);
+  config.token = scalar_or(user, "token");
+  if (const std::string token_file = scalar_or(user, "tokenFile"); !token_file.empty()) {
+    fs::path path = token_file;
+    if (path.is_relative()) path = file.parent_path() / path;
+    // Like client-go: the file must be readable at start; it is re-read later.
+    auto text = read_file(path);
+    if (!text) return std::unexpected(ConfigError{path.string(), user_where + ".tokenFile", text.error()});
+    config.token = trim(*text);
+    config.token_file = path;
+  }
+  return config;
+}
+
+}  // namespace
+
+std::string to_string(const ConfigError& error) {
+  std::string out;
+  if (!error.file.empty()) out += error.file + ": ";
+  if (!error.field.empty()) out += error.field + ": ";
+  return out + error.message;
+}
+
+Getenv process_environment() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    const char* value = std::getenv(name.c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  };
+}
+
+std::expected<ClientConfig, ConfigError> load_in_cluster(const Getenv& getenv, const fs::path& root) {
+  const auto host = getenv("KUBERNETES_SERVICE_HOST");
+  const auto port = getenv("KUBERNETES_SERVICE_PORT");
+  if (!host || host->empty()) {
+    return std::unexpected(ConfigError{"", "KUBERNETES_SERVICE_HOST", "not set (not running in a pod?)"});
+  }
+  if (!port || port->empty()) return std::unexpected(ConfigError{"", "KUBERNETES_SERVICE_PORT", "not set"});
+  ClientConfig config;
+  config.source = "in-cluster";
+  const bool ipv6 = host->find(':') != std::string::npos;
+  config.server = "https://" + (ipv6 ? "[" + *host + "]" : *host) + ":" + *port;
+
+  const fs::path token_file = root / "token";
+  auto token = read_file(token_file);
+  if (!token) return std::unexpected(ConfigError{token_file.string(), "token", token.error()});
+  config.token = trim(*token);
+  config.token_file = token_file;
+
+  const fs::path ca_file = root / "ca.crt";
+  auto ca = read_file(ca_file);
+  if (!ca) return std::unexpected(ConfigError{ca_file.string(), "ca.crt", ca.error()});
+  if (auto ok = check_certificates(*ca); !ok) {
+    return std::unexpected(ConfigError{ca_file.string(), "ca.crt", ok.error()});
+  }
+  config.certificate_authority = PemSource{std::move(*ca), ca_file.string()};
+  return config;
+}
+
+std::expected<ClientConfig, ConfigError> load_kubeconfig(const fs::path& file, const std::string& context) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(file.string());
+  } catch (const YAML::BadFile&) {
+    return std::unexpected(ConfigError{file.string(), "", "cannot read the kubeconfig"});
+  } catch (const YAML::Exception& e) {
+    return std::unexpected(ConfigError{file.string(), "", std::string("not valid YAML: ") + e.what()});
+  }
+  try {
+    return parse_kubeconfig(root, file, context);
+  } catch (const YAML::Exception& e) {
+    // A field of the wrong shape (a list where a string belongs, ...).
+    return std::unexpected(ConfigError{file.string(), "", std::string("unexpected structure: ") + e.what()});
+  }
+}
+
+std::expected<ClientConfig, ConfigError> load_client_config(const ConfigFlags& flags, const Getenv& getenv,
+                                                            const fs::path& service_account_root) {
+  auto with_master = [&](std::expected<ClientConfig, ConfigError> config) {
+    if (config && !flags.master.empty()) config->server = flags.master;
+    return config;
+  };
+  if (!flags.kubeconfig.empty()) return with_master(load_kubeconfig(flags.kubeconfig));
+  if (const auto env = getenv("KUBECONFIG"); env && !env->empty()) {
+    std::stringstream list(*env);
+    std::string entry;
+    while (std::getline(list, entry, ':')) {
+      if (!entry.empty() && fs::exists(entry)) return with_master(load_kubeconfig(entry));
+    }
+    if (flags.master.empty()) {
+      return std::unexpected(ConfigError{*env, "KUBECONFIG", "none of these files exists"});
+    }
+  }
+  if (flags.master.empty()) {
+    if (const auto host = getenv("KUBERNETES_SERVICE_HOST"); host && !host->empty()) {
+      return load_in_cluster(getenv, service_account_root);
+    }
+  }
+  if (const auto home = getenv("HOME"); home && !home->empty()) {
+    const fs::path file = fs::path(*home) / ".kube" / "config";
+    if (fs::exists(file)) return with_master(load_kubeconfig(file));
+  }
+  if (!flags.master.empty()) {
+    ClientConfig config;
+    config.server = flags.master;
+    config.source = "--master";
+    return config;
+  }
+  return std::unexpected(ConfigError{"", "",
+                                     "no API server configuration: pass --kubeconfig or --master, set $KUBECONFIG, "
+                                     "or run in a pod"});
+}
+
+TokenSource::TokenSource(std::string fixed_token, fs::path file, Clock clock)
+    : token_(std::move(fixed_token)), file_(std::move(file)), clock_(std::move(clock)) {}
+
+std::string TokenSource::token() {
+  std::lock_guard lock(mutex_);
+  if (!file_.empty() && (stale_ || !last_read_ || clock_() - *last_read_ >= kRefreshPeriod)) {
+    auto text = read_file(file_);
+    last_read_ = clock_();
+    stale_ = false;
+    if (text) {
+      if (std::string fresh = trim(*text); !fresh.empty()) token_ = std::move(fresh);
+    }
+  }
+  return token_;
+}
+
+void TokenSource::invalidate() {
+  std::lock_guard lock(mutex_);
+  stale_ = true;
+}
+
+std::expected<void, std::string> TokenSource::reload() {
+  std::lock_guard lock(mutex_);
+  if (file_.empty()) return {};
+  auto text = read_file(file_);
+  last_read_ = clock_();
+  stale_ = false;
+  if (!text) return std::unexpected(text.error());
+  std::string fresh = trim(*text);
+  if (fresh.empty()) return std::unexpected(file_.string() + " is empty");
+  token_ = std::move(fresh);
+  return {};
+}
+
+}  // namespace kipvs::k8s

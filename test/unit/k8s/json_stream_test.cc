@@ -1,0 +1,235 @@
+#include "k8s/json_stream.h"
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/json.hpp>
+#include <catch2/catch.hpp>
+
+namespace kipvs::k8s {
+namespace {
+
+// Three watch frames with the hard parts: escaped quotes and backslashes,
+// braces and newlines (escaped) inside strings, unicode escapes, nesting,
+// and whitespace of every kind between values.
+constexpr std::string_view kStream =
+    R"({"type":"ADDED","object":{"metadata":{"name":"a\"}{b","annotations":{"x":"{\"nested\":[1,2]}\\"}}}})"
+    "\n"
+    R"({"type":"MODIFIED","object":{"metadata":{"name":"caf\u00e9","resourceVersion":"12"},"spec":{"ports":[{"port":80},{"port":443}]}}})"
+    "\r\n \t\n"
+    R"({"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"13"}},"x":"line\nbreak ]}"})"
+    "\n";
+
+std::vector<std::string> expected_types() { return {"ADDED", "MODIFIED", "BOOKMARK"}; }
+
+// Drains every complete value; fails the test on an error.
+void drain(JsonStream& stream, std::vector<boost::json::value>& out) {
+  for (;;) {
+    auto next = stream.next();
+    REQUIRE(next.has_value());
+    if (!*next) return;
+    out.push_back(std::move(**next));
+  }
+}
+
+std::vector<std::string> types_of(const std::vector<boost::json::value>& values) {
+  std::vector<std::string> types;
+  for (const auto& v : values) types.emplace_back(v.at("type").as_string());
+  return types;
+}
+
+TEST_CASE("json_stream: whole stream in one piece yields each value exactly") {
+  JsonStream stream;
+  stream.feed(kStream);
+  std::vector<boost::json::value> values;
+  drain(stream, values);
+  REQUIRE(types_of(values) == expected_types());
+  CHECK(values[0].at("object").at("metadata").at("name").as_string() == "a\"}{b");
+  CHECK(values[0].at("object").at("metadata").at("annotations").at("x").as_string() == "{\"nested\":[1,2]}\\");
+  CHECK(values[1].at("object").at("metadata").at("name").as_string() == "caf\xc3\xa9");
+  CHECK(values[2].at("x").as_string() == "line\nbreak ]}");
+  CHECK(stream.buffered() == 0);
+  auto end = stream.finish();
+  REQUIRE(end.has_value());
+  CHECK_FALSE(end->has_value());
+}
+
+TEST_CASE("json_stream: a split at any byte gives the same values") {
+  const std::size_t split = GENERATE(range(std::size_t{0}, kStream.size() + 1));
+  JsonStream stream;
+  std::vector<boost::json::value> values;
+  stream.feed(kStream.substr(0, split));
+  drain(stream, values);
+  stream.feed(kStream.substr(split));
+  drain(stream, values);
+  CHECK(types_of(values) == expected_types());
+  CHECK(stream.buffered() == 0);
+}
+
+TEST_CASE("json_stream: two splits anywhere give the same values") {
+  // Every pair of split points (about 40,000 small parses).
+  std::size_t mismatches = 0;
+  for (std::size_t i = 0; i <= kStream.size(); i += 1) {
+    for (std::size_t j = i; j <= kStream.size(); j += 1) {
+      JsonStream stream;
+      std::vector<boost::json::value> values;
+      stream.feed(kStream.substr(0, i));
+      drain(stream, values);
+      stream.feed(kStream.substr(i, j - i));
+      drain(stream, values);
+      stream.feed(kStream.substr(j));
+      drain(stream, values);
+      if (types_of(values) != expected_types()) ++mismatches;
+    }
+  }
+  CHECK(mismatches == 0);
+}
+
+TEST_CASE("json_stream: byte by byte, each value appears when its last byte arrives") {
+  JsonStream stream;
+  std::vector<boost::json::value> values;
+  std::vector<std::size_t> completed_at;
+  for (std::size_t i = 0; i < kStream.size(); ++i) {
+    stream.feed(kStream.substr(i, 1));
+    const auto before = values.size();
+    drain(stream, values);
+    if (values.size() != before) completed_at.push_back(i);
+  }
+  REQUIRE(types_of(values) == expected_types());
+  // An object is complete at its closing brace, not at the newline after it.
+  for (std::size_t at : completed_at) CHECK(kStream[at] == '}');
+}
+
+TEST_CASE("json_stream: a malformed value is reported once and the next frame decodes") {
+  struct Case {
+    const char* name;
+    std::string bad;
+  };
+  const auto c = GENERATE(values<Case>({
+      {"bad literal", R"({"type":"ADDED","object":{"a":tru}})"},
+      {"unbalanced", R"({"type":"ADDED","object":{"a":1})"},
+      {"garbage line", "hello world"},
+      {"stray close", "}"},
+      {"bad escape", R"({"type":"\q"})"},
+      {"raw control character", "{\"type\":\"a\x01\"}"},
+      {"missing colon", R"({"type" "ADDED"})"},
+      {"two values glued by a comma", R"({"a":1},{"b":2})"},
+  }));
+  const bool byte_by_byte = GENERATE(false, true);
+  CAPTURE(c.name, byte_by_byte);
+
+  const std::string input = c.bad + "\n" + R"({"type":"MODIFIED","object":{}})" + "\n";
+  JsonStream stream;
+  std::vector<std::string> types;
+  int errors = 0;
+  auto pump = [&] {
+    for (;;) {
+      auto next = stream.next();
+      if (!next) {
+        ++errors;
+        CHECK_FALSE(next.error().message.empty());
+        continue;
+      }
+      if (!*next) return;
+      if ((*next)->is_object() && (*next)->as_object().contains("type")) {
+        types.emplace_back((*next)->at("type").as_string());
+      }
+    }
+  };
+  if (byte_by_byte) {
+    for (char ch : input) {
+      stream.feed(std::string_view(&ch, 1));
+      pump();
+    }
+  } else {
+    stream.feed(input);
+    pump();
+  }
+  CHECK(errors == 1);
+  REQUIRE_FALSE(types.empty());
+  CHECK(types.back() == "MODIFIED");
+  CHECK(stream.buffered() == 0);
+}
+
+TEST_CASE("json_stream: the error carries an excerpt of the bad value") {
+  JsonStream stream;
+  stream.feed("  {\"kind\":oops}\n{}\n");
+  auto bad = stream.next();
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().excerpt.starts_with("{\"kind\":oops}"));
+  auto good = stream.next();
+  REQUIRE(good.has_value());
+  REQUIRE(good->has_value());
+  CHECK((*good)->is_object());
+}
+
+TEST_CASE("json_stream: a value over the size limit is dropped, the stream goes on") {
+  JsonStream stream(64);
+  const std::string big = "{\"pad\":\"" + std::string(200, 'x') + "\"}";
+  stream.feed(big.substr(0, 100));
+  auto first = stream.next();
+  REQUIRE_FALSE(first.has_value());
+  CHECK(first.error().message.find("longer than 64") != std::string::npos);
+  stream.feed(big.substr(100) + "\n{\"ok\":true}\n");
+  std::vector<boost::json::value> values;
+  drain(stream, values);
+  REQUIRE(values.size() == 1);
+  CHECK(values[0].at("ok").as_bool());
+}
+
+TEST_CASE("json_stream: finish reports a value cut short and resets") {
+  JsonStream stream;
+  stream.feed(R"({"type":"ADDED","object":{"metadata":{"na)");
+  auto none = stream.next();
+  REQUIRE(none.has_value());
+  CHECK_FALSE(none->has_value());
+  auto end = stream.finish();
+  REQUIRE_FALSE(end.has_value());
+  CHECK(end.error().message.find("stream ended inside a value") != std::string::npos);
+  CHECK(stream.buffered() == 0);
+  // After the reset the splitter starts clean.
+  stream.feed("{\"a\":1}");
+  auto after = stream.next();
+  REQUIRE(after.has_value());
+  REQUIRE(after->has_value());
+  CHECK((*after)->at("a").as_int64() == 1);
+}
+
+TEST_CASE("json_stream: a bare number needs a delimiter or finish") {
+  JsonStream stream;
+  stream.feed("12");
+  auto pending = stream.next();
+  REQUIRE(pending.has_value());
+  CHECK_FALSE(pending->has_value());
+  stream.feed("3");
+  auto end = stream.finish();
+  REQUIRE(end.has_value());
+  REQUIRE(end->has_value());
+  CHECK((*end)->as_int64() == 123);
+}
+
+TEST_CASE("json_stream: deep nesting within the limit parses") {
+  const std::size_t depth = GENERATE(std::size_t{1}, std::size_t{40}, JsonStream::kMaxDepth);
+  std::string value;
+  for (std::size_t i = 0; i < depth; ++i) value += "[";
+  for (std::size_t i = 0; i < depth; ++i) value += "]";
+  JsonStream stream;
+  stream.feed(value + "\n");
+  auto next = stream.next();
+  REQUIRE(next.has_value());
+  CHECK(next->has_value());
+}
+
+TEST_CASE("json_stream: nesting past the limit is an error, not a crash") {
+  JsonStream stream;
+  stream.feed(std::string(100000, '[') + "\n{}\n");
+  auto bad = stream.next();
+  REQUIRE_FALSE(bad.has_value());
+  auto good = stream.next();
+  REQUIRE(good.has_value());
+  CHECK(good->has_value());
+}
+
+}  // namespace
+}  // namespace kipvs::k8s
