@@ -6,12 +6,18 @@ namespace kipvs::ipvs {
 
 std::string to_string(Operation::Kind kind) {
   switch (kind) {
-    case Operation::Kind::kAddService: return "add service";
-    case Operation::Kind::kEditService: return "edit service";
-    case Operation::Kind::kDeleteService: return "delete service";
-    case Operation::Kind::kAddDestination: return "add destination";
-    case Operation::Kind::kEditDestination: return "edit destination";
-    case Operation::Kind::kDeleteDestination: return "delete destination";
+    case Operation::Kind::kAddService:
+      return "add service";
+    case Operation::Kind::kEditService:
+      return "edit service";
+    case Operation::Kind::kDeleteService:
+      return "delete service";
+    case Operation::Kind::kAddDestination:
+      return "add destination";
+    case Operation::Kind::kEditDestination:
+      return "edit destination";
+    case Operation::Kind::kDeleteDestination:
+      return "delete destination";
   }
   return "unknown operation";
 }
@@ -20,9 +26,12 @@ namespace {
 
 std::string protocol_name(Protocol protocol) {
   switch (protocol) {
-    case Protocol::kTcp: return "TCP";
-    case Protocol::kUdp: return "UDP";
-    case Protocol::kSctp: return "SCTP";
+    case Protocol::kTcp:
+      return "TCP";
+    case Protocol::kUdp:
+      return "UDP";
+    case Protocol::kSctp:
+      return "SCTP";
   }
   return "proto-" + std::to_string(static_cast<unsigned>(protocol));
 }
@@ -41,7 +50,9 @@ std::string to_string(const ServiceKey& key) {
   return protocol_name(key.protocol) + " " + address_port(key.address, key.port);
 }
 
-std::string to_string(const DestinationKey& key) { return address_port(key.address, key.port); }
+std::string to_string(const DestinationKey& key) {
+  return address_port(key.address, key.port);
+}
 
 std::string describe(const Operation& operation) {
   const std::string service = to_string(operation.service.key);
@@ -49,10 +60,14 @@ std::string describe(const Operation& operation) {
   switch (operation.kind) {
     case Operation::Kind::kAddService:
     case Operation::Kind::kEditService:
-    case Operation::Kind::kDeleteService: return to_string(operation.kind) + " " + service;
-    case Operation::Kind::kAddDestination: return "add destination " + destination + " to " + service;
-    case Operation::Kind::kEditDestination: return "edit destination " + destination + " in " + service;
-    case Operation::Kind::kDeleteDestination: return "delete destination " + destination + " from " + service;
+    case Operation::Kind::kDeleteService:
+      return to_string(operation.kind) + " " + service;
+    case Operation::Kind::kAddDestination:
+      return "add destination " + destination + " to " + service;
+    case Operation::Kind::kEditDestination:
+      return "edit destination " + destination + " in " + service;
+    case Operation::Kind::kDeleteDestination:
+      return "delete destination " + destination + " from " + service;
   }
   return to_string(operation.kind) + " " + service;
 }

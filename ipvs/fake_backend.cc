@@ -7,13 +7,17 @@
 namespace kipvs::ipvs {
 namespace {
 
-std::size_t index(Operation::Kind kind) { return static_cast<std::size_t>(kind); }
+std::size_t index(Operation::Kind kind) {
+  return static_cast<std::size_t>(kind);
+}
 
 Error read_error(int code, const std::string& what) {
   return Error{code, what + ": " + std::generic_category().message(code)};
 }
 
-bool valid_family(Family family) { return family == Family::kIPv4 || family == Family::kIPv6; }
+bool valid_family(Family family) {
+  return family == Family::kIPv4 || family == Family::kIPv6;
+}
 
 // ip_vs_set_timeout rejects values that overflow jiffies; Debian's kernel
 // runs with HZ=250.
@@ -74,14 +78,17 @@ OperationResult FakeBackend::apply_one(const Operation& operation) {
   Entry& entry = found->second;
 
   switch (operation.kind) {
-    case Operation::Kind::kAddService: break;  // handled above
+    case Operation::Kind::kAddService:
+      break;  // handled above
     case Operation::Kind::kEditService: {
       if (const int code = check_service_options(operation.service); code != 0) return fail(code);
       entry.state.service = operation.service;
       entry.state.service.flags &= ~flags::kHashed;
       return {};
     }
-    case Operation::Kind::kDeleteService: services_.erase(found); return {};
+    case Operation::Kind::kDeleteService:
+      services_.erase(found);
+      return {};
     case Operation::Kind::kAddDestination:
     case Operation::Kind::kEditDestination:
     case Operation::Kind::kDeleteDestination: {
@@ -89,7 +96,8 @@ OperationResult FakeBackend::apply_one(const Operation& operation) {
       if (!valid_family(destination.key.address.family)) return fail(EAFNOSUPPORT);
       const bool del = operation.kind == Operation::Kind::kDeleteDestination;
       // Mixed families are only possible through a tunnel.
-      if (!del && destination.key.address.family != key.family && destination.forwarding != Forwarding::kTunnel) {
+      if (!del && destination.key.address.family != key.family &&
+          destination.forwarding != Forwarding::kTunnel) {
         return fail(EINVAL);
       }
       auto existing = entry.destinations.find(destination.key);
@@ -124,7 +132,8 @@ std::expected<std::vector<ServiceState>, Error> FakeBackend::list_services() {
   return out;
 }
 
-std::expected<std::vector<DestinationState>, Error> FakeBackend::list_destinations(const ServiceKey& service) {
+std::expected<std::vector<DestinationState>, Error> FakeBackend::list_destinations(
+    const ServiceKey& service) {
   if (read_failure_ != 0) return std::unexpected(read_error(read_failure_, "list destinations"));
   std::vector<DestinationState> out;
   // ip_vs_genl_dump_dests ends an unknown service's dump with nothing in it.
@@ -176,7 +185,9 @@ std::expected<void, Error> FakeBackend::flush() {
   return {};
 }
 
-std::size_t FakeBackend::count(Operation::Kind kind) const { return counts_[index(kind)]; }
+std::size_t FakeBackend::count(Operation::Kind kind) const {
+  return counts_[index(kind)];
+}
 
 std::size_t FakeBackend::total_operations() const {
   std::size_t total = 0;
@@ -195,8 +206,8 @@ void FakeBackend::fail_next(Operation::Kind kind, int code, std::size_t times) {
   failure_code_[index(kind)] = code;
 }
 
-bool FakeBackend::set_connections(const ServiceKey& service, const DestinationKey& destination, std::uint32_t active,
-                                  std::uint32_t inactive) {
+bool FakeBackend::set_connections(const ServiceKey& service, const DestinationKey& destination,
+                                  std::uint32_t active, std::uint32_t inactive) {
   auto found = services_.find(service);
   if (found == services_.end()) return false;
   auto dest = found->second.destinations.find(destination);

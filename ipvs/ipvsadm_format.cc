@@ -4,11 +4,11 @@
 
 #include <cerrno>
 #include <charconv>
+#include <cstdint>
 #include <cstring>
 #include <map>
-#include <set>
-#include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 
 namespace kipvs::ipvs {
@@ -19,9 +19,12 @@ namespace {
 // option_from_protocol(); an unknown protocol prints as ipvsadm prints it.
 std::string protocol_option(Protocol protocol) {
   switch (protocol) {
-    case Protocol::kTcp: return "-t";
-    case Protocol::kUdp: return "-u";
-    case Protocol::kSctp: return "--sctp-service";
+    case Protocol::kTcp:
+      return "-t";
+    case Protocol::kUdp:
+      return "-u";
+    case Protocol::kSctp:
+      return "--sctp-service";
   }
   return "--xxx-service";
 }
@@ -74,10 +77,13 @@ std::string ipv4_mask(std::uint32_t host_order_mask) {
 // passes a NULL string to printf, which glibc prints as "(null)".
 const char* forwarding_option(Forwarding forwarding) {
   switch (forwarding) {
-    case Forwarding::kMasq: return "-m";
-    case Forwarding::kTunnel: return "-i";
+    case Forwarding::kMasq:
+      return "-m";
+    case Forwarding::kTunnel:
+      return "-i";
     case Forwarding::kLocal:
-    case Forwarding::kRoute: return "-g";
+    case Forwarding::kRoute:
+      return "-g";
   }
   return "(null)";
 }
@@ -85,7 +91,9 @@ const char* forwarding_option(Forwarding forwarding) {
 // ---- ipvsadm's ordering -----------------------------------------------------------------
 
 // ipvsadm subtracts unsigned values and keeps the difference as an int.
-int wrapped_difference(std::uint32_t a, std::uint32_t b) { return static_cast<int>(static_cast<std::int32_t>(a - b)); }
+int wrapped_difference(std::uint32_t a, std::uint32_t b) {
+  return static_cast<int>(static_cast<std::int32_t>(a - b));
+}
 
 std::uint32_t word(const Address& address, std::size_t i) {
   return (std::uint32_t{address.bytes[i * 4]} << 24) | (std::uint32_t{address.bytes[i * 4 + 1]} << 16) |
@@ -469,7 +477,8 @@ std::expected<std::vector<ServiceWithDestinations>, Error> parse_ipvsadm_save(st
     const auto words = split_words(line);
     if (words.empty() || words[0].starts_with('#')) continue;
     auto fail = [&](const std::string& message) {
-      return std::unexpected(Error{EINVAL, "ipvsadm rules line " + std::to_string(line_number) + ": " + message});
+      return std::unexpected(
+          Error{EINVAL, "ipvsadm rules line " + std::to_string(line_number) + ": " + message});
     };
     auto rule = parse_rule(words);
     if (!rule) return fail(rule.error().message);

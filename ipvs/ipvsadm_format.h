@@ -59,6 +59,7 @@ void sort_like_ipvsadm(std::vector<ServiceWithDestinations>& dump);
 // their -a lines. Blank lines and lines starting with '#' are skipped.
 // Defaults are ipvsadm's: scheduler wlc, weight 1, forwarding -g, persistence
 // 300 s for a bare -p. Errors name the line.
-[[nodiscard]] std::expected<std::vector<ServiceWithDestinations>, Error> parse_ipvsadm_save(std::string_view text);
+[[nodiscard]] std::expected<std::vector<ServiceWithDestinations>, Error> parse_ipvsadm_save(
+    std::string_view text);
 
 }  // namespace kipvs::ipvs

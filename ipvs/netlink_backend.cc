@@ -95,13 +95,16 @@ class LibnlTransport final : public NetlinkTransport {
 
   bool is_open() const override { return socket_ != nullptr; }
   std::uint16_t family_id() const override { return family_id_; }
-  std::uint32_t port_id() const override { return socket_ == nullptr ? 0 : nl_socket_get_local_port(socket_); }
+  std::uint32_t port_id() const override {
+    return socket_ == nullptr ? 0 : nl_socket_get_local_port(socket_);
+  }
 
   // What the kernel granted, for sizing batches.
   int receive_buffer() const {
     int size = 0;
     socklen_t len = sizeof size;
-    if (socket_ == nullptr || getsockopt(nl_socket_get_fd(socket_), SOL_SOCKET, SO_RCVBUF, &size, &len) != 0) {
+    if (socket_ == nullptr ||
+        getsockopt(nl_socket_get_fd(socket_), SOL_SOCKET, SO_RCVBUF, &size, &len) != 0) {
       return 0;
     }
     return size;
@@ -199,7 +202,8 @@ std::expected<std::unique_ptr<NetlinkBackend>, Error> NetlinkBackend::open(Netli
   if (auto opened = transport->open(); !opened) return std::unexpected(opened.error());
   // Fit a batch's acknowledgements into the buffer the kernel granted.
   const auto granted = static_cast<std::size_t>(std::max(transport->receive_buffer(), 0));
-  options.max_batch_messages = std::clamp<std::size_t>(granted / kAckBufferCost, 1, options.max_batch_messages);
+  options.max_batch_messages =
+      std::clamp<std::size_t>(granted / kAckBufferCost, 1, options.max_batch_messages);
   return std::make_unique<NetlinkBackend>(std::move(transport), options);
 }
 
@@ -283,7 +287,7 @@ std::expected<void, Error> NetlinkBackend::run_batches(std::span<const Operation
         auto ack = nl::decode_ack(m);
         if (!ack) return std::unexpected(ack.error());
         const std::uint32_t offset = ack->sequence - first;  // wraps like the sequence does
-        if (offset >= batch.size()) continue;              // from an earlier exchange
+        if (offset >= batch.size()) continue;                // from an earlier exchange
         const std::size_t index = batch[offset].index;
         if (results[index].has_value()) continue;
         if (ack->error == 0) {
@@ -315,8 +319,8 @@ std::vector<OperationResult> NetlinkBackend::apply(std::span<const Operation> op
     if (results[i].has_value()) {
       out.push_back(std::move(*results[i]));
     } else {
-      out.emplace_back(
-          std::unexpected(Error{outcome.error().code, describe(operations[i]) + ": " + outcome.error().message}));
+      out.emplace_back(std::unexpected(
+          Error{outcome.error().code, describe(operations[i]) + ": " + outcome.error().message}));
     }
     if (!out.back()) ++counters_.failed_operations;
   }
@@ -397,8 +401,8 @@ std::expected<std::vector<ServiceState>, Error> NetlinkBackend::list_services() 
   auto outcome = exchange(
       "list services", Reply::kData, true,
       [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
-        nl::encode_dump_services(out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest,
-                                                 transport_->port_id()});
+        nl::encode_dump_services(
+            out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()});
       },
       [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
         auto service = nl::decode_service(message);
@@ -411,13 +415,15 @@ std::expected<std::vector<ServiceState>, Error> NetlinkBackend::list_services() 
   return services;
 }
 
-std::expected<std::vector<DestinationState>, Error> NetlinkBackend::dump_destinations(const ServiceKey& service) {
+std::expected<std::vector<DestinationState>, Error> NetlinkBackend::dump_destinations(
+    const ServiceKey& service) {
   std::vector<DestinationState> destinations;
   auto outcome = exchange(
       "list destinations of " + to_string(service), Reply::kData, true,
       [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
         nl::encode_dump_destinations(
-            out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()}, service);
+            out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()},
+            service);
       },
       [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
         auto destination = nl::decode_destination(message, service.family);
@@ -430,7 +436,8 @@ std::expected<std::vector<DestinationState>, Error> NetlinkBackend::dump_destina
   return destinations;
 }
 
-std::expected<std::vector<DestinationState>, Error> NetlinkBackend::list_destinations(const ServiceKey& service) {
+std::expected<std::vector<DestinationState>, Error> NetlinkBackend::list_destinations(
+    const ServiceKey& service) {
   return dump_destinations(service);
 }
 
@@ -452,8 +459,8 @@ std::expected<Timeouts, Error> NetlinkBackend::get_timeouts() {
   auto outcome = exchange(
       "get timeouts", Reply::kData, false,
       [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
-        nl::encode_get_config(out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest,
-                                              transport_->port_id()});
+        nl::encode_get_config(
+            out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()});
       },
       [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
         auto decoded = nl::decode_config(message);
@@ -470,11 +477,11 @@ std::expected<void, Error> NetlinkBackend::set_timeouts(const Timeouts& timeouts
   return exchange(
       "set timeouts", Reply::kAck, false,
       [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
-        nl::encode_set_config(out,
-                              nl::Header{transport_->family_id(), sequence,
-                                         static_cast<std::uint16_t>(nl::kFlagRequest | nl::kFlagAck),
-                                         transport_->port_id()},
-                              timeouts);
+        nl::encode_set_config(
+            out,
+            nl::Header{transport_->family_id(), sequence,
+                       static_cast<std::uint16_t>(nl::kFlagRequest | nl::kFlagAck), transport_->port_id()},
+            timeouts);
       },
       [](const nl::GenlMessage&) -> std::expected<void, Error> { return {}; }, [] {});
 }
@@ -484,8 +491,8 @@ std::expected<Info, Error> NetlinkBackend::get_info() {
   auto outcome = exchange(
       "get info", Reply::kData, false,
       [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
-        nl::encode_get_info(out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest,
-                                            transport_->port_id()});
+        nl::encode_get_info(
+            out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()});
       },
       [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
         auto decoded = nl::decode_info(message);

@@ -88,7 +88,8 @@ class NetlinkBackend final : public Backend {
 
   // The real thing: opens the socket and resolves the family now, so a node
   // without IPVS fails at start-up with a message a person can act on.
-  [[nodiscard]] static std::expected<std::unique_ptr<NetlinkBackend>, Error> open(NetlinkOptions options = {});
+  [[nodiscard]] static std::expected<std::unique_ptr<NetlinkBackend>, Error> open(
+      NetlinkOptions options = {});
 
   // Over any transport (tests). The transport is opened on first use.
   NetlinkBackend(std::unique_ptr<NetlinkTransport> transport, NetlinkOptions options);
@@ -129,7 +130,8 @@ class NetlinkBackend final : public Backend {
   [[nodiscard]] std::expected<void, Error> exchange_once(const std::string& what, Reply reply, bool dump,
                                                          const Encode& encode, const OnData& on_data,
                                                          bool& transport_failed);
-  [[nodiscard]] std::expected<std::vector<DestinationState>, Error> dump_destinations(const ServiceKey& service);
+  [[nodiscard]] std::expected<std::vector<DestinationState>, Error> dump_destinations(
+      const ServiceKey& service);
 
   std::unique_ptr<NetlinkTransport> transport_;
   NetlinkOptions options_;

@@ -73,14 +73,16 @@ constexpr std::uint16_t kConnTabSize = 2;
 constexpr std::uint16_t kMax = 2;
 }  // namespace info_attr
 
-constexpr std::uint8_t kGenlVersion = 1;       // IPVS_GENL_VERSION
-constexpr std::size_t kAttrHeaderSize = 4;     // sizeof(struct nlattr)
-constexpr std::size_t kAddressAttrSize = 16;   // sizeof(union nf_inet_addr)
-constexpr std::size_t kSchedNameMax = 16;      // IP_VS_SCHEDNAME_MAXLEN, with the NUL
+constexpr std::uint8_t kGenlVersion = 1;         // IPVS_GENL_VERSION
+constexpr std::size_t kAttrHeaderSize = 4;       // sizeof(struct nlattr)
+constexpr std::size_t kAddressAttrSize = 16;     // sizeof(union nf_inet_addr)
+constexpr std::size_t kSchedNameMax = 16;        // IP_VS_SCHEDNAME_MAXLEN, with the NUL
 constexpr std::uint16_t kAttrTypeMask = 0x3fff;  // strips NLA_F_NESTED, NLA_F_NET_BYTEORDER
-constexpr std::uint32_t kFwdMask = 0x0007;     // IP_VS_CONN_F_FWD_MASK
+constexpr std::uint32_t kFwdMask = 0x0007;       // IP_VS_CONN_F_FWD_MASK
 
-constexpr std::size_t align4(std::size_t n) { return (n + 3U) & ~std::size_t{3}; }
+constexpr std::size_t align4(std::size_t n) {
+  return (n + 3U) & ~std::size_t{3};
+}
 
 // ---- Writing ----------------------------------------------------------------
 
@@ -99,7 +101,8 @@ class Writer {
   }
 
   void genl(Command command) {
-    const std::array<std::uint8_t, kGenlHeaderSize> header{static_cast<std::uint8_t>(command), kGenlVersion, 0, 0};
+    const std::array<std::uint8_t, kGenlHeaderSize> header{static_cast<std::uint8_t>(command), kGenlVersion,
+                                                           0, 0};
     out_.insert(out_.end(), header.begin(), header.end());
   }
 
@@ -110,7 +113,8 @@ class Writer {
     out_.resize(at + align4(kAttrHeaderSize + payload.size()), 0);
     store(at, static_cast<std::uint16_t>(kAttrHeaderSize + payload.size()));
     store(at + 2, type);
-    std::copy(payload.begin(), payload.end(), out_.begin() + static_cast<std::ptrdiff_t>(at + kAttrHeaderSize));
+    std::copy(payload.begin(), payload.end(),
+              out_.begin() + static_cast<std::ptrdiff_t>(at + kAttrHeaderSize));
   }
 
   template <typename T>
@@ -221,7 +225,8 @@ void put_stats(Writer& w, std::uint16_t nest_type, const Stats& stats, bool wide
 
 void put_stats_pair(Writer& w, std::uint16_t type32, std::uint16_t type64, const Stats& stats,
                     StatsAttributes which) {
-  if (which == StatsAttributes::kBoth || which == StatsAttributes::kOnly32) put_stats(w, type32, stats, false);
+  if (which == StatsAttributes::kBoth || which == StatsAttributes::kOnly32)
+    put_stats(w, type32, stats, false);
   if (which == StatsAttributes::kBoth || which == StatsAttributes::kOnly64) put_stats(w, type64, stats, true);
 }
 
@@ -231,7 +236,8 @@ void put_destination(Writer& w, const Destination& destination, bool full) {
   w.attr_value<std::uint16_t>(dest_attr::kPort, to_be16(destination.key.port));
   // Without ADDR_FAMILY the kernel assumes the service's family; send it so
   // the destination's own family is never guessed.
-  w.attr_value<std::uint16_t>(dest_attr::kAddrFamily, static_cast<std::uint16_t>(destination.key.address.family));
+  w.attr_value<std::uint16_t>(dest_attr::kAddrFamily,
+                              static_cast<std::uint16_t>(destination.key.address.family));
   if (full) {
     w.attr_value<std::uint32_t>(dest_attr::kFwdMethod, static_cast<std::uint32_t>(destination.forwarding));
     w.attr_value<std::uint32_t>(dest_attr::kWeight, static_cast<std::uint32_t>(destination.weight));
@@ -241,7 +247,8 @@ void put_destination(Writer& w, const Destination& destination, bool full) {
   w.end_nest(nest);
 }
 
-void encode_simple(std::vector<std::uint8_t>& out, const Header& header, Command command, std::uint16_t extra_flags) {
+void encode_simple(std::vector<std::uint8_t>& out, const Header& header, Command command,
+                   std::uint16_t extra_flags) {
   Writer w(out, header.family_id, static_cast<std::uint16_t>(header.flags | kFlagRequest | extra_flags),
            header.sequence, header.port_id);
   w.genl(command);
@@ -250,7 +257,9 @@ void encode_simple(std::vector<std::uint8_t>& out, const Header& header, Command
 
 // ---- Reading ----------------------------------------------------------------
 
-Error malformed(std::string what) { return Error{EBADMSG, "malformed netlink answer: " + what}; }
+Error malformed(std::string what) {
+  return Error{EBADMSG, "malformed netlink answer: " + what};
+}
 
 template <typename T>
 T load(std::span<const std::uint8_t> bytes, std::size_t at = 0) {
@@ -265,14 +274,18 @@ template <std::uint16_t Max>
 struct Attributes {
   std::array<std::optional<std::span<const std::uint8_t>>, Max + 1> by_type{};
 
-  const std::optional<std::span<const std::uint8_t>>& operator[](std::uint16_t type) const { return by_type[type]; }
+  const std::optional<std::span<const std::uint8_t>>& operator[](std::uint16_t type) const {
+    return by_type[type];
+  }
 };
 
 template <std::uint16_t Max>
-std::expected<Attributes<Max>, Error> parse_attributes(std::span<const std::uint8_t> bytes, std::string_view where) {
+std::expected<Attributes<Max>, Error> parse_attributes(std::span<const std::uint8_t> bytes,
+                                                       std::string_view where) {
   Attributes<Max> attrs;
   while (!bytes.empty()) {
-    if (bytes.size() < kAttrHeaderSize) return std::unexpected(malformed(std::string(where) + ": truncated attribute"));
+    if (bytes.size() < kAttrHeaderSize)
+      return std::unexpected(malformed(std::string(where) + ": truncated attribute"));
     const auto length = load<std::uint16_t>(bytes, 0);
     const auto type = static_cast<std::uint16_t>(load<std::uint16_t>(bytes, 2) & kAttrTypeMask);
     if (length < kAttrHeaderSize || length > bytes.size()) {
@@ -287,7 +300,8 @@ std::expected<Attributes<Max>, Error> parse_attributes(std::span<const std::uint
 }
 
 template <typename T>
-std::expected<T, Error> fixed(const std::optional<std::span<const std::uint8_t>>& attr, std::string_view name) {
+std::expected<T, Error> fixed(const std::optional<std::span<const std::uint8_t>>& attr,
+                              std::string_view name) {
   if (!attr) return std::unexpected(malformed("missing " + std::string(name)));
   // Like the kernel's policy checks: at least the value's size.
   if (attr->size() < sizeof(T)) return std::unexpected(malformed(std::string(name) + " too short"));
@@ -295,8 +309,8 @@ std::expected<T, Error> fixed(const std::optional<std::span<const std::uint8_t>>
 }
 
 template <typename T>
-std::expected<T, Error> fixed_or(const std::optional<std::span<const std::uint8_t>>& attr, std::string_view name,
-                                 T fallback) {
+std::expected<T, Error> fixed_or(const std::optional<std::span<const std::uint8_t>>& attr,
+                                 std::string_view name, T fallback) {
   if (!attr) return fallback;
   return fixed<T>(attr, name);
 }
@@ -307,8 +321,8 @@ std::expected<std::uint64_t, Error> counter(const std::optional<std::span<const 
   if (!attr) return std::uint64_t{0};  // a kernel without a counter reports none
   if (attr->size() == 8) return load<std::uint64_t>(*attr);
   if (attr->size() == 4) return std::uint64_t{load<std::uint32_t>(*attr)};
-  return std::unexpected(malformed("stats counter " + std::string(name) + " has length " +
-                                   std::to_string(attr->size())));
+  return std::unexpected(
+      malformed("stats counter " + std::string(name) + " has length " + std::to_string(attr->size())));
 }
 
 std::expected<Stats, Error> parse_stats(std::span<const std::uint8_t> nest) {
@@ -354,8 +368,8 @@ std::expected<Family, Error> family_from(std::uint16_t value) {
   return std::unexpected(malformed("unknown address family " + std::to_string(value)));
 }
 
-std::expected<Address, Error> address_from(const std::optional<std::span<const std::uint8_t>>& attr, Family family,
-                                           std::string_view name) {
+std::expected<Address, Error> address_from(const std::optional<std::span<const std::uint8_t>>& attr,
+                                           Family family, std::string_view name) {
   if (!attr) return std::unexpected(malformed("missing " + std::string(name)));
   const std::size_t need = family == Family::kIPv4 ? 4 : 16;
   if (attr->size() < need) return std::unexpected(malformed(std::string(name) + " too short"));
@@ -468,11 +482,14 @@ void encode_operation(std::vector<std::uint8_t>& out, const Header& header, cons
     case Operation::Kind::kDeleteService:
       return encode_service_request(out, header, Command::kDelService, operation.service);
     case Operation::Kind::kAddDestination:
-      return encode_destination_request(out, header, Command::kNewDest, operation.service.key, operation.destination);
+      return encode_destination_request(out, header, Command::kNewDest, operation.service.key,
+                                        operation.destination);
     case Operation::Kind::kEditDestination:
-      return encode_destination_request(out, header, Command::kSetDest, operation.service.key, operation.destination);
+      return encode_destination_request(out, header, Command::kSetDest, operation.service.key,
+                                        operation.destination);
     case Operation::Kind::kDeleteDestination:
-      return encode_destination_request(out, header, Command::kDelDest, operation.service.key, operation.destination);
+      return encode_destination_request(out, header, Command::kDelDest, operation.service.key,
+                                        operation.destination);
   }
 }
 
@@ -480,7 +497,8 @@ void encode_dump_services(std::vector<std::uint8_t>& out, const Header& header) 
   encode_simple(out, header, Command::kGetService, kFlagDump);
 }
 
-void encode_dump_destinations(std::vector<std::uint8_t>& out, const Header& header, const ServiceKey& service) {
+void encode_dump_destinations(std::vector<std::uint8_t>& out, const Header& header,
+                              const ServiceKey& service) {
   Writer w(out, header.family_id, static_cast<std::uint16_t>(header.flags | kFlagRequest | kFlagDump),
            header.sequence, header.port_id);
   w.genl(Command::kGetDest);
@@ -535,8 +553,8 @@ void encode_service_answer(std::vector<std::uint8_t>& out, const Header& header,
   w.finish();
 }
 
-void encode_destination_answer(std::vector<std::uint8_t>& out, const Header& header, const DestinationState& state,
-                               StatsAttributes stats) {
+void encode_destination_answer(std::vector<std::uint8_t>& out, const Header& header,
+                               const DestinationState& state, StatsAttributes stats) {
   Writer w(out, header.family_id, header.flags, header.sequence, header.port_id);
   w.genl(Command::kNewDest);
   const std::size_t nest = w.begin_nest(cmd_attr::kDest);
@@ -545,9 +563,9 @@ void encode_destination_answer(std::vector<std::uint8_t>& out, const Header& hea
   w.attr_value<std::uint16_t>(dest_attr::kPort, to_be16(d.key.port));
   w.attr_value<std::uint32_t>(dest_attr::kFwdMethod, static_cast<std::uint32_t>(d.forwarding));
   w.attr_value<std::uint32_t>(dest_attr::kWeight, static_cast<std::uint32_t>(d.weight));
-  w.attr_value<std::uint8_t>(13, 0);                 // TUN_TYPE
-  w.attr_value<std::uint16_t>(14, 0);                // TUN_PORT
-  w.attr_value<std::uint16_t>(15, 0);                // TUN_FLAGS
+  w.attr_value<std::uint8_t>(13, 0);   // TUN_TYPE
+  w.attr_value<std::uint16_t>(14, 0);  // TUN_PORT
+  w.attr_value<std::uint16_t>(15, 0);  // TUN_FLAGS
   w.attr_value<std::uint32_t>(dest_attr::kUThresh, d.upper_threshold);
   w.attr_value<std::uint32_t>(dest_attr::kLThresh, d.lower_threshold);
   w.attr_value<std::uint32_t>(dest_attr::kActiveConns, state.active_connections);
@@ -650,9 +668,11 @@ std::expected<int, Error> decode_done(const Message& message) {
 
 std::expected<GenlMessage, Error> decode_genl(const Message& message, std::uint16_t family_id) {
   if (message.type != family_id) {
-    return std::unexpected(malformed("message type " + std::to_string(message.type) + " is not the IPVS family"));
+    return std::unexpected(
+        malformed("message type " + std::to_string(message.type) + " is not the IPVS family"));
   }
-  if (message.payload.size() < kGenlHeaderSize) return std::unexpected(malformed("truncated genetlink header"));
+  if (message.payload.size() < kGenlHeaderSize)
+    return std::unexpected(malformed("truncated genetlink header"));
   GenlMessage genl;
   genl.command = static_cast<Command>(message.payload[0]);
   genl.attributes = message.payload.subspan(kGenlHeaderSize);
@@ -705,7 +725,8 @@ std::expected<ServiceState, Error> decode_service(const GenlMessage& message) {
   return state;
 }
 
-std::expected<DestinationKey, Error> decode_destination_key(const GenlMessage& message, Family service_family) {
+std::expected<DestinationKey, Error> decode_destination_key(const GenlMessage& message,
+                                                            Family service_family) {
   auto attrs = destination_nest(message);
   if (!attrs) return std::unexpected(attrs.error());
   return destination_key_from(*attrs, service_family);

@@ -72,7 +72,8 @@ void encode_destination_request(std::vector<std::uint8_t>& out, const Header& he
 // The request for one backend operation.
 void encode_operation(std::vector<std::uint8_t>& out, const Header& header, const Operation& operation);
 void encode_dump_services(std::vector<std::uint8_t>& out, const Header& header);
-void encode_dump_destinations(std::vector<std::uint8_t>& out, const Header& header, const ServiceKey& service);
+void encode_dump_destinations(std::vector<std::uint8_t>& out, const Header& header,
+                              const ServiceKey& service);
 void encode_get_config(std::vector<std::uint8_t>& out, const Header& header);
 void encode_set_config(std::vector<std::uint8_t>& out, const Header& header, const Timeouts& timeouts);
 void encode_get_info(std::vector<std::uint8_t>& out, const Header& header);
@@ -86,7 +87,8 @@ enum class StatsAttributes : std::uint8_t { kBoth, kOnly32, kOnly64, kNone };
 void encode_service_answer(std::vector<std::uint8_t>& out, const Header& header, const ServiceState& service,
                            StatsAttributes stats = StatsAttributes::kBoth);
 void encode_destination_answer(std::vector<std::uint8_t>& out, const Header& header,
-                               const DestinationState& destination, StatsAttributes stats = StatsAttributes::kBoth);
+                               const DestinationState& destination,
+                               StatsAttributes stats = StatsAttributes::kBoth);
 void encode_config_answer(std::vector<std::uint8_t>& out, const Header& header, const Timeouts& timeouts);
 void encode_info_answer(std::vector<std::uint8_t>& out, const Header& header, const Info& info);
 // NLMSG_ERROR answering `request` (its header is echoed); error is 0 for an
@@ -143,10 +145,10 @@ struct GenlMessage {
 // A destination answer (or NEW/SET_DEST request). The address family is
 // service_family when the kernel omits IPVS_DEST_ATTR_ADDR_FAMILY (< 4.4).
 [[nodiscard]] std::expected<DestinationState, Error> decode_destination(const GenlMessage& message,
-                                                                       Family service_family);
+                                                                        Family service_family);
 // Only the identity of the nested destination (DEL_DEST).
 [[nodiscard]] std::expected<DestinationKey, Error> decode_destination_key(const GenlMessage& message,
-                                                                         Family service_family);
+                                                                          Family service_family);
 [[nodiscard]] std::expected<Timeouts, Error> decode_config(const GenlMessage& message);
 [[nodiscard]] std::expected<Info, Error> decode_info(const GenlMessage& message);
 

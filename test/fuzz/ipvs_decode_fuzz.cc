@@ -69,9 +69,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto genl = nl::decode_genl(m, m.type);
     if (!genl) continue;
     if (auto service = nl::decode_service(*genl)) round_trip_service(*service, m.type);
-    if (auto key = nl::decode_service_key(*genl)) check(key->fwmark != 0 || key->address.family == key->family);
+    if (auto key = nl::decode_service_key(*genl))
+      check(key->fwmark != 0 || key->address.family == key->family);
     for (Family family : {Family::kIPv4, Family::kIPv6}) {
-      if (auto destination = nl::decode_destination(*genl, family)) round_trip_destination(*destination, family, m.type);
+      if (auto destination = nl::decode_destination(*genl, family))
+        round_trip_destination(*destination, family, m.type);
       (void)nl::decode_destination_key(*genl, family);
     }
     (void)nl::decode_config(*genl);

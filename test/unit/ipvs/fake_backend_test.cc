@@ -21,7 +21,8 @@ Service service(const char* address = "10.96.0.10", std::uint16_t port = 80, con
   return s;
 }
 
-Destination destination(const char* address = "10.244.1.17", std::uint16_t port = 8080, std::int32_t weight = 1) {
+Destination destination(const char* address = "10.244.1.17", std::uint16_t port = 8080,
+                        std::int32_t weight = 1) {
   Destination d;
   d.key.address = *Address::parse(address);
   d.key.port = port;
@@ -157,7 +158,8 @@ TEST_CASE("listing a missing service's destinations is empty, like the kernel's 
 TEST_CASE("the fake counts operations by kind", "[fake]") {
   FakeBackend fake;
   const Service s = service();
-  std::vector<Operation> batch{op(Kind::kAddService, s), op(Kind::kAddDestination, s, destination("10.244.1.1")),
+  std::vector<Operation> batch{op(Kind::kAddService, s),
+                               op(Kind::kAddDestination, s, destination("10.244.1.1")),
                                op(Kind::kAddDestination, s, destination("10.244.1.2")),
                                op(Kind::kAddDestination, s, destination("10.244.1.2"))};
   (void)fake.apply(batch);

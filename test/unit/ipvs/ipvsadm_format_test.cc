@@ -10,7 +10,8 @@ namespace {
 
 using namespace kipvs::ipvs;
 
-ServiceWithDestinations entry(Protocol protocol, const char* address, std::uint16_t port, const char* scheduler,
+ServiceWithDestinations entry(Protocol protocol, const char* address, std::uint16_t port,
+                              const char* scheduler,
                               std::vector<std::pair<const char*, std::uint16_t>> destinations = {}) {
   ServiceWithDestinations e;
   Service& s = e.service.service;
@@ -71,7 +72,8 @@ TEST_CASE("service lines match ipvsadm -Sn", "[ipvsadm]") {
           s.scheduler = "mh";
           s.flags = flags::kSchedMhPort;
         }) == "-A -t 10.96.12.34:80 -s mh -b mh-port");
-  CHECK(with(tcp, [](Service& s) { s.flags = flags::kSchedShFallback; }) == "-A -t 10.96.12.34:80 -s rr -b flag-1");
+  CHECK(with(tcp, [](Service& s) { s.flags = flags::kSchedShFallback; }) ==
+        "-A -t 10.96.12.34:80 -s rr -b flag-1");
   CHECK(with(tcp, [](Service& s) {
           s.flags = flags::kPersistent | flags::kOnePacket | flags::kSchedShPort;
           s.timeout = 10800;

@@ -85,13 +85,16 @@ class ScriptedKernel final : public NetlinkTransport {
         case nl::Command::kDelService:
         case nl::Command::kNewDest:
         case nl::Command::kSetDest:
-        case nl::Command::kDelDest: error = apply(*genl); break;
+        case nl::Command::kDelDest:
+          error = apply(*genl);
+          break;
         case nl::Command::kGetService: {
           REQUIRE((m.flags & nl::kFlagDump) == nl::kFlagDump);
           auto services = table.list_services();
           std::vector<std::uint8_t> chunk;
           for (std::size_t i = 0; i < services->size(); ++i) {
-            nl::encode_service_answer(chunk, nl::Header{kFamily, m.sequence, nl::kFlagMulti, kPort}, (*services)[i]);
+            nl::encode_service_answer(chunk, nl::Header{kFamily, m.sequence, nl::kFlagMulti, kPort},
+                                      (*services)[i]);
             if ((i + 1) % dump_entries_per_datagram == 0) queue_.push_back(std::exchange(chunk, {}));
           }
           nl::encode_done(chunk, reply);
@@ -131,8 +134,11 @@ class ScriptedKernel final : public NetlinkTransport {
           queue_.push_back(std::move(answer));
           continue;
         }
-        case nl::Command::kFlush: (void)table.flush(); break;
-        default: error = EINVAL;
+        case nl::Command::kFlush:
+          (void)table.flush();
+          break;
+        default:
+          error = EINVAL;
       }
       // The kernel acks a request with NLM_F_ACK, and any failed request.
       if ((m.flags & nl::kFlagAck) != 0 || error != 0) {
@@ -278,7 +284,8 @@ TEST_CASE("one failed operation reports its own error, the others apply", "[netl
   const std::vector<int> expected{0, 0, 0, EEXIST, 0, 0, 0, 0, 0, ENOENT, ENOENT};
   CHECK(codes == expected);
   CHECK(results[3].error().message == "add destination 10.244.0.1:8080 to TCP 10.96.0.0:80: File exists");
-  CHECK(results[9].error().message == "edit destination 10.244.0.77:8080 in TCP 10.96.0.1:80: No such file or directory");
+  CHECK(results[9].error().message ==
+        "edit destination 10.244.0.77:8080 in TCP 10.96.0.1:80: No such file or directory");
   CHECK(rig->kernel->table.destination_count() == 6);
   CHECK(rig->backend.counters().failed_operations == 3);
 }
@@ -304,7 +311,8 @@ TEST_CASE("a socket that stays stuck fails every unanswered operation", "[netlin
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().code == ETIMEDOUT);
   }
-  CHECK_THAT(results[1].error().message, Catch::StartsWith("add destination 10.244.0.0:8080 to TCP 10.96.0.0:80: "));
+  CHECK_THAT(results[1].error().message,
+             Catch::StartsWith("add destination 10.244.0.0:8080 to TCP 10.96.0.0:80: "));
   CHECK(rig->backend.counters().reopens == 2);
   // The next call works on a fresh socket.
   auto again = rig->backend.apply(ops);
@@ -326,7 +334,8 @@ TEST_CASE("list_all reads multi-part dumps for every service", "[netlink]") {
     REQUIRE((*all)[i].destinations.size() == 5);
     for (std::size_t j = 0; j < 5; ++j) {
       CHECK((*all)[i].destinations[j].destination == (*expected)[i].destinations[j].destination);
-      CHECK((*all)[i].destinations[j].active_connections == (*expected)[i].destinations[j].active_connections);
+      CHECK((*all)[i].destinations[j].active_connections ==
+            (*expected)[i].destinations[j].active_connections);
     }
   }
   // A missing service's dump is empty, as in the kernel.

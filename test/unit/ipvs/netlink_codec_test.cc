@@ -14,7 +14,9 @@ namespace nl = kipvs::ipvs::netlink;
 
 constexpr std::uint16_t kFamily = 0x1d;
 
-Address addr(const char* text) { return *Address::parse(text); }
+Address addr(const char* text) {
+  return *Address::parse(text);
+}
 
 Service make_service(Protocol protocol, Family family, const std::string& scheduler, std::uint32_t flags) {
   Service s;
@@ -68,14 +70,15 @@ TEST_CASE("service requests round-trip every attribute", "[codec]") {
   const auto protocol = GENERATE(Protocol::kTcp, Protocol::kUdp, Protocol::kSctp);
   const auto family = GENERATE(Family::kIPv4, Family::kIPv6);
   const auto scheduler = GENERATE(as<std::string>{}, "rr", "wlc", "sh", "mh", "none");
-  const auto flag_bits = GENERATE(0U, flags::kPersistent, flags::kOnePacket,
-                                  flags::kSchedShFallback | flags::kSchedShPort,
-                                  flags::kPersistent | flags::kOnePacket | flags::kSchedMhPort);
+  const auto flag_bits =
+      GENERATE(0U, flags::kPersistent, flags::kOnePacket, flags::kSchedShFallback | flags::kSchedShPort,
+               flags::kPersistent | flags::kOnePacket | flags::kSchedMhPort);
   const Service service = make_service(protocol, family, scheduler, flag_bits);
   const auto command = GENERATE(nl::Command::kNewService, nl::Command::kSetService);
 
   std::vector<std::uint8_t> bytes;
-  nl::encode_service_request(bytes, nl::Header{kFamily, 77, nl::kFlagRequest | nl::kFlagAck, 0}, command, service);
+  nl::encode_service_request(bytes, nl::Header{kFamily, 77, nl::kFlagRequest | nl::kFlagAck, 0}, command,
+                             service);
   const nl::Message message = only_message(bytes);
   CHECK(message.type == kFamily);
   CHECK(message.sequence == 77);
@@ -170,7 +173,8 @@ TEST_CASE("service answers round-trip stats, 64-bit preferred", "[codec]") {
 
   SECTION("both nests: STATS64 wins") {
     std::vector<std::uint8_t> bytes;
-    nl::encode_service_answer(bytes, nl::Header{kFamily, 5, nl::kFlagMulti}, state, nl::StatsAttributes::kBoth);
+    nl::encode_service_answer(bytes, nl::Header{kFamily, 5, nl::kFlagMulti}, state,
+                              nl::StatsAttributes::kBoth);
     auto decoded = nl::decode_service(genl_of(only_message(bytes)));
     REQUIRE(decoded.has_value());
     CHECK(decoded->service == state.service);  // the kernel's HASHED bit is masked off
@@ -178,16 +182,18 @@ TEST_CASE("service answers round-trip stats, 64-bit preferred", "[codec]") {
   }
   SECTION("only the old nest: counters as the kernel truncated them") {
     std::vector<std::uint8_t> bytes;
-    nl::encode_service_answer(bytes, nl::Header{kFamily, 5, nl::kFlagMulti}, state, nl::StatsAttributes::kOnly32);
+    nl::encode_service_answer(bytes, nl::Header{kFamily, 5, nl::kFlagMulti}, state,
+                              nl::StatsAttributes::kOnly32);
     auto decoded = nl::decode_service(genl_of(only_message(bytes)));
     REQUIRE(decoded.has_value());
-    CHECK(decoded->stats.connections == 5);           // u32 in the old nest
+    CHECK(decoded->stats.connections == 5);              // u32 in the old nest
     CHECK(decoded->stats.bytes_in == 0x2'0000'0009ULL);  // bytes were always u64
     CHECK(decoded->stats.byte_rate_out == 15);
   }
   SECTION("no stats at all") {
     std::vector<std::uint8_t> bytes;
-    nl::encode_service_answer(bytes, nl::Header{kFamily, 5, nl::kFlagMulti}, state, nl::StatsAttributes::kNone);
+    nl::encode_service_answer(bytes, nl::Header{kFamily, 5, nl::kFlagMulti}, state,
+                              nl::StatsAttributes::kNone);
     auto decoded = nl::decode_service(genl_of(only_message(bytes)));
     REQUIRE(decoded.has_value());
     CHECK(decoded->stats == Stats{});
@@ -196,7 +202,8 @@ TEST_CASE("service answers round-trip stats, 64-bit preferred", "[codec]") {
 
 TEST_CASE("destination requests and answers round-trip every attribute", "[codec]") {
   const auto service_family = GENERATE(Family::kIPv4, Family::kIPv6);
-  const auto forwarding = GENERATE(Forwarding::kMasq, Forwarding::kTunnel, Forwarding::kRoute, Forwarding::kLocal);
+  const auto forwarding =
+      GENERATE(Forwarding::kMasq, Forwarding::kTunnel, Forwarding::kRoute, Forwarding::kLocal);
   const auto weight = GENERATE(0, 1, 65535);
   Destination destination;
   destination.key.address = service_family == Family::kIPv4 ? addr("10.244.1.17") : addr("fd00:244::17");
