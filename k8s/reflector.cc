@@ -1,0 +1,389 @@
+#include "k8s/reflector.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <iostream>
+#include <random>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/parse_options.hpp>
+
+namespace kipvs::k8s {
+namespace {
+
+constexpr std::size_t kMaxListBytes = 1u << 30;   // a 500-item page is a few MiB
+constexpr std::size_t kMaxErrorBody = 64 * 1024;  // a Status is small
+// A watch that ends within this time without a frame counts as a failure, so
+// a server that closes at once cannot make us spin.
+constexpr auto kMinHealthyWatch = std::chrono::seconds(1);
+
+std::string url_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+std::string_view kind_label(ResourceKind kind) {
+  switch (kind) {
+    case ResourceKind::kService: return "services";
+    case ResourceKind::kEndpointSlice: return "endpointslices";
+    case ResourceKind::kNode: return "nodes";
+  }
+  return "objects";
+}
+
+std::optional<boost::json::value> parse_json(const std::string& text) {
+  boost::json::parse_options options;
+  options.max_depth = JsonStream::kMaxDepth;
+  boost::system::error_code ec;
+  auto value = boost::json::parse(text, ec, {}, options);
+  if (ec) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+Logger stderr_logger() {
+  return [](std::string_view line) { std::clog << "kipvs k8s: " << line << '\n'; };
+}
+
+std::function<double()> default_random() {
+  auto engine = std::make_shared<std::mt19937_64>(std::random_device{}());
+  return [engine] { return std::uniform_real_distribution<double>(0.0, 1.0)(*engine); };
+}
+
+Backoff::Backoff(Params params, std::function<double()> random)
+    : params_(params), random_(std::move(random)) {}
+
+std::chrono::milliseconds Backoff::next() {
+  const double cap = static_cast<double>(params_.cap.count());
+  const double base =
+      std::min(cap, static_cast<double>(params_.initial.count()) * std::pow(params_.factor, attempt_));
+  const double delay = std::min(cap, base * (1.0 + params_.jitter * random_()));
+  if (base < cap) ++attempt_;
+  return std::chrono::milliseconds(static_cast<std::int64_t>(delay));
+}
+
+std::optional<ObjectKey> key_from_json(const boost::json::value& object) {
+  const auto* obj = object.if_object();
+  if (!obj) return std::nullopt;
+  const auto* meta = obj->if_contains("metadata");
+  if (!meta || !meta->is_object()) return std::nullopt;
+  const auto* name = meta->as_object().if_contains("name");
+  if (!name || !name->is_string() || name->as_string().empty()) return std::nullopt;
+  ObjectKey key;
+  key.name = std::string(name->as_string());
+  if (const auto* ns = meta->as_object().if_contains("namespace"); ns && ns->is_string()) {
+    key.namespace_ = std::string(ns->as_string());
+  }
+  return key;
+}
+
+ReflectorBase::ReflectorBase(boost::asio::io_context& io, HttpClient& client, std::string path, ResourceKind kind,
+                             ReflectorOptions options)
+    : io_(io),
+      client_(client),
+      path_(std::move(path)),
+      kind_(kind),
+      options_(std::move(options)),
+      backoff_(options_.backoff, options_.random),
+      timer_(io) {}
+
+ReflectorBase::~ReflectorBase() = default;
+
+void ReflectorBase::log(const std::string& line) const {
+  if (options_.log) options_.log(std::string(kind_label(kind_)) + ": " + line);
+}
+
+bool ReflectorBase::accepted(const boost::json::value& object) const {
+  if (use_field_selector_ || !options_.client_filter) return true;
+  return options_.client_filter(object);
+}
+
+void ReflectorBase::start() {
+  if (!stopped_) return;
+  stopped_ = false;
+  list_page("");
+}
+
+void ReflectorBase::stop() {
+  stopped_ = true;
+  phase_ = Phase::kIdle;
+  timer_.cancel();
+  if (call_) {
+    call_->cancel();
+    call_.reset();
+  }
+}
+
+std::string ReflectorBase::target(bool watch, const std::string& continue_token) const {
+  std::string query;
+  auto add = [&](std::string_view key, std::string_view value) {
+    query += query.empty() ? '?' : '&';
+    query += key;
+    query += '=';
+    query += url_encode(value);
+  };
+  if (!options_.label_selector.empty()) add("labelSelector", options_.label_selector);
+  if (!options_.field_selector.empty() && use_field_selector_) add("fieldSelector", options_.field_selector);
+  if (watch) {
+    add("watch", "true");
+    add("allowWatchBookmarks", "true");
+    add("resourceVersion", resource_version_);
+    const auto span = std::max<std::int64_t>(1, (options_.max_watch_timeout - options_.min_watch_timeout).count());
+    const auto timeout = options_.min_watch_timeout.count() +
+                         std::min<std::int64_t>(span - 1, static_cast<std::int64_t>(options_.random() * span));
+    add("timeoutSeconds", std::to_string(timeout));
+  } else {
+    // No resourceVersion: the first page is a consistent read, later pages
+    // follow the continue token, which pins them to the first one's version.
+    add("limit", std::to_string(options_.page_size));
+    if (!continue_token.empty()) add("continue", continue_token);
+  }
+  return path_ + query;
+}
+
+void ReflectorBase::list_page(std::string continue_token) {
+  if (stopped_) return;
+  phase_ = Phase::kListing;
+  if (continue_token.empty()) discard_list();
+  body_.clear();
+  status_code_ = 0;
+  retry_after_.reset();
+  HttpHandlers handlers;
+  handlers.on_head = [this](const HttpResponseHead& head) {
+    status_code_ = head.status;
+    retry_after_ = head.retry_after;
+    status_.last_http_status = head.status;
+  };
+  handlers.on_body = [this](std::string_view bytes) {
+    const std::size_t limit = status_code_ == 200 ? kMaxListBytes : kMaxErrorBody;
+    if (body_.size() < limit) body_.append(bytes.substr(0, limit - body_.size()));
+  };
+  handlers.on_done = [this, continue_token](std::optional<HttpError> error) {
+    on_list_done(continue_token, std::move(error));
+  };
+  call_ = client_.get(target(false, continue_token), options_.http, std::move(handlers));
+}
+
+std::string ReflectorBase::describe_http_error(unsigned status, const std::string& body, const char* verb) const {
+  std::string text = "HTTP " + std::to_string(status) + " on " + verb + " " + path_;
+  if (auto json = parse_json(body)) {
+    if (auto st = decode_status(*json); st && !st->message.empty()) {
+      text += ": " + st->message;
+      if (!st->reason.empty()) text += " (" + st->reason + ")";
+    }
+  }
+  if (status == 401) text += "; the token was refused: it is re-read from its file before the next try";
+  if (status == 403) {
+    text += "; RBAC: kipvs needs list and watch on " + std::string(kind_label(kind_)) +
+            " (see the kipvs ClusterRole)";
+  }
+  return text;
+}
+
+void ReflectorBase::on_list_done(const std::string& continue_token, std::optional<HttpError> error) {
+  call_.reset();
+  if (stopped_) return;
+  if (error) return retry_later("list failed: " + error->message);
+  if (status_code_ == 410 && !continue_token.empty()) {
+    // The continue token outlived etcd's compaction: start the list over.
+    log("list continue token expired; listing from the start");
+    return list_page("");
+  }
+  if (status_code_ == 400 && use_field_selector_ && !options_.field_selector.empty() && options_.client_filter) {
+    // Older servers reject spec.clusterIP!=None; filter here instead.
+    use_field_selector_ = false;
+    status_.field_selector_dropped = true;
+    log("server refused fieldSelector=" + options_.field_selector + " (" +
+        describe_http_error(status_code_, body_, "list") + "); filtering on the client");
+    return list_page("");
+  }
+  if (status_code_ != 200) {
+    return retry_later(describe_http_error(status_code_, body_, "list"), retry_after_);
+  }
+  auto json = parse_json(body_);
+  body_.clear();
+  body_.shrink_to_fit();
+  if (!json || !json->is_object()) return retry_later("list of " + path_ + ": the body is not a JSON object");
+  auto meta = decode_list_meta(*json);
+  if (!meta) return retry_later("list of " + path_ + ": " + to_string(meta.error()));
+  ++status_.list_pages;
+  if (const auto* items = json->as_object().if_contains("items"); items && items->is_array()) {
+    for (const auto& item : items->as_array()) stage_item(item);
+  }
+  if (!meta->continue_token.empty()) return list_page(meta->continue_token);
+
+  commit_list();
+  resource_version_ = meta->resource_version;
+  status_.resource_version = resource_version_;
+  ++status_.lists;
+  if (relisting_) ++status_.relists;
+  relisting_ = false;
+  status_.last_error.clear();
+  backoff_.reset();
+  if (!status_.synced) {
+    status_.synced = true;
+    first_sync();
+  }
+  start_watch();
+}
+
+void ReflectorBase::start_watch() {
+  if (stopped_) return;
+  phase_ = Phase::kWatching;
+  (void)stream_.finish();
+  body_.clear();
+  status_code_ = 0;
+  retry_after_.reset();
+  relist_pending_ = false;
+  watch_frames_ = 0;
+  watch_started_ = std::chrono::steady_clock::now();
+  HttpHandlers handlers;
+  handlers.on_head = [this](const HttpResponseHead& head) {
+    status_code_ = head.status;
+    retry_after_ = head.retry_after;
+    status_.last_http_status = head.status;
+    if (head.status == 200) ++status_.watches;
+  };
+  handlers.on_body = [this](std::string_view bytes) { on_watch_body(bytes); };
+  handlers.on_done = [this](std::optional<HttpError> error) { on_watch_done(std::move(error)); };
+  HttpRequestOptions http = options_.http;
+  // The server ends the watch after timeoutSeconds; silence beyond that
+  // means a dead connection.
+  http.idle_timeout = std::max(http.idle_timeout, std::chrono::milliseconds(options_.max_watch_timeout) +
+                                                      std::chrono::seconds(30));
+  call_ = client_.get(target(true, ""), http, std::move(handlers));
+}
+
+void ReflectorBase::on_watch_body(std::string_view bytes) {
+  if (status_code_ != 200) {
+    if (body_.size() < kMaxErrorBody) body_.append(bytes.substr(0, kMaxErrorBody - body_.size()));
+    return;
+  }
+  stream_.feed(bytes);
+  while (!stopped_ && !relist_pending_) {
+    auto next = stream_.next();
+    if (!next) {
+      count_skip();
+      log("skipping a malformed watch frame (" + next.error().message + "): " + next.error().excerpt);
+      continue;
+    }
+    if (!*next) break;
+    handle_frame(**next);
+  }
+  if (relist_pending_ && call_) {
+    // Cancelling suppresses on_done: go on from here.
+    call_->cancel();
+    call_.reset();
+    relist("the watch said 410 Expired");
+  }
+}
+
+void ReflectorBase::handle_frame(const boost::json::value& frame) {
+  ++watch_frames_;
+  const auto* obj = frame.if_object();
+  const auto* type = obj ? obj->if_contains("type") : nullptr;
+  const auto* object = obj ? obj->if_contains("object") : nullptr;
+  if (!type || !type->is_string() || !object) {
+    count_skip();
+    log("skipping a watch frame without type/object");
+    return;
+  }
+  const std::string_view kind = type->as_string();
+  if (kind == "ERROR") {
+    auto st = decode_status(*object);
+    const std::int32_t code = st ? st->code : 0;
+    // 410 Expired / Gone: the resourceVersion was compacted away. A 504 from
+    // a server behind us on "too large resource version" is the same remedy.
+    if (code == 410 || code == 504) {
+      relist_pending_ = true;
+      return;
+    }
+    log("watch ERROR event: " + (st ? st->message + " (" + std::to_string(code) + ")" : std::string("undecodable")));
+    status_.last_error = "watch ERROR event " + std::to_string(code);
+    return;
+  }
+  if (auto rv = resource_version_of(*object)) {
+    resource_version_ = std::move(*rv);
+    status_.resource_version = resource_version_;
+  }
+  backoff_.reset();  // the watch makes progress
+  status_.last_error.clear();
+  if (kind == "BOOKMARK") {
+    ++status_.bookmarks;
+    return;
+  }
+  if (kind == "ADDED" || kind == "MODIFIED" || kind == "DELETED") {
+    apply_event(kind, *object);
+    return;
+  }
+  log("ignoring a watch frame of type " + std::string(kind));
+}
+
+void ReflectorBase::on_watch_done(std::optional<HttpError> error) {
+  call_.reset();
+  if (stopped_) return;
+  if (status_code_ == 200) {
+    auto last = stream_.finish();
+    if (!last) {
+      count_skip();
+      log("watch stream cut inside a frame (" + last.error().message + "); resuming from " + resource_version_);
+    } else if (*last) {
+      handle_frame(**last);
+    }
+    if (relist_pending_) return relist("the watch said 410 Expired");
+    if (error) return retry_later("watch failed: " + error->message);
+    if (watch_frames_ == 0 && std::chrono::steady_clock::now() - watch_started_ < kMinHealthyWatch) {
+      return retry_later("watch ended at once without events");
+    }
+    return start_watch();  // a normal end (timeoutSeconds): resume
+  }
+  if (error) return retry_later("watch failed: " + error->message);
+  if (status_code_ == 410) return relist("the watch answered HTTP 410");
+  if (status_code_ == 400 && use_field_selector_ && !options_.field_selector.empty() && options_.client_filter) {
+    use_field_selector_ = false;
+    status_.field_selector_dropped = true;
+    log("server refused the field selector on watch; relisting with client-side filtering");
+    return relist("field selector refused");
+  }
+  retry_later(describe_http_error(status_code_, body_, "watch"), retry_after_);
+}
+
+void ReflectorBase::relist(const std::string& why) {
+  log(why + "; relisting (last resourceVersion " + resource_version_ + ")");
+  relisting_ = true;
+  list_page("");
+}
+
+void ReflectorBase::retry_later(std::string why, std::optional<std::chrono::seconds> retry_after) {
+  ++status_.failures;
+  status_.last_error = why;
+  discard_list();
+  auto delay = backoff_.next();
+  if (retry_after) delay = std::max<std::chrono::milliseconds>(delay, *retry_after);
+  log(why + "; retrying in " + std::to_string(delay.count()) + " ms");
+  phase_ = Phase::kWaiting;
+  timer_.expires_after(delay);
+  timer_.async_wait([this](const boost::system::error_code& ec) {
+    if (ec || stopped_) return;
+    // Resume the watch when a list has completed; else list again.
+    if (status_.synced && !relisting_) {
+      start_watch();
+    } else {
+      list_page("");
+    }
+  });
+}
+
+}  // namespace kipvs::k8s

@@ -1,0 +1,268 @@
+#pragma once
+// List+watch of one kind of object, as client-go's reflector does it, feeding
+// an ObjectSink with only real differences:
+//   1. a paginated list (limit + continue; one resourceVersion for all pages),
+//      which replaces the cache (a relist reports only what changed);
+//   2. a watch from the list's resourceVersion with bookmarks and a random
+//      timeoutSeconds; when it ends, a new watch from the last resourceVersion
+//      seen (bookmarks included);
+//   3. "410 Expired" (HTTP 410 on a list page's continue token, or an ERROR
+//      event with code 410 on a watch) or a 504 "too large resource version":
+//      relist;
+//   4. connection failures, timeouts, 401/403, 429 and 5xx: exponential
+//      backoff with jitter, then resume (watch from the last resourceVersion,
+//      or list when never synced).
+// Objects that do not decode are skipped: a log line naming them, and
+// ObjectSink::object_skipped (the agent counts it in a metric).
+//
+// JSON is the wire format; the seam for a protobuf fast path is the pair
+// decode_page() / decode_frame() in reflector.cc plus the traits' decode.
+// Runs on the io_context thread; not thread-safe.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json/value.hpp>
+
+#include "k8s/decode.h"
+#include "k8s/http_client.h"
+#include "k8s/json_stream.h"
+#include "k8s/object_cache.h"
+#include "k8s/sink.h"
+
+namespace kipvs::k8s {
+
+using Logger = std::function<void(std::string_view)>;
+[[nodiscard]] Logger stderr_logger();
+
+// Exponential backoff with jitter: the n-th delay is
+// min(cap, initial * factor^n) * (1 + jitter * random()), capped again.
+// Pure; random() in [0, 1) is injected so tests are deterministic.
+class Backoff {
+ public:
+  struct Params {
+    std::chrono::milliseconds initial{800};
+    std::chrono::milliseconds cap{30000};
+    double factor = 2.0;
+    double jitter = 1.0;
+  };
+  Backoff(Params params, std::function<double()> random);
+  [[nodiscard]] std::chrono::milliseconds next();
+  void reset() { attempt_ = 0; }
+  [[nodiscard]] unsigned attempt() const { return attempt_; }
+
+ private:
+  Params params_;
+  std::function<double()> random_;
+  unsigned attempt_ = 0;
+};
+
+// Default random source for backoff and watch timeouts.
+[[nodiscard]] std::function<double()> default_random();
+
+struct ReflectorOptions {
+  std::string label_selector;
+  std::string field_selector;
+  // Where the server rejects field_selector (HTTP 400), drop it and filter
+  // on the client with this predicate (over the decoded JSON object).
+  std::function<bool(const boost::json::value&)> client_filter;
+  std::uint32_t page_size = 500;
+  std::chrono::seconds min_watch_timeout{300};  // timeoutSeconds in [min, max)
+  std::chrono::seconds max_watch_timeout{600};
+  Backoff::Params backoff;
+  std::function<double()> random = default_random();
+  Logger log = stderr_logger();
+  HttpRequestOptions http;
+};
+
+// What a reflector has done, for tests, logs and metrics.
+struct ReflectorStatus {
+  std::uint64_t lists = 0;       // complete lists (all pages)
+  std::uint64_t list_pages = 0;
+  std::uint64_t relists = 0;     // lists after 410 / too-large RV
+  std::uint64_t watches = 0;     // watch requests answered 200
+  std::uint64_t events = 0;      // ADDED/MODIFIED/DELETED applied
+  std::uint64_t bookmarks = 0;
+  std::uint64_t failures = 0;    // requests that failed (each followed by a backoff)
+  std::uint64_t skipped = 0;     // objects or frames that did not decode
+  unsigned last_http_status = 0;
+  std::string last_error;        // "" once healthy again
+  std::string resource_version;  // last seen
+  bool synced = false;
+  bool field_selector_dropped = false;
+};
+
+// The non-typed machinery: requests, paging, frames, backoff.
+class ReflectorBase {
+ public:
+  ReflectorBase(boost::asio::io_context& io, HttpClient& client, std::string path, ResourceKind kind,
+                ReflectorOptions options);
+  virtual ~ReflectorBase();
+  ReflectorBase(const ReflectorBase&) = delete;
+  ReflectorBase& operator=(const ReflectorBase&) = delete;
+
+  void start();
+  void stop();
+  [[nodiscard]] const ReflectorStatus& status() const { return status_; }
+  [[nodiscard]] ResourceKind kind() const { return kind_; }
+
+ protected:
+  // The typed part: decode, keep the cache, tell the sink.
+  virtual void stage_item(const boost::json::value& item) = 0;   // a list item
+  virtual void commit_list() = 0;                                // the list is whole: replace the cache
+  virtual void discard_list() = 0;                               // the list failed part way
+  virtual void apply_event(std::string_view type, const boost::json::value& object) = 0;
+  virtual void first_sync() = 0;
+
+  bool accepted(const boost::json::value& object) const;  // the client-side filter, when active
+  void log(const std::string& line) const;
+  void count_skip() { ++status_.skipped; }
+  void count_event() { ++status_.events; }
+
+ private:
+  enum class Phase { kIdle, kListing, kWatching, kWaiting };
+
+  std::string target(bool watch, const std::string& continue_token) const;
+  void list_page(std::string continue_token);
+  void on_list_done(const std::string& continue_token, std::optional<HttpError> error);
+  void start_watch();
+  void on_watch_body(std::string_view bytes);
+  void on_watch_done(std::optional<HttpError> error);
+  void handle_frame(const boost::json::value& frame);
+  void relist(const std::string& why);
+  void retry_later(std::string why, std::optional<std::chrono::seconds> retry_after = std::nullopt);
+  std::string describe_http_error(unsigned status, const std::string& body, const char* verb) const;
+
+  boost::asio::io_context& io_;
+  HttpClient& client_;
+  std::string path_;
+  ResourceKind kind_;
+  ReflectorOptions options_;
+  Backoff backoff_;
+  boost::asio::steady_timer timer_;
+  std::shared_ptr<HttpCall> call_;
+  Phase phase_ = Phase::kIdle;
+  bool stopped_ = true;
+  bool use_field_selector_ = true;
+  bool relist_pending_ = false;  // set by an ERROR 410 frame mid-watch
+  bool relisting_ = false;       // the current list is a relist
+  std::string resource_version_;
+  unsigned status_code_ = 0;
+  std::optional<std::chrono::seconds> retry_after_;
+  std::string body_;  // a list page, or an error response
+  JsonStream stream_;
+  std::uint64_t watch_frames_ = 0;
+  std::chrono::steady_clock::time_point watch_started_;
+  ReflectorStatus status_;
+};
+
+// Per-kind glue: where the objects live and which sink call they feed.
+template <typename T>
+struct ResourceTraits;
+
+template <>
+struct ResourceTraits<Service> {
+  static constexpr ResourceKind kKind = ResourceKind::kService;
+  static constexpr std::string_view kPath = "/api/v1/services";
+  static auto decode(const boost::json::value& json) { return decode_service(json); }
+  static void deliver(ObjectSink& sink, const ObjectKey& key, const Service* now) { sink.service_changed(key, now); }
+};
+
+template <>
+struct ResourceTraits<EndpointSlice> {
+  static constexpr ResourceKind kKind = ResourceKind::kEndpointSlice;
+  static constexpr std::string_view kPath = "/apis/discovery.k8s.io/v1/endpointslices";
+  static auto decode(const boost::json::value& json) { return decode_endpoint_slice(json); }
+  static void deliver(ObjectSink& sink, const ObjectKey& key, const EndpointSlice* now) {
+    sink.endpoint_slice_changed(key, now);
+  }
+};
+
+template <>
+struct ResourceTraits<Node> {
+  static constexpr ResourceKind kKind = ResourceKind::kNode;
+  static constexpr std::string_view kPath = "/api/v1/nodes";
+  static auto decode(const boost::json::value& json) { return decode_node(json); }
+  static void deliver(ObjectSink& sink, const ObjectKey&, const Node* now) { sink.node_changed(now); }
+};
+
+// namespace/name from metadata, leniently (for DELETED of an object that no
+// longer decodes); nullopt without a name.
+[[nodiscard]] std::optional<ObjectKey> key_from_json(const boost::json::value& object);
+
+// A reflector for one kind, with its cache.
+template <typename T>
+class Reflector final : public ReflectorBase {
+ public:
+  using Traits = ResourceTraits<T>;
+
+  Reflector(boost::asio::io_context& io, HttpClient& client, ObjectSink& sink, ReflectorOptions options)
+      : ReflectorBase(io, client, std::string(Traits::kPath), Traits::kKind, std::move(options)), sink_(sink) {}
+  ~Reflector() override { stop(); }
+
+  [[nodiscard]] const ObjectCache<T>& cache() const { return cache_; }
+
+ private:
+  std::optional<T> decode_or_skip(const boost::json::value& json) {
+    auto decoded = Traits::decode(json);
+    if (decoded) return std::move(*decoded);
+    count_skip();
+    log("skipping " + to_string(decoded.error()));
+    sink_.object_skipped(Traits::kKind, decoded.error().object, decoded.error().reason);
+    return std::nullopt;
+  }
+
+  void stage_item(const boost::json::value& item) override {
+    if (!accepted(item)) return;
+    if (auto object = decode_or_skip(item)) {
+      ObjectKey key = key_of(*object);
+      staged_.insert_or_assign(std::move(key), std::move(*object));
+    }
+  }
+
+  void commit_list() override {
+    cache_.replace(std::move(staged_), [this](const ObjectKey& key, const T* now) {
+      Traits::deliver(sink_, key, now);
+    });
+    staged_.clear();
+  }
+
+  void discard_list() override { staged_.clear(); }
+
+  void first_sync() override { sink_.synced(Traits::kKind); }
+
+  void apply_event(std::string_view type, const boost::json::value& object) override {
+    if (type == "DELETED" || !accepted(object)) {
+      // A DELETED object needs only its key; one leaving the client-side
+      // filter is gone for kipvs too.
+      auto key = key_from_json(object);
+      if (!key) {
+        count_skip();
+        log("skipping a " + std::string(type) + " event without metadata.name");
+        sink_.object_skipped(Traits::kKind, "?", std::string(kReasonMissingName));
+        return;
+      }
+      count_event();
+      if (cache_.erase(*key)) Traits::deliver(sink_, *key, nullptr);
+      return;
+    }
+    auto decoded = decode_or_skip(object);
+    if (!decoded) return;
+    count_event();
+    const ObjectKey key = key_of(*decoded);
+    if (const T* now = cache_.upsert(std::move(*decoded))) Traits::deliver(sink_, key, now);
+  }
+
+  ObjectSink& sink_;
+  ObjectCache<T> cache_;
+  typename ObjectCache<T>::Map staged_;
+};
+
+}  // namespace kipvs::k8s
