@@ -1,0 +1,409 @@
+// The reflector against a small fault-injecting HTTP server on loopback, for
+// what a real API server cannot be made to do on demand: a connection cut
+// mid-frame, a frame delivered byte by byte, malformed JSON, 429/503, 410s
+// at chosen moments, a refused field selector, a 401 before a token rotates.
+#include "k8s/reflector.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/streambuf.hpp>
+#include <boost/asio/write.hpp>
+#include <catch2/catch.hpp>
+
+#include "k8s/api_source.h"
+#include "k8s/http_client.h"
+
+namespace kipvs::k8s {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// What the server writes for one request, step by step.
+struct Step {
+  std::string bytes;
+  bool byte_by_byte = false;  // one write per byte, 1 ms apart
+  bool close = false;         // then cut the connection (no HTTP end)
+};
+using Script = std::vector<Step>;
+
+std::string response(int status, const std::string& body, const std::string& headers = "") {
+  return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\nConnection: close\r\n" + headers + "\r\n" + body;
+}
+std::string chunked_head() {
+  return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+}
+std::string chunk(const std::string& data) {
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx", data.size());
+  return std::string(size) + "\r\n" + data + "\r\n";
+}
+const std::string kLastChunk = "0\r\n\r\n";
+
+std::string service(const std::string& name, const std::string& rv, int port = 80,
+                    const std::string& cluster_ip = "10.96.0.10") {
+  return R"({"metadata":{"name":")" + name + R"(","namespace":"ns","resourceVersion":")" + rv +
+         R"("},"spec":{"clusterIP":")" + cluster_ip + R"(","ports":[{"port":)" + std::to_string(port) + "}]}}";
+}
+std::string event(const std::string& type, const std::string& object) {
+  return R"({"type":")" + type + R"(","object":)" + object + "}\n";
+}
+std::string bookmark(const std::string& rv) {
+  return event("BOOKMARK", R"({"kind":"Service","metadata":{"resourceVersion":")" + rv + R"("}})");
+}
+std::string list(const std::vector<std::string>& items, const std::string& rv, const std::string& cont = "") {
+  std::string body = R"({"kind":"ServiceList","metadata":{"resourceVersion":")" + rv + R"(","continue":")" + cont +
+                     R"("},"items":[)";
+  for (std::size_t i = 0; i < items.size(); ++i) body += (i ? "," : "") + items[i];
+  return body + "]}";
+}
+const std::string kExpired =
+    R"({"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version","reason":"Expired","code":410})";
+
+// The server: one handler call per request, with the request head.
+class FaultServer {
+ public:
+  using Handler = std::function<Script(const std::string& target, const std::string& head)>;
+
+  FaultServer(asio::io_context& io, Handler handler)
+      : io_(io), acceptor_(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), handler_(std::move(handler)) {
+    accept();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()); }
+
+  std::vector<std::string> targets;
+  std::vector<std::chrono::steady_clock::time_point> times;
+
+ private:
+  struct Connection {
+    explicit Connection(asio::io_context& io) : socket(io), timer(io) {}
+    tcp::socket socket;
+    asio::steady_timer timer;
+    asio::streambuf request;
+    Script script;
+    std::size_t step = 0, byte = 0;
+  };
+
+  void accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
+      if (ec) return;
+      auto c = std::make_shared<Connection>(io_);
+      c->socket = std::move(socket);
+      connections_.push_back(c);
+      asio::async_read_until(c->socket, c->request, "\r\n\r\n", [this, c](boost::system::error_code ec, std::size_t) {
+        if (ec) return;
+        std::string head(asio::buffers_begin(c->request.data()), asio::buffers_end(c->request.data()));
+        const auto sp1 = head.find(' ');
+        const std::string target = head.substr(sp1 + 1, head.find(' ', sp1 + 1) - sp1 - 1);
+        targets.push_back(target);
+        times.push_back(std::chrono::steady_clock::now());
+        c->script = handler_(target, head);
+        play(c);
+      });
+      accept();
+    });
+  }
+
+  void play(const std::shared_ptr<Connection>& c) {
+    if (c->step == c->script.size()) return;  // hold the connection open
+    Step& step = c->script[c->step];
+    if (!step.byte_by_byte) {
+      asio::async_write(c->socket, asio::buffer(step.bytes), [this, c](boost::system::error_code ec, std::size_t) {
+        if (!ec) next_step(c);
+      });
+      return;
+    }
+    if (c->byte == step.bytes.size()) {
+      c->byte = 0;
+      return next_step(c);
+    }
+    asio::async_write(c->socket, asio::buffer(&step.bytes[c->byte], 1), [this, c](boost::system::error_code ec,
+                                                                                    std::size_t) {
+      if (ec) return;
+      ++c->byte;
+      c->timer.expires_after(1ms);
+      c->timer.async_wait([this, c](boost::system::error_code) { play(c); });
+    });
+  }
+
+  void next_step(const std::shared_ptr<Connection>& c) {
+    if (c->script[c->step].close) {
+      boost::system::error_code ignored;
+      c->socket.shutdown(tcp::socket::shutdown_both, ignored);
+      c->socket.close(ignored);
+      return;
+    }
+    ++c->step;
+    play(c);
+  }
+
+  asio::io_context& io_;
+  tcp::acceptor acceptor_;
+  Handler handler_;
+  std::vector<std::shared_ptr<Connection>> connections_;
+};
+
+class RecordingSink final : public ObjectSink {
+ public:
+  void service_changed(const ObjectKey& key, const Service* now) override {
+    events.push_back(key.name + (now ? "" : " deleted"));
+  }
+  void endpoint_slice_changed(const ObjectKey&, const EndpointSlice*) override {}
+  void node_changed(const Node*) override {}
+  void synced(ResourceKind) override { ++synced_count; }
+  void object_skipped(ResourceKind, const std::string& what, const std::string& reason) override {
+    skipped.push_back(what + " " + reason);
+  }
+  std::vector<std::string> events;
+  std::vector<std::string> skipped;
+  int synced_count = 0;
+};
+
+template <typename Predicate>
+bool run_until(asio::io_context& io, Predicate done, std::chrono::milliseconds limit = 5s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    io.restart();
+    io.run_for(5ms);
+  }
+  return true;
+}
+
+// A reflector for Services with kube-proxy's selectors, fast deterministic
+// backoff (random() = 0: exactly 100 ms, 200 ms, ...), against the server.
+struct Rig {
+  asio::io_context io;
+  std::unique_ptr<FaultServer> server;
+  std::shared_ptr<TokenSource> tokens;
+  std::unique_ptr<HttpClient> client;
+  RecordingSink sink;
+  std::unique_ptr<Reflector<Service>> reflector;
+  std::vector<std::string> log;
+
+  explicit Rig(FaultServer::Handler handler, std::filesystem::path token_file = {}) {
+    server = std::make_unique<FaultServer>(io, std::move(handler));
+    ClientConfig config;
+    config.server = server->url();
+    tokens = std::make_shared<TokenSource>("", token_file);
+    client = std::move(*HttpClient::create(io, config, tokens));
+    ApiSourceOptions options;
+    options.tuning.backoff = {100ms, 400ms, 2.0, 1.0};
+    options.tuning.random = [] { return 0.0; };
+    options.tuning.log = [this](std::string_view line) { log.emplace_back(line); };
+    reflector = std::make_unique<Reflector<Service>>(io, *client, sink, service_reflector_options(options));
+  }
+  ~Rig() { reflector->stop(); }
+};
+
+bool is_watch(const std::string& target) { return target.find("watch=true") != std::string::npos; }
+bool has(const std::string& target, const std::string& part) { return target.find(part) != std::string::npos; }
+
+TEST_CASE("reflector fault: pages, then a watch from the list's version, resumed from the last bookmark") {
+  int watches = 0;
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) {
+      if (has(target, "continue=p2")) return {{response(200, list({service("c", "9")}, "10"))}};
+      return {{response(200, list({service("a", "5"), service("b", "6")}, "10", "p2"))}};
+    }
+    if (++watches == 1) {
+      return {{chunked_head() + chunk(event("ADDED", service("d", "11")) + event("MODIFIED", service("a", "12", 81))) +
+               chunk(event("DELETED", service("b", "13")) + bookmark("20")) + kLastChunk}};
+    }
+    return {{chunked_head()}};  // then silence
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return watches == 2; }));
+  const auto& t = rig.server->targets;
+  REQUIRE(t.size() == 4);
+  CHECK(has(t[0], "limit=500"));
+  CHECK(has(t[0], "labelSelector=%21service.kubernetes.io%2Fservice-proxy-name"));
+  CHECK(has(t[0], "fieldSelector=spec.clusterIP%21%3DNone"));
+  CHECK_FALSE(has(t[0], "continue="));
+  CHECK(has(t[1], "continue=p2"));
+  CHECK(has(t[2], "resourceVersion=10&"));
+  CHECK(has(t[2], "allowWatchBookmarks=true"));
+  const auto timeout = std::stoi(t[2].substr(t[2].find("timeoutSeconds=") + 15));
+  CHECK(timeout >= 300);
+  CHECK(timeout < 600);
+  CHECK(has(t[3], "resourceVersion=20&"));
+  CHECK(rig.sink.events == std::vector<std::string>{"a", "b", "c", "d", "a", "b deleted"});
+  CHECK(rig.sink.synced_count == 1);
+  CHECK(rig.reflector->cache().find({"ns", "a"})->ports.at(0).port == 81);
+  CHECK(rig.reflector->status().bookmarks == 1);
+  CHECK(rig.reflector->status().list_pages == 2);
+}
+
+TEST_CASE("reflector fault: a frame delivered byte by byte is applied once, whole") {
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) return {{response(200, list({}, "1"))}};
+    return {{chunked_head()}, {chunk(event("ADDED", service("slow", "2", 8080))), true}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return !rig.sink.events.empty(); }, 20s));
+  CHECK(rig.sink.events == std::vector<std::string>{"slow"});
+  CHECK(rig.reflector->cache().find({"ns", "slow"})->ports.at(0).port == 8080);
+  CHECK(rig.reflector->status().skipped == 0);
+}
+
+TEST_CASE("reflector fault: a connection cut mid-frame resumes from the last whole event") {
+  int watches = 0;
+  const std::string cut = event("ADDED", service("e", "12"));
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) return {{response(200, list({}, "10"))}};
+    if (++watches == 1) {
+      return {{chunked_head() + chunk(event("ADDED", service("d", "11")) + cut.substr(0, cut.size() / 2)), false,
+               true}};
+    }
+    return {{chunked_head() + chunk(cut)}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return rig.sink.events.size() == 2; }));
+  CHECK(rig.sink.events == std::vector<std::string>{"d", "e"});
+  CHECK(has(rig.server->targets.at(2), "resourceVersion=11&"));
+  CHECK(rig.reflector->status().failures == 1);
+  CHECK(rig.reflector->status().lists == 1);  // resumed, not relisted
+}
+
+TEST_CASE("reflector fault: malformed JSON and an undecodable object are skipped, the watch goes on") {
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) return {{response(200, list({}, "1"))}};
+    const std::string bad_port =
+        R"({"metadata":{"name":"bad","namespace":"ns","resourceVersion":"3"},"spec":{"ports":[{"port":"abc"}]}})";
+    return {{chunked_head() + chunk(R"({"type":"ADDED","object":{"metadata":oops}})" "\n") +
+             chunk(event("ADDED", bad_port)) + chunk(event("ADDED", service("good", "4")))}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return !rig.sink.events.empty(); }));
+  CHECK(rig.sink.events == std::vector<std::string>{"good"});
+  CHECK(rig.sink.skipped == std::vector<std::string>{"ns/bad bad_port"});
+  CHECK(rig.reflector->status().skipped == 2);
+  CHECK(rig.reflector->status().resource_version == "4");
+  bool named = false;
+  for (const auto& line : rig.log) named = named || (has(line, "skipping") && has(line, "ns/bad"));
+  CHECK(named);
+}
+
+TEST_CASE("reflector fault: 429 and 5xx back off, then the list succeeds") {
+  const int status = GENERATE(429, 500, 503);
+  CAPTURE(status);
+  int lists = 0;
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (is_watch(target)) return {{chunked_head()}};
+    if (++lists <= 2) return {{response(status, R"({"kind":"Status","message":"slow down","code":)" +
+                                                    std::to_string(status) + "}")}};
+    return {{response(200, list({service("a", "1")}, "1"))}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return rig.sink.synced_count == 1; }));
+  CHECK(rig.reflector->status().failures == 2);
+  const auto& times = rig.server->times;
+  // random() = 0: the delays are exactly 100 ms, then 200 ms.
+  CHECK(times.at(1) - times.at(0) >= 100ms);
+  CHECK(times.at(2) - times.at(1) >= 200ms);
+  CHECK(rig.reflector->status().last_error.empty());
+}
+
+TEST_CASE("reflector fault: an ERROR 410 on the watch relists and passes on only the differences") {
+  int lists = 0;
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) {
+      if (++lists == 1) return {{response(200, list({service("a", "1"), service("b", "2"), service("c", "3")}, "3"))}};
+      return {{response(200, list({service("a", "1"), service("c", "7", 99), service("e", "8")}, "9"))}};
+    }
+    if (lists == 1) return {{chunked_head() + chunk(event("ERROR", kExpired))}};
+    return {{chunked_head()}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return rig.reflector->status().relists == 1 && rig.sink.events.size() >= 6; }));
+  CHECK(rig.sink.events == std::vector<std::string>{"a", "b", "c", "b deleted", "c", "e"});
+  CHECK(rig.sink.synced_count == 1);
+  CHECK(has(rig.server->targets.back(), "resourceVersion=9&"));
+  CHECK(rig.reflector->status().failures == 0);
+}
+
+TEST_CASE("reflector fault: an expired continue token restarts the list from the first page") {
+  int firsts = 0;
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (is_watch(target)) return {{chunked_head()}};
+    if (has(target, "continue=p2")) {
+      if (firsts == 1) return {{response(410, kExpired)}};
+      return {{response(200, list({service("b", "6")}, "12"))}};
+    }
+    ++firsts;
+    return {{response(200, list({service("a", "5")}, firsts == 1 ? "10" : "12", "p2"))}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return rig.sink.synced_count == 1 && is_watch(rig.server->targets.back()); }));
+  CHECK(firsts == 2);
+  CHECK(rig.sink.events == std::vector<std::string>{"a", "b"});
+  CHECK(has(rig.server->targets.back(), "resourceVersion=12&"));
+}
+
+TEST_CASE("reflector fault: a refused field selector falls back to filtering on the client") {
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (has(target, "fieldSelector")) {
+      return {{response(400, R"({"kind":"Status","message":"field label not supported: spec.clusterIP","code":400})")}};
+    }
+    if (is_watch(target)) {
+      return {{chunked_head() + chunk(event("ADDED", service("headless2", "4", 53, "None")) +
+                                      event("ADDED", service("web2", "5")))}};
+    }
+    return {{response(200, list({service("headless", "1", 53, "None"), service("web", "2")}, "3"))}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return rig.sink.events.size() == 2; }));
+  CHECK(rig.sink.events == std::vector<std::string>{"web", "web2"});
+  CHECK(rig.reflector->status().field_selector_dropped);
+  CHECK_FALSE(has(rig.server->targets.back(), "fieldSelector"));
+  CHECK(has(rig.server->targets.back(), "labelSelector"));
+}
+
+TEST_CASE("reflector fault: a 401 makes the client re-read a rotated token file") {
+  const auto dir = std::filesystem::current_path() / "reflector_fault_scratch";
+  std::filesystem::create_directories(dir);
+  const auto file = dir / "token";
+  std::ofstream(file, std::ios::trunc) << "old\n";
+  std::vector<std::string> auth;
+  Rig rig(
+      [&](const std::string& target, const std::string& head) -> Script {
+        const bool fresh = has(head, "Authorization: Bearer new\r\n");
+        auth.push_back(fresh ? "new" : "old");
+        if (!fresh) return {{response(401, R"({"kind":"Status","message":"Unauthorized","code":401})")}};
+        if (is_watch(target)) return {{chunked_head()}};
+        return {{response(200, list({service("a", "1")}, "1"))}};
+      },
+      file);
+  rig.reflector->start();  // reads "old"
+  std::ofstream(file, std::ios::trunc) << "new\n";  // rotated on disk
+  REQUIRE(run_until(rig.io, [&] { return rig.sink.synced_count == 1; }));
+  CHECK(auth.at(0) == "old");
+  CHECK(auth.at(1) == "new");
+  CHECK(rig.reflector->status().failures == 1);
+}
+
+TEST_CASE("backoff: doubles from the initial delay to the cap, jitter on top, reset") {
+  double r = 0.0;
+  Backoff backoff({800ms, 30000ms, 2.0, 1.0}, [&] { return r; });
+  std::vector<long> seen;
+  for (int i = 0; i < 8; ++i) seen.push_back(static_cast<long>(backoff.next().count()));
+  CHECK(seen == std::vector<long>{800, 1600, 3200, 6400, 12800, 25600, 30000, 30000});
+  backoff.reset();
+  r = 0.5;
+  CHECK(backoff.next() == 1200ms);  // 800 ms + 50 % jitter
+  r = 0.999;
+  for (int i = 0; i < 10; ++i) CHECK(backoff.next() <= 30000ms);
+}
+
+}  // namespace
+}  // namespace kipvs::k8s
