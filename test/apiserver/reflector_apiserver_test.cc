@@ -416,8 +416,7 @@ TEST_CASE("TLS: a server certificate not signed by the configured CA is refused"
   auto& plane = ControlPlane::get();
   auto config = load_kubeconfig(plane.dir / "kipvs.kubeconfig");
   REQUIRE(config.has_value());
-  // Pin the wrong CA: the control plane's client certificate is not a CA for
-  // its serving certificate... use a freshly made self-signed one instead.
+  // Pin a CA that did not sign the serving certificate (a fresh self-signed one).
   const fs::path other = plane.dir / "other-ca";
   ControlPlane::run("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=other -keyout " + other.string() +
                     ".key -out " + other.string() + ".crt");
