@@ -1,0 +1,120 @@
+{{/* Chart name, truncated to the 63 characters a label allows. */}}
+{{- define "kipvs.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name of the release's objects. */}}
+{{- define "kipvs.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels the pods are selected by; never change them in an upgrade. */}}
+{{- define "kipvs.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kipvs.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels on every object. */}}
+{{- define "kipvs.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "kipvs.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: service-proxy
+{{- end -}}
+
+{{- define "kipvs.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "kipvs.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kipvs.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The ConfigMap holding the configuration: the release's own or an existing one. */}}
+{{- define "kipvs.configMapName" -}}
+{{- default (include "kipvs.fullname" .) .Values.config.existingConfigMap -}}
+{{- end -}}
+
+{{- define "kipvs.configMountPath" -}}
+{{- if .Values.config.existingConfigMap -}}
+{{- .Values.config.existingConfigMapMountPath -}}
+{{- else -}}
+/etc/kipvs
+{{- end -}}
+{{- end -}}
+
+{{- define "kipvs.configKey" -}}
+{{- if .Values.config.existingConfigMap -}}
+{{- .Values.config.existingConfigMapKey -}}
+{{- else -}}
+config.yaml
+{{- end -}}
+{{- end -}}
+
+{{/*
+Where the metrics server binds. Prometheus can only scrape it off the node
+when it binds a reachable address; kube-proxy's default, 127.0.0.1, keeps
+/metrics and /configz private to the node.
+*/}}
+{{- define "kipvs.metricsBindAddress" -}}
+{{- if .Values.metrics.enabled -}}
+{{- printf "%s:%d" .Values.metrics.bindAddress (int .Values.metrics.port) -}}
+{{- else -}}
+{{- printf "127.0.0.1:%d" (int .Values.metrics.port) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "kipvs.healthzBindAddress" -}}
+{{- printf "%s:%d" .Values.health.bindAddress (int .Values.health.port) -}}
+{{- end -}}
+
+{{/*
+The KubeProxyConfiguration built from values. Empty settings are left out so
+kipvs applies kube-proxy's defaults to them.
+*/}}
+{{- define "kipvs.config" -}}
+{{- $c := .Values.config -}}
+{{- $ipvs := dict
+  "scheduler" $c.ipvs.scheduler
+  "syncPeriod" $c.ipvs.syncPeriod
+  "minSyncPeriod" $c.ipvs.minSyncPeriod
+  "strictARP" $c.ipvs.strictARP
+  "tcpTimeout" $c.ipvs.tcpTimeout
+  "tcpFinTimeout" $c.ipvs.tcpFinTimeout
+  "udpTimeout" $c.ipvs.udpTimeout
+-}}
+{{- with $c.ipvs.excludeCIDRs }}{{ $_ := set $ipvs "excludeCIDRs" . }}{{ end -}}
+{{- $cfg := dict
+  "mode" "ipvs"
+  "bindAddress" "0.0.0.0"
+  "metricsBindAddress" (include "kipvs.metricsBindAddress" .)
+  "healthzBindAddress" (include "kipvs.healthzBindAddress" .)
+  "iptables" (dict "masqueradeAll" $c.masqueradeAll "masqueradeBit" (int $c.masqueradeBit))
+  "ipvs" $ipvs
+-}}
+{{- with $c.clusterCIDR }}{{ $_ := set $cfg "clusterCIDR" . }}{{ end -}}
+{{- with $c.nodePortAddresses }}{{ $_ := set $cfg "nodePortAddresses" . }}{{ end -}}
+{{- with $c.hostnameOverride }}{{ $_ := set $cfg "hostnameOverride" . }}{{ end -}}
+{{- with $c.kubeconfig }}{{ $_ := set $cfg "clientConnection" (dict "kubeconfig" .) }}{{ end -}}
+{{- $kipvs := dict "affinityMode" $c.affinityMode "interfaceName" $c.interfaceName -}}
+{{- if .Values.coexistence.enabled }}{{ $_ := set $kipvs "proxyName" .Values.coexistence.proxyName }}{{ end -}}
+{{- with $c.gracePeriod }}{{ $_ := set $kipvs "gracePeriod" . }}{{ end -}}
+{{- $_ := set $cfg "kipvs" $kipvs -}}
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+{{ mustMergeOverwrite $cfg (deepCopy $c.extra) | toYaml -}}
+{{- end -}}

