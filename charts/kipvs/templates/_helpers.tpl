@@ -71,15 +71,22 @@ when it binds a reachable address; kube-proxy's default, 127.0.0.1, keeps
 /metrics and /configz private to the node.
 */}}
 {{- define "kipvs.metricsBindAddress" -}}
-{{- if .Values.metrics.enabled -}}
-{{- printf "%s:%d" .Values.metrics.bindAddress (int .Values.metrics.port) -}}
-{{- else -}}
-{{- printf "127.0.0.1:%d" (int .Values.metrics.port) -}}
-{{- end -}}
+{{- $host := ternary .Values.metrics.bindAddress "127.0.0.1" .Values.metrics.enabled -}}
+{{- include "kipvs.hostPort" (list $host .Values.metrics.port) -}}
 {{- end -}}
 
 {{- define "kipvs.healthzBindAddress" -}}
-{{- printf "%s:%d" .Values.health.bindAddress (int .Values.health.port) -}}
+{{- include "kipvs.hostPort" (list .Values.health.bindAddress .Values.health.port) -}}
+{{- end -}}
+
+{{/* host:port, with an IPv6 host in brackets. */}}
+{{- define "kipvs.hostPort" -}}
+{{- $host := index . 0 -}}
+{{- if contains ":" $host -}}
+{{- printf "[%s]:%d" $host (int (index . 1)) -}}
+{{- else -}}
+{{- printf "%s:%d" $host (int (index . 1)) -}}
+{{- end -}}
 {{- end -}}
 
 {{/*
