@@ -1,0 +1,683 @@
+#include "agent/sync.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include <boost/asio/post.hpp>
+
+namespace kipvs::agent {
+
+namespace {
+
+using Kind = ipvs::Operation::Kind;
+using std::chrono::duration_cast;
+using std::chrono::milliseconds;
+using std::chrono::nanoseconds;
+
+bool is_delete(Kind kind) {
+  return kind == Kind::kDeleteService || kind == Kind::kDeleteDestination;
+}
+
+std::string plan_summary(const ipvs::Plan& plan) {
+  std::string out;
+  for (auto kind : {Kind::kAddService, Kind::kEditService, Kind::kDeleteService, Kind::kAddDestination,
+                    Kind::kEditDestination, Kind::kDeleteDestination}) {
+    if (auto n = plan.count(kind); n != 0) {
+      out += out.empty() ? " (" : ", ";
+      out += std::to_string(n) + " " + ipvs::to_string(kind);
+    }
+  }
+  return out.empty() ? out : out + ")";
+}
+
+template <typename T>
+bool parse_int(std::string_view text, T& value) {
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return ec == std::errc{} && end == text.data() + text.size();
+}
+
+}  // namespace
+
+std::string_view to_string(SyncKind kind) {
+  return kind == SyncKind::kFull ? "full" : "incremental";
+}
+
+std::string_view to_string(OperationOutcome outcome) {
+  switch (outcome) {
+    case OperationOutcome::kOk:
+      return "ok";
+    case OperationOutcome::kExists:
+      return "exists";
+    case OperationOutcome::kMissing:
+      return "missing";
+    case OperationOutcome::kFailed:
+      return "error";
+  }
+  return "error";
+}
+
+std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text) {
+  // YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)
+  if (text.size() < 20 || text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't') ||
+      text[13] != ':' || text[16] != ':') {
+    return std::nullopt;
+  }
+  int year = 0;
+  unsigned month = 0, day = 0, hour = 0, minute = 0, second = 0;
+  if (!parse_int(text.substr(0, 4), year) || !parse_int(text.substr(5, 2), month) ||
+      !parse_int(text.substr(8, 2), day) || !parse_int(text.substr(11, 2), hour) ||
+      !parse_int(text.substr(14, 2), minute) || !parse_int(text.substr(17, 2), second)) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day date{std::chrono::year{year}, std::chrono::month{month},
+                                         std::chrono::day{day}};
+  if (!date.ok() || hour > 23 || minute > 59 || second > 60) return std::nullopt;
+  auto rest = text.substr(19);
+  nanoseconds fraction{0};
+  if (!rest.empty() && rest.front() == '.') {
+    rest.remove_prefix(1);
+    std::size_t digits = 0;
+    std::int64_t value = 0;
+    while (digits < rest.size() && rest[digits] >= '0' && rest[digits] <= '9') {
+      if (digits < 9) value = value * 10 + (rest[digits] - '0');
+      ++digits;
+    }
+    if (digits == 0) return std::nullopt;
+    for (std::size_t i = digits; i < 9; ++i) value *= 10;
+    fraction = nanoseconds{value};
+    rest.remove_prefix(digits);
+  }
+  std::chrono::minutes offset{0};
+  if (rest == "Z" || rest == "z") {
+  } else if (rest.size() == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':') {
+    unsigned oh = 0, om = 0;
+    if (!parse_int(rest.substr(1, 2), oh) || !parse_int(rest.substr(4, 2), om)) return std::nullopt;
+    offset = std::chrono::hours{oh} + std::chrono::minutes{om};
+    if (rest[0] == '-') offset = -offset;
+  } else {
+    return std::nullopt;
+  }
+  auto time = std::chrono::sys_days{date} + std::chrono::hours{hour} + std::chrono::minutes{minute} +
+              std::chrono::seconds{second} + fraction - offset;
+  return std::chrono::time_point_cast<std::chrono::system_clock::duration>(time);
+}
+
+// ---------------------------------------------------------------------------
+
+Sync::Sync(boost::asio::io_context& io, ipvs::Backend& backend, ipvs::AddressBackend* addresses,
+           SyncObserver& observer, SyncOptions options)
+    : io_(io),
+      backend_(backend),
+      addresses_(addresses),
+      observer_(observer),
+      options_(std::move(options)),
+      started_wall_(options_.wall_clock()),
+      sync_timer_(io),
+      resync_timer_(io),
+      drain_timer_(io),
+      retry_timer_(io) {}
+
+Sync::~Sync() {
+  stop();
+}
+
+void Sync::stop() {
+  stopped_ = true;
+  sync_timer_.cancel();
+  resync_timer_.cancel();
+  drain_timer_.cancel();
+  retry_timer_.cancel();
+}
+
+void Sync::log(const std::string& line) const {
+  if (options_.log) {
+    options_.log(line);
+  } else {
+    std::cerr << "kipvs: " << line << '\n';
+  }
+}
+
+// ---------------------------------------------------------------------------
+// ObjectSink
+
+void Sync::service_changed(const k8s::ObjectKey& key, const k8s::Service* now) {
+  if (now != nullptr) {
+    services_.insert_or_assign(key, *now);
+  } else {
+    services_.erase(key);
+  }
+  mark_dirty(key);
+}
+
+void Sync::endpoint_slice_changed(const k8s::ObjectKey& key, const k8s::EndpointSlice* now) {
+  // The Service it belonged to and the one it belongs to now (the label may
+  // change, or appear) are both dirty.
+  if (auto old = slices_.find(key); old != slices_.end()) {
+    if (auto owner = owning_service(old->second)) {
+      mark_dirty(*owner);
+      if (auto it = slices_by_service_.find(*owner); it != slices_by_service_.end()) {
+        it->second.erase(key);
+        if (it->second.empty()) slices_by_service_.erase(it);
+      }
+    }
+    slices_.erase(old);
+  }
+  ++pending_slice_changes_;
+  if (now == nullptr) {
+    request_sync();
+    report_pending();
+    return;
+  }
+  slices_.insert_or_assign(key, *now);
+  auto owner = owning_service(*now);
+  if (!owner) {
+    observer_.object_skipped(k8s::ResourceKind::kEndpointSlice, kReasonNoServiceName);
+    report_pending();
+    return;
+  }
+  slices_by_service_[*owner].insert(key);
+  if (auto it = now->meta.annotations.find(std::string(kLastChangeTriggerTimeAnnotation));
+      it != now->meta.annotations.end()) {
+    // Changes older than this agent are not its latency (kube-proxy ignores
+    // them too: the initial list would report the cluster's age).
+    if (auto when = parse_rfc3339(it->second); when && *when >= started_wall_)
+      triggers_[*owner].push_back(*when);
+  }
+  mark_dirty(*owner);
+}
+
+void Sync::node_changed(const k8s::Node* now) {
+  if (now == nullptr) return;
+  bool changed = false;
+  if (options_.zone_from_node) {
+    std::string zone;
+    if (auto it = now->meta.labels.find("topology.kubernetes.io/zone"); it != now->meta.labels.end())
+      zone = it->second;
+    changed |= zone != options_.facts.zone;
+    options_.facts.zone = zone;
+  }
+  if (options_.node_ips_from_node) {
+    std::vector<ipvs::Address> ips;
+    for (const auto& address : now->addresses) {
+      if (address.type != "InternalIP" && address.type != "ExternalIP") continue;
+      if (auto ip = ipvs::Address::parse(address.address)) ips.push_back(*ip);
+    }
+    changed |= ips != options_.facts.node_ips;
+    options_.facts.node_ips = std::move(ips);
+  }
+  if (!changed) return;
+  // Topology and node ports depend on these: every Service may change.
+  for (const auto& [key, service] : services_) mark_dirty(key);
+}
+
+void Sync::synced(k8s::ResourceKind kind) {
+  if (kind == k8s::ResourceKind::kService) services_synced_ = true;
+  if (kind == k8s::ResourceKind::kEndpointSlice) slices_synced_ = true;
+  if (initial_sync_done_ || !services_synced_ || !slices_synced_ || stopped_) return;
+  // Posted, so that deliveries queued behind this call make the first sync.
+  boost::asio::post(io_, [this] {
+    if (!initial_sync_done_ && !stopped_) sync_full();
+  });
+}
+
+void Sync::object_skipped(k8s::ResourceKind kind, const std::string& what, const std::string& reason) {
+  log("skipped " + what + " (" + reason + ")");
+  observer_.object_skipped(kind, reason);
+}
+
+void Sync::mark_dirty(const k8s::ObjectKey& service) {
+  dirty_.insert(service);
+  report_pending();
+  request_sync();
+}
+
+void Sync::report_pending() {
+  observer_.pending_changes(dirty_.size(), pending_slice_changes_);
+}
+
+// ---------------------------------------------------------------------------
+// Scheduling
+
+void Sync::request_sync() {
+  if (!initial_sync_done_ || sync_pending_ || stopped_) return;
+  sync_pending_ = true;
+  // Coalesce: at most one sync per min_sync_period.
+  const auto at = std::max(std::chrono::steady_clock::now(), last_sync_end_ + options_.min_sync_period);
+  sync_timer_.expires_at(at);
+  sync_timer_.async_wait([this](const boost::system::error_code& error) {
+    if (error || stopped_) return;
+    sync_pending_ = false;
+    sync_dirty();
+  });
+}
+
+void Sync::arm_resync() {
+  if (stopped_) return;
+  resync_timer_.expires_after(options_.sync_period);
+  resync_timer_.async_wait([this](const boost::system::error_code& error) {
+    if (error || stopped_) return;
+    sync_full();
+  });
+}
+
+void Sync::arm_drain_check() {
+  if (draining_.empty() || drain_armed_ || stopped_) return;
+  drain_armed_ = true;
+  drain_timer_.expires_after(options_.drain_check_period);
+  drain_timer_.async_wait([this](const boost::system::error_code& error) {
+    drain_armed_ = false;
+    if (error || stopped_) return;
+    for (const auto& [ref, since] : draining_) dirty_keys_.insert(ref.service);
+    sync_dirty();
+  });
+}
+
+void Sync::arm_retry() {
+  if (retry_keys_.empty() || retry_armed_ || stopped_) return;
+  retry_armed_ = true;
+  backoff_ = backoff_.count() == 0 ? options_.retry_min : std::min(backoff_ * 2, options_.retry_max);
+  retry_timer_.expires_after(backoff_);
+  retry_timer_.async_wait([this](const boost::system::error_code& error) {
+    retry_armed_ = false;
+    if (error || stopped_) return;
+    dirty_keys_.insert(retry_keys_.begin(), retry_keys_.end());
+    retry_keys_.clear();
+    sync_dirty();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Desired state
+
+void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& affected) {
+  if (auto old = parts_.find(service); old != parts_.end()) {
+    for (const auto& [key, entry] : old->second.table) {
+      affected.insert(key);
+      if (auto claim = claims_.find(key); claim != claims_.end()) {
+        claim->second.erase(service);
+        if (claim->second.empty()) claims_.erase(claim);
+      }
+    }
+    for (const auto& address : old->second.bound) {
+      if (auto ref = bound_refs_.find(address); ref != bound_refs_.end() && --ref->second == 0)
+        bound_refs_.erase(ref);
+    }
+    parts_.erase(old);
+  }
+  auto found = services_.find(service);
+  if (found == services_.end()) return;
+
+  std::vector<const k8s::EndpointSlice*> slices;
+  if (auto it = slices_by_service_.find(service); it != slices_by_service_.end()) {
+    for (const auto& slice_key : it->second) {
+      if (auto slice = slices_.find(slice_key); slice != slices_.end()) slices.push_back(&slice->second);
+    }
+  }
+  DesiredState state = desired_for_service(found->second, slices, options_.facts);
+  for (const auto& problem : state.problems) {
+    log(problem.message + " (" + problem.reason + ")");
+    observer_.object_skipped(problem.kind, problem.reason);
+  }
+  if (state.table.empty() && state.bound_addresses.empty()) return;
+  Part part{std::move(state.table), std::move(state.bound_addresses)};
+  for (const auto& [key, entry] : part.table) {
+    affected.insert(key);
+    auto& claimants = claims_[key];
+    if (!claimants.empty() && *claimants.begin() < service) {
+      log("virtual service " + ipvs::to_string(key) + " is wanted by " + claimants.begin()->namespace_ + "/" +
+          claimants.begin()->name + " and " + service.namespace_ + "/" + service.name +
+          "; the first keeps it");
+      observer_.object_skipped(k8s::ResourceKind::kService, kReasonDuplicateVirtualService);
+    }
+    claimants.insert(service);
+  }
+  for (const auto& address : part.bound) ++bound_refs_[address];
+  parts_.emplace(service, std::move(part));
+}
+
+const ipvs::TableEntry* Sync::desired_entry(const ipvs::ServiceKey& key) const {
+  auto claim = claims_.find(key);
+  if (claim == claims_.end() || claim->second.empty()) return nullptr;
+  const auto& part = parts_.at(*claim->second.begin());
+  auto entry = part.table.find(key);
+  return entry == part.table.end() ? nullptr : &entry->second;
+}
+
+ipvs::Table Sync::desired() const {
+  ipvs::Table table;
+  for (const auto& [key, claimants] : claims_) {
+    if (const auto* entry = desired_entry(key)) table.emplace(key, *entry);
+  }
+  return table;
+}
+
+std::set<ipvs::Address> Sync::desired_addresses() const {
+  std::set<ipvs::Address> addresses;
+  for (const auto& [address, count] : bound_refs_) addresses.insert(address);
+  return addresses;
+}
+
+bool Sync::owned(const ipvs::ServiceKey& key, const std::set<ipvs::Address>& addresses) const {
+  return owns_service(key, addresses, options_.facts);
+}
+
+ipvs::Plan Sync::plan_for(const std::set<ipvs::ServiceKey>& keys,
+                          const std::set<ipvs::Address>& addresses) const {
+  ipvs::Plan plan;
+  ipvs::Plan deletes;
+  for (const auto& key : keys) {
+    const auto* desired = desired_entry(key);
+    auto observed = observed_.find(key);
+    const auto* current = observed == observed_.end() ? nullptr : &observed->second;
+    if (desired == nullptr) {
+      if (current != nullptr && owned(key, addresses))
+        deletes.append(ipvs::diff_service(key, nullptr, current));
+    } else {
+      plan.append(ipvs::diff_service(key, desired, current));
+    }
+  }
+  plan.append(deletes);  // as diff() orders them: adds before whole-service deletes
+  return plan;
+}
+
+ipvs::ConnectionTable Sync::connections_for(const ipvs::Plan& plan) {
+  // Only deletes of TCP/SCTP destinations need counts (UDP goes at once):
+  // read those services' destinations, one listing each.
+  std::set<ipvs::ServiceKey> services;
+  for (const auto& operation : plan.operations) {
+    if (operation.kind == Kind::kDeleteDestination &&
+        operation.service.key.protocol != ipvs::Protocol::kUdp) {
+      services.insert(operation.service.key);
+    }
+  }
+  ipvs::ConnectionTable table;
+  for (const auto& key : services) {
+    auto listed = backend_.list_destinations(key);
+    if (!listed) {
+      // Unknown counts: assume busy, so nothing is cut; the next check retries.
+      log("cannot read connection counts of " + ipvs::to_string(key) + ": " + listed.error().message);
+      for (const auto& operation : plan.operations) {
+        if (operation.service.key == key) table[{key, operation.destination.key}] = {1, 0};
+      }
+      continue;
+    }
+    for (const auto& state : *listed) {
+      table[{key, state.destination.key}] = {state.active_connections, state.inactive_connections};
+    }
+  }
+  return table;
+}
+
+void Sync::update_observed(const ipvs::Operation& operation) {
+  const auto& key = operation.service.key;
+  switch (operation.kind) {
+    case Kind::kAddService:
+      observed_[key] = ipvs::TableEntry{operation.service, {}};
+      break;
+    case Kind::kEditService:
+      observed_[key].service = operation.service;
+      break;
+    case Kind::kDeleteService:
+      observed_.erase(key);
+      break;
+    case Kind::kAddDestination:
+    case Kind::kEditDestination: {
+      auto [entry, inserted] = observed_.try_emplace(key, ipvs::TableEntry{operation.service, {}});
+      entry->second.destinations.insert_or_assign(operation.destination.key, operation.destination);
+      break;
+    }
+    case Kind::kDeleteDestination:
+      if (auto entry = observed_.find(key); entry != observed_.end()) {
+        entry->second.destinations.erase(operation.destination.key);
+      }
+      break;
+  }
+}
+
+std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ipvs::Address>& addresses,
+                                       bool reread) {
+  std::set<ipvs::ServiceKey> failed;
+  if (plan.empty()) return failed;
+  const auto results = backend_.apply(plan.operations);
+  stats_.operations += plan.size();
+  std::set<ipvs::ServiceKey> stale;  // the kernel disagrees with observed_
+  for (std::size_t i = 0; i < plan.operations.size(); ++i) {
+    const auto& operation = plan.operations[i];
+    const auto& key = operation.service.key;
+    if (i < results.size() && results[i]) {
+      update_observed(operation);
+      observer_.operation_applied(operation.kind, OperationOutcome::kOk);
+      continue;
+    }
+    const int code = i < results.size() ? results[i].error().code : EIO;
+    const std::string message = i < results.size() ? results[i].error().message : "no answer";
+    if (is_delete(operation.kind) && (code == ESRCH || code == ENOENT)) {
+      // Already gone: what the delete wanted.
+      if (operation.kind == Kind::kDeleteService || code == ESRCH) {
+        observed_.erase(key);
+      } else {
+        update_observed(operation);
+      }
+      observer_.operation_applied(operation.kind, OperationOutcome::kMissing);
+    } else if (reread && (code == EEXIST || code == ESRCH || code == ENOENT)) {
+      log(message + ": the kernel differs from what kipvs saw; re-reading " + ipvs::to_string(key));
+      stale.insert(key);
+      observer_.operation_applied(operation.kind,
+                                  code == EEXIST ? OperationOutcome::kExists : OperationOutcome::kMissing);
+    } else {
+      log(message + "; will retry");
+      failed.insert(key);
+      ++stats_.failed_operations;
+      observer_.operation_applied(operation.kind, OperationOutcome::kFailed);
+    }
+  }
+  if (stale.empty()) return failed;
+
+  // Adopt what the kernel has for those services, then diff them again.
+  auto services = backend_.list_services();
+  if (!services) {
+    log("cannot list IPVS services: " + services.error().message + "; will retry");
+    failed.insert(stale.begin(), stale.end());
+    for (const auto& key : stale) observed_.erase(key);
+    return failed;
+  }
+  ipvs::ConnectionTable connections;
+  for (const auto& key : stale) {
+    observed_.erase(key);
+    auto found =
+        std::ranges::find_if(*services, [&key](const auto& state) { return state.service.key == key; });
+    if (found == services->end()) continue;
+    auto destinations = backend_.list_destinations(key);
+    if (!destinations) {
+      failed.insert(key);
+      continue;
+    }
+    ipvs::TableEntry entry{found->service, {}};
+    for (const auto& state : *destinations) {
+      entry.destinations.emplace(state.destination.key, state.destination);
+      connections[{key, state.destination.key}] = {state.active_connections, state.inactive_connections};
+    }
+    observed_.emplace(key, std::move(entry));
+  }
+  auto drained = ipvs::apply_drain_policy(plan_for(stale, addresses), observed_, connections, draining_,
+                                          options_.clock(), {.grace_period = options_.grace_period});
+  draining_ = std::move(drained.draining);
+  auto again = apply(drained.plan, addresses, /*reread=*/false);
+  failed.insert(again.begin(), again.end());
+  return failed;
+}
+
+void Sync::bind_addresses(const std::set<ipvs::Address>& desired) {
+  if (addresses_ == nullptr) return;
+  if (!link_ready_) {
+    if (auto ready = addresses_->ensure_link(options_.interface_name); !ready) {
+      log("cannot set up " + options_.interface_name + ": " + ready.error().message);
+      return;
+    }
+    link_ready_ = true;
+    if (auto listed = addresses_->list_addresses(options_.interface_name)) observed_addresses_ = *listed;
+  }
+  for (const auto& address : desired) {
+    if (observed_addresses_.contains(address)) continue;
+    auto added = addresses_->add_address(options_.interface_name, address);
+    const bool ok = added || added.error().code == EEXIST;
+    observer_.address_operation(true, ok);
+    if (ok) {
+      observed_addresses_.insert(address);
+    } else {
+      log(added.error().message);
+    }
+  }
+}
+
+void Sync::unbind_stale_addresses(const std::set<ipvs::Address>& desired) {
+  if (addresses_ == nullptr || !link_ready_) return;
+  std::set<ipvs::Address>
+      in_use;  // an owned service that could not be removed keeps its address (and ownership)
+  for (const auto& [key, entry] : observed_) {
+    if (key.fwmark == 0) in_use.insert(key.address);
+  }
+  for (auto it = observed_addresses_.begin(); it != observed_addresses_.end();) {
+    if (desired.contains(*it) || in_use.contains(*it)) {
+      ++it;
+      continue;
+    }
+    auto deleted = addresses_->delete_address(options_.interface_name, *it);
+    const bool ok = deleted || deleted.error().code == EADDRNOTAVAIL;
+    observer_.address_operation(false, ok);
+    if (ok) {
+      it = observed_addresses_.erase(it);
+    } else {
+      log(deleted.error().message);
+      ++it;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The syncs
+
+bool Sync::sync_dirty() {
+  if (!initial_sync_done_) return sync_full();
+  const auto started = options_.clock();
+  observer_.sync_started(SyncKind::kIncremental);
+  std::set<ipvs::ServiceKey> affected = std::move(dirty_keys_);
+  dirty_keys_.clear();
+  const std::set<k8s::ObjectKey> recomputed = std::move(dirty_);
+  dirty_.clear();
+  pending_slice_changes_ = 0;
+  for (const auto& service : recomputed) recompute(service, affected);
+
+  const auto desired = desired_addresses();
+  bind_addresses(desired);
+  auto addresses = desired;
+  addresses.insert(observed_addresses_.begin(), observed_addresses_.end());
+
+  const auto plan = plan_for(affected, addresses);
+  const auto connections = connections_for(plan);
+  auto drained = ipvs::apply_drain_policy(plan, observed_, connections, draining_, options_.clock(),
+                                          {.grace_period = options_.grace_period});
+  draining_ = std::move(drained.draining);
+  const auto failed = apply(drained.plan, addresses, /*reread=*/true);
+  unbind_stale_addresses(desired);
+  ++stats_.incremental_syncs;
+  finish(SyncKind::kIncremental, started, drained.plan, recomputed.size(), failed, recomputed);
+  return failed.empty();
+}
+
+bool Sync::sync_full() {
+  const auto started = options_.clock();
+  observer_.sync_started(SyncKind::kFull);
+  auto dump = backend_.list_all();
+  if (!dump) {
+    log("cannot read the IPVS table: " + dump.error().message + "; retrying at the next resync");
+    observer_.sync_finished(SyncKind::kFull, duration_cast<nanoseconds>(options_.clock() - started), false);
+    arm_resync();
+    return false;
+  }
+  observed_ = ipvs::table_from(*dump);
+  const auto connections = ipvs::connections_from(*dump);
+  dump->clear();
+  if (addresses_ != nullptr) {
+    // Re-read: someone may have removed an address behind our back.
+    link_ready_ = false;
+  }
+
+  std::set<ipvs::ServiceKey> affected;
+  const std::set<k8s::ObjectKey> recomputed = std::move(dirty_);
+  dirty_.clear();
+  dirty_keys_.clear();
+  pending_slice_changes_ = 0;
+  for (const auto& service : recomputed) recompute(service, affected);
+
+  const auto desired_addrs = desired_addresses();
+  bind_addresses(desired_addrs);
+  auto addresses = desired_addrs;
+  addresses.insert(observed_addresses_.begin(), observed_addresses_.end());
+
+  const auto desired_table = desired();
+  const auto plan = ipvs::diff(desired_table, observed_,
+                               [&](const ipvs::ServiceKey& key) { return owned(key, addresses); });
+  auto drained =
+      ipvs::apply_drain_policy(plan, observed_, connections, ipvs::prune_drains(draining_, observed_),
+                               options_.clock(), {.grace_period = options_.grace_period});
+  draining_ = std::move(drained.draining);
+  const auto failed = apply(drained.plan, addresses, /*reread=*/true);
+  unbind_stale_addresses(desired_addrs);
+  ++stats_.full_syncs;
+  const bool first = !initial_sync_done_;
+  initial_sync_done_ = true;
+  finish(SyncKind::kFull, started, drained.plan, desired_table.size(), failed, recomputed);
+  if (first && !dirty_.empty()) request_sync();
+  arm_resync();
+  return failed.empty();
+}
+
+void Sync::finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipvs::Plan& plan,
+                  std::size_t services, const std::set<ipvs::ServiceKey>& failed,
+                  const std::set<k8s::ObjectKey>& recomputed) {
+  const auto elapsed = duration_cast<nanoseconds>(options_.clock() - started);
+  stats_.last_operations = plan.size();
+  last_sync_end_ = std::chrono::steady_clock::now();
+
+  if (!failed.empty()) {
+    retry_keys_.insert(failed.begin(), failed.end());
+    arm_retry();
+  } else if (retry_keys_.empty()) {
+    backoff_ = milliseconds{0};
+  }
+  // Latency: a Service counts as programmed when none of its virtual
+  // services failed.
+  const auto wall_now = options_.wall_clock();
+  for (const auto& service : recomputed) {
+    auto it = triggers_.find(service);
+    if (it == triggers_.end()) continue;
+    bool ok = true;
+    if (auto part = parts_.find(service); part != parts_.end()) {
+      for (const auto& [key, entry] : part->second.table) ok &= !failed.contains(key);
+    }
+    if (!ok) continue;
+    for (const auto& when : it->second) observer_.network_programming_latency(wall_now - when);
+    triggers_.erase(it);
+  }
+  observer_.drains_in_progress(draining_.size());
+  report_pending();
+  observer_.sync_finished(kind, elapsed, failed.empty());
+  arm_drain_check();
+
+  if (kind == SyncKind::kFull || !plan.empty() || !failed.empty() || !recomputed.empty()) {
+    std::ostringstream line;
+    line << "sync " << to_string(kind) << ": " << (kind == SyncKind::kFull ? services : recomputed.size())
+         << (kind == SyncKind::kFull ? " virtual services" : " services changed") << ", " << plan.size()
+         << " operations" << plan_summary(plan) << ", " << draining_.size() << " draining, "
+         << (failed.empty() ? std::string("ok") : std::to_string(failed.size()) + " failed") << ", "
+         << duration_cast<std::chrono::microseconds>(elapsed).count() / 1000.0 << " ms";
+    log(line.str());
+  }
+}
+
+}  // namespace kipvs::agent

@@ -1,0 +1,244 @@
+#pragma once
+// The sync loop: Services and EndpointSlices in (as a k8s::ObjectSink), IPVS
+// rules and kube-ipvs0 addresses out, incrementally.
+//
+//  - Changes mark Services dirty (a slice dirties the Service its
+//    kubernetes.io/service-name label names). Dirty Services are recomputed
+//    with desired_for_service and diffed, one virtual service at a time,
+//    against an in-memory copy of the kernel's table (`observed`), kept up to
+//    date from the results of every operation: an incremental sync does no
+//    kernel dump, and costs operations proportional to the change.
+//  - Changes that arrive within min_sync_period of the last sync are
+//    coalesced into one.
+//  - The first sync (once every kind has synced) and the periodic resync
+//    (every sync_period) dump the kernel once, rebuild `observed`, and diff
+//    the whole desired table: a restart adopts what is there (no flush),
+//    drift is repaired, and nothing is written when nothing drifted.
+//  - Only virtual services kipvs owns are edited or removed: on an address
+//    bound to the dummy interface, or node ports on node addresses, never in
+//    excludeCIDRs (owns_service).
+//  - Destinations that leave drain (apply_drain_policy): weight 0 until their
+//    connections end or the grace period passes; UDP ones go at once. Drains
+//    are re-checked every drain_check_period with a per-service listing.
+//  - Per operation: EEXIST on an add and ESRCH/ENOENT on an edit mean the
+//    kernel differs from `observed` (someone else changed it): kipvs re-reads
+//    those services and diffs them again. ESRCH/ENOENT on a delete means
+//    already gone. Any other failure retries the Service with backoff.
+//
+// One io_context thread owns all of it: no locks. Timers are Asio's; the
+// drain bookkeeping uses the injected clock so tests are deterministic.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "agent/desired_state.h"
+#include "agent/node_facts.h"
+#include "ipvs/address_backend.h"
+#include "ipvs/backend.h"
+#include "ipvs/diff.h"
+#include "ipvs/table.h"
+#include "k8s/sink.h"
+
+namespace kipvs::agent {
+
+inline constexpr std::string_view kLastChangeTriggerTimeAnnotation =
+    "endpoints.kubernetes.io/last-change-trigger-time";
+
+enum class SyncKind : std::uint8_t { kIncremental, kFull };
+[[nodiscard]] std::string_view to_string(SyncKind kind);
+
+// What happened to one kernel operation (a metric label).
+enum class OperationOutcome : std::uint8_t {
+  kOk,
+  kExists,   // EEXIST: the kernel had it already; adopted and re-diffed
+  kMissing,  // ESRCH/ENOENT: gone already (a delete), or re-added
+  kFailed,   // anything else: retried with backoff
+};
+[[nodiscard]] std::string_view to_string(OperationOutcome outcome);
+
+// What the metrics layer hears from the sync loop. Called on the io_context
+// thread, synchronously: implementations must not block.
+class SyncObserver {
+ public:
+  virtual ~SyncObserver() = default;
+  virtual void sync_started(SyncKind kind) = 0;
+  // ok is false when an operation failed or the kernel could not be read.
+  virtual void sync_finished(SyncKind kind, std::chrono::nanoseconds duration, bool ok) = 0;
+  virtual void operation_applied(ipvs::Operation::Kind kind, OperationOutcome outcome) = 0;
+  // An object (or part of one) that was skipped: undecodable, or a desired-
+  // state Problem (reason is a kReason* label).
+  virtual void object_skipped(k8s::ResourceKind kind, std::string_view reason) = 0;
+  // From a slice's last-change-trigger-time to the sync that programmed it.
+  virtual void network_programming_latency(std::chrono::duration<double> latency) = 0;
+  virtual void drains_in_progress(std::size_t destinations) = 0;
+  // Changes received and not yet synced (gauges; reported after each change
+  // and each sync).
+  virtual void pending_changes(std::size_t services, std::size_t endpoint_slices) = 0;
+  virtual void address_operation(bool add, bool ok) = 0;
+};
+
+// Does nothing: until metrics are plugged in, and in tests.
+class NoopSyncObserver final : public SyncObserver {
+ public:
+  void sync_started(SyncKind) override {}
+  void sync_finished(SyncKind, std::chrono::nanoseconds, bool) override {}
+  void operation_applied(ipvs::Operation::Kind, OperationOutcome) override {}
+  void object_skipped(k8s::ResourceKind, std::string_view) override {}
+  void network_programming_latency(std::chrono::duration<double>) override {}
+  void drains_in_progress(std::size_t) override {}
+  void pending_changes(std::size_t, std::size_t) override {}
+  void address_operation(bool, bool) override {}
+};
+
+struct SyncOptions {
+  NodeFacts facts;
+  std::chrono::milliseconds min_sync_period{0};
+  std::chrono::milliseconds sync_period{30'000};
+  // nullopt: wait for connections however long they last (kube-proxy).
+  std::optional<std::chrono::seconds> grace_period = std::chrono::seconds{900};
+  std::chrono::milliseconds drain_check_period{5'000};
+  std::chrono::milliseconds retry_min{1'000};
+  std::chrono::milliseconds retry_max{30'000};
+  std::string interface_name = "kube-ipvs0";
+  // Take zone and node IPs from the Node object (when flags left them unset).
+  bool zone_from_node = false;
+  bool node_ips_from_node = false;
+  // One log line, no newline; default stderr.
+  std::function<void(std::string_view)> log;
+  std::function<ipvs::DrainClock::time_point()> clock = [] { return ipvs::DrainClock::now(); };
+  std::function<std::chrono::system_clock::time_point()> wall_clock = [] {
+    return std::chrono::system_clock::now();
+  };
+};
+
+// Counters for tests and logs.
+struct SyncStats {
+  std::size_t incremental_syncs = 0;
+  std::size_t full_syncs = 0;
+  std::size_t operations = 0;         // sent to the backend, re-diff rounds included
+  std::size_t failed_operations = 0;  // outcome kFailed
+  std::size_t last_operations = 0;    // of the last sync
+};
+
+// Parses RFC 3339 ("2026-11-27T00:21:06.123456789Z", "...+02:00").
+[[nodiscard]] std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text);
+
+class Sync final : public k8s::ObjectSink {
+ public:
+  // addresses may be null: no dummy interface is managed (tests, `diff`).
+  Sync(boost::asio::io_context& io, ipvs::Backend& backend, ipvs::AddressBackend* addresses,
+       SyncObserver& observer, SyncOptions options);
+  ~Sync() override;
+  Sync(const Sync&) = delete;
+  Sync& operator=(const Sync&) = delete;
+
+  void service_changed(const k8s::ObjectKey& key, const k8s::Service* now) override;
+  void endpoint_slice_changed(const k8s::ObjectKey& key, const k8s::EndpointSlice* now) override;
+  void node_changed(const k8s::Node* now) override;
+  void synced(k8s::ResourceKind kind) override;
+  void object_skipped(k8s::ResourceKind kind, const std::string& what, const std::string& reason) override;
+
+  // Run a sync now (the timers call these; tests call them directly). They
+  // return false when an operation failed or the kernel could not be read.
+  bool sync_dirty();
+  bool sync_full();
+  // Cancels the timers; the sink may still be called but nothing syncs.
+  void stop();
+
+  [[nodiscard]] bool initial_sync_done() const { return initial_sync_done_; }
+  [[nodiscard]] const ipvs::Table& observed() const { return observed_; }
+  [[nodiscard]] ipvs::Table desired() const;
+  [[nodiscard]] std::set<ipvs::Address> desired_addresses() const;
+  [[nodiscard]] const ipvs::DrainSet& draining() const { return draining_; }
+  [[nodiscard]] const SyncStats& stats() const { return stats_; }
+  [[nodiscard]] std::size_t dirty_services() const { return dirty_.size(); }
+
+ private:
+  // One Service's contribution.
+  struct Part {
+    ipvs::Table table;
+    std::set<ipvs::Address> bound;
+  };
+
+  void log(const std::string& line) const;
+  void mark_dirty(const k8s::ObjectKey& service);
+  void request_sync();
+  void arm_resync();
+  void arm_drain_check();
+  void arm_retry();
+  void report_pending();
+  // Recomputes a Service's Part; adds the virtual services it had or has now.
+  void recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& affected);
+  [[nodiscard]] const ipvs::TableEntry* desired_entry(const ipvs::ServiceKey& key) const;
+  [[nodiscard]] bool owned(const ipvs::ServiceKey& key, const std::set<ipvs::Address>& addresses) const;
+  [[nodiscard]] ipvs::Plan plan_for(const std::set<ipvs::ServiceKey>& keys,
+                                    const std::set<ipvs::Address>& addresses) const;
+  // Counts for the destinations a plan deletes, read per service.
+  [[nodiscard]] ipvs::ConnectionTable connections_for(const ipvs::Plan& plan);
+  // Applies a plan, updates `observed`, re-reads and re-diffs services the
+  // kernel disagreed about; returns the virtual services that failed.
+  std::set<ipvs::ServiceKey> apply(const ipvs::Plan& plan, const std::set<ipvs::Address>& addresses,
+                                   bool reread);
+  void update_observed(const ipvs::Operation& operation);
+  void bind_addresses(const std::set<ipvs::Address>& desired);
+  void unbind_stale_addresses(const std::set<ipvs::Address>& desired);
+  void finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipvs::Plan& plan,
+              std::size_t services, const std::set<ipvs::ServiceKey>& failed,
+              const std::set<k8s::ObjectKey>& recomputed);
+
+  boost::asio::io_context& io_;
+  ipvs::Backend& backend_;
+  ipvs::AddressBackend* addresses_;
+  SyncObserver& observer_;
+  SyncOptions options_;
+  std::chrono::system_clock::time_point started_wall_;
+
+  ServiceMap services_;
+  EndpointSliceMap slices_;
+  std::map<k8s::ObjectKey, std::set<k8s::ObjectKey>> slices_by_service_;
+  bool services_synced_ = false;
+  bool slices_synced_ = false;
+  bool initial_sync_done_ = false;
+  bool stopped_ = false;
+
+  std::set<k8s::ObjectKey> dirty_;
+  std::set<ipvs::ServiceKey> dirty_keys_;  // virtual services to re-diff (drains, retries)
+  std::size_t pending_slice_changes_ = 0;
+  std::map<k8s::ObjectKey, std::vector<std::chrono::system_clock::time_point>> triggers_;
+
+  std::map<k8s::ObjectKey, Part> parts_;
+  // Which Services want a virtual service; the first (smallest key) gets it,
+  // as in compute_desired_state.
+  std::map<ipvs::ServiceKey, std::set<k8s::ObjectKey>> claims_;
+  std::map<ipvs::Address, std::size_t> bound_refs_;
+
+  ipvs::Table observed_;
+  std::set<ipvs::Address> observed_addresses_;
+  bool link_ready_ = false;
+  ipvs::DrainSet draining_;
+  std::set<ipvs::ServiceKey> retry_keys_;
+  std::chrono::milliseconds backoff_{0};
+
+  boost::asio::steady_timer sync_timer_;
+  boost::asio::steady_timer resync_timer_;
+  boost::asio::steady_timer drain_timer_;
+  boost::asio::steady_timer retry_timer_;
+  bool sync_pending_ = false;
+  bool drain_armed_ = false;
+  bool retry_armed_ = false;
+  std::chrono::steady_clock::time_point last_sync_end_{};
+  SyncStats stats_;
+};
+
+}  // namespace kipvs::agent

@@ -1,0 +1,38 @@
+#pragma once
+// The kernel settings kube-proxy's IPVS mode needs (pkg/proxy/ipvs/proxier.go,
+// NewProxier), written through /proc/sys. A setting that cannot be written
+// (a read-only /proc/sys in a container, a kernel without the knob) is a
+// warning, not a failure: the agent still runs, and says what is missing.
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace kipvs::agent {
+
+struct SysctlSetting {
+  std::string name;   // "net/ipv4/vs/conntrack", relative to the root
+  std::string value;  // "1"
+  friend bool operator==(const SysctlSetting&, const SysctlSetting&) = default;
+};
+
+// conntrack=1 (IPVS connections get conntrack entries, so masquerading and
+// NodePort SNAT work), expire_nodest_conn=1 (a connection to a removed real
+// server is dropped at its next packet instead of hanging),
+// expire_quiescent_template=1 (persistence templates to a weight-0 server
+// expire, so a drained server stops getting sticky clients), ip_forward=1;
+// with strict ARP, arp_ignore=1 and arp_announce=2 on all interfaces so the
+// node does not answer ARP for the virtual IPs on kube-ipvs0.
+[[nodiscard]] std::vector<SysctlSetting> kube_proxy_sysctls(bool strict_arp);
+
+struct SysctlReport {
+  std::vector<std::string> changed;   // "net/ipv4/ip_forward: 0 -> 1"
+  std::vector<std::string> warnings;  // one line per setting that could not be set
+};
+
+// Writes each setting whose current value differs. root is /proc/sys in
+// production; tests pass a temporary directory.
+[[nodiscard]] SysctlReport apply_sysctls(const std::filesystem::path& root,
+                                         const std::vector<SysctlSetting>& settings);
+
+}  // namespace kipvs::agent

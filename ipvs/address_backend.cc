@@ -1,0 +1,251 @@
+#include "ipvs/address_backend.h"
+
+#include <net/if.h>
+#include <netlink/addr.h>
+#include <netlink/errno.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/socket.h>
+#include <sys/socket.h>
+
+#include <linux/if_addr.h>
+#include <cerrno>
+#include <cstring>
+
+namespace kipvs::ipvs {
+
+namespace {
+
+// libnl answers with its own NLE_* codes; the callers reason in errno.
+int errno_from_nl(int nl_error) {
+  switch (nl_error < 0 ? -nl_error : nl_error) {
+    case NLE_EXIST:
+      return EEXIST;
+    case NLE_NOADDR:
+      return EADDRNOTAVAIL;
+    case NLE_OBJ_NOTFOUND:
+      return ENOENT;
+    case NLE_NODEV:
+      return ENODEV;
+    case NLE_PERM:
+      return EPERM;
+    case NLE_INVAL:
+      return EINVAL;
+    case NLE_NOMEM:
+      return ENOMEM;
+    case NLE_AF_NOSUPPORT:
+      return EAFNOSUPPORT;
+    case NLE_BUSY:
+      return EBUSY;
+    default:
+      return EIO;
+  }
+}
+
+Error nl_failure(const std::string& what, int nl_error) {
+  return Error{errno_from_nl(nl_error), what + ": " + nl_geterror(nl_error)};
+}
+
+int af_of(Family family) {
+  return family == Family::kIPv6 ? AF_INET6 : AF_INET;
+}
+
+template <typename T, void (*Free)(T*)>
+struct Deleter {
+  void operator()(T* object) const {
+    if (object != nullptr) Free(object);
+  }
+};
+void put_link(rtnl_link* link) {
+  rtnl_link_put(link);
+}
+void put_addr(rtnl_addr* addr) {
+  rtnl_addr_put(addr);
+}
+void put_nl_addr(nl_addr* addr) {
+  nl_addr_put(addr);
+}
+void free_cache(nl_cache* cache) {
+  nl_cache_free(cache);
+}
+using LinkPtr = std::unique_ptr<rtnl_link, Deleter<rtnl_link, put_link>>;
+using AddrPtr = std::unique_ptr<rtnl_addr, Deleter<rtnl_addr, put_addr>>;
+using NlAddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, put_nl_addr>>;
+using CachePtr = std::unique_ptr<nl_cache, Deleter<nl_cache, free_cache>>;
+
+}  // namespace
+
+struct NetlinkAddressBackend::Socket {
+  nl_sock* sock = nullptr;
+  ~Socket() {
+    if (sock != nullptr) nl_socket_free(sock);
+  }
+};
+
+NetlinkAddressBackend::NetlinkAddressBackend(std::unique_ptr<Socket> socket) : socket_(std::move(socket)) {}
+NetlinkAddressBackend::~NetlinkAddressBackend() = default;
+
+std::expected<std::unique_ptr<NetlinkAddressBackend>, Error> NetlinkAddressBackend::open() {
+  auto socket = std::make_unique<Socket>();
+  socket->sock = nl_socket_alloc();
+  if (socket->sock == nullptr) return std::unexpected(Error{ENOMEM, "rtnetlink: cannot allocate a socket"});
+  if (int rc = nl_connect(socket->sock, NETLINK_ROUTE); rc < 0)
+    return std::unexpected(nl_failure("rtnetlink connect", rc));
+  return std::unique_ptr<NetlinkAddressBackend>(new NetlinkAddressBackend(std::move(socket)));
+}
+
+std::expected<int, Error> NetlinkAddressBackend::link_index(const std::string& name) {
+  rtnl_link* raw = nullptr;
+  if (int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw); rc < 0) {
+    return std::unexpected(nl_failure("get link " + name, rc));
+  }
+  LinkPtr link(raw);
+  return rtnl_link_get_ifindex(link.get());
+}
+
+std::expected<void, Error> NetlinkAddressBackend::ensure_link(const std::string& name) {
+  rtnl_link* raw = nullptr;
+  int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw);
+  if (rc < 0) {
+    LinkPtr created(rtnl_link_alloc());
+    if (!created) return std::unexpected(Error{ENOMEM, "create link " + name + ": out of memory"});
+    rtnl_link_set_name(created.get(), name.c_str());
+    if (int type_rc = rtnl_link_set_type(created.get(), "dummy"); type_rc < 0) {
+      return std::unexpected(nl_failure("create link " + name, type_rc));
+    }
+    // Another agent may create it at the same moment: EEXIST is fine.
+    if (int add_rc = rtnl_link_add(socket_->sock, created.get(), NLM_F_CREATE);
+        add_rc < 0 && add_rc != -NLE_EXIST) {
+      return std::unexpected(nl_failure("create dummy link " + name, add_rc));
+    }
+    if (rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw); rc < 0) {
+      return std::unexpected(nl_failure("get link " + name, rc));
+    }
+  }
+  LinkPtr link(raw);
+  if ((rtnl_link_get_flags(link.get()) & IFF_UP) != 0) return {};
+  LinkPtr change(rtnl_link_alloc());
+  rtnl_link_set_flags(change.get(), IFF_UP);
+  if (int up_rc = rtnl_link_change(socket_->sock, link.get(), change.get(), 0); up_rc < 0) {
+    return std::unexpected(nl_failure("set link " + name + " up", up_rc));
+  }
+  return {};
+}
+
+std::expected<std::set<Address>, Error> NetlinkAddressBackend::list_addresses(const std::string& name) {
+  auto index = link_index(name);
+  if (!index) return std::unexpected(index.error());
+  nl_cache* raw = nullptr;
+  if (int rc = rtnl_addr_alloc_cache(socket_->sock, &raw); rc < 0) {
+    return std::unexpected(nl_failure("list addresses of " + name, rc));
+  }
+  CachePtr cache(raw);
+  std::set<Address> addresses;
+  for (nl_object* object = nl_cache_get_first(cache.get()); object != nullptr;
+       object = nl_cache_get_next(object)) {
+    auto* addr = reinterpret_cast<rtnl_addr*>(object);
+    if (rtnl_addr_get_ifindex(addr) != *index) continue;
+    nl_addr* local = rtnl_addr_get_local(addr);
+    if (local == nullptr) continue;
+    Address address;
+    const auto family = nl_addr_get_family(local);
+    const auto length = nl_addr_get_len(local);
+    if (family == AF_INET && length == 4) {
+      address.family = Family::kIPv4;
+    } else if (family == AF_INET6 && length == 16) {
+      address.family = Family::kIPv6;
+    } else {
+      continue;
+    }
+    std::memcpy(address.bytes.data(), nl_addr_get_binary_addr(local), length);
+    addresses.insert(address);
+  }
+  return addresses;
+}
+
+namespace {
+
+std::expected<AddrPtr, Error> make_addr(int index, const Address& address, const std::string& what) {
+  const bool v6 = address.family == Family::kIPv6;
+  NlAddrPtr local(nl_addr_build(af_of(address.family), address.bytes.data(), v6 ? 16 : 4));
+  AddrPtr addr(rtnl_addr_alloc());
+  if (!local || !addr) return std::unexpected(Error{ENOMEM, what + ": out of memory"});
+  nl_addr_set_prefixlen(local.get(), v6 ? 128 : 32);
+  rtnl_addr_set_ifindex(addr.get(), index);
+  if (int rc = rtnl_addr_set_local(addr.get(), local.get()); rc < 0)
+    return std::unexpected(nl_failure(what, rc));
+  // A virtual IPv6 address must answer at once, not after duplicate address
+  // detection (and the same address is on every node).
+  if (v6) rtnl_addr_set_flags(addr.get(), IFA_F_NODAD);
+  return addr;
+}
+
+}  // namespace
+
+std::expected<void, Error> NetlinkAddressBackend::add_address(const std::string& name,
+                                                              const Address& address) {
+  const std::string what = "add address " + address.to_string() + " to " + name;
+  auto index = link_index(name);
+  if (!index) return std::unexpected(index.error());
+  auto addr = make_addr(*index, address, what);
+  if (!addr) return std::unexpected(addr.error());
+  if (int rc = rtnl_addr_add(socket_->sock, addr->get(), 0); rc < 0)
+    return std::unexpected(nl_failure(what, rc));
+  return {};
+}
+
+std::expected<void, Error> NetlinkAddressBackend::delete_address(const std::string& name,
+                                                                 const Address& address) {
+  const std::string what = "delete address " + address.to_string() + " from " + name;
+  auto index = link_index(name);
+  if (!index) return std::unexpected(index.error());
+  auto addr = make_addr(*index, address, what);
+  if (!addr) return std::unexpected(addr.error());
+  if (int rc = rtnl_addr_delete(socket_->sock, addr->get(), 0); rc < 0)
+    return std::unexpected(nl_failure(what, rc));
+  return {};
+}
+
+// ---------------------------------------------------------------------------
+
+std::expected<void, Error> FakeAddressBackend::ensure_link(const std::string& name) {
+  if (!links_.contains(name)) {
+    links_[name];
+    ++links_created;
+  }
+  return {};
+}
+
+std::expected<std::set<Address>, Error> FakeAddressBackend::list_addresses(const std::string& name) {
+  auto it = links_.find(name);
+  if (it == links_.end()) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});
+  return it->second;
+}
+
+std::expected<void, Error> FakeAddressBackend::add_address(const std::string& name, const Address& address) {
+  ++adds;
+  if (fail_writes != 0) return std::unexpected(Error{fail_writes, "add address (injected failure)"});
+  auto it = links_.find(name);
+  if (it == links_.end()) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});
+  if (!it->second.insert(address).second) return std::unexpected(Error{EEXIST, "add address: exists"});
+  return {};
+}
+
+std::expected<void, Error> FakeAddressBackend::delete_address(const std::string& name,
+                                                              const Address& address) {
+  ++deletes;
+  if (fail_writes != 0) return std::unexpected(Error{fail_writes, "delete address (injected failure)"});
+  auto it = links_.find(name);
+  if (it == links_.end()) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});
+  if (it->second.erase(address) == 0)
+    return std::unexpected(Error{EADDRNOTAVAIL, "delete address: not there"});
+  return {};
+}
+
+std::set<Address> FakeAddressBackend::addresses(const std::string& name) const {
+  auto it = links_.find(name);
+  return it == links_.end() ? std::set<Address>{} : it->second;
+}
+
+}  // namespace kipvs::ipvs

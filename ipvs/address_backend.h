@@ -1,0 +1,87 @@
+#pragma once
+// The dummy interface that carries kipvs's virtual addresses (kube-ipvs0 by
+// default): IPVS only answers for an address the node accepts as local, so
+// every cluster, external and load-balancer IP is bound there, as kube-proxy
+// does. One small interface, a libnl-route-3 implementation, and a stateful
+// fake with the kernel's answers, like the IPVS Backend.
+//
+// Answers: adding an address that is there is EEXIST; deleting one that is
+// not is EADDRNOTAVAIL; both are ordinary answers for the caller. Not
+// thread-safe: the agent's one thread owns it.
+
+#include <array>
+#include <cstddef>
+#include <expected>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "ipvs/backend.h"
+#include "ipvs/model.h"
+
+namespace kipvs::ipvs {
+
+class AddressBackend {
+ public:
+  virtual ~AddressBackend() = default;
+  // Creates the dummy link when it is missing and sets it up.
+  [[nodiscard]] virtual std::expected<void, Error> ensure_link(const std::string& name) = 0;
+  // The addresses on the link (host addresses; prefix lengths are not kept).
+  [[nodiscard]] virtual std::expected<std::set<Address>, Error> list_addresses(const std::string& name) = 0;
+  // Adds address/32 (IPv4) or /128 (IPv6, without duplicate address detection).
+  [[nodiscard]] virtual std::expected<void, Error> add_address(const std::string& name,
+                                                               const Address& address) = 0;
+  [[nodiscard]] virtual std::expected<void, Error> delete_address(const std::string& name,
+                                                                  const Address& address) = 0;
+};
+
+// rtnetlink through libnl-route-3; one socket, opened in open().
+class NetlinkAddressBackend final : public AddressBackend {
+ public:
+  [[nodiscard]] static std::expected<std::unique_ptr<NetlinkAddressBackend>, Error> open();
+  ~NetlinkAddressBackend() override;
+  NetlinkAddressBackend(const NetlinkAddressBackend&) = delete;
+  NetlinkAddressBackend& operator=(const NetlinkAddressBackend&) = delete;
+
+  [[nodiscard]] std::expected<void, Error> ensure_link(const std::string& name) override;
+  [[nodiscard]] std::expected<std::set<Address>, Error> list_addresses(const std::string& name) override;
+  [[nodiscard]] std::expected<void, Error> add_address(const std::string& name,
+                                                       const Address& address) override;
+  [[nodiscard]] std::expected<void, Error> delete_address(const std::string& name,
+                                                          const Address& address) override;
+
+ private:
+  struct Socket;
+  explicit NetlinkAddressBackend(std::unique_ptr<Socket> socket);
+  [[nodiscard]] std::expected<int, Error> link_index(const std::string& name);
+
+  std::unique_ptr<Socket> socket_;
+};
+
+// In memory, for unit tests: links, their up state and addresses, with
+// counters of the writes.
+class FakeAddressBackend final : public AddressBackend {
+ public:
+  [[nodiscard]] std::expected<void, Error> ensure_link(const std::string& name) override;
+  [[nodiscard]] std::expected<std::set<Address>, Error> list_addresses(const std::string& name) override;
+  [[nodiscard]] std::expected<void, Error> add_address(const std::string& name,
+                                                       const Address& address) override;
+  [[nodiscard]] std::expected<void, Error> delete_address(const std::string& name,
+                                                          const Address& address) override;
+
+  [[nodiscard]] bool has_link(const std::string& name) const { return links_.contains(name); }
+  [[nodiscard]] std::set<Address> addresses(const std::string& name) const;
+  // Direct access for arranging a test (an address left by a previous run).
+  void put(const std::string& name, const Address& address) { links_[name].insert(address); }
+
+  std::size_t links_created = 0;
+  std::size_t adds = 0;
+  std::size_t deletes = 0;
+  int fail_writes = 0;  // errno for every add/delete while non-zero
+
+ private:
+  std::map<std::string, std::set<Address>> links_;
+};
+
+}  // namespace kipvs::ipvs

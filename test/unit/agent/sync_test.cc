@@ -1,0 +1,630 @@
+// The sync loop against the fake backends: operation counts (issue 3's
+// acceptance item 2), adoption after a restart, drift repair, ownership,
+// per-operation errors, graceful termination and coalescing.
+
+#include <catch2/catch.hpp>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "agent/sync.h"
+#include "agent/sysctl.h"
+#include "ipvs/address_backend.h"
+#include "ipvs/fake_backend.h"
+
+namespace kipvs::agent {
+namespace {
+
+using Kind = ipvs::Operation::Kind;
+using namespace std::chrono_literals;
+
+ipvs::Address ip(const std::string& text) {
+  auto address = ipvs::Address::parse(text);
+  REQUIRE(address.has_value());
+  return *address;
+}
+
+ipvs::ServiceKey vip(const std::string& address, std::uint16_t port,
+                     ipvs::Protocol protocol = ipvs::Protocol::kTcp) {
+  return ipvs::ServiceKey{
+      .family = ipvs::Family::kIPv4, .protocol = protocol, .address = ip(address), .port = port, .fwmark = 0};
+}
+
+ipvs::DestinationKey real(const std::string& address, std::uint16_t port) {
+  return {ip(address), port};
+}
+
+ipvs::ServiceKey fwmark42() {
+  ipvs::ServiceKey key;
+  key.fwmark = 42;
+  return key;
+}
+
+k8s::Service service(const std::string& name, const std::string& cluster_ip,
+                     const std::string& protocol = "TCP") {
+  k8s::Service service;
+  service.meta.name = name;
+  service.meta.namespace_ = "default";
+  service.cluster_ip = cluster_ip;
+  service.ports.push_back(k8s::ServicePort{.name = "http", .protocol = protocol, .port = 80, .node_port = 0});
+  return service;
+}
+
+k8s::EndpointSlice slice(const std::string& service_name, const std::vector<std::string>& addresses,
+                         const std::string& protocol = "TCP") {
+  k8s::EndpointSlice slice;
+  slice.meta.name = service_name + "-abc";
+  slice.meta.namespace_ = "default";
+  slice.meta.labels[std::string(kServiceNameLabel)] = service_name;
+  slice.address_type = "IPv4";
+  slice.ports.push_back(k8s::EndpointPort{.name = "http", .protocol = protocol, .port = 8080});
+  for (const auto& address : addresses) {
+    slice.endpoints.push_back(
+        k8s::Endpoint{.addresses = {address}, .conditions = {}, .node_name = {}, .zone = {}, .hints = {}});
+  }
+  return slice;
+}
+
+std::string cluster_ip(int i) {
+  return "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+}
+std::string name(int i) {
+  return "svc-" + std::to_string(i);
+}
+
+// Records what the metrics layer would hear.
+struct RecordingObserver final : SyncObserver {
+  std::map<std::pair<Kind, OperationOutcome>, int> outcomes;
+  std::vector<std::chrono::duration<double>> latencies;
+  std::vector<std::string> skipped;
+  int started = 0;
+  int finished_ok = 0;
+  int finished_failed = 0;
+  std::size_t drains = 0;
+  std::size_t pending_services = 0;
+
+  void sync_started(SyncKind) override { ++started; }
+  void sync_finished(SyncKind, std::chrono::nanoseconds, bool ok) override {
+    ++(ok ? finished_ok : finished_failed);
+  }
+  void operation_applied(Kind kind, OperationOutcome outcome) override { ++outcomes[{kind, outcome}]; }
+  void object_skipped(k8s::ResourceKind, std::string_view reason) override { skipped.emplace_back(reason); }
+  void network_programming_latency(std::chrono::duration<double> latency) override {
+    latencies.push_back(latency);
+  }
+  void drains_in_progress(std::size_t count) override { drains = count; }
+  void pending_changes(std::size_t services, std::size_t) override { pending_services = services; }
+  void address_operation(bool, bool) override {}
+};
+
+// The node: its kernel table and dummy interface outlive a Sync, so a test
+// can restart the agent over them.
+struct Node {
+  ipvs::FakeBackend kernel;
+  ipvs::FakeAddressBackend links;
+};
+
+struct Agent {
+  boost::asio::io_context io;
+  RecordingObserver observer;
+  ipvs::DrainClock::time_point now = ipvs::DrainClock::time_point{} + 1000h;
+  std::vector<std::string> logs;
+  std::unique_ptr<Sync> sync;
+
+  explicit Agent(Node& node, SyncOptions options = {}) {
+    options.facts.node_name = "node-a";
+    options.facts.node_ips = {ip("192.168.0.10")};
+    options.clock = [this] { return now; };
+    options.log = [this](std::string_view line) { logs.emplace_back(line); };
+    sync = std::make_unique<Sync>(io, node.kernel, &node.links, observer, std::move(options));
+  }
+
+  void pump() {
+    io.restart();
+    io.poll();
+  }
+  void add(const k8s::Service& object) { sync->service_changed(k8s::key_of(object), &object); }
+  void add(const k8s::EndpointSlice& object) { sync->endpoint_slice_changed(k8s::key_of(object), &object); }
+  void start() {
+    sync->synced(k8s::ResourceKind::kService);
+    sync->synced(k8s::ResourceKind::kEndpointSlice);
+    pump();
+    REQUIRE(sync->initial_sync_done());
+  }
+};
+
+void populate(Agent& agent, int services) {
+  for (int i = 0; i < services; ++i) {
+    agent.add(service(name(i), cluster_ip(i)));
+    agent.add(slice(name(i), {"10.244.1.5", "10.244.2.5"}));
+  }
+}
+
+TEST_CASE("operation counts: one endpoint of 10,000 services, idle resync, restart", "[sync][acceptance]") {
+  constexpr int kServices = 10000;
+  Node node;
+  {
+    Agent agent(node);
+    populate(agent, kServices);
+    agent.start();
+    REQUIRE(node.kernel.service_count() == kServices);
+    REQUIRE(node.kernel.destination_count() == 2 * kServices);
+    REQUIRE(node.links.addresses("kube-ipvs0").size() == kServices);
+
+    // One endpoint added to one Service.
+    node.kernel.reset_counts();
+    agent.add(slice(name(4321), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
+    REQUIRE(agent.sync->sync_dirty());
+    const auto add_one = node.kernel.total_operations();
+    std::cout << "sync acceptance: one endpoint added to one of " << kServices << " services: " << add_one
+              << " operation(s), " << node.kernel.count(Kind::kAddDestination) << " destination add(s), "
+              << node.kernel.list_all_calls() << " kernel dump(s)\n";
+    CHECK(add_one == 1);
+    CHECK(node.kernel.count(Kind::kAddDestination) == 1);
+    CHECK(node.kernel.list_all_calls() == 0);
+
+    // An idle resync: one dump, no writes.
+    node.kernel.reset_counts();
+    const auto address_writes = node.links.adds + node.links.deletes;
+    REQUIRE(agent.sync->sync_full());
+    std::cout << "sync acceptance: idle resync: " << node.kernel.total_operations() << " writes, "
+              << node.kernel.list_all_calls() << " dump(s)\n";
+    CHECK(node.kernel.total_operations() == 0);
+    CHECK(node.kernel.list_all_calls() == 1);
+    CHECK(node.links.adds + node.links.deletes == address_writes);
+  }
+
+  // A restart: a new agent over the same kernel, the cluster unchanged.
+  node.kernel.reset_counts();
+  const auto address_writes = node.links.adds + node.links.deletes;
+  Agent restarted(node);
+  populate(restarted, kServices);
+  restarted.add(slice(name(4321), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
+  restarted.start();
+  std::cout << "sync acceptance: restart with an unchanged cluster: " << node.kernel.total_operations()
+            << " writes, " << node.links.adds + node.links.deletes - address_writes << " address writes\n";
+  CHECK(node.kernel.total_operations() == 0);
+  CHECK(node.links.adds + node.links.deletes == address_writes);
+  CHECK(restarted.sync->observed() == restarted.sync->desired());
+}
+
+TEST_CASE("the first sync waits for every kind", "[sync]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 3);
+  agent.sync->synced(k8s::ResourceKind::kService);
+  agent.pump();
+  CHECK_FALSE(agent.sync->initial_sync_done());
+  CHECK(node.kernel.service_count() == 0);
+  agent.sync->synced(k8s::ResourceKind::kEndpointSlice);
+  agent.pump();
+  CHECK(agent.sync->initial_sync_done());
+  CHECK(node.kernel.service_count() == 3);
+}
+
+TEST_CASE("a destination deleted behind kipvs's back comes back at the resync", "[sync]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 5);
+  agent.start();
+  const ipvs::Operation removal{.kind = Kind::kDeleteDestination,
+                                .service = {.key = vip(cluster_ip(2), 80)},
+                                .destination = {.key = real("10.244.2.5", 8080)}};
+  REQUIRE(node.kernel.apply(std::span(&removal, 1))[0]);
+  // An edited scheduler too.
+  ipvs::Service edited = agent.sync->observed().at(vip(cluster_ip(3), 80)).service;
+  edited.scheduler = "wlc";
+  const ipvs::Operation edit{.kind = Kind::kEditService, .service = edited, .destination = {}};
+  REQUIRE(node.kernel.apply(std::span(&edit, 1))[0]);
+  node.kernel.reset_counts();
+
+  REQUIRE(agent.sync->sync_dirty());  // nothing changed in the cluster: no write, no dump
+  CHECK(node.kernel.total_operations() == 0);
+
+  REQUIRE(agent.sync->sync_full());
+  CHECK(node.kernel.count(Kind::kAddDestination) == 1);
+  CHECK(node.kernel.count(Kind::kEditService) == 1);
+  CHECK(node.kernel.total_operations() == 2);
+  auto dump = node.kernel.list_all();
+  REQUIRE(dump);
+  CHECK(ipvs::table_from(*dump) == agent.sync->desired());
+}
+
+TEST_CASE("foreign services are never touched; stale owned ones are removed", "[sync]") {
+  Node node;
+  // keepalived's service on a node address, and an operator's fwmark service.
+  ipvs::Table foreign;
+  ipvs::put(foreign, ipvs::Service{.key = vip("192.168.0.10", 443), .scheduler = "wlc"},
+            {ipvs::Destination{.key = real("192.168.0.20", 443)}});
+  ipvs::put(foreign, ipvs::Service{.key = fwmark42(), .scheduler = "rr"});
+  // Left by a previous run of kipvs: on an address of kube-ipvs0.
+  ipvs::Table stale;
+  ipvs::put(stale, ipvs::Service{.key = vip("10.96.200.1", 80)},
+            {ipvs::Destination{.key = real("10.244.9.9", 80)}});
+  // On kube-ipvs0 but inside excludeCIDRs.
+  ipvs::put(stale, ipvs::Service{.key = vip("10.250.0.1", 80)});
+  for (const auto* table : {&foreign, &stale}) {
+    REQUIRE(std::ranges::all_of(node.kernel.apply(ipvs::diff(*table, {}, {}).operations),
+                                [](const auto& result) { return result.has_value(); }));
+  }
+  node.links.put("kube-ipvs0", ip("10.96.200.1"));
+  node.links.put("kube-ipvs0", ip("10.250.0.1"));
+
+  SyncOptions options;
+  options.facts.exclude_cidrs = {*Cidr::parse("10.250.0.0/16")};
+  Agent agent(node, options);
+  populate(agent, 2);
+  agent.start();
+
+  CHECK(node.kernel.has_service(vip("192.168.0.10", 443)));
+  CHECK(node.kernel.has_service(fwmark42()));
+  CHECK(node.kernel.has_service(vip("10.250.0.1", 80)));
+  CHECK_FALSE(node.kernel.has_service(vip("10.96.200.1", 80)));
+  CHECK(node.kernel.count(Kind::kDeleteService) == 1);
+  CHECK(node.kernel.count(Kind::kEditService) == 0);
+  CHECK(node.links.addresses("kube-ipvs0") ==
+        std::set<ipvs::Address>{ip(cluster_ip(0)), ip(cluster_ip(1)), ip("10.250.0.1")});
+
+  // And at every resync.
+  node.kernel.reset_counts();
+  REQUIRE(agent.sync->sync_full());
+  CHECK(node.kernel.total_operations() == 0);
+  CHECK(node.kernel.has_service(vip("192.168.0.10", 443)));
+}
+
+TEST_CASE("EEXIST on an add adopts what the kernel has", "[sync]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 1);
+  agent.start();
+
+  // Someone adds our future Service's virtual service first, with another
+  // scheduler and a destination of their own.
+  ipvs::Table theirs;
+  ipvs::put(theirs, ipvs::Service{.key = vip(cluster_ip(7), 80), .scheduler = "wlc"},
+            {ipvs::Destination{.key = real("10.244.7.7", 8080)}});
+  REQUIRE(node.kernel.apply(ipvs::diff(theirs, {}, {}).operations)[0]);
+  node.kernel.reset_counts();
+
+  agent.add(service(name(7), cluster_ip(7)));
+  agent.add(slice(name(7), {"10.244.1.5"}));
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(agent.observer.outcomes[{Kind::kAddService, OperationOutcome::kExists}] == 1);
+  CHECK(node.kernel.count(Kind::kEditService) == 1);
+  auto dump = node.kernel.list_all();
+  REQUIRE(dump);
+  CHECK(ipvs::table_from(*dump).at(vip(cluster_ip(7), 80)) ==
+        agent.sync->desired().at(vip(cluster_ip(7), 80)));
+  CHECK(agent.sync->observed() == agent.sync->desired());
+
+  SECTION("EEXIST on a destination add is an adoption too") {
+    node.kernel.fail_next(Kind::kAddDestination, EEXIST);
+    agent.add(slice(name(7), {"10.244.1.5", "10.244.1.6"}));
+    REQUIRE(agent.sync->sync_dirty());
+    CHECK(agent.observer.outcomes[{Kind::kAddDestination, OperationOutcome::kExists}] == 1);
+    auto after = node.kernel.list_all();
+    REQUIRE(after);
+    CHECK(ipvs::table_from(*after) == agent.sync->desired());
+  }
+}
+
+TEST_CASE("ESRCH and ENOENT on a delete mean already gone", "[sync]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 2);
+  agent.start();
+
+  // The whole virtual service of svc-0 vanished; then svc-0 is deleted.
+  const ipvs::Operation gone{
+      .kind = Kind::kDeleteService, .service = {.key = vip(cluster_ip(0), 80)}, .destination = {}};
+  REQUIRE(node.kernel.apply(std::span(&gone, 1))[0]);
+  // One destination of svc-1 vanished; then it leaves the slice (UDP-free,
+  // idle: a plain delete).
+  const ipvs::Operation dest_gone{.kind = Kind::kDeleteDestination,
+                                  .service = {.key = vip(cluster_ip(1), 80)},
+                                  .destination = {.key = real("10.244.2.5", 8080)}};
+  REQUIRE(node.kernel.apply(std::span(&dest_gone, 1))[0]);
+
+  agent.sync->service_changed({"default", name(0)}, nullptr);
+  agent.add(slice(name(1), {"10.244.1.5"}));
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(agent.observer.outcomes[{Kind::kDeleteService, OperationOutcome::kMissing}] == 1);
+  CHECK(agent.observer.outcomes[{Kind::kDeleteDestination, OperationOutcome::kMissing}] == 1);
+  CHECK(agent.observer.finished_failed == 0);
+  CHECK(agent.sync->observed() == agent.sync->desired());
+  CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip(cluster_ip(1))});
+}
+
+TEST_CASE("an ESRCH on a destination add re-creates the service", "[sync]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 1);
+  agent.start();
+  const ipvs::Operation gone{
+      .kind = Kind::kDeleteService, .service = {.key = vip(cluster_ip(0), 80)}, .destination = {}};
+  REQUIRE(node.kernel.apply(std::span(&gone, 1))[0]);
+
+  agent.add(slice(name(0), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(agent.observer.outcomes[{Kind::kAddDestination, OperationOutcome::kMissing}] == 1);
+  auto dump = node.kernel.list_all();
+  REQUIRE(dump);
+  CHECK(ipvs::table_from(*dump) == agent.sync->desired());
+  CHECK(node.kernel.destination_count() == 3);
+}
+
+TEST_CASE("other failures retry with backoff", "[sync]") {
+  Node node;
+  SyncOptions options;
+  options.retry_min = 5ms;
+  Agent agent(node, options);
+  populate(agent, 1);
+  agent.start();
+
+  node.kernel.fail_next(Kind::kAddDestination, ENOMEM);
+  agent.add(slice(name(0), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
+  CHECK_FALSE(agent.sync->sync_dirty());
+  CHECK(agent.observer.outcomes[{Kind::kAddDestination, OperationOutcome::kFailed}] == 1);
+  CHECK(node.kernel.destination_count() == 2);
+
+  agent.io.restart();
+  agent.io.run_for(200ms);
+  CHECK(node.kernel.destination_count() == 3);
+  CHECK(agent.sync->observed() == agent.sync->desired());
+}
+
+TEST_CASE("a failed dump fails the sync without writing", "[sync]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 1);
+  node.kernel.fail_reads(EIO);
+  agent.sync->synced(k8s::ResourceKind::kService);
+  agent.sync->synced(k8s::ResourceKind::kEndpointSlice);
+  agent.pump();
+  CHECK_FALSE(agent.sync->initial_sync_done());
+  CHECK(node.kernel.total_operations() == 0);
+  CHECK(agent.observer.finished_failed == 1);
+  node.kernel.fail_reads(0);
+  REQUIRE(agent.sync->sync_full());
+  CHECK(node.kernel.service_count() == 1);
+}
+
+TEST_CASE("graceful termination: weight 0 while connections last, then removed", "[sync]") {
+  Node node;
+  SyncOptions options;
+  options.grace_period = 60s;
+  options.drain_check_period = 2ms;
+  Agent agent(node, options);
+  populate(agent, 1);
+  const auto key = vip(cluster_ip(0), 80);
+  const auto leaving = real("10.244.2.5", 8080);
+  agent.start();
+  REQUIRE(node.kernel.set_connections(key, leaving, 3, 1));
+
+  agent.add(slice(name(0), {"10.244.1.5"}));
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(node.kernel.count(Kind::kEditDestination) == 1);
+  CHECK(node.kernel.count(Kind::kDeleteDestination) == 0);
+  CHECK(agent.sync->observed().at(key).destinations.at(leaving).weight == 0);
+  CHECK(agent.sync->draining().size() == 1);
+  CHECK(agent.observer.drains == 1);
+
+  SECTION("removed once its connections end (drain check)") {
+    node.kernel.reset_counts();
+    agent.io.restart();
+    agent.io.run_for(30ms);  // checks while busy: nothing written
+    CHECK(node.kernel.total_operations() == 0);
+    REQUIRE(node.kernel.set_connections(key, leaving, 0, 0));
+    agent.io.restart();
+    agent.io.run_for(30ms);
+    CHECK(node.kernel.count(Kind::kDeleteDestination) == 1);
+    CHECK(agent.sync->draining().empty());
+    CHECK_FALSE(agent.sync->observed().at(key).destinations.contains(leaving));
+  }
+  SECTION("removed after the grace period even with connections") {
+    agent.now += 61s;
+    REQUIRE(agent.sync->sync_full());
+    CHECK(node.kernel.count(Kind::kDeleteDestination) == 1);
+    CHECK(agent.sync->draining().empty());
+  }
+  SECTION("an endpoint that comes back gets its weight back") {
+    node.kernel.reset_counts();
+    agent.add(slice(name(0), {"10.244.1.5", "10.244.2.5"}));
+    REQUIRE(agent.sync->sync_dirty());
+    CHECK(node.kernel.count(Kind::kEditDestination) == 1);
+    CHECK(agent.sync->observed().at(key).destinations.at(leaving).weight == 1);
+    CHECK(agent.sync->draining().empty());
+  }
+  SECTION("a restart keeps draining and restores nothing it should not") {
+    agent.sync.reset();
+    node.kernel.reset_counts();
+    Agent restarted(node, options);
+    populate(restarted, 1);
+    restarted.add(slice(name(0), {"10.244.1.5"}));
+    restarted.start();
+    CHECK(node.kernel.total_operations() == 0);  // still weight 0, still busy
+    CHECK(restarted.sync->draining().size() == 1);
+  }
+}
+
+TEST_CASE("UDP destinations are removed at once", "[sync]") {
+  Node node;
+  Agent agent(node);
+  agent.add(service("dns", "10.96.0.10", "UDP"));
+  agent.add(slice("dns", {"10.244.1.5", "10.244.2.5"}, "UDP"));
+  agent.start();
+  REQUIRE(node.kernel.set_connections(vip("10.96.0.10", 80, ipvs::Protocol::kUdp), real("10.244.2.5", 8080),
+                                      0, 5));
+  agent.add(slice("dns", {"10.244.1.5"}, "UDP"));
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(node.kernel.count(Kind::kDeleteDestination) == 1);
+  CHECK(agent.sync->draining().empty());
+}
+
+TEST_CASE("a restart restores weights a previous drain left at 0", "[sync]") {
+  Node node;
+  {
+    Agent agent(node);
+    populate(agent, 1);
+    agent.start();
+  }
+  const ipvs::Operation zero{.kind = Kind::kEditDestination,
+                             .service = {.key = vip(cluster_ip(0), 80)},
+                             .destination = {.key = real("10.244.2.5", 8080), .weight = 0}};
+  REQUIRE(node.kernel.apply(std::span(&zero, 1))[0]);
+  node.kernel.reset_counts();
+
+  Agent restarted(node);
+  populate(restarted, 1);
+  restarted.start();
+  CHECK(node.kernel.total_operations() == 1);
+  CHECK(node.kernel.count(Kind::kEditDestination) == 1);
+  auto dump = node.kernel.list_all();
+  REQUIRE(dump);
+  CHECK(ipvs::table_from(*dump).at(vip(cluster_ip(0), 80)).destinations.at(real("10.244.2.5", 8080)).weight ==
+        1);
+}
+
+TEST_CASE("changes within min_sync_period are coalesced into one sync", "[sync]") {
+  Node node;
+  SyncOptions options;
+  options.min_sync_period = 50ms;
+  Agent agent(node, options);
+  populate(agent, 5);
+  agent.start();
+  node.kernel.reset_counts();
+  const auto before = agent.sync->stats().incremental_syncs;
+  for (int i = 0; i < 5; ++i) agent.add(slice(name(i), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
+  CHECK(agent.observer.pending_services == 5);
+  agent.io.restart();
+  agent.io.run_for(150ms);
+  CHECK(agent.sync->stats().incremental_syncs == before + 1);
+  CHECK(node.kernel.apply_calls() == 1);
+  CHECK(node.kernel.count(Kind::kAddDestination) == 5);
+  CHECK(agent.observer.pending_services == 0);
+}
+
+TEST_CASE("addresses follow the Services: link created, stale ones removed", "[sync]") {
+  Node node;
+  node.links.put("kube-ipvs0", ip("10.96.99.99"));  // left by a previous run, no service on it
+  Agent agent(node);
+  populate(agent, 2);
+  agent.start();
+  CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip(cluster_ip(0)), ip(cluster_ip(1))});
+  agent.sync->service_changed({"default", name(1)}, nullptr);
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip(cluster_ip(0))});
+  CHECK_FALSE(node.kernel.has_service(vip(cluster_ip(1), 80)));
+}
+
+TEST_CASE("a missing dummy interface is created", "[sync]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 1);
+  CHECK_FALSE(node.links.has_link("kube-ipvs0"));
+  agent.start();
+  CHECK(node.links.links_created == 1);
+  CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip(cluster_ip(0))});
+}
+
+TEST_CASE("a slice moving between Services dirties both", "[sync]") {
+  Node node;
+  Agent agent(node);
+  agent.add(service("a", "10.96.0.1"));
+  agent.add(service("b", "10.96.0.2"));
+  auto moving = slice("a", {"10.244.1.5"});
+  agent.add(moving);
+  agent.start();
+  CHECK(node.kernel.destination_count() == 1);
+  moving.meta.labels[std::string(kServiceNameLabel)] = "b";
+  agent.add(moving);
+  REQUIRE(agent.sync->sync_dirty());
+  auto dump = node.kernel.list_all();
+  REQUIRE(dump);
+  const auto table = ipvs::table_from(*dump);
+  CHECK(table.at(vip("10.96.0.1", 80)).destinations.empty());
+  CHECK(table.at(vip("10.96.0.2", 80)).destinations.size() == 1);
+}
+
+TEST_CASE("network programming latency from the slice's trigger time", "[sync]") {
+  Node node;
+  SyncOptions options;
+  std::chrono::system_clock::time_point wall = std::chrono::sys_days{std::chrono::year{2026} / 11 / 27} + 10h;
+  options.wall_clock = [&wall] { return wall; };
+  Agent agent(node, options);
+  auto old_slice = slice(name(0), {"10.244.1.5"});
+  old_slice.meta.annotations[std::string(kLastChangeTriggerTimeAnnotation)] =
+      "2026-11-26T10:00:00Z";  // before start
+  agent.add(service(name(0), cluster_ip(0)));
+  agent.add(old_slice);
+  agent.start();
+  CHECK(agent.observer.latencies.empty());
+
+  auto changed = slice(name(0), {"10.244.1.5", "10.244.2.5"});
+  changed.meta.annotations[std::string(kLastChangeTriggerTimeAnnotation)] = "2026-11-27T10:00:01.500Z";
+  wall += 1s;
+  agent.add(changed);
+  wall += 2s;
+  REQUIRE(agent.sync->sync_dirty());
+  REQUIRE(agent.observer.latencies.size() == 1);
+  CHECK(agent.observer.latencies[0].count() == Approx(1.5));
+}
+
+TEST_CASE("parse_rfc3339", "[sync]") {
+  using std::chrono::system_clock;
+  const auto base = system_clock::time_point(std::chrono::sys_days{std::chrono::year{2026} / 11 / 27});
+  CHECK(parse_rfc3339("2026-11-27T00:00:00Z") == base);
+  CHECK(parse_rfc3339("2026-11-27T00:00:01.123456789Z") == base + 1s + 123456789ns);
+  CHECK(parse_rfc3339("2026-11-27T02:00:00+02:00") == base);
+  CHECK(parse_rfc3339("2026-11-26T22:30:00-01:30") == base);
+  CHECK_FALSE(parse_rfc3339("2026-11-27 00:00:00Z"));
+  CHECK_FALSE(parse_rfc3339("2026-13-27T00:00:00Z"));
+  CHECK_FALSE(parse_rfc3339("2026-11-27T00:00:00"));
+  CHECK_FALSE(parse_rfc3339("yesterday"));
+}
+
+TEST_CASE("sysctls: written where they differ, warned where they cannot be", "[sysctl]") {
+  const auto root = std::filesystem::temp_directory_path() / ("kipvs-sysctl-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(root);
+  std::filesystem::create_directories(root / "net/ipv4/vs");
+  std::filesystem::create_directories(root / "net/ipv4/conf/all");
+  auto write = [&](const std::string& name, const std::string& value) {
+    std::ofstream(root / name) << value << '\n';
+  };
+  auto read = [&](const std::string& name) {
+    std::string value;
+    std::ifstream in(root / name);
+    std::getline(in, value);
+    return value;
+  };
+  write("net/ipv4/vs/conntrack", "0");
+  write("net/ipv4/vs/expire_nodest_conn", "1");
+  write("net/ipv4/ip_forward", "0");
+  write("net/ipv4/conf/all/arp_ignore", "0");
+  write("net/ipv4/conf/all/arp_announce", "0");
+  // expire_quiescent_template is missing: a kernel without it.
+
+  CHECK(kube_proxy_sysctls(false).size() == 4);
+  const auto report = apply_sysctls(root, kube_proxy_sysctls(true));
+  CHECK(read("net/ipv4/vs/conntrack") == "1");
+  CHECK(read("net/ipv4/ip_forward") == "1");
+  CHECK(read("net/ipv4/conf/all/arp_ignore") == "1");
+  CHECK(read("net/ipv4/conf/all/arp_announce") == "2");
+  CHECK(report.changed.size() == 4);  // expire_nodest_conn was right already
+  REQUIRE(report.warnings.size() == 1);
+  CHECK(report.warnings[0].find("expire_quiescent_template") != std::string::npos);
+  CHECK(apply_sysctls(root, kube_proxy_sysctls(true)).changed.empty());
+  std::filesystem::remove_all(root);
+}
+
+}  // namespace
+}  // namespace kipvs::agent
