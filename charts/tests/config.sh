@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# kipvs's own parser accepts the configuration the chart renders (default
+# values and each values file that renders one) and kubeadm's kube-proxy
+# config.conf (kube-proxy-configmap.yaml), without unknown-field warnings;
+# and rejects a broken one, so the check is live.
+#
+# Uses `kipvs check-config FILE`: parse and validate, print warnings, exit 0
+# when the file would start kipvs. KIPVS_BIN: the kipvs binary.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+need_helm
+bin="${KIPVS_BIN:-$root/build/agent/kipvs}"
+[[ -x "$bin" ]] || missing "the kipvs binary ($bin)" "Run: cmake --preset default && cmake --build build"
+if ! "$bin" --help 2>&1 | grep -q 'check-config'; then
+  missing "'kipvs check-config FILE' (kipvs --help does not list it)" \
+    "The agent needs a check-config subcommand that parses and validates a KubeProxyConfiguration file."
+fi
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+fail=0
+accept() {  # accept NAME FILE
+  local out
+  if ! out="$("$bin" check-config "$2" 2>&1)"; then
+    echo "FAIL: kipvs rejects the $1 configuration:"
+    echo "$out"
+    sed 's/^/  | /' "$2"
+    fail=1
+  elif grep -qi 'unknown field' <<<"$out"; then
+    echo "FAIL: kipvs warns about the $1 configuration:"
+    echo "$out"
+    fail=1
+  else
+    echo "ok: kipvs accepts the $1 configuration"
+  fi
+}
+one() {
+  local name="$1"
+  shift
+  render "$work/$name.yaml" "$@"
+  grep -q 'KubeProxyConfiguration' "$work/$name.yaml" || return 0  # an existing ConfigMap is used
+  python3 "$tests_dir/check_rendered.py" --config "$work/$name.yaml" "$work/$name.conf"
+  accept "$name" "$work/$name.conf"
+}
+for_each_values one
+python3 -c '
+import sys, yaml
+print(yaml.safe_load(open(sys.argv[1]))["data"]["config.conf"])' "$tests_dir/kube-proxy-configmap.yaml" >"$work/kubeadm.conf"
+accept "kubeadm kube-proxy" "$work/kubeadm.conf"
+
+render "$work/bad.yaml" --set config.extra.iptables.masqueradeBit=40
+python3 "$tests_dir/check_rendered.py" --config "$work/bad.yaml" "$work/bad.conf"
+if "$bin" check-config "$work/bad.conf" >"$work/bad.out" 2>&1; then
+  echo "FAIL: kipvs check-config accepts masqueradeBit 40"
+  fail=1
+elif ! grep -q 'masqueradeBit' "$work/bad.out"; then
+  echo "FAIL: kipvs rejects masqueradeBit 40 without naming the field: $(cat "$work/bad.out")"
+  fail=1
+else
+  echo "ok: kipvs check-config rejects masqueradeBit 40, naming the field"
+fi
+exit $fail
