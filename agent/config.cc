@@ -1,0 +1,769 @@
+#include "agent/config.h"
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <variant>
+
+#include <yaml-cpp/yaml.h>
+#include <boost/json.hpp>
+
+#include "agent/desired_state.h"
+#include "agent/duration.h"
+
+namespace kipvs::agent {
+namespace {
+
+using namespace std::chrono_literals;
+
+constexpr std::string_view kApiVersion = "kubeproxy.config.k8s.io/v1alpha1";
+constexpr std::string_view kKind = "KubeProxyConfiguration";
+
+// The type a setting takes, which decides how a YAML node or a flag's text is
+// read before the setting's own check runs.
+enum class Kind { kString, kBool, kInt, kDuration, kStringList };
+
+using Value =
+    std::variant<std::string, bool, std::int64_t, std::chrono::nanoseconds, std::vector<std::string>>;
+
+// nullopt: applied; a string: what was expected, for the error message.
+using Apply = std::function<std::optional<std::string>(Config&, const Value&)>;
+
+// One setting: where it sits in the file, its flag, and how to apply it.
+// Either path or flag may be empty (file-only, flag-only).
+struct Setting {
+  std::string_view path;
+  std::string_view flag;
+  Kind kind;
+  std::string_view value_name;  // for --help
+  std::string_view help;
+  Apply apply;
+};
+
+std::string quoted(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "\"";
+}
+
+std::vector<std::string> split_commas(std::string_view text) {
+  std::vector<std::string> out;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (!item.empty()) out.emplace_back(item);
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
+// Setters for each kind; a setter's check returns what was expected.
+Apply set_string(std::string Config::*field) {
+  return [field](Config& c, const Value& v) -> std::optional<std::string> {
+    c.*field = std::get<std::string>(v);
+    return std::nullopt;
+  };
+}
+
+Apply set_bool(bool Config::*field) {
+  return [field](Config& c, const Value& v) -> std::optional<std::string> {
+    c.*field = std::get<bool>(v);
+    return std::nullopt;
+  };
+}
+
+// A duration inside ipvs or kipvs, with its lower bound.
+Apply set_duration(std::chrono::nanoseconds& (*field)(Config&), bool positive) {
+  return [field, positive](Config& c, const Value& v) -> std::optional<std::string> {
+    const auto d = std::get<std::chrono::nanoseconds>(v);
+    if (positive && d <= 0ns) return "a duration greater than 0, got " + format_go_duration(d);
+    if (d < 0ns) return "a duration of 0 or more, got " + format_go_duration(d);
+    field(c) = d;
+    return std::nullopt;
+  };
+}
+
+std::optional<std::string> parse_cidr_list(const std::vector<std::string>& items, std::vector<Cidr>& out) {
+  std::vector<Cidr> cidrs;
+  for (const auto& item : items) {
+    const auto cidr = Cidr::parse(item);
+    // A bare address parses as a host prefix, but the fields want prefixes.
+    if (!cidr || item.find('/') == std::string::npos)
+      return "a CIDR such as 10.0.0.0/8 or fd00::/64, got " + quoted(item);
+    cidrs.push_back(*cidr);
+  }
+  out = std::move(cidrs);
+  return std::nullopt;
+}
+
+std::optional<std::string> check_bind_address(const std::string& text) {
+  if (text.empty()) return std::nullopt;  // disables the server, as kube-proxy
+  if (!parse_host_port(text)) {
+    return "an address and port such as 0.0.0.0:10256 or [::]:10256, got " + quoted(text);
+  }
+  return std::nullopt;
+}
+
+const std::vector<Setting>& settings() {
+  static const std::vector<Setting> kSettings = [] {
+    std::vector<Setting> s;
+    s.push_back(
+        {"apiVersion", "", Kind::kString, "", "", [](Config&, const Value& v) -> std::optional<std::string> {
+           const auto& text = std::get<std::string>(v);
+           if (text != kApiVersion) return quoted(kApiVersion) + ", got " + quoted(text);
+           return std::nullopt;
+         }});
+    s.push_back(
+        {"kind", "", Kind::kString, "", "", [](Config&, const Value& v) -> std::optional<std::string> {
+           const auto& text = std::get<std::string>(v);
+           if (text != kKind) return quoted(kKind) + ", got " + quoted(text);
+           return std::nullopt;
+         }});
+    s.push_back({"", "config", Kind::kString, "path",
+                 "The configuration file (a KubeProxyConfiguration, optionally with a kipvs: section). Flags "
+                 "override it.",
+                 set_string(&Config::config_file)});
+    s.push_back({"mode", "proxy-mode", Kind::kString, "mode",
+                 "Which proxy mode to use: only \"ipvs\" (or empty).",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   if (text != "ipvs" && !text.empty())
+                     return "\"ipvs\" or \"\" (kipvs only does IPVS), got " + quoted(text);
+                   c.mode = text;
+                   return std::nullopt;
+                 }});
+    s.push_back(
+        {"clientConnection.kubeconfig", "kubeconfig", Kind::kString, "path",
+         "Path to a kubeconfig file with the API server and credentials (in-cluster config when empty).",
+         set_string(&Config::kubeconfig)});
+    s.push_back({"", "master", Kind::kString, "url",
+                 "The address of the Kubernetes API server (overrides any value in the kubeconfig).",
+                 set_string(&Config::master)});
+    s.push_back({"hostnameOverride", "hostname-override", Kind::kString, "name",
+                 "The name of this node, instead of the hostname.", set_string(&Config::hostname_override)});
+    s.push_back(
+        {"bindAddress", "bind-address", Kind::kString, "ip",
+         "Overrides kipvs's idea of this node's primary IP (kube-proxy's meaning; no socket binds it).",
+         [](Config& c, const Value& v) -> std::optional<std::string> {
+           const auto& text = std::get<std::string>(v);
+           if (!text.empty() && !ipvs::Address::parse(text)) return "an IP address, got " + quoted(text);
+           c.bind_address = text;
+           return std::nullopt;
+         }});
+    s.push_back(
+        {"metricsBindAddress", "metrics-bind-address", Kind::kString, "ip:port",
+         "Where /metrics, /proxyMode, /healthz, /livez and /configz are served (default 127.0.0.1:10249; "
+         "empty disables).",
+         [](Config& c, const Value& v) -> std::optional<std::string> {
+           const auto& text = std::get<std::string>(v);
+           if (auto error = check_bind_address(text)) return error;
+           c.metrics_bind_address = text;
+           return std::nullopt;
+         }});
+    s.push_back(
+        {"healthzBindAddress", "healthz-bind-address", Kind::kString, "ip:port",
+         "Where the health server's /healthz and /livez are served (default 0.0.0.0:10256; empty disables).",
+         [](Config& c, const Value& v) -> std::optional<std::string> {
+           const auto& text = std::get<std::string>(v);
+           if (auto error = check_bind_address(text)) return error;
+           c.healthz_bind_address = text;
+           return std::nullopt;
+         }});
+    s.push_back({"ipvs.scheduler", "ipvs-scheduler", Kind::kString, "name",
+                 "The IPVS scheduler: rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf (empty means rr).",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   if (!text.empty() && !is_known_scheduler(text)) {
+                     return "an IPVS scheduler (rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf), got " +
+                            quoted(text);
+                   }
+                   c.ipvs.scheduler = text;
+                   return std::nullopt;
+                 }});
+    s.push_back(
+        {"ipvs.syncPeriod", "ipvs-sync-period", Kind::kDuration, "duration",
+         "How often the full resync runs, e.g. 30s, 1m (default 30s; must be greater than 0).",
+         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.sync_period; }, true)});
+    s.push_back(
+        {"ipvs.minSyncPeriod", "ipvs-min-sync-period", Kind::kDuration, "duration",
+         "The minimum time between syncs, e.g. 1s (default 0: every change syncs at once).",
+         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.min_sync_period; }, false)});
+    s.push_back(
+        {"ipvs.strictARP", "ipvs-strict-arp", Kind::kBool, "",
+         "Set arp_ignore=1 and arp_announce=2 so the node does not answer ARP for kube-ipvs0's addresses.",
+         [](Config& c, const Value& v) -> std::optional<std::string> {
+           c.ipvs.strict_arp = std::get<bool>(v);
+           return std::nullopt;
+         }});
+    s.push_back({"ipvs.excludeCIDRs", "ipvs-exclude-cidrs", Kind::kStringList, "cidr,...",
+                 "IPVS services on these prefixes are never cleaned up.", [](Config& c, const Value& v) {
+                   return parse_cidr_list(std::get<std::vector<std::string>>(v), c.ipvs.exclude_cidrs);
+                 }});
+    s.push_back(
+        {"ipvs.tcpTimeout", "ipvs-tcp-timeout", Kind::kDuration, "duration",
+         "Idle timeout of IPVS TCP connections (0 keeps the kernel's).",
+         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.tcp_timeout; }, false)});
+    s.push_back(
+        {"ipvs.tcpFinTimeout", "ipvs-tcpfin-timeout", Kind::kDuration, "duration",
+         "Timeout of IPVS TCP connections after a FIN (0 keeps the kernel's).",
+         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.tcp_fin_timeout; }, false)});
+    s.push_back(
+        {"ipvs.udpTimeout", "ipvs-udp-timeout", Kind::kDuration, "duration",
+         "Timeout of IPVS UDP entries (0 keeps the kernel's).",
+         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.udp_timeout; }, false)});
+    s.push_back({"clusterCIDR", "cluster-cidr", Kind::kString, "cidr[,cidr]",
+                 "The pods' CIDR range (a dual-stack pair may be given, comma-separated).",
+                 [](Config& c, const Value& v) {
+                   return parse_cidr_list(split_commas(std::get<std::string>(v)), c.cluster_cidrs);
+                 }});
+    s.push_back(
+        {"nodePortAddresses", "nodeport-addresses", Kind::kStringList, "cidr,...",
+         "Node IPs inside these prefixes serve NodePorts (keywords: all, primary; default: every node IP).",
+         [](Config& c, const Value& v) -> std::optional<std::string> {
+           std::vector<std::string> cidrs;
+           bool every = false;
+           for (const auto& item : std::get<std::vector<std::string>>(v)) {
+             if (item == "all" || item == "primary") {
+               every = true;  // kipvs's node IPs are the Node's own addresses
+             } else if (item == "localhost") {
+               return "CIDRs or the keywords all, primary (IPVS cannot serve NodePorts on localhost), got "
+                      "\"localhost\"";
+             } else {
+               cidrs.push_back(item);
+             }
+           }
+           if (auto error = parse_cidr_list(cidrs, c.node_port_addresses)) return error;
+           if (every) c.node_port_addresses.clear();
+           return std::nullopt;
+         }});
+    s.push_back({"iptables.masqueradeAll", "masquerade-all", Kind::kBool, "",
+                 "SNAT all traffic sent to Service cluster IPs.", set_bool(&Config::masquerade_all)});
+    s.push_back({"iptables.masqueradeBit", "iptables-masquerade-bit", Kind::kInt, "0..31",
+                 "The fwmark bit that marks packets for SNAT (default 14).",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto bit = std::get<std::int64_t>(v);
+                   if (bit < 0 || bit > 31) return "an integer from 0 to 31, got " + std::to_string(bit);
+                   c.masquerade_bit = static_cast<std::int32_t>(bit);
+                   return std::nullopt;
+                 }});
+    s.push_back({"logging.verbosity", "v", Kind::kInt, "N", "Log verbosity: 0 (default) to 10.",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto level = std::get<std::int64_t>(v);
+                   if (level < 0 || level > 10)
+                     return "a verbosity from 0 to 10, got " + std::to_string(level);
+                   c.verbosity = static_cast<int>(level);
+                   return std::nullopt;
+                 }});
+    s.push_back({"logging.format", "logging-format", Kind::kString, "text|json",
+                 "Log format: text (klog-like lines, the default) or json (one object per line).",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   if (text == "text" || text.empty()) {
+                     c.log_format = LogFormat::kText;
+                   } else if (text == "json") {
+                     c.log_format = LogFormat::kJson;
+                   } else {
+                     return "\"text\" or \"json\", got " + quoted(text);
+                   }
+                   return std::nullopt;
+                 }});
+    s.push_back({"", "cleanup", Kind::kBool, "",
+                 "Remove everything kipvs created (its IPVS services, addresses, interface, rules) and exit.",
+                 set_bool(&Config::cleanup)});
+    s.push_back({"kipvs.affinityMode", "affinity-mode", Kind::kString, "persistence|hash",
+                 "How sessionAffinity: ClientIP is done: IPVS persistence (kube-proxy's way, the default) or "
+                 "hashing on the client address.",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   if (text == "persistence" || text.empty()) {
+                     c.kipvs.affinity_mode = AffinityMode::kPersistence;
+                   } else if (text == "hash") {
+                     c.kipvs.affinity_mode = AffinityMode::kHash;
+                   } else {
+                     return "\"persistence\" or \"hash\", got " + quoted(text);
+                   }
+                   return std::nullopt;
+                 }});
+    s.push_back({"kipvs.proxyName", "proxy-name", Kind::kString, "name",
+                 "Serve the Services labelled service.kubernetes.io/service-proxy-name=NAME (default: the "
+                 "unlabelled ones).",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   if (text.empty()) {
+                     c.kipvs.proxy_name.reset();
+                   } else {
+                     c.kipvs.proxy_name = text;
+                   }
+                   return std::nullopt;
+                 }});
+    s.push_back({"kipvs.interfaceName", "interface-name", Kind::kString, "name",
+                 "The dummy interface that holds Service addresses (default kube-ipvs0).",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   // IFNAMSIZ is 16 with the terminator.
+                   if (text.empty() || text.size() > 15 || text.find_first_of("/ :") != std::string::npos) {
+                     return "an interface name of 1 to 15 characters without '/', ':' or spaces, got " +
+                            quoted(text);
+                   }
+                   c.kipvs.interface_name = text;
+                   return std::nullopt;
+                 }});
+    s.push_back(
+        {"kipvs.gracePeriod", "grace-period", Kind::kDuration, "duration",
+         "How long a removed endpoint drains at weight 0 before it is deleted (default 15m; 0 waits for its "
+         "connections however long).",
+         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.kipvs.grace_period; }, false)});
+    s.push_back({"kipvs.schedulerFlags", "ipvs-scheduler-flags", Kind::kString, "flag,...",
+                 "Scheduler flags: sh-fallback, sh-port (with sh), mh-fallback, mh-port (with mh).",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   const auto bits = parse_scheduler_flags(text);
+                   if (!bits)
+                     return "scheduler flags from sh-fallback, sh-port, mh-fallback, mh-port, got " +
+                            quoted(text);
+                   c.kipvs.scheduler_flags = text;
+                   c.kipvs.scheduler_flag_bits = *bits;
+                   return std::nullopt;
+                 }});
+    s.push_back(
+        {"kipvs.manifests", "manifests", Kind::kString, "dir",
+         "Read Services and EndpointSlices from manifests in this directory instead of an API server.",
+         [](Config& c, const Value& v) -> std::optional<std::string> {
+           c.kipvs.manifests = std::get<std::string>(v);
+           return std::nullopt;
+         }});
+    s.push_back({"kipvs.nodeIPs", "node-ip", Kind::kStringList, "ip,...",
+                 "This node's addresses, instead of those of its Node object.",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   std::vector<ipvs::Address> ips;
+                   for (const auto& item : std::get<std::vector<std::string>>(v)) {
+                     const auto ip = ipvs::Address::parse(item);
+                     if (!ip) return "IP addresses, got " + quoted(item);
+                     ips.push_back(*ip);
+                   }
+                   c.kipvs.node_ips = std::move(ips);
+                   return std::nullopt;
+                 }});
+    return s;
+  }();
+  return kSettings;
+}
+
+// Sections the walker descends into.
+const std::set<std::string, std::less<>> kSections{"clientConnection", "logging", "iptables", "ipvs",
+                                                   "kipvs"};
+
+// Fields kube-proxy knows that kipvs does not use. A trailing ".*" accepts the
+// whole subtree.
+const std::set<std::string, std::less<>> kIgnored{
+    "featureGates.*",
+    "clientConnection.acceptContentTypes",
+    "clientConnection.contentType",
+    "clientConnection.qps",
+    "clientConnection.burst",
+    "logging.flushFrequency",
+    "logging.vmodule",
+    "logging.options.*",
+    "bindAddressHardFail",
+    "enableProfiling",
+    "showHiddenMetricsForVersion",
+    "iptables.localhostNodePorts",
+    "iptables.snatNodeInternalIP",
+    "iptables.syncPeriod",
+    "iptables.minSyncPeriod",
+    "nftables.*",
+    "winkernel.*",
+    "detectLocalMode",
+    "detectLocal.*",
+    "oomScoreAdj",
+    "conntrack.*",
+    "configSyncPeriod",
+    "portRange",
+    "windowsRunAsService",
+    "linux.*",
+    "windows.*",
+};
+
+bool is_ignored(const std::string& path) {
+  if (kIgnored.contains(path) || kIgnored.contains(path + ".*")) return true;
+  const auto dot = path.find('.');
+  return dot != std::string::npos && kIgnored.contains(path.substr(0, dot) + ".*");
+}
+
+bool is_plain_number_or_bool(const YAML::Node& node) {
+  if (node.Tag() != "?") return false;  // quoted: a string whatever it holds
+  bool b = false;
+  double d = 0;
+  return !node.Scalar().empty() &&
+         (YAML::convert<bool>::decode(node, b) || YAML::convert<double>::decode(node, d));
+}
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a mapping";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Null:
+      return "null";
+    default:
+      return quoted(node.Scalar());
+  }
+}
+
+// Reads a YAML document into a Config, failing with file:line: path.
+class FileReader {
+ public:
+  FileReader(Config& config, std::string_view source) : config_(config), source_(source) {}
+
+  void read(const YAML::Node& root) {
+    if (!root.IsMap()) {
+      if (root.IsNull()) return;  // an empty file: all defaults
+      fail(root, "", "expected a KubeProxyConfiguration mapping, got " + describe(root));
+    }
+    walk(root, "");
+  }
+
+ private:
+  [[noreturn]] void fail(const YAML::Node& node, std::string_view path, const std::string& what) const {
+    std::string message = source_;
+    if (!node.Mark().is_null()) message += ":" + std::to_string(node.Mark().line + 1);
+    message += ": ";
+    if (!path.empty()) message += std::string(path) + ": ";
+    throw ConfigError(message + what);
+  }
+
+  void walk(const YAML::Node& map, const std::string& prefix) {
+    for (const auto& entry : map) {
+      const std::string key = entry.first.as<std::string>();
+      const std::string path = prefix.empty() ? key : prefix + "." + key;
+      const YAML::Node& value = entry.second;
+      const auto& all = settings();
+      const auto setting = std::ranges::find(all, std::string_view(path), &Setting::path);
+      if (setting != all.end() && !path.empty()) {
+        if (value.IsNull()) continue;  // null leaves the default, as in Go
+        apply(*setting, value, path);
+      } else if (kSections.contains(path)) {
+        if (value.IsNull()) continue;
+        if (!value.IsMap()) fail(value, path, "expected a mapping, got " + describe(value));
+        walk(value, path);
+      } else if (is_ignored(path)) {
+        if (!value.IsNull() && !(value.IsScalar() && value.Scalar().empty()) &&
+            !(value.IsMap() && value.size() == 0)) {
+          config_.ignored_fields.push_back(path);
+        }
+      } else {
+        std::string warning = source_;
+        if (!entry.first.Mark().is_null()) warning += ":" + std::to_string(entry.first.Mark().line + 1);
+        config_.warnings.push_back(warning + ": " + path + ": unknown field, ignored");
+      }
+    }
+  }
+
+  void apply(const Setting& setting, const YAML::Node& node, const std::string& path) {
+    Value value;
+    switch (setting.kind) {
+      case Kind::kString:
+        if (!node.IsScalar()) fail(node, path, "expected a string, got " + describe(node));
+        // Go rejects a number or a boolean where a string belongs; so do we,
+        // rather than guess what was meant.
+        if (is_plain_number_or_bool(node)) {
+          fail(node, path, "expected a string, got " + describe(node) + " (quote it if it is meant as text)");
+        }
+        value = node.Scalar();
+        break;
+      case Kind::kBool: {
+        bool b = false;
+        if (!node.IsScalar() || node.Tag() != "?" || !YAML::convert<bool>::decode(node, b)) {
+          fail(node, path, "expected true or false, got " + describe(node));
+        }
+        value = b;
+        break;
+      }
+      case Kind::kInt: {
+        std::int64_t i = 0;
+        const std::string text = node.IsScalar() ? node.Scalar() : "";
+        const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), i);
+        if (!node.IsScalar() || node.Tag() != "?" || ec != std::errc{} || end != text.data() + text.size()) {
+          fail(node, path, "expected an integer, got " + describe(node));
+        }
+        value = i;
+        break;
+      }
+      case Kind::kDuration: {
+        if (!node.IsScalar())
+          fail(node, path, "expected a duration such as 30s or 1m30s, got " + describe(node));
+        const auto d = parse_go_duration(node.Scalar());
+        if (!d) {
+          fail(node, path,
+               "expected a duration such as 30s or 1m30s, got " + describe(node) + " (" + d.error() + ")");
+        }
+        value = *d;
+        break;
+      }
+      case Kind::kStringList: {
+        if (!node.IsSequence()) fail(node, path, "expected a list of strings, got " + describe(node));
+        std::vector<std::string> items;
+        for (const auto& item : node) {
+          if (!item.IsScalar())
+            fail(item, path, "expected a list of strings, got an item that is " + describe(item));
+          items.push_back(item.Scalar());
+        }
+        value = std::move(items);
+        break;
+      }
+    }
+    if (auto expected = setting.apply(config_, value)) fail(node, path, "expected " + *expected);
+  }
+
+  Config& config_;
+  std::string source_;
+};
+
+[[noreturn]] void flag_error(std::string_view flag, const std::string& what) {
+  throw ConfigError("flag --" + std::string(flag) + ": " + what);
+}
+
+Value flag_value(const Setting& setting, std::string_view text) {
+  switch (setting.kind) {
+    case Kind::kString:
+      return std::string(text);
+    case Kind::kBool:
+      if (text == "true" || text == "1") return true;
+      if (text == "false" || text == "0") return false;
+      flag_error(setting.flag, "expected true or false, got " + quoted(text));
+    case Kind::kInt: {
+      std::int64_t i = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), i);
+      if (ec != std::errc{} || end != text.data() + text.size() || text.empty()) {
+        flag_error(setting.flag, "expected an integer, got " + quoted(text));
+      }
+      return i;
+    }
+    case Kind::kDuration: {
+      const auto d = parse_go_duration(text);
+      if (!d) {
+        flag_error(setting.flag,
+                   "expected a duration such as 30s or 1m30s, got " + quoted(text) + " (" + d.error() + ")");
+      }
+      return *d;
+    }
+    case Kind::kStringList:
+      return split_commas(text);
+  }
+  return std::string(text);
+}
+
+const Setting* find_flag(std::string_view name) {
+  const auto& all = settings();
+  const auto it = std::ranges::find(all, name, &Setting::flag);
+  return it == all.end() || name.empty() ? nullptr : &*it;
+}
+
+}  // namespace
+
+std::optional<HostPort> parse_host_port(std::string_view text) {
+  std::string_view host;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    const auto close = text.find("]:");
+    if (close == std::string_view::npos) return std::nullopt;
+    host = text.substr(1, close - 1);
+    port = text.substr(close + 2);
+    if (host.find(':') == std::string_view::npos) return std::nullopt;  // brackets are for IPv6
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return std::nullopt;
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) return std::nullopt;  // IPv6 needs brackets
+  }
+  const auto address = ipvs::Address::parse(host);
+  if (!address) return std::nullopt;
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc{} || end != port.data() + port.size() || value > 65535)
+    return std::nullopt;
+  return HostPort{*address, static_cast<std::uint16_t>(value)};
+}
+
+void validate(Config& config, std::string_view source) {
+  const std::string prefix = source.empty() ? std::string() : std::string(source) + ": ";
+  if (config.ipvs.min_sync_period > config.ipvs.sync_period) {
+    throw ConfigError(prefix + "ipvs.minSyncPeriod: expected at most ipvs.syncPeriod (" +
+                      format_go_duration(config.ipvs.sync_period) + "), got " +
+                      format_go_duration(config.ipvs.min_sync_period));
+  }
+  if (!config.kipvs.scheduler_flags.empty()) {
+    const std::string scheduler = config.ipvs.scheduler.empty() ? "rr" : config.ipvs.scheduler;
+    if (!flags_fit_scheduler(config.kipvs.scheduler_flags, scheduler)) {
+      throw ConfigError(prefix + "kipvs.schedulerFlags: expected flags that fit the scheduler " +
+                        quoted(scheduler) + ", got " + quoted(config.kipvs.scheduler_flags));
+    }
+  }
+  if (config.cluster_cidrs.size() > 2 ||
+      (config.cluster_cidrs.size() == 2 &&
+       config.cluster_cidrs[0].address.family == config.cluster_cidrs[1].address.family)) {
+    throw ConfigError(prefix + "clusterCIDR: expected one CIDR or a dual-stack pair (one IPv4, one IPv6)");
+  }
+}
+
+Config parse_config_yaml(std::string_view text, std::string_view source) {
+  Config config;
+  YAML::Node root;
+  try {
+    root = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(std::string(source) + ":" + std::to_string(e.mark.line + 1) +
+                      ": not valid YAML: " + e.msg);
+  }
+  FileReader(config, source).read(root);
+  config.config_file = std::string(source);
+  validate(config, source);
+  return config;
+}
+
+Config load_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot read the configuration file");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return parse_config_yaml(buffer.str(), path);
+}
+
+Config parse_command_line(std::span<const std::string_view> args) {
+  struct Parsed {
+    const Setting* setting;
+    std::string_view name;
+    std::string value;
+  };
+  std::vector<Parsed> parsed;
+  bool help = false;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg == "-h" || arg == "--help") {
+      help = true;
+      continue;
+    }
+    if (!arg.starts_with('-') || arg == "-" || arg == "--") {
+      throw ConfigError("unexpected argument " + quoted(arg) + " (flags start with --; see --help)");
+    }
+    arg.remove_prefix(arg.starts_with("--") ? 2 : 1);
+    std::string_view name = arg;
+    std::optional<std::string> value;
+    if (const auto eq = arg.find('='); eq != std::string_view::npos) {
+      name = arg.substr(0, eq);
+      value = std::string(arg.substr(eq + 1));
+    }
+    const Setting* setting = find_flag(name);
+    if (setting == nullptr) throw ConfigError("flag --" + std::string(name) + ": unknown flag (see --help)");
+    if (!value) {
+      if (setting->kind == Kind::kBool) {
+        value = "true";  // a boolean flag alone turns it on
+      } else if (i + 1 < args.size()) {
+        value = std::string(args[++i]);
+      } else {
+        flag_error(setting->flag, "needs a value (" + std::string(setting->value_name) + ")");
+      }
+    }
+    parsed.push_back({setting, name, std::move(*value)});
+  }
+
+  Config config;
+  for (const auto& p : parsed) {
+    if (p.setting->flag == "config") config = load_config_file(p.value);
+  }
+  config.help = help;
+  for (const auto& p : parsed) {
+    if (p.setting->flag == "config") continue;
+    const Value value = flag_value(*p.setting, p.value);
+    if (auto expected = p.setting->apply(config, value)) flag_error(p.setting->flag, "expected " + *expected);
+  }
+  validate(config, "");
+  return config;
+}
+
+std::string help_text() {
+  std::ostringstream out;
+  out << "Usage: kipvs [flags]\n"
+         "       kipvs render --manifests DIR [...]\n\n"
+         "kipvs programs IPVS for Kubernetes Services as kube-proxy's IPVS mode does. It reads kube-proxy's\n"
+         "configuration file (--config) and flags; flags override the file.\n\nFlags:\n";
+  for (const auto& s : settings()) {
+    if (s.flag.empty()) continue;
+    std::string head = "  " + std::string(s.flag.size() == 1 ? "-" : "--") + std::string(s.flag);
+    if (s.flag == "v") head = "  -v, --v";
+    if (!s.value_name.empty()) head += " " + std::string(s.value_name);
+    out << head;
+    if (head.size() < 34) {
+      out << std::string(34 - head.size(), ' ');
+    } else {
+      out << "\n" << std::string(34, ' ');
+    }
+    out << s.help;
+    if (!s.path.empty()) out << " [file: " << s.path << "]";
+    out << "\n";
+  }
+  out << "  -h, --help                      Print this help and exit.\n";
+  return out.str();
+}
+
+boost::json::value to_json(const Config& c) {
+  auto cidrs = [](const std::vector<Cidr>& list) {
+    boost::json::array out;
+    for (const auto& cidr : list) out.emplace_back(cidr.to_string());
+    return out;
+  };
+  auto join = [](const std::vector<Cidr>& list) {
+    std::string out;
+    for (const auto& cidr : list) out += (out.empty() ? "" : ",") + cidr.to_string();
+    return out;
+  };
+  boost::json::array node_ips;
+  for (const auto& ip : c.kipvs.node_ips) node_ips.emplace_back(ip.to_string());
+  boost::json::object kipvs{
+      {"affinityMode", c.kipvs.affinity_mode == AffinityMode::kHash ? "hash" : "persistence"},
+      {"interfaceName", c.kipvs.interface_name},
+      {"gracePeriod", format_go_duration(c.kipvs.grace_period)},
+      {"schedulerFlags", c.kipvs.scheduler_flags},
+      {"manifests", c.kipvs.manifests},
+      {"nodeIPs", std::move(node_ips)},
+  };
+  if (c.kipvs.proxy_name) kipvs["proxyName"] = *c.kipvs.proxy_name;
+  return boost::json::object{
+      {"apiVersion", kApiVersion},
+      {"kind", kKind},
+      {"mode", c.mode.empty() ? "ipvs" : c.mode},
+      {"clientConnection", {{"kubeconfig", c.kubeconfig}}},
+      {"logging",
+       {{"format", c.log_format == LogFormat::kJson ? "json" : "text"}, {"verbosity", c.verbosity}}},
+      {"hostnameOverride", c.hostname_override},
+      {"bindAddress", c.bind_address},
+      {"metricsBindAddress", c.metrics_bind_address},
+      {"healthzBindAddress", c.healthz_bind_address},
+      {"clusterCIDR", join(c.cluster_cidrs)},
+      {"nodePortAddresses", cidrs(c.node_port_addresses)},
+      {"iptables", {{"masqueradeAll", c.masquerade_all}, {"masqueradeBit", c.masquerade_bit}}},
+      {"ipvs",
+       {{"scheduler", c.ipvs.scheduler},
+        {"syncPeriod", format_go_duration(c.ipvs.sync_period)},
+        {"minSyncPeriod", format_go_duration(c.ipvs.min_sync_period)},
+        {"strictARP", c.ipvs.strict_arp},
+        {"excludeCIDRs", cidrs(c.ipvs.exclude_cidrs)},
+        {"tcpTimeout", format_go_duration(c.ipvs.tcp_timeout)},
+        {"tcpFinTimeout", format_go_duration(c.ipvs.tcp_fin_timeout)},
+        {"udpTimeout", format_go_duration(c.ipvs.udp_timeout)}}},
+      {"kipvs", std::move(kipvs)},
+  };
+}
+
+}  // namespace kipvs::agent

@@ -1,0 +1,389 @@
+// Configuration: kube-proxy's file format and flags, kipvs's own section,
+// Go durations, and a table of bad files (config_cases/bad/*.yaml), each of
+// which must fail with a message naming the file, the line and the field.
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <boost/json.hpp>
+#include <catch2/catch.hpp>
+
+#include "agent/config.h"
+#include "agent/duration.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using kipvs::agent::Config;
+using kipvs::agent::ConfigError;
+namespace fs = std::filesystem;
+
+const fs::path kCases = KIPVS_CONFIG_CASES_DIR;
+
+std::string first_line(const fs::path& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+std::string error_of(const std::string& path) {
+  try {
+    (void)kipvs::agent::load_config_file(path);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+Config from_args(std::vector<std::string> args) {
+  std::vector<std::string_view> views(args.begin(), args.end());
+  return kipvs::agent::parse_command_line(views);
+}
+
+std::string flag_error(std::vector<std::string> args) {
+  try {
+    (void)from_args(std::move(args));
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+struct TempFile {
+  fs::path path;
+  explicit TempFile(const std::string& text)
+      : path(fs::temp_directory_path() / ("kipvs-config-test-" + std::to_string(::getpid()) + ".yaml")) {
+    std::ofstream(path) << text;
+  }
+  ~TempFile() { fs::remove(path); }
+};
+
+}  // namespace
+
+TEST_CASE("Go durations parse as time.ParseDuration does", "[config][duration]") {
+  using kipvs::agent::parse_go_duration;
+  CHECK(parse_go_duration("30s").value() == 30s);
+  CHECK(parse_go_duration("1m30s").value() == 90s);
+  CHECK(parse_go_duration("500ms").value() == 500ms);
+  CHECK(parse_go_duration("1h").value() == 1h);
+  CHECK(parse_go_duration("2h22m").value() == 2h + 22min);
+  CHECK(parse_go_duration("1.5h").value() == 90min);
+  CHECK(parse_go_duration(".5s").value() == 500ms);
+  CHECK(parse_go_duration("1us").value() == 1us);
+  CHECK(parse_go_duration("1\xc2\xb5s").value() == 1us);
+  CHECK(parse_go_duration("10ns").value() == 10ns);
+  CHECK(parse_go_duration("0").value() == 0ns);
+  CHECK(parse_go_duration("0s").value() == 0ns);
+  CHECK(parse_go_duration("-5s").value() == -5s);
+  CHECK(parse_go_duration("+5s").value() == 5s);
+  CHECK(parse_go_duration("1h0m0s").value() == 1h);
+  CHECK(parse_go_duration("2562047h").value() == 2562047h);
+
+  CHECK(parse_go_duration("").error() == "empty duration");
+  CHECK(parse_go_duration("30").error().starts_with("missing unit"));
+  CHECK(parse_go_duration("30 s").error().starts_with("unknown unit"));
+  CHECK(parse_go_duration("30sec").error().starts_with("unknown unit"));
+  CHECK(parse_go_duration("1d").error().starts_with("unknown unit"));
+  CHECK(parse_go_duration("s").error() == "expected a number");
+  CHECK(parse_go_duration(".s").error() == "expected a number");
+  CHECK(parse_go_duration("-").error() == "a sign without a number");
+  CHECK(parse_go_duration("2562048h").error() == "duration out of range");
+  CHECK(parse_go_duration("99999999999999999999s").error() == "duration out of range");
+}
+
+TEST_CASE("Go durations print as Duration.String does", "[config][duration]") {
+  using kipvs::agent::format_go_duration;
+  CHECK(format_go_duration(0s) == "0s");
+  CHECK(format_go_duration(30s) == "30s");
+  CHECK(format_go_duration(90s) == "1m30s");
+  CHECK(format_go_duration(1h) == "1h0m0s");
+  CHECK(format_go_duration(15min) == "15m0s");
+  CHECK(format_go_duration(500ms) == "500ms");
+  CHECK(format_go_duration(1500ms) == "1.5s");
+  CHECK(format_go_duration(1us) == "1\xc2\xb5s");
+  CHECK(format_go_duration(1500ns) == "1.5\xc2\xb5s");
+  CHECK(format_go_duration(7ns) == "7ns");
+  CHECK(format_go_duration(-90s) == "-1m30s");
+  for (const auto text : {"1h2m3.5s", "250ms", "26h0m0.001s"}) {
+    const auto parsed = kipvs::agent::parse_go_duration(text);
+    REQUIRE(parsed);
+    CHECK(format_go_duration(*parsed) == text);
+  }
+}
+
+TEST_CASE("defaults are kube-proxy's", "[config]") {
+  const Config c = from_args({});
+  CHECK(c.mode.empty());
+  CHECK(c.ipvs.scheduler.empty());
+  CHECK(c.ipvs.sync_period == 30s);
+  CHECK(c.ipvs.min_sync_period == 0s);
+  CHECK(c.metrics_bind_address == "127.0.0.1:10249");
+  CHECK(c.healthz_bind_address == "0.0.0.0:10256");
+  CHECK(c.masquerade_bit == 14);
+  CHECK(c.kipvs.interface_name == "kube-ipvs0");
+  CHECK(c.kipvs.grace_period == 15min);
+  CHECK(c.kipvs.affinity_mode == kipvs::agent::AffinityMode::kPersistence);
+  CHECK(c.health_timeout() == 60s);
+  CHECK(c.config_file.empty());
+  CHECK(c.warnings.empty());
+}
+
+TEST_CASE("kube-proxy's own v1.35 configuration is accepted without warnings", "[config]") {
+  const auto path = kCases / "good" / "kube-proxy-v1.35.yaml";
+  const Config c = kipvs::agent::load_config_file(path.string());
+  for (const auto& warning : c.warnings) UNSCOPED_INFO(warning);
+  CHECK(c.warnings.empty());
+  CHECK(c.mode == "ipvs");
+  CHECK(c.kubeconfig == "/var/lib/kube-proxy/kubeconfig.conf");
+  REQUIRE(c.cluster_cidrs.size() == 1);
+  CHECK(c.cluster_cidrs[0].to_string() == "10.244.0.0/16");
+  CHECK(c.ipvs.sync_period == 30s);
+  CHECK(c.ipvs.exclude_cidrs.empty());
+  CHECK(c.bind_address == "0.0.0.0");
+  CHECK(c.config_file == path.string());
+  // Known kube-proxy fields that kipvs does not use are noted, not warned about.
+  CHECK(std::ranges::find(c.ignored_fields, "conntrack") != c.ignored_fields.end());
+  CHECK(std::ranges::find(c.ignored_fields, "iptables.syncPeriod") != c.ignored_fields.end());
+  CHECK(std::ranges::find(c.ignored_fields, "oomScoreAdj") != c.ignored_fields.end());
+}
+
+TEST_CASE("every field kipvs reads is read", "[config]") {
+  const Config c = kipvs::agent::load_config_file((kCases / "good" / "kipvs-full.yaml").string());
+  CHECK(c.warnings.empty());
+  CHECK(c.bind_address == "192.168.1.10");
+  CHECK(c.kubeconfig == "/etc/kipvs/kubeconfig");
+  REQUIRE(c.cluster_cidrs.size() == 2);
+  CHECK(c.cluster_cidrs[1].to_string() == "fd00:10:244::/56");
+  CHECK(c.hostname_override == "node-a");
+  CHECK(c.healthz_bind_address == "[::]:10256");
+  CHECK(c.metrics_bind_address == "0.0.0.0:10249");
+  REQUIRE(c.node_port_addresses.size() == 2);
+  CHECK(c.node_port_addresses[0].to_string() == "192.168.1.0/24");
+  CHECK(c.masquerade_all);
+  CHECK(c.masquerade_bit == 12);
+  CHECK(c.ipvs.scheduler == "mh");
+  CHECK(c.ipvs.sync_period == 90s);
+  CHECK(c.ipvs.min_sync_period == 500ms);
+  CHECK(c.ipvs.strict_arp);
+  REQUIRE(c.ipvs.exclude_cidrs.size() == 1);
+  CHECK(c.ipvs.exclude_cidrs[0].to_string() == "10.1.0.0/16");
+  CHECK(c.ipvs.tcp_timeout == 15min);
+  CHECK(c.ipvs.tcp_fin_timeout == 2min);
+  CHECK(c.ipvs.udp_timeout == 30s);
+  CHECK(c.log_format == kipvs::agent::LogFormat::kJson);
+  CHECK(c.verbosity == 4);
+  CHECK(c.kipvs.affinity_mode == kipvs::agent::AffinityMode::kHash);
+  CHECK(c.kipvs.proxy_name == "kipvs");
+  CHECK(c.kipvs.interface_name == "kipvs0");
+  CHECK(c.kipvs.grace_period == 5min);
+  CHECK(c.kipvs.scheduler_flags == "mh-fallback,mh-port");
+  CHECK(c.kipvs.scheduler_flag_bits != 0);
+  CHECK(c.kipvs.manifests == "/etc/kipvs/manifests");
+  REQUIRE(c.kipvs.node_ips.size() == 2);
+  CHECK(c.kipvs.node_ips[1].to_string() == "fd00:1::10");
+}
+
+TEST_CASE("an unknown field is a warning naming its path and line", "[config]") {
+  const Config c =
+      kipvs::agent::parse_config_yaml("ipvs:\n  syncPeriodd: 10s\n  scheduler: wrr\nbogus: 1\n", "cm.yaml");
+  CHECK(c.ipvs.scheduler == "wrr");
+  CHECK(c.ipvs.sync_period == 30s);
+  REQUIRE(c.warnings.size() == 2);
+  CHECK(c.warnings[0] == "cm.yaml:2: ipvs.syncPeriodd: unknown field, ignored");
+  CHECK(c.warnings[1] == "cm.yaml:4: bogus: unknown field, ignored");
+}
+
+TEST_CASE("null and empty values keep the defaults", "[config]") {
+  const Config c =
+      kipvs::agent::parse_config_yaml("ipvs:\n  syncPeriod:\n  excludeCIDRs: null\nmode: \"\"\n", "x");
+  CHECK(c.ipvs.sync_period == 30s);
+  CHECK(c.mode.empty());
+  CHECK(kipvs::agent::parse_config_yaml("", "empty.yaml").ipvs.sync_period == 30s);
+}
+
+TEST_CASE("nodePortAddresses keywords all and primary mean every node IP", "[config]") {
+  const Config c = kipvs::agent::parse_config_yaml("nodePortAddresses: [10.0.0.0/8, primary]\n", "x");
+  CHECK(c.node_port_addresses.empty());
+  CHECK_THROWS_WITH(kipvs::agent::parse_config_yaml("nodePortAddresses: [localhost]\n", "x"),
+                    Catch::Contains("nodePortAddresses: expected CIDRs or the keywords all, primary"));
+}
+
+TEST_CASE("bad configuration files fail with the file, line, field and what was expected", "[config]") {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(kCases / "bad")) files.push_back(entry.path());
+  std::ranges::sort(files);
+  REQUIRE(files.size() >= 30);
+  for (const auto& file : files) {
+    const std::string header = first_line(file);
+    REQUIRE(header.starts_with("# error: "));
+    const std::string expected = header.substr(9);
+    const std::string error = error_of(file.string());
+    INFO(file.filename().string() << ": " << error);
+    CHECK(error.starts_with(file.string() + ":"));
+    CHECK(error.find(expected) != std::string::npos);
+  }
+}
+
+TEST_CASE("errors carry the line of the bad value", "[config]") {
+  CHECK_THROWS_WITH(kipvs::agent::parse_config_yaml("mode: ipvs\nipvs:\n  strictARP: maybe\n", "f.yaml"),
+                    "f.yaml:3: ipvs.strictARP: expected true or false, got \"maybe\"");
+}
+
+TEST_CASE("a missing file is an error naming it", "[config]") {
+  CHECK_THROWS_WITH(kipvs::agent::load_config_file("/nonexistent/kipvs.yaml"),
+                    "/nonexistent/kipvs.yaml: cannot read the configuration file");
+}
+
+TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]") {
+  const Config c = from_args({"--kubeconfig=/k",
+                              "--master",
+                              "https://10.0.0.1:6443",
+                              "--hostname-override=n1",
+                              "--ipvs-scheduler",
+                              "wlc",
+                              "--ipvs-sync-period=1m",
+                              "--ipvs-min-sync-period",
+                              "2s",
+                              "--ipvs-strict-arp",
+                              "--ipvs-exclude-cidrs=10.0.0.0/8,192.168.0.0/16",
+                              "--cluster-cidr=10.244.0.0/16",
+                              "--nodeport-addresses",
+                              "192.168.1.0/24",
+                              "--metrics-bind-address=0.0.0.0:9999",
+                              "--healthz-bind-address",
+                              "[::1]:10256",
+                              "--proxy-mode=ipvs",
+                              "-v",
+                              "3",
+                              "--logging-format=json",
+                              "--cleanup",
+                              "--manifests=/m",
+                              "--node-ip",
+                              "10.0.0.5,fd00::5"});
+  CHECK(c.kubeconfig == "/k");
+  CHECK(c.master == "https://10.0.0.1:6443");
+  CHECK(c.hostname_override == "n1");
+  CHECK(c.ipvs.scheduler == "wlc");
+  CHECK(c.ipvs.sync_period == 1min);
+  CHECK(c.ipvs.min_sync_period == 2s);
+  CHECK(c.ipvs.strict_arp);
+  CHECK(c.ipvs.exclude_cidrs.size() == 2);
+  CHECK(c.cluster_cidrs.size() == 1);
+  CHECK(c.node_port_addresses.size() == 1);
+  CHECK(c.metrics_bind_address == "0.0.0.0:9999");
+  CHECK(c.healthz_bind_address == "[::1]:10256");
+  CHECK(c.mode == "ipvs");
+  CHECK(c.verbosity == 3);
+  CHECK(c.log_format == kipvs::agent::LogFormat::kJson);
+  CHECK(c.cleanup);
+  CHECK(c.kipvs.manifests == "/m");
+  CHECK(c.kipvs.node_ips.size() == 2);
+  CHECK(from_args({"--v=5"}).verbosity == 5);
+  CHECK(from_args({"-v=2"}).verbosity == 2);
+  CHECK_FALSE(from_args({"--ipvs-strict-arp=false"}).ipvs.strict_arp);
+  CHECK(from_args({"--help"}).help);
+  CHECK(from_args({"-h"}).help);
+}
+
+TEST_CASE("flags override the file, in either order", "[config][flags]") {
+  const TempFile file("ipvs:\n  scheduler: lc\n  syncPeriod: 10s\nhostnameOverride: from-file\n");
+  const Config c = from_args({"--hostname-override=from-flag", "--config", file.path.string()});
+  CHECK(c.hostname_override == "from-flag");
+  CHECK(c.ipvs.scheduler == "lc");  // not given as a flag: the file's
+  CHECK(c.ipvs.sync_period == 10s);
+  CHECK(c.config_file == file.path.string());
+  const Config d = from_args({"--config=" + file.path.string(), "--ipvs-scheduler=sh"});
+  CHECK(d.ipvs.scheduler == "sh");
+}
+
+TEST_CASE("flag errors name the flag", "[config][flags]") {
+  CHECK(flag_error({"--ipvs-sync-period=5"}) ==
+        "flag --ipvs-sync-period: expected a duration such as 30s or 1m30s, got \"5\" (missing unit (one of "
+        "ns, us, "
+        "ms, s, m, h))");
+  CHECK(flag_error({"--ipvs-scheduler", "fastest"})
+            .starts_with("flag --ipvs-scheduler: expected an IPVS scheduler"));
+  CHECK(flag_error({"--proxy-mode=iptables"}).starts_with("flag --proxy-mode: expected \"ipvs\""));
+  CHECK(flag_error({"--metrics-bind-address=10249"})
+            .starts_with("flag --metrics-bind-address: expected an address"));
+  CHECK(flag_error({"--cluster-cidr=10.0.0.0/99"}).starts_with("flag --cluster-cidr: expected a CIDR"));
+  CHECK(flag_error({"-v", "many"}) == "flag --v: expected an integer, got \"many\"");
+  CHECK(flag_error({"--ipvs-strict-arp=perhaps"}) ==
+        "flag --ipvs-strict-arp: expected true or false, got \"perhaps\"");
+  CHECK(flag_error({"--kubeconfig"}) == "flag --kubeconfig: needs a value (path)");
+  CHECK(flag_error({"--no-such-flag=1"}) == "flag --no-such-flag: unknown flag (see --help)");
+  CHECK(flag_error({"stray"}).starts_with("unexpected argument \"stray\""));
+  CHECK(flag_error({"--ipvs-sync-period=10s", "--ipvs-min-sync-period=20s"}) ==
+        "ipvs.minSyncPeriod: expected at most ipvs.syncPeriod (10s), got 20s");
+  CHECK(flag_error({"--config=/nonexistent.yaml"}) ==
+        "/nonexistent.yaml: cannot read the configuration file");
+}
+
+TEST_CASE("--help lists every kube-proxy flag with a description", "[config][flags]") {
+  const std::string help = kipvs::agent::help_text();
+  for (const char* flag : {"--config path",
+                           "--kubeconfig path",
+                           "--master url",
+                           "--hostname-override name",
+                           "--ipvs-scheduler name",
+                           "--ipvs-sync-period duration",
+                           "--ipvs-min-sync-period duration",
+                           "--ipvs-strict-arp",
+                           "--ipvs-exclude-cidrs",
+                           "--cluster-cidr",
+                           "--nodeport-addresses",
+                           "--metrics-bind-address ip:port",
+                           "--healthz-bind-address ip:port",
+                           "--proxy-mode mode",
+                           "-v, --v N",
+                           "--logging-format text|json",
+                           "--cleanup",
+                           "--manifests dir",
+                           "--node-ip",
+                           "--help"}) {
+    INFO(flag);
+    CHECK(help.find(flag) != std::string::npos);
+  }
+  CHECK(help.find("[file: ipvs.syncPeriod]") != std::string::npos);
+}
+
+TEST_CASE("to_json is the effective configuration for /configz", "[config]") {
+  const Config c = from_args({"--ipvs-sync-period=45s", "--ipvs-exclude-cidrs=10.0.0.0/8", "--proxy-name=p"});
+  const auto json = kipvs::agent::to_json(c);
+  CHECK(json.at("kind") == "KubeProxyConfiguration");
+  CHECK(json.at("mode") == "ipvs");
+  CHECK(json.at("ipvs").at("syncPeriod") == "45s");
+  CHECK(json.at("ipvs").at("minSyncPeriod") == "0s");
+  CHECK(json.at("ipvs").at("excludeCIDRs").as_array().size() == 1);
+  CHECK(json.at("ipvs").at("excludeCIDRs").at(0) == "10.0.0.0/8");
+  CHECK(json.at("metricsBindAddress") == "127.0.0.1:10249");
+  CHECK(json.at("iptables").at("masqueradeBit") == 14);
+  CHECK(json.at("kipvs").at("proxyName") == "p");
+  CHECK(json.at("kipvs").at("gracePeriod") == "15m0s");
+  // What /configz prints reads back as the same configuration.
+  const TempFile file(boost::json::serialize(json));  // JSON is YAML
+  const Config again = kipvs::agent::load_config_file(file.path.string());
+  CHECK(again.warnings.empty());
+  CHECK(again.ipvs.sync_period == 45s);
+  CHECK(again.ipvs.exclude_cidrs == c.ipvs.exclude_cidrs);
+  CHECK(again.kipvs.proxy_name == "p");
+}
+
+TEST_CASE("host:port addresses", "[config]") {
+  using kipvs::agent::parse_host_port;
+  CHECK(parse_host_port("0.0.0.0:10256")->port == 10256);
+  CHECK(parse_host_port("[::]:10256")->address.family == kipvs::ipvs::Family::kIPv6);
+  CHECK(parse_host_port("[fd00::1]:0")->port == 0);
+  CHECK_FALSE(parse_host_port("::1:10256"));
+  CHECK_FALSE(parse_host_port("[10.0.0.1]:80"));
+  CHECK_FALSE(parse_host_port("10.0.0.1"));
+  CHECK_FALSE(parse_host_port("10.0.0.1:"));
+  CHECK_FALSE(parse_host_port("10.0.0.1:65536"));
+  CHECK_FALSE(parse_host_port("10.0.0.1:8o"));
+  CHECK_FALSE(parse_host_port("host:80"));
+}
