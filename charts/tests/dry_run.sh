@@ -53,6 +53,13 @@ print(" ".join(sorted({d["metadata"]["namespace"] for d in yaml.safe_load_all(op
   echo "ok: $name: the API server accepts all $want objects: $(tr '\n' ' ' <<<"$got")"
 }
 for_each_values one
+# The kubeadm-style kube-proxy ConfigMap existing-configmap.yaml reuses.
+if out="$(k apply --dry-run=server --validate=strict -f "$tests_dir/kube-proxy-configmap.yaml" -o name 2>&1)"; then
+  echo "ok: the API server accepts $out"
+else
+  echo "FAIL: kube-proxy-configmap.yaml: $out"
+  fail=1
+fi
 
 # Negative controls: the same dry run must reject what is wrong.
 render "$work/base.yaml" -f "$tests_dir/values/all-on.yaml"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# helm lint --strict is clean with the default values and every values file.
+# helm lint --strict is clean with the default values and every values file;
+# values.yaml is documented key by key and README.md's table matches (docs.py).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_helm
 fail=0
@@ -22,4 +23,5 @@ lint() {
   echo "ok: helm lint $name"
 }
 for_each_values lint
+python3 "$tests_dir/docs.py" || fail=1
 exit $fail
