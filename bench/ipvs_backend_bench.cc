@@ -107,9 +107,12 @@ int main(int argc, char** argv) {
   std::string work = "/tmp";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--services") services = std::atoi(argv[i + 1]);
-    else if (flag == "--destinations") destinations = std::atoi(argv[i + 1]);
-    else if (flag == "--work") work = argv[i + 1];
+    if (flag == "--services")
+      services = std::atoi(argv[i + 1]);
+    else if (flag == "--destinations")
+      destinations = std::atoi(argv[i + 1]);
+    else if (flag == "--work")
+      work = argv[i + 1];
   }
   const Table table = make_table(services, destinations);
   const auto operations = operations_for(table);
@@ -150,7 +153,8 @@ int main(int argc, char** argv) {
   }
   // Both sides must have built the same table.
   std::ifstream by_ipvsadm(work + "/kipvs-bench-ipvsadm-dump.txt");
-  const std::string ipvsadm_text((std::istreambuf_iterator<char>(by_ipvsadm)), std::istreambuf_iterator<char>());
+  const std::string ipvsadm_text((std::istreambuf_iterator<char>(by_ipvsadm)),
+                                 std::istreambuf_iterator<char>());
   if (ipvsadm_text != kipvs::ipvs::format_ipvsadm_save(*dump)) {
     std::cerr << "bench: ipvsadm's table differs from kipvs's\n";
     return 1;
@@ -158,8 +162,9 @@ int main(int argc, char** argv) {
   close(ipvsadm_netns);
 
   const double messages_per_sendmsg =
-      program_counters.sendmsg_calls ? double(program_counters.messages_sent) / double(program_counters.sendmsg_calls)
-                                     : 0.0;
+      program_counters.sendmsg_calls
+          ? double(program_counters.messages_sent) / double(program_counters.sendmsg_calls)
+          : 0.0;
   std::printf("%-28s %10s %10s %8s\n", "", "ipvsadm", "kipvs", "ratio");
   std::printf("%-28s %9.2fs %9.2fs %7.3fx\n", "program (write every rule)", ipvsadm_program, kipvs_program,
               kipvs_program / ipvsadm_program);

@@ -42,19 +42,19 @@ struct LoadBalancerIngress {
 
 struct Service {
   ObjectMeta meta;
-  std::string type = "ClusterIP";  // ClusterIP, NodePort, LoadBalancer, ExternalName
-  std::string cluster_ip;          // spec.clusterIP ("None" for headless)
+  std::string type = "ClusterIP";        // ClusterIP, NodePort, LoadBalancer, ExternalName
+  std::string cluster_ip;                // spec.clusterIP ("None" for headless)
   std::vector<std::string> cluster_ips;  // spec.clusterIPs (dual-stack)
   std::vector<std::string> ip_families;  // spec.ipFamilies
   std::vector<ServicePort> ports;
   std::vector<std::string> external_ips;
   std::vector<std::string> load_balancer_source_ranges;
-  std::string session_affinity = "None";             // None, ClientIP
+  std::string session_affinity = "None";                 // None, ClientIP
   std::optional<std::int32_t> affinity_timeout_seconds;  // sessionAffinityConfig.clientIP.timeoutSeconds
-  std::string external_traffic_policy;               // Cluster, Local ("" = Cluster)
-  std::string internal_traffic_policy;               // Cluster, Local ("" = Cluster)
+  std::string external_traffic_policy;                   // Cluster, Local ("" = Cluster)
+  std::string internal_traffic_policy;                   // Cluster, Local ("" = Cluster)
   std::int32_t health_check_node_port = 0;
-  std::optional<std::string> traffic_distribution;   // spec.trafficDistribution
+  std::optional<std::string> traffic_distribution;  // spec.trafficDistribution
   std::string external_name;
   std::vector<LoadBalancerIngress> load_balancer_ingress;  // status.loadBalancer.ingress
 

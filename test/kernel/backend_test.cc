@@ -145,8 +145,8 @@ void lifecycle(Family family, Protocol protocol, const std::string& scheduler) {
   CHECK(run_ok("ipvsadm -Sn").empty());
 }
 
-const std::vector<std::string> kSchedulers = {"rr", "wrr", "lc", "wlc", "lblc", "lblcr",
-                                              "dh", "sh", "sed", "nq", "mh"};
+const std::vector<std::string> kSchedulers = {"rr", "wrr", "lc",  "wlc", "lblc", "lblcr",
+                                              "dh", "sh",  "sed", "nq",  "mh"};
 
 }  // namespace
 
@@ -241,7 +241,8 @@ TEST_CASE("kernel errors come back per operation with errno and a message naming
   CHECK(results[2].has_value());  // the failure before it did not stop it
   REQUIRE_FALSE(results[3].has_value());
   CHECK(results[3].error().code == ENOENT);
-  CHECK_THAT(results[3].error().message, Catch::Contains("delete destination") && Catch::Contains("10.244.0.2"));
+  CHECK_THAT(results[3].error().message,
+             Catch::Contains("delete destination") && Catch::Contains("10.244.0.2"));
   REQUIRE_FALSE(results[4].has_value());
   CHECK(results[4].error().code == ENOENT);
   CHECK_THAT(results[4].error().message, Catch::Contains("10.96.0.30:81"));
@@ -285,9 +286,10 @@ TEST_CASE("real traffic through a virtual service raises the dumped counters", "
   run_ok(server.exec() + "ip link set kt-pod up");
   run_ok(server.exec() + "ip route add default via 10.244.0.1");
   run_ok("ip link add kube-ipvs0 type dummy && ip addr add 10.96.0.50/32 dev kube-ipvs0");
-  run_ok(server.exec() + "bash -c 'python3 -m http.server 8080 --bind 10.244.0.2 >/dev/null 2>&1 & "
-                         "for i in $(seq 100); do (echo > /dev/tcp/10.244.0.2/8080) 2>/dev/null && exit 0; "
-                         "sleep 0.1; done; exit 1' ");
+  run_ok(server.exec() +
+         "bash -c 'python3 -m http.server 8080 --bind 10.244.0.2 >/dev/null 2>&1 & "
+         "for i in $(seq 100); do (echo > /dev/tcp/10.244.0.2/8080) 2>/dev/null && exit 0; "
+         "sleep 0.1; done; exit 1' ");
 
   Service service;
   service.key.address = ip("10.96.0.50");
@@ -295,7 +297,8 @@ TEST_CASE("real traffic through a virtual service raises the dumped counters", "
   Destination d;
   d.key.address = ip("10.244.0.2");
   d.key.port = 8080;
-  apply_ok(*backend, {op(Operation::Kind::kAddService, service), op(Operation::Kind::kAddDestination, service, d)});
+  apply_ok(*backend,
+           {op(Operation::Kind::kAddService, service), op(Operation::Kind::kAddDestination, service, d)});
 
   auto before = backend->list_all();
   REQUIRE(before.has_value());

@@ -13,7 +13,8 @@
 namespace kipvs::test {
 
 void enter_fresh_netns() {
-  if (unshare(CLONE_NEWNET) != 0) throw std::runtime_error("unshare(CLONE_NEWNET) failed: not root, or not in the rig?");
+  if (unshare(CLONE_NEWNET) != 0)
+    throw std::runtime_error("unshare(CLONE_NEWNET) failed: not root, or not in the rig?");
   if (run("ip link set lo up").status != 0) throw std::runtime_error("cannot bring lo up");
 }
 
@@ -44,6 +45,8 @@ PeerNamespace::PeerNamespace(const std::string& role) {
   run_ok(exec() + "ip link set lo up");
 }
 
-PeerNamespace::~PeerNamespace() { run("ip netns delete " + name_); }
+PeerNamespace::~PeerNamespace() {
+  run("ip netns delete " + name_);
+}
 
 }  // namespace kipvs::test

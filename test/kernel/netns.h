@@ -11,7 +11,7 @@ namespace kipvs::test {
 void enter_fresh_netns();
 
 struct CommandResult {
-  int status = -1;  // exit status, or -1 when the command did not run
+  int status = -1;     // exit status, or -1 when the command did not run
   std::string output;  // stdout and stderr, interleaved
 };
 
