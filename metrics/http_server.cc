@@ -1,0 +1,218 @@
+#include "metrics/http_server.h"
+
+#include <vector>
+
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include "metrics/metrics.h"
+
+namespace kipvs::metrics {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+Response text_response(const Request& request, http::status status, std::string content_type,
+                       std::string body) {
+  Response response{status, request.version()};
+  response.set(http::field::content_type, content_type);
+  response.set("X-Content-Type-Options", "nosniff");
+  response.keep_alive(request.keep_alive());
+  response.body() = std::move(body);
+  return response;
+}
+
+// The answers every handler shares: 405 for other methods.
+std::optional<Response> check_method(const Request& request) {
+  if (request.method() == http::verb::get || request.method() == http::verb::head) return std::nullopt;
+  auto response = text_response(request, http::status::method_not_allowed, "text/plain; charset=utf-8",
+                                "405 method not allowed\n");
+  response.set(http::field::allow, "GET, HEAD");
+  return response;
+}
+
+std::string path_of(const Request& request) {
+  std::string path(request.target());
+  if (const auto query = path.find('?'); query != std::string::npos) path.resize(query);
+  return path;
+}
+
+Response not_found(const Request& request) {
+  return text_response(request, http::status::not_found, "text/plain; charset=utf-8", "404 page not found\n");
+}
+
+}  // namespace
+
+// Shared by the server and its connections, so a connection outliving a
+// closed server stays valid.
+struct HttpServer::State {
+  asio::io_context& io;
+  Handler handler;
+  tcp::acceptor acceptor;
+  std::vector<std::weak_ptr<beast::tcp_stream>> connections;
+  bool closed = false;
+
+  State(asio::io_context& context, Handler h) : io(context), handler(std::move(h)), acceptor(context) {}
+};
+
+namespace {
+
+struct Session : std::enable_shared_from_this<Session> {
+  std::shared_ptr<HttpServer::State> state;
+  std::shared_ptr<beast::tcp_stream> stream;
+  beast::flat_buffer buffer;
+  std::optional<http::request_parser<http::string_body>> parser;
+  std::shared_ptr<Response> response;
+
+  Session(std::shared_ptr<HttpServer::State> s, tcp::socket socket)
+      : state(std::move(s)), stream(std::make_shared<beast::tcp_stream>(std::move(socket))) {}
+
+  void read() {
+    parser.emplace();
+    parser->body_limit(64 * 1024);  // every endpoint is a GET; bodies are noise
+    stream->expires_after(HttpServer::kIdleTimeout);
+    http::async_read(*stream, buffer, *parser,
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+  }
+
+  void on_read(beast::error_code ec) {
+    if (ec || state->closed) {
+      beast::error_code ignored;
+      stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
+      return;
+    }
+    const Request& request = parser->get();
+    Response answer = state->handler(request);
+    if (request.method() == http::verb::head) {
+      // The GET answer's length, no body.
+      const auto length = answer.body().size();
+      answer.body().clear();
+      answer.content_length(length);
+    } else {
+      answer.prepare_payload();
+    }
+    response = std::make_shared<Response>(std::move(answer));
+    http::async_write(
+        *stream, *response,
+        [self = shared_from_this()](beast::error_code write_ec, std::size_t) { self->on_write(write_ec); });
+  }
+
+  void on_write(beast::error_code ec) {
+    const bool keep_alive = response->keep_alive();
+    response.reset();
+    if (ec || !keep_alive || state->closed) {
+      beast::error_code ignored;
+      stream->socket().shutdown(tcp::socket::shutdown_send, ignored);
+      return;
+    }
+    read();
+  }
+};
+
+void accept(const std::shared_ptr<HttpServer::State>& state) {
+  state->acceptor.async_accept([state](beast::error_code ec, tcp::socket socket) {
+    if (ec || state->closed) return;  // closed, or the acceptor failed
+    auto session = std::make_shared<Session>(state, std::move(socket));
+    std::erase_if(state->connections, [](const auto& weak) { return weak.expired(); });
+    state->connections.push_back(session->stream);
+    session->read();
+    accept(state);
+  });
+}
+
+}  // namespace
+
+HttpServer::HttpServer(asio::io_context& io, Handler handler)
+    : state_(std::make_shared<State>(io, std::move(handler))) {}
+
+HttpServer::~HttpServer() {
+  close();
+}
+
+std::expected<tcp::endpoint, std::string> HttpServer::listen(const tcp::endpoint& endpoint) {
+  auto fail = [&](const char* what,
+                  const beast::error_code& ec) -> std::expected<tcp::endpoint, std::string> {
+    beast::error_code ignored;
+    state_->acceptor.close(ignored);
+    std::string address = endpoint.address().to_string();
+    if (endpoint.address().is_v6()) address = "[" + address + "]";
+    return std::unexpected(std::string(what) + " " + address + ":" + std::to_string(endpoint.port()) + ": " +
+                           ec.message());
+  };
+  beast::error_code ec;
+  state_->acceptor.open(endpoint.protocol(), ec);
+  if (ec) return fail("cannot open a socket for", ec);
+  state_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (endpoint.address().is_v6()) {
+    // "[::]:10256" serves IPv4 too, as Go's listener does.
+    state_->acceptor.set_option(asio::ip::v6_only(false), ec);
+  }
+  state_->acceptor.bind(endpoint, ec);
+  if (ec) return fail("cannot bind", ec);
+  state_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return fail("cannot listen on", ec);
+  const auto bound = state_->acceptor.local_endpoint(ec);
+  if (ec) return fail("cannot read the address of", ec);
+  state_->closed = false;
+  accept(state_);
+  return bound;
+}
+
+void HttpServer::close() {
+  state_->closed = true;
+  beast::error_code ignored;
+  state_->acceptor.close(ignored);
+  for (const auto& weak : state_->connections) {
+    if (auto stream = weak.lock()) stream->socket().close(ignored);
+  }
+  state_->connections.clear();
+}
+
+Handler metrics_handler(MetricsEndpoints endpoints) {
+  return [endpoints = std::move(endpoints)](const Request& request) -> Response {
+    if (auto refused = check_method(request)) return *refused;
+    const std::string path = path_of(request);
+    if (path == "/metrics") {
+      return text_response(request, http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
+                           endpoints.metrics ? endpoints.metrics() : std::string());
+    }
+    if (path == "/proxyMode")
+      return text_response(request, http::status::ok, "text/plain; charset=utf-8", "ipvs");
+    // kube-proxy's metrics address answers /healthz with the generic "ok";
+    // /health and /livez are the same answer under the names people type.
+    if (path == "/healthz" || path == "/health" || path == "/livez") {
+      return text_response(request, http::status::ok, "text/plain; charset=utf-8", "ok");
+    }
+    if (path == "/configz") {
+      return text_response(request, http::status::ok, "application/json",
+                           endpoints.configz ? endpoints.configz() : std::string("{}"));
+    }
+    return not_found(request);
+  };
+}
+
+Handler health_handler(const HealthState& state, Metrics* counters) {
+  return [&state, counters](const Request& request) -> Response {
+    if (auto refused = check_method(request)) return *refused;
+    const std::string path = path_of(request);
+    if (path != "/healthz" && path != "/livez") return not_found(request);
+    const bool livez = path == "/livez";
+    const auto answer = livez ? state.livez() : state.healthz();
+    if (counters != nullptr) {
+      if (livez) {
+        counters->livez_answered(answer.status);
+      } else {
+        counters->healthz_answered(answer.status);
+      }
+    }
+    return text_response(request, static_cast<http::status>(answer.status), "application/json", answer.body);
+  };
+}
+
+}  // namespace kipvs::metrics

@@ -1,0 +1,69 @@
+#pragma once
+// A small HTTP/1.1 server (Boost.Beast) on the agent's io_context, and the
+// handlers for kipvs's two addresses:
+//   metrics address: /metrics, /proxyMode, /healthz, /health, /livez, /configz
+//   health address:  /healthz, /livez (kube-proxy's proxy health answers)
+// Unknown paths get 404 and methods other than GET and HEAD get 405. HEAD
+// answers carry the GET answer's headers and Content-Length without a body.
+//
+// Everything runs on the io_context's thread; a handler must not block (a
+// scrape's kernel dump is bounded by the netlink socket's timeouts).
+
+#include <chrono>
+#include <expected>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include "metrics/health.h"
+
+namespace kipvs::metrics {
+
+using Request = boost::beast::http::request<boost::beast::http::string_body>;
+using Response = boost::beast::http::response<boost::beast::http::string_body>;
+using Handler = std::function<Response(const Request&)>;
+
+// Listens on one address; each connection is served until the client closes
+// it, an idle timeout passes, or close() is called.
+class HttpServer {
+ public:
+  HttpServer(boost::asio::io_context& io, Handler handler);
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and starts accepting. Returns the bound endpoint (port 0 picks an
+  // ephemeral one), or the error naming the address.
+  [[nodiscard]] std::expected<boost::asio::ip::tcp::endpoint, std::string> listen(
+      const boost::asio::ip::tcp::endpoint& endpoint);
+  // Stops accepting and closes open connections.
+  void close();
+
+  // How long a connection may sit idle (between requests) before it is closed.
+  static constexpr std::chrono::seconds kIdleTimeout{60};
+
+  struct State;  // opaque; shared with open connections
+
+ private:
+  std::shared_ptr<State> state_;
+};
+
+class Metrics;
+
+// What the metrics address serves; callbacks run per request.
+struct MetricsEndpoints {
+  std::function<std::string()> metrics;  // the text exposition (Metrics::serialize)
+  std::function<std::string()> configz;  // the effective configuration, JSON
+};
+[[nodiscard]] Handler metrics_handler(MetricsEndpoints endpoints);
+
+// The health address: kube-proxy's /healthz and /livez from the state.
+// counters (may be null) counts the answers by status code.
+[[nodiscard]] Handler health_handler(const HealthState& state, Metrics* counters);
+
+}  // namespace kipvs::metrics

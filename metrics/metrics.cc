@@ -1,0 +1,237 @@
+#include "metrics/metrics.h"
+
+#include <prometheus/text_serializer.h>
+
+namespace kipvs::metrics {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+double seconds(std::chrono::system_clock::time_point when) {
+  return std::chrono::duration<double>(when.time_since_epoch()).count();
+}
+
+double seconds(std::chrono::nanoseconds duration) {
+  return std::chrono::duration<double>(duration).count();
+}
+
+}  // namespace
+
+prometheus::Histogram::BucketBoundaries sync_duration_buckets() {
+  prometheus::Histogram::BucketBoundaries buckets;
+  double bound = 0.001;
+  for (int i = 0; i < 15; ++i, bound *= 2) buckets.push_back(bound);
+  return buckets;
+}
+
+prometheus::Histogram::BucketBoundaries network_programming_buckets() {
+  prometheus::Histogram::BucketBoundaries buckets{0.25, 0.5};
+  for (int s = 1; s <= 59; ++s) buckets.push_back(s);
+  for (int s = 60; s <= 115; s += 5) buckets.push_back(s);
+  for (int s = 120; s <= 300; s += 30) buckets.push_back(s);
+  return buckets;
+}
+
+Metrics::Metrics(std::vector<std::string> families)
+    : families_(std::move(families)),
+      registry_(std::make_shared<prometheus::Registry>()),
+      sync_duration_(BuildHistogram()
+                         .Name("kubeproxy_sync_proxy_rules_duration_seconds")
+                         .Help("SyncProxyRules latency in seconds")
+                         .Register(*registry_)),
+      last_sync_(BuildGauge()
+                     .Name("kubeproxy_sync_proxy_rules_last_timestamp_seconds")
+                     .Help("The last time proxy rules were successfully synced")
+                     .Register(*registry_)),
+      last_queued_(BuildGauge()
+                       .Name("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds")
+                       .Help("The last time a sync of proxy rules was queued")
+                       .Register(*registry_)),
+      network_programming_(BuildHistogram()
+                               .Name("kubeproxy_network_programming_duration_seconds")
+                               .Help("In Cluster Network Programming Latency in seconds")
+                               .Register(*registry_)),
+      endpoint_changes_(BuildCounter()
+                            .Name("kubeproxy_sync_proxy_rules_endpoint_changes_total")
+                            .Help("Cumulative proxy rules Endpoint changes")
+                            .Register(*registry_)
+                            .Add({})),
+      endpoint_changes_pending_(BuildGauge()
+                                    .Name("kubeproxy_sync_proxy_rules_endpoint_changes_pending")
+                                    .Help("Pending proxy rules Endpoint changes")
+                                    .Register(*registry_)
+                                    .Add({})),
+      service_changes_(BuildCounter()
+                           .Name("kubeproxy_sync_proxy_rules_service_changes_total")
+                           .Help("Cumulative proxy rules Service changes")
+                           .Register(*registry_)
+                           .Add({})),
+      service_changes_pending_(BuildGauge()
+                                   .Name("kubeproxy_sync_proxy_rules_service_changes_pending")
+                                   .Help("Pending proxy rules Service changes")
+                                   .Register(*registry_)
+                                   .Add({})),
+      no_local_endpoints_(BuildGauge()
+                              .Name("kubeproxy_sync_proxy_rules_no_local_endpoints_total")
+                              .Help("Number of services with a Local traffic policy and no endpoints")
+                              .Register(*registry_)),
+      healthz_(BuildCounter()
+                   .Name("kubeproxy_proxy_healthz_total")
+                   .Help("Cumulative proxy healthz HTTP status")
+                   .Register(*registry_)),
+      livez_(BuildCounter()
+                 .Name("kubeproxy_proxy_livez_total")
+                 .Help("Cumulative proxy livez HTTP status")
+                 .Register(*registry_)),
+      netlink_operations_(BuildCounter()
+                              .Name("kipvs_netlink_operations_total")
+                              .Help("IPVS netlink operations sent to the kernel, by kind and result")
+                              .Register(*registry_)),
+      socket_reopens_(BuildCounter()
+                          .Name("kipvs_netlink_socket_reopens_total")
+                          .Help("Times the IPVS netlink socket was closed and opened again after an error")
+                          .Register(*registry_)
+                          .Add({})),
+      objects_skipped_(BuildCounter()
+                           .Name("kipvs_objects_skipped_total")
+                           .Help("API objects or parts of them skipped as invalid, by kind and reason")
+                           .Register(*registry_)),
+      watch_events_(BuildCounter()
+                        .Name("kipvs_watch_events_total")
+                        .Help("Watch events received from the API server, by resource and type")
+                        .Register(*registry_)),
+      relists_(BuildCounter()
+                   .Name("kipvs_relists_total")
+                   .Help("Full lists of a resource after the first (expired watches, errors)")
+                   .Register(*registry_)),
+      virtual_services_(BuildGauge()
+                            .Name("kipvs_virtual_services")
+                            .Help("IPVS virtual services kipvs has programmed")
+                            .Register(*registry_)
+                            .Add({})),
+      destinations_(BuildGauge()
+                        .Name("kipvs_destinations")
+                        .Help("IPVS destinations (real servers) kipvs has programmed")
+                        .Register(*registry_)
+                        .Add({})),
+      drains_(BuildGauge()
+                  .Name("kipvs_drains_in_progress")
+                  .Help("Destinations at weight 0 waiting for their connections to end")
+                  .Register(*registry_)
+                  .Add({})),
+      nftables_failures_(BuildCounter()
+                             .Name("kipvs_nftables_failures_total")
+                             .Help("Failed nftables rule updates")
+                             .Register(*registry_)
+                             .Add({})) {
+  // Create the per-family series up front so a dashboard sees them (at 0)
+  // before the first sync, as kube-proxy's do.
+  for (const auto& family : families_) {
+    sync_duration_.Add({{"ip_family", family}}, sync_duration_buckets());
+    last_sync_.Add({{"ip_family", family}});
+    last_queued_.Add({{"ip_family", family}});
+    network_programming_.Add({{"ip_family", family}}, network_programming_buckets());
+    for (const char* policy : {"internal", "external"}) {
+      no_local_endpoints_.Add({{"ip_family", family}, {"traffic_policy", policy}});
+    }
+  }
+}
+
+void Metrics::observe_sync(std::chrono::nanoseconds duration) {
+  for (const auto& family : families_) {
+    sync_duration_.Add({{"ip_family", family}}, sync_duration_buckets()).Observe(seconds(duration));
+  }
+}
+
+void Metrics::synced_at(std::chrono::system_clock::time_point when) {
+  for (const auto& family : families_) last_sync_.Add({{"ip_family", family}}).Set(seconds(when));
+}
+
+void Metrics::queued_at(std::chrono::system_clock::time_point when) {
+  for (const auto& family : families_) last_queued_.Add({{"ip_family", family}}).Set(seconds(when));
+}
+
+void Metrics::observe_network_programming(std::string_view family, std::chrono::nanoseconds latency) {
+  if (latency.count() < 0) return;
+  network_programming_.Add({{"ip_family", std::string(family)}}, network_programming_buckets())
+      .Observe(seconds(latency));
+}
+
+void Metrics::endpoint_changes(std::uint64_t count) {
+  endpoint_changes_.Increment(static_cast<double>(count));
+}
+void Metrics::set_endpoint_changes_pending(std::uint64_t count) {
+  endpoint_changes_pending_.Set(static_cast<double>(count));
+}
+void Metrics::service_changes(std::uint64_t count) {
+  service_changes_.Increment(static_cast<double>(count));
+}
+void Metrics::set_service_changes_pending(std::uint64_t count) {
+  service_changes_pending_.Set(static_cast<double>(count));
+}
+
+void Metrics::set_no_local_endpoints(std::string_view family, std::string_view traffic_policy,
+                                     std::uint64_t count) {
+  no_local_endpoints_
+      .Add({{"ip_family", std::string(family)}, {"traffic_policy", std::string(traffic_policy)}})
+      .Set(static_cast<double>(count));
+}
+
+void Metrics::healthz_answered(int code) {
+  healthz_.Add({{"code", std::to_string(code)}}).Increment();
+}
+void Metrics::livez_answered(int code) {
+  livez_.Add({{"code", std::to_string(code)}}).Increment();
+}
+
+void Metrics::netlink_operations(std::string_view kind, std::string_view result, std::uint64_t count) {
+  netlink_operations_.Add({{"kind", std::string(kind)}, {"result", std::string(result)}})
+      .Increment(static_cast<double>(count));
+}
+void Metrics::netlink_socket_reopened() {
+  socket_reopens_.Increment();
+}
+void Metrics::object_skipped(std::string_view kind, std::string_view reason, std::uint64_t count) {
+  objects_skipped_.Add({{"kind", std::string(kind)}, {"reason", std::string(reason)}})
+      .Increment(static_cast<double>(count));
+}
+void Metrics::watch_event(std::string_view resource, std::string_view type) {
+  watch_events_.Add({{"resource", std::string(resource)}, {"type", std::string(type)}}).Increment();
+}
+void Metrics::relisted(std::string_view resource) {
+  relists_.Add({{"resource", std::string(resource)}}).Increment();
+}
+void Metrics::set_virtual_services(std::uint64_t count) {
+  virtual_services_.Set(static_cast<double>(count));
+}
+void Metrics::set_destinations(std::uint64_t count) {
+  destinations_.Set(static_cast<double>(count));
+}
+void Metrics::set_drains_in_progress(std::uint64_t count) {
+  drains_.Set(static_cast<double>(count));
+}
+void Metrics::nftables_failed() {
+  nftables_failures_.Increment();
+}
+
+void Metrics::add_collectable(std::shared_ptr<prometheus::Collectable> collectable) {
+  collectables_.push_back(std::move(collectable));
+}
+
+std::vector<prometheus::MetricFamily> Metrics::collect() const {
+  auto families = registry_->Collect();
+  for (const auto& collectable : collectables_) {
+    auto more = collectable->Collect();
+    families.insert(families.end(), std::make_move_iterator(more.begin()),
+                    std::make_move_iterator(more.end()));
+  }
+  return families;
+}
+
+std::string Metrics::serialize() const {
+  return prometheus::TextSerializer().Serialize(collect());
+}
+
+}  // namespace kipvs::metrics

@@ -1,0 +1,202 @@
+// The registry's names, buckets and values as a scrape shows them, and the
+// kernel-throughput collector's series.
+
+#include <string>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "ipvs/model.h"
+#include "metrics/metrics.h"
+#include "metrics/throughput.h"
+
+namespace {
+
+using namespace std::chrono_literals;
+using kipvs::metrics::Metrics;
+
+bool has_line(const std::string& text, const std::string& line) {
+  return text.starts_with(line + "\n") || text.find("\n" + line + "\n") != std::string::npos;
+}
+
+kipvs::ipvs::Address ip(const char* text) {
+  return *kipvs::ipvs::Address::parse(text);
+}
+
+}  // namespace
+
+TEST_CASE("kube-proxy's bucket layouts", "[metrics]") {
+  const auto sync = kipvs::metrics::sync_duration_buckets();
+  REQUIRE(sync.size() == 15);
+  CHECK(sync.front() == Approx(0.001));
+  CHECK(sync[1] == Approx(0.002));
+  CHECK(sync.back() == Approx(16.384));
+
+  const auto programming = kipvs::metrics::network_programming_buckets();
+  // 0.25, 0.5, 1..59 (59), 60..115 by 5 (12), 120..300 by 30 (7)
+  REQUIRE(programming.size() == 2 + 59 + 12 + 7);
+  CHECK(programming[0] == 0.25);
+  CHECK(programming[1] == 0.5);
+  CHECK(programming[2] == 1);
+  CHECK(programming[60] == 59);
+  CHECK(programming[61] == 60);
+  CHECK(programming[72] == 115);
+  CHECK(programming[73] == 120);
+  CHECK(programming.back() == 300);
+}
+
+TEST_CASE("a scrape carries kube-proxy's metrics with their types", "[metrics]") {
+  Metrics metrics({"IPv4", "IPv6"});
+  const std::string text = metrics.serialize();
+  for (const char* line : {
+           "# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram",
+           "# TYPE kubeproxy_sync_proxy_rules_last_timestamp_seconds gauge",
+           "# TYPE kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds gauge",
+           "# TYPE kubeproxy_network_programming_duration_seconds histogram",
+           "# TYPE kubeproxy_sync_proxy_rules_endpoint_changes_total counter",
+           "# TYPE kubeproxy_sync_proxy_rules_endpoint_changes_pending gauge",
+           "# TYPE kubeproxy_sync_proxy_rules_service_changes_total counter",
+           "# TYPE kubeproxy_sync_proxy_rules_service_changes_pending gauge",
+           "# TYPE kubeproxy_sync_proxy_rules_no_local_endpoints_total gauge",
+           "# TYPE kipvs_netlink_socket_reopens_total counter",
+           "# TYPE kipvs_virtual_services gauge",
+           "# TYPE kipvs_destinations gauge",
+           "# TYPE kipvs_drains_in_progress gauge",
+           "# TYPE kipvs_nftables_failures_total counter",
+           // Per-family series exist before the first sync.
+           "kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family=\"IPv4\",le=\"0.001\"} 0",
+           "kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family=\"IPv6\",le=\"16.384\"} 0",
+           "kubeproxy_network_programming_duration_seconds_bucket{ip_family=\"IPv4\",le=\"0.25\"} 0",
+           "kubeproxy_network_programming_duration_seconds_bucket{ip_family=\"IPv4\",le=\"300\"} 0",
+           "kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family=\"IPv6\",traffic_policy="
+           "\"external\"} 0",
+       }) {
+    INFO(line);
+    CHECK(has_line(text, line));
+  }
+}
+
+TEST_CASE("reported values show up in the scrape", "[metrics]") {
+  Metrics metrics({"IPv4"});
+  metrics.observe_sync(3ms);
+  metrics.observe_sync(40ms);
+  metrics.synced_at(std::chrono::system_clock::time_point{1'700'000'000s});
+  metrics.queued_at(std::chrono::system_clock::time_point{1'700'000'001s});
+  metrics.observe_network_programming("IPv4", 1500ms);
+  metrics.observe_network_programming("IPv4", -1s);  // clock skew: dropped
+  metrics.endpoint_changes(3);
+  metrics.set_endpoint_changes_pending(2);
+  metrics.service_changes(1);
+  metrics.set_service_changes_pending(0);
+  metrics.set_no_local_endpoints("IPv4", "external", 4);
+  metrics.netlink_operations("add_destination", "ok", 10);
+  metrics.netlink_operations("add_destination", "EEXIST");
+  metrics.netlink_socket_reopened();
+  metrics.object_skipped("EndpointSlice", "no_service_name");
+  metrics.watch_event("services", "ADDED");
+  metrics.watch_event("services", "ADDED");
+  metrics.relisted("endpointslices");
+  metrics.set_virtual_services(7);
+  metrics.set_destinations(21);
+  metrics.set_drains_in_progress(2);
+  metrics.nftables_failed();
+  metrics.healthz_answered(503);
+
+  const std::string text = metrics.serialize();
+  for (const char* line : {
+           "kubeproxy_sync_proxy_rules_duration_seconds_count{ip_family=\"IPv4\"} 2",
+           "kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family=\"IPv4\",le=\"0.002\"} 0",
+           "kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family=\"IPv4\",le=\"0.004\"} 1",
+           "kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family=\"IPv4\",le=\"0.064\"} 2",
+           "kubeproxy_sync_proxy_rules_last_timestamp_seconds{ip_family=\"IPv4\"} 1700000000",
+           "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds{ip_family=\"IPv4\"} 1700000001",
+           "kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv4\"} 1",
+           "kubeproxy_network_programming_duration_seconds_bucket{ip_family=\"IPv4\",le=\"1\"} 0",
+           "kubeproxy_network_programming_duration_seconds_bucket{ip_family=\"IPv4\",le=\"2\"} 1",
+           "kubeproxy_sync_proxy_rules_endpoint_changes_total 3",
+           "kubeproxy_sync_proxy_rules_endpoint_changes_pending 2",
+           "kubeproxy_sync_proxy_rules_service_changes_total 1",
+           "kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family=\"IPv4\",traffic_policy="
+           "\"external\"} 4",
+           "kipvs_netlink_operations_total{kind=\"add_destination\",result=\"ok\"} 10",
+           "kipvs_netlink_operations_total{kind=\"add_destination\",result=\"EEXIST\"} 1",
+           "kipvs_netlink_socket_reopens_total 1",
+           "kipvs_objects_skipped_total{kind=\"EndpointSlice\",reason=\"no_service_name\"} 1",
+           "kipvs_watch_events_total{resource=\"services\",type=\"ADDED\"} 2",
+           "kipvs_relists_total{resource=\"endpointslices\"} 1",
+           "kipvs_virtual_services 7",
+           "kipvs_destinations 21",
+           "kipvs_drains_in_progress 2",
+           "kipvs_nftables_failures_total 1",
+           "kubeproxy_proxy_healthz_total{code=\"503\"} 1",
+       }) {
+    INFO(line);
+    CHECK(has_line(text, line));
+  }
+}
+
+TEST_CASE("throughput is read from the source on every scrape", "[metrics][throughput]") {
+  int calls = 0;
+  std::uint64_t bytes = 1000;
+  auto collector = std::make_shared<kipvs::metrics::ThroughputCollector>([&] {
+    ++calls;
+    kipvs::metrics::ServiceThroughput svc;
+    svc.namespace_name = "default";
+    svc.name = "web";
+    svc.port_name = "http";
+    svc.protocol = kipvs::ipvs::Protocol::kTcp;
+    svc.address = ip("10.96.0.10");
+    svc.port = 80;
+    svc.stats.connections = 5;
+    svc.stats.packets_in = 50;
+    svc.stats.packets_out = 40;
+    svc.stats.bytes_in = bytes;
+    svc.stats.bytes_out = 2 * bytes;
+    kipvs::metrics::DestinationThroughput dst;
+    dst.address = ip("fd00::17");
+    dst.port = 8080;
+    dst.stats.connections = 3;
+    dst.stats.bytes_in = 600;
+    dst.active_connections = 2;
+    dst.inactive_connections = 1;
+    dst.weight = 0;
+    svc.destinations.push_back(dst);
+    return kipvs::metrics::ThroughputSnapshot{svc};
+  });
+  Metrics metrics;
+  metrics.add_collectable(collector);
+
+  const std::string first = metrics.serialize();
+  CHECK(calls == 1);
+  const std::string svc =
+      R"(namespace="default",service="web",port_name="http",protocol="TCP",address="10.96.0.10:80")";
+  const std::string dst = svc + R"(,endpoint="[fd00::17]:8080")";
+  for (const std::string& line : std::vector<std::string>{
+           "# TYPE kipvs_service_connections_total counter",
+           "# TYPE kipvs_destination_active_connections gauge",
+           "kipvs_service_connections_total{" + svc + "} 5",
+           "kipvs_service_packets_total{" + svc + ",direction=\"in\"} 50",
+           "kipvs_service_packets_total{" + svc + ",direction=\"out\"} 40",
+           "kipvs_service_bytes_total{" + svc + ",direction=\"in\"} 1000",
+           "kipvs_service_bytes_total{" + svc + ",direction=\"out\"} 2000",
+           "kipvs_destination_connections_total{" + dst + "} 3",
+           "kipvs_destination_bytes_total{" + dst + ",direction=\"in\"} 600",
+           "kipvs_destination_active_connections{" + dst + "} 2",
+           "kipvs_destination_inactive_connections{" + dst + "} 1",
+           "kipvs_destination_weight{" + dst + "} 0",
+       }) {
+    INFO(line);
+    CHECK(has_line(first, line));
+  }
+
+  bytes = 5000;  // the kernel's counter rose between scrapes
+  const std::string second = metrics.serialize();
+  CHECK(calls == 2);
+  CHECK(has_line(second, "kipvs_service_bytes_total{" + svc + ",direction=\"in\"} 5000"));
+}
+
+TEST_CASE("throughput families are present with no services", "[metrics][throughput]") {
+  const auto families = kipvs::metrics::ThroughputCollector::families({});
+  REQUIRE(families.size() == 9);
+  for (const auto& family : families) CHECK(family.metric.empty());
+}
