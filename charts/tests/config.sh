@@ -2,7 +2,8 @@
 # kipvs's own parser accepts the configuration the chart renders (default
 # values and each values file that renders one) and kubeadm's kube-proxy
 # config.conf (kube-proxy-configmap.yaml), without unknown-field warnings;
-# and rejects a broken one, so the check is live.
+# and rejects a broken one, so the check is live. Every flag the DaemonSet
+# passes is listed by kipvs --help.
 #
 # Uses `kipvs check-config FILE`: parse and validate, print warnings, exit 0
 # when the file would start kipvs. KIPVS_BIN: the kipvs binary.
@@ -45,6 +46,21 @@ python3 -c '
 import sys, yaml
 print(yaml.safe_load(open(sys.argv[1]))["data"]["config.conf"])' "$tests_dir/kube-proxy-configmap.yaml" >"$work/kubeadm.conf"
 accept "kubeadm kube-proxy" "$work/kubeadm.conf"
+
+# Every flag the DaemonSet passes is one kipvs --help lists.
+help="$("$bin" --help 2>&1)"
+render "$work/flags.yaml" -f "$tests_dir/values/all-on.yaml" --set config.existingConfigMap=kube-proxy
+for flag in $(python3 -c '
+import sys, yaml
+ds = next(d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "DaemonSet")
+print(" ".join(a.split("=")[0] for a in ds["spec"]["template"]["spec"]["containers"][0]["args"]))' "$work/flags.yaml"); do
+  if grep -qE -- "(^|[ ,])$flag([ =,]|$)" <<<"$help"; then
+    echo "ok: kipvs --help lists $flag"
+  else
+    echo "FAIL: the chart passes $flag, which kipvs --help does not list"
+    fail=1
+  fi
+done
 
 render "$work/bad.yaml" --set config.extra.iptables.masqueradeBit=40
 python3 "$tests_dir/check_rendered.py" --config "$work/bad.yaml" "$work/bad.conf"
