@@ -1,0 +1,304 @@
+// The HTTP endpoints on loopback (ephemeral ports), spoken to with a raw
+// socket so what is checked is what a client sees on the wire; the proxy
+// health state with an injected clock; per-Service health-check ports.
+
+#include <atomic>
+#include <string>
+#include <thread>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <catch2/catch.hpp>
+
+#include "metrics/health.h"
+#include "metrics/http_server.h"
+#include "metrics/metrics.h"
+#include "metrics/service_health.h"
+
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+
+// Sends raw request bytes and reads until the server closes the connection.
+// The client runs on its own thread; the server's io_context runs here, so
+// handlers run on the test's thread as they run on the agent's.
+std::string exchange(asio::io_context& io, const tcp::endpoint& server, const std::string& request) {
+  std::string response;
+  std::atomic<bool> done{false};
+  std::thread client([&] {
+    asio::io_context client_io;
+    tcp::socket socket(client_io);
+    boost::system::error_code ec;
+    socket.connect(server, ec);
+    if (!ec) asio::write(socket, asio::buffer(request), ec);
+    if (!ec) {
+      char buffer[4096];
+      for (;;) {
+        const auto n = socket.read_some(asio::buffer(buffer), ec);
+        response.append(buffer, n);
+        if (ec) break;
+      }
+    }
+    done = true;
+  });
+  while (!done) {
+    io.restart();
+    io.run_for(5ms);
+  }
+  client.join();
+  return response;
+}
+
+std::string get(asio::io_context& io, const tcp::endpoint& server, const std::string& target,
+                const std::string& method = "GET") {
+  return exchange(io, server, method + " " + target + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+}
+
+std::string status_line(const std::string& response) {
+  return response.substr(0, response.find("\r\n"));
+}
+
+std::string body(const std::string& response) {
+  const auto end = response.find("\r\n\r\n");
+  return end == std::string::npos ? std::string() : response.substr(end + 4);
+}
+
+bool has_header(const std::string& response, const std::string& header) {
+  return response.substr(0, response.find("\r\n\r\n") + 2).find("\r\n" + header + "\r\n") !=
+         std::string::npos;
+}
+
+tcp::endpoint loopback() {
+  return {asio::ip::make_address("127.0.0.1"), 0};
+}
+
+// A wall clock the test moves by hand.
+struct ManualClock {
+  std::chrono::system_clock::time_point now{std::chrono::sys_days{std::chrono::year{2026} / 11 / 26} + 12h};
+  kipvs::metrics::HealthState::Clock fn() {
+    return [this] { return now; };
+  }
+};
+
+}  // namespace
+
+TEST_CASE("the metrics address serves each path", "[metrics][http]") {
+  asio::io_context io;
+  kipvs::metrics::Metrics metrics;
+  metrics.set_virtual_services(3);
+  kipvs::metrics::HttpServer server(
+      io, kipvs::metrics::metrics_handler(
+              {[&] { return metrics.serialize(); }, [] { return "{\"mode\":\"ipvs\"}"; }}));
+  const auto bound = server.listen(loopback());
+  REQUIRE(bound);
+  CHECK(bound->port() != 0);
+
+  const auto scrape = get(io, *bound, "/metrics");
+  CHECK(status_line(scrape) == "HTTP/1.1 200 OK");
+  CHECK(has_header(scrape, "Content-Type: text/plain; version=0.0.4; charset=utf-8"));
+  CHECK(body(scrape).find("\nkipvs_virtual_services 3\n") != std::string::npos);
+
+  const auto mode = get(io, *bound, "/proxyMode");
+  CHECK(status_line(mode) == "HTTP/1.1 200 OK");
+  CHECK(body(mode) == "ipvs");
+
+  for (const char* path : {"/healthz", "/health", "/livez"}) {
+    INFO(path);
+    const auto answer = get(io, *bound, path);
+    CHECK(status_line(answer) == "HTTP/1.1 200 OK");
+    CHECK(body(answer) == "ok");
+  }
+
+  const auto configz = get(io, *bound, "/configz");
+  CHECK(status_line(configz) == "HTTP/1.1 200 OK");
+  CHECK(has_header(configz, "Content-Type: application/json"));
+  CHECK(body(configz) == "{\"mode\":\"ipvs\"}");
+
+  CHECK(status_line(get(io, *bound, "/metrics?format=text")) == "HTTP/1.1 200 OK");
+  CHECK(status_line(get(io, *bound, "/nope")) == "HTTP/1.1 404 Not Found");
+  CHECK(status_line(get(io, *bound, "/")) == "HTTP/1.1 404 Not Found");
+
+  for (const char* method : {"POST", "PUT", "DELETE", "PATCH", "OPTIONS"}) {
+    INFO(method);
+    const auto refused = get(io, *bound, "/metrics", method);
+    CHECK(status_line(refused) == "HTTP/1.1 405 Method Not Allowed");
+    CHECK(has_header(refused, "Allow: GET, HEAD"));
+  }
+
+  // HEAD: the GET answer's headers and length, no body.
+  const auto head = get(io, *bound, "/proxyMode", "HEAD");
+  INFO(head);
+  CHECK(status_line(head) == "HTTP/1.1 200 OK");
+  CHECK(has_header(head, "Content-Length: 4"));
+  CHECK(body(head).empty());
+}
+
+TEST_CASE("a connection is kept alive across requests", "[metrics][http]") {
+  asio::io_context io;
+  kipvs::metrics::HttpServer server(io, kipvs::metrics::metrics_handler({}));
+  const auto bound = server.listen(loopback());
+  REQUIRE(bound);
+  const auto answers = exchange(io, *bound,
+                                "GET /proxyMode HTTP/1.1\r\nHost: a\r\n\r\n"
+                                "GET /nope HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  CHECK(answers.find("HTTP/1.1 200 OK") == 0);
+  CHECK(answers.find("HTTP/1.1 404 Not Found") != std::string::npos);
+}
+
+TEST_CASE("listening on a taken port reports the address", "[metrics][http]") {
+  asio::io_context io;
+  kipvs::metrics::HttpServer first(io, kipvs::metrics::metrics_handler({}));
+  const auto bound = first.listen(loopback());
+  REQUIRE(bound);
+  kipvs::metrics::HttpServer second(io, kipvs::metrics::metrics_handler({}));
+  const auto again = second.listen(*bound);
+  REQUIRE_FALSE(again);
+  CHECK(again.error().find("cannot bind 127.0.0.1:" + std::to_string(bound->port())) == 0);
+}
+
+TEST_CASE("Go's time format", "[metrics][health]") {
+  using kipvs::metrics::go_time_string;
+  const auto t = std::chrono::sys_days{std::chrono::year{2026} / 11 / 26} + 12h + 3min + 4s;
+  CHECK(go_time_string(t) == "2026-11-26 12:03:04 +0000 UTC");
+  CHECK(go_time_string(t + 123456789ns) == "2026-11-26 12:03:04.123456789 +0000 UTC");
+  CHECK(go_time_string(t + 500ms) == "2026-11-26 12:03:04.5 +0000 UTC");
+  CHECK(go_time_string(std::nullopt) == "0001-01-01 00:00:00 +0000 UTC");
+}
+
+TEST_CASE("health turns 503 when a queued sync stalls past the timeout, and back after an update",
+          "[metrics][health]") {
+  ManualClock clock;
+  kipvs::metrics::HealthState health(60s, clock.fn());
+  CHECK(health.healthy());  // starting up
+
+  health.updated();
+  const auto synced = clock.now;
+  health.queued();
+  clock.now += 59s;
+  CHECK(health.healthy());  // pending, not late yet
+  health.queued();          // a later change does not move the oldest
+  clock.now += 1s;
+  CHECK_FALSE(health.healthy());
+  const auto stalled = health.healthz();
+  CHECK(stalled.status == 503);
+  CHECK(stalled.body == "{\"lastUpdated\": \"" + kipvs::metrics::go_time_string(synced) +
+                            "\",\"currentTime\": \"" + kipvs::metrics::go_time_string(clock.now) +
+                            "\", \"nodeEligible\": true}");
+  CHECK(health.livez().status == 503);
+
+  health.updated();
+  CHECK(health.healthy());
+  const auto ok = health.healthz();
+  CHECK(ok.status == 200);
+  // As kube-proxy: a healthy answer reports lastUpdated as the current time.
+  const auto now = kipvs::metrics::go_time_string(clock.now);
+  CHECK(ok.body ==
+        "{\"lastUpdated\": \"" + now + "\",\"currentTime\": \"" + now + "\", \"nodeEligible\": true}");
+  CHECK(health.livez().body == "{\"lastUpdated\": \"" + now + "\",\"currentTime\": \"" + now + "\"}");
+}
+
+TEST_CASE("the health address answers as kube-proxy's, and /healthz follows the node",
+          "[metrics][health][http]") {
+  asio::io_context io;
+  ManualClock clock;
+  kipvs::metrics::HealthState health(30s, clock.fn());
+  kipvs::metrics::Metrics counters;
+  kipvs::metrics::HttpServer server(io, kipvs::metrics::health_handler(health, &counters));
+  const auto bound = server.listen(loopback());
+  REQUIRE(bound);
+
+  auto healthz = get(io, *bound, "/healthz");
+  CHECK(status_line(healthz) == "HTTP/1.1 200 OK");
+  CHECK(has_header(healthz, "Content-Type: application/json"));
+  CHECK(has_header(healthz, "X-Content-Type-Options: nosniff"));
+  CHECK(body(healthz).find("\"nodeEligible\": true}") != std::string::npos);
+
+  health.queued();
+  clock.now += 31s;  // the sync loop is stuck
+  CHECK(status_line(get(io, *bound, "/healthz")) == "HTTP/1.1 503 Service Unavailable");
+  CHECK(status_line(get(io, *bound, "/livez")) == "HTTP/1.1 503 Service Unavailable");
+  health.updated();
+  CHECK(status_line(get(io, *bound, "/healthz")) == "HTTP/1.1 200 OK");
+
+  // The node is being deleted: /healthz fails so load balancers drain it,
+  // /livez stays up so the kubelet does not restart a working proxy.
+  health.set_node_eligible(false);
+  healthz = get(io, *bound, "/healthz");
+  CHECK(status_line(healthz) == "HTTP/1.1 503 Service Unavailable");
+  CHECK(body(healthz).find("\"nodeEligible\": false}") != std::string::npos);
+  CHECK(status_line(get(io, *bound, "/livez")) == "HTTP/1.1 200 OK");
+
+  CHECK(status_line(get(io, *bound, "/metrics")) == "HTTP/1.1 404 Not Found");
+  CHECK(status_line(get(io, *bound, "/healthz", "POST")) == "HTTP/1.1 405 Method Not Allowed");
+
+  const auto scrape = counters.serialize();
+  CHECK(scrape.find("kubeproxy_proxy_healthz_total{code=\"200\"} 2\n") != std::string::npos);
+  CHECK(scrape.find("kubeproxy_proxy_healthz_total{code=\"503\"} 2\n") != std::string::npos);
+  CHECK(scrape.find("kubeproxy_proxy_livez_total{code=\"503\"} 1\n") != std::string::npos);
+  CHECK(scrape.find("kubeproxy_proxy_livez_total{code=\"200\"} 1\n") != std::string::npos);
+}
+
+TEST_CASE("per-Service health-check ports open, answer with local endpoints, and close",
+          "[metrics][health][http]") {
+  asio::io_context io;
+  ManualClock clock;
+  kipvs::metrics::HealthState health(30s, clock.fn());
+  kipvs::metrics::ServiceHealthServer services(io, {asio::ip::make_address("127.0.0.1")}, health);
+  const kipvs::metrics::ServiceName web{"default", "web"};
+  const kipvs::metrics::ServiceName api{"prod", "api"};
+
+  REQUIRE(services.sync_services({{web, 0}, {api, 0}}).empty());
+  CHECK(services.size() == 2);
+  const auto web_port = services.bound(web).at(0);
+  const auto api_port = services.bound(api).at(0);
+  services.sync_endpoints({{web, 2}});
+
+  const auto up = get(io, web_port, "/any/path");
+  CHECK(status_line(up) == "HTTP/1.1 200 OK");
+  CHECK(body(up) == kipvs::metrics::service_health_body(web, 2, true));
+  CHECK(body(up).find("\"localEndpoints\": 2") != std::string::npos);
+  CHECK(body(up).find("\"namespace\": \"default\"") != std::string::npos);
+
+  const auto none = get(io, api_port, "/");
+  CHECK(status_line(none) == "HTTP/1.1 503 Service Unavailable");
+  CHECK(body(none).find("\"localEndpoints\": 0") != std::string::npos);
+
+  // With the proxy unhealthy even a Service with endpoints answers 503.
+  health.queued();
+  clock.now += 31s;
+  const auto sick = get(io, web_port, "/");
+  CHECK(status_line(sick) == "HTTP/1.1 503 Service Unavailable");
+  CHECK(body(sick).find("\"serviceProxyHealthy\": false") != std::string::npos);
+  health.updated();
+
+  // api no longer needs a port: it is closed; web keeps its listener (and
+  // its endpoint count).
+  REQUIRE(services.sync_services({{web, 0}}).empty());
+  CHECK(services.size() == 1);
+  CHECK(services.bound(api).empty());
+  CHECK(services.bound(web).at(0) == web_port);
+  CHECK(get(io, api_port, "/").empty());  // connection refused
+  CHECK(status_line(get(io, web_port, "/")) == "HTTP/1.1 200 OK");
+}
+
+TEST_CASE("a health-check port that cannot be opened is reported and retried", "[metrics][health][http]") {
+  asio::io_context io;
+  kipvs::metrics::HealthState health(30s);
+  kipvs::metrics::HttpServer squatter(io, kipvs::metrics::metrics_handler({}));
+  const auto taken = squatter.listen(loopback());
+  REQUIRE(taken);
+  kipvs::metrics::ServiceHealthServer services(io, {asio::ip::make_address("127.0.0.1")}, health);
+  const kipvs::metrics::ServiceName web{"default", "web"};
+  const auto errors = services.sync_services({{web, taken->port()}});
+  REQUIRE(errors.size() == 1);
+  CHECK(errors[0].find("health check for Service default/web: cannot bind 127.0.0.1:") == 0);
+  CHECK(services.size() == 0);
+  squatter.close();
+  CHECK(services.sync_services({{web, taken->port()}}).empty());
+  CHECK(services.size() == 1);
+}
