@@ -23,6 +23,7 @@
 
 #include <boost/json/value.hpp>
 
+#include "agent/log.h"
 #include "agent/node_facts.h"
 
 namespace kipvs::agent {
@@ -32,8 +33,6 @@ class ConfigError : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
-
-enum class LogFormat { kText, kJson };
 
 // kube-proxy's `ipvs:` section.
 struct IpvsConfig {
