@@ -34,6 +34,9 @@ ALLOWED_KINDS = {
     "Service", "ServiceMonitor", "PodMonitor", "PrometheusRule",
 }
 ALLOWED_HOST_PATHS = {"/lib/modules"}
+# sysctls.hostProcSysNet: the node's /proc/sys/net, writable, where kipvs's
+# --proc-sys points; nothing else of /proc.
+PROC_SYS_NET = ("/proc/sys/net", "/host/proc/sys/net")
 
 failures = []
 
@@ -89,7 +92,7 @@ def check_rbac(objs, ds):
     return roles
 
 
-def check_daemonset(ds, sys_module):
+def check_daemonset(ds, sys_module, proc_sys_net=False):
     spec = ds["spec"]
     pod = spec["template"]["spec"]
     check(spec["updateStrategy"]["type"] == "RollingUpdate", "updateStrategy is not RollingUpdate")
@@ -104,9 +107,10 @@ def check_daemonset(ds, sys_module):
     check(pod.get("automountServiceAccountToken", True), "service account token not mounted")
     check(not pod.get("securityContext", {}).get("sysctls"), "pod sets sysctls")
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    allowed_paths = ALLOWED_HOST_PATHS | ({PROC_SYS_NET[0]} if proc_sys_net else set())
     for v in volumes.values():
         if "hostPath" in v:
-            check(v["hostPath"]["path"] in ALLOWED_HOST_PATHS, f"hostPath volume {v['hostPath']['path']}")
+            check(v["hostPath"]["path"] in allowed_paths, f"hostPath volume {v['hostPath']['path']}")
     containers = pod.get("containers", []) + pod.get("initContainers", [])
     check(len(pod.get("containers", [])) == 1, "the pod has not exactly one container")
     for c in containers:
@@ -123,7 +127,11 @@ def check_daemonset(ds, sys_module):
         for m in c.get("volumeMounts", []):
             v = volumes.get(m["name"])
             check(v is not None, f"{name}: mount of unknown volume {m['name']}")
-            if v and "hostPath" in v:
+            if v and "hostPath" in v and v["hostPath"]["path"] == PROC_SYS_NET[0]:
+                check(m["mountPath"] == PROC_SYS_NET[1], f"{name}: /proc/sys/net mounted at {m['mountPath']}")
+                check(f"--proc-sys={PROC_SYS_NET[1].rsplit('/', 1)[0]}" in c.get("args", []),
+                      f"{name}: /proc/sys/net mounted but kipvs not pointed at it")
+            elif v and "hostPath" in v:
                 check(m.get("readOnly") is True, f"{name}: hostPath {v['hostPath']['path']} mounted writable")
                 check(m["mountPath"] == v["hostPath"]["path"], f"{name}: {m['mountPath']} is not where the node has it")
     c = pod["containers"][0]
@@ -185,6 +193,8 @@ MUTANTS = {
     "writable /lib/modules": lambda o: [m.update(readOnly=False) for m in _container(o)["volumeMounts"] if m["name"] == "lib-modules"],
     "host root mounted": lambda o: only(o, "DaemonSet")[0]["spec"]["template"]["spec"]["volumes"].append(
         {"name": "root", "hostPath": {"path": "/"}}),
+    "host /proc/sys/net without sysctls.hostProcSysNet": lambda o: only(o, "DaemonSet")[0]["spec"]["template"]["spec"]["volumes"].append(
+        {"name": "proc-sys-net", "hostPath": {"path": "/proc/sys/net"}}),
     "hostPID": lambda o: only(o, "DaemonSet")[0]["spec"]["template"]["spec"].update(hostPID=True),
     "no hostNetwork": lambda o: only(o, "DaemonSet")[0]["spec"]["template"]["spec"].pop("hostNetwork"),
     "liveness on /healthz": lambda o: _container(o)["livenessProbe"]["httpGet"].update(path="/healthz"),
@@ -245,8 +255,8 @@ def run_checks(case, objs):
     if not check(len(dss) == 1, f"{len(dss)} DaemonSets rendered"):
         return
     ds = dss[0]
-    sys_module = case == "all-on"
-    pod, c, volumes, ports = check_daemonset(ds, sys_module)
+    all_on = case == "all-on"
+    pod, c, volumes, ports = check_daemonset(ds, sys_module=all_on, proc_sys_net=all_on)
     check_rbac(objs, ds)
     cm_name, key, cfg = config_of(objs, ds)
     if cfg is not None:
@@ -315,6 +325,7 @@ def case_all_on(objs, ds, c, cfg, volumes, services, dashboards):
     check(c["image"] == "registry.example.com/net/kipvs:0.1.0-test", f"image {c['image']}")
     check(ds["spec"]["template"]["spec"].get("imagePullSecrets") == [{"name": "regcred"}], "imagePullSecrets")
     check(ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == "10%", "maxUnavailable")
+    check(any(v.get("hostPath", {}).get("path") == "/proc/sys/net" for v in volumes.values()), "/proc/sys/net not mounted")
     ann = ds["spec"]["template"]["metadata"]["annotations"]
     check(ann.get("prometheus.io/scrape") == "true" and ann.get("prometheus.io/port") == "10249", f"annotations {ann}")
     for k in ("ServiceMonitor", "PodMonitor", "PrometheusRule"):
