@@ -13,14 +13,20 @@ using ipvs::Address;
 using ipvs::Family;
 using ipvs::Protocol;
 
-constexpr std::array<std::string_view, 14> kSchedulers{"rr", "wrr", "lc",  "wlc", "lblc", "lblcr", "dh",
-                                                       "sh", "sed", "nq",  "mh",  "fo",   "ovf",   "twos"};
+constexpr std::array<std::string_view, 14> kSchedulers{"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh",
+                                                       "sh", "sed", "nq", "mh",  "fo",   "ovf",   "twos"};
 
-std::string family_name(Family family) { return family == Family::kIPv4 ? "IPv4" : "IPv6"; }
+std::string family_name(Family family) {
+  return family == Family::kIPv4 ? "IPv4" : "IPv6";
+}
 
-std::string quoted(std::string_view text) { return "\"" + std::string(text) + "\""; }
+std::string quoted(std::string_view text) {
+  return "\"" + std::string(text) + "\"";
+}
 
-std::string object_name(const k8s::ObjectKey& key) { return key.namespace_ + "/" + key.name; }
+std::string object_name(const k8s::ObjectKey& key) {
+  return key.namespace_ + "/" + key.name;
+}
 
 // The flag names of kipvs.io/scheduler-flags, and which scheduler they need.
 struct FlagName {
@@ -159,8 +165,8 @@ Settings ServiceBuilder::resolve_settings() {
   if (service_.session_affinity == "ClientIP") {
     client_ip = true;
   } else if (!service_.session_affinity.empty() && service_.session_affinity != "None") {
-    problem(kReasonInvalidAffinity,
-            "spec.sessionAffinity " + quoted(service_.session_affinity) + " is not None or ClientIP; using None");
+    problem(kReasonInvalidAffinity, "spec.sessionAffinity " + quoted(service_.session_affinity) +
+                                        " is not None or ClientIP; using None");
   }
 
   AffinityMode mode = facts_.affinity_mode;
@@ -183,9 +189,9 @@ Settings ServiceBuilder::resolve_settings() {
     if (is_known_scheduler(*scheduler_annotation)) {
       settings.scheduler = *scheduler_annotation;
     } else {
-      problem(kReasonInvalidScheduler,
-              std::string(kSchedulerAnnotation) + " " + quoted(*scheduler_annotation) + " is not a known IPVS scheduler; using " +
-                  default_scheduler);
+      problem(kReasonInvalidScheduler, std::string(kSchedulerAnnotation) + " " +
+                                           quoted(*scheduler_annotation) +
+                                           " is not a known IPVS scheduler; using " + default_scheduler);
       scheduler_annotation = nullptr;
     }
   }
@@ -195,7 +201,8 @@ Settings ServiceBuilder::resolve_settings() {
     // Only the hashing schedulers give affinity without persistence. Maglev
     // (mh) moves the fewest clients when endpoints change.
     if (scheduler_annotation != nullptr) {
-      problem(kReasonInvalidScheduler, std::string(kSchedulerAnnotation) + " " + quoted(*scheduler_annotation) +
+      problem(kReasonInvalidScheduler, std::string(kSchedulerAnnotation) + " " +
+                                           quoted(*scheduler_annotation) +
                                            " cannot give ClientIP affinity in hash mode; using mh");
     }
     settings.scheduler = "mh";
@@ -210,7 +217,8 @@ Settings ServiceBuilder::resolve_settings() {
                                                 " names an unknown flag; ignored");
     } else if (!flags_fit_scheduler(*value, settings.scheduler)) {
       problem(kReasonInvalidSchedulerFlags, std::string(kSchedulerFlagsAnnotation) + " " + quoted(*value) +
-                                                " does not fit scheduler " + settings.scheduler + "; ignored");
+                                                " does not fit scheduler " + settings.scheduler +
+                                                "; ignored");
     } else {
       settings.flags = *bits;
       flags_set = true;
@@ -227,9 +235,10 @@ Settings ServiceBuilder::resolve_settings() {
     if (requested >= 1 && static_cast<std::uint32_t>(requested) <= kMaxAffinityTimeout) {
       timeout = static_cast<std::uint32_t>(requested);
     } else {
-      problem(kReasonInvalidAffinityTimeout,
-              "sessionAffinityConfig.clientIP.timeoutSeconds " + std::to_string(requested) + " is outside 1.." +
-                  std::to_string(kMaxAffinityTimeout) + "; using " + std::to_string(kDefaultAffinityTimeout));
+      problem(kReasonInvalidAffinityTimeout, "sessionAffinityConfig.clientIP.timeoutSeconds " +
+                                                 std::to_string(requested) + " is outside 1.." +
+                                                 std::to_string(kMaxAffinityTimeout) + "; using " +
+                                                 std::to_string(kDefaultAffinityTimeout));
     }
   }
 
@@ -239,8 +248,9 @@ Settings ServiceBuilder::resolve_settings() {
     // fallback flag sends a client whose backend is draining (weight 0)
     // elsewhere instead of dropping it.
     if (flags_from_annotation && (settings.flags & ipvs::flags::kSchedMhPort) != 0) {
-      problem(kReasonInvalidSchedulerFlags, std::string(kSchedulerFlagsAnnotation) +
-                                                ": the port flag defeats ClientIP affinity in hash mode; dropped");
+      problem(kReasonInvalidSchedulerFlags,
+              std::string(kSchedulerFlagsAnnotation) +
+                  ": the port flag defeats ClientIP affinity in hash mode; dropped");
     }
     settings.flags &= ~ipvs::flags::kSchedMhPort;
     settings.flags |= ipvs::flags::kSchedMhFallback;
@@ -261,7 +271,8 @@ std::optional<ParsedSlice> ServiceBuilder::parse_slice(const k8s::EndpointSlice&
   } else if (slice.address_type == "FQDN") {
     return std::nullopt;  // proxies ignore FQDN slices
   } else {
-    slice_problem(slice, kReasonInvalidAddressType, "addressType " + quoted(slice.address_type) + " is not IPv4, IPv6 or FQDN");
+    slice_problem(slice, kReasonInvalidAddressType,
+                  "addressType " + quoted(slice.address_type) + " is not IPv4, IPv6 or FQDN");
     return std::nullopt;
   }
   if (!facts_.serves(parsed.family)) return std::nullopt;
@@ -274,12 +285,14 @@ std::optional<ParsedSlice> ServiceBuilder::parse_slice(const k8s::EndpointSlice&
       continue;
     }
     if (!port.port || *port.port < 1 || *port.port > 65535) {
-      slice_problem(slice, kReasonInvalidPort, where + " (" + quoted(*port.name) + ") has no valid port number; ignored");
+      slice_problem(slice, kReasonInvalidPort,
+                    where + " (" + quoted(*port.name) + ") has no valid port number; ignored");
       continue;
     }
     const auto protocol = parse_protocol(port.protocol.value_or("TCP"));
     if (!protocol) {
-      slice_problem(slice, kReasonInvalidProtocol, where + " protocol " + quoted(*port.protocol) + " is not TCP, UDP or SCTP");
+      slice_problem(slice, kReasonInvalidProtocol,
+                    where + " protocol " + quoted(*port.protocol) + " is not TCP, UDP or SCTP");
       continue;
     }
     parsed.ports.push_back(SlicePort{*port.name, *protocol, static_cast<std::uint16_t>(*port.port)});
@@ -296,8 +309,8 @@ std::optional<ParsedSlice> ServiceBuilder::parse_slice(const k8s::EndpointSlice&
     const auto address = Address::parse(endpoint.addresses.front());
     if (!address || address->family != parsed.family || endpoint.addresses.front().starts_with('[')) {
       slice_problem(slice, kReasonInvalidIp,
-                    where + " address " + quoted(endpoint.addresses.front()) + " is not an " + family_name(parsed.family) +
-                        " address; ignored");
+                    where + " address " + quoted(endpoint.addresses.front()) + " is not an " +
+                        family_name(parsed.family) + " address; ignored");
       continue;
     }
     EndpointInfo info;
@@ -317,7 +330,8 @@ std::optional<ParsedSlice> ServiceBuilder::parse_slice(const k8s::EndpointSlice&
   return parsed;
 }
 
-CandidateSet ServiceBuilder::candidates(Family family, const std::string& port_name, Protocol protocol) const {
+CandidateSet ServiceBuilder::candidates(Family family, const std::string& port_name,
+                                        Protocol protocol) const {
   CandidateSet result;
   for (const auto& slice : slices_) {
     if (slice.family != family) continue;
@@ -328,7 +342,8 @@ CandidateSet ServiceBuilder::candidates(Family family, const std::string& port_n
         auto [it, inserted] = result.try_emplace(key, Candidate{&endpoint, port.port});
         // An endpoint moving between slices can show up in both for a while:
         // the copy that is not terminating wins (kube-proxy does the same).
-        if (!inserted && it->second.endpoint->terminating && !endpoint.terminating) it->second.endpoint = &endpoint;
+        if (!inserted && it->second.endpoint->terminating && !endpoint.terminating)
+          it->second.endpoint = &endpoint;
       }
     }
   }
@@ -373,9 +388,12 @@ Categorized categorize(const CandidateSet& set, const NodeFacts& facts) {
   }
   const auto available = [&](const EndpointInfo& endpoint) {
     switch (topology) {
-      case Topology::kSameNode: return has(endpoint.node_hints, facts.node_name);
-      case Topology::kSameZone: return has(endpoint.zone_hints, facts.zone);
-      case Topology::kNone: return true;
+      case Topology::kSameNode:
+        return has(endpoint.node_hints, facts.node_name);
+      case Topology::kSameZone:
+        return has(endpoint.zone_hints, facts.zone);
+      case Topology::kNone:
+        return true;
     }
     return true;
   };
@@ -436,11 +454,13 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
 
   // One cluster IP per family; spec.clusterIPs[0] == spec.clusterIP when set.
   std::map<Family, Address> cluster_ips;
-  const auto& listed = service_.cluster_ips.empty() ? std::vector<std::string>{service_.cluster_ip} : service_.cluster_ips;
+  const auto& listed =
+      service_.cluster_ips.empty() ? std::vector<std::string>{service_.cluster_ip} : service_.cluster_ips;
   for (std::size_t i = 0; i < listed.size(); ++i) {
     const auto address = Address::parse(listed[i]);
     if (!address || listed[i].starts_with('[')) {
-      problem(kReasonInvalidIp, "spec.clusterIPs[" + std::to_string(i) + "] " + quoted(listed[i]) + " is not an IP address; ignored");
+      problem(kReasonInvalidIp, "spec.clusterIPs[" + std::to_string(i) + "] " + quoted(listed[i]) +
+                                    " is not an IP address; ignored");
       continue;
     }
     cluster_ips.try_emplace(address->family, *address);
@@ -464,7 +484,8 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
     const auto& text = service_.external_ips[i];
     const auto address = Address::parse(text);
     if (!address || text.starts_with('[')) {
-      problem(kReasonInvalidIp, "spec.externalIPs[" + std::to_string(i) + "] " + quoted(text) + " is not an IP address; ignored");
+      problem(kReasonInvalidIp, "spec.externalIPs[" + std::to_string(i) + "] " + quoted(text) +
+                                    " is not an IP address; ignored");
       continue;
     }
     external_ips.push_back(*address);
@@ -477,8 +498,8 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
     if (ingress.ip.empty() || (ingress.ip_mode && *ingress.ip_mode != "VIP")) continue;
     const auto address = Address::parse(ingress.ip);
     if (!address || ingress.ip.starts_with('[')) {
-      problem(kReasonInvalidIp, "status.loadBalancer.ingress[" + std::to_string(i) + "].ip " + quoted(ingress.ip) +
-                                    " is not an IP address; ignored");
+      problem(kReasonInvalidIp, "status.loadBalancer.ingress[" + std::to_string(i) + "].ip " +
+                                    quoted(ingress.ip) + " is not an IP address; ignored");
       continue;
     }
     load_balancer_ips.push_back(*address);
@@ -489,17 +510,20 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
     const std::string where = "spec.ports[" + std::to_string(i) + "]";
     const auto protocol = parse_protocol(port.protocol);
     if (!protocol) {
-      problem(kReasonInvalidProtocol, where + " protocol " + quoted(port.protocol) + " is not TCP, UDP or SCTP; port ignored");
+      problem(kReasonInvalidProtocol,
+              where + " protocol " + quoted(port.protocol) + " is not TCP, UDP or SCTP; port ignored");
       continue;
     }
     if (port.port < 1 || port.port > 65535) {
-      problem(kReasonInvalidPort, where + " port " + std::to_string(port.port) + " is outside 1..65535; port ignored");
+      problem(kReasonInvalidPort,
+              where + " port " + std::to_string(port.port) + " is outside 1..65535; port ignored");
       continue;
     }
     const auto service_port = static_cast<std::uint16_t>(port.port);
     std::uint16_t node_port = 0;
     if (port.node_port < 0 || port.node_port > 65535) {
-      problem(kReasonInvalidPort, where + " nodePort " + std::to_string(port.node_port) + " is outside 1..65535; node port ignored");
+      problem(kReasonInvalidPort, where + " nodePort " + std::to_string(port.node_port) +
+                                      " is outside 1..65535; node port ignored");
     } else {
       node_port = static_cast<std::uint16_t>(port.node_port);
     }
@@ -509,21 +533,26 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
       const auto& internal = internal_local ? endpoints.local : endpoints.cluster;
       const auto& external = external_local ? endpoints.local : endpoints.cluster;
       const auto make_key = [&](const Address& address, std::uint16_t number) {
-        return ipvs::ServiceKey{.family = family, .protocol = *protocol, .address = address, .port = number, .fwmark = 0};
+        return ipvs::ServiceKey{
+            .family = family, .protocol = *protocol, .address = address, .port = number, .fwmark = 0};
       };
 
-      add_virtual_service(make_key(cluster_ip, service_port), internal, port.name, ServiceOrigin::Kind::kClusterIp, true);
+      add_virtual_service(make_key(cluster_ip, service_port), internal, port.name,
+                          ServiceOrigin::Kind::kClusterIp, true);
       for (const auto& address : external_ips) {
         if (address.family != family) continue;
-        add_virtual_service(make_key(address, service_port), external, port.name, ServiceOrigin::Kind::kExternalIp, true);
+        add_virtual_service(make_key(address, service_port), external, port.name,
+                            ServiceOrigin::Kind::kExternalIp, true);
       }
       for (const auto& address : load_balancer_ips) {
         if (address.family != family) continue;
-        add_virtual_service(make_key(address, service_port), external, port.name, ServiceOrigin::Kind::kLoadBalancer, true);
+        add_virtual_service(make_key(address, service_port), external, port.name,
+                            ServiceOrigin::Kind::kLoadBalancer, true);
       }
       if (node_port != 0) {
         for (const auto& address : facts_.node_port_ips(family)) {
-          add_virtual_service(make_key(address, node_port), external, port.name, ServiceOrigin::Kind::kNodePort, false);
+          add_virtual_service(make_key(address, node_port), external, port.name,
+                              ServiceOrigin::Kind::kNodePort, false);
         }
       }
     }
@@ -551,10 +580,10 @@ void DesiredState::merge(DesiredState&& other) {
   for (auto& [key, entry] : other.table) {
     const auto& origin = other.origins.at(key);
     if (auto existing = origins.find(key); existing != origins.end()) {
-      problems.push_back(Problem{k8s::ResourceKind::kService, origin.service, std::string(kReasonDuplicateVirtualService),
-                                 "Service " + object_name(origin.service) + ": virtual service " + ipvs::to_string(key) +
-                                     " is already served for Service " + object_name(existing->second.service) +
-                                     "; ignored"});
+      problems.push_back(Problem{
+          k8s::ResourceKind::kService, origin.service, std::string(kReasonDuplicateVirtualService),
+          "Service " + object_name(origin.service) + ": virtual service " + ipvs::to_string(key) +
+              " is already served for Service " + object_name(existing->second.service) + "; ignored"});
       continue;
     }
     origins.emplace(key, origin);
@@ -566,7 +595,8 @@ void DesiredState::merge(DesiredState&& other) {
                   std::make_move_iterator(other.problems.end()));
 }
 
-DesiredState desired_for_service(const k8s::Service& service, const std::vector<const k8s::EndpointSlice*>& slices,
+DesiredState desired_for_service(const k8s::Service& service,
+                                 const std::vector<const k8s::EndpointSlice*>& slices,
                                  const NodeFacts& facts) {
   DesiredState state;
   ServiceBuilder(service, facts, state).build(slices);
@@ -579,16 +609,18 @@ std::optional<k8s::ObjectKey> owning_service(const k8s::EndpointSlice& slice) {
   return k8s::ObjectKey{slice.meta.namespace_, it->second};
 }
 
-DesiredState compute_desired_state(const ServiceMap& services, const EndpointSliceMap& slices, const NodeFacts& facts) {
+DesiredState compute_desired_state(const ServiceMap& services, const EndpointSliceMap& slices,
+                                   const NodeFacts& facts) {
   DesiredState state;
   std::map<k8s::ObjectKey, std::vector<const k8s::EndpointSlice*>> by_service;
   for (const auto& [key, slice] : slices) {
     if (auto owner = owning_service(slice)) {
       by_service[*owner].push_back(&slice);
     } else {
-      state.problems.push_back(Problem{k8s::ResourceKind::kEndpointSlice, key, std::string(kReasonNoServiceName),
-                                       "EndpointSlice " + object_name(key) + ": no " + std::string(kServiceNameLabel) +
-                                           " label; ignored"});
+      state.problems.push_back(Problem{k8s::ResourceKind::kEndpointSlice, key,
+                                       std::string(kReasonNoServiceName),
+                                       "EndpointSlice " + object_name(key) + ": no " +
+                                           std::string(kServiceNameLabel) + " label; ignored"});
     }
   }
   static const std::vector<const k8s::EndpointSlice*> kNoSlices;
@@ -599,7 +631,9 @@ DesiredState compute_desired_state(const ServiceMap& services, const EndpointSli
   return state;
 }
 
-bool is_known_scheduler(std::string_view name) { return std::ranges::find(kSchedulers, name) != kSchedulers.end(); }
+bool is_known_scheduler(std::string_view name) {
+  return std::ranges::find(kSchedulers, name) != kSchedulers.end();
+}
 
 std::optional<std::uint32_t> parse_scheduler_flags(std::string_view text) {
   std::uint32_t bits = 0;
@@ -624,7 +658,8 @@ bool flags_fit_scheduler(std::string_view text, std::string_view scheduler) {
   return fits;
 }
 
-bool owns_service(const ipvs::ServiceKey& key, const std::set<ipvs::Address>& bound_addresses, const NodeFacts& facts) {
+bool owns_service(const ipvs::ServiceKey& key, const std::set<ipvs::Address>& bound_addresses,
+                  const NodeFacts& facts) {
   if (key.fwmark != 0) return false;
   if (facts.is_excluded(key.address)) return false;
   if (bound_addresses.contains(key.address)) return true;

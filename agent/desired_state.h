@@ -84,7 +84,7 @@ struct HealthCheck {
 
 struct DesiredState {
   ipvs::Table table;
-  std::set<ipvs::Address> bound_addresses;  // cluster, external and LB IPs for the dummy interface
+  std::set<ipvs::Address> bound_addresses;            // cluster, external and LB IPs for the dummy interface
   std::map<ipvs::ServiceKey, ServiceOrigin> origins;  // one per table entry
   std::map<k8s::ObjectKey, HealthCheck> health_checks;
   std::vector<Problem> problems;

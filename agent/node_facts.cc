@@ -40,7 +40,9 @@ bool Cidr::contains(const ipvs::Address& other) const {
   return (address.bytes[whole] & mask) == (other.bytes[whole] & mask);
 }
 
-std::string Cidr::to_string() const { return address.to_string() + "/" + std::to_string(prefix_length); }
+std::string Cidr::to_string() const {
+  return address.to_string() + "/" + std::to_string(prefix_length);
+}
 
 bool NodeFacts::is_excluded(const ipvs::Address& address) const {
   return std::ranges::any_of(exclude_cidrs, [&](const Cidr& cidr) { return cidr.contains(address); });

@@ -12,8 +12,10 @@ namespace {
 
 constexpr std::string_view kUsage =
     "usage: kipvs render --manifests DIR [--hostname-override NAME] [--node-ip IP[,IP...]] [--zone ZONE]\n"
-    "                    [--ipvs-scheduler NAME] [--ipvs-scheduler-flags LIST] [--affinity-mode persistence|hash]\n"
-    "                    [--proxy-name NAME] [--nodeport-addresses CIDR[,CIDR...]] [--ipvs-exclude-cidrs CIDR[,CIDR...]]\n";
+    "                    [--ipvs-scheduler NAME] [--ipvs-scheduler-flags LIST] [--affinity-mode "
+    "persistence|hash]\n"
+    "                    [--proxy-name NAME] [--nodeport-addresses CIDR[,CIDR...]] [--ipvs-exclude-cidrs "
+    "CIDR[,CIDR...]]\n";
 
 constexpr std::string_view kZoneLabel = "topology.kubernetes.io/zone";
 
@@ -52,7 +54,8 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
     } else if (flag.starts_with("--") && i + 1 < args.size()) {
       value = args[++i];
     } else {
-      return std::unexpected("unexpected argument \"" + std::string(flag) + "\" (or a flag without its value)");
+      return std::unexpected("unexpected argument \"" + std::string(flag) +
+                             "\" (or a flag without its value)");
     }
 
     if (flag == "--manifests") {
@@ -74,12 +77,15 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
       options.zone_set = true;
     } else if (flag == "--ipvs-scheduler") {
       if (!value.empty() && !is_known_scheduler(value)) {
-        return std::unexpected("--ipvs-scheduler: \"" + std::string(value) + "\" is not a known IPVS scheduler");
+        return std::unexpected("--ipvs-scheduler: \"" + std::string(value) +
+                               "\" is not a known IPVS scheduler");
       }
       facts.scheduler = value.empty() ? "rr" : std::string(value);
     } else if (flag == "--ipvs-scheduler-flags") {
       auto bits = parse_scheduler_flags(value);
-      if (!bits) return std::unexpected("--ipvs-scheduler-flags: \"" + std::string(value) + "\" names an unknown flag");
+      if (!bits)
+        return std::unexpected("--ipvs-scheduler-flags: \"" + std::string(value) +
+                               "\" names an unknown flag");
       facts.scheduler_flags = *bits;
     } else if (flag == "--affinity-mode") {
       if (value == "persistence") {
@@ -145,7 +151,8 @@ std::expected<RenderResult, std::string> render(const RenderOptions& options) {
   }
 
   result.state = compute_desired_state(services, slices, facts);
-  for (const auto& problem : result.state.problems) result.warnings.push_back(problem.message + " (" + problem.reason + ")");
+  for (const auto& problem : result.state.problems)
+    result.warnings.push_back(problem.message + " (" + problem.reason + ")");
   result.text = ipvs::format_ipvsadm_save(result.state.table);
   return result;
 }

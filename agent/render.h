@@ -36,7 +36,8 @@ struct RenderOptions {
 };
 
 // Parses the arguments after "render". Errors name the flag.
-[[nodiscard]] std::expected<RenderOptions, std::string> parse_render_args(std::span<const std::string_view> args);
+[[nodiscard]] std::expected<RenderOptions, std::string> parse_render_args(
+    std::span<const std::string_view> args);
 
 struct RenderResult {
   DesiredState state;

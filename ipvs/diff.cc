@@ -10,7 +10,8 @@ Operation service_operation(Operation::Kind kind, const Service& service) {
   return Operation{.kind = kind, .service = service, .destination = {}};
 }
 
-Operation destination_operation(Operation::Kind kind, const Service& service, const Destination& destination) {
+Operation destination_operation(Operation::Kind kind, const Service& service,
+                                const Destination& destination) {
   // Destination operations identify the service by key only; carrying the
   // whole service is harmless and keeps logs informative.
   return Operation{.kind = kind, .service = service, .destination = destination};
@@ -22,9 +23,11 @@ void diff_destinations(const TableEntry& desired, const TableEntry* observed, Pl
   for (const auto& [key, destination] : desired.destinations) {
     const Destination* current = nullptr;
     if (observed != nullptr) {
-      if (auto it = observed->destinations.find(key); it != observed->destinations.end()) current = &it->second;
+      if (auto it = observed->destinations.find(key); it != observed->destinations.end())
+        current = &it->second;
     }
-    if (current == nullptr) plan.operations.push_back(destination_operation(Kind::kAddDestination, desired.service, destination));
+    if (current == nullptr)
+      plan.operations.push_back(destination_operation(Kind::kAddDestination, desired.service, destination));
   }
   if (observed == nullptr) return;
   for (const auto& [key, destination] : desired.destinations) {
@@ -35,7 +38,8 @@ void diff_destinations(const TableEntry& desired, const TableEntry* observed, Pl
   }
   for (const auto& [key, destination] : observed->destinations) {
     if (!desired.destinations.contains(key)) {
-      plan.operations.push_back(destination_operation(Kind::kDeleteDestination, desired.service, destination));
+      plan.operations.push_back(
+          destination_operation(Kind::kDeleteDestination, desired.service, destination));
     }
   }
 }
@@ -43,8 +47,8 @@ void diff_destinations(const TableEntry& desired, const TableEntry* observed, Pl
 }  // namespace
 
 std::size_t Plan::count(Operation::Kind kind) const {
-  return static_cast<std::size_t>(
-      std::ranges::count_if(operations, [kind](const Operation& operation) { return operation.kind == kind; }));
+  return static_cast<std::size_t>(std::ranges::count_if(
+      operations, [kind](const Operation& operation) { return operation.kind == kind; }));
 }
 
 void Plan::append(const Plan& other) {
@@ -59,7 +63,8 @@ bool service_differs(const Service& desired, const Service& observed) {
 
 bool destination_differs(const Destination& desired, const Destination& observed) {
   return desired.forwarding != observed.forwarding || desired.weight != observed.weight ||
-         desired.upper_threshold != observed.upper_threshold || desired.lower_threshold != observed.lower_threshold;
+         desired.upper_threshold != observed.upper_threshold ||
+         desired.lower_threshold != observed.lower_threshold;
 }
 
 Plan diff_service(const ServiceKey& key, const TableEntry* desired, const TableEntry* observed) {
@@ -121,7 +126,8 @@ ConnectionTable connections_from(const std::vector<ServiceWithDestinations>& dum
 }
 
 DrainResult apply_drain_policy(const Plan& plan, const Table& observed, const ConnectionTable& connections,
-                               const DrainSet& draining, DrainClock::time_point now, const DrainOptions& options) {
+                               const DrainSet& draining, DrainClock::time_point now,
+                               const DrainOptions& options) {
   using Kind = Operation::Kind;
   DrainResult result{.plan = {}, .draining = draining};
   auto& out = result.plan.operations;
@@ -158,14 +164,16 @@ DrainResult apply_drain_policy(const Plan& plan, const Table& observed, const Co
         // previous run set it).
         const Destination* current = nullptr;
         if (auto service = observed.find(ref.service); service != observed.end()) {
-          if (auto it = service->second.destinations.find(ref.destination); it != service->second.destinations.end()) {
+          if (auto it = service->second.destinations.find(ref.destination);
+              it != service->second.destinations.end()) {
             current = &it->second;
           }
         }
         Destination zeroed = current != nullptr ? *current : operation.destination;
         if (current == nullptr || current->weight != 0) {
           zeroed.weight = 0;
-          out.push_back(Operation{.kind = Kind::kEditDestination, .service = operation.service, .destination = zeroed});
+          out.push_back(
+              Operation{.kind = Kind::kEditDestination, .service = operation.service, .destination = zeroed});
         }
         break;
       }
@@ -182,7 +190,8 @@ DrainSet prune_drains(const DrainSet& draining, const Table& observed) {
   DrainSet kept;
   for (const auto& [ref, since] : draining) {
     auto service = observed.find(ref.service);
-    if (service != observed.end() && service->second.destinations.contains(ref.destination)) kept.emplace(ref, since);
+    if (service != observed.end() && service->second.destinations.contains(ref.destination))
+      kept.emplace(ref, since);
   }
   return kept;
 }

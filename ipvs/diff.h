@@ -112,9 +112,9 @@ struct DrainResult {
 // the drain set; the diff has already restored its weight. Deleting a whole
 // service drops its destinations from the set. Draining entries the plan does
 // not mention are carried over unchanged.
-[[nodiscard]] DrainResult apply_drain_policy(const Plan& plan, const Table& observed, const ConnectionTable& connections,
-                                             const DrainSet& draining, DrainClock::time_point now,
-                                             const DrainOptions& options = {});
+[[nodiscard]] DrainResult apply_drain_policy(const Plan& plan, const Table& observed,
+                                             const ConnectionTable& connections, const DrainSet& draining,
+                                             DrainClock::time_point now, const DrainOptions& options = {});
 
 // Drops drain entries whose destination is no longer in the observed table
 // (deleted by someone else). For the periodic full resync.

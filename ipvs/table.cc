@@ -17,7 +17,8 @@ Table table_from(const std::vector<ServiceWithDestinations>& dump) {
 void put(Table& table, const Service& service, const std::vector<Destination>& destinations) {
   auto& entry = table[service.key];
   entry.service = service;
-  for (const auto& destination : destinations) entry.destinations.insert_or_assign(destination.key, destination);
+  for (const auto& destination : destinations)
+    entry.destinations.insert_or_assign(destination.key, destination);
 }
 
 }  // namespace kipvs::ipvs

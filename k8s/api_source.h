@@ -18,9 +18,9 @@
 namespace kipvs::k8s {
 
 struct ApiSourceOptions {
-  std::string node_name;   // "" = do not watch the Node
-  std::string proxy_name;  // --service-proxy-name, "" = the default proxy
-  ReflectorOptions tuning; // backoff, timeouts, logger, random source
+  std::string node_name;    // "" = do not watch the Node
+  std::string proxy_name;   // --service-proxy-name, "" = the default proxy
+  ReflectorOptions tuning;  // backoff, timeouts, logger, random source
 };
 
 [[nodiscard]] ReflectorOptions service_reflector_options(const ApiSourceOptions& options);
@@ -29,7 +29,8 @@ struct ApiSourceOptions {
 
 class ApiSource {
  public:
-  ApiSource(boost::asio::io_context& io, HttpClient& client, ObjectSink& sink, const ApiSourceOptions& options);
+  ApiSource(boost::asio::io_context& io, HttpClient& client, ObjectSink& sink,
+            const ApiSourceOptions& options);
 
   void start();
   void stop();

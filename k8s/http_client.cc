@@ -80,9 +80,8 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
     if (ec) return fail(HttpError::Kind::kResolve, "resolving " + url_.host + ": " + ec.message());
     beast::get_lowest_layer(stream_).expires_after(options_.head_timeout);
     beast::get_lowest_layer(stream_).async_connect(
-        results, [self = this->shared_from_this()](const boost::system::error_code& ec, const tcp::endpoint&) {
-          self->on_connect(ec);
-        });
+        results, [self = this->shared_from_this()](const boost::system::error_code& ec,
+                                                   const tcp::endpoint&) { self->on_connect(ec); });
   }
 
   void on_connect(const boost::system::error_code& ec) {
@@ -98,10 +97,9 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
         // SNI carries names only (RFC 6066), never an address.
         SSL_set_tlsext_host_name(stream_.native_handle(), verify_name_.c_str());
       }
-      stream_.async_handshake(ssl::stream_base::client,
-                              [self = this->shared_from_this()](const boost::system::error_code& ec) {
-                                self->on_handshake(ec);
-                              });
+      stream_.async_handshake(
+          ssl::stream_base::client,
+          [self = this->shared_from_this()](const boost::system::error_code& ec) { self->on_handshake(ec); });
     }
   }
 
@@ -113,7 +111,8 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
         const long verify = SSL_get_verify_result(stream_.native_handle());
         if (verify != X509_V_OK) message += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
       }
-      return fail(kind_of_failure(ec, HttpError::Kind::kTls), "TLS handshake with " + url_.host + ": " + message);
+      return fail(kind_of_failure(ec, HttpError::Kind::kTls),
+                  "TLS handshake with " + url_.host + ": " + message);
     }
     write_request();
   }
@@ -127,17 +126,18 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
 
   void on_write(const boost::system::error_code& ec) {
     if (done_) return;
-    if (ec) return fail(kind_of_failure(ec, HttpError::Kind::kClosed), "sending the request: " + ec.message());
+    if (ec)
+      return fail(kind_of_failure(ec, HttpError::Kind::kClosed), "sending the request: " + ec.message());
     http::async_read_header(stream_, buffer_, parser_,
-                            [self = this->shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                              self->on_header(ec);
-                            });
+                            [self = this->shared_from_this()](const boost::system::error_code& ec,
+                                                              std::size_t) { self->on_header(ec); });
   }
 
   void on_header(const boost::system::error_code& ec) {
     if (done_) return;
     if (ec) {
-      return fail(kind_of_failure(ec, HttpError::Kind::kProtocol), "reading the response head: " + ec.message());
+      return fail(kind_of_failure(ec, HttpError::Kind::kProtocol),
+                  "reading the response head: " + ec.message());
     }
     const auto& response = parser_.get();
     HttpResponseHead head;
@@ -163,9 +163,8 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
     parser_.get().body().size = body_.size();
     beast::get_lowest_layer(stream_).expires_after(options_.idle_timeout);
     http::async_read_some(stream_, buffer_, parser_,
-                          [self = this->shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                            self->on_body(ec);
-                          });
+                          [self = this->shared_from_this()](const boost::system::error_code& ec,
+                                                            std::size_t) { self->on_body(ec); });
   }
 
   void on_body(boost::system::error_code ec) {
@@ -233,16 +232,17 @@ class BeastHttpClient final : public HttpClient {
       }
     }
     if (!tls_) {
-      auto session = std::make_shared<Session<beast::tcp_stream>>(io_, beast::tcp_stream(io_), url_, verify_name_,
-                                                                  std::move(request), options, std::move(handlers),
-                                                                  tokens_);
+      auto session = std::make_shared<Session<beast::tcp_stream>>(io_, beast::tcp_stream(io_), url_,
+                                                                  verify_name_, std::move(request), options,
+                                                                  std::move(handlers), tokens_);
       session->start();
       return session;
     }
     beast::ssl_stream<beast::tcp_stream> stream(io_, *tls_);
     if (verify_) stream.set_verify_callback(ssl::host_name_verification(verify_name_));
     auto session = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
-        io_, std::move(stream), url_, verify_name_, std::move(request), options, std::move(handlers), tokens_);
+        io_, std::move(stream), url_, verify_name_, std::move(request), options, std::move(handlers),
+        tokens_);
     session->start();
     return session;
   }
@@ -264,12 +264,18 @@ class BeastHttpClient final : public HttpClient {
 
 std::string_view kind_name(HttpError::Kind kind) {
   switch (kind) {
-    case HttpError::Kind::kResolve: return "resolve";
-    case HttpError::Kind::kConnect: return "connect";
-    case HttpError::Kind::kTls: return "tls";
-    case HttpError::Kind::kTimeout: return "timeout";
-    case HttpError::Kind::kClosed: return "closed";
-    case HttpError::Kind::kProtocol: return "protocol";
+    case HttpError::Kind::kResolve:
+      return "resolve";
+    case HttpError::Kind::kConnect:
+      return "connect";
+    case HttpError::Kind::kTls:
+      return "tls";
+    case HttpError::Kind::kTimeout:
+      return "timeout";
+    case HttpError::Kind::kClosed:
+      return "closed";
+    case HttpError::Kind::kProtocol:
+      return "protocol";
   }
   return "unknown";
 }
@@ -324,9 +330,8 @@ std::expected<ServerUrl, std::string> parse_server_url(std::string_view url) {
   return out;
 }
 
-std::expected<std::unique_ptr<HttpClient>, ConfigError> HttpClient::create(asio::io_context& io,
-                                                                             const ClientConfig& config,
-                                                                             std::shared_ptr<TokenSource> tokens) {
+std::expected<std::unique_ptr<HttpClient>, ConfigError> HttpClient::create(
+    asio::io_context& io, const ClientConfig& config, std::shared_ptr<TokenSource> tokens) {
   auto url = parse_server_url(config.server);
   if (!url) return std::unexpected(ConfigError{config.source, "server", url.error() + ": " + config.server});
   std::string verify_name = config.tls_server_name.empty() ? url->host : config.tls_server_name;
@@ -359,8 +364,9 @@ std::expected<std::unique_ptr<HttpClient>, ConfigError> HttpClient::create(asio:
                             [&](auto buffer, auto& ec) { tls->use_certificate_chain(buffer, ec); })) {
         return std::unexpected(*error);
       }
-      if (auto error = load(*config.client_key, "client-key",
-                            [&](auto buffer, auto& ec) { tls->use_private_key(buffer, ssl::context::pem, ec); })) {
+      if (auto error = load(*config.client_key, "client-key", [&](auto buffer, auto& ec) {
+            tls->use_private_key(buffer, ssl::context::pem, ec);
+          })) {
         return std::unexpected(*error);
       }
       if (SSL_CTX_check_private_key(tls->native_handle()) != 1) {

@@ -19,7 +19,9 @@ boost::json::parse_options parse_options() {
 JsonStream::JsonStream(std::size_t max_value_bytes)
     : max_value_bytes_(max_value_bytes), parser_({}, parse_options()) {}
 
-void JsonStream::feed(std::string_view bytes) { buffer_.append(bytes); }
+void JsonStream::feed(std::string_view bytes) {
+  buffer_.append(bytes);
+}
 
 void JsonStream::drop_front(std::size_t count) {
   begin_ += count;
@@ -95,9 +97,9 @@ std::expected<std::optional<boost::json::value>, JsonStreamError> JsonStream::fi
     parsed_ += parser_.write_some(buffer_.data() + begin_ + parsed_, available - parsed_, ec);
     if (!ec) parser_.finish(ec);
     if (ec || !parser_.done()) {
-      result = std::unexpected(JsonStreamError{
-          "stream ended inside a value (" + std::to_string(parsed_) + " bytes)",
-          buffer_.substr(begin_, std::min(kExcerptBytes, buffer_.size() - begin_))});
+      result = std::unexpected(
+          JsonStreamError{"stream ended inside a value (" + std::to_string(parsed_) + " bytes)",
+                          buffer_.substr(begin_, std::min(kExcerptBytes, buffer_.size() - begin_))});
     } else {
       result = std::optional<boost::json::value>(parser_.release());
     }

@@ -65,8 +65,8 @@ class JsonStream {
   // to its first newline. The consumed front is erased lazily.
   std::string buffer_;
   std::size_t begin_ = 0;
-  std::size_t parsed_ = 0;   // bytes after begin_ already given to parser_
-  bool skipping_ = false;    // dropping bytes up to the next newline
+  std::size_t parsed_ = 0;  // bytes after begin_ already given to parser_
+  bool skipping_ = false;   // dropping bytes up to the next newline
 };
 
 }  // namespace kipvs::k8s

@@ -39,8 +39,9 @@ std::optional<std::string> decode_base64(std::string_view text) {
   }
   if (clean.size() % 4 != 0) return std::nullopt;
   std::string out(clean.size() / 4 * 3, '\0');
-  const int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
-                                reinterpret_cast<const unsigned char*>(clean.data()), static_cast<int>(clean.size()));
+  const int n =
+      EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                      reinterpret_cast<const unsigned char*>(clean.data()), static_cast<int>(clean.size()));
   if (n < 0) return std::nullopt;
   // EVP_DecodeBlock counts the '=' padding as zero bytes.
   std::size_t size = static_cast<std::size_t>(n);
@@ -80,15 +81,18 @@ struct PemField {
   bool is_key;
 };
 
-std::expected<std::optional<PemSource>, ConfigError> read_pem_field(const YAML::Node& node, const PemField& field,
+std::expected<std::optional<PemSource>, ConfigError> read_pem_field(const YAML::Node& node,
+                                                                    const PemField& field,
                                                                     const std::string& where,
                                                                     const fs::path& kubeconfig) {
   const std::string kubeconfig_name = kubeconfig.string();
   std::optional<PemSource> result;
   if (const auto data = node[field.data_key]; data && !data.IsNull()) {
     auto decoded = decode_base64(data.as<std::string>());
-    if (!decoded) return std::unexpected(ConfigError{kubeconfig_name, where + "." + field.data_key, "not valid base64"});
-    result = PemSource{std::move(*decoded), "kubeconfig " + kubeconfig_name + ": " + where + "." + field.data_key};
+    if (!decoded)
+      return std::unexpected(ConfigError{kubeconfig_name, where + "." + field.data_key, "not valid base64"});
+    result =
+        PemSource{std::move(*decoded), "kubeconfig " + kubeconfig_name + ": " + where + "." + field.data_key};
   } else if (const auto file = node[field.file_key]; file && !file.IsNull()) {
     fs::path path = file.as<std::string>();
     if (path.is_relative()) path = kubeconfig.parent_path() / path;
@@ -101,7 +105,8 @@ std::expected<std::optional<PemSource>, ConfigError> read_pem_field(const YAML::
     if (!ok) {
       const bool from_data = result->origin.starts_with("kubeconfig ");
       return std::unexpected(ConfigError{from_data ? kubeconfig_name : result->origin,
-                                         where + "." + (from_data ? field.data_key : field.file_key), ok.error()});
+                                         where + "." + (from_data ? field.data_key : field.file_key),
+                                         ok.error()});
     }
   }
   return result;
@@ -150,7 +155,8 @@ std::expected<ClientConfig, ConfigError> parse_kubeconfig(const YAML::Node& root
   if (const auto insecure = cluster["insecure-skip-tls-verify"]; insecure && !insecure.IsNull()) {
     config.insecure_skip_tls_verify = insecure.as<bool>();
   }
-  auto ca = read_pem_field(cluster, {"certificate-authority", "certificate-authority-data", false}, cluster_where, file);
+  auto ca = read_pem_field(cluster, {"certificate-authority", "certificate-authority-data", false},
+                           cluster_where, file);
   if (!ca) return std::unexpected(ca.error());
   config.certificate_authority = std::move(*ca);
 
@@ -163,16 +169,19 @@ std::expected<ClientConfig, ConfigError> parse_kubeconfig(const YAML::Node& root
   }
   for (const char* unsupported : {"exec", "auth-provider", "username"}) {
     if (user[unsupported]) {
-      return std::unexpected(ConfigError{name, user_where + "." + unsupported,
-                                         "not supported by kipvs: use a token, tokenFile or client certificate"});
+      return std::unexpected(
+          ConfigError{name, user_where + "." + unsupported,
+                      "not supported by kipvs: use a token, tokenFile or client certificate"});
     }
   }
-  auto cert = read_pem_field(user, {"client-certificate", "client-certificate-data", false}, user_where, file);
+  auto cert =
+      read_pem_field(user, {"client-certificate", "client-certificate-data", false}, user_where, file);
   if (!cert) return std::unexpected(cert.error());
   auto key = read_pem_field(user, {"client-key", "client-key-data", true}, user_where, file);
   if (!key) return std::unexpected(key.error());
   if (cert->has_value() != key->has_value()) {
-    return std::unexpected(ConfigError{name, user_where, "client-certificate and client-key must be given together"});
+    return std::unexpected(
+        ConfigError{name, user_where, "client-certificate and client-key must be given together"});
   }
   config.client_certificate = std::move(*cert);
   config.client_key = std::move(*key);
@@ -283,9 +292,10 @@ std::expected<ClientConfig, ConfigError> load_client_config(const ConfigFlags& f
     config.source = "--master";
     return config;
   }
-  return std::unexpected(ConfigError{"", "",
-                                     "no API server configuration: pass --kubeconfig or --master, set $KUBECONFIG, "
-                                     "or run in a pod"});
+  return std::unexpected(
+      ConfigError{"", "",
+                  "no API server configuration: pass --kubeconfig or --master, set $KUBECONFIG, "
+                  "or run in a pod"});
 }
 
 TokenSource::TokenSource(std::string fixed_token, fs::path file, Clock clock)

@@ -25,7 +25,7 @@ struct PemSource {
 
 // Everything the HTTP client needs to reach the API server.
 struct ClientConfig {
-  std::string server;  // "https://host:port[/prefix]"; "http://" only for tests
+  std::string server;                              // "https://host:port[/prefix]"; "http://" only for tests
   std::optional<PemSource> certificate_authority;  // none: the system's CAs
   bool insecure_skip_tls_verify = false;
   std::string tls_server_name;  // overrides the host for SNI and verification
@@ -38,8 +38,8 @@ struct ClientConfig {
 
 // A configuration that cannot be used, naming the file and the field.
 struct ConfigError {
-  std::string file;     // may be empty (e.g. a missing environment variable)
-  std::string field;    // e.g. "clusters[prod].cluster.server"
+  std::string file;   // may be empty (e.g. a missing environment variable)
+  std::string field;  // e.g. "clusters[prod].cluster.server"
   std::string message;
 };
 [[nodiscard]] std::string to_string(const ConfigError& error);
@@ -56,8 +56,8 @@ inline constexpr const char* kServiceAccountRoot = "/var/run/secrets/kubernetes.
 
 // One kubeconfig file, its current-context (or `context` when given).
 // Relative paths resolve against the file's folder.
-[[nodiscard]] std::expected<ClientConfig, ConfigError> load_kubeconfig(
-    const std::filesystem::path& file, const std::string& context = "");
+[[nodiscard]] std::expected<ClientConfig, ConfigError> load_kubeconfig(const std::filesystem::path& file,
+                                                                       const std::string& context = "");
 
 // What the command line says (kube-proxy's --kubeconfig and --master).
 struct ConfigFlags {
@@ -83,7 +83,8 @@ class TokenSource {
   using Clock = std::function<std::chrono::steady_clock::time_point()>;
   static constexpr std::chrono::seconds kRefreshPeriod{60};
 
-  TokenSource(std::string fixed_token, std::filesystem::path file, Clock clock = std::chrono::steady_clock::now);
+  TokenSource(std::string fixed_token, std::filesystem::path file,
+              Clock clock = std::chrono::steady_clock::now);
 
   // "" when there is no token at all.
   [[nodiscard]] std::string token();

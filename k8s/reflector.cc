@@ -35,9 +35,12 @@ std::string url_encode(std::string_view text) {
 
 std::string_view kind_label(ResourceKind kind) {
   switch (kind) {
-    case ResourceKind::kService: return "services";
-    case ResourceKind::kEndpointSlice: return "endpointslices";
-    case ResourceKind::kNode: return "nodes";
+    case ResourceKind::kService:
+      return "services";
+    case ResourceKind::kEndpointSlice:
+      return "endpointslices";
+    case ResourceKind::kNode:
+      return "nodes";
   }
   return "objects";
 }
@@ -89,8 +92,8 @@ std::optional<ObjectKey> key_from_json(const boost::json::value& object) {
   return key;
 }
 
-ReflectorBase::ReflectorBase(boost::asio::io_context& io, HttpClient& client, std::string path, ResourceKind kind,
-                             ReflectorOptions options)
+ReflectorBase::ReflectorBase(boost::asio::io_context& io, HttpClient& client, std::string path,
+                             ResourceKind kind, ReflectorOptions options)
     : io_(io),
       client_(client),
       path_(std::move(path)),
@@ -140,9 +143,11 @@ std::string ReflectorBase::target(bool watch, const std::string& continue_token)
     add("watch", "true");
     add("allowWatchBookmarks", "true");
     add("resourceVersion", resource_version_);
-    const auto span = std::max<std::int64_t>(1, (options_.max_watch_timeout - options_.min_watch_timeout).count());
-    const auto timeout = options_.min_watch_timeout.count() +
-                         std::min<std::int64_t>(span - 1, static_cast<std::int64_t>(options_.random() * span));
+    const auto span =
+        std::max<std::int64_t>(1, (options_.max_watch_timeout - options_.min_watch_timeout).count());
+    const auto timeout =
+        options_.min_watch_timeout.count() +
+        std::min<std::int64_t>(span - 1, static_cast<std::int64_t>(options_.random() * span));
     add("timeoutSeconds", std::to_string(timeout));
   } else {
     // No resourceVersion: the first page is a consistent read, later pages
@@ -176,7 +181,8 @@ void ReflectorBase::list_page(std::string continue_token) {
   call_ = client_.get(target(false, continue_token), options_.http, std::move(handlers));
 }
 
-std::string ReflectorBase::describe_http_error(unsigned status, const std::string& body, const char* verb) const {
+std::string ReflectorBase::describe_http_error(unsigned status, const std::string& body,
+                                               const char* verb) const {
   std::string text = "HTTP " + std::to_string(status) + " on " + verb + " " + path_;
   if (auto json = parse_json(body)) {
     if (auto st = decode_status(*json); st && !st->message.empty()) {
@@ -201,7 +207,8 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
     log("list continue token expired; listing from the start");
     return list_page("");
   }
-  if (status_code_ == 400 && use_field_selector_ && !options_.field_selector.empty() && options_.client_filter) {
+  if (status_code_ == 400 && use_field_selector_ && !options_.field_selector.empty() &&
+      options_.client_filter) {
     // Older servers reject spec.clusterIP!=None; filter here instead.
     use_field_selector_ = false;
     status_.field_selector_dropped = true;
@@ -261,8 +268,8 @@ void ReflectorBase::start_watch() {
   HttpRequestOptions http = options_.http;
   // The server ends the watch after timeoutSeconds; silence beyond that
   // means a dead connection.
-  http.idle_timeout = std::max(http.idle_timeout, std::chrono::milliseconds(options_.max_watch_timeout) +
-                                                      std::chrono::seconds(30));
+  http.idle_timeout = std::max(
+      http.idle_timeout, std::chrono::milliseconds(options_.max_watch_timeout) + std::chrono::seconds(30));
   call_ = client_.get(target(true, ""), http, std::move(handlers));
 }
 
@@ -310,7 +317,8 @@ void ReflectorBase::handle_frame(const boost::json::value& frame) {
       relist_pending_ = true;
       return;
     }
-    log("watch ERROR event: " + (st ? st->message + " (" + std::to_string(code) + ")" : std::string("undecodable")));
+    log("watch ERROR event: " +
+        (st ? st->message + " (" + std::to_string(code) + ")" : std::string("undecodable")));
     status_.last_error = "watch ERROR event " + std::to_string(code);
     return;
   }
@@ -338,7 +346,8 @@ void ReflectorBase::on_watch_done(std::optional<HttpError> error) {
     auto last = stream_.finish();
     if (!last) {
       count_skip();
-      log("watch stream cut inside a frame (" + last.error().message + "); resuming from " + resource_version_);
+      log("watch stream cut inside a frame (" + last.error().message + "); resuming from " +
+          resource_version_);
     } else if (*last) {
       handle_frame(**last);
     }
@@ -351,7 +360,8 @@ void ReflectorBase::on_watch_done(std::optional<HttpError> error) {
   }
   if (error) return retry_later("watch failed: " + error->message);
   if (status_code_ == 410) return relist("the watch answered HTTP 410");
-  if (status_code_ == 400 && use_field_selector_ && !options_.field_selector.empty() && options_.client_filter) {
+  if (status_code_ == 400 && use_field_selector_ && !options_.field_selector.empty() &&
+      options_.client_filter) {
     use_field_selector_ = false;
     status_.field_selector_dropped = true;
     log("server refused the field selector on watch; relisting with client-side filtering");

@@ -84,14 +84,14 @@ struct ReflectorOptions {
 
 // What a reflector has done, for tests, logs and metrics.
 struct ReflectorStatus {
-  std::uint64_t lists = 0;       // complete lists (all pages)
+  std::uint64_t lists = 0;  // complete lists (all pages)
   std::uint64_t list_pages = 0;
-  std::uint64_t relists = 0;     // lists after 410 / too-large RV
-  std::uint64_t watches = 0;     // watch requests answered 200
-  std::uint64_t events = 0;      // ADDED/MODIFIED/DELETED applied
+  std::uint64_t relists = 0;  // lists after 410 / too-large RV
+  std::uint64_t watches = 0;  // watch requests answered 200
+  std::uint64_t events = 0;   // ADDED/MODIFIED/DELETED applied
   std::uint64_t bookmarks = 0;
-  std::uint64_t failures = 0;    // requests that failed (each followed by a backoff)
-  std::uint64_t skipped = 0;     // objects or frames that did not decode
+  std::uint64_t failures = 0;  // requests that failed (each followed by a backoff)
+  std::uint64_t skipped = 0;   // objects or frames that did not decode
   unsigned last_http_status = 0;
   std::string last_error;        // "" once healthy again
   std::string resource_version;  // last seen
@@ -115,9 +115,9 @@ class ReflectorBase {
 
  protected:
   // The typed part: decode, keep the cache, tell the sink.
-  virtual void stage_item(const boost::json::value& item) = 0;   // a list item
-  virtual void commit_list() = 0;                                // the list is whole: replace the cache
-  virtual void discard_list() = 0;                               // the list failed part way
+  virtual void stage_item(const boost::json::value& item) = 0;  // a list item
+  virtual void commit_list() = 0;                               // the list is whole: replace the cache
+  virtual void discard_list() = 0;                              // the list failed part way
   virtual void apply_event(std::string_view type, const boost::json::value& object) = 0;
   virtual void first_sync() = 0;
 
@@ -172,7 +172,9 @@ struct ResourceTraits<Service> {
   static constexpr ResourceKind kKind = ResourceKind::kService;
   static constexpr std::string_view kPath = "/api/v1/services";
   static auto decode(const boost::json::value& json) { return decode_service(json); }
-  static void deliver(ObjectSink& sink, const ObjectKey& key, const Service* now) { sink.service_changed(key, now); }
+  static void deliver(ObjectSink& sink, const ObjectKey& key, const Service* now) {
+    sink.service_changed(key, now);
+  }
 };
 
 template <>
@@ -204,7 +206,8 @@ class Reflector final : public ReflectorBase {
   using Traits = ResourceTraits<T>;
 
   Reflector(boost::asio::io_context& io, HttpClient& client, ObjectSink& sink, ReflectorOptions options)
-      : ReflectorBase(io, client, std::string(Traits::kPath), Traits::kKind, std::move(options)), sink_(sink) {}
+      : ReflectorBase(io, client, std::string(Traits::kPath), Traits::kKind, std::move(options)),
+        sink_(sink) {}
   ~Reflector() override { stop(); }
 
   [[nodiscard]] const ObjectCache<T>& cache() const { return cache_; }
@@ -228,9 +231,8 @@ class Reflector final : public ReflectorBase {
   }
 
   void commit_list() override {
-    cache_.replace(std::move(staged_), [this](const ObjectKey& key, const T* now) {
-      Traits::deliver(sink_, key, now);
-    });
+    cache_.replace(std::move(staged_),
+                   [this](const ObjectKey& key, const T* now) { Traits::deliver(sink_, key, now); });
     staged_.clear();
   }
 

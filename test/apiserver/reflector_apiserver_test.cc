@@ -12,8 +12,8 @@
 #include <map>
 #include <set>
 #include <sstream>
-#include <thread>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -109,7 +109,9 @@ class RecordingSink final : public ObjectSink {
   void endpoint_slice_changed(const ObjectKey& key, const EndpointSlice* now) override {
     record(key, now != nullptr);
   }
-  void node_changed(const Node* now) override { events.push_back(now ? "node " + now->meta.name : "node deleted"); }
+  void node_changed(const Node* now) override {
+    events.push_back(now ? "node " + now->meta.name : "node deleted");
+  }
   void synced(ResourceKind kind) override { synced_kinds.insert(kind); }
   void object_skipped(ResourceKind, const std::string& what, const std::string& reason) override {
     skipped.push_back(what + " " + reason);
@@ -241,13 +243,15 @@ TEST_CASE("watch: adds, edits and deletes arrive in order", "[apiserver]") {
   CHECK(services.status().lists == 1);
 }
 
-TEST_CASE("pagination: more than 500 EndpointSlices come in pages of 500 at one resourceVersion", "[apiserver]") {
+TEST_CASE("pagination: more than 500 EndpointSlices come in pages of 500 at one resourceVersion",
+          "[apiserver]") {
   auto& plane = ControlPlane::get();
   const std::string ns = unique_namespace("pages");
   std::string yaml;
   for (int i = 0; i < 520; ++i) {
-    yaml += (i ? "---\n" : "") + slice_yaml(ns, "s" + std::to_string(i),
-                                            "10.2." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1));
+    yaml += (i ? "---\n" : "") +
+            slice_yaml(ns, "s" + std::to_string(i),
+                       "10.2." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1));
   }
   plane.apply(yaml);
 
@@ -257,7 +261,8 @@ TEST_CASE("pagination: more than 500 EndpointSlices come in pages of 500 at one 
   options.tuning = quick(options.tuning);
   Reflector<EndpointSlice> slices(client.io, *client.http, sink, endpoint_slice_reflector_options(options));
   slices.start();
-  REQUIRE(run_until(client.io, [&] { return slices.status().synced; }, 120s));
+  REQUIRE(run_until(
+      client.io, [&] { return slices.status().synced; }, 120s));
   CHECK(slices.status().list_pages >= 2);
   CHECK(sink.in(ns).size() == 520);
   std::size_t cached = 0;
@@ -281,8 +286,10 @@ TEST_CASE("bookmarks advance the resourceVersion while nothing we watch changes"
   const auto synced_rv = std::stoull(services.status().resource_version);
   // Changes to a kind kipvs does not watch move the global resourceVersion.
   plane.kubectl("-n " + ns + " create configmap bump --from-literal=a=b");
-  REQUIRE(run_until(client.io, [&] { return services.status().bookmarks >= 1; }, 30s));
-  REQUIRE(run_until(client.io, [&] { return std::stoull(services.status().resource_version) > synced_rv; }, 30s));
+  REQUIRE(run_until(
+      client.io, [&] { return services.status().bookmarks >= 1; }, 30s));
+  REQUIRE(run_until(
+      client.io, [&] { return std::stoull(services.status().resource_version) > synced_rv; }, 30s));
   CHECK(sink.in(ns).empty());
   CHECK(services.status().watches >= 1);
 }
@@ -304,12 +311,14 @@ TEST_CASE("restart: the watch resumes after kube-apiserver restarts, no event lo
   // Changes right after the restart, while the reflector reconnects.
   plane.apply(service_yaml(ns, "after"));
   plane.kubectl("-n " + ns + " delete service before");
-  REQUIRE(run_until(client.io, [&] { return sink.in(ns).size() == 3; }, 90s));
+  REQUIRE(run_until(
+      client.io, [&] { return sink.in(ns).size() == 3; }, 90s));
   CHECK(sink.in(ns) == std::vector<std::string>{"before", "after", "before deleted"});
   CHECK(count_in(services.cache(), ns) == 1);
   CHECK(services.cache().find({ns, "after"}) != nullptr);
   CHECK(services.status().failures >= 1);  // it did notice the restart
-  UNSCOPED_INFO("lists after restart: " << services.status().lists << " relists: " << services.status().relists);
+  UNSCOPED_INFO("lists after restart: " << services.status().lists
+                                        << " relists: " << services.status().relists);
 }
 
 TEST_CASE("compaction: a watch from a compacted resourceVersion gets 410 and a relist fixes the state",
@@ -335,8 +344,10 @@ TEST_CASE("compaction: a watch from a compacted resourceVersion gets 410 and a r
   plane.apply(slice_yaml(ns, "new"));
   plane.kubectl("-n " + ns + " delete endpointslice old");
   plane.script("compact " + plane.dir.string());
-  REQUIRE(run_until(client.io, [&] { return slices.status().relists >= 1; }, 60s));
-  REQUIRE(run_until(client.io, [&] { return sink.in(ns).size() >= 3; }, 30s));
+  REQUIRE(run_until(
+      client.io, [&] { return slices.status().relists >= 1; }, 60s));
+  REQUIRE(run_until(
+      client.io, [&] { return sink.in(ns).size() >= 3; }, 30s));
   CHECK(sink.in(ns) == std::vector<std::string>{"old", "new", "old deleted"});
   CHECK(slices.cache().find({ns, "old"}) == nullptr);
   CHECK(slices.cache().find({ns, "new"}) != nullptr);
@@ -347,7 +358,8 @@ std::string make_account(const std::string& name, bool with_rbac) {
   auto& plane = ControlPlane::get();
   plane.kubectl("-n kube-system create serviceaccount " + name);
   if (with_rbac) {
-    plane.kubectl("create clusterrolebinding " + name + " --clusterrole=kipvs --serviceaccount=kube-system:" + name);
+    plane.kubectl("create clusterrolebinding " + name +
+                  " --clusterrole=kipvs --serviceaccount=kube-system:" + name);
   }
   return plane.script("token " + plane.dir.string() + " " + name + " 3600");
 }
@@ -377,14 +389,16 @@ TEST_CASE("tokens: a revoked token gives 401, a rotated token file is picked up"
 
   // Revoke: deleting the service account invalidates its tokens.
   plane.kubectl("-n kube-system delete serviceaccount " + stem + "-a");
-  REQUIRE(run_until(client.io, [&] { return services.status().last_http_status == 401; }, 60s));
+  REQUIRE(run_until(
+      client.io, [&] { return services.status().last_http_status == 401; }, 60s));
   CHECK(services.status().last_error.find("HTTP 401") != std::string::npos);
   CHECK(services.status().last_error.find("token") != std::string::npos);
 
   // Rotate: a fresh token in the file; the 401 made the client re-read it.
   write_token(token_file, second);
   plane.apply(service_yaml(ns, "seen-after-rotation"));
-  REQUIRE(run_until(client.io, [&] { return sink.in(ns).size() == 1; }, 60s));
+  REQUIRE(run_until(
+      client.io, [&] { return sink.in(ns).size() == 1; }, 60s));
   CHECK(services.status().last_http_status == 200);
   CHECK(client.tokens->token() == second);
 }
@@ -401,7 +415,8 @@ TEST_CASE("RBAC: a service account without list/watch gets a clear 403 error", "
   options.tuning = quick(options.tuning);
   Reflector<EndpointSlice> slices(client.io, *client.http, sink, endpoint_slice_reflector_options(options));
   slices.start();
-  REQUIRE(run_until(client.io, [&] { return slices.status().failures >= 2; }, 30s));
+  REQUIRE(run_until(
+      client.io, [&] { return slices.status().failures >= 2; }, 30s));
   const auto& status = slices.status();
   CHECK_FALSE(status.synced);
   CHECK(status.last_http_status == 403);
@@ -418,8 +433,8 @@ TEST_CASE("TLS: a server certificate not signed by the configured CA is refused"
   REQUIRE(config.has_value());
   // Pin a CA that did not sign the serving certificate (a fresh self-signed one).
   const fs::path other = plane.dir / "other-ca";
-  ControlPlane::run("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=other -keyout " + other.string() +
-                    ".key -out " + other.string() + ".crt");
+  ControlPlane::run("openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=other -keyout " +
+                    other.string() + ".key -out " + other.string() + ".crt");
   std::ifstream in(other.string() + ".crt");
   std::stringstream pem;
   pem << in.rdbuf();
@@ -433,7 +448,8 @@ TEST_CASE("TLS: a server certificate not signed by the configured CA is refused"
   options.tuning = quick(options.tuning);
   Reflector<Service> services(io, **client, sink, service_reflector_options(options));
   services.start();
-  REQUIRE(run_until(io, [&] { return services.status().failures >= 1; }, 30s));
+  REQUIRE(run_until(
+      io, [&] { return services.status().failures >= 1; }, 30s));
   INFO(services.status().last_error);
   CHECK(services.status().last_error.find("TLS handshake") != std::string::npos);
   CHECK(services.status().last_error.find("certificate") != std::string::npos);

@@ -36,9 +36,9 @@ class expected {
   using error_type = E;
   constexpr expected() requires std::is_default_constructible_v<T> : v_(std::in_place_index<0>) {}
   template <typename U = T>
-    requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::remove_cvref_t<U>, expected> &&
-             !std::is_same_v<std::remove_cvref_t<U>, unexpected<E>>)
-  constexpr expected(U&& u) : v_(std::in_place_index<0>, std::forward<U>(u)) {}
+  requires(std::is_constructible_v<T, U&&> && !std::is_same_v<std::remove_cvref_t<U>, expected> &&
+           !std::is_same_v<std::remove_cvref_t<U>, unexpected<E>>) constexpr expected(U&& u)
+      : v_(std::in_place_index<0>, std::forward<U>(u)) {}
   template <typename G>
   constexpr expected(const unexpected<G>& u) : v_(std::in_place_index<1>, u.error()) {}
   template <typename G>
@@ -57,7 +57,9 @@ class expected {
   constexpr const E& error() const& { return std::get<1>(v_); }
   constexpr E&& error() && { return std::get<1>(std::move(v_)); }
   template <typename U>
-  constexpr T value_or(U&& u) const& { return has_value() ? **this : static_cast<T>(std::forward<U>(u)); }
+  constexpr T value_or(U&& u) const& {
+    return has_value() ? **this : static_cast<T>(std::forward<U>(u));
+  }
 
  private:
   std::variant<T, E> v_;

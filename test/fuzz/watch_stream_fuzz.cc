@@ -7,9 +7,9 @@
 // (its slow path); Kubernetes objects carry no floating-point fields kipvs
 // reads (quantities are strings).
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <string_view>

@@ -59,8 +59,9 @@ std::vector<fs::path> case_dirs() {
 }
 
 RenderResult render_case(const fs::path& dir) {
-  std::vector<std::string> words{"--manifests", dir.string(), "--hostname-override", "node-a",
-                                 "--node-ip",   "192.168.0.10", "--zone",            "zone-a"};
+  std::vector<std::string> words{"--manifests", dir.string(), "--hostname-override",
+                                 "node-a",      "--node-ip",  "192.168.0.10",
+                                 "--zone",      "zone-a"};
   for (const auto& line : read_lines(dir / "args.txt")) {
     std::istringstream in(line);
     for (std::string word; in >> word;) words.push_back(word);

@@ -28,7 +28,11 @@ ipvs::Address ip(const char* text) {
 
 ipvs::ServiceKey tcp(const char* address, std::uint16_t port) {
   const auto parsed = ip(address);
-  return ipvs::ServiceKey{.family = parsed.family, .protocol = ipvs::Protocol::kTcp, .address = parsed, .port = port, .fwmark = 0};
+  return ipvs::ServiceKey{.family = parsed.family,
+                          .protocol = ipvs::Protocol::kTcp,
+                          .address = parsed,
+                          .port = port,
+                          .fwmark = 0};
 }
 
 NodeFacts facts() {
@@ -55,8 +59,9 @@ k8s::EndpointSlice slice(const char* name, const char* service_name, std::vector
   slice.meta.labels[std::string(kServiceNameLabel)] = service_name;
   slice.address_type = "IPv4";
   slice.ports.push_back(k8s::EndpointPort{.name = "http", .protocol = "TCP", .port = 8080});
-  for (auto& address : addresses) slice.endpoints.push_back(k8s::Endpoint{.addresses = {address}, .conditions = {},
-                                                                           .node_name = {}, .zone = {}, .hints = {}});
+  for (auto& address : addresses)
+    slice.endpoints.push_back(
+        k8s::Endpoint{.addresses = {address}, .conditions = {}, .node_name = {}, .zone = {}, .hints = {}});
   return slice;
 }
 
@@ -86,7 +91,8 @@ TEST_CASE("affinity timeout outside 1..86400 falls back to 10800 with a problem"
   const auto& programmed = state.table.at(tcp("10.96.0.10", 80)).service;
   CHECK(programmed.flags == ipvs::flags::kPersistent);
   CHECK(programmed.timeout == row.programmed);
-  CHECK(reasons(state) == (row.problem ? std::vector<std::string>{"invalid_affinity_timeout"} : std::vector<std::string>{}));
+  CHECK(reasons(state) ==
+        (row.problem ? std::vector<std::string>{"invalid_affinity_timeout"} : std::vector<std::string>{}));
   CHECK(state.problems.empty() != row.problem);
   if (row.problem) CHECK_THAT(state.problems[0].message, Catch::Contains("default/web"));
 }
@@ -216,7 +222,8 @@ TEST_CASE("owns_service: bound addresses and node ports, never excluded or fwmar
   CHECK_FALSE(owns_service(tcp("192.168.0.10", 30080), bound, node));
   CHECK(owns_service(tcp("10.0.0.5", 30080), bound, node));
 
-  ipvs::ServiceKey mark{.family = ipvs::Family::kIPv4, .protocol = ipvs::Protocol::kTcp, .address = {}, .port = 0, .fwmark = 7};
+  ipvs::ServiceKey mark{
+      .family = ipvs::Family::kIPv4, .protocol = ipvs::Protocol::kTcp, .address = {}, .port = 0, .fwmark = 7};
   CHECK_FALSE(owns_service(mark, bound, node));
 }
 
@@ -244,7 +251,8 @@ TEST_CASE("Cidr parses and matches prefixes", "[desired][cidr]") {
 }
 
 TEST_CASE("Cidr refuses malformed text", "[desired][cidr]") {
-  const char* text = GENERATE("", "10.0.0.0/", "10.0.0.0/33", "fd00::/129", "10.0.0.0/8x", "10.0.0/8", "x/8", "10.0.0.0/-1");
+  const char* text =
+      GENERATE("", "10.0.0.0/", "10.0.0.0/33", "fd00::/129", "10.0.0.0/8x", "10.0.0/8", "x/8", "10.0.0.0/-1");
   CAPTURE(text);
   CHECK_FALSE(Cidr::parse(text).has_value());
 }
@@ -255,7 +263,8 @@ TEST_CASE("scheduler names and flags", "[desired]") {
   CHECK_FALSE(is_known_scheduler("RR"));
   CHECK_FALSE(is_known_scheduler(""));
   CHECK(parse_scheduler_flags("") == 0U);
-  CHECK(parse_scheduler_flags("sh-fallback, sh-port") == (ipvs::flags::kSchedShFallback | ipvs::flags::kSchedShPort));
+  CHECK(parse_scheduler_flags("sh-fallback, sh-port") ==
+        (ipvs::flags::kSchedShFallback | ipvs::flags::kSchedShPort));
   CHECK(parse_scheduler_flags("one-packet") == ipvs::flags::kOnePacket);
   CHECK_FALSE(parse_scheduler_flags("sh-fallback,bogus").has_value());
   CHECK(flags_fit_scheduler("mh-port,one-packet", "mh"));
@@ -299,9 +308,16 @@ TEST_CASE("render flags: errors name the flag", "[desired][render]") {
 }
 
 TEST_CASE("render flags: both spellings, last --node-ip wins", "[desired][render]") {
-  const std::vector<std::string_view> args{"--manifests=dir", "--node-ip", "10.0.0.1", "--node-ip=fd00::1,192.168.0.1",
-                                           "--ipvs-scheduler", "sh", "--ipvs-scheduler-flags=sh-port",
-                                           "--affinity-mode=hash", "--proxy-name", "kipvs"};
+  const std::vector<std::string_view> args{"--manifests=dir",
+                                           "--node-ip",
+                                           "10.0.0.1",
+                                           "--node-ip=fd00::1,192.168.0.1",
+                                           "--ipvs-scheduler",
+                                           "sh",
+                                           "--ipvs-scheduler-flags=sh-port",
+                                           "--affinity-mode=hash",
+                                           "--proxy-name",
+                                           "kipvs"};
   const auto options = parse_render_args(args);
   REQUIRE(options.has_value());
   CHECK(options->manifests == "dir");
@@ -318,7 +334,8 @@ TEST_CASE("render flags: both spellings, last --node-ip wins", "[desired][render
 namespace kipvs::agent {
 namespace {
 
-TEST_CASE("render takes zone and node IPs from this node's Node object unless flags set them", "[desired][render]") {
+TEST_CASE("render takes zone and node IPs from this node's Node object unless flags set them",
+          "[desired][render]") {
   const auto dir = std::filesystem::temp_directory_path() / ("kipvs-render-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   {
@@ -377,7 +394,7 @@ endpoints:
   }
   SECTION("flags win") {
     const std::vector<std::string_view> args{"--manifests", manifests, "--hostname-override", "node-a",
-                                             "--zone", "zone-a", "--node-ip", "10.0.0.5"};
+                                             "--zone",      "zone-a",  "--node-ip",           "10.0.0.5"};
     auto result = render(*parse_render_args(args));
     REQUIRE(result.has_value());
     const auto& cluster = result->state.table.at(tcp("10.96.0.10", 80));

@@ -23,23 +23,33 @@ Address ip(const char* text) {
 
 ServiceKey vip(const char* address, std::uint16_t port, Protocol protocol = Protocol::kTcp) {
   const Address parsed = ip(address);
-  return ServiceKey{.family = parsed.family, .protocol = protocol, .address = parsed, .port = port, .fwmark = 0};
+  return ServiceKey{
+      .family = parsed.family, .protocol = protocol, .address = parsed, .port = port, .fwmark = 0};
 }
 
-Service service(const ServiceKey& key, std::string scheduler = "rr", std::uint32_t flags = 0, std::uint32_t timeout = 0) {
-  return Service{.key = key, .scheduler = std::move(scheduler), .flags = flags, .timeout = timeout, .netmask = 0xffffffff};
+Service service(const ServiceKey& key, std::string scheduler = "rr", std::uint32_t flags = 0,
+                std::uint32_t timeout = 0) {
+  return Service{.key = key,
+                 .scheduler = std::move(scheduler),
+                 .flags = flags,
+                 .timeout = timeout,
+                 .netmask = 0xffffffff};
 }
 
 Destination real(const char* address, std::uint16_t port, std::int32_t weight = 1) {
-  return Destination{.key = {ip(address), port}, .forwarding = Forwarding::kMasq, .weight = weight,
-                     .upper_threshold = 0, .lower_threshold = 0};
+  return Destination{.key = {ip(address), port},
+                     .forwarding = Forwarding::kMasq,
+                     .weight = weight,
+                     .upper_threshold = 0,
+                     .lower_threshold = 0};
 }
 
 // A small cluster: two TCP services and one UDP service.
 Table cluster() {
   Table table;
   put(table, service(vip("10.96.0.1", 443)), {real("192.168.0.10", 6443)});
-  put(table, service(vip("10.96.0.10", 53, Protocol::kUdp)), {real("10.244.1.2", 53), real("10.244.2.2", 53)});
+  put(table, service(vip("10.96.0.10", 53, Protocol::kUdp)),
+      {real("10.244.1.2", 53), real("10.244.2.2", 53)});
   put(table, service(vip("10.96.0.20", 80)), {real("10.244.1.5", 8080), real("10.244.2.5", 8080)});
   return table;
 }
@@ -118,11 +128,13 @@ TEST_CASE("a changed service setting is an edit in place, never delete and add",
     Service after;
   };
   const auto change = GENERATE_COPY(values<Change>({
-      {"persistence timeout", service(key, "rr", flags::kPersistent, 10800), service(key, "rr", flags::kPersistent, 600)},
+      {"persistence timeout", service(key, "rr", flags::kPersistent, 10800),
+       service(key, "rr", flags::kPersistent, 600)},
       {"scheduler", service(key, "rr"), service(key, "mh")},
       {"flags", service(key, "sh"), service(key, "sh", flags::kSchedShFallback | flags::kSchedShPort)},
       {"persistence on", service(key), service(key, "rr", flags::kPersistent, 10800)},
-      {"netmask", service(key, "rr", flags::kPersistent, 60), [&] {
+      {"netmask", service(key, "rr", flags::kPersistent, 60),
+       [&] {
          Service s = service(key, "rr", flags::kPersistent, 60);
          s.netmask = 0xffffff00;
          return s;
@@ -142,12 +154,14 @@ TEST_CASE("a changed service setting is an edit in place, never delete and add",
 TEST_CASE("destination changes: add, edit, delete in make-before-break order", "[diff]") {
   const ServiceKey key = vip("10.96.0.20", 80);
   Table observed;
-  put(observed, service(key), {real("10.244.1.5", 8080), real("10.244.2.5", 8080, 0), real("10.244.3.5", 8080)});
+  put(observed, service(key),
+      {real("10.244.1.5", 8080), real("10.244.2.5", 8080, 0), real("10.244.3.5", 8080)});
   Table desired;
   put(desired, service(key), {real("10.244.1.5", 8080), real("10.244.2.5", 8080), real("10.244.4.5", 8080)});
 
   const Plan plan = diff(desired, observed, kOwnsAll);
-  REQUIRE(kinds(plan) == std::vector<Kind>{Kind::kAddDestination, Kind::kEditDestination, Kind::kDeleteDestination});
+  REQUIRE(kinds(plan) ==
+          std::vector<Kind>{Kind::kAddDestination, Kind::kEditDestination, Kind::kDeleteDestination});
   CHECK(plan.operations[0].destination.key == real("10.244.4.5", 8080).key);
   CHECK(plan.operations[1].destination == real("10.244.2.5", 8080));  // weight 0 restored to 1
   CHECK(plan.operations[2].destination.key == real("10.244.3.5", 8080).key);
@@ -159,10 +173,18 @@ TEST_CASE("destination edits cover forwarding, weight and thresholds", "[diff]")
   Destination changed = real("10.244.1.5", 8080);
   const int field = GENERATE(0, 1, 2, 3);
   switch (field) {
-    case 0: changed.forwarding = Forwarding::kRoute; break;
-    case 1: changed.weight = 5; break;
-    case 2: changed.upper_threshold = 100; break;
-    default: changed.lower_threshold = 10; break;
+    case 0:
+      changed.forwarding = Forwarding::kRoute;
+      break;
+    case 1:
+      changed.weight = 5;
+      break;
+    case 2:
+      changed.upper_threshold = 100;
+      break;
+    default:
+      changed.lower_threshold = 10;
+      break;
   }
   Table observed;
   put(observed, service(key), {changed});
@@ -282,7 +304,8 @@ TEST_CASE("a leaving destination with connections drains at weight 0", "[diff][d
   // with its original start time.
   f.observed.at(f.key).destinations.at(f.leaving.key).weight = 0;
   const Plan again = diff(f.desired, f.observed, kOwnsAll);
-  const DrainResult second = apply_drain_policy(again, f.observed, f.busy(active, inactive), first.draining, f.t0 + 60s);
+  const DrainResult second =
+      apply_drain_policy(again, f.observed, f.busy(active, inactive), first.draining, f.t0 + 60s);
   CHECK(second.plan.empty());
   CHECK(second.draining == first.draining);
 
@@ -295,7 +318,8 @@ TEST_CASE("a leaving destination with connections drains at weight 0", "[diff][d
 TEST_CASE("idle and UDP destinations are deleted at once", "[diff][drain]") {
   DrainFixture f;
   SECTION("idle TCP") {
-    const DrainResult result = apply_drain_policy(diff(f.desired, f.observed, kOwnsAll), f.observed, f.busy(0, 0), {}, f.t0);
+    const DrainResult result =
+        apply_drain_policy(diff(f.desired, f.observed, kOwnsAll), f.observed, f.busy(0, 0), {}, f.t0);
     CHECK(kinds(result.plan) == std::vector<Kind>{Kind::kDeleteDestination});
     CHECK(result.draining.empty());
   }
@@ -306,7 +330,8 @@ TEST_CASE("idle and UDP destinations are deleted at once", "[diff][drain]") {
     put(observed, service(udp), {real("10.244.1.2", 53), f.leaving});
     put(desired, service(udp), {real("10.244.1.2", 53)});
     const ConnectionTable counts{{DestinationRef{udp, f.leaving.key}, Connections{0, 12}}};
-    const DrainResult result = apply_drain_policy(diff(desired, observed, kOwnsAll), observed, counts, {}, f.t0);
+    const DrainResult result =
+        apply_drain_policy(diff(desired, observed, kOwnsAll), observed, counts, {}, f.t0);
     CHECK(kinds(result.plan) == std::vector<Kind>{Kind::kDeleteDestination});
     CHECK(result.draining.empty());
   }
@@ -324,8 +349,8 @@ TEST_CASE("the grace period bounds a drain", "[diff][drain]") {
   CHECK(kinds(late.plan) == std::vector<Kind>{Kind::kDeleteDestination});
   CHECK(late.draining.empty());
   // Unbounded: still draining a day later.
-  const DrainResult forever =
-      apply_drain_policy(plan, f.observed, f.busy(5, 0), draining, f.t0 + 24h, DrainOptions{.grace_period = std::nullopt});
+  const DrainResult forever = apply_drain_policy(plan, f.observed, f.busy(5, 0), draining, f.t0 + 24h,
+                                                 DrainOptions{.grace_period = std::nullopt});
   CHECK(forever.draining.size() == 1);
 }
 
@@ -345,7 +370,8 @@ TEST_CASE("an endpoint that comes back while draining gets its weight back", "[d
 TEST_CASE("deleting a service ends its drains; prune_drains forgets vanished destinations", "[diff][drain]") {
   DrainFixture f;
   const DrainSet draining{{DestinationRef{f.key, f.leaving.key}, f.t0}};
-  const DrainResult result = apply_drain_policy(diff(Table{}, f.observed, kOwnsAll), f.observed, f.busy(9, 9), draining, f.t0);
+  const DrainResult result =
+      apply_drain_policy(diff(Table{}, f.observed, kOwnsAll), f.observed, f.busy(9, 9), draining, f.t0);
   CHECK(kinds(result.plan) == std::vector<Kind>{Kind::kDeleteService});
   CHECK(result.draining.empty());
 

@@ -21,7 +21,9 @@ constexpr std::string_view kStream =
     R"({"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"13"}},"x":"line\nbreak ]}"})"
     "\n";
 
-std::vector<std::string> expected_types() { return {"ADDED", "MODIFIED", "BOOKMARK"}; }
+std::vector<std::string> expected_types() {
+  return {"ADDED", "MODIFIED", "BOOKMARK"};
+}
 
 // Drains every complete value; fails the test on an error.
 void drain(JsonStream& stream, std::vector<boost::json::value>& out) {
@@ -46,7 +48,8 @@ TEST_CASE("json_stream: whole stream in one piece yields each value exactly") {
   drain(stream, values);
   REQUIRE(types_of(values) == expected_types());
   CHECK(values[0].at("object").at("metadata").at("name").as_string() == "a\"}{b");
-  CHECK(values[0].at("object").at("metadata").at("annotations").at("x").as_string() == "{\"nested\":[1,2]}\\");
+  CHECK(values[0].at("object").at("metadata").at("annotations").at("x").as_string() ==
+        "{\"nested\":[1,2]}\\");
   CHECK(values[1].at("object").at("metadata").at("name").as_string() == "caf\xc3\xa9");
   CHECK(values[2].at("x").as_string() == "line\nbreak ]}");
   CHECK(stream.buffered() == 0);

@@ -29,7 +29,8 @@ struct Scratch {
     fs::create_directories(dir);
     if (!fs::exists(dir / "ca.crt")) {
       const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=test -keyout " +
-                              (dir / "ca.key").string() + " -out " + (dir / "ca.crt").string() + " 2>/dev/null";
+                              (dir / "ca.key").string() + " -out " + (dir / "ca.crt").string() +
+                              " 2>/dev/null";
       REQUIRE(std::system(cmd.c_str()) == 0);
     }
     ca_pem = read(dir / "ca.crt");
@@ -82,10 +83,10 @@ TEST_CASE("kubeconfig: in-cluster config from the environment and the service-ac
   struct Case {
     std::string host, server;
   };
-  const auto c = GENERATE(values<Case>({{"10.96.0.1", "https://10.96.0.1:443"},
-                                        {"fd00:10:96::1", "https://[fd00:10:96::1]:443"}}));
-  auto config = load_in_cluster(env_of({{"KUBERNETES_SERVICE_HOST", c.host}, {"KUBERNETES_SERVICE_PORT", "443"}}),
-                                root);
+  const auto c = GENERATE(values<Case>(
+      {{"10.96.0.1", "https://10.96.0.1:443"}, {"fd00:10:96::1", "https://[fd00:10:96::1]:443"}}));
+  auto config = load_in_cluster(
+      env_of({{"KUBERNETES_SERVICE_HOST", c.host}, {"KUBERNETES_SERVICE_PORT", "443"}}), root);
   REQUIRE(config.has_value());
   CHECK(config->server == c.server);
   CHECK(config->token == "tok-123");
@@ -132,7 +133,8 @@ users:
 - name: devu
   user:
     token: dev-token
-    client-certificate-data: )" + base64(s.ca_pem) + R"(
+    client-certificate-data: )" + base64(s.ca_pem) +
+                                                 R"(
     client-key-data: )" + base64(s.key_pem) + R"(
 - name: produ
   user: {tokenFile: tok}
@@ -172,16 +174,21 @@ TEST_CASE("kubeconfig: errors name the file and the field") {
       {"unknown context", "current-context: x\ncontexts: []\n", "contexts[x]", "config"},
       {"no server", head + "clusters:\n- name: k\n  cluster: {}\nusers:\n- name: u\n  user: {}\n",
        "clusters[k].cluster.server", "config"},
-      {"bad CA file", head + "clusters:\n- name: k\n  cluster: {server: https://h, certificate-authority: notpem}\n",
+      {"bad CA file",
+       head + "clusters:\n- name: k\n  cluster: {server: https://h, certificate-authority: notpem}\n",
        "clusters[k].cluster.certificate-authority", "notpem"},
-      {"missing CA file", head + "clusters:\n- name: k\n  cluster: {server: https://h, certificate-authority: nope}\n",
+      {"missing CA file",
+       head + "clusters:\n- name: k\n  cluster: {server: https://h, certificate-authority: nope}\n",
        "clusters[k].cluster.certificate-authority", "nope"},
-      {"bad base64", head + "clusters:\n- name: k\n  cluster: {server: https://h, certificate-authority-data: '!!'}\n",
+      {"bad base64",
+       head + "clusters:\n- name: k\n  cluster: {server: https://h, certificate-authority-data: '!!'}\n",
        "clusters[k].cluster.certificate-authority-data", "config"},
-      {"exec plugin", head + "clusters:\n- name: k\n  cluster: {server: https://h}\nusers:\n- name: u\n  user: {exec: {}}\n",
+      {"exec plugin",
+       head + "clusters:\n- name: k\n  cluster: {server: https://h}\nusers:\n- name: u\n  user: {exec: {}}\n",
        "users[u].user.exec", "config"},
       {"missing token file",
-       head + "clusters:\n- name: k\n  cluster: {server: https://h}\nusers:\n- name: u\n  user: {tokenFile: gone}\n",
+       head + "clusters:\n- name: k\n  cluster: {server: https://h}\nusers:\n- name: u\n  user: {tokenFile: "
+              "gone}\n",
        "users[u].user.tokenFile", "gone"},
   }));
   CAPTURE(c.name);
@@ -195,8 +202,9 @@ TEST_CASE("kubeconfig: errors name the file and the field") {
 
 TEST_CASE("kubeconfig: which configuration wins, and --master") {
   Scratch s;
-  const std::string kc = "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k}\nclusters:\n- name: k\n"
-                         "  cluster: {server: https://SERVER}\n";
+  const std::string kc =
+      "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k}\nclusters:\n- name: k\n"
+      "  cluster: {server: https://SERVER}\n";
   auto write_kc = [&](const std::string& name, const std::string& server) {
     std::string text = kc;
     text.replace(text.find("SERVER"), 6, server);
@@ -220,8 +228,9 @@ TEST_CASE("kubeconfig: which configuration wins, and --master") {
                                                {"KUBERNETES_SERVICE_PORT", "443"}};
   CHECK(server({flag, ""}, all) == "https://flag");
   CHECK(server({"", ""}, all) == "https://env");
-  CHECK(server({"", ""}, {{"HOME", home}, {"KUBERNETES_SERVICE_HOST", "10.0.0.1"}, {"KUBERNETES_SERVICE_PORT", "443"}}) ==
-        "https://10.0.0.1:443");
+  CHECK(server({"", ""}, {{"HOME", home},
+                          {"KUBERNETES_SERVICE_HOST", "10.0.0.1"},
+                          {"KUBERNETES_SERVICE_PORT", "443"}}) == "https://10.0.0.1:443");
   CHECK(server({"", ""}, {{"HOME", home}}) == "https://home");
   CHECK(server({flag, "https://master:1"}, all) == "https://master:1");
   CHECK(server({"", "http://only:8080"}, {}) == "http://only:8080");

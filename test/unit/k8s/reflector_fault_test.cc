@@ -37,8 +37,9 @@ struct Step {
 using Script = std::vector<Step>;
 
 std::string response(int status, const std::string& body, const std::string& headers = "") {
-  return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\nConnection: close\r\n" + headers + "\r\n" + body;
+  return "HTTP/1.1 " + std::to_string(status) +
+         " X\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+         "\r\nConnection: close\r\n" + headers + "\r\n" + body;
 }
 std::string chunked_head() {
   return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -53,7 +54,8 @@ const std::string kLastChunk = "0\r\n\r\n";
 std::string service(const std::string& name, const std::string& rv, int port = 80,
                     const std::string& cluster_ip = "10.96.0.10") {
   return R"({"metadata":{"name":")" + name + R"(","namespace":"ns","resourceVersion":")" + rv +
-         R"("},"spec":{"clusterIP":")" + cluster_ip + R"(","ports":[{"port":)" + std::to_string(port) + "}]}}";
+         R"("},"spec":{"clusterIP":")" + cluster_ip + R"(","ports":[{"port":)" + std::to_string(port) +
+         "}]}}";
 }
 std::string event(const std::string& type, const std::string& object) {
   return R"({"type":")" + type + R"(","object":)" + object + "}\n";
@@ -62,8 +64,8 @@ std::string bookmark(const std::string& rv) {
   return event("BOOKMARK", R"({"kind":"Service","metadata":{"resourceVersion":")" + rv + R"("}})");
 }
 std::string list(const std::vector<std::string>& items, const std::string& rv, const std::string& cont = "") {
-  std::string body = R"({"kind":"ServiceList","metadata":{"resourceVersion":")" + rv + R"(","continue":")" + cont +
-                     R"("},"items":[)";
+  std::string body = R"({"kind":"ServiceList","metadata":{"resourceVersion":")" + rv + R"(","continue":")" +
+                     cont + R"("},"items":[)";
   for (std::size_t i = 0; i < items.size(); ++i) body += (i ? "," : "") + items[i];
   return body + "]}";
 }
@@ -76,7 +78,9 @@ class FaultServer {
   using Handler = std::function<Script(const std::string& target, const std::string& head)>;
 
   FaultServer(asio::io_context& io, Handler handler)
-      : io_(io), acceptor_(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), handler_(std::move(handler)) {
+      : io_(io),
+        acceptor_(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+        handler_(std::move(handler)) {
     accept();
   }
   std::string url() const { return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()); }
@@ -100,16 +104,17 @@ class FaultServer {
       auto c = std::make_shared<Connection>(io_);
       c->socket = std::move(socket);
       connections_.push_back(c);
-      asio::async_read_until(c->socket, c->request, "\r\n\r\n", [this, c](boost::system::error_code ec, std::size_t) {
-        if (ec) return;
-        std::string head(asio::buffers_begin(c->request.data()), asio::buffers_end(c->request.data()));
-        const auto sp1 = head.find(' ');
-        const std::string target = head.substr(sp1 + 1, head.find(' ', sp1 + 1) - sp1 - 1);
-        targets.push_back(target);
-        times.push_back(std::chrono::steady_clock::now());
-        c->script = handler_(target, head);
-        play(c);
-      });
+      asio::async_read_until(
+          c->socket, c->request, "\r\n\r\n", [this, c](boost::system::error_code ec, std::size_t) {
+            if (ec) return;
+            std::string head(asio::buffers_begin(c->request.data()), asio::buffers_end(c->request.data()));
+            const auto sp1 = head.find(' ');
+            const std::string target = head.substr(sp1 + 1, head.find(' ', sp1 + 1) - sp1 - 1);
+            targets.push_back(target);
+            times.push_back(std::chrono::steady_clock::now());
+            c->script = handler_(target, head);
+            play(c);
+          });
       accept();
     });
   }
@@ -118,22 +123,23 @@ class FaultServer {
     if (c->step == c->script.size()) return;  // hold the connection open
     Step& step = c->script[c->step];
     if (!step.byte_by_byte) {
-      asio::async_write(c->socket, asio::buffer(step.bytes), [this, c](boost::system::error_code ec, std::size_t) {
-        if (!ec) next_step(c);
-      });
+      asio::async_write(c->socket, asio::buffer(step.bytes),
+                        [this, c](boost::system::error_code ec, std::size_t) {
+                          if (!ec) next_step(c);
+                        });
       return;
     }
     if (c->byte == step.bytes.size()) {
       c->byte = 0;
       return next_step(c);
     }
-    asio::async_write(c->socket, asio::buffer(&step.bytes[c->byte], 1), [this, c](boost::system::error_code ec,
-                                                                                    std::size_t) {
-      if (ec) return;
-      ++c->byte;
-      c->timer.expires_after(1ms);
-      c->timer.async_wait([this, c](boost::system::error_code) { play(c); });
-    });
+    asio::async_write(c->socket, asio::buffer(&step.bytes[c->byte], 1),
+                      [this, c](boost::system::error_code ec, std::size_t) {
+                        if (ec) return;
+                        ++c->byte;
+                        c->timer.expires_after(1ms);
+                        c->timer.async_wait([this, c](boost::system::error_code) { play(c); });
+                      });
   }
 
   void next_step(const std::shared_ptr<Connection>& c) {
@@ -206,8 +212,12 @@ struct Rig {
   ~Rig() { reflector->stop(); }
 };
 
-bool is_watch(const std::string& target) { return target.find("watch=true") != std::string::npos; }
-bool has(const std::string& target, const std::string& part) { return target.find(part) != std::string::npos; }
+bool is_watch(const std::string& target) {
+  return target.find("watch=true") != std::string::npos;
+}
+bool has(const std::string& target, const std::string& part) {
+  return target.find(part) != std::string::npos;
+}
 
 TEST_CASE("reflector fault: pages, then a watch from the list's version, resumed from the last bookmark") {
   int watches = 0;
@@ -217,7 +227,8 @@ TEST_CASE("reflector fault: pages, then a watch from the list's version, resumed
       return {{response(200, list({service("a", "5"), service("b", "6")}, "10", "p2"))}};
     }
     if (++watches == 1) {
-      return {{chunked_head() + chunk(event("ADDED", service("d", "11")) + event("MODIFIED", service("a", "12", 81))) +
+      return {{chunked_head() +
+               chunk(event("ADDED", service("d", "11")) + event("MODIFIED", service("a", "12", 81))) +
                chunk(event("DELETED", service("b", "13")) + bookmark("20")) + kLastChunk}};
     }
     return {{chunked_head()}};  // then silence
@@ -250,7 +261,8 @@ TEST_CASE("reflector fault: a frame delivered byte by byte is applied once, whol
     return {{chunked_head()}, {chunk(event("ADDED", service("slow", "2", 8080))), true}};
   });
   rig.reflector->start();
-  REQUIRE(run_until(rig.io, [&] { return !rig.sink.events.empty(); }, 20s));
+  REQUIRE(run_until(
+      rig.io, [&] { return !rig.sink.events.empty(); }, 20s));
   CHECK(rig.sink.events == std::vector<std::string>{"slow"});
   CHECK(rig.reflector->cache().find({"ns", "slow"})->ports.at(0).port == 8080);
   CHECK(rig.reflector->status().skipped == 0);
@@ -262,8 +274,8 @@ TEST_CASE("reflector fault: a connection cut mid-frame resumes from the last who
   Rig rig([&](const std::string& target, const std::string&) -> Script {
     if (!is_watch(target)) return {{response(200, list({}, "10"))}};
     if (++watches == 1) {
-      return {{chunked_head() + chunk(event("ADDED", service("d", "11")) + cut.substr(0, cut.size() / 2)), false,
-               true}};
+      return {{chunked_head() + chunk(event("ADDED", service("d", "11")) + cut.substr(0, cut.size() / 2)),
+               false, true}};
     }
     return {{chunked_head() + chunk(cut)}};
   });
@@ -280,7 +292,9 @@ TEST_CASE("reflector fault: malformed JSON and an undecodable object are skipped
     if (!is_watch(target)) return {{response(200, list({}, "1"))}};
     const std::string bad_port =
         R"({"metadata":{"name":"bad","namespace":"ns","resourceVersion":"3"},"spec":{"ports":[{"port":"abc"}]}})";
-    return {{chunked_head() + chunk(R"({"type":"ADDED","object":{"metadata":oops}})" "\n") +
+    return {{chunked_head() +
+             chunk(R"({"type":"ADDED","object":{"metadata":oops}})"
+                   "\n") +
              chunk(event("ADDED", bad_port)) + chunk(event("ADDED", service("good", "4")))}};
   });
   rig.reflector->start();
@@ -300,8 +314,9 @@ TEST_CASE("reflector fault: 429 and 5xx back off, then the list succeeds") {
   int lists = 0;
   Rig rig([&](const std::string& target, const std::string&) -> Script {
     if (is_watch(target)) return {{chunked_head()}};
-    if (++lists <= 2) return {{response(status, R"({"kind":"Status","message":"slow down","code":)" +
-                                                    std::to_string(status) + "}")}};
+    if (++lists <= 2)
+      return {{response(status,
+                        R"({"kind":"Status","message":"slow down","code":)" + std::to_string(status) + "}")}};
     return {{response(200, list({service("a", "1")}, "1"))}};
   });
   rig.reflector->start();
@@ -318,14 +333,16 @@ TEST_CASE("reflector fault: an ERROR 410 on the watch relists and passes on only
   int lists = 0;
   Rig rig([&](const std::string& target, const std::string&) -> Script {
     if (!is_watch(target)) {
-      if (++lists == 1) return {{response(200, list({service("a", "1"), service("b", "2"), service("c", "3")}, "3"))}};
+      if (++lists == 1)
+        return {{response(200, list({service("a", "1"), service("b", "2"), service("c", "3")}, "3"))}};
       return {{response(200, list({service("a", "1"), service("c", "7", 99), service("e", "8")}, "9"))}};
     }
     if (lists == 1) return {{chunked_head() + chunk(event("ERROR", kExpired))}};
     return {{chunked_head()}};
   });
   rig.reflector->start();
-  REQUIRE(run_until(rig.io, [&] { return rig.reflector->status().relists == 1 && rig.sink.events.size() >= 6; }));
+  REQUIRE(
+      run_until(rig.io, [&] { return rig.reflector->status().relists == 1 && rig.sink.events.size() >= 6; }));
   CHECK(rig.sink.events == std::vector<std::string>{"a", "b", "c", "b deleted", "c", "e"});
   CHECK(rig.sink.synced_count == 1);
   CHECK(has(rig.server->targets.back(), "resourceVersion=9&"));
@@ -344,7 +361,8 @@ TEST_CASE("reflector fault: an expired continue token restarts the list from the
     return {{response(200, list({service("a", "5")}, firsts == 1 ? "10" : "12", "p2"))}};
   });
   rig.reflector->start();
-  REQUIRE(run_until(rig.io, [&] { return rig.sink.synced_count == 1 && is_watch(rig.server->targets.back()); }));
+  REQUIRE(
+      run_until(rig.io, [&] { return rig.sink.synced_count == 1 && is_watch(rig.server->targets.back()); }));
   CHECK(firsts == 2);
   CHECK(rig.sink.events == std::vector<std::string>{"a", "b"});
   CHECK(has(rig.server->targets.back(), "resourceVersion=12&"));
@@ -353,7 +371,8 @@ TEST_CASE("reflector fault: an expired continue token restarts the list from the
 TEST_CASE("reflector fault: a refused field selector falls back to filtering on the client") {
   Rig rig([&](const std::string& target, const std::string&) -> Script {
     if (has(target, "fieldSelector")) {
-      return {{response(400, R"({"kind":"Status","message":"field label not supported: spec.clusterIP","code":400})")}};
+      return {{response(
+          400, R"({"kind":"Status","message":"field label not supported: spec.clusterIP","code":400})")}};
     }
     if (is_watch(target)) {
       return {{chunked_head() + chunk(event("ADDED", service("headless2", "4", 53, "None")) +
@@ -384,7 +403,7 @@ TEST_CASE("reflector fault: a 401 makes the client re-read a rotated token file"
         return {{response(200, list({service("a", "1")}, "1"))}};
       },
       file);
-  rig.reflector->start();  // reads "old"
+  rig.reflector->start();                           // reads "old"
   std::ofstream(file, std::ios::trunc) << "new\n";  // rotated on disk
   REQUIRE(run_until(rig.io, [&] { return rig.sink.synced_count == 1; }));
   CHECK(auth.at(0) == "old");
