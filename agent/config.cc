@@ -335,6 +335,22 @@ const std::vector<Setting>& settings() {
                    return std::nullopt;
                  }});
     s.push_back(
+        {"kipvs.throughputMetrics", "throughput-metrics", Kind::kString, "none|services|destinations",
+         "Kernel throughput series in /metrics: per Service (the default), also per endpoint, or none.",
+         [](Config& c, const Value& v) -> std::optional<std::string> {
+           const auto& text = std::get<std::string>(v);
+           if (text == "services" || text.empty()) {
+             c.kipvs.throughput_metrics = ThroughputMetrics::kServices;
+           } else if (text == "destinations") {
+             c.kipvs.throughput_metrics = ThroughputMetrics::kDestinations;
+           } else if (text == "none") {
+             c.kipvs.throughput_metrics = ThroughputMetrics::kNone;
+           } else {
+             return "\"none\", \"services\" or \"destinations\", got " + quoted(text);
+           }
+           return std::nullopt;
+         }});
+    s.push_back(
         {"kipvs.manifests", "manifests", Kind::kString, "dir",
          "Read Services and EndpointSlices from manifests in this directory instead of an API server.",
          [](Config& c, const Value& v) -> std::optional<std::string> {
@@ -735,6 +751,9 @@ boost::json::value to_json(const Config& c) {
       {"interfaceName", c.kipvs.interface_name},
       {"gracePeriod", format_go_duration(c.kipvs.grace_period)},
       {"schedulerFlags", c.kipvs.scheduler_flags},
+      {"throughputMetrics", c.kipvs.throughput_metrics == ThroughputMetrics::kNone       ? "none"
+                            : c.kipvs.throughput_metrics == ThroughputMetrics::kServices ? "services"
+                                                                                         : "destinations"},
       {"manifests", c.kipvs.manifests},
       {"nodeIPs", std::move(node_ips)},
   };

@@ -230,8 +230,14 @@ std::vector<prometheus::MetricFamily> Metrics::collect() const {
   return families;
 }
 
+void Metrics::add_text_collectable(std::shared_ptr<TextCollectable> collectable) {
+  text_collectables_.push_back(std::move(collectable));
+}
+
 std::string Metrics::serialize() const {
-  return prometheus::TextSerializer().Serialize(collect());
+  std::string text = prometheus::TextSerializer().Serialize(collect());
+  for (const auto& collectable : text_collectables_) collectable->append_text(text);
+  return text;
 }
 
 }  // namespace kipvs::metrics

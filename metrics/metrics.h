@@ -37,6 +37,16 @@ namespace kipvs::metrics {
 inline constexpr std::string_view kIPv4 = "IPv4";
 inline constexpr std::string_view kIPv6 = "IPv6";
 
+// A collector that writes its exposition text itself. For families with
+// very many series, building prometheus-cpp's MetricFamily objects costs
+// several times what the text does (measured: 10,000 services x 10 endpoints).
+class TextCollectable {
+ public:
+  virtual ~TextCollectable() = default;
+  // Appends whole families (HELP, TYPE, samples) in the text format 0.0.4.
+  virtual void append_text(std::string& out) const = 0;
+};
+
 class Metrics {
  public:
   // families: the IP families this node serves ("IPv4", "IPv6"). kipvs syncs
@@ -83,20 +93,24 @@ class Metrics {
   void set_drains_in_progress(std::uint64_t count);
   void nftables_failed();
 
-  // Adds a collector asked on every scrape (the kernel-throughput one). The
-  // collector must outlive this object.
+  // Adds a collector asked on every scrape.
   void add_collectable(std::shared_ptr<prometheus::Collectable> collectable);
+  // Adds a collector that writes its own text (the kernel-throughput one);
+  // serialize() appends it after the rest, collect() leaves it out.
+  void add_text_collectable(std::shared_ptr<TextCollectable> collectable);
 
   [[nodiscard]] prometheus::Registry& registry() { return *registry_; }
-  // Everything a scrape returns: the registry, then each collector.
+  // The registry, then each add_collectable() collector.
   [[nodiscard]] std::vector<prometheus::MetricFamily> collect() const;
-  // The Prometheus text exposition format (version 0.0.4).
+  // What a scrape returns, in the Prometheus text exposition format (version
+  // 0.0.4): collect(), then each text collector.
   [[nodiscard]] std::string serialize() const;
 
  private:
   std::vector<std::string> families_;
   std::shared_ptr<prometheus::Registry> registry_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
+  std::vector<std::shared_ptr<TextCollectable>> text_collectables_;
 
   prometheus::Family<prometheus::Histogram>& sync_duration_;
   prometheus::Family<prometheus::Gauge>& last_sync_;

@@ -19,25 +19,110 @@ std::string protocol_name(ipvs::Protocol protocol) {
   return "unknown";
 }
 
-MetricFamily family(std::string name, std::string help, MetricType type) {
-  return MetricFamily{std::move(name), std::move(help), type, {}};
+// One exported family: its name, help and type, whether it is per endpoint,
+// and its samples' values, one per direction ("" when it has none).
+struct FamilyDef {
+  std::string_view name;
+  std::string_view help;
+  MetricType type;
+  bool per_destination;
+  using Get = std::uint64_t (*)(const ServiceThroughput&, const DestinationThroughput*);
+  std::vector<std::pair<std::string_view, Get>> values;
+};
+
+std::uint64_t non_negative(std::int64_t value) {
+  return value < 0 ? 0 : static_cast<std::uint64_t>(value);
 }
 
-void add(MetricFamily& family, std::vector<ClientMetric::Label> labels, double value) {
-  ClientMetric metric;
-  metric.label = std::move(labels);
-  if (family.type == MetricType::Counter) {
-    metric.counter.value = value;
-  } else {
-    metric.gauge.value = value;
+const std::vector<FamilyDef>& family_defs() {
+  using S = const ServiceThroughput&;
+  using D = const DestinationThroughput*;
+  static const std::vector<FamilyDef> kDefs{
+      {"kipvs_service_connections_total",
+       "Connections scheduled by the IPVS virtual service (kernel counter)",
+       MetricType::Counter,
+       false,
+       {{"", [](S s, D) { return s.stats.connections; }}}},
+      {"kipvs_service_packets_total",
+       "Packets through the IPVS virtual service, by direction",
+       MetricType::Counter,
+       false,
+       {{"in", [](S s, D) { return s.stats.packets_in; }},
+        {"out", [](S s, D) { return s.stats.packets_out; }}}},
+      {"kipvs_service_bytes_total",
+       "Bytes through the IPVS virtual service, by direction",
+       MetricType::Counter,
+       false,
+       {{"in", [](S s, D) { return s.stats.bytes_in; }}, {"out", [](S s, D) { return s.stats.bytes_out; }}}},
+      {"kipvs_destination_connections_total",
+       "Connections scheduled to the endpoint (kernel counter)",
+       MetricType::Counter,
+       true,
+       {{"", [](S, D d) { return d->stats.connections; }}}},
+      {"kipvs_destination_packets_total",
+       "Packets to and from the endpoint, by direction",
+       MetricType::Counter,
+       true,
+       {{"in", [](S, D d) { return d->stats.packets_in; }},
+        {"out", [](S, D d) { return d->stats.packets_out; }}}},
+      {"kipvs_destination_bytes_total",
+       "Bytes to and from the endpoint, by direction",
+       MetricType::Counter,
+       true,
+       {{"in", [](S, D d) { return d->stats.bytes_in; }},
+        {"out", [](S, D d) { return d->stats.bytes_out; }}}},
+      {"kipvs_destination_active_connections",
+       "Established connections to the endpoint (IPVS ActiveConn)",
+       MetricType::Gauge,
+       true,
+       {{"", [](S, D d) { return std::uint64_t{d->active_connections}; }}}},
+      {"kipvs_destination_inactive_connections",
+       "Other connection entries of the endpoint (IPVS InActConn)",
+       MetricType::Gauge,
+       true,
+       {{"", [](S, D d) { return std::uint64_t{d->inactive_connections}; }}}},
+      {"kipvs_destination_weight",
+       "The endpoint's IPVS weight (0 while draining)",
+       MetricType::Gauge,
+       true,
+       {{"", [](S, D d) { return non_negative(d->weight); }}}},
+  };
+  return kDefs;
+}
+
+std::vector<ClientMetric::Label> service_labels(const ServiceThroughput& svc) {
+  return {{"namespace", svc.namespace_name},
+          {"service", svc.name},
+          {"port_name", svc.port_name},
+          {"protocol", protocol_name(svc.protocol)},
+          {"address", host_port(svc.address, svc.port)}};
+}
+
+// Label values escaped as the text format wants: backslash, quote, newline.
+void append_escaped(std::string& out, std::string_view value) {
+  for (char c : value) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
   }
-  family.metric.push_back(std::move(metric));
 }
 
-std::vector<ClientMetric::Label> with(std::vector<ClientMetric::Label> labels, std::string name,
-                                      std::string value) {
-  labels.push_back({std::move(name), std::move(value)});
-  return labels;
+std::string label_text(const std::vector<ClientMetric::Label>& labels) {
+  std::string out;
+  for (const auto& label : labels) {
+    if (!out.empty()) out += ',';
+    out += label.name;
+    out += "=\"";
+    append_escaped(out, label.value);
+    out += '"';
+  }
+  return out;
 }
 
 }  // namespace
@@ -48,59 +133,147 @@ std::string host_port(const ipvs::Address& address, std::uint16_t port) {
   return host + ":" + std::to_string(port);
 }
 
-std::vector<MetricFamily> ThroughputCollector::Collect() const {
-  return families(source_());
+const ThroughputSnapshot& ThroughputCollector::snapshot() const {
+  const auto now = clock_();
+  if (!taken_ || options_.max_age.count() == 0 || now - *taken_ >= options_.max_age) {
+    cached_ = source_();
+    taken_ = now;
+  }
+  return cached_;
 }
 
-std::vector<MetricFamily> ThroughputCollector::families(const ThroughputSnapshot& snapshot) {
-  auto svc_connections =
-      family("kipvs_service_connections_total",
-             "Connections scheduled by the IPVS virtual service (kernel counter)", MetricType::Counter);
-  auto svc_packets = family("kipvs_service_packets_total",
-                            "Packets through the IPVS virtual service, by direction", MetricType::Counter);
-  auto svc_bytes = family("kipvs_service_bytes_total", "Bytes through the IPVS virtual service, by direction",
-                          MetricType::Counter);
-  auto dst_connections =
-      family("kipvs_destination_connections_total", "Connections scheduled to the endpoint (kernel counter)",
-             MetricType::Counter);
-  auto dst_packets = family("kipvs_destination_packets_total",
-                            "Packets to and from the endpoint, by direction", MetricType::Counter);
-  auto dst_bytes = family("kipvs_destination_bytes_total", "Bytes to and from the endpoint, by direction",
-                          MetricType::Counter);
-  auto dst_active = family("kipvs_destination_active_connections",
-                           "Established connections to the endpoint (IPVS ActiveConn)", MetricType::Gauge);
-  auto dst_inactive = family("kipvs_destination_inactive_connections",
-                             "Other connection entries of the endpoint (IPVS InActConn)", MetricType::Gauge);
-  auto dst_weight =
-      family("kipvs_destination_weight", "The endpoint's IPVS weight (0 while draining)", MetricType::Gauge);
+std::vector<MetricFamily> ThroughputCollector::Collect() const {
+  return families(snapshot(), options_.destinations);
+}
 
+void ThroughputCollector::append_text(std::string& out) const {
+  write_text(snapshot(), options_.destinations, out);
+}
+
+ThroughputSnapshot throughput_snapshot(
+    const std::vector<ipvs::ServiceWithDestinations>& dump,
+    const std::function<std::optional<ServiceLabels>(const ipvs::ServiceKey&)>& name_of) {
+  ThroughputSnapshot snapshot;
+  snapshot.reserve(dump.size());
+  for (const auto& entry : dump) {
+    const auto& key = entry.service.service.key;
+    auto labels = name_of(key);
+    if (!labels) continue;
+    ServiceThroughput svc;
+    svc.namespace_name = std::move(labels->namespace_name);
+    svc.name = std::move(labels->name);
+    svc.port_name = std::move(labels->port_name);
+    svc.protocol = key.protocol;
+    svc.address = key.address;
+    svc.port = key.port;
+    svc.stats = entry.service.stats;
+    svc.destinations.reserve(entry.destinations.size());
+    for (const auto& d : entry.destinations) {
+      svc.destinations.push_back({d.destination.key.address, d.destination.key.port, d.stats,
+                                  d.active_connections, d.inactive_connections, d.destination.weight});
+    }
+    snapshot.push_back(std::move(svc));
+  }
+  return snapshot;
+}
+
+std::vector<MetricFamily> ThroughputCollector::families(const ThroughputSnapshot& snapshot,
+                                                        bool destinations) {
+  std::vector<MetricFamily> out;
+  for (const auto& def : family_defs()) {
+    // Families are returned even when empty so HELP/TYPE lines are stable.
+    MetricFamily family{std::string(def.name), std::string(def.help), def.type, {}};
+    if (def.per_destination && !destinations) {
+      out.push_back(std::move(family));
+      continue;
+    }
+    for (const auto& svc : snapshot) {
+      auto add = [&](std::vector<ClientMetric::Label> labels, const DestinationThroughput* dst) {
+        for (const auto& [direction, get] : def.values) {
+          ClientMetric metric;
+          metric.label = labels;
+          if (!direction.empty()) metric.label.push_back({"direction", std::string(direction)});
+          const auto value = static_cast<double>(get(svc, dst));
+          if (def.type == MetricType::Counter) {
+            metric.counter.value = value;
+          } else {
+            metric.gauge.value = value;
+          }
+          family.metric.push_back(std::move(metric));
+        }
+      };
+      if (!def.per_destination) {
+        add(service_labels(svc), nullptr);
+        continue;
+      }
+      for (const auto& dst : svc.destinations) {
+        auto labels = service_labels(svc);
+        labels.push_back({"endpoint", host_port(dst.address, dst.port)});
+        add(std::move(labels), &dst);
+      }
+    }
+    out.push_back(std::move(family));
+  }
+  return out;
+}
+
+void ThroughputCollector::write_text(const ThroughputSnapshot& snapshot, bool destinations,
+                                     std::string& out) {
+  // Label sets are built once and reused by every family.
+  std::vector<std::string> service_text;
+  std::vector<std::vector<std::string>> endpoint_text;
+  service_text.reserve(snapshot.size());
+  endpoint_text.reserve(snapshot.size());
   for (const auto& svc : snapshot) {
-    const std::vector<ClientMetric::Label> labels{{"namespace", svc.namespace_name},
-                                                  {"service", svc.name},
-                                                  {"port_name", svc.port_name},
-                                                  {"protocol", protocol_name(svc.protocol)},
-                                                  {"address", host_port(svc.address, svc.port)}};
-    add(svc_connections, labels, static_cast<double>(svc.stats.connections));
-    add(svc_packets, with(labels, "direction", "in"), static_cast<double>(svc.stats.packets_in));
-    add(svc_packets, with(labels, "direction", "out"), static_cast<double>(svc.stats.packets_out));
-    add(svc_bytes, with(labels, "direction", "in"), static_cast<double>(svc.stats.bytes_in));
-    add(svc_bytes, with(labels, "direction", "out"), static_cast<double>(svc.stats.bytes_out));
+    service_text.push_back(label_text(service_labels(svc)));
+    auto& endpoints = endpoint_text.emplace_back();
+    if (!destinations) continue;
+    endpoints.reserve(svc.destinations.size());
     for (const auto& dst : svc.destinations) {
-      const auto d = with(labels, "endpoint", host_port(dst.address, dst.port));
-      add(dst_connections, d, static_cast<double>(dst.stats.connections));
-      add(dst_packets, with(d, "direction", "in"), static_cast<double>(dst.stats.packets_in));
-      add(dst_packets, with(d, "direction", "out"), static_cast<double>(dst.stats.packets_out));
-      add(dst_bytes, with(d, "direction", "in"), static_cast<double>(dst.stats.bytes_in));
-      add(dst_bytes, with(d, "direction", "out"), static_cast<double>(dst.stats.bytes_out));
-      add(dst_active, d, dst.active_connections);
-      add(dst_inactive, d, dst.inactive_connections);
-      add(dst_weight, d, dst.weight);
+      std::string text = ",endpoint=\"";
+      append_escaped(text, host_port(dst.address, dst.port));
+      endpoints.push_back(text + '"');
     }
   }
-  // Families are returned even when empty so HELP/TYPE lines are stable.
-  return {std::move(svc_connections), std::move(svc_packets),  std::move(svc_bytes),
-          std::move(dst_connections), std::move(dst_packets),  std::move(dst_bytes),
-          std::move(dst_active),      std::move(dst_inactive), std::move(dst_weight)};
+
+  auto sample = [&](std::string_view name, const std::string& labels, std::string_view extra,
+                    std::string_view direction, std::uint64_t value) {
+    out += name;
+    out += '{';
+    out += labels;
+    out += extra;
+    if (!direction.empty()) {
+      out += ",direction=\"";
+      out += direction;
+      out += '"';
+    }
+    out += "} ";
+    out += std::to_string(value);
+    out += '\n';
+  };
+
+  for (const auto& def : family_defs()) {
+    out += "# HELP ";
+    out += def.name;
+    out += ' ';
+    out += def.help;
+    out += "\n# TYPE ";
+    out += def.name;
+    out += def.type == MetricType::Counter ? " counter\n" : " gauge\n";
+    if (def.per_destination && !destinations) continue;
+    for (std::size_t i = 0; i < snapshot.size(); ++i) {
+      const auto& svc = snapshot[i];
+      for (const auto& [direction, get] : def.values) {
+        if (!def.per_destination) sample(def.name, service_text[i], "", direction, get(svc, nullptr));
+      }
+      if (!def.per_destination) continue;
+      for (std::size_t j = 0; j < svc.destinations.size(); ++j) {
+        for (const auto& [direction, get] : def.values) {
+          sample(def.name, service_text[i], endpoint_text[i][j], direction, get(svc, &svc.destinations[j]));
+        }
+      }
+    }
+  }
 }
 
 }  // namespace kipvs::metrics

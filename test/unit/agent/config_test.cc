@@ -127,6 +127,7 @@ TEST_CASE("defaults are kube-proxy's", "[config]") {
   CHECK(c.masquerade_bit == 14);
   CHECK(c.kipvs.interface_name == "kube-ipvs0");
   CHECK(c.kipvs.grace_period == 15min);
+  CHECK(c.kipvs.throughput_metrics == kipvs::agent::ThroughputMetrics::kServices);
   CHECK(c.kipvs.affinity_mode == kipvs::agent::AffinityMode::kPersistence);
   CHECK(c.health_timeout() == 60s);
   CHECK(c.config_file.empty());
@@ -184,6 +185,7 @@ TEST_CASE("every field kipvs reads is read", "[config]") {
   CHECK(c.kipvs.scheduler_flags == "mh-fallback,mh-port");
   CHECK(c.kipvs.scheduler_flag_bits != 0);
   CHECK(c.kipvs.manifests == "/etc/kipvs/manifests");
+  CHECK(c.kipvs.throughput_metrics == kipvs::agent::ThroughputMetrics::kDestinations);
   REQUIRE(c.kipvs.node_ips.size() == 2);
   CHECK(c.kipvs.node_ips[1].to_string() == "fd00:1::10");
 }
@@ -284,6 +286,8 @@ TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]")
   CHECK(c.kipvs.manifests == "/m");
   CHECK(c.kipvs.node_ips.size() == 2);
   CHECK(from_args({"--v=5"}).verbosity == 5);
+  CHECK(from_args({"--throughput-metrics=none"}).kipvs.throughput_metrics ==
+        kipvs::agent::ThroughputMetrics::kNone);
   CHECK(from_args({"-v=2"}).verbosity == 2);
   CHECK_FALSE(from_args({"--ipvs-strict-arp=false"}).ipvs.strict_arp);
   CHECK(from_args({"--help"}).help);
@@ -365,6 +369,7 @@ TEST_CASE("to_json is the effective configuration for /configz", "[config]") {
   CHECK(json.at("iptables").at("masqueradeBit") == 14);
   CHECK(json.at("kipvs").at("proxyName") == "p");
   CHECK(json.at("kipvs").at("gracePeriod") == "15m0s");
+  CHECK(json.at("kipvs").at("throughputMetrics") == "services");
   // What /configz prints reads back as the same configuration.
   const TempFile file(boost::json::serialize(json));  // JSON is YAML
   const Config again = kipvs::agent::load_config_file(file.path.string());

@@ -1,10 +1,13 @@
 // The registry's names, buckets and values as a scrape shows them, and the
 // kernel-throughput collector's series.
 
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
+
+#include <prometheus/text_serializer.h>
 
 #include "ipvs/model.h"
 #include "metrics/metrics.h"
@@ -164,7 +167,7 @@ TEST_CASE("throughput is read from the source on every scrape", "[metrics][throu
     return kipvs::metrics::ThroughputSnapshot{svc};
   });
   Metrics metrics;
-  metrics.add_collectable(collector);
+  metrics.add_text_collectable(collector);
 
   const std::string first = metrics.serialize();
   CHECK(calls == 1);
@@ -199,4 +202,147 @@ TEST_CASE("throughput families are present with no services", "[metrics][through
   const auto families = kipvs::metrics::ThroughputCollector::families({});
   REQUIRE(families.size() == 9);
   for (const auto& family : families) CHECK(family.metric.empty());
+}
+
+TEST_CASE("a kernel dump becomes a snapshot of the named services only", "[metrics][throughput]") {
+  kipvs::ipvs::ServiceWithDestinations ours;
+  ours.service.service.key = {kipvs::ipvs::Family::kIPv6, kipvs::ipvs::Protocol::kUdp, ip("fd00::10"), 53, 0};
+  ours.service.stats.bytes_out = 77;
+  kipvs::ipvs::DestinationState dst;
+  dst.destination.key = {ip("fd00::20"), 5353};
+  dst.destination.weight = 3;
+  dst.active_connections = 9;
+  dst.stats.packets_in = 4;
+  ours.destinations.push_back(dst);
+  kipvs::ipvs::ServiceWithDestinations foreign;  // someone else's service
+  foreign.service.service.key = {kipvs::ipvs::Family::kIPv4, kipvs::ipvs::Protocol::kTcp, ip("192.0.2.1"), 80,
+                                 0};
+
+  const auto snapshot = kipvs::metrics::throughput_snapshot(
+      {foreign, ours},
+      [&](const kipvs::ipvs::ServiceKey& key) -> std::optional<kipvs::metrics::ServiceLabels> {
+        if (key.address == ip("fd00::10"))
+          return kipvs::metrics::ServiceLabels{"kube-system", "dns", "dns-udp"};
+        return std::nullopt;
+      });
+  REQUIRE(snapshot.size() == 1);
+  const auto& svc = snapshot[0];
+  CHECK(svc.namespace_name == "kube-system");
+  CHECK(svc.name == "dns");
+  CHECK(svc.port_name == "dns-udp");
+  CHECK(svc.protocol == kipvs::ipvs::Protocol::kUdp);
+  CHECK(svc.port == 53);
+  CHECK(svc.stats.bytes_out == 77);
+  REQUIRE(svc.destinations.size() == 1);
+  CHECK(svc.destinations[0].port == 5353);
+  CHECK(svc.destinations[0].weight == 3);
+  CHECK(svc.destinations[0].active_connections == 9);
+  CHECK(svc.destinations[0].stats.packets_in == 4);
+
+  const std::string text = [&] {
+    Metrics metrics;
+    metrics.add_collectable(std::make_shared<kipvs::metrics::ThroughputCollector>([&] { return snapshot; }));
+    return metrics.serialize();
+  }();
+  CHECK(has_line(
+      text,
+      R"(kipvs_service_bytes_total{namespace="kube-system",service="dns",port_name="dns-udp",protocol="UDP",address="[fd00::10]:53",direction="out"} 77)"));
+}
+
+TEST_CASE("a young snapshot is served again instead of dumping anew", "[metrics][throughput]") {
+  int dumps = 0;
+  std::chrono::steady_clock::time_point now{};
+  kipvs::metrics::ThroughputCollector collector(
+      [&] {
+        ++dumps;
+        return kipvs::metrics::ThroughputSnapshot{};
+      },
+      {.destinations = true, .max_age = 5s}, [&] { return now; });
+  (void)collector.Collect();
+  now += 4s;
+  (void)collector.Collect();
+  CHECK(dumps == 1);
+  now += 1s;
+  (void)collector.Collect();
+  CHECK(dumps == 2);
+}
+
+namespace {
+
+kipvs::metrics::ThroughputSnapshot varied_snapshot() {
+  kipvs::metrics::ThroughputSnapshot snapshot;
+  for (int i = 0; i < 3; ++i) {
+    kipvs::metrics::ServiceThroughput svc;
+    svc.namespace_name = "ns" + std::to_string(i);
+    svc.name = i == 2 ? "odd\"name\\x" : "svc" + std::to_string(i);  // escaping is exercised
+    svc.port_name = i == 0 ? "" : "p";
+    svc.protocol = i == 1 ? kipvs::ipvs::Protocol::kSctp : kipvs::ipvs::Protocol::kTcp;
+    svc.address = ip(i == 1 ? "fd00::1" : "10.0.0.1");
+    svc.port = static_cast<std::uint16_t>(80 + i);
+    svc.stats = {1U + i, 2U + i, 3U + i, 4U + i, 5U + i, 0, 0, 0, 0, 0};
+    for (int j = 0; j < i + 1; ++j) {
+      kipvs::metrics::DestinationThroughput dst;
+      dst.address = ip(i == 1 ? "fd00::2" : "10.1.0.2");
+      dst.port = static_cast<std::uint16_t>(8000 + j);
+      dst.stats = {7U + j, 8, 9, 10, 11, 0, 0, 0, 0, 0};
+      dst.active_connections = 5;
+      dst.inactive_connections = static_cast<std::uint32_t>(j);
+      dst.weight = j;
+      svc.destinations.push_back(dst);
+    }
+    snapshot.push_back(svc);
+  }
+  return snapshot;
+}
+
+}  // namespace
+
+TEST_CASE("the direct text writer prints what prometheus-cpp's serializer prints", "[metrics][throughput]") {
+  const auto snapshot = varied_snapshot();
+  for (const bool destinations : {true, false}) {
+    INFO("destinations " << destinations);
+    const auto expected = prometheus::TextSerializer().Serialize(
+        kipvs::metrics::ThroughputCollector::families(snapshot, destinations));
+    std::string text;
+    kipvs::metrics::ThroughputCollector::write_text(snapshot, destinations, text);
+    CHECK(text == expected);
+    CHECK((text.find("kipvs_destination_weight{") != std::string::npos) == destinations);
+  }
+  CHECK(prometheus::TextSerializer()
+            .Serialize(kipvs::metrics::ThroughputCollector::families(snapshot))
+            .find(R"(service="odd\"name\\x")") != std::string::npos);
+}
+
+TEST_CASE("64-bit kernel counters are printed exactly", "[metrics][throughput]") {
+  auto snapshot = varied_snapshot();
+  snapshot[0].stats.bytes_in = 18446744073709551615ULL;  // a double would print 1.8446744073709552e+19
+  std::string text;
+  kipvs::metrics::ThroughputCollector::write_text(snapshot, false, text);
+  CHECK(text.find(",direction=\"in\"} 18446744073709551615\n") != std::string::npos);
+}
+
+TEST_CASE("every metric the chart's dashboard and alerts may name is in a real scrape with its type",
+          "[metrics][chart]") {
+  std::ifstream listed(KIPVS_EXPORTED_METRICS_FILE);
+  REQUIRE(listed);
+  Metrics metrics({"IPv4", "IPv6"});
+  metrics.add_text_collectable(
+      std::make_shared<kipvs::metrics::ThroughputCollector>([] { return varied_snapshot(); }));
+  // Families with labels appear once something is counted, as a running
+  // agent's do (and as client_golang's vectors do).
+  metrics.netlink_operations("add_service", "ok");
+  metrics.object_skipped("Service", "bad_port");
+  metrics.watch_event("services", "ADDED");
+  metrics.relisted("services");
+  const std::string scrape = metrics.serialize();
+  int checked = 0;
+  for (std::string line; std::getline(listed, line);) {
+    if (line.empty() || line.starts_with('#')) continue;
+    const auto space = line.find(' ');
+    REQUIRE(space != std::string::npos);
+    INFO(line);
+    CHECK(has_line(scrape, "# TYPE " + line.substr(0, space) + " " + line.substr(space + 1)));
+    ++checked;
+  }
+  CHECK(checked >= 20);
 }
