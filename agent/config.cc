@@ -85,8 +85,8 @@ Apply set_bool(bool Config::*field) {
 Apply set_duration(std::chrono::nanoseconds& (*field)(Config&), bool positive) {
   return [field, positive](Config& c, const Value& v) -> std::optional<std::string> {
     const auto d = std::get<std::chrono::nanoseconds>(v);
-    if (positive && d <= 0ns) return "a duration greater than 0, got " + format_go_duration(d);
-    if (d < 0ns) return "a duration of 0 or more, got " + format_go_duration(d);
+    if (positive && d <= 0ns) return "a duration greater than 0, got " + format_duration(d);
+    if (d < 0ns) return "a duration of 0 or more, got " + format_duration(d);
     field(c) = d;
     return std::nullopt;
   };
@@ -518,7 +518,7 @@ class FileReader {
       case Kind::kDuration: {
         if (!node.IsScalar())
           fail(node, path, "expected a duration such as 30s or 1m30s, got " + describe(node));
-        const auto d = parse_go_duration(node.Scalar());
+        const auto d = parse_duration(node.Scalar());
         if (!d) {
           fail(node, path,
                "expected a duration such as 30s or 1m30s, got " + describe(node) + " (" + d.error() + ")");
@@ -566,7 +566,7 @@ Value flag_value(const Setting& setting, std::string_view text) {
       return i;
     }
     case Kind::kDuration: {
-      const auto d = parse_go_duration(text);
+      const auto d = parse_duration(text);
       if (!d) {
         flag_error(setting.flag,
                    "expected a duration such as 30s or 1m30s, got " + quoted(text) + " (" + d.error() + ")");
@@ -616,8 +616,8 @@ void validate(Config& config, std::string_view source) {
   const std::string prefix = source.empty() ? std::string() : std::string(source) + ": ";
   if (config.ipvs.min_sync_period > config.ipvs.sync_period) {
     throw ConfigError(prefix + "ipvs.minSyncPeriod: expected at most ipvs.syncPeriod (" +
-                      format_go_duration(config.ipvs.sync_period) + "), got " +
-                      format_go_duration(config.ipvs.min_sync_period));
+                      format_duration(config.ipvs.sync_period) + "), got " +
+                      format_duration(config.ipvs.min_sync_period));
   }
   if (!config.kipvs.scheduler_flags.empty()) {
     const std::string scheduler = config.ipvs.scheduler.empty() ? "rr" : config.ipvs.scheduler;
@@ -749,7 +749,7 @@ boost::json::value to_json(const Config& c) {
   boost::json::object kipvs{
       {"affinityMode", c.kipvs.affinity_mode == AffinityMode::kHash ? "hash" : "persistence"},
       {"interfaceName", c.kipvs.interface_name},
-      {"gracePeriod", format_go_duration(c.kipvs.grace_period)},
+      {"gracePeriod", format_duration(c.kipvs.grace_period)},
       {"schedulerFlags", c.kipvs.scheduler_flags},
       {"throughputMetrics", c.kipvs.throughput_metrics == ThroughputMetrics::kNone       ? "none"
                             : c.kipvs.throughput_metrics == ThroughputMetrics::kServices ? "services"
@@ -774,13 +774,13 @@ boost::json::value to_json(const Config& c) {
       {"iptables", {{"masqueradeAll", c.masquerade_all}, {"masqueradeBit", c.masquerade_bit}}},
       {"ipvs",
        {{"scheduler", c.ipvs.scheduler},
-        {"syncPeriod", format_go_duration(c.ipvs.sync_period)},
-        {"minSyncPeriod", format_go_duration(c.ipvs.min_sync_period)},
+        {"syncPeriod", format_duration(c.ipvs.sync_period)},
+        {"minSyncPeriod", format_duration(c.ipvs.min_sync_period)},
         {"strictARP", c.ipvs.strict_arp},
         {"excludeCIDRs", cidrs(c.ipvs.exclude_cidrs)},
-        {"tcpTimeout", format_go_duration(c.ipvs.tcp_timeout)},
-        {"tcpFinTimeout", format_go_duration(c.ipvs.tcp_fin_timeout)},
-        {"udpTimeout", format_go_duration(c.ipvs.udp_timeout)}}},
+        {"tcpTimeout", format_duration(c.ipvs.tcp_timeout)},
+        {"tcpFinTimeout", format_duration(c.ipvs.tcp_fin_timeout)},
+        {"udpTimeout", format_duration(c.ipvs.udp_timeout)}}},
       {"kipvs", std::move(kipvs)},
   };
 }

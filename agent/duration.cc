@@ -30,7 +30,7 @@ bool is_digit(char c) {
 
 }  // namespace
 
-std::expected<std::chrono::nanoseconds, std::string> parse_go_duration(std::string_view text) {
+std::expected<std::chrono::nanoseconds, std::string> parse_duration(std::string_view text) {
   if (text.empty()) return std::unexpected("empty duration");
   bool negative = false;
   if (text.front() == '-' || text.front() == '+') {
@@ -96,7 +96,7 @@ std::expected<std::chrono::nanoseconds, std::string> parse_go_duration(std::stri
   return std::chrono::nanoseconds{negative ? -value : value};
 }
 
-std::string format_go_duration(std::chrono::nanoseconds duration) {
+std::string format_duration(std::chrono::nanoseconds duration) {
   const std::int64_t ns = duration.count();
   if (ns == 0) return "0s";
   const bool negative = ns < 0;

@@ -66,53 +66,53 @@ struct TempFile {
 }  // namespace
 
 TEST_CASE("Go durations parse as time.ParseDuration does", "[config][duration]") {
-  using kipvs::agent::parse_go_duration;
-  CHECK(parse_go_duration("30s").value() == 30s);
-  CHECK(parse_go_duration("1m30s").value() == 90s);
-  CHECK(parse_go_duration("500ms").value() == 500ms);
-  CHECK(parse_go_duration("1h").value() == 1h);
-  CHECK(parse_go_duration("2h22m").value() == 2h + 22min);
-  CHECK(parse_go_duration("1.5h").value() == 90min);
-  CHECK(parse_go_duration(".5s").value() == 500ms);
-  CHECK(parse_go_duration("1us").value() == 1us);
-  CHECK(parse_go_duration("1\xc2\xb5s").value() == 1us);
-  CHECK(parse_go_duration("10ns").value() == 10ns);
-  CHECK(parse_go_duration("0").value() == 0ns);
-  CHECK(parse_go_duration("0s").value() == 0ns);
-  CHECK(parse_go_duration("-5s").value() == -5s);
-  CHECK(parse_go_duration("+5s").value() == 5s);
-  CHECK(parse_go_duration("1h0m0s").value() == 1h);
-  CHECK(parse_go_duration("2562047h").value() == 2562047h);
+  using kipvs::agent::parse_duration;
+  CHECK(parse_duration("30s").value() == 30s);
+  CHECK(parse_duration("1m30s").value() == 90s);
+  CHECK(parse_duration("500ms").value() == 500ms);
+  CHECK(parse_duration("1h").value() == 1h);
+  CHECK(parse_duration("2h22m").value() == 2h + 22min);
+  CHECK(parse_duration("1.5h").value() == 90min);
+  CHECK(parse_duration(".5s").value() == 500ms);
+  CHECK(parse_duration("1us").value() == 1us);
+  CHECK(parse_duration("1\xc2\xb5s").value() == 1us);
+  CHECK(parse_duration("10ns").value() == 10ns);
+  CHECK(parse_duration("0").value() == 0ns);
+  CHECK(parse_duration("0s").value() == 0ns);
+  CHECK(parse_duration("-5s").value() == -5s);
+  CHECK(parse_duration("+5s").value() == 5s);
+  CHECK(parse_duration("1h0m0s").value() == 1h);
+  CHECK(parse_duration("2562047h").value() == 2562047h);
 
-  CHECK(parse_go_duration("").error() == "empty duration");
-  CHECK(parse_go_duration("30").error().starts_with("missing unit"));
-  CHECK(parse_go_duration("30 s").error().starts_with("unknown unit"));
-  CHECK(parse_go_duration("30sec").error().starts_with("unknown unit"));
-  CHECK(parse_go_duration("1d").error().starts_with("unknown unit"));
-  CHECK(parse_go_duration("s").error() == "expected a number");
-  CHECK(parse_go_duration(".s").error() == "expected a number");
-  CHECK(parse_go_duration("-").error() == "a sign without a number");
-  CHECK(parse_go_duration("2562048h").error() == "duration out of range");
-  CHECK(parse_go_duration("99999999999999999999s").error() == "duration out of range");
+  CHECK(parse_duration("").error() == "empty duration");
+  CHECK(parse_duration("30").error().starts_with("missing unit"));
+  CHECK(parse_duration("30 s").error().starts_with("unknown unit"));
+  CHECK(parse_duration("30sec").error().starts_with("unknown unit"));
+  CHECK(parse_duration("1d").error().starts_with("unknown unit"));
+  CHECK(parse_duration("s").error() == "expected a number");
+  CHECK(parse_duration(".s").error() == "expected a number");
+  CHECK(parse_duration("-").error() == "a sign without a number");
+  CHECK(parse_duration("2562048h").error() == "duration out of range");
+  CHECK(parse_duration("99999999999999999999s").error() == "duration out of range");
 }
 
 TEST_CASE("Go durations print as Duration.String does", "[config][duration]") {
-  using kipvs::agent::format_go_duration;
-  CHECK(format_go_duration(0s) == "0s");
-  CHECK(format_go_duration(30s) == "30s");
-  CHECK(format_go_duration(90s) == "1m30s");
-  CHECK(format_go_duration(1h) == "1h0m0s");
-  CHECK(format_go_duration(15min) == "15m0s");
-  CHECK(format_go_duration(500ms) == "500ms");
-  CHECK(format_go_duration(1500ms) == "1.5s");
-  CHECK(format_go_duration(1us) == "1\xc2\xb5s");
-  CHECK(format_go_duration(1500ns) == "1.5\xc2\xb5s");
-  CHECK(format_go_duration(7ns) == "7ns");
-  CHECK(format_go_duration(-90s) == "-1m30s");
+  using kipvs::agent::format_duration;
+  CHECK(format_duration(0s) == "0s");
+  CHECK(format_duration(30s) == "30s");
+  CHECK(format_duration(90s) == "1m30s");
+  CHECK(format_duration(1h) == "1h0m0s");
+  CHECK(format_duration(15min) == "15m0s");
+  CHECK(format_duration(500ms) == "500ms");
+  CHECK(format_duration(1500ms) == "1.5s");
+  CHECK(format_duration(1us) == "1\xc2\xb5s");
+  CHECK(format_duration(1500ns) == "1.5\xc2\xb5s");
+  CHECK(format_duration(7ns) == "7ns");
+  CHECK(format_duration(-90s) == "-1m30s");
   for (const auto text : {"1h2m3.5s", "250ms", "26h0m0.001s"}) {
-    const auto parsed = kipvs::agent::parse_go_duration(text);
+    const auto parsed = kipvs::agent::parse_duration(text);
     REQUIRE(parsed);
-    CHECK(format_go_duration(*parsed) == text);
+    CHECK(format_duration(*parsed) == text);
   }
 }
 
