@@ -305,7 +305,7 @@ const std::vector<Setting>& settings() {
                    }
                    return std::nullopt;
                  }});
-    s.push_back({"kipvs.interfaceName", "interface-name", Kind::kString, "name",
+    s.push_back({"kipvs.interfaceName", "dummy-interface", Kind::kString, "name",
                  "The dummy interface that holds Service addresses (default kube-ipvs0).",
                  [](Config& c, const Value& v) -> std::optional<std::string> {
                    const auto& text = std::get<std::string>(v);
@@ -318,7 +318,7 @@ const std::vector<Setting>& settings() {
                    return std::nullopt;
                  }});
     s.push_back(
-        {"kipvs.gracePeriod", "grace-period", Kind::kDuration, "duration",
+        {"kipvs.gracePeriod", "graceful-termination-period", Kind::kDuration, "duration",
          "How long a removed endpoint drains at weight 0 before it is deleted (default 15m; 0 waits for its "
          "connections however long).",
          set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.kipvs.grace_period; }, false)});
@@ -357,6 +357,25 @@ const std::vector<Setting>& settings() {
            c.kipvs.manifests = std::get<std::string>(v);
            return std::nullopt;
          }});
+    s.push_back(
+        {"kipvs.drainCheckPeriod", "drain-check-period", Kind::kDuration, "duration",
+         "How often draining endpoints' connections are counted (default 5s; must be greater than 0).",
+         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.kipvs.drain_check_period; },
+                      true)});
+    s.push_back({"kipvs.zone", "zone", Kind::kString, "zone",
+                 "This node's topology zone, instead of its Node's topology.kubernetes.io/zone label.",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   c.kipvs.zone = std::get<std::string>(v);
+                   return std::nullopt;
+                 }});
+    s.push_back({"kipvs.procSys", "proc-sys", Kind::kString, "dir",
+                 "Where the node's /proc/sys is mounted, for the sysctls kipvs sets (default /proc/sys).",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   if (!text.starts_with('/')) return "an absolute path, got " + quoted(text);
+                   c.kipvs.proc_sys = text;
+                   return std::nullopt;
+                 }});
     s.push_back({"kipvs.nodeIPs", "node-ip", Kind::kStringList, "ip,...",
                  "This node's addresses, instead of those of its Node object.",
                  [](Config& c, const Value& v) -> std::optional<std::string> {
@@ -756,6 +775,9 @@ boost::json::value to_json(const Config& c) {
                                                                                          : "destinations"},
       {"manifests", c.kipvs.manifests},
       {"nodeIPs", std::move(node_ips)},
+      {"drainCheckPeriod", format_duration(c.kipvs.drain_check_period)},
+      {"zone", c.kipvs.zone},
+      {"procSys", c.kipvs.proc_sys},
   };
   if (c.kipvs.proxy_name) kipvs["proxyName"] = *c.kipvs.proxy_name;
   return boost::json::object{

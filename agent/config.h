@@ -79,6 +79,10 @@ struct KipvsConfig {
   ThroughputMetrics throughput_metrics = ThroughputMetrics::kServices;
   std::string manifests;                // manifests: a directory of manifests instead of an API server
   std::vector<ipvs::Address> node_ips;  // nodeIPs: instead of the Node's addresses
+  std::string zone;                     // zone: instead of the Node's topology.kubernetes.io/zone label
+  // drainCheckPeriod: how often draining destinations' connections are read.
+  std::chrono::nanoseconds drain_check_period = std::chrono::seconds{5};
+  std::string proc_sys = "/proc/sys";  // procSys: where the node's /proc/sys is mounted
 };
 
 struct Config {

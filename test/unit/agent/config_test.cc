@@ -188,6 +188,9 @@ TEST_CASE("every field kipvs reads is read", "[config]") {
   CHECK(c.kipvs.throughput_metrics == kipvs::agent::ThroughputMetrics::kDestinations);
   REQUIRE(c.kipvs.node_ips.size() == 2);
   CHECK(c.kipvs.node_ips[1].to_string() == "fd00:1::10");
+  CHECK(c.kipvs.zone == "zone-a");
+  CHECK(c.kipvs.drain_check_period == 10s);
+  CHECK(c.kipvs.proc_sys == "/host/proc/sys");
 }
 
 TEST_CASE("an unknown field is a warning naming its path and line", "[config]") {
@@ -266,7 +269,13 @@ TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]")
                               "--cleanup",
                               "--manifests=/m",
                               "--node-ip",
-                              "10.0.0.5,fd00::5"});
+                              "10.0.0.5,fd00::5",
+                              "--zone=z1",
+                              "--graceful-termination-period=0s",
+                              "--drain-check-period",
+                              "1s",
+                              "--dummy-interface=kipvs9",
+                              "--proc-sys=/host/proc/sys"});
   CHECK(c.kubeconfig == "/k");
   CHECK(c.master == "https://10.0.0.1:6443");
   CHECK(c.hostname_override == "n1");
@@ -285,6 +294,11 @@ TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]")
   CHECK(c.cleanup);
   CHECK(c.kipvs.manifests == "/m");
   CHECK(c.kipvs.node_ips.size() == 2);
+  CHECK(c.kipvs.zone == "z1");
+  CHECK(c.kipvs.grace_period == 0s);
+  CHECK(c.kipvs.drain_check_period == 1s);
+  CHECK(c.kipvs.interface_name == "kipvs9");
+  CHECK(c.kipvs.proc_sys == "/host/proc/sys");
   CHECK(from_args({"--v=5"}).verbosity == 5);
   CHECK(from_args({"--throughput-metrics=none"}).kipvs.throughput_metrics ==
         kipvs::agent::ThroughputMetrics::kNone);
