@@ -4,6 +4,7 @@
 #include <charconv>
 #include <fstream>
 #include <functional>
+#include <ostream>
 #include <set>
 #include <sstream>
 #include <variant>
@@ -394,6 +395,14 @@ const std::vector<Setting>& settings() {
 }
 
 // Sections the walker descends into.
+// In the file, as kube-proxy's defaulting does, a zero value of these means
+// "the default" (kubeadm writes syncPeriod: 0s and metricsBindAddress: "").
+// On the command line they keep their literal meaning: an empty bind address
+// disables that server, and a zero sync period is an error.
+const std::set<std::string, std::less<>> kZeroMeansDefault{"ipvs.syncPeriod", "metricsBindAddress",
+                                                           "healthzBindAddress", "kipvs.interfaceName",
+                                                           "kipvs.drainCheckPeriod"};
+
 const std::set<std::string, std::less<>> kSections{"clientConnection", "logging", "iptables", "ipvs",
                                                    "kipvs"};
 
@@ -556,6 +565,11 @@ class FileReader {
         value = std::move(items);
         break;
       }
+    }
+    if (kZeroMeansDefault.contains(path)) {
+      const auto* text = std::get_if<std::string>(&value);
+      const auto* duration = std::get_if<std::chrono::nanoseconds>(&value);
+      if ((text != nullptr && text->empty()) || (duration != nullptr && duration->count() == 0)) return;
     }
     if (auto expected = setting.apply(config_, value)) fail(node, path, "expected " + *expected);
   }
@@ -727,10 +741,27 @@ Config parse_command_line(std::span<const std::string_view> args) {
   return config;
 }
 
+int run_check_config(std::span<const std::string_view> args, std::ostream& out, std::ostream& err) {
+  if (args.size() != 1 || args[0].starts_with('-')) {
+    err << "usage: kipvs check-config FILE\n";
+    return 2;
+  }
+  try {
+    const Config config = load_config_file(std::string(args[0]));
+    for (const auto& warning : config.warnings) err << "warning: " << warning << "\n";
+    out << args[0] << ": ok\n";
+    return 0;
+  } catch (const ConfigError& e) {
+    err << e.what() << "\n";
+    return 1;
+  }
+}
+
 std::string help_text() {
   std::ostringstream out;
   out << "Usage: kipvs [flags]\n"
-         "       kipvs render --manifests DIR [...]\n\n"
+         "       kipvs render --manifests DIR [...]\n"
+         "       kipvs check-config FILE    (validate a configuration file and exit)\n\n"
          "kipvs programs IPVS for Kubernetes Services as kube-proxy's IPVS mode does. It reads kube-proxy's\n"
          "configuration file (--config) and flags; flags override the file.\n\nFlags:\n";
   for (const auto& s : settings()) {

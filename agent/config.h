@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <iosfwd>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -134,6 +135,12 @@ struct Config {
 // Applies the checks that span fields (scheduler flags against the
 // scheduler). parse_* call it; exposed for configs built by hand.
 void validate(Config& config, std::string_view source);
+
+// `kipvs check-config FILE`: parses and validates a configuration file as
+// start-up would, prints its warnings to err and "FILE: ok" to out. Returns
+// the exit status: 0 when kipvs would start with it, 1 for a configuration
+// error (printed to err), 2 for a usage error.
+int run_check_config(std::span<const std::string_view> args, std::ostream& out, std::ostream& err);
 
 // --help: every flag with its value form and a description.
 [[nodiscard]] std::string help_text();

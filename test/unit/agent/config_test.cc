@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <yaml-cpp/yaml.h>
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
@@ -405,4 +406,65 @@ TEST_CASE("host:port addresses", "[config]") {
   CHECK_FALSE(parse_host_port("10.0.0.1:65536"));
   CHECK_FALSE(parse_host_port("10.0.0.1:8o"));
   CHECK_FALSE(parse_host_port("host:80"));
+}
+
+TEST_CASE("in the file a zero sync period or an empty address means the default, as kube-proxy's defaulting",
+          "[config]") {
+  const Config c = kipvs::agent::parse_config_yaml(
+      "ipvs:\n  syncPeriod: 0s\nmetricsBindAddress: \"\"\nhealthzBindAddress: \"\"\n", "kubeadm.conf");
+  CHECK(c.ipvs.sync_period == 30s);
+  CHECK(c.metrics_bind_address == "127.0.0.1:10249");
+  CHECK(c.healthz_bind_address == "0.0.0.0:10256");
+  // On the command line the literal meaning stays: empty disables, 0 is refused.
+  const Config flags = from_args({"--metrics-bind-address="});
+  CHECK(flags.metrics_bind_address.empty());
+  CHECK(flag_error({"--ipvs-sync-period=0s"}) ==
+        "flag --ipvs-sync-period: expected a duration greater than 0, got 0s");
+}
+
+TEST_CASE("kubeadm's kube-proxy ConfigMap (the chart's test copy) is accepted", "[config]") {
+  const YAML::Node configmap = YAML::LoadFile(KIPVS_KUBEADM_CONFIGMAP);
+  const std::string conf = configmap["data"]["config.conf"].as<std::string>();
+  const Config c = kipvs::agent::parse_config_yaml(conf, "config.conf");
+  CHECK(c.mode == "ipvs");
+  CHECK(c.ipvs.sync_period == 30s);
+  CHECK(c.masquerade_bit == 14);
+  CHECK(c.metrics_bind_address == "127.0.0.1:10249");
+  CHECK(c.healthz_bind_address == "0.0.0.0:10256");
+  CHECK(c.kubeconfig == "/var/lib/kube-proxy/kubeconfig.conf");
+  // That copy carries one field kube-proxy does not have
+  // (showHiddenMetricsForAlphaFeatures; kube-proxy's is
+  // showHiddenMetricsForVersion): the only warning allowed.
+  for (const auto& warning : c.warnings) {
+    INFO(warning);
+    CHECK(warning.find("showHiddenMetricsForAlphaFeatures: unknown field") != std::string::npos);
+  }
+}
+
+TEST_CASE("kipvs check-config reports ok, warnings and errors with an exit status", "[config]") {
+  auto run = [](std::vector<std::string_view> args, std::string& out, std::string& err) {
+    std::ostringstream o, e;
+    const int status = kipvs::agent::run_check_config(args, o, e);
+    out = o.str();
+    err = e.str();
+    return status;
+  };
+  std::string out, err;
+  const std::string good = (kCases / "good" / "kube-proxy-v1.35.yaml").string();
+  CHECK(run({good}, out, err) == 0);
+  CHECK(out == good + ": ok\n");
+  CHECK(err.empty());
+
+  const TempFile warned("ipvs:\n  schedular: rr\n");
+  CHECK(run({warned.path.string()}, out, err) == 0);
+  CHECK(err == "warning: " + warned.path.string() + ":2: ipvs.schedular: unknown field, ignored\n");
+
+  const std::string bad = (kCases / "bad" / "masquerade-bit-40.yaml").string();
+  CHECK(run({bad}, out, err) == 1);
+  CHECK(out.empty());
+  CHECK(err == bad + ":3: iptables.masqueradeBit: expected an integer from 0 to 31, got 40\n");
+
+  CHECK(run({}, out, err) == 2);
+  CHECK(err == "usage: kipvs check-config FILE\n");
+  CHECK(kipvs::agent::help_text().find("kipvs check-config FILE") != std::string::npos);
 }
