@@ -1,8 +1,10 @@
 #include "metrics/http_server.h"
 
+#include <charconv>
 #include <vector>
 
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
@@ -117,7 +119,16 @@ struct Session : std::enable_shared_from_this<Session> {
 
 void accept(const std::shared_ptr<HttpServer::State>& state) {
   state->acceptor.async_accept([state](beast::error_code ec, tcp::socket socket) {
-    if (ec || state->closed) return;  // closed, or the acceptor failed
+    if (state->closed || ec == asio::error::operation_aborted) return;
+    if (ec) {
+      // Out of file descriptors, or a connection reset before it was
+      // accepted: try again shortly rather than stop serving for good.
+      auto timer = std::make_shared<asio::steady_timer>(state->io, std::chrono::milliseconds(100));
+      timer->async_wait([state, timer](beast::error_code) {
+        if (!state->closed) accept(state);
+      });
+      return;
+    }
     auto session = std::make_shared<Session>(state, std::move(socket));
     std::erase_if(state->connections, [](const auto& weak) { return weak.expired(); });
     state->connections.push_back(session->stream);
@@ -162,6 +173,33 @@ std::expected<tcp::endpoint, std::string> HttpServer::listen(const tcp::endpoint
   state_->closed = false;
   accept(state_);
   return bound;
+}
+
+std::expected<tcp::endpoint, std::string> parse_endpoint(std::string_view host_port) {
+  std::string_view host;
+  std::string_view port;
+  if (host_port.starts_with('[')) {
+    const auto close = host_port.find("]:");
+    if (close == std::string_view::npos)
+      return std::unexpected("\"" + std::string(host_port) + "\" is not [ipv6]:port");
+    host = host_port.substr(1, close - 1);
+    port = host_port.substr(close + 2);
+  } else {
+    const auto colon = host_port.rfind(':');
+    if (colon == std::string_view::npos || host_port.substr(0, colon).find(':') != std::string_view::npos) {
+      return std::unexpected("\"" + std::string(host_port) + "\" is not ip:port (IPv6 in brackets)");
+    }
+    host = host_port.substr(0, colon);
+    port = host_port.substr(colon + 1);
+  }
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(std::string(host), ec);
+  unsigned number = 0;
+  const auto [end, parse_ec] = std::from_chars(port.data(), port.data() + port.size(), number);
+  if (ec || port.empty() || parse_ec != std::errc{} || end != port.data() + port.size() || number > 65535) {
+    return std::unexpected("\"" + std::string(host_port) + "\" is not ip:port (IPv6 in brackets)");
+  }
+  return tcp::endpoint(address, static_cast<std::uint16_t>(number));
 }
 
 void HttpServer::close() {

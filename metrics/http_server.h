@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -52,6 +53,11 @@ class HttpServer {
  private:
   std::shared_ptr<State> state_;
 };
+
+// "127.0.0.1:10249" or "[::]:10256" (the configuration's bind addresses) as
+// an endpoint for listen().
+[[nodiscard]] std::expected<boost::asio::ip::tcp::endpoint, std::string> parse_endpoint(
+    std::string_view host_port);
 
 class Metrics;
 

@@ -302,3 +302,28 @@ TEST_CASE("a health-check port that cannot be opened is reported and retried", "
   CHECK(services.sync_services({{web, taken->port()}}).empty());
   CHECK(services.size() == 1);
 }
+
+TEST_CASE("bind addresses as the configuration writes them", "[metrics][http]") {
+  using kipvs::metrics::parse_endpoint;
+  CHECK(parse_endpoint("127.0.0.1:10249").value() ==
+        tcp::endpoint(asio::ip::make_address("127.0.0.1"), 10249));
+  CHECK(parse_endpoint("[::]:10256").value() == tcp::endpoint(asio::ip::make_address("::"), 10256));
+  CHECK(parse_endpoint("[fd00::1]:0").value().port() == 0);
+  CHECK(parse_endpoint("::1:10256").error() == "\"::1:10256\" is not ip:port (IPv6 in brackets)");
+  CHECK_FALSE(parse_endpoint("localhost:80"));
+  CHECK_FALSE(parse_endpoint("10.0.0.1"));
+  CHECK_FALSE(parse_endpoint("10.0.0.1:99999"));
+  CHECK_FALSE(parse_endpoint("[::1]80"));
+}
+
+TEST_CASE("[::] serves IPv4 clients too", "[metrics][http]") {
+  asio::io_context io;
+  kipvs::metrics::HttpServer server(io, kipvs::metrics::metrics_handler({}));
+  const auto bound = server.listen(kipvs::metrics::parse_endpoint("[::]:0").value());
+  if (!bound) {
+    WARN("no IPv6 here: " << bound.error());
+    return;
+  }
+  const tcp::endpoint v4(asio::ip::make_address("127.0.0.1"), bound->port());
+  CHECK(body(get(io, v4, "/proxyMode")) == "ipvs");
+}
