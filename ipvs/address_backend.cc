@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
 #include <cerrno>
 #include <cstring>
 
@@ -146,6 +147,9 @@ std::expected<std::set<Address>, Error> NetlinkAddressBackend::list_addresses(co
        object = nl_cache_get_next(object)) {
     auto* addr = reinterpret_cast<rtnl_addr*>(object);
     if (rtnl_addr_get_ifindex(addr) != *index) continue;
+    // The kernel gives the link an IPv6 link-local address when it comes up:
+    // not kipvs's, and never to be removed.
+    if (rtnl_addr_get_scope(addr) != RT_SCOPE_UNIVERSE) continue;
     nl_addr* local = rtnl_addr_get_local(addr);
     if (local == nullptr) continue;
     Address address;

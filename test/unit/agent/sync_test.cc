@@ -16,6 +16,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "agent/agent.h"
 #include "agent/sync.h"
 #include "agent/sysctl.h"
 #include "ipvs/address_backend.h"
@@ -624,6 +625,68 @@ TEST_CASE("sysctls: written where they differ, warned where they cannot be", "[s
   CHECK(report.warnings[0].find("expire_quiescent_template") != std::string::npos);
   CHECK(apply_sysctls(root, kube_proxy_sysctls(true)).changed.empty());
   std::filesystem::remove_all(root);
+}
+
+}  // namespace
+}  // namespace kipvs::agent
+
+namespace kipvs::agent {
+namespace {
+
+TEST_CASE("operations print in ipvsadm's command syntax", "[agent]") {
+  const ipvs::Service service{
+      .key = vip("10.96.0.1", 80), .scheduler = "rr", .flags = ipvs::flags::kPersistent, .timeout = 600};
+  const ipvs::Destination destination{.key = real("10.244.1.5", 8080), .weight = 0};
+  auto line = [&](Kind kind) {
+    return format_operation(ipvs::Operation{.kind = kind, .service = service, .destination = destination});
+  };
+  CHECK(line(Kind::kAddService) == "-A -t 10.96.0.1:80 -s rr -p 600");
+  CHECK(line(Kind::kEditService) == "-E -t 10.96.0.1:80 -s rr -p 600");
+  CHECK(line(Kind::kDeleteService) == "-D -t 10.96.0.1:80");
+  CHECK(line(Kind::kAddDestination) == "-a -t 10.96.0.1:80 -r 10.244.1.5:8080 -m -w 0");
+  CHECK(line(Kind::kEditDestination) == "-e -t 10.96.0.1:80 -r 10.244.1.5:8080 -m -w 0");
+  CHECK(line(Kind::kDeleteDestination) == "-d -t 10.96.0.1:80 -r 10.244.1.5:8080");
+}
+
+TEST_CASE("Go durations", "[agent]") {
+  CHECK(parse_go_duration("30s") == 30s);
+  CHECK(parse_go_duration("500ms") == 500ms);
+  CHECK(parse_go_duration("1m30s") == 90s);
+  CHECK(parse_go_duration("1.5s") == 1500ms);
+  CHECK(parse_go_duration("2h") == 7200s);
+  CHECK(parse_go_duration("0") == 0ms);
+  CHECK_FALSE(parse_go_duration(""));
+  CHECK_FALSE(parse_go_duration("30"));
+  CHECK_FALSE(parse_go_duration("-1s"));
+  CHECK_FALSE(parse_go_duration("1d"));
+}
+
+TEST_CASE("agent flags", "[agent]") {
+  using Args = std::vector<std::string_view>;
+  auto parse = [](Args args) { return parse_agent_args(args); };
+  auto options = parse({"--manifests", "/m", "--hostname-override=n1", "--node-ip", "10.0.0.1,fd00::1",
+                        "--ipvs-sync-period", "10s", "--ipvs-min-sync-period=1s", "--ipvs-strict-arp",
+                        "--ipvs-scheduler", "wlc", "--graceful-termination-period", "2m"});
+  REQUIRE(options);
+  CHECK(options->manifests == "/m");
+  CHECK_FALSE(options->use_api);
+  CHECK(options->sync.facts.node_name == "n1");
+  CHECK(options->sync.facts.node_ips.size() == 2);
+  CHECK_FALSE(options->sync.node_ips_from_node);
+  CHECK(options->sync.zone_from_node);
+  CHECK(options->sync.sync_period == 10s);
+  CHECK(options->sync.min_sync_period == 1s);
+  CHECK(options->sync.grace_period == std::chrono::seconds{120});
+  CHECK(options->sync.facts.scheduler == "wlc");
+  CHECK(options->strict_arp);
+
+  CHECK(parse({"run", "--kubeconfig", "/k"})->use_api);
+  CHECK_FALSE(parse({}));                                           // no source
+  CHECK_FALSE(parse({"--manifests", "/m", "--kubeconfig", "/k"}));  // two sources
+  CHECK_FALSE(parse({"--manifests", "/m", "--ipvs-sync-period", "0"}));
+  CHECK_FALSE(parse({"--manifests", "/m", "--ipvs-scheduler", "fastest"}));
+  CHECK_FALSE(parse({"--manifests", "/m", "--node-ip", "node-a"}));
+  CHECK_FALSE(parse({"--manifests", "/m", "--frobnicate", "1"}));
 }
 
 }  // namespace
