@@ -666,7 +666,11 @@ void validate(Config& config, std::string_view source) {
   }
 }
 
-Config parse_config_yaml(std::string_view text, std::string_view source) {
+namespace {
+
+// The file alone, not yet validated across fields: flags may still change
+// the fields a cross-field check compares.
+Config read_config_yaml(std::string_view text, std::string_view source) {
   Config config;
   YAML::Node root;
   try {
@@ -677,16 +681,29 @@ Config parse_config_yaml(std::string_view text, std::string_view source) {
   }
   FileReader(config, source).read(root);
   config.config_file = std::string(source);
+  return config;
+}
+
+Config read_config_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot read the configuration file");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return read_config_yaml(buffer.str(), path);
+}
+
+}  // namespace
+
+Config parse_config_yaml(std::string_view text, std::string_view source) {
+  Config config = read_config_yaml(text, source);
   validate(config, source);
   return config;
 }
 
 Config load_config_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot read the configuration file");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return parse_config_yaml(buffer.str(), path);
+  Config config = read_config_file(path);
+  validate(config, path);
+  return config;
 }
 
 Config parse_command_line(std::span<const std::string_view> args) {
@@ -729,7 +746,7 @@ Config parse_command_line(std::span<const std::string_view> args) {
 
   Config config;
   for (const auto& p : parsed) {
-    if (p.setting->flag == "config") config = load_config_file(p.value);
+    if (p.setting->flag == "config") config = read_config_file(p.value);
   }
   config.help = help;
   for (const auto& p : parsed) {
@@ -737,7 +754,7 @@ Config parse_command_line(std::span<const std::string_view> args) {
     const Value value = flag_value(*p.setting, p.value);
     if (auto expected = p.setting->apply(config, value)) flag_error(p.setting->flag, "expected " + *expected);
   }
-  validate(config, "");
+  validate(config, config.config_file.empty() ? "" : config.config_file + " with the command-line flags");
   return config;
 }
 

@@ -320,6 +320,17 @@ TEST_CASE("flags override the file, in either order", "[config][flags]") {
   CHECK(d.ipvs.scheduler == "sh");
 }
 
+TEST_CASE("checks across fields run once the flags are applied", "[config][flags]") {
+  // Alone the file is wrong (minSyncPeriod above the default syncPeriod);
+  // with the flag it is not.
+  const TempFile file("ipvs:\n  minSyncPeriod: 1m\n");
+  CHECK(from_args({"--config", file.path.string(), "--ipvs-sync-period=2m"}).ipvs.min_sync_period == 1min);
+  CHECK(flag_error({"--config", file.path.string()}) ==
+        file.path.string() +
+            " with the command-line flags: ipvs.minSyncPeriod: expected at most ipvs.syncPeriod (30s), got "
+            "1m0s");
+}
+
 TEST_CASE("flag errors name the flag", "[config][flags]") {
   CHECK(flag_error({"--ipvs-sync-period=5"}) ==
         "flag --ipvs-sync-period: expected a duration such as 30s or 1m30s, got \"5\" (missing unit (one of "
