@@ -437,6 +437,50 @@ const std::set<std::string, std::less<>> kIgnored{
     "windows.*",
 };
 
+// kube-proxy's flags (and klog's) that kipvs accepts and ignores.
+const std::set<std::string, std::less<>> kIgnoredBoolFlags{
+    "bind-address-hard-fail",
+    "conntrack-tcp-be-liberal",
+    "iptables-localhost-nodeports",
+    "profiling",
+    "alsologtostderr",
+    "logtostderr",
+    "add-dir-header",
+    "skip-headers",
+    "skip-log-headers",
+    "one-output",
+};
+const std::set<std::string, std::less<>> kIgnoredValueFlags{
+    "config-sync-period",
+    "conntrack-max-per-core",
+    "conntrack-min",
+    "conntrack-tcp-timeout-close-wait",
+    "conntrack-tcp-timeout-established",
+    "conntrack-udp-timeout",
+    "conntrack-udp-timeout-stream",
+    "detect-local-mode",
+    "feature-gates",
+    "healthz-port",
+    "metrics-port",
+    "iptables-min-sync-period",
+    "iptables-sync-period",
+    "kube-api-burst",
+    "kube-api-content-type",
+    "kube-api-qps",
+    "log-flush-frequency",
+    "oom-score-adj",
+    "pod-bridge-interface",
+    "pod-interface-name-prefix",
+    "proxy-port-range",
+    "show-hidden-metrics-for-version",
+    "vmodule",
+    "log-dir",
+    "log-file",
+    "log-file-max-size",
+    "stderrthreshold",
+    "log-backtrace-at",
+};
+
 bool is_ignored(const std::string& path) {
   if (kIgnored.contains(path) || kIgnored.contains(path + ".*")) return true;
   const auto dot = path.find('.');
@@ -713,6 +757,7 @@ Config parse_command_line(std::span<const std::string_view> args) {
     std::string value;
   };
   std::vector<Parsed> parsed;
+  std::vector<std::string> ignored_flags;
   bool help = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view arg = args[i];
@@ -731,7 +776,21 @@ Config parse_command_line(std::span<const std::string_view> args) {
       value = std::string(arg.substr(eq + 1));
     }
     const Setting* setting = find_flag(name);
-    if (setting == nullptr) throw ConfigError("flag --" + std::string(name) + ": unknown flag (see --help)");
+    if (setting == nullptr) {
+      // kube-proxy's own flags that kipvs has no use for: accepted with a
+      // warning, so a kube-proxy command line keeps working.
+      const bool ignored_bool = kIgnoredBoolFlags.contains(name);
+      if (!ignored_bool && !kIgnoredValueFlags.contains(name)) {
+        throw ConfigError("flag --" + std::string(name) + ": unknown flag (see --help)");
+      }
+      if (!value && !ignored_bool) {
+        if (i + 1 >= args.size()) throw ConfigError("flag --" + std::string(name) + ": needs a value");
+        ++i;
+      }
+      ignored_flags.push_back("flag --" + std::string(name) +
+                              ": a kube-proxy flag kipvs does not use, ignored");
+      continue;
+    }
     if (!value) {
       if (setting->kind == Kind::kBool) {
         value = "true";  // a boolean flag alone turns it on
@@ -749,6 +808,7 @@ Config parse_command_line(std::span<const std::string_view> args) {
     if (p.setting->flag == "config") config = read_config_file(p.value);
   }
   config.help = help;
+  config.warnings.insert(config.warnings.end(), ignored_flags.begin(), ignored_flags.end());
   for (const auto& p : parsed) {
     if (p.setting->flag == "config") continue;
     const Value value = flag_value(*p.setting, p.value);
@@ -797,6 +857,8 @@ std::string help_text() {
     out << "\n";
   }
   out << "  -h, --help                      Print this help and exit.\n";
+  out << "\nkube-proxy's other flags (--feature-gates, --conntrack-*, --oom-score-adj, ...) are accepted and "
+         "ignored with a warning.\n";
   return out.str();
 }
 

@@ -331,6 +331,17 @@ TEST_CASE("checks across fields run once the flags are applied", "[config][flags
             "1m0s");
 }
 
+TEST_CASE("kube-proxy flags kipvs does not use are accepted with a warning", "[config][flags]") {
+  const Config c = from_args({"--feature-gates=A=true", "--conntrack-max-per-core", "0", "--profiling",
+                              "--oom-score-adj=-999", "--ipvs-scheduler=lc"});
+  CHECK(c.ipvs.scheduler == "lc");  // the value after --conntrack-max-per-core was not taken as a flag
+  REQUIRE(c.warnings.size() == 4);
+  CHECK(c.warnings[0] == "flag --feature-gates: a kube-proxy flag kipvs does not use, ignored");
+  CHECK(c.warnings[2] == "flag --profiling: a kube-proxy flag kipvs does not use, ignored");
+  CHECK(flag_error({"--write-config-to=/tmp/x"}) == "flag --write-config-to: unknown flag (see --help)");
+  CHECK(flag_error({"--feature-gates"}) == "flag --feature-gates: needs a value");
+}
+
 TEST_CASE("flag errors name the flag", "[config][flags]") {
   CHECK(flag_error({"--ipvs-sync-period=5"}) ==
         "flag --ipvs-sync-period: expected a duration such as 30s or 1m30s, got \"5\" (missing unit (one of "
