@@ -1,0 +1,457 @@
+// The sync loop with real traffic: the real `kipvs` binary, run with
+// --manifests from a temporary folder inside the test's network namespace,
+// programs IPVS and kube-ipvs0; backends are small TCP servers in peer
+// namespaces answering with their own name; a client in its own namespace
+// connects to the cluster IP through the node.
+//
+//   client 10.250.0.2 --veth-- node 10.250.0.1, 10.244.0.1 (bridge kt-br)
+//                                   |-- veth -- backend b<i> 10.244.0.<10+i>
+//   cluster IP 10.96.0.50 on kube-ipvs0 (bound by kipvs)
+
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "netns.h"
+
+namespace {
+
+using kipvs::test::PeerNamespace;
+using kipvs::test::run;
+using kipvs::test::run_ok;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+constexpr const char* kVip = "10.96.0.50";
+
+std::string backend_ip(int i) {
+  return "10.244.0." + std::to_string(10 + i);
+}
+std::string backend_name(int i) {
+  return "b" + std::to_string(i);
+}
+
+// A scratch folder in the guest (its /tmp is a tmpfs of its own).
+fs::path scratch() {
+  static const fs::path dir = [] {
+    fs::path path = fs::temp_directory_path() / ("kipvs-sync-" + std::to_string(::getpid()));
+    fs::create_directories(path);
+    return path;
+  }();
+  return dir;
+}
+
+void write_file(const fs::path& path, const std::string& text) {
+  const auto partial = path.string() + ".part";
+  std::ofstream(partial) << text;
+  fs::rename(partial, path);  // atomic, so the watcher never reads half a file
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// Answers every connection with its name, then echoes what it gets.
+constexpr const char* kServer = R"(import socketserver, sys
+name, addr = sys.argv[1], sys.argv[2]
+class Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.sendall((name + "\n").encode())
+        try:
+            while True:
+                data = self.request.recv(1024)
+                if not data:
+                    return
+                self.request.sendall(data)
+        except OSError:
+            pass
+socketserver.ThreadingTCPServer.allow_reuse_address = True
+socketserver.ThreadingTCPServer.daemon_threads = True
+socketserver.ThreadingTCPServer((addr, 8080), Handler).serve_forever()
+)";
+
+// Prints the name the service answers with. With "hold FLAG", keeps the
+// connection until FLAG disappears, then proves it still works (ping echo)
+// and prints "alive". Closes with a reset, so IPVS forgets the connection at
+// once (a FIN would leave it in TIME_WAIT, counted as inactive, for 2 min).
+constexpr const char* kClient = R"(import os, socket, struct, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+f = s.makefile("rb")
+print(f.readline().decode().strip(), flush=True)
+if len(sys.argv) > 4 and sys.argv[3] == "hold":
+    while os.path.exists(sys.argv[4]):
+        time.sleep(0.1)
+    s.sendall(b"ping\n")
+    print("alive" if f.readline() == b"ping\n" else "broken", flush=True)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+s.close()
+)";
+
+struct Endpoint {
+  int backend = 0;
+  bool ready = true;
+  bool terminating = false;
+};
+
+struct ServiceSpec {
+  std::vector<Endpoint> endpoints;
+  std::string affinity;      // "" or "ClientIP"
+  int affinity_timeout = 0;  // 0: unset
+  std::string annotations;   // extra "key: value" lines under metadata.annotations
+};
+
+ServiceSpec plain(std::vector<Endpoint> endpoints, std::string affinity = "", int timeout = 0,
+                  std::string annotations = "") {
+  ServiceSpec spec;
+  spec.endpoints = std::move(endpoints);
+  spec.affinity = std::move(affinity);
+  spec.affinity_timeout = timeout;
+  spec.annotations = std::move(annotations);
+  return spec;
+}
+
+std::string manifest(const ServiceSpec& spec) {
+  std::ostringstream out;
+  out << "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\n  namespace: default\n";
+  if (!spec.annotations.empty()) out << "  annotations:\n    " << spec.annotations << "\n";
+  out << "spec:\n  clusterIP: " << kVip << "\n  ports:\n  - {name: http, port: 80, protocol: TCP}\n";
+  if (!spec.affinity.empty()) {
+    out << "  sessionAffinity: " << spec.affinity << "\n";
+    if (spec.affinity_timeout > 0) {
+      out << "  sessionAffinityConfig: {clientIP: {timeoutSeconds: " << spec.affinity_timeout << "}}\n";
+    }
+  }
+  out << "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n"
+         "  namespace: default\n  labels: {kubernetes.io/service-name: web}\naddressType: IPv4\n"
+         "ports: [{name: http, port: 8080, protocol: TCP}]\nendpoints:\n";
+  for (const auto& endpoint : spec.endpoints) {
+    out << "- addresses: [" << backend_ip(endpoint.backend)
+        << "]\n  conditions: {ready: " << (endpoint.ready ? "true" : "false")
+        << ", serving: " << (endpoint.ready || endpoint.terminating ? "true" : "false")
+        << ", terminating: " << (endpoint.terminating ? "true" : "false") << "}\n";
+  }
+  return out.str();
+}
+
+// Polls until pred() holds; false after the deadline.
+// Generous: the guest is an emulated CPU shared with other work.
+bool eventually(const std::function<bool()>& pred, std::chrono::seconds limit = 90s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(200ms);
+  }
+  return pred();
+}
+
+// The node, its backends and a client.
+class Lab {
+ public:
+  explicit Lab(int backends) {
+    write_file(scratch() / "server.py", kServer);
+    write_file(scratch() / "client.py", kClient);
+    run_ok("ip link add kt-br type bridge && ip addr add 10.244.0.1/24 dev kt-br && ip link set kt-br up");
+    for (int i = 0; i < backends; ++i) {
+      auto& peer = *backends_.emplace_back(std::make_unique<PeerNamespace>(backend_name(i)));
+      const std::string link = "kt-b" + std::to_string(i);
+      run_ok("ip link add " + link + " type veth peer name eth0 netns " + peer.name());
+      run_ok("ip link set " + link + " master kt-br up");
+      run_ok(peer.exec() + "ip addr add " + backend_ip(i) + "/24 dev eth0");
+      run_ok(peer.exec() + "ip link set eth0 up");
+      run_ok(peer.exec() + "ip route add default via 10.244.0.1");
+      run_ok(peer.exec() + "bash -c 'python3 " + (scratch() / "server.py").string() + " " + backend_name(i) +
+             " " + backend_ip(i) + " >/dev/null 2>&1 & for i in $(seq 600); do (echo > /dev/tcp/" +
+             backend_ip(i) + "/8080) 2>/dev/null && exit 0; sleep 0.2; done; exit 1'");
+    }
+    run_ok("ip link add kt-client type veth peer name eth0 netns " + client_.name());
+    run_ok("ip addr add 10.250.0.1/24 dev kt-client && ip link set kt-client up");
+    run_ok(client_.exec() + "ip addr add 10.250.0.2/24 dev eth0");
+    run_ok(client_.exec() + "ip link set eth0 up");
+    run_ok(client_.exec() + "ip route add default via 10.250.0.1");
+  }
+  ~Lab() {
+    // The servers and clients this case started, by process id.
+    for (const auto& peer : backends_) run("ip netns pids " + peer->name() + " | xargs -r kill");
+    run("ip netns pids " + client_.name() + " | xargs -r kill");
+  }
+
+  // One request from the client: the backend's name, "" when it failed.
+  // Closed with a FIN (bash is much quicker to start than python here).
+  std::string request() { return name_from(run(client_.exec() + request_command())); }
+  static std::string request_command() {
+    return std::string("timeout 60 bash -c 'exec 3<>/dev/tcp/") + kVip + "/80 && head -1 <&3'";
+  }
+  // Closed with a reset, so IPVS forgets the connection at once.
+  std::string request_reset() {
+    return name_from(run(client_.exec() + "timeout 60 python3 " + (scratch() / "client.py").string() + " " +
+                         kVip + " 80"));
+  }
+
+  const PeerNamespace& client() const { return client_; }
+
+ private:
+  static std::string name_from(const kipvs::test::CommandResult& result) {
+    if (result.status != 0) return "";
+    auto name = result.output;
+    while (!name.empty() && (name.back() == '\n' || name.back() == '\r')) name.pop_back();
+    return name;
+  }
+
+  std::vector<std::unique_ptr<PeerNamespace>> backends_;
+  PeerNamespace client_{"client"};
+};
+
+// The real binary, next to this one in the build tree.
+fs::path kipvs_binary() {
+  return fs::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path() / "agent" / "kipvs";
+}
+
+class Kipvs {
+ public:
+  Kipvs(const fs::path& manifests, std::vector<std::string> extra, const fs::path& log) : log_(log) {
+    const auto binary = kipvs_binary();
+    REQUIRE(fs::exists(binary));
+    std::vector<std::string> args{binary.string(), "--manifests", manifests.string(), "--hostname-override",
+                                  "node-a",        "--node-ip",   "10.250.0.1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> argv;
+      for (auto& arg : args) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+  ~Kipvs() { stop(SIGTERM); }
+  Kipvs(const Kipvs&) = delete;
+  Kipvs& operator=(const Kipvs&) = delete;
+
+  // Stops it; the exit status (or 128 + signal).
+  int stop(int signal) {
+    if (pid_ <= 0) return status_;
+    ::kill(pid_, signal);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return status_;
+  }
+  std::string log() const { return read_file(log_); }
+
+ private:
+  fs::path log_;
+  pid_t pid_ = -1;
+  int status_ = 0;
+};
+
+std::string ipvs_rules() {
+  return run_ok("ipvsadm -Sn");
+}
+
+bool has_line(const std::string& text, const std::string& line) {
+  std::istringstream in(text);
+  for (std::string current; std::getline(in, current);) {
+    if (current == line) return true;
+  }
+  return false;
+}
+
+std::string destination_line(int backend, int weight = 1) {
+  return std::string("-a -t ") + kVip + ":80 -r " + backend_ip(backend) + ":8080 -m -w " +
+         std::to_string(weight);
+}
+
+// Writes the manifests, starts kipvs and waits for its first sync.
+struct Running {
+  fs::path dir;
+  std::unique_ptr<Kipvs> kipvs;
+};
+
+Running start(const std::string& name, const ServiceSpec& spec, std::vector<std::string> extra = {}) {
+  Running running;
+  running.dir = scratch() / name;
+  fs::create_directories(running.dir);
+  write_file(running.dir / "web.yaml", manifest(spec));
+  running.kipvs = std::make_unique<Kipvs>(running.dir, std::move(extra), scratch() / (name + ".log"));
+  auto& kipvs = *running.kipvs;
+  const bool synced = eventually([&] { return kipvs.log().find("sync full") != std::string::npos; });
+  INFO("kipvs log:\n" << kipvs.log());
+  REQUIRE(synced);
+  return running;
+}
+
+}  // namespace
+
+TEST_CASE("kipvs: round robin spreads requests across every ready backend", "[kernel]") {
+  Lab lab(4);
+  // b3 is not ready: it must never answer.
+  auto running = start("rr", plain({{0}, {1}, {2}, {3, false}}));
+  INFO("rules:\n" << ipvs_rules() << "kipvs log:\n" << running.kipvs->log());
+  CHECK_THAT(run_ok("ip -o addr show dev kube-ipvs0"), Catch::Contains(std::string(kVip) + "/32"));
+  std::multiset<std::string> answers;
+  for (int i = 0; i < 9; ++i) answers.insert(lab.request());
+  CHECK(answers.count("b0") == 3);
+  CHECK(answers.count("b1") == 3);
+  CHECK(answers.count("b2") == 3);
+  CHECK(answers.count("b3") == 0);
+  CHECK(answers.count("") == 0);
+}
+
+TEST_CASE("kipvs: ClientIP affinity sticks, and after its timeout a new choice is made", "[kernel]") {
+  Lab lab(3);
+  auto running = start("affinity", plain({{0}, {1}, {2}}, "ClientIP", 2));
+  INFO("rules:\n" << ipvs_rules() << "kipvs log:\n" << running.kipvs->log());
+  CHECK(has_line(ipvs_rules(), std::string("-A -t ") + kVip + ":80 -s rr -p 2"));
+  const auto first = lab.request_reset();
+  REQUIRE_FALSE(first.empty());
+  for (int i = 0; i < 4; ++i) CHECK(lab.request_reset() == first);
+  // The connections closed with a reset; once their entries and then the
+  // template (2 s) have expired, the round robin moves on.
+  const bool expired = eventually(
+      [] { return run_ok("ipvsadm -Lnc | grep -c " + std::string(kVip) + " || true") == "0\n"; }, 60s);
+  REQUIRE(expired);
+  const auto next = lab.request_reset();
+  CHECK_FALSE(next.empty());
+  CHECK(next != first);
+}
+
+TEST_CASE("kipvs: hash affinity (mh) sticks one client to one backend", "[kernel]") {
+  Lab lab(3);
+  auto running = start("hash", plain({{0}, {1}, {2}}, "ClientIP", 0, "kipvs.io/affinity: hash"));
+  INFO("rules:\n" << ipvs_rules() << "kipvs log:\n" << running.kipvs->log());
+  CHECK_THAT(ipvs_rules(), Catch::Contains(std::string("-A -t ") + kVip + ":80 -s mh"));
+  CHECK_THAT(ipvs_rules(), !Catch::Contains(" -p "));
+  const auto first = lab.request();
+  REQUIRE_FALSE(first.empty());
+  for (int i = 0; i < 8; ++i) CHECK(lab.request() == first);
+}
+
+TEST_CASE("kipvs: a rule deleted with ipvsadm -d comes back at the next resync", "[kernel]") {
+  Lab lab(2);
+  auto running = start("drift", plain({{0}, {1}}), {"--ipvs-sync-period", "2s"});
+  REQUIRE(has_line(ipvs_rules(), destination_line(1)));
+  run_ok(std::string("ipvsadm -d -t ") + kVip + ":80 -r " + backend_ip(1) + ":8080");
+  REQUIRE_FALSE(has_line(ipvs_rules(), destination_line(1)));
+  const bool repaired = eventually([] { return has_line(ipvs_rules(), destination_line(1)); });
+  INFO("kipvs log:\n" << running.kipvs->log());
+  CHECK(repaired);
+  std::set<std::string> answers;
+  for (int i = 0; i < 4; ++i) answers.insert(lab.request());
+  CHECK(answers == std::set<std::string>{"b0", "b1"});
+}
+
+TEST_CASE("kipvs: a foreign IPVS service on another address is never touched", "[kernel]") {
+  Lab lab(1);
+  run_ok(
+      "ipvsadm -A -t 192.168.77.1:80 -s wlc -p 60 && ipvsadm -a -t 192.168.77.1:80 -r 192.168.77.2:80 -g -w "
+      "3");
+  auto running = start("foreign", plain({{0}}), {"--ipvs-sync-period", "1s"});
+  // One added while kipvs runs, on a node address (not a node port).
+  run_ok("ipvsadm -A -u 10.250.0.1:53 -s rr");
+  const auto before = ipvs_rules();
+  // Several resyncs later, the foreign rules are as they were.
+  REQUIRE(eventually([&] {
+    const auto log = running.kipvs->log();
+    std::size_t count = 0;
+    for (auto at = log.find("sync full"); at != std::string::npos; at = log.find("sync full", at + 1))
+      ++count;
+    return count >= 4;
+  }));
+  const auto after = ipvs_rules();
+  INFO("kipvs log:\n" << running.kipvs->log());
+  CHECK(has_line(after, "-A -t 192.168.77.1:80 -s wlc -p 60"));
+  CHECK(has_line(after, "-a -t 192.168.77.1:80 -r 192.168.77.2:80 -g -w 3"));
+  CHECK(has_line(after, "-A -u 10.250.0.1:53 -s rr"));
+  CHECK(after == before);
+  CHECK(lab.request() == "b0");
+}
+
+TEST_CASE("kipvs: killed and restarted during traffic, no connection fails and no rule is rewritten",
+          "[kernel]") {
+  Lab lab(2);
+  auto running = start("restart", plain({{0}, {1}}));
+  // Continuous traffic from the client for the whole restart.
+  const auto flag = scratch() / "traffic.on";
+  const auto results = scratch() / "traffic.txt";
+  write_file(flag, "");
+  run_ok(lab.client().exec() + "bash -c \"while [ -e " + flag.string() + " ]; do " + Lab::request_command() +
+         " >> " + results.string() + " 2>&1 || echo FAILED >> " + results.string() +
+         "; done >/dev/null 2>&1 &\"");
+  REQUIRE(eventually([&] { return read_file(results).size() > 6; }));
+
+  CHECK(running.kipvs->stop(SIGKILL) == 128 + SIGKILL);
+  const auto rules_before = ipvs_rules();
+  auto restarted =
+      std::make_unique<Kipvs>(running.dir, std::vector<std::string>{}, scratch() / "restart-2.log");
+  REQUIRE(eventually([&] { return restarted->log().find("sync full") != std::string::npos; }));
+  const auto lines_at_restart = read_file(results).size();
+  REQUIRE(eventually([&] { return read_file(results).size() > lines_at_restart + 6; }));
+  fs::remove(flag);
+  run("sleep 15");  // the last request finishes
+
+  const auto traffic = read_file(results);
+  INFO("second kipvs log:\n" << restarted->log() << "traffic:\n" << traffic);
+  CHECK(traffic.find("FAILED") == std::string::npos);
+  CHECK(traffic.find("b0") != std::string::npos);
+  CHECK(traffic.find("b1") != std::string::npos);
+  CHECK_THAT(restarted->log(), Catch::Contains("sync full: 1 virtual services, 0 operations"));
+  CHECK(ipvs_rules() == rules_before);
+  CHECK(restarted->stop(SIGTERM) == 0);
+}
+
+TEST_CASE("kipvs: a terminating endpoint keeps its connection, gets no new ones, then goes", "[kernel]") {
+  Lab lab(2);
+  auto running = start("terminating", plain({{0}, {1}}), {"--drain-check-period", "1s"});
+  // Hold one connection open; learn which backend it reached.
+  const auto hold = scratch() / "hold.on";
+  const auto held = scratch() / "held.txt";
+  write_file(hold, "");
+  run_ok(lab.client().exec() + "bash -c 'timeout 300 python3 " + (scratch() / "client.py").string() + " " +
+         kVip + " 80 hold " + hold.string() + " > " + held.string() + " 2>&1 &'");
+  REQUIRE(eventually([&] { return read_file(held).size() >= 3; }));
+  const std::string leaving = read_file(held).substr(0, 2);
+  REQUIRE((leaving == "b0" || leaving == "b1"));
+  const int leaving_index = leaving == "b0" ? 0 : 1;
+  const int staying_index = 1 - leaving_index;
+
+  const ServiceSpec spec = plain({{staying_index}, {leaving_index, false, true}});
+  write_file(running.dir / "web.yaml", manifest(spec));
+  const bool drained = eventually([&] { return has_line(ipvs_rules(), destination_line(leaving_index, 0)); });
+  INFO("rules:\n" << ipvs_rules() << "kipvs log:\n" << running.kipvs->log());
+  REQUIRE(drained);
+  for (int i = 0; i < 4; ++i) CHECK(lab.request() == backend_name(staying_index));
+
+  // The held connection still works; after it closes, the destination goes.
+  fs::remove(hold);
+  REQUIRE(eventually([&] {
+    return read_file(held).find("alive") != std::string::npos ||
+           read_file(held).find("broken") != std::string::npos;
+  }));
+  CHECK_THAT(read_file(held), Catch::Contains("alive"));
+  const bool gone = eventually([&] { return !has_line(ipvs_rules(), destination_line(leaving_index, 0)); });
+  CHECK(gone);
+  CHECK(has_line(ipvs_rules(), destination_line(staying_index)));
+}
