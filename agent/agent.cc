@@ -3,11 +3,17 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
+#include <map>
 #include <ostream>
+#include <sstream>
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/json/serialize.hpp>
 
+#include "agent/metrics_observer.h"
 #include "agent/render.h"
 #include "agent/sysctl.h"
 #include "ipvs/diff.h"
@@ -17,40 +23,15 @@
 #include "k8s/http_client.h"
 #include "k8s/kubeconfig.h"
 #include "k8s/manifests.h"
+#include "metrics/health.h"
+#include "metrics/http_server.h"
+#include "metrics/metrics.h"
+#include "metrics/service_health.h"
+#include "metrics/throughput.h"
 
 namespace kipvs::agent {
 
 namespace {
-
-constexpr std::string_view kUsage =
-    "usage: kipvs [run] (--manifests DIR | --kubeconfig FILE | --master URL) [--hostname-override NAME]\n"
-    "             [--node-ip IP[,IP...]] [--zone ZONE] [--ipvs-scheduler NAME] [--ipvs-sync-period DUR]\n"
-    "             [--ipvs-min-sync-period DUR] [--ipvs-strict-arp] [--ipvs-exclude-cidrs CIDR[,...]]\n"
-    "             [--nodeport-addresses CIDR[,...]] [--graceful-termination-period DUR]\n"
-    "             [--drain-check-period DUR] [--dummy-interface NAME] [--proc-sys DIR]\n"
-    "       kipvs render --manifests DIR ...   (the desired table, ipvsadm -Sn format)\n"
-    "       kipvs diff --manifests DIR ...     (what a sync would change in the kernel)\n";
-
-std::vector<std::string_view> split_list(std::string_view text) {
-  std::vector<std::string_view> items;
-  while (!text.empty()) {
-    const auto comma = text.find(',');
-    if (auto item = text.substr(0, comma); !item.empty()) items.push_back(item);
-    if (comma == std::string_view::npos) break;
-    text.remove_prefix(comma + 1);
-  }
-  return items;
-}
-
-std::expected<std::vector<Cidr>, std::string> parse_cidrs(std::string_view flag, std::string_view value) {
-  std::vector<Cidr> cidrs;
-  for (auto item : split_list(value)) {
-    auto cidr = Cidr::parse(item);
-    if (!cidr) return std::unexpected(std::string(flag) + ": \"" + std::string(item) + "\" is not a CIDR");
-    cidrs.push_back(*cidr);
-  }
-  return cidrs;
-}
 
 std::string hostname() {
   char name[256] = {};
@@ -103,112 +84,81 @@ std::optional<std::chrono::milliseconds> parse_go_duration(std::string_view text
   return std::chrono::milliseconds{static_cast<std::int64_t>(total_ms)};
 }
 
-std::expected<AgentOptions, std::string> parse_agent_args(std::span<const std::string_view> args) {
-  if (!args.empty() && args.front() == "run") args = args.subspan(1);
+std::expected<AgentOptions, std::string> agent_options(
+    const Config& config, const std::function<const char*(const char*)>& getenv) {
+  using std::chrono::duration_cast;
+  using std::chrono::milliseconds;
   AgentOptions options;
+  options.manifests = config.kipvs.manifests;
+  options.kubeconfig = config.kubeconfig;
+  options.master = config.master;
+  const bool api_named = !config.kubeconfig.empty() || !config.master.empty();
+  if (!options.manifests.empty() && api_named) {
+    return std::unexpected(std::string("give one object source: --manifests DIR, or --kubeconfig/--master"));
+  }
+  const auto set = [&](const char* name) {
+    const char* value = getenv(name);
+    return value != nullptr && *value != '\0';
+  };
+  options.use_api = options.manifests.empty();
+  if (options.use_api && !api_named && !set("KUBECONFIG") && !set("KUBERNETES_SERVICE_HOST")) {
+    return std::unexpected(std::string(
+        "no object source: give --manifests DIR, --kubeconfig FILE or --master URL (or run in a cluster)"));
+  }
+
   auto& sync = options.sync;
   auto& facts = sync.facts;
-  bool node_ips_set = false;
-  bool zone_set = false;
-  auto duration = [](std::string_view flag,
-                     std::string_view value) -> std::expected<std::chrono::milliseconds, std::string> {
-    auto parsed = parse_go_duration(value);
-    if (!parsed)
-      return std::unexpected(std::string(flag) + ": \"" + std::string(value) + "\" is not a duration");
-    return *parsed;
+  facts.node_name = config.hostname_override.empty() ? hostname() : config.hostname_override;
+  facts.zone = config.kipvs.zone;
+  facts.node_ips = config.kipvs.node_ips;
+  // kube-proxy's bindAddress, when it is a real address, is the node IP.
+  if (facts.node_ips.empty() && !config.bind_address.empty()) {
+    if (auto address = ipvs::Address::parse(config.bind_address);
+        address && *address != ipvs::Address::parse("0.0.0.0") && *address != ipvs::Address::parse("::")) {
+      facts.node_ips.push_back(*address);
+    }
+  }
+  facts.scheduler = config.ipvs.scheduler.empty() ? "rr" : config.ipvs.scheduler;
+  facts.scheduler_flags = config.kipvs.scheduler_flag_bits;
+  facts.proxy_name = config.kipvs.proxy_name;
+  facts.affinity_mode = config.kipvs.affinity_mode;
+  facts.node_port_addresses = config.node_port_addresses;
+  facts.exclude_cidrs = config.ipvs.exclude_cidrs;
+  sync.node_ips_from_node = facts.node_ips.empty();
+  sync.zone_from_node = facts.zone.empty();
+  sync.min_sync_period = duration_cast<milliseconds>(config.ipvs.min_sync_period);
+  sync.sync_period = duration_cast<milliseconds>(config.ipvs.sync_period);
+  if (sync.sync_period.count() <= 0)
+    return std::unexpected(std::string("--ipvs-sync-period must be greater than 0"));
+  // gracePeriod 0s: wait for the connections however long they last.
+  if (config.kipvs.grace_period.count() == 0) {
+    sync.grace_period = std::nullopt;
+  } else {
+    sync.grace_period = duration_cast<std::chrono::seconds>(config.kipvs.grace_period);
+  }
+  sync.drain_check_period = duration_cast<milliseconds>(config.kipvs.drain_check_period);
+  if (sync.drain_check_period.count() <= 0)
+    return std::unexpected(std::string("--drain-check-period must be greater than 0"));
+  sync.interface_name = config.kipvs.interface_name;
+  options.strict_arp = config.ipvs.strict_arp;
+  options.proc_sys = config.kipvs.proc_sys;
+  const auto seconds = [](std::chrono::nanoseconds d) {
+    return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
   };
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string_view flag = args[i];
-    std::string_view value;
-    const auto equals = flag.find('=');
-    const bool boolean = flag.substr(0, equals) == "--ipvs-strict-arp";
-    if (flag.starts_with("--") && equals != std::string_view::npos) {
-      value = flag.substr(equals + 1);
-      flag = flag.substr(0, equals);
-    } else if (boolean) {
-      value = "true";
-    } else if (flag.starts_with("--") && i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      return std::unexpected("unexpected argument \"" + std::string(flag) +
-                             "\" (or a flag without its value)");
-    }
-
-    if (flag == "--manifests") {
-      options.manifests = std::filesystem::path(value);
-    } else if (flag == "--kubeconfig") {
-      options.kubeconfig = std::string(value);
-      options.use_api = true;
-    } else if (flag == "--master") {
-      options.master = std::string(value);
-      options.use_api = true;
-    } else if (flag == "--hostname-override") {
-      facts.node_name = std::string(value);
-    } else if (flag == "--node-ip") {
-      facts.node_ips.clear();
-      for (auto item : split_list(value)) {
-        auto address = ipvs::Address::parse(item);
-        if (!address || item.starts_with('[')) {
-          return std::unexpected("--node-ip: \"" + std::string(item) + "\" is not an IP address");
-        }
-        facts.node_ips.push_back(*address);
-      }
-      node_ips_set = true;
-    } else if (flag == "--zone") {
-      facts.zone = std::string(value);
-      zone_set = true;
-    } else if (flag == "--ipvs-scheduler") {
-      if (!value.empty() && !is_known_scheduler(value)) {
-        return std::unexpected("--ipvs-scheduler: \"" + std::string(value) +
-                               "\" is not a known IPVS scheduler");
-      }
-      facts.scheduler = value.empty() ? "rr" : std::string(value);
-    } else if (flag == "--ipvs-sync-period" || flag == "--ipvs-min-sync-period" ||
-               flag == "--graceful-termination-period" || flag == "--drain-check-period") {
-      auto parsed = duration(flag, value);
-      if (!parsed) return std::unexpected(parsed.error());
-      if (flag == "--ipvs-sync-period") {
-        if (parsed->count() <= 0)
-          return std::unexpected(std::string("--ipvs-sync-period must be greater than 0"));
-        sync.sync_period = *parsed;
-      } else if (flag == "--ipvs-min-sync-period") {
-        sync.min_sync_period = *parsed;
-      } else if (flag == "--drain-check-period") {
-        if (parsed->count() <= 0)
-          return std::unexpected(std::string("--drain-check-period must be greater than 0"));
-        sync.drain_check_period = *parsed;
-      } else {
-        sync.grace_period = std::chrono::duration_cast<std::chrono::seconds>(*parsed);
-      }
-    } else if (flag == "--ipvs-strict-arp") {
-      if (value != "true" && value != "false")
-        return std::unexpected(std::string("--ipvs-strict-arp: true or false"));
-      options.strict_arp = value == "true";
-    } else if (flag == "--ipvs-exclude-cidrs") {
-      auto cidrs = parse_cidrs(flag, value);
-      if (!cidrs) return std::unexpected(cidrs.error());
-      facts.exclude_cidrs = std::move(*cidrs);
-    } else if (flag == "--nodeport-addresses") {
-      auto cidrs = parse_cidrs(flag, value);
-      if (!cidrs) return std::unexpected(cidrs.error());
-      facts.node_port_addresses = std::move(*cidrs);
-    } else if (flag == "--dummy-interface") {
-      if (value.empty() || value.size() >= 16)
-        return std::unexpected(std::string("--dummy-interface: 1 to 15 characters"));
-      sync.interface_name = std::string(value);
-    } else if (flag == "--proc-sys") {
-      options.proc_sys = std::filesystem::path(value);
-    } else {
-      return std::unexpected("unknown flag " + std::string(flag));
-    }
-  }
-  if (options.manifests.empty() == !options.use_api) {
-    return std::unexpected(std::string("give exactly one source: --manifests DIR, or --kubeconfig/--master"));
-  }
-  if (facts.node_name.empty()) facts.node_name = hostname();
-  sync.node_ips_from_node = !node_ips_set;
-  sync.zone_from_node = !zone_set;
+  options.timeouts = {.tcp = seconds(config.ipvs.tcp_timeout),
+                      .tcp_fin = seconds(config.ipvs.tcp_fin_timeout),
+                      .udp = seconds(config.ipvs.udp_timeout)};
   return options;
+}
+
+std::expected<AgentOptions, std::string> parse_agent_args(std::span<const std::string_view> args) {
+  if (!args.empty() && args.front() == "run") args = args.subspan(1);
+  try {
+    const Config config = parse_command_line(args);
+    return agent_options(config, [](const char* name) { return std::getenv(name); });
+  } catch (const ConfigError& e) {
+    return std::unexpected(std::string(e.what()));
+  }
 }
 
 std::string format_operation(const ipvs::Operation& operation) {
@@ -237,8 +187,19 @@ std::string format_operation(const ipvs::Operation& operation) {
 // ---------------------------------------------------------------------------
 
 Agent::Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
-             ipvs::AddressBackend* addresses, SyncObserver& observer)
-    : io_(io), options_(std::move(options)), sync_(io, backend, addresses, observer, options_.sync) {}
+             ipvs::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
+             MetricsObserver* changes)
+    : io_(io),
+      options_(std::move(options)),
+      logger_(logger),
+      sync_(io, backend, addresses, observer,
+            [&] {
+              auto sync = options_.sync;
+              if (!sync.log) sync.log = [&logger](std::string_view line) { logger.info(0, line); };
+              return sync;
+            }()),
+      changes_(changes != nullptr ? std::make_unique<ChangeNotifyingSink>(sync_, *changes) : nullptr),
+      sink_(changes_ ? static_cast<k8s::ObjectSink*>(changes_.get()) : &sync_) {}
 
 Agent::~Agent() {
   stop();
@@ -246,13 +207,15 @@ Agent::~Agent() {
 
 std::expected<void, std::string> Agent::start() {
   const auto report = apply_sysctls(options_.proc_sys, kube_proxy_sysctls(options_.strict_arp));
-  for (const auto& line : report.changed) std::cerr << "kipvs: sysctl " << line << '\n';
-  for (const auto& line : report.warnings) std::cerr << "kipvs: warning: " << line << '\n';
+  for (const auto& line : report.changed) logger_.info(0, "sysctl " + line);
+  for (const auto& line : report.warnings) logger_.warning(line);
 
   const auto& node_name = options_.sync.facts.node_name;
   if (!options_.use_api) {
-    k8s::ManifestSource::Options source{.dir = options_.manifests, .node_name = node_name, .log = {}};
-    manifests_ = std::make_unique<k8s::ManifestSource>(io_, source, sync_);
+    k8s::ManifestSource::Options source{.dir = options_.manifests,
+                                        .node_name = node_name,
+                                        .log = [this](std::string_view line) { logger_.info(0, line); }};
+    manifests_ = std::make_unique<k8s::ManifestSource>(io_, source, *sink_);
     if (auto started = manifests_->start(); !started) return std::unexpected(started.error());
     return {};
   }
@@ -265,9 +228,11 @@ std::expected<void, std::string> Agent::start() {
   http_ = std::move(*client);
   k8s::ApiSourceOptions api{
       .node_name = node_name, .proxy_name = options_.sync.facts.proxy_name.value_or(""), .tuning = {}};
-  api_ = std::make_unique<k8s::ApiSource>(io_, *http_, sync_, api);
+  api_ = std::make_unique<k8s::ApiSource>(io_, *http_, *sink_, api);
   api_->start();
-  std::cerr << "kipvs: watching " << config->source << " (" << http_->server() << ")\n";
+  logger_.info(0, "Watching the API server",
+               {{"source", boost::json::value(std::string_view(config->source))},
+                {"server", boost::json::value(std::string_view(http_->server()))}});
   return {};
 }
 
@@ -281,34 +246,205 @@ void Agent::reload() {
   if (manifests_) manifests_->reload();
 }
 
-int run_agent(std::span<const std::string_view> args, SyncObserver& observer) {
-  auto options = parse_agent_args(args);
-  if (!options) {
-    std::cerr << "kipvs: " << options.error() << '\n' << kUsage;
-    return 2;
+std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::AddressBackend& addresses,
+                                                  const std::string& interface, const NodeFacts& facts) {
+  auto on_link = addresses.list_addresses(interface);
+  if (!on_link)
+    return std::unexpected("cannot list the addresses of " + interface + ": " + on_link.error().message);
+  auto services = backend.list_services();
+  if (!services) return std::unexpected("cannot list IPVS services: " + services.error().message);
+  CleanupResult result;
+  std::vector<ipvs::Operation> operations;
+  for (const auto& state : *services) {
+    if (!owns_service(state.service.key, *on_link, facts)) continue;
+    operations.push_back(
+        {.kind = ipvs::Operation::Kind::kDeleteService, .service = state.service, .destination = {}});
+  }
+  const auto results = backend.apply(operations);
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (results[i]) {
+      ++result.services_deleted;
+    } else {
+      result.errors.push_back(results[i].error().message);
+    }
+  }
+  for (const auto& address : *on_link) {
+    if (auto deleted = addresses.delete_address(interface, address); deleted) {
+      ++result.addresses_deleted;
+    } else {
+      result.errors.push_back(deleted.error().message);
+    }
+  }
+  return result;
+}
+
+namespace {
+
+std::string family_label(const NodeFacts& facts) {
+  const auto families = facts.families();
+  return !families.empty() && families.front() == ipvs::Family::kIPv6 ? std::string(metrics::kIPv6)
+                                                                      : std::string(metrics::kIPv4);
+}
+
+// Starts one HTTP server on a configured address ("" disables it). A bind
+// failure is logged and the agent runs on, as kube-proxy does: the rules
+// matter more than the scrape.
+std::unique_ptr<metrics::HttpServer> serve(boost::asio::io_context& io, Logger& logger, std::string_view what,
+                                           const std::string& address, metrics::Handler handler) {
+  if (address.empty()) return nullptr;
+  auto endpoint = metrics::parse_endpoint(address);
+  if (!endpoint) {
+    logger.error("Cannot serve " + std::string(what), endpoint.error(),
+                 {{"address", boost::json::value(std::string_view(address))}});
+    return nullptr;
+  }
+  auto server = std::make_unique<metrics::HttpServer>(io, std::move(handler));
+  auto bound = server->listen(*endpoint);
+  if (!bound) {
+    logger.error("Cannot serve " + std::string(what), bound.error(),
+                 {{"address", boost::json::value(std::string_view(address))}});
+    return nullptr;
+  }
+  logger.info(0, "Serving " + std::string(what),
+              {{"address", boost::json::value(std::string_view(address))}});
+  return server;
+}
+
+}  // namespace
+
+int run_agent(const Config& config, std::ostream& err) {
+  Logger logger(err, config.verbosity, config.log_format);
+  for (const auto& warning : config.warnings) logger.warning(warning);
+  for (const auto& field : config.ignored_fields)
+    logger.info(2, "Ignored", {{"field", boost::json::value(std::string_view(field))}});
+
+  auto options = agent_options(config, [](const char* name) { return std::getenv(name); });
+  if (!options && !config.cleanup) {
+    logger.error("Cannot start", options.error());
+    return 1;
   }
   auto backend = ipvs::NetlinkBackend::open();
   if (!backend) {
-    std::cerr << "kipvs: cannot open IPVS: " << backend.error().message << "\n";
+    logger.error("Cannot open IPVS (is the ip_vs kernel module available?)", backend.error().message);
     return 1;
   }
   auto addresses = ipvs::NetlinkAddressBackend::open();
   if (!addresses) {
-    std::cerr << "kipvs: cannot open rtnetlink: " << addresses.error().message << '\n';
+    logger.error("Cannot open rtnetlink", addresses.error().message);
     return 1;
   }
 
+  if (config.cleanup) {
+    NodeFacts facts;
+    if (options) facts = options->sync.facts;
+    auto done = cleanup(**backend, **addresses, config.kipvs.interface_name, facts);
+    if (!done) {
+      logger.error("Cleanup failed", done.error());
+      return 1;
+    }
+    for (const auto& error : done->errors) logger.error("Cleanup", error);
+    logger.info(0, "Cleaned up",
+                {{"virtualServices", boost::json::value(done->services_deleted)},
+                 {"addresses", boost::json::value(done->addresses_deleted)},
+                 {"interface", boost::json::value(std::string_view(config.kipvs.interface_name))}});
+    return done->errors.empty() ? 0 : 1;
+  }
+
+  if (options->timeouts != ipvs::Timeouts{}) {
+    if (auto set = (*backend)->set_timeouts(options->timeouts); !set) {
+      logger.error("Cannot set the IPVS connection timeouts", set.error().message);
+      return 1;
+    }
+  }
+
   boost::asio::io_context io;
-  Agent agent(io, std::move(*options), **backend, addresses->get(), observer);
+  const auto families = options->sync.facts.families();
+  std::vector<std::string> family_labels;
+  for (auto family : families)
+    family_labels.emplace_back(family == ipvs::Family::kIPv6 ? metrics::kIPv6 : metrics::kIPv4);
+  if (family_labels.empty()) family_labels.emplace_back(metrics::kIPv4);
+  metrics::Metrics metrics(family_labels);
+  metrics::HealthState health(config.health_timeout());
+  MetricsObserver observer(metrics, &health, family_label(options->sync.facts));
+  Agent agent(io, std::move(*options), **backend, addresses->get(), observer, logger, &observer);
+  auto& sync = agent.sync();
+  ipvs::NetlinkBackend& kernel = **backend;
+
+  if (config.kipvs.throughput_metrics != ThroughputMetrics::kNone) {
+    auto name_of = [&sync](const ipvs::ServiceKey& key) -> std::optional<metrics::ServiceLabels> {
+      auto origin = sync.origin(key);
+      if (!origin) return std::nullopt;
+      return metrics::ServiceLabels{origin->service.namespace_, origin->service.name, origin->port_name};
+    };
+    auto snapshot = [&kernel, name_of, &logger]() -> metrics::ThroughputSnapshot {
+      auto dump = kernel.list_all();
+      if (!dump) {
+        logger.error("Cannot read IPVS counters for /metrics", dump.error().message);
+        return {};
+      }
+      return metrics::throughput_snapshot(*dump, name_of);
+    };
+    metrics.add_text_collectable(std::make_shared<metrics::ThroughputCollector>(
+        snapshot, metrics::ThroughputOptions{
+                      .destinations = config.kipvs.throughput_metrics == ThroughputMetrics::kDestinations,
+                      .max_age = std::chrono::seconds{1}}));
+  }
+
+  // Service health-check node ports, on the node-port addresses' IPs (all
+  // addresses when none are configured).
+  std::vector<boost::asio::ip::address> health_addresses;
+  for (const auto& cidr : config.node_port_addresses) {
+    boost::system::error_code error;
+    auto address = boost::asio::ip::make_address(cidr.address.to_string(), error);
+    if (!error) health_addresses.push_back(address);
+  }
+  metrics::ServiceHealthServer service_health(io, health_addresses, health);
+
+  observer.set_sources({
+      .table_size =
+          [&sync] {
+            std::size_t destinations = 0;
+            for (const auto& [key, entry] : sync.observed()) destinations += entry.destinations.size();
+            return std::pair{sync.observed().size(), destinations};
+          },
+      .socket_reopens = [&kernel] { return kernel.counters().reopens; },
+      .after_sync =
+          [&sync, &service_health, &logger] {
+            std::map<metrics::ServiceName, std::uint16_t> ports;
+            std::map<metrics::ServiceName, int> counts;
+            for (const auto& [service, check] : sync.health_checks()) {
+              const metrics::ServiceName name{service.namespace_, service.name};
+              ports[name] = check.node_port;
+              counts[name] = static_cast<int>(check.local_endpoints);
+            }
+            for (const auto& failure : service_health.sync_services(ports))
+              logger.error("Cannot serve a Service health check", failure);
+            service_health.sync_endpoints(counts);
+          },
+  });
+
+  const auto configz = boost::json::serialize(to_json(config));
+  auto metrics_server = serve(io, logger, "metrics", config.metrics_bind_address,
+                              metrics::metrics_handler({.metrics =
+                                                            [&] {
+                                                              observer.refresh();
+                                                              return metrics.serialize();
+                                                            },
+                                                        .configz = [configz] { return configz; }}));
+  auto health_server =
+      serve(io, logger, "health", config.healthz_bind_address, metrics::health_handler(health, &metrics));
+
   if (auto started = agent.start(); !started) {
-    std::cerr << "kipvs: " << started.error() << '\n';
+    logger.error("Cannot start", started.error());
     return 1;
   }
   boost::asio::signal_set stop_signals(io, SIGINT, SIGTERM);
   stop_signals.async_wait([&](const boost::system::error_code& error, int signal) {
     if (error) return;
-    std::cerr << "kipvs: signal " << signal << ", stopping (rules stay in place)\n";
+    logger.info(0, "Stopping; the rules stay in place", {{"signal", boost::json::value(signal)}});
     agent.stop();
+    if (metrics_server) metrics_server->close();
+    if (health_server) health_server->close();
     io.stop();
   });
   boost::asio::signal_set reload_signal(io, SIGHUP);
@@ -322,6 +458,23 @@ int run_agent(std::span<const std::string_view> args, SyncObserver& observer) {
   wait_reload();
   io.run();
   return 0;
+}
+
+int run_main(std::span<const std::string_view> args, std::ostream& out, std::ostream& err) {
+  if (!args.empty() && args.front() == "check-config") return run_check_config(args.subspan(1), out, err);
+  if (!args.empty() && args.front() == "run") args = args.subspan(1);
+  Config config;
+  try {
+    config = parse_command_line(args);
+  } catch (const ConfigError& e) {
+    err << "kipvs: " << e.what() << '\n';
+    return 1;
+  }
+  if (config.help) {
+    out << help_text();
+    return 0;
+  }
+  return run_agent(config, err);
 }
 
 int run_diff(std::span<const std::string_view> args, std::ostream& out, std::ostream& err) {

@@ -4,32 +4,31 @@
 // a Backend and kube-ipvs0 through an AddressBackend; sysctls are set once at
 // start. Everything lives on one io_context thread.
 //
-// Flags are a minimal kube-proxy-like set until the configuration layer
-// (KubeProxyConfiguration file + flags) takes over:
+// Flags and the configuration file are agent/config.h's (kube-proxy's
+// KubeProxyConfiguration and flags); `kipvs --help` lists them. The object
+// source is --manifests DIR, or the Kubernetes API (--kubeconfig, --master,
+// $KUBECONFIG, or in-cluster when $KUBERNETES_SERVICE_HOST is set).
 //
-//   kipvs [run] (--manifests DIR | --kubeconfig FILE | --master URL)
-//         [--hostname-override NAME] [--node-ip IP[,IP...]] [--zone ZONE]
-//         [--ipvs-scheduler NAME] [--ipvs-sync-period DUR] [--ipvs-min-sync-period DUR]
-//         [--ipvs-strict-arp] [--ipvs-exclude-cidrs CIDR[,...]] [--nodeport-addresses CIDR[,...]]
-//         [--graceful-termination-period DUR] [--drain-check-period DUR]
-//         [--dummy-interface NAME] [--proc-sys DIR]
-//
-// DUR is a Go duration ("30s", "500ms", "1m30s"). `kipvs diff` takes
-// render's flags and prints, in ipvsadm's syntax, what a sync would change in
-// the kernel, without changing it.
+// `kipvs diff` takes render's flags and prints, in ipvsadm's syntax, what a
+// sync would change in the kernel, without changing it.
 
 #include <chrono>
 #include <expected>
 #include <filesystem>
+#include <functional>
 #include <iosfwd>
 #include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/asio/io_context.hpp>
 
+#include "agent/config.h"
+#include "agent/log.h"
+#include "agent/metrics_observer.h"
 #include "agent/sync.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/backend.h"
@@ -51,14 +50,35 @@ struct AgentOptions {
   SyncOptions sync;
   bool strict_arp = false;
   std::filesystem::path proc_sys = "/proc/sys";
+  ipvs::Timeouts timeouts;  // 0 leaves the kernel's value
 };
+
+// The agent's options from the effective configuration. An error names what
+// is wrong: no object source, or two. getenv looks up $KUBECONFIG and
+// $KUBERNETES_SERVICE_HOST (injected so tests do not depend on the process).
+[[nodiscard]] std::expected<AgentOptions, std::string> agent_options(
+    const Config& config, const std::function<const char*(const char*)>& getenv);
 
 // A Go duration: "300ms", "30s", "1m30s", "2h", "0". Negative values are refused.
 [[nodiscard]] std::optional<std::chrono::milliseconds> parse_go_duration(std::string_view text);
 
-// Parses the agent's flags (after an optional "run"). Errors name the flag.
+// Parses the agent's flags (after an optional "run") with parse_command_line,
+// then agent_options with the process environment. Errors name the flag.
 [[nodiscard]] std::expected<AgentOptions, std::string> parse_agent_args(
     std::span<const std::string_view> args);
+
+// --cleanup: deletes the virtual services kipvs owns (on the dummy
+// interface's addresses, or node ports on the node IPs in facts; never in
+// excludeCIDRs) and the interface's addresses. Foreign services stay.
+struct CleanupResult {
+  std::size_t services_deleted = 0;
+  std::size_t addresses_deleted = 0;
+  std::vector<std::string> errors;  // per operation; the others still ran
+};
+[[nodiscard]] std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend,
+                                                                ipvs::AddressBackend& addresses,
+                                                                const std::string& interface,
+                                                                const NodeFacts& facts);
 
 // One operation in ipvsadm's command syntax: -A/-E/-D for services,
 // -a/-e/-d for destinations ("-d -t 10.96.0.1:80 -r 10.244.1.5:8080").
@@ -66,8 +86,11 @@ struct AgentOptions {
 
 class Agent {
  public:
+  // changes (may be null) hears of Service and EndpointSlice changes as
+  // they arrive from the source, before the Sync does.
   Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
-        ipvs::AddressBackend* addresses, SyncObserver& observer);
+        ipvs::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
+        MetricsObserver* changes = nullptr);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;
@@ -84,16 +107,25 @@ class Agent {
  private:
   boost::asio::io_context& io_;
   AgentOptions options_;
+  Logger& logger_;
   Sync sync_;
+  std::unique_ptr<ChangeNotifyingSink> changes_;
+  k8s::ObjectSink* sink_;
   std::unique_ptr<k8s::ManifestSource> manifests_;
   std::shared_ptr<k8s::TokenSource> tokens_;
   std::unique_ptr<k8s::HttpClient> http_;
   std::unique_ptr<k8s::ApiSource> api_;
 };
 
-// The process: opens the kernel backends, runs until SIGTERM/SIGINT.
-// Returns the exit status.
-int run_agent(std::span<const std::string_view> args, SyncObserver& observer);
+// The process: builds the logger, metrics, HTTP servers and kernel
+// backends from the configuration, runs until SIGTERM/SIGINT (or, with
+// --cleanup, removes what kipvs created and returns). Start-up failures are
+// printed to err. Returns the exit status.
+int run_agent(const Config& config, std::ostream& err);
+
+// main's dispatch for everything but render and diff: check-config, --help,
+// then run_agent. Returns the exit status.
+int run_main(std::span<const std::string_view> args, std::ostream& out, std::ostream& err);
 
 // `kipvs diff`. Returns the exit status.
 int run_diff(std::span<const std::string_view> args, std::ostream& out, std::ostream& err);

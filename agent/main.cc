@@ -1,6 +1,5 @@
-// kipvs entry point: the agent (default, or `run`), and the `render` and
-// `diff` dry runs. The lead swaps the agent's minimal flags for the
-// configuration layer and plugs the metrics observer in here.
+// kipvs entry point: the agent (default, or `run`), `check-config`, and the
+// `render` and `diff` dry runs.
 
 #include <iostream>
 #include <span>
@@ -9,7 +8,6 @@
 
 #include "agent/agent.h"
 #include "agent/render.h"
-#include "agent/sync.h"
 
 int main(int argc, char** argv) {
   const std::vector<std::string_view> args(argv + 1, argv + argc);
@@ -19,7 +17,5 @@ int main(int argc, char** argv) {
   if (!args.empty() && args.front() == "diff") {
     return kipvs::agent::run_diff(std::span(args).subspan(1), std::cout, std::cerr);
   }
-  // TODO(lead): a metrics::SyncObserver from the metrics layer.
-  kipvs::agent::NoopSyncObserver observer;
-  return kipvs::agent::run_agent(args, observer);
+  return kipvs::agent::run_main(args, std::cout, std::cerr);
 }

@@ -322,8 +322,9 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
     log(problem.message + " (" + problem.reason + ")");
     observer_.object_skipped(problem.kind, problem.reason);
   }
-  if (state.table.empty() && state.bound_addresses.empty()) return;
-  Part part{std::move(state.table), std::move(state.bound_addresses)};
+  if (state.table.empty() && state.bound_addresses.empty() && state.health_checks.empty()) return;
+  Part part{std::move(state.table), std::move(state.bound_addresses), std::move(state.origins),
+            std::move(state.health_checks)};
   for (const auto& [key, entry] : part.table) {
     affected.insert(key);
     auto& claimants = claims_[key];
@@ -345,6 +346,21 @@ const ipvs::TableEntry* Sync::desired_entry(const ipvs::ServiceKey& key) const {
   const auto& part = parts_.at(*claim->second.begin());
   auto entry = part.table.find(key);
   return entry == part.table.end() ? nullptr : &entry->second;
+}
+
+std::optional<ServiceOrigin> Sync::origin(const ipvs::ServiceKey& key) const {
+  auto claim = claims_.find(key);
+  if (claim == claims_.end() || claim->second.empty()) return std::nullopt;
+  const auto& origins = parts_.at(*claim->second.begin()).origins;
+  auto found = origins.find(key);
+  if (found == origins.end()) return std::nullopt;
+  return found->second;
+}
+
+std::map<k8s::ObjectKey, HealthCheck> Sync::health_checks() const {
+  std::map<k8s::ObjectKey, HealthCheck> all;
+  for (const auto& [service, part] : parts_) all.insert(part.health_checks.begin(), part.health_checks.end());
+  return all;
 }
 
 ipvs::Table Sync::desired() const {

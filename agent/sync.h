@@ -163,12 +163,19 @@ class Sync final : public k8s::ObjectSink {
   [[nodiscard]] const ipvs::DrainSet& draining() const { return draining_; }
   [[nodiscard]] const SyncStats& stats() const { return stats_; }
   [[nodiscard]] std::size_t dirty_services() const { return dirty_.size(); }
+  // Which Service port a desired virtual service implements (metric labels).
+  [[nodiscard]] std::optional<ServiceOrigin> origin(const ipvs::ServiceKey& key) const;
+  // The health-check node ports of LoadBalancer Services with
+  // externalTrafficPolicy Local, with this node's local endpoint counts.
+  [[nodiscard]] std::map<k8s::ObjectKey, HealthCheck> health_checks() const;
 
  private:
   // One Service's contribution.
   struct Part {
     ipvs::Table table;
     std::set<ipvs::Address> bound;
+    std::map<ipvs::ServiceKey, ServiceOrigin> origins;
+    std::map<k8s::ObjectKey, HealthCheck> health_checks;
   };
 
   void log(const std::string& line) const;

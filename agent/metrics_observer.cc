@@ -1,0 +1,133 @@
+#include "agent/metrics_observer.h"
+
+namespace kipvs::agent {
+
+std::string_view operation_kind_label(ipvs::Operation::Kind kind) {
+  using Kind = ipvs::Operation::Kind;
+  switch (kind) {
+    case Kind::kAddService:
+      return "add_service";
+    case Kind::kEditService:
+      return "edit_service";
+    case Kind::kDeleteService:
+      return "delete_service";
+    case Kind::kAddDestination:
+      return "add_destination";
+    case Kind::kEditDestination:
+      return "edit_destination";
+    case Kind::kDeleteDestination:
+      return "delete_destination";
+  }
+  return "unknown";
+}
+
+std::string_view operation_result_label(OperationOutcome outcome) {
+  switch (outcome) {
+    case OperationOutcome::kOk:
+      return "ok";
+    case OperationOutcome::kExists:
+      return "EEXIST";
+    case OperationOutcome::kMissing:
+      // The sync loop folds ESRCH and ENOENT into one outcome; both are
+      // ordinary answers to the chart's alert.
+      return "ENOENT";
+    case OperationOutcome::kFailed:
+      return "error";
+  }
+  return "error";
+}
+
+namespace {
+
+std::string_view kind_label(k8s::ResourceKind kind) {
+  switch (kind) {
+    case k8s::ResourceKind::kService:
+      return "Service";
+    case k8s::ResourceKind::kEndpointSlice:
+      return "EndpointSlice";
+    case k8s::ResourceKind::kNode:
+      return "Node";
+  }
+  return "Unknown";
+}
+
+}  // namespace
+
+MetricsObserver::MetricsObserver(metrics::Metrics& metrics, metrics::HealthState* health, std::string family,
+                                 WallClock wall_clock)
+    : metrics_(metrics), health_(health), family_(std::move(family)), wall_clock_(std::move(wall_clock)) {}
+
+void MetricsObserver::change_received(k8s::ResourceKind kind) {
+  if (kind == k8s::ResourceKind::kService) {
+    metrics_.service_changes(1);
+  } else if (kind == k8s::ResourceKind::kEndpointSlice) {
+    metrics_.endpoint_changes(1);
+  } else {
+    return;
+  }
+  metrics_.queued_at(wall_clock_());
+  if (health_ != nullptr) health_->queued();
+}
+
+void MetricsObserver::refresh() {
+  if (sources_.table_size) {
+    const auto [services, destinations] = sources_.table_size();
+    metrics_.set_virtual_services(services);
+    metrics_.set_destinations(destinations);
+  }
+  if (sources_.socket_reopens) {
+    // The backend keeps a running total; the counter takes the increase.
+    const auto total = sources_.socket_reopens();
+    for (; reopens_seen_ < total; ++reopens_seen_) metrics_.netlink_socket_reopened();
+  }
+}
+
+void MetricsObserver::sync_started(SyncKind) {}
+
+void MetricsObserver::sync_finished(SyncKind, std::chrono::nanoseconds duration, bool ok) {
+  metrics_.observe_sync(duration);
+  if (ok) {
+    metrics_.synced_at(wall_clock_());
+    if (health_ != nullptr) health_->updated();
+  }
+  refresh();
+  if (sources_.after_sync) sources_.after_sync();
+}
+
+void MetricsObserver::operation_applied(ipvs::Operation::Kind kind, OperationOutcome outcome) {
+  metrics_.netlink_operations(operation_kind_label(kind), operation_result_label(outcome));
+}
+
+void MetricsObserver::object_skipped(k8s::ResourceKind kind, std::string_view reason) {
+  metrics_.object_skipped(kind_label(kind), reason);
+}
+
+void MetricsObserver::network_programming_latency(std::chrono::duration<double> latency) {
+  metrics_.observe_network_programming(family_,
+                                       std::chrono::duration_cast<std::chrono::nanoseconds>(latency));
+}
+
+void MetricsObserver::drains_in_progress(std::size_t destinations) {
+  metrics_.set_drains_in_progress(destinations);
+}
+
+void MetricsObserver::pending_changes(std::size_t services, std::size_t endpoint_slices) {
+  metrics_.set_service_changes_pending(services);
+  metrics_.set_endpoint_changes_pending(endpoint_slices);
+}
+
+void MetricsObserver::address_operation(bool add, bool ok) {
+  metrics_.netlink_operations(add ? "add_address" : "delete_address", ok ? "ok" : "error");
+}
+
+void ChangeNotifyingSink::service_changed(const k8s::ObjectKey& key, const k8s::Service* now) {
+  observer_.change_received(k8s::ResourceKind::kService);
+  target_.service_changed(key, now);
+}
+
+void ChangeNotifyingSink::endpoint_slice_changed(const k8s::ObjectKey& key, const k8s::EndpointSlice* now) {
+  observer_.change_received(k8s::ResourceKind::kEndpointSlice);
+  target_.endpoint_slice_changed(key, now);
+}
+
+}  // namespace kipvs::agent

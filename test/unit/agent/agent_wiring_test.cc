@@ -1,0 +1,107 @@
+// The agent's wiring: the sync observer feeds the metrics a scrape shows and
+// the proxy health; check-config's exit codes; flags become agent options.
+
+#include <chrono>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "agent/agent.h"
+#include "agent/config.h"
+#include "agent/metrics_observer.h"
+#include "metrics/health.h"
+#include "metrics/metrics.h"
+
+namespace kipvs::agent {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST_CASE("the metrics observer: what a scrape shows after syncs and changes", "[agent]") {
+  metrics::Metrics metrics;
+  auto now = std::chrono::system_clock::time_point{} + std::chrono::seconds{1'800'000'000};
+  metrics::HealthState health(60s, [&] { return now; });
+  MetricsObserver observer(metrics, &health, "IPVS", [&] { return now; });
+  std::uint64_t reopens = 0;
+  observer.set_sources({.table_size =
+                            [] {
+                              return std::pair<std::size_t, std::size_t>{3, 7};
+                            },
+                        .socket_reopens = [&] { return reopens; },
+                        .after_sync = {}});
+
+  observer.change_received(k8s::ResourceKind::kService);
+  observer.change_received(k8s::ResourceKind::kEndpointSlice);
+  observer.change_received(k8s::ResourceKind::kEndpointSlice);
+  observer.pending_changes(1, 2);
+  now += 61s;
+  CHECK(health.livez().status == 503);  // a queued change older than the timeout
+
+  observer.operation_applied(ipvs::Operation::Kind::kAddService, OperationOutcome::kOk);
+  observer.operation_applied(ipvs::Operation::Kind::kAddDestination, OperationOutcome::kExists);
+  observer.operation_applied(ipvs::Operation::Kind::kDeleteDestination, OperationOutcome::kFailed);
+  observer.address_operation(true, true);
+  observer.object_skipped(k8s::ResourceKind::kService, "bad_port");
+  observer.drains_in_progress(2);
+  reopens = 2;
+  observer.sync_finished(SyncKind::kFull, 3ms, true);
+  CHECK(health.livez().status == 200);
+
+  const auto text = metrics.serialize();
+  CHECK_THAT(text, Catch::Contains("kubeproxy_sync_proxy_rules_service_changes_total 1"));
+  CHECK_THAT(text, Catch::Contains("kubeproxy_sync_proxy_rules_endpoint_changes_total 2"));
+  CHECK_THAT(text, Catch::Contains("kubeproxy_sync_proxy_rules_endpoint_changes_pending 2"));
+  CHECK_THAT(text, Catch::Contains("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds"));
+  CHECK_THAT(text, Catch::Contains("kind=\"add_service\",result=\"ok\"} 1"));
+  CHECK_THAT(text, Catch::Contains("kind=\"add_destination\",result=\"EEXIST\"} 1"));
+  CHECK_THAT(text, Catch::Contains("kind=\"delete_destination\",result=\"error\"} 1"));
+  CHECK_THAT(text, Catch::Contains("kind=\"add_address\",result=\"ok\"} 1"));
+  CHECK_THAT(text, Catch::Contains("kipvs_virtual_services 3"));
+  CHECK_THAT(text, Catch::Contains("kipvs_destinations 7"));
+  CHECK_THAT(text, Catch::Contains("kipvs_drains_in_progress 2"));
+  CHECK_THAT(text, Catch::Contains("kipvs_netlink_socket_reopens_total 2"));
+  CHECK_THAT(text, Catch::Contains("reason=\"bad_port\"} 1"));
+
+  // A failed sync leaves the proxy unhealthy once the timeout passes.
+  observer.change_received(k8s::ResourceKind::kService);
+  observer.sync_finished(SyncKind::kIncremental, 1ms, false);
+  now += 61s;
+  CHECK(health.livez().status == 503);
+}
+
+TEST_CASE("check-config: exit codes", "[agent]") {
+  std::ostringstream out;
+  std::ostringstream err;
+  using Args = std::vector<std::string_view>;
+  CHECK(run_main(Args{"check-config", KIPVS_CONFIG_CASES_DIR "/good/kube-proxy-v1.35.yaml"}, out, err) == 0);
+  CHECK(run_main(Args{"check-config", KIPVS_CONFIG_CASES_DIR "/bad/bad-duration.yaml"}, out, err) == 1);
+  CHECK(run_main(Args{"check-config"}, out, err) == 2);
+  CHECK(run_main(Args{"--ipvs-sync-period", "soon"}, out, err) == 1);
+  CHECK_THAT(err.str(), Catch::Contains("--ipvs-sync-period"));
+  std::ostringstream help;
+  CHECK(run_main(Args{"--help"}, help, err) == 0);
+  CHECK_THAT(help.str(), Catch::Contains("--manifests"));
+}
+
+TEST_CASE("agent options from the configuration", "[agent]") {
+  const auto no_env = [](const char*) -> const char* { return nullptr; };
+  using Args = std::vector<std::string_view>;
+  auto config = parse_command_line(Args{"--manifests", "/m", "--graceful-termination-period", "0s",
+                                        "--ipvs-min-sync-period", "100ms", "--ipvs-sync-period", "10s"});
+  auto options = agent_options(config, no_env);
+  REQUIRE(options);
+  CHECK(options->sync.grace_period == std::nullopt);  // 0s: wait for the connections
+  CHECK(options->sync.min_sync_period == 100ms);
+  CHECK(options->sync.sync_period == 10s);
+  // No source: the API only in a cluster.
+  CHECK_FALSE(agent_options(parse_command_line(Args{}), no_env));
+  CHECK(agent_options(parse_command_line(Args{}), [](const char* name) -> const char* {
+          return std::string_view(name) == "KUBERNETES_SERVICE_HOST" ? "10.96.0.1" : nullptr;
+        })->use_api);
+}
+
+}  // namespace
+}  // namespace kipvs::agent
