@@ -341,8 +341,12 @@ TEST_CASE("reflector fault: an ERROR 410 on the watch relists and passes on only
     return {{chunked_head()}};
   });
   rig.reflector->start();
-  REQUIRE(
-      run_until(rig.io, [&] { return rig.reflector->status().relists == 1 && rig.sink.events.size() >= 6; }));
+  // Wait for the new watch too: under load it can reach the server after the
+  // relist's events reach the sink.
+  REQUIRE(run_until(rig.io, [&] {
+    return rig.reflector->status().relists == 1 && rig.sink.events.size() >= 6 &&
+           has(rig.server->targets.back(), "resourceVersion=9&");
+  }));
   CHECK(rig.sink.events == std::vector<std::string>{"a", "b", "c", "b deleted", "c", "e"});
   CHECK(rig.sink.synced_count == 1);
   CHECK(has(rig.server->targets.back(), "resourceVersion=9&"));
