@@ -11,7 +11,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_helm
 bin="${KIPVS_BIN:-$root/build/agent/kipvs}"
 [[ -x "$bin" ]] || missing "the kipvs binary ($bin)" "Run: cmake --preset default && cmake --build build"
-if ! "$bin" --help 2>&1 | grep -q 'check-config'; then
+# Read the help whole first: `grep -q` in a pipe closes it early, and under
+# pipefail kipvs's SIGPIPE would read as "not listed".
+help="$("$bin" --help 2>&1 || true)"
+if ! grep -q 'check-config' <<<"$help"; then
   missing "'kipvs check-config FILE' (kipvs --help does not list it)" \
     "The agent needs a check-config subcommand that parses and validates a KubeProxyConfiguration file."
 fi
