@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -198,6 +199,7 @@ Agent::Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& b
               if (!sync.log) sync.log = [&logger](std::string_view line) { logger.info(0, line); };
               return sync;
             }()),
+      metrics_(changes),
       changes_(changes != nullptr ? std::make_unique<ChangeNotifyingSink>(sync_, *changes) : nullptr),
       sink_(changes_ ? static_cast<k8s::ObjectSink*>(changes_.get()) : &sync_) {}
 
@@ -228,6 +230,12 @@ std::expected<void, std::string> Agent::start() {
   http_ = std::move(*client);
   k8s::ApiSourceOptions api{
       .node_name = node_name, .proxy_name = options_.sync.facts.proxy_name.value_or(""), .tuning = {}};
+  if (metrics_ != nullptr) {
+    api.tuning.on_watch_event = [observer = metrics_](k8s::ResourceKind kind, std::string_view type) {
+      observer->watch_event(kind, type);
+    };
+    api.tuning.on_relist = [observer = metrics_](k8s::ResourceKind kind) { observer->relisted(kind); };
+  }
   api_ = std::make_unique<k8s::ApiSource>(io_, *http_, *sink_, api);
   api_->start();
   logger_.info(0, "Watching the API server",
@@ -248,7 +256,11 @@ void Agent::reload() {
 
 std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::AddressBackend& addresses,
                                                   const std::string& interface, const NodeFacts& facts) {
+  // No interface: a node kipvs never ran on, or one already cleaned up. Its
+  // node-port services can still be there.
   auto on_link = addresses.list_addresses(interface);
+  const bool link_missing = !on_link && (on_link.error().code == ENODEV || on_link.error().code == ENOENT);
+  if (link_missing) on_link = std::set<ipvs::Address>{};
   if (!on_link)
     return std::unexpected("cannot list the addresses of " + interface + ": " + on_link.error().message);
   auto services = backend.list_services();
@@ -272,6 +284,13 @@ std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::
     if (auto deleted = addresses.delete_address(interface, address); deleted) {
       ++result.addresses_deleted;
     } else {
+      result.errors.push_back(deleted.error().message);
+    }
+  }
+  if (!link_missing) {
+    if (auto deleted = addresses.delete_link(interface); deleted) {
+      result.interface_deleted = true;
+    } else if (deleted.error().code != ENODEV) {
       result.errors.push_back(deleted.error().message);
     }
   }
@@ -346,7 +365,8 @@ int run_agent(const Config& config, std::ostream& err) {
     logger.info(0, "Cleaned up",
                 {{"virtualServices", boost::json::value(done->services_deleted)},
                  {"addresses", boost::json::value(done->addresses_deleted)},
-                 {"interface", boost::json::value(std::string_view(config.kipvs.interface_name))}});
+                 {"interface", boost::json::value(std::string_view(config.kipvs.interface_name))},
+                 {"interfaceDeleted", boost::json::value(done->interface_deleted)}});
     return done->errors.empty() ? 0 : 1;
   }
 

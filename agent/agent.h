@@ -69,10 +69,12 @@ struct AgentOptions {
 
 // --cleanup: deletes the virtual services kipvs owns (on the dummy
 // interface's addresses, or node ports on the node IPs in facts; never in
-// excludeCIDRs) and the interface's addresses. Foreign services stay.
+// excludeCIDRs), the interface's addresses and the interface itself. Foreign
+// services stay. A missing interface is not an error.
 struct CleanupResult {
   std::size_t services_deleted = 0;
   std::size_t addresses_deleted = 0;
+  bool interface_deleted = false;
   std::vector<std::string> errors;  // per operation; the others still ran
 };
 [[nodiscard]] std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend,
@@ -109,6 +111,7 @@ class Agent {
   AgentOptions options_;
   Logger& logger_;
   Sync sync_;
+  MetricsObserver* metrics_;  // may be null
   std::unique_ptr<ChangeNotifyingSink> changes_;
   k8s::ObjectSink* sink_;
   std::unique_ptr<k8s::ManifestSource> manifests_;

@@ -532,6 +532,11 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
       const auto endpoints = categorize(candidates(family, port.name, *protocol), facts_);
       const auto& internal = internal_local ? endpoints.local : endpoints.cluster;
       const auto& external = external_local ? endpoints.local : endpoints.cluster;
+      // kube-proxy counts a Service only when it has endpoints elsewhere.
+      if (endpoints.local.empty() && !endpoints.cluster.empty()) {
+        if (internal_local) out_.no_local_endpoints.insert({key_, {family, true}});
+        if (external_local) out_.no_local_endpoints.insert({key_, {family, false}});
+      }
       const auto make_key = [&](const Address& address, std::uint16_t number) {
         return ipvs::ServiceKey{
             .family = family, .protocol = *protocol, .address = address, .port = number, .fwmark = 0};
@@ -591,6 +596,7 @@ void DesiredState::merge(DesiredState&& other) {
   }
   bound_addresses.merge(other.bound_addresses);
   health_checks.merge(other.health_checks);
+  no_local_endpoints.merge(other.no_local_endpoints);
   problems.insert(problems.end(), std::make_move_iterator(other.problems.begin()),
                   std::make_move_iterator(other.problems.end()));
 }

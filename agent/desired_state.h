@@ -82,11 +82,21 @@ struct HealthCheck {
   friend bool operator==(const HealthCheck&, const HealthCheck&) = default;
 };
 
+// A Service whose traffic policy is Local for a family while it has
+// endpoints, none of them on this node: kube-proxy's
+// kubeproxy_sync_proxy_rules_no_local_endpoints_total counts these.
+struct NoLocalEndpoints {
+  ipvs::Family family = ipvs::Family::kIPv4;
+  bool internal = false;  // internalTrafficPolicy: Local
+  friend auto operator<=>(const NoLocalEndpoints&, const NoLocalEndpoints&) = default;
+};
+
 struct DesiredState {
   ipvs::Table table;
   std::set<ipvs::Address> bound_addresses;            // cluster, external and LB IPs for the dummy interface
   std::map<ipvs::ServiceKey, ServiceOrigin> origins;  // one per table entry
   std::map<k8s::ObjectKey, HealthCheck> health_checks;
+  std::set<std::pair<k8s::ObjectKey, NoLocalEndpoints>> no_local_endpoints;
   std::vector<Problem> problems;
 
   // Adds another state (another Service's part). A virtual service already

@@ -98,6 +98,37 @@ void MetricsObserver::operation_applied(ipvs::Operation::Kind kind, OperationOut
   metrics_.netlink_operations(operation_kind_label(kind), operation_result_label(outcome));
 }
 
+namespace {
+
+// The API's resource names, as the metrics label them.
+std::string_view resource_label(k8s::ResourceKind kind) {
+  switch (kind) {
+    case k8s::ResourceKind::kService:
+      return "services";
+    case k8s::ResourceKind::kEndpointSlice:
+      return "endpointslices";
+    case k8s::ResourceKind::kNode:
+      return "nodes";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+void MetricsObserver::no_local_endpoints(ipvs::Family family, std::size_t internal, std::size_t external) {
+  const auto label = family == ipvs::Family::kIPv6 ? metrics::kIPv6 : metrics::kIPv4;
+  metrics_.set_no_local_endpoints(label, "internal", internal);
+  metrics_.set_no_local_endpoints(label, "external", external);
+}
+
+void MetricsObserver::watch_event(k8s::ResourceKind kind, std::string_view type) {
+  metrics_.watch_event(resource_label(kind), type);
+}
+
+void MetricsObserver::relisted(k8s::ResourceKind kind) {
+  metrics_.relisted(resource_label(kind));
+}
+
 void MetricsObserver::object_skipped(k8s::ResourceKind kind, std::string_view reason) {
   metrics_.object_skipped(kind_label(kind), reason);
 }

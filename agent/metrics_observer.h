@@ -56,6 +56,9 @@ class MetricsObserver final : public SyncObserver {
   void change_received(k8s::ResourceKind kind);
   // Reads the Sources into their metrics.
   void refresh();
+  // From the API reflectors: a watch frame of a type, a completed relist.
+  void watch_event(k8s::ResourceKind kind, std::string_view type);
+  void relisted(k8s::ResourceKind kind);
 
   void sync_started(SyncKind kind) override;
   void sync_finished(SyncKind kind, std::chrono::nanoseconds duration, bool ok) override;
@@ -65,6 +68,7 @@ class MetricsObserver final : public SyncObserver {
   void drains_in_progress(std::size_t destinations) override;
   void pending_changes(std::size_t services, std::size_t endpoint_slices) override;
   void address_operation(bool add, bool ok) override;
+  void no_local_endpoints(ipvs::Family family, std::size_t internal, std::size_t external) override;
 
  private:
   metrics::Metrics& metrics_;

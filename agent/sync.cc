@@ -306,6 +306,7 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
       if (auto ref = bound_refs_.find(address); ref != bound_refs_.end() && --ref->second == 0)
         bound_refs_.erase(ref);
     }
+    for (const auto& [key, which] : old->second.no_local_endpoints) --no_local_counts_[which];
     parts_.erase(old);
   }
   auto found = services_.find(service);
@@ -322,9 +323,12 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
     log(problem.message + " (" + problem.reason + ")");
     observer_.object_skipped(problem.kind, problem.reason);
   }
-  if (state.table.empty() && state.bound_addresses.empty() && state.health_checks.empty()) return;
+  if (state.table.empty() && state.bound_addresses.empty() && state.health_checks.empty() &&
+      state.no_local_endpoints.empty())
+    return;
   Part part{std::move(state.table), std::move(state.bound_addresses), std::move(state.origins),
-            std::move(state.health_checks)};
+            std::move(state.health_checks), std::move(state.no_local_endpoints)};
+  for (const auto& [key, which] : part.no_local_endpoints) ++no_local_counts_[which];
   for (const auto& [key, entry] : part.table) {
     affected.insert(key);
     auto& claimants = claims_[key];
@@ -681,6 +685,13 @@ void Sync::finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipv
     triggers_.erase(it);
   }
   observer_.drains_in_progress(draining_.size());
+  for (const auto family : options_.facts.families()) {
+    const auto count = [&](bool internal) {
+      auto it = no_local_counts_.find(NoLocalEndpoints{family, internal});
+      return it == no_local_counts_.end() ? std::size_t{0} : it->second;
+    };
+    observer_.no_local_endpoints(family, count(true), count(false));
+  }
   report_pending();
   observer_.sync_finished(kind, elapsed, failed.empty());
   arm_drain_check();

@@ -86,6 +86,9 @@ class SyncObserver {
   // and each sync).
   virtual void pending_changes(std::size_t services, std::size_t endpoint_slices) = 0;
   virtual void address_operation(bool add, bool ok) = 0;
+  // After each sync, per family served: Services with a Local policy and
+  // endpoints, none on this node (internal and external policy).
+  virtual void no_local_endpoints(ipvs::Family family, std::size_t internal, std::size_t external) = 0;
 };
 
 // Does nothing: until metrics are plugged in, and in tests.
@@ -99,6 +102,7 @@ class NoopSyncObserver final : public SyncObserver {
   void drains_in_progress(std::size_t) override {}
   void pending_changes(std::size_t, std::size_t) override {}
   void address_operation(bool, bool) override {}
+  void no_local_endpoints(ipvs::Family, std::size_t, std::size_t) override {}
 };
 
 struct SyncOptions {
@@ -176,6 +180,7 @@ class Sync final : public k8s::ObjectSink {
     std::set<ipvs::Address> bound;
     std::map<ipvs::ServiceKey, ServiceOrigin> origins;
     std::map<k8s::ObjectKey, HealthCheck> health_checks;
+    std::set<std::pair<k8s::ObjectKey, NoLocalEndpoints>> no_local_endpoints;
   };
 
   void log(const std::string& line) const;
@@ -225,6 +230,7 @@ class Sync final : public k8s::ObjectSink {
   std::map<k8s::ObjectKey, std::vector<std::chrono::system_clock::time_point>> triggers_;
 
   std::map<k8s::ObjectKey, Part> parts_;
+  std::map<NoLocalEndpoints, std::size_t> no_local_counts_;  // summed over parts_
   // Which Services want a virtual service; the first (smallest key) gets it,
   // as in compute_desired_state.
   std::map<ipvs::ServiceKey, std::set<k8s::ObjectKey>> claims_;

@@ -211,6 +211,20 @@ std::expected<void, Error> NetlinkAddressBackend::delete_address(const std::stri
   return {};
 }
 
+std::expected<void, Error> NetlinkAddressBackend::delete_link(const std::string& name) {
+  rtnl_link* raw = nullptr;
+  if (int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw); rc < 0) {
+    // libnl says "object not found" for a missing name; callers reason in ENODEV.
+    auto error = nl_failure("get link " + name, rc);
+    if (error.code == ENOENT) error.code = ENODEV;
+    return std::unexpected(error);
+  }
+  LinkPtr link(raw);
+  if (int rc = rtnl_link_delete(socket_->sock, link.get()); rc < 0)
+    return std::unexpected(nl_failure("delete link " + name, rc));
+  return {};
+}
+
 // ---------------------------------------------------------------------------
 
 std::expected<void, Error> FakeAddressBackend::ensure_link(const std::string& name) {
@@ -244,6 +258,12 @@ std::expected<void, Error> FakeAddressBackend::delete_address(const std::string&
   if (it == links_.end()) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});
   if (it->second.erase(address) == 0)
     return std::unexpected(Error{EADDRNOTAVAIL, "delete address: not there"});
+  return {};
+}
+
+std::expected<void, Error> FakeAddressBackend::delete_link(const std::string& name) {
+  if (links_.erase(name) == 0) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});
+  ++links_deleted;
   return {};
 }
 

@@ -34,6 +34,8 @@ class AddressBackend {
                                                                const Address& address) = 0;
   [[nodiscard]] virtual std::expected<void, Error> delete_address(const std::string& name,
                                                                   const Address& address) = 0;
+  // Removes the link (and with it its addresses). A missing link is ENODEV.
+  [[nodiscard]] virtual std::expected<void, Error> delete_link(const std::string& name) = 0;
 };
 
 // rtnetlink through libnl-route-3; one socket, opened in open().
@@ -50,6 +52,7 @@ class NetlinkAddressBackend final : public AddressBackend {
                                                        const Address& address) override;
   [[nodiscard]] std::expected<void, Error> delete_address(const std::string& name,
                                                           const Address& address) override;
+  [[nodiscard]] std::expected<void, Error> delete_link(const std::string& name) override;
 
  private:
   struct Socket;
@@ -69,6 +72,7 @@ class FakeAddressBackend final : public AddressBackend {
                                                        const Address& address) override;
   [[nodiscard]] std::expected<void, Error> delete_address(const std::string& name,
                                                           const Address& address) override;
+  [[nodiscard]] std::expected<void, Error> delete_link(const std::string& name) override;
 
   [[nodiscard]] bool has_link(const std::string& name) const { return links_.contains(name); }
   [[nodiscard]] std::set<Address> addresses(const std::string& name) const;
@@ -76,6 +80,7 @@ class FakeAddressBackend final : public AddressBackend {
   void put(const std::string& name, const Address& address) { links_[name].insert(address); }
 
   std::size_t links_created = 0;
+  std::size_t links_deleted = 0;
   std::size_t adds = 0;
   std::size_t deletes = 0;
   int fail_writes = 0;  // errno for every add/delete while non-zero

@@ -235,7 +235,10 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
   resource_version_ = meta->resource_version;
   status_.resource_version = resource_version_;
   ++status_.lists;
-  if (relisting_) ++status_.relists;
+  if (relisting_) {
+    ++status_.relists;
+    if (options_.on_relist) options_.on_relist(kind_);
+  }
   relisting_ = false;
   status_.last_error.clear();
   backoff_.reset();
@@ -308,6 +311,9 @@ void ReflectorBase::handle_frame(const boost::json::value& frame) {
     return;
   }
   const std::string_view kind = type->as_string();
+  if (kind == "ADDED" || kind == "MODIFIED" || kind == "DELETED" || kind == "BOOKMARK" || kind == "ERROR") {
+    if (options_.on_watch_event) options_.on_watch_event(kind_, kind);
+  }
   if (kind == "ERROR") {
     auto st = decode_status(*object);
     const std::int32_t code = st ? st->code : 0;

@@ -79,6 +79,10 @@ struct ReflectorOptions {
   Backoff::Params backoff;
   std::function<double()> random = default_random();
   Logger log = stderr_logger();
+  // Counting hooks for metrics: each watch frame by type (ADDED, MODIFIED,
+  // DELETED, BOOKMARK, ERROR), and each completed relist.
+  std::function<void(ResourceKind, std::string_view type)> on_watch_event;
+  std::function<void(ResourceKind)> on_relist;
   HttpRequestOptions http;
 };
 

@@ -33,6 +33,10 @@ namespace kipvs::metrics {
 // 0.25, 0.5, 1..59 by 1, 60..115 by 5, 120..300 by 30 (seconds).
 [[nodiscard]] prometheus::Histogram::BucketBoundaries network_programming_buckets();
 
+// kube-proxy's name for Services with a Local policy and no local endpoints.
+inline constexpr std::string_view kNoLocalEndpointsName =
+    "kubeproxy_sync_proxy_rules_no_local_endpoints_total";
+
 // The IP families kube-proxy labels its per-family metrics with.
 inline constexpr std::string_view kIPv4 = "IPv4";
 inline constexpr std::string_view kIPv6 = "IPv6";
@@ -71,8 +75,8 @@ class Metrics {
   void service_changes(std::uint64_t count);  // ..._service_changes_total
   void set_service_changes_pending(std::uint64_t count);
   // Services with a Local traffic policy ("internal"/"external") and no local
-  // endpoints, recounted each sync (a gauge despite the _total name, as in
-  // kube-proxy).
+  // endpoints, recounted each sync (kube-proxy's gauge; exposed untyped, see
+  // collect()).
   void set_no_local_endpoints(std::string_view family, std::string_view traffic_policy, std::uint64_t count);
   // The proxy health server's answers, by HTTP status code.
   void healthz_answered(int code);

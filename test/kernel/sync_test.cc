@@ -368,7 +368,7 @@ TEST_CASE("kipvs: a rule deleted with ipvsadm -d comes back at the next resync",
   CHECK(answers == std::set<std::string>{"b0", "b1"});
 }
 
-TEST_CASE("kipvs: a foreign IPVS service on another address is never touched", "[kernel]") {
+TEST_CASE("kipvs: a foreign IPVS service is never touched, not even by --cleanup", "[kernel]") {
   Lab lab(1);
   run_ok(
       "ipvsadm -A -t 192.168.77.1:80 -s wlc -p 60 && ipvsadm -a -t 192.168.77.1:80 -r 192.168.77.2:80 -g -w "
@@ -392,6 +392,21 @@ TEST_CASE("kipvs: a foreign IPVS service on another address is never touched", "
   CHECK(has_line(after, "-A -u 10.250.0.1:53 -s rr"));
   CHECK(after == before);
   CHECK(lab.request() == "b0");
+
+  // --cleanup takes kipvs's service, addresses and interface away, and only those.
+  REQUIRE(running.kipvs->stop(SIGTERM) == 0);
+  const auto cleanup = run(kipvs_binary().string() + " --cleanup --manifests " + running.dir.string() +
+                           " --hostname-override node-a --node-ip 10.250.0.1 2>&1");
+  INFO("kipvs --cleanup:\n" << cleanup.output);
+  CHECK(cleanup.status == 0);
+  const auto cleaned = ipvs_rules();
+  CHECK(cleaned.find(kVip) == std::string::npos);
+  CHECK(has_line(cleaned, "-A -t 192.168.77.1:80 -s wlc -p 60"));
+  CHECK(has_line(cleaned, "-a -t 192.168.77.1:80 -r 192.168.77.2:80 -g -w 3"));
+  CHECK(has_line(cleaned, "-A -u 10.250.0.1:53 -s rr"));
+  CHECK(run("ip link show kube-ipvs0 2>&1").status != 0);
+  // A second run on the cleaned node finds nothing to do and succeeds.
+  CHECK(run(kipvs_binary().string() + " --cleanup 2>&1").status == 0);
 }
 
 TEST_CASE("kipvs: killed and restarted during traffic, no connection fails and no rule is rewritten",

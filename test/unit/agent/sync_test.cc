@@ -105,6 +105,10 @@ struct RecordingObserver final : SyncObserver {
   void drains_in_progress(std::size_t count) override { drains = count; }
   void pending_changes(std::size_t services, std::size_t) override { pending_services = services; }
   void address_operation(bool, bool) override {}
+  void no_local_endpoints(ipvs::Family family, std::size_t internal, std::size_t external) override {
+    no_local[family] = {internal, external};
+  }
+  std::map<ipvs::Family, std::pair<std::size_t, std::size_t>> no_local;
 };
 
 // The node: its kernel table and dummy interface outlive a Sync, so a test
@@ -535,6 +539,36 @@ TEST_CASE("a missing dummy interface is created", "[sync]") {
   agent.start();
   CHECK(node.links.links_created == 1);
   CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip(cluster_ip(0))});
+}
+
+TEST_CASE("Services with a Local policy and no local endpoints are counted after each sync", "[sync]") {
+  Node node;
+  Agent agent(node);
+  auto internal = service("internal", cluster_ip(0));
+  internal.internal_traffic_policy = "Local";
+  auto external = service("external", cluster_ip(1));
+  external.type = "NodePort";
+  external.ports[0].node_port = 30080;
+  external.external_traffic_policy = "Local";
+  auto empty = service("empty", cluster_ip(2));  // Local, but no endpoints at all: not counted
+  empty.internal_traffic_policy = "Local";
+  agent.add(internal);
+  agent.add(slice("internal", {"10.244.1.5"}));  // on no node: not local
+  agent.add(external);
+  agent.add(slice("external", {"10.244.2.5"}));
+  agent.add(empty);
+  agent.start();
+  CHECK(agent.observer.no_local[ipvs::Family::kIPv4] == std::pair<std::size_t, std::size_t>{1, 1});
+
+  auto local = slice("internal", {"10.244.1.5"});
+  local.endpoints[0].node_name = "node-a";
+  agent.add(local);
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(agent.observer.no_local[ipvs::Family::kIPv4] == std::pair<std::size_t, std::size_t>{0, 1});
+
+  agent.sync->service_changed(k8s::key_of(external), nullptr);
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(agent.observer.no_local[ipvs::Family::kIPv4] == std::pair<std::size_t, std::size_t>{0, 0});
 }
 
 TEST_CASE("a slice moving between Services dirties both", "[sync]") {

@@ -196,6 +196,7 @@ struct Rig {
   RecordingSink sink;
   std::unique_ptr<Reflector<Service>> reflector;
   std::vector<std::string> log;
+  std::vector<std::string> hooks;  // what the metric hooks heard: "ADDED", "relist", ...
 
   explicit Rig(FaultServer::Handler handler, std::filesystem::path token_file = {}) {
     server = std::make_unique<FaultServer>(io, std::move(handler));
@@ -207,6 +208,11 @@ struct Rig {
     options.tuning.backoff = {100ms, 400ms, 2.0, 1.0};
     options.tuning.random = [] { return 0.0; };
     options.tuning.log = [this](std::string_view line) { log.emplace_back(line); };
+    options.tuning.on_watch_event = [this](ResourceKind kind, std::string_view type) {
+      CHECK(kind == ResourceKind::kService);
+      hooks.emplace_back(type);
+    };
+    options.tuning.on_relist = [this](ResourceKind) { hooks.emplace_back("relist"); };
     reflector = std::make_unique<Reflector<Service>>(io, *client, sink, service_reflector_options(options));
   }
   ~Rig() { reflector->stop(); }
@@ -253,6 +259,7 @@ TEST_CASE("reflector fault: pages, then a watch from the list's version, resumed
   CHECK(rig.reflector->cache().find({"ns", "a"})->ports.at(0).port == 81);
   CHECK(rig.reflector->status().bookmarks == 1);
   CHECK(rig.reflector->status().list_pages == 2);
+  CHECK(rig.hooks == std::vector<std::string>{"ADDED", "MODIFIED", "DELETED", "BOOKMARK"});
 }
 
 TEST_CASE("reflector fault: a frame delivered byte by byte is applied once, whole") {
@@ -349,6 +356,7 @@ TEST_CASE("reflector fault: an ERROR 410 on the watch relists and passes on only
   }));
   CHECK(rig.sink.events == std::vector<std::string>{"a", "b", "c", "b deleted", "c", "e"});
   CHECK(rig.sink.synced_count == 1);
+  CHECK(rig.hooks == std::vector<std::string>{"ERROR", "relist"});
   CHECK(has(rig.server->targets.back(), "resourceVersion=9&"));
   CHECK(rig.reflector->status().failures == 0);
 }

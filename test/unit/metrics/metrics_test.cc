@@ -60,7 +60,7 @@ TEST_CASE("a scrape carries kube-proxy's metrics with their types", "[metrics]")
            "# TYPE kubeproxy_sync_proxy_rules_endpoint_changes_pending gauge",
            "# TYPE kubeproxy_sync_proxy_rules_service_changes_total counter",
            "# TYPE kubeproxy_sync_proxy_rules_service_changes_pending gauge",
-           "# TYPE kubeproxy_sync_proxy_rules_no_local_endpoints_total gauge",
+           "# TYPE kubeproxy_sync_proxy_rules_no_local_endpoints_total untyped",
            "# TYPE kipvs_netlink_socket_reopens_total counter",
            "# TYPE kipvs_virtual_services gauge",
            "# TYPE kipvs_destinations gauge",
