@@ -299,12 +299,6 @@ std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::
 
 namespace {
 
-std::string family_label(const NodeFacts& facts) {
-  const auto families = facts.families();
-  return !families.empty() && families.front() == ipvs::Family::kIPv6 ? std::string(metrics::kIPv6)
-                                                                      : std::string(metrics::kIPv4);
-}
-
 // Starts one HTTP server on a configured address ("" disables it). A bind
 // failure is logged and the agent runs on, as kube-proxy does: the rules
 // matter more than the scrape.
@@ -385,7 +379,7 @@ int run_agent(const Config& config, std::ostream& err) {
   if (family_labels.empty()) family_labels.emplace_back(metrics::kIPv4);
   metrics::Metrics metrics(family_labels);
   metrics::HealthState health(config.health_timeout());
-  MetricsObserver observer(metrics, &health, family_label(options->sync.facts));
+  MetricsObserver observer(metrics, &health);
   Agent agent(io, std::move(*options), **backend, addresses->get(), observer, logger, &observer);
   auto& sync = agent.sync();
   ipvs::NetlinkBackend& kernel = **backend;

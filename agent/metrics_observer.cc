@@ -53,9 +53,9 @@ std::string_view kind_label(k8s::ResourceKind kind) {
 
 }  // namespace
 
-MetricsObserver::MetricsObserver(metrics::Metrics& metrics, metrics::HealthState* health, std::string family,
+MetricsObserver::MetricsObserver(metrics::Metrics& metrics, metrics::HealthState* health,
                                  WallClock wall_clock)
-    : metrics_(metrics), health_(health), family_(std::move(family)), wall_clock_(std::move(wall_clock)) {}
+    : metrics_(metrics), health_(health), wall_clock_(std::move(wall_clock)) {}
 
 void MetricsObserver::change_received(k8s::ResourceKind kind) {
   if (kind == k8s::ResourceKind::kService) {
@@ -133,8 +133,9 @@ void MetricsObserver::object_skipped(k8s::ResourceKind kind, std::string_view re
   metrics_.object_skipped(kind_label(kind), reason);
 }
 
-void MetricsObserver::network_programming_latency(std::chrono::duration<double> latency) {
-  metrics_.observe_network_programming(family_,
+void MetricsObserver::network_programming_latency(ipvs::Family family,
+                                                  std::chrono::duration<double> latency) {
+  metrics_.observe_network_programming(family == ipvs::Family::kIPv6 ? metrics::kIPv6 : metrics::kIPv4,
                                        std::chrono::duration_cast<std::chrono::nanoseconds>(latency));
 }
 

@@ -44,9 +44,8 @@ class MetricsObserver final : public SyncObserver {
     std::function<void()> after_sync;
   };
 
-  // health may be null (no health server). family labels the network
-  // programming latency (the observer is not told a slice's family).
-  MetricsObserver(metrics::Metrics& metrics, metrics::HealthState* health, std::string family,
+  // health may be null (no health server).
+  MetricsObserver(metrics::Metrics& metrics, metrics::HealthState* health,
                   WallClock wall_clock = std::chrono::system_clock::now);
 
   void set_sources(Sources sources) { sources_ = std::move(sources); }
@@ -64,7 +63,7 @@ class MetricsObserver final : public SyncObserver {
   void sync_finished(SyncKind kind, std::chrono::nanoseconds duration, bool ok) override;
   void operation_applied(ipvs::Operation::Kind kind, OperationOutcome outcome) override;
   void object_skipped(k8s::ResourceKind kind, std::string_view reason) override;
-  void network_programming_latency(std::chrono::duration<double> latency) override;
+  void network_programming_latency(ipvs::Family family, std::chrono::duration<double> latency) override;
   void drains_in_progress(std::size_t destinations) override;
   void pending_changes(std::size_t services, std::size_t endpoint_slices) override;
   void address_operation(bool add, bool ok) override;
@@ -73,7 +72,6 @@ class MetricsObserver final : public SyncObserver {
  private:
   metrics::Metrics& metrics_;
   metrics::HealthState* health_;
-  std::string family_;
   WallClock wall_clock_;
   Sources sources_;
   std::uint64_t reopens_seen_ = 0;

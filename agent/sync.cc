@@ -185,7 +185,8 @@ void Sync::endpoint_slice_changed(const k8s::ObjectKey& key, const k8s::Endpoint
     // Changes older than this agent are not its latency (kube-proxy ignores
     // them too: the initial list would report the cluster's age).
     if (auto when = parse_rfc3339(it->second); when && *when >= started_wall_)
-      triggers_[*owner].push_back(*when);
+      triggers_[*owner].push_back(
+          {*when, now->address_type == "IPv6" ? ipvs::Family::kIPv6 : ipvs::Family::kIPv4});
   }
   mark_dirty(*owner);
 }
@@ -681,7 +682,8 @@ void Sync::finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipv
       for (const auto& [key, entry] : part->second.table) ok &= !failed.contains(key);
     }
     if (!ok) continue;
-    for (const auto& when : it->second) observer_.network_programming_latency(wall_now - when);
+    for (const auto& [when, family] : it->second)
+      observer_.network_programming_latency(family, wall_now - when);
     triggers_.erase(it);
   }
   observer_.drains_in_progress(draining_.size());

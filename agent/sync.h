@@ -80,7 +80,7 @@ class SyncObserver {
   // state Problem (reason is a kReason* label).
   virtual void object_skipped(k8s::ResourceKind kind, std::string_view reason) = 0;
   // From a slice's last-change-trigger-time to the sync that programmed it.
-  virtual void network_programming_latency(std::chrono::duration<double> latency) = 0;
+  virtual void network_programming_latency(ipvs::Family family, std::chrono::duration<double> latency) = 0;
   virtual void drains_in_progress(std::size_t destinations) = 0;
   // Changes received and not yet synced (gauges; reported after each change
   // and each sync).
@@ -98,7 +98,7 @@ class NoopSyncObserver final : public SyncObserver {
   void sync_finished(SyncKind, std::chrono::nanoseconds, bool) override {}
   void operation_applied(ipvs::Operation::Kind, OperationOutcome) override {}
   void object_skipped(k8s::ResourceKind, std::string_view) override {}
-  void network_programming_latency(std::chrono::duration<double>) override {}
+  void network_programming_latency(ipvs::Family, std::chrono::duration<double>) override {}
   void drains_in_progress(std::size_t) override {}
   void pending_changes(std::size_t, std::size_t) override {}
   void address_operation(bool, bool) override {}
@@ -227,7 +227,9 @@ class Sync final : public k8s::ObjectSink {
   std::set<k8s::ObjectKey> dirty_;
   std::set<ipvs::ServiceKey> dirty_keys_;  // virtual services to re-diff (drains, retries)
   std::size_t pending_slice_changes_ = 0;
-  std::map<k8s::ObjectKey, std::vector<std::chrono::system_clock::time_point>> triggers_;
+  // Per Service: each changed slice's trigger time and address family.
+  std::map<k8s::ObjectKey, std::vector<std::pair<std::chrono::system_clock::time_point, ipvs::Family>>>
+      triggers_;
 
   std::map<k8s::ObjectKey, Part> parts_;
   std::map<NoLocalEndpoints, std::size_t> no_local_counts_;  // summed over parts_

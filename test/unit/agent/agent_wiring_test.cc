@@ -24,7 +24,7 @@ TEST_CASE("the metrics observer: what a scrape shows after syncs and changes", "
   metrics::Metrics metrics;
   auto now = std::chrono::system_clock::time_point{} + std::chrono::seconds{1'800'000'000};
   metrics::HealthState health(60s, [&] { return now; });
-  MetricsObserver observer(metrics, &health, "IPVS", [&] { return now; });
+  MetricsObserver observer(metrics, &health, [&] { return now; });
   std::uint64_t reopens = 0;
   observer.set_sources({.table_size =
                             [] {
@@ -46,12 +46,20 @@ TEST_CASE("the metrics observer: what a scrape shows after syncs and changes", "
   observer.address_operation(true, true);
   observer.object_skipped(k8s::ResourceKind::kService, "bad_port");
   observer.drains_in_progress(2);
+  observer.network_programming_latency(ipvs::Family::kIPv6, 2s);  // an IPv6 slice's change
+  observer.no_local_endpoints(ipvs::Family::kIPv4, 3, 1);
   reopens = 2;
   observer.sync_finished(SyncKind::kFull, 3ms, true);
   CHECK(health.livez().status == 200);
 
   const auto text = metrics.serialize();
   CHECK_THAT(text, Catch::Contains("kubeproxy_sync_proxy_rules_service_changes_total 1"));
+  CHECK_THAT(text,
+             Catch::Contains("kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv6\"} 1"));
+  CHECK_THAT(text,
+             Catch::Contains("kubeproxy_network_programming_duration_seconds_count{ip_family=\"IPv4\"} 0"));
+  CHECK_THAT(text, Catch::Contains("kubeproxy_sync_proxy_rules_no_local_endpoints_total{ip_family=\"IPv4\","
+                                   "traffic_policy=\"internal\"} 3"));
   CHECK_THAT(text, Catch::Contains("kubeproxy_sync_proxy_rules_endpoint_changes_total 2"));
   CHECK_THAT(text, Catch::Contains("kubeproxy_sync_proxy_rules_endpoint_changes_pending 2"));
   CHECK_THAT(text, Catch::Contains("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds"));

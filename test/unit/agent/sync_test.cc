@@ -99,7 +99,7 @@ struct RecordingObserver final : SyncObserver {
   }
   void operation_applied(Kind kind, OperationOutcome outcome) override { ++outcomes[{kind, outcome}]; }
   void object_skipped(k8s::ResourceKind, std::string_view reason) override { skipped.emplace_back(reason); }
-  void network_programming_latency(std::chrono::duration<double> latency) override {
+  void network_programming_latency(ipvs::Family, std::chrono::duration<double> latency) override {
     latencies.push_back(latency);
   }
   void drains_in_progress(std::size_t count) override { drains = count; }
