@@ -256,9 +256,9 @@ void Sync::request_sync() {
   });
 }
 
-void Sync::arm_resync() {
+void Sync::arm_resync(std::optional<std::chrono::milliseconds> delay) {
   if (stopped_) return;
-  resync_timer_.expires_after(options_.sync_period);
+  resync_timer_.expires_after(delay.value_or(options_.sync_period));
   resync_timer_.async_wait([this](const boost::system::error_code& error) {
     if (error || stopped_) return;
     sync_full();
@@ -615,11 +615,19 @@ bool Sync::sync_full() {
   observer_.sync_started(SyncKind::kFull);
   auto dump = backend_.list_all();
   if (!dump) {
-    log("cannot read the IPVS table: " + dump.error().message + "; retrying at the next resync");
+    // Back off from retry_min, but never wait longer than a resync would:
+    // until the first dump succeeds nothing is programmed.
+    dump_backoff_ = dump_backoff_.count() == 0
+                        ? options_.retry_min
+                        : std::min({dump_backoff_ * 2, options_.retry_max,
+                                    duration_cast<milliseconds>(options_.sync_period)});
+    log("cannot read the IPVS table: " + dump.error().message + "; retrying in " +
+        std::to_string(dump_backoff_.count()) + " ms");
     observer_.sync_finished(SyncKind::kFull, duration_cast<nanoseconds>(options_.clock() - started), false);
-    arm_resync();
+    arm_resync(dump_backoff_);
     return false;
   }
+  dump_backoff_ = milliseconds{0};
   observed_ = ipvs::table_from(*dump);
   const auto connections = ipvs::connections_from(*dump);
   dump->clear();

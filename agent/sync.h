@@ -186,7 +186,8 @@ class Sync final : public k8s::ObjectSink {
   void log(const std::string& line) const;
   void mark_dirty(const k8s::ObjectKey& service);
   void request_sync();
-  void arm_resync();
+  // The next full sync after delay (default: the sync period).
+  void arm_resync(std::optional<std::chrono::milliseconds> delay = std::nullopt);
   void arm_drain_check();
   void arm_retry();
   void report_pending();
@@ -244,6 +245,7 @@ class Sync final : public k8s::ObjectSink {
   ipvs::DrainSet draining_;
   std::set<ipvs::ServiceKey> retry_keys_;
   std::chrono::milliseconds backoff_{0};
+  std::chrono::milliseconds dump_backoff_{0};  // after failed kernel dumps
 
   boost::asio::steady_timer sync_timer_;
   boost::asio::steady_timer resync_timer_;

@@ -403,6 +403,35 @@ TEST_CASE("a failed dump fails the sync without writing", "[sync]") {
   CHECK(node.kernel.service_count() == 1);
 }
 
+TEST_CASE("a failed first dump is retried with backoff, not after a whole sync period", "[sync]") {
+  Node node;
+  SyncOptions options;
+  options.sync_period = 1h;
+  options.retry_min = 5ms;
+  options.retry_max = 20ms;
+  Agent agent(node, options);
+  populate(agent, 1);
+  node.kernel.fail_reads(EIO);
+  agent.sync->synced(k8s::ResourceKind::kService);
+  agent.sync->synced(k8s::ResourceKind::kEndpointSlice);
+  agent.pump();
+  CHECK(agent.observer.finished_failed == 1);
+  // Retries at 5, 10, 20, 20 ms... well within the hour-long sync period.
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (agent.observer.finished_failed < 3 && std::chrono::steady_clock::now() < deadline) {
+    agent.io.restart();
+    agent.io.run_for(5ms);
+  }
+  CHECK(agent.observer.finished_failed >= 3);
+  node.kernel.fail_reads(0);
+  while (!agent.sync->initial_sync_done() && std::chrono::steady_clock::now() < deadline) {
+    agent.io.restart();
+    agent.io.run_for(5ms);
+  }
+  CHECK(agent.sync->initial_sync_done());
+  CHECK(node.kernel.service_count() == 1);
+}
+
 TEST_CASE("graceful termination: weight 0 while connections last, then removed", "[sync]") {
   Node node;
   SyncOptions options;
