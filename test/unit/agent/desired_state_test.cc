@@ -189,7 +189,7 @@ TEST_CASE("the per-Service computation adds up to the whole", "[desired]") {
   CHECK(ipvs::diff(again.table, whole.table, [](const ipvs::ServiceKey&) { return true; }).empty());
 }
 
-TEST_CASE("slices of unknown Services are ignored; unlabelled ones reported", "[desired]") {
+TEST_CASE("slices of unknown Services are ignored, unlabelled ones reported", "[desired]") {
   ServiceMap services;
   EndpointSliceMap slices;
   auto orphan = slice("orphan-a", "gone", {"10.244.1.5"});

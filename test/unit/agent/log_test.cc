@@ -31,7 +31,7 @@ TEST_CASE("text lines look like klog's", "[log]") {
   CHECK(line.ends_with("] \"Synced\" services=12 service=\"default/web\" ok=true\n"));
 }
 
-TEST_CASE("levels above -v are dropped; warnings and errors always print", "[log]") {
+TEST_CASE("levels above -v are dropped, warnings and errors always print", "[log]") {
   std::ostringstream out;
   Logger log(out, 1, LogFormat::kText, fixed());
   CHECK(log.enabled(1));

@@ -244,7 +244,7 @@ TEST_CASE("a destination deleted behind kipvs's back comes back at the resync", 
   CHECK(ipvs::table_from(*dump) == agent.sync->desired());
 }
 
-TEST_CASE("foreign services are never touched; stale owned ones are removed", "[sync]") {
+TEST_CASE("foreign services are never touched, stale owned ones are removed", "[sync]") {
   Node node;
   // keepalived's service on a node address, and an operator's fwmark service.
   ipvs::Table foreign;

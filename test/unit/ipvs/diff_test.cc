@@ -367,7 +367,7 @@ TEST_CASE("an endpoint that comes back while draining gets its weight back", "[d
   CHECK(result.draining.empty());
 }
 
-TEST_CASE("deleting a service ends its drains; prune_drains forgets vanished destinations", "[diff][drain]") {
+TEST_CASE("deleting a service ends its drains, prune_drains forgets vanished destinations", "[diff][drain]") {
   DrainFixture f;
   const DrainSet draining{{DestinationRef{f.key, f.leaving.key}, f.t0}};
   const DrainResult result =
