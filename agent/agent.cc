@@ -1,10 +1,15 @@
 #include "agent/agent.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <ostream>
@@ -297,6 +302,30 @@ std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::
   return result;
 }
 
+std::vector<ipvs::Address> host_addresses(const std::string& except_interface) {
+  std::vector<ipvs::Address> out;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return out;
+  for (const ifaddrs* entry = list; entry != nullptr; entry = entry->ifa_next) {
+    if (entry->ifa_addr == nullptr || except_interface == entry->ifa_name) continue;
+    ipvs::Address address;
+    if (entry->ifa_addr->sa_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(entry->ifa_addr);
+      address.family = ipvs::Family::kIPv4;
+      std::memcpy(address.bytes.data(), &in->sin_addr, 4);
+    } else if (entry->ifa_addr->sa_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(entry->ifa_addr);
+      address.family = ipvs::Family::kIPv6;
+      std::memcpy(address.bytes.data(), &in6->sin6_addr, 16);
+    } else {
+      continue;
+    }
+    if (std::ranges::find(out, address) == out.end()) out.push_back(address);
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
 namespace {
 
 // Starts one HTTP server on a configured address ("" disables it). A bind
@@ -350,6 +379,9 @@ int run_agent(const Config& config, std::ostream& err) {
   if (config.cleanup) {
     NodeFacts facts;
     if (options) facts = options->sync.facts;
+    // Without --node-ip (and no Node object to ask), the node ports kipvs
+    // served are on this host's addresses.
+    if (facts.node_ips.empty()) facts.node_ips = host_addresses(config.kipvs.interface_name);
     auto done = cleanup(**backend, **addresses, config.kipvs.interface_name, facts);
     if (!done) {
       logger.error("Cleanup failed", done.error());

@@ -82,6 +82,10 @@ struct CleanupResult {
                                                                 const std::string& interface,
                                                                 const NodeFacts& facts);
 
+// The addresses on this host's interfaces but one (the dummy interface),
+// for --cleanup without node IPs: the node ports kipvs served are on them.
+[[nodiscard]] std::vector<ipvs::Address> host_addresses(const std::string& except_interface);
+
 // One operation in ipvsadm's command syntax: -A/-E/-D for services,
 // -a/-e/-d for destinations ("-d -t 10.96.0.1:80 -r 10.244.1.5:8080").
 [[nodiscard]] std::string format_operation(const ipvs::Operation& operation);

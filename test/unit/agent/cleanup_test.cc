@@ -2,6 +2,7 @@
 // and interface go; a foreign service stays; a node kipvs never ran on is
 // cleaned without error.
 
+#include <algorithm>
 #include <cerrno>
 #include <string_view>
 
@@ -91,6 +92,14 @@ TEST_CASE("cleanup reports a failed read instead of guessing", "[agent]") {
   REQUIRE_FALSE(done);
   CHECK_THAT(done.error(), Catch::Contains("cannot list IPVS services"));
   CHECK(addresses.has_link("kube-ipvs0"));
+}
+
+TEST_CASE("host addresses: every interface's but the one named", "[agent]") {
+  const auto loopback = ip("127.0.0.1");
+  const auto all = host_addresses("kube-ipvs0");
+  CHECK(std::ranges::find(all, loopback) != all.end());
+  const auto without_lo = host_addresses("lo");
+  CHECK(std::ranges::find(without_lo, loopback) == without_lo.end());
 }
 
 }  // namespace
