@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 
+sys.dont_write_bytecode = True  # the share is the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import scale_cluster  # noqa: E402
 
@@ -198,7 +199,7 @@ conntrack:
             if self.proc.poll() is not None:
                 raise SystemExit(f"{self.kind} exited: see {self.log_path}")
             time.sleep(0.05)
-        raise SystemExit(f"{self.kind}: no complete sync within {timeout} s; see {self.log_path}")
+        raise TimeoutError(f"{self.kind}: no complete sync within {timeout} s; see {self.log_path}")
 
     def status(self, field):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -358,7 +359,18 @@ def main():
     try:
         log(f"starting {args.agent}")
         t0 = agent.start()
-        ts, line = agent.wait_first_sync(args.cold_timeout)
+        try:
+            ts, line = agent.wait_first_sync(args.cold_timeout)
+        except TimeoutError as e:
+            # Only a lower bound (kube-proxy at large N in the emulated guest:
+            # one `ipset add` exec per entry); memory so far is still telling.
+            log(str(e))
+            res["cold_start_lower_bound_seconds"] = round(time.time() - t0, 3)
+            res["vm_hwm_kib"] = agent.status("VmHWM")
+            res["vm_rss_kib"] = agent.status("VmRSS")
+            agent.stop()
+            write_results(args, res, work)
+            return
         res["cold_start_seconds"] = round(ts - t0, 3)
         res["cold_start_line"] = line.strip()[-200:]
         log(f"cold start {res['cold_start_seconds']} s: {line.strip()[-160:]}")
@@ -434,11 +446,14 @@ def main():
         res["ipvsadm_destinations"] = int(lines[1])
         log(f"ipvsadm -R: {res['ipvsadm_restore_seconds']} s")
 
+    write_results(args, res, work)
+
+
+def write_results(args, res, work):
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{args.agent}.json"), "w") as f:
         json.dump(res, f, indent=1)
-    for name in (f"{args.agent}.log",):
-        subprocess.run(["cp", os.path.join(work, name), args.out])
+    subprocess.run(["cp", os.path.join(work, f"{args.agent}.log"), args.out])
     print(json.dumps(res))
 
 

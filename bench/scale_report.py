@@ -8,6 +8,7 @@ import argparse
 import glob
 import json
 import os
+import re
 import sys
 
 
@@ -37,7 +38,8 @@ def table(args):
     d = args.results
     load = json.load(open(os.path.join(d, "load.json")))
     k = json.load(open(os.path.join(d, "kipvs.json")))
-    p = json.load(open(os.path.join(d, "kube-proxy.json")))
+    kp = os.path.join(d, "kube-proxy.json")
+    p = json.load(open(kp)) if os.path.exists(kp) else {}  # --agents kipvs
     ms = lambda v: None if v is None else v * 1000  # noqa: E731
     mib = lambda v: None if v is None else v / 1024  # noqa: E731
 
@@ -52,10 +54,20 @@ def table(args):
 
     cold_ipvsadm = ratio(k.get("cold_start_seconds"), k.get("ipvsadm_restore_seconds"))
     cold_kp = ratio(k.get("cold_start_seconds"), p.get("cold_start_seconds"))
+    kp_bound = p.get("cold_start_lower_bound_seconds")  # kube-proxy never finished its first sync
+    if cold_kp is None and kp_bound:
+        cold_kp = ratio(k.get("cold_start_seconds"), kp_bound)
     change_kp = ratio(k.get("change_median_seconds"), p.get("change_median_seconds"))
     rss_kp = ratio(k.get("vm_hwm_kib"), p.get("vm_hwm_kib"))
     row("cold start (s)", k.get("cold_start_seconds"), "ipvsadm -R", k.get("ipvsadm_restore_seconds"), 0.15)
-    row("cold start (s)", k.get("cold_start_seconds"), "kube-proxy", p.get("cold_start_seconds"), 0.1)
+    if kp_bound:
+        rows.append(("cold start (s)", fmt(k.get("cold_start_seconds")), "kube-proxy (unfinished)",
+                     f">{fmt(kp_bound)}", f"<{fr(cold_kp)}", "<= 0.1", "met" if cold_kp <= 0.1 else "unknown"))
+    else:
+        row("cold start (s)", k.get("cold_start_seconds"), "kube-proxy", p.get("cold_start_seconds"), 0.1)
+    sync_ms = re.search(r"ok, ([0-9.]+) ms", k.get("cold_start_line", ""))
+    row("  kipvs's first sync alone (s)", float(sync_ms.group(1)) / 1000 if sync_ms else None, "ipvsadm -R",
+        k.get("ipvsadm_restore_seconds"))
     row("one change, median (ms)", ms(k.get("change_median_seconds")), "kube-proxy",
         ms(p.get("change_median_seconds")), 0.01)
     row("one change, p99 (ms)", ms(k.get("change_p99_seconds")), "kube-proxy", ms(p.get("change_p99_seconds")))
