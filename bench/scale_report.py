@@ -93,13 +93,16 @@ def table(args):
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
     lines = [f"kipvs scale benchmark: {load['services']} Services ({load['service_ports']} ports, "
              f"{load['node_ports']} node ports) x {load['endpoints']} endpoints; load {load['load_seconds']} s; "
-             f"{k.get('changes')} changes each"
+             f"endpoint changes: kipvs {k.get('changes')}, kube-proxy {p.get('changes')}"
              + (f"; whole run {args.elapsed} s" if args.elapsed else ""),
              "  ".join(str(h).ljust(w) for h, w in zip(head, widths)).rstrip()]
     for r in rows:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip())
     if k.get("change_timeouts") or p.get("change_timeouts"):
         lines.append(f"change timeouts: kipvs {k.get('change_timeouts')}, kube-proxy {p.get('change_timeouts')}")
+    for agent, res in (("kipvs", k), ("kube-proxy", p)):
+        if res.get("note"):
+            lines.append(f"note ({agent}): {res['note']}")
     lines.append(f"kipvs first sync: {k.get('cold_start_line', '')}")
     lines.append(f"kipvs restart sync: {k.get('restart_line', '')}")
     lines.append(f"cold_vs_ipvsadm={fr(cold_ipvsadm)} cold_vs_kubeproxy={fr(cold_kp)} "
