@@ -1,0 +1,469 @@
+#!/usr/bin/python3
+"""bench/scale's guest side: runs one agent (kipvs or kube-proxy) against the
+host's kube-apiserver, reached through the rig's guestfwd at 10.0.2.100:6443,
+and measures it on this fresh guest. Writes OUT/AGENT.json.
+
+  scale_guest.py kipvs|kube-proxy OUT --apidir D --kipvs BIN --kube-proxy BIN
+                 --changes C --idle S --sync-period P
+
+Every time is taken with this guest's clock: the API writes of the change
+test are issued from here, and the agents' log lines carry this clock too.
+For kipvs it also programs the same rules (kipvs's table, dumped with
+`ipvsadm -Sn`) with `ipvsadm -R` into a fresh network namespace.
+"""
+import argparse
+import calendar
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+sys.dont_write_bytecode = True  # the share is the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scale_cluster  # noqa: E402
+
+GUEST_API = ("10.0.2.100", 6443)
+CHANGE_VIP, CHANGE_PORT, TARGET_PORT = "10.96.4.0", 80, 8080
+
+
+def log(msg):
+    print(f"scale[{time.strftime('%H:%M:%S')}]: {msg}", file=sys.stderr, flush=True)
+
+
+# --- a tiny IPVS generic netlink client: one service's destinations ------------
+
+NETLINK_GENERIC, GENL_ID_CTRL = 16, 0x10
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 1, 4, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+
+
+def nlattr(kind, payload):
+    size = 4 + len(payload)
+    return struct.pack("HH", size, kind) + payload + b"\0" * ((4 - size % 4) % 4)
+
+
+def parse_attrs(data):
+    out, off = {}, 0
+    while off + 4 <= len(data):
+        size, kind = struct.unpack_from("HH", data, off)
+        if size < 4:
+            break
+        out[kind & 0x3FFF] = data[off + 4:off + size]
+        off += (size + 3) & ~3
+    return out
+
+
+class IpvsPoller:
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
+        self.sock.bind((0, 0))
+        self.seq = 1
+        reply = self.exchange(GENL_ID_CTRL, 3, 1, nlattr(2, b"IPVS\0"), dump=False)  # CTRL_CMD_GETFAMILY
+        self.family = struct.unpack("H", parse_attrs(reply[0])[1][:2])[0]
+
+    def exchange(self, family, cmd, version, attrs, dump):
+        self.seq += 1
+        flags = NLM_F_REQUEST | (NLM_F_DUMP if dump else 0)
+        body = struct.pack("BBH", cmd, version, 0) + attrs
+        self.sock.send(struct.pack("IHHII", 16 + len(body), family, flags, self.seq, 0) + body)
+        payloads = []
+        while True:
+            data = self.sock.recv(1 << 20)
+            off = 0
+            while off + 16 <= len(data):
+                size, kind, _, seq, _ = struct.unpack_from("IHHII", data, off)
+                msg = data[off + 16:off + size]
+                off += (size + 3) & ~3
+                if kind == NLMSG_DONE:
+                    return payloads
+                if kind == NLMSG_ERROR:
+                    err = struct.unpack_from("i", msg)[0]
+                    if err == 0 or err == -2 or err == -3:  # ack, ENOENT, ESRCH: no such service
+                        return payloads
+                    raise OSError(-err, os.strerror(-err))
+                payloads.append(msg[4:])
+                if not dump:
+                    return payloads
+
+    def destinations(self, vip, port):
+        """{(ip, port): weight} of the TCP service vip:port."""
+        svc = (nlattr(1, struct.pack("H", socket.AF_INET)) + nlattr(2, struct.pack("H", socket.IPPROTO_TCP))
+               + nlattr(3, socket.inet_aton(vip) + b"\0" * 12) + nlattr(4, struct.pack(">H", port)))
+        out = {}
+        for payload in self.exchange(self.family, 8, 1, nlattr(1, svc), dump=True):  # IPVS_CMD_GET_DEST
+            dest = parse_attrs(parse_attrs(payload).get(2, b""))
+            if 1 in dest:
+                addr = socket.inet_ntoa(dest[1][:4])
+                out[(addr, struct.unpack(">H", dest[2][:2])[0])] = struct.unpack("I", dest[4][:4])[0]
+        return out
+
+
+# --- the agents ----------------------------------------------------------------
+
+class Agent:
+    def __init__(self, kind, args, work):
+        self.kind, self.args, self.work = kind, args, work
+        self.proc = None
+        self.log_path = os.path.join(work, f"{kind}.log")
+        self.sync_re = re.compile(r'"sync full: .* ok,' if kind == "kipvs" else r"syncProxyRules complete")
+        self.any_sync_re = re.compile(r'"sync (full|incremental)' if kind == "kipvs" else r"syncProxyRules complete")
+        self.offset = 0
+        self.syncs = []  # (timestamp, line) of every sync seen so far
+        self.kubeconfig = os.path.join(work, f"{kind}.kubeconfig")
+        d = args.apidir
+        user = (f"    tokenFile: {d}/kipvs.token" if kind == "kipvs" else
+                f"    client-certificate: {d}/pki/admin.crt\n    client-key: {d}/pki/admin.key")
+        with open(self.kubeconfig, "w") as f:
+            f.write(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: bench
+  cluster:
+    server: https://{GUEST_API[0]}:{GUEST_API[1]}
+    certificate-authority: {d}/pki/ca.crt
+    tls-server-name: localhost
+contexts:
+- name: bench
+  context: {{cluster: bench, user: u}}
+current-context: bench
+users:
+- name: u
+  user:
+{user}
+""")
+
+    def command(self):
+        if self.kind == "kipvs":
+            return [self.args.kipvs, "--kubeconfig", self.kubeconfig, "--hostname-override", scale_cluster.NODE,
+                    "--ipvs-sync-period", f"{self.args.sync_period}s",
+                    "--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256"]
+        config = os.path.join(self.work, "kube-proxy.yaml")
+        with open(config, "w") as f:
+            f.write(f"""apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: ipvs
+clientConnection:
+  kubeconfig: {self.kubeconfig}
+hostnameOverride: {scale_cluster.NODE}
+metricsBindAddress: 127.0.0.1:10249
+healthzBindAddress: 127.0.0.1:10256
+ipvs:
+  syncPeriod: {self.args.sync_period}s
+conntrack:
+  maxPerCore: 0
+""")
+        return [self.args.kube_proxy, "--config", config, "-v=4"]
+
+    def start(self):
+        self.offset = 0
+        self.syncs = []
+        out = open(self.log_path, "w")
+        t0 = time.time()
+        self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
+        return t0
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def read_syncs(self):
+        with open(self.log_path, "rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        end = data.rfind(b"\n") + 1
+        self.offset += end
+        now = time.time()
+        for raw in data[:end].decode(errors="replace").splitlines():
+            if self.any_sync_re.search(raw):
+                self.syncs.append((klog_time(raw, now), raw))
+        return self.syncs
+
+    def wait_first_sync(self, timeout):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for ts, raw in self.read_syncs():
+                if self.sync_re.search(raw):
+                    return ts, raw
+            if self.proc.poll() is not None:
+                raise SystemExit(f"{self.kind} exited: see {self.log_path}")
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.kind}: no complete sync within {timeout} s; see {self.log_path}")
+
+    def status(self, field):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def cpu_seconds(self):
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def preload_binaries(work, executables):
+    """Serves the agents, the tools kube-proxy execs and their libraries from
+    this guest's tmpfs: the rig's 9p share has no page cache (cache=none), so
+    every exec would read them from the host again, an artefact of the rig
+    that would weigh on kube-proxy (one `ipset` exec per entry) far more than
+    on kipvs. Bind mounts, so paths stay the same."""
+    files = set()
+    for exe in executables:
+        path = shutil.which(exe) or exe
+        files.add(os.path.realpath(path))
+        out = subprocess.run(["ldd", path], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            for word in line.split():
+                if word.startswith("/"):
+                    files.add(os.path.realpath(word))
+    fast = os.path.join(work, "fast")
+    os.makedirs(fast, exist_ok=True)
+    for i, f in enumerate(sorted(files)):
+        copy = os.path.join(fast, f"{i}-{os.path.basename(f)}")
+        shutil.copy2(f, copy)
+        subprocess.run(["mount", "--bind", copy, f], check=True)
+    return sorted(files)
+
+
+def klog_time(line, fallback):
+    """The time of a klog-style line (Lmmdd hh:mm:ss.uuuuuu), read as UTC."""
+    m = re.search(r"^[IWE](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6})", line)
+    if not m:
+        return fallback
+    mo, d, h, mi, s, us = (int(x) for x in m.groups())
+    year = time.gmtime(fallback).tm_year
+    ts = calendar.timegm((year, mo, d, h, mi, s, 0, 0, 0)) + us / 1e6
+    return ts if abs(ts - fallback) < 120 else fallback
+
+
+def metrics(port=10249):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=120) as r:
+        return r.read().decode()
+
+
+def kernel_writes(text):
+    """Sum of kipvs_netlink_operations_total: every operation is a write."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("kipvs_netlink_operations_total"):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def count_rules(path):
+    services = dests = 0
+    with open(path) as f:
+        for line in f:
+            services += line.startswith("-A")
+            dests += line.startswith("-a")
+    return services, dests
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+# --- the measurements ------------------------------------------------------------
+
+def change_test(agent, args, client, poller):
+    """Alternately adds and removes one endpoint of s-0; the time from just
+    before the API write to the destination's state in the kernel."""
+    m = args.endpoints
+    base = [scale_cluster.pod_ip(0, j, m) for j in range(m)]
+    path = f"/apis/discovery.k8s.io/v1/namespaces/{scale_cluster.NAMESPACE}/endpointslices/s-0-a"
+    results = {"add": [], "remove": []}
+    budget_end = time.monotonic() + args.change_budget
+    for k in range(args.changes):
+        if k >= 2 and k % 2 == 0 and time.monotonic() > budget_end:
+            # kube-proxy in the emulated guest: each change costs a minute or
+            # more of `ipset`/`iptables` execs; keep the run bounded.
+            log(f"change budget of {args.change_budget} s spent after {k} changes")
+            break
+        extra = f"10.250.{(k // 2) // 250}.{(k // 2) % 250 + 1}"
+        adding = k % 2 == 0
+        body = {"endpoints": scale_cluster.endpoints(base + ([extra] if adding else []))}
+        synced_before = len(agent.read_syncs())
+        box = {}
+
+        def write():
+            box["status"], _ = client.request("PATCH", path, body, "application/merge-patch+json")
+
+        t0 = time.monotonic()
+        writer = threading.Thread(target=write)
+        writer.start()
+        deadline = t0 + args.change_timeout
+        while True:
+            weight = poller.destinations(CHANGE_VIP, CHANGE_PORT).get((extra, TARGET_PORT), 0)
+            if (weight > 0) == adding:
+                latency = time.monotonic() - t0
+                break
+            if time.monotonic() > deadline:
+                latency = None
+                break
+            time.sleep(0.002)
+        writer.join()
+        if box.get("status") != 200:
+            raise SystemExit(f"PATCH {path}: {box.get('status')}")
+        results["add" if adding else "remove"].append(latency)
+        # Let the agent finish the sync that carried the change, so the next
+        # change starts from a quiet agent.
+        quiet_deadline = time.time() + args.change_timeout
+        while len(agent.read_syncs()) == synced_before and time.time() < quiet_deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        log(f"change {k + 1}/{args.changes} ({'add' if adding else 'remove'}): "
+            f"{'timeout' if latency is None else f'{latency * 1000:.1f} ms'}")
+    return results
+
+
+def percentile(values, q):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    idx = min(len(values) - 1, max(0, int(round(q * (len(values) - 1)))))
+    return values[idx]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("agent", choices=["kipvs", "kube-proxy"])
+    ap.add_argument("out")
+    ap.add_argument("--apidir", required=True)
+    ap.add_argument("--kipvs", required=True)
+    ap.add_argument("--kube-proxy", dest="kube_proxy", required=True)
+    ap.add_argument("--endpoints", type=int, default=10)
+    ap.add_argument("--changes", type=int, default=50)
+    ap.add_argument("--change-timeout", type=float, default=180)
+    ap.add_argument("--change-budget", type=float, default=600,
+                    help="stop the change test (after an even count) once this many seconds are spent")
+    ap.add_argument("--idle", type=float, default=300)
+    ap.add_argument("--sync-period", type=int, default=30)
+    ap.add_argument("--cold-timeout", type=float, default=1500)
+    args = ap.parse_args()
+
+    work = "/tmp/scale"  # the guest's own tmpfs: logs and rule dumps stay off 9p
+    os.makedirs(work, exist_ok=True)
+    res = {"agent": args.agent}
+    preload_binaries(work, [args.kipvs if args.agent == "kipvs" else args.kube_proxy, "ipvsadm", "ipset",
+                            "xtables-nft-multi", "iptables", "ip6tables", "iptables-restore", "iptables-save",
+                            "ip", "curl"])
+    agent = Agent(args.agent, args, work)
+    client = scale_cluster.Client(args.apidir, host=GUEST_API[0], port=GUEST_API[1], server_hostname="localhost")
+    client.request("GET", "/version")
+    try:
+        log(f"starting {args.agent}")
+        t0 = agent.start()
+        try:
+            ts, line = agent.wait_first_sync(args.cold_timeout)
+        except TimeoutError as e:
+            # Only a lower bound (kube-proxy at large N in the emulated guest:
+            # one `ipset add` exec per entry); memory so far is still telling.
+            log(str(e))
+            res["cold_start_lower_bound_seconds"] = round(time.time() - t0, 3)
+            res["vm_hwm_kib"] = agent.status("VmHWM")
+            res["vm_rss_kib"] = agent.status("VmRSS")
+            agent.stop()
+            write_results(args, res, work)
+            return
+        res["cold_start_seconds"] = round(ts - t0, 3)
+        res["cold_start_line"] = line.strip()[-200:]
+        log(f"cold start {res['cold_start_seconds']} s: {line.strip()[-160:]}")
+        rules = os.path.join(work, "rules")
+        with open(rules, "w") as f:
+            run(["ipvsadm", "-Sn"], stdout=f)
+        res["virtual_services"], res["destinations"] = count_rules(rules)
+        log(f"{res['virtual_services']} virtual services, {res['destinations']} destinations in the kernel")
+        if args.agent == "kipvs":
+            res["cold_start_writes"] = kernel_writes(metrics())
+
+        poller = IpvsPoller()
+        changes = change_test(agent, args, client, poller)
+        all_changes = changes["add"] + changes["remove"]
+        res["change_timeouts"] = sum(v is None for v in all_changes)
+        for name, values in (("change", all_changes), ("add", changes["add"]), ("remove", changes["remove"])):
+            res[f"{name}_median_seconds"] = percentile(values, 0.5)
+            res[f"{name}_p99_seconds"] = percentile(values, 0.99)
+        res["changes"] = len(all_changes)
+
+        # Idle: the drained endpoint's deletion (kipvs checks every 5 s)
+        # lands before the window opens; then only periodic resyncs run.
+        time.sleep(8)
+        writes0 = kernel_writes(metrics()) if args.agent == "kipvs" else None
+        syncs0 = len(agent.read_syncs())
+        cpu0 = agent.cpu_seconds()
+        log(f"idle window: {args.idle} s")
+        time.sleep(args.idle)
+        res["idle_seconds"] = args.idle
+        res["idle_cpu_seconds"] = round(agent.cpu_seconds() - cpu0, 3)
+        res["idle_syncs"] = len(agent.read_syncs()) - syncs0
+        if args.agent == "kipvs":
+            res["idle_writes"] = kernel_writes(metrics()) - writes0
+        res["vm_hwm_kib"] = agent.status("VmHWM")
+        res["vm_rss_kib"] = agent.status("VmRSS")
+
+        scrapes = []
+        for _ in range(3):
+            out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_total} %{size_download}",
+                                  "http://127.0.0.1:10249/metrics"], check=True, capture_output=True, text=True)
+            t, size = out.stdout.split()
+            scrapes.append((float(t), int(float(size))))
+        scrapes.sort()
+        res["scrape_seconds"], res["scrape_bytes"] = scrapes[1]
+
+        if args.agent == "kipvs":
+            log("restart with everything programmed")
+            agent.stop()
+            t0 = agent.start()
+            ts, line = agent.wait_first_sync(args.cold_timeout)
+            res["restart_seconds"] = round(ts - t0, 3)
+            res["restart_writes"] = kernel_writes(metrics())
+            res["restart_line"] = line.strip()[-200:]
+            log(f"restart {res['restart_seconds']} s, {res['restart_writes']} writes: {line.strip()[-160:]}")
+    finally:
+        agent.stop()
+
+    if args.agent == "kipvs":
+        # The reference: the same rules, `ipvsadm -R` into a fresh namespace
+        # (IPVS state, its trash list included, is per network namespace).
+        log("ipvsadm -R of the same rules in a fresh network namespace")
+        out = subprocess.run(["unshare", "-n", "/bin/bash", "-c",
+                              # Destinations must be routable (the kernel
+                              # refuses others): a route like the node's.
+                              "ip link set lo up; ip link add d0 type dummy; ip link set d0 up; "
+                              "ip addr add 10.0.2.15/24 dev d0; ip route add default dev d0; "
+                              f"s=$(date +%s.%N); ipvsadm -R < {rules}; e=$(date +%s.%N); "
+                              f"echo $s $e; ipvsadm -Sn | grep -c '^-a'"],
+                             check=True, capture_output=True, text=True)
+        lines = out.stdout.split("\n")
+        s, e = (float(x) for x in lines[0].split())
+        res["ipvsadm_restore_seconds"] = round(e - s, 3)
+        res["ipvsadm_destinations"] = int(lines[1])
+        log(f"ipvsadm -R: {res['ipvsadm_restore_seconds']} s")
+
+    write_results(args, res, work)
+
+
+def write_results(args, res, work):
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, f"{args.agent}.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    subprocess.run(["cp", os.path.join(work, f"{args.agent}.log"), args.out])
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
