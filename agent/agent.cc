@@ -1,5 +1,7 @@
 #include "agent/agent.h"
 
+#include <cerrno>
+
 #include <unistd.h>
 
 #include <csignal>
@@ -14,6 +16,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "agent/metrics_observer.h"
+#include "agent/nft_state.h"
 #include "agent/render.h"
 #include "agent/sysctl.h"
 #include "ipvs/diff.h"
@@ -140,6 +143,7 @@ std::expected<AgentOptions, std::string> agent_options(
   if (sync.drain_check_period.count() <= 0)
     return std::unexpected(std::string("--drain-check-period must be greater than 0"));
   sync.interface_name = config.kipvs.interface_name;
+  sync.nft = nft_config(config.cluster_cidrs, config.masquerade_all, config.masquerade_bit);
   options.strict_arp = config.ipvs.strict_arp;
   options.proc_sys = config.kipvs.proc_sys;
   const auto seconds = [](std::chrono::nanoseconds d) {
@@ -188,16 +192,18 @@ std::string format_operation(const ipvs::Operation& operation) {
 
 Agent::Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
              ipvs::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
-             MetricsObserver* changes)
+             MetricsObserver* changes, ipvs::NftBackend* nft, ipvs::ConntrackBackend* conntrack)
     : io_(io),
       options_(std::move(options)),
       logger_(logger),
-      sync_(io, backend, addresses, observer,
-            [&] {
-              auto sync = options_.sync;
-              if (!sync.log) sync.log = [&logger](std::string_view line) { logger.info(0, line); };
-              return sync;
-            }()),
+      sync_(
+          io, backend, addresses, observer,
+          [&] {
+            auto sync = options_.sync;
+            if (!sync.log) sync.log = [&logger](std::string_view line) { logger.info(0, line); };
+            return sync;
+          }(),
+          nft, conntrack),
       changes_(changes != nullptr ? std::make_unique<ChangeNotifyingSink>(sync_, *changes) : nullptr),
       sink_(changes_ ? static_cast<k8s::ObjectSink*>(changes_.get()) : &sync_) {}
 
@@ -247,7 +253,8 @@ void Agent::reload() {
 }
 
 std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::AddressBackend& addresses,
-                                                  const std::string& interface, const NodeFacts& facts) {
+                                                  const std::string& interface, const NodeFacts& facts,
+                                                  ipvs::NftBackend* nft) {
   auto on_link = addresses.list_addresses(interface);
   if (!on_link)
     return std::unexpected("cannot list the addresses of " + interface + ": " + on_link.error().message);
@@ -273,6 +280,13 @@ std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::
       ++result.addresses_deleted;
     } else {
       result.errors.push_back(deleted.error().message);
+    }
+  }
+  if (nft != nullptr) {
+    if (auto deleted = nft->delete_table(); deleted) {
+      result.nft_table_deleted = true;
+    } else if (deleted.error().code != ENOENT) {
+      result.errors.push_back("cannot delete the nftables table: " + deleted.error().message);
     }
   }
   return result;
@@ -334,10 +348,16 @@ int run_agent(const Config& config, std::ostream& err) {
     return 1;
   }
 
+  // Masquerading and filtering: without the table kipvs still programs
+  // IPVS, and says so.
+  auto nft = ipvs::LibNftBackend::open();
+  if (!nft) logger.error("Cannot open nftables; no masquerading or filtering", nft.error().message);
+  ipvs::NftBackend* nft_backend = nft ? nft->get() : nullptr;
+
   if (config.cleanup) {
     NodeFacts facts;
     if (options) facts = options->sync.facts;
-    auto done = cleanup(**backend, **addresses, config.kipvs.interface_name, facts);
+    auto done = cleanup(**backend, **addresses, config.kipvs.interface_name, facts, nft_backend);
     if (!done) {
       logger.error("Cleanup failed", done.error());
       return 1;
@@ -346,6 +366,7 @@ int run_agent(const Config& config, std::ostream& err) {
     logger.info(0, "Cleaned up",
                 {{"virtualServices", boost::json::value(done->services_deleted)},
                  {"addresses", boost::json::value(done->addresses_deleted)},
+                 {"nftablesTable", boost::json::value(done->nft_table_deleted)},
                  {"interface", boost::json::value(std::string_view(config.kipvs.interface_name))}});
     return done->errors.empty() ? 0 : 1;
   }
@@ -366,7 +387,11 @@ int run_agent(const Config& config, std::ostream& err) {
   metrics::Metrics metrics(family_labels);
   metrics::HealthState health(config.health_timeout());
   MetricsObserver observer(metrics, &health, family_label(options->sync.facts));
-  Agent agent(io, std::move(*options), **backend, addresses->get(), observer, logger, &observer);
+  auto conntrack = ipvs::NetlinkConntrackBackend::open();
+  if (!conntrack)
+    logger.error("Cannot open ctnetlink; UDP conntrack entries are not cleared", conntrack.error().message);
+  Agent agent(io, std::move(*options), **backend, addresses->get(), observer, logger, &observer, nft_backend,
+              conntrack ? conntrack->get() : nullptr);
   auto& sync = agent.sync();
   ipvs::NetlinkBackend& kernel = **backend;
 

@@ -69,16 +69,19 @@ struct AgentOptions {
 
 // --cleanup: deletes the virtual services kipvs owns (on the dummy
 // interface's addresses, or node ports on the node IPs in facts; never in
-// excludeCIDRs) and the interface's addresses. Foreign services stay.
+// excludeCIDRs), the interface's addresses and the nftables table (when nft
+// is given; a missing table is no error). Foreign services stay.
 struct CleanupResult {
   std::size_t services_deleted = 0;
   std::size_t addresses_deleted = 0;
+  bool nft_table_deleted = false;
   std::vector<std::string> errors;  // per operation; the others still ran
 };
 [[nodiscard]] std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend,
                                                                 ipvs::AddressBackend& addresses,
                                                                 const std::string& interface,
-                                                                const NodeFacts& facts);
+                                                                const NodeFacts& facts,
+                                                                ipvs::NftBackend* nft = nullptr);
 
 // One operation in ipvsadm's command syntax: -A/-E/-D for services,
 // -a/-e/-d for destinations ("-d -t 10.96.0.1:80 -r 10.244.1.5:8080").
@@ -90,7 +93,8 @@ class Agent {
   // they arrive from the source, before the Sync does.
   Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
         ipvs::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
-        MetricsObserver* changes = nullptr);
+        MetricsObserver* changes = nullptr, ipvs::NftBackend* nft = nullptr,
+        ipvs::ConntrackBackend* conntrack = nullptr);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;

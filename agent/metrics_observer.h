@@ -65,6 +65,7 @@ class MetricsObserver final : public SyncObserver {
   void drains_in_progress(std::size_t destinations) override;
   void pending_changes(std::size_t services, std::size_t endpoint_slices) override;
   void address_operation(bool add, bool ok) override;
+  void nft_transaction(bool full, bool ok) override;
 
  private:
   metrics::Metrics& metrics_;
