@@ -12,12 +12,15 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "agent/agent.h"
 #include "agent/desired_state.h"
+#include "agent/metrics_observer.h"
 #include "agent/nft_state.h"
 #include "agent/sync.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/fake_backend.h"
 #include "ipvs/nft_backend.h"
+#include "metrics/metrics.h"
 
 namespace kipvs::agent {
 namespace {
@@ -297,6 +300,36 @@ TEST_CASE("sync: a removed UDP real server's conntrack entries are cleared, TCP 
   REQUIRE(rig.sync->sync_dirty());
   REQUIRE(rig.conntrack.cleared.size() == 2);
   CHECK(rig.conntrack.cleared[1] == ipvs::ConntrackFlow{ip("10.96.0.53"), 80, ip("10.244.0.6"), 8080});
+}
+
+TEST_CASE("a failed nftables transaction shows in kipvs_nftables_failures_total", "[nft][metrics]") {
+  boost::asio::io_context io;
+  ipvs::FakeBackend kernel;
+  ipvs::FakeNftBackend nft;
+  nft.fail_code = EPROTONOSUPPORT;
+  metrics::Metrics metrics;
+  MetricsObserver observer(metrics, nullptr, "IPVS");
+  SyncOptions options;
+  options.facts = facts();
+  options.log = [](std::string_view) {};
+  Sync sync(io, kernel, nullptr, observer, std::move(options), &nft);
+  const auto web = service("web", "10.96.0.10");
+  sync.service_changed(k8s::key_of(web), &web);
+  sync.synced(k8s::ResourceKind::kService);
+  sync.synced(k8s::ResourceKind::kEndpointSlice);
+  io.poll();
+  CHECK(kernel.service_count() == 1);
+  CHECK_THAT(metrics.serialize(), Catch::Contains("kipvs_nftables_failures_total 1"));
+}
+
+TEST_CASE("flags: clusterCIDR, masqueradeAll and masqueradeBit shape the table", "[nft][agent]") {
+  using Args = std::vector<std::string_view>;
+  auto options = parse_agent_args(Args{"--manifests", "/nonexistent", "--cluster-cidr", "10.244.1.0/16",
+                                       "--masquerade-all", "--iptables-masquerade-bit", "3"});
+  REQUIRE(options.has_value());
+  CHECK(options->sync.nft.cluster_cidrs == std::vector<std::string>{"10.244.0.0/16"});
+  CHECK(options->sync.nft.masquerade_all);
+  CHECK(options->sync.nft.masquerade_mark == 0x8);
 }
 
 }  // namespace
