@@ -679,6 +679,14 @@ bool Sync::sync_full() {
   }
   observed_ = ipvs::table_from(*dump);
   const auto connections = ipvs::connections_from(*dump);
+  if (nft_ != nullptr && nft_written_) {
+    // Drift repair for the table: a flushed ruleset (a firewall reload) is
+    // written again in this sync. Elements are not compared.
+    if (auto present = nft_->table_present(); present && !*present) {
+      log("the nftables table inet kipvs is gone; writing it again");
+      nft_written_.reset();
+    }
+  }
   dump->clear();
   if (addresses_ != nullptr) {
     // Re-read: someone may have removed an address behind our back.

@@ -75,6 +75,15 @@ std::expected<std::string, Error> LibNftBackend::list_table() {
   return run(std::string("list table ") + std::string(kNftFamily) + " " + std::string(kNftTable) + "\n");
 }
 
+std::expected<bool, Error> LibNftBackend::table_present() {
+  // One base chain: small, and gone with the table.
+  auto listed =
+      run("list chain " + std::string(kNftFamily) + " " + std::string(kNftTable) + " postrouting\n");
+  if (listed) return true;
+  if (listed.error().code == ENOENT) return false;
+  return std::unexpected(std::move(listed.error()));
+}
+
 // ---------------------------------------------------------------------------
 
 std::expected<void, Error> FakeNftBackend::apply(const NftUpdate& update) {

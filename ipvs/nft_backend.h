@@ -27,6 +27,9 @@ class NftBackend {
   [[nodiscard]] virtual std::expected<void, Error> delete_table() = 0;
   // `nft list table inet kipvs` output.
   [[nodiscard]] virtual std::expected<std::string, Error> list_table() = 0;
+  // Whether the table is there (someone may have flushed the ruleset); a
+  // cheap question, without the sets' elements.
+  [[nodiscard]] virtual std::expected<bool, Error> table_present() = 0;
 };
 
 // libnftables: one context, output and errors captured in buffers.
@@ -40,6 +43,7 @@ class LibNftBackend final : public NftBackend {
   [[nodiscard]] std::expected<void, Error> apply(const NftUpdate& update) override;
   [[nodiscard]] std::expected<void, Error> delete_table() override;
   [[nodiscard]] std::expected<std::string, Error> list_table() override;
+  [[nodiscard]] std::expected<bool, Error> table_present() override;
   // Runs any script as one transaction; returns its output.
   [[nodiscard]] std::expected<std::string, Error> run(const std::string& script);
 
@@ -58,8 +62,11 @@ class FakeNftBackend final : public NftBackend {
   [[nodiscard]] std::expected<void, Error> apply(const NftUpdate& update) override;
   [[nodiscard]] std::expected<void, Error> delete_table() override;
   [[nodiscard]] std::expected<std::string, Error> list_table() override;
+  [[nodiscard]] std::expected<bool, Error> table_present() override { return table_.has_value(); }
 
   [[nodiscard]] const std::optional<NftState>& table() const { return table_; }
+  // What `nft flush ruleset` does behind kipvs's back.
+  void drop_table() { table_.reset(); }
 
   std::size_t transactions = 0;  // successful ones
   std::size_t full_writes = 0;

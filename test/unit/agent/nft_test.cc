@@ -243,6 +243,12 @@ TEST_CASE("sync: the table comes with the first virtual services, then element c
   REQUIRE(rig.sync->sync_full());
   CHECK(rig.nft.transactions == 3);
   CHECK(rig.observer.nft_failed == 0);
+
+  // The ruleset flushed behind kipvs's back: the next resync writes it again.
+  rig.nft.drop_table();
+  REQUIRE(rig.sync->sync_full());
+  CHECK(rig.nft.full_writes == 2);
+  CHECK(rig.nft.table() == rig.sync->desired_nft());
 }
 
 TEST_CASE("sync: a failed nftables transaction is reported, counted and retried; IPVS is untouched",
