@@ -1,9 +1,8 @@
 #include "agent/agent.h"
 
-#include <cerrno>
-
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>

@@ -1,7 +1,5 @@
 #include "agent/sync.h"
 
-#include "agent/nft_state.h"
-
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
@@ -10,6 +8,8 @@
 #include <sstream>
 
 #include <boost/asio/post.hpp>
+
+#include "agent/nft_state.h"
 
 namespace kipvs::agent {
 
