@@ -20,6 +20,7 @@
 #include <boost/json/serialize.hpp>
 
 #include "agent/metrics_observer.h"
+#include "agent/nft_state.h"
 #include "agent/render.h"
 #include "agent/sysctl.h"
 #include "ipvs/diff.h"
@@ -146,6 +147,7 @@ std::expected<AgentOptions, std::string> agent_options(
   if (sync.drain_check_period.count() <= 0)
     return std::unexpected(std::string("--drain-check-period must be greater than 0"));
   sync.interface_name = config.kipvs.interface_name;
+  sync.nft = nft_config(config.cluster_cidrs, config.masquerade_all, config.masquerade_bit);
   options.strict_arp = config.ipvs.strict_arp;
   options.proc_sys = config.kipvs.proc_sys;
   const auto seconds = [](std::chrono::nanoseconds d) {
@@ -194,16 +196,18 @@ std::string format_operation(const ipvs::Operation& operation) {
 
 Agent::Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
              ipvs::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
-             MetricsObserver* changes)
+             MetricsObserver* changes, ipvs::NftBackend* nft, ipvs::ConntrackBackend* conntrack)
     : io_(io),
       options_(std::move(options)),
       logger_(logger),
-      sync_(io, backend, addresses, observer,
-            [&] {
-              auto sync = options_.sync;
-              if (!sync.log) sync.log = [&logger](std::string_view line) { logger.info(0, line); };
-              return sync;
-            }()),
+      sync_(
+          io, backend, addresses, observer,
+          [&] {
+            auto sync = options_.sync;
+            if (!sync.log) sync.log = [&logger](std::string_view line) { logger.info(0, line); };
+            return sync;
+          }(),
+          nft, conntrack),
       metrics_(changes),
       changes_(changes != nullptr ? std::make_unique<ChangeNotifyingSink>(sync_, *changes) : nullptr),
       sink_(changes_ ? static_cast<k8s::ObjectSink*>(changes_.get()) : &sync_) {}
@@ -260,7 +264,8 @@ void Agent::reload() {
 }
 
 std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::AddressBackend& addresses,
-                                                  const std::string& interface, const NodeFacts& facts) {
+                                                  const std::string& interface, const NodeFacts& facts,
+                                                  ipvs::NftBackend* nft) {
   // No interface: a node kipvs never ran on, or one already cleaned up. Its
   // node-port services can still be there.
   auto on_link = addresses.list_addresses(interface);
@@ -297,6 +302,13 @@ std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::
       result.interface_deleted = true;
     } else if (deleted.error().code != ENODEV) {
       result.errors.push_back(deleted.error().message);
+    }
+  }
+  if (nft != nullptr) {
+    if (auto deleted = nft->delete_table(); deleted) {
+      result.nft_table_deleted = true;
+    } else if (deleted.error().code != ENOENT) {
+      result.errors.push_back("cannot delete the nftables table: " + deleted.error().message);
     }
   }
   return result;
@@ -376,13 +388,19 @@ int run_agent(const Config& config, std::ostream& err) {
     return 1;
   }
 
+  // Masquerading and filtering: without the table kipvs still programs
+  // IPVS, and says so.
+  auto nft = ipvs::LibNftBackend::open();
+  if (!nft) logger.error("Cannot open nftables; no masquerading or filtering", nft.error().message);
+  ipvs::NftBackend* nft_backend = nft ? nft->get() : nullptr;
+
   if (config.cleanup) {
     NodeFacts facts;
     if (options) facts = options->sync.facts;
     // Without --node-ip (and no Node object to ask), the node ports kipvs
     // served are on this host's addresses.
     if (facts.node_ips.empty()) facts.node_ips = host_addresses(config.kipvs.interface_name);
-    auto done = cleanup(**backend, **addresses, config.kipvs.interface_name, facts);
+    auto done = cleanup(**backend, **addresses, config.kipvs.interface_name, facts, nft_backend);
     if (!done) {
       logger.error("Cleanup failed", done.error());
       return 1;
@@ -391,6 +409,7 @@ int run_agent(const Config& config, std::ostream& err) {
     logger.info(0, "Cleaned up",
                 {{"virtualServices", boost::json::value(done->services_deleted)},
                  {"addresses", boost::json::value(done->addresses_deleted)},
+                 {"nftablesTable", boost::json::value(done->nft_table_deleted)},
                  {"interface", boost::json::value(std::string_view(config.kipvs.interface_name))},
                  {"interfaceDeleted", boost::json::value(done->interface_deleted)}});
     return done->errors.empty() ? 0 : 1;
@@ -412,7 +431,11 @@ int run_agent(const Config& config, std::ostream& err) {
   metrics::Metrics metrics(family_labels);
   metrics::HealthState health(config.health_timeout());
   MetricsObserver observer(metrics, &health);
-  Agent agent(io, std::move(*options), **backend, addresses->get(), observer, logger, &observer);
+  auto conntrack = ipvs::NetlinkConntrackBackend::open();
+  if (!conntrack)
+    logger.error("Cannot open ctnetlink; UDP conntrack entries are not cleared", conntrack.error().message);
+  Agent agent(io, std::move(*options), **backend, addresses->get(), observer, logger, &observer, nft_backend,
+              conntrack ? conntrack->get() : nullptr);
   auto& sync = agent.sync();
   ipvs::NetlinkBackend& kernel = **backend;
 

@@ -69,18 +69,21 @@ struct AgentOptions {
 
 // --cleanup: deletes the virtual services kipvs owns (on the dummy
 // interface's addresses, or node ports on the node IPs in facts; never in
-// excludeCIDRs), the interface's addresses and the interface itself. Foreign
-// services stay. A missing interface is not an error.
+// excludeCIDRs), the interface's addresses, the interface itself and the
+// nftables table (when nft is given). Foreign services stay. A missing
+// interface or table is not an error.
 struct CleanupResult {
   std::size_t services_deleted = 0;
   std::size_t addresses_deleted = 0;
   bool interface_deleted = false;
+  bool nft_table_deleted = false;
   std::vector<std::string> errors;  // per operation; the others still ran
 };
 [[nodiscard]] std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend,
                                                                 ipvs::AddressBackend& addresses,
                                                                 const std::string& interface,
-                                                                const NodeFacts& facts);
+                                                                const NodeFacts& facts,
+                                                                ipvs::NftBackend* nft = nullptr);
 
 // The addresses on this host's interfaces but one (the dummy interface),
 // for --cleanup without node IPs: the node ports kipvs served are on them.
@@ -96,7 +99,8 @@ class Agent {
   // they arrive from the source, before the Sync does.
   Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
         ipvs::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
-        MetricsObserver* changes = nullptr);
+        MetricsObserver* changes = nullptr, ipvs::NftBackend* nft = nullptr,
+        ipvs::ConntrackBackend* conntrack = nullptr);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;

@@ -145,6 +145,8 @@ class ServiceBuilder {
   DesiredState& out_;
   Settings settings_;
   std::vector<ParsedSlice> slices_;
+  bool external_local_ = false;
+  std::vector<Cidr> source_ranges_;
 };
 
 bool ServiceBuilder::served_by_this_proxy() const {
@@ -442,7 +444,14 @@ void ServiceBuilder::add_virtual_service(const ipvs::ServiceKey& key, const std:
                                                                   .lower_threshold = 0});
   }
   out_.table.emplace(key, std::move(entry));
-  out_.origins.emplace(key, ServiceOrigin{key_, port_name, kind});
+  ServiceOrigin origin{key_, port_name, kind};
+  origin.external_local = kind != ServiceOrigin::Kind::kClusterIp && external_local_;
+  if (kind == ServiceOrigin::Kind::kLoadBalancer) origin.source_ranges = source_ranges_;
+  for (const auto& candidate : endpoints) {
+    if (candidate.endpoint->local)
+      origin.local_endpoints.push_back({candidate.endpoint->address, candidate.port});
+  }
+  out_.origins.emplace(key, std::move(origin));
   if (bind) out_.bound_addresses.insert(key.address);
 }
 
@@ -478,6 +487,19 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
       service_.type == "NodePort" || service_.type == "LoadBalancer" || !service_.external_ips.empty();
   const bool external_local = externally_accessible && service_.external_traffic_policy == "Local";
   const bool internal_local = service_.internal_traffic_policy == "Local";
+  external_local_ = external_local;
+  for (std::size_t i = 0; i < service_.load_balancer_source_ranges.size(); ++i) {
+    // The API server trims spaces; a manifest may not have.
+    auto text = service_.load_balancer_source_ranges[i];
+    std::erase(text, ' ');
+    const auto range = Cidr::parse(text);
+    if (!range || text.find('/') == std::string::npos) {
+      problem(kReasonInvalidIp, "spec.loadBalancerSourceRanges[" + std::to_string(i) + "] " + quoted(text) +
+                                    " is not a CIDR; ignored");
+      continue;
+    }
+    source_ranges_.push_back(*range);
+  }
 
   std::vector<Address> external_ips;
   for (std::size_t i = 0; i < service_.external_ips.size(); ++i) {

@@ -70,6 +70,13 @@ struct ServiceOrigin {
   k8s::ObjectKey service;
   std::string port_name;
   Kind kind = Kind::kClusterIp;
+  // For the nftables table (agent/nft_state.h): externalTrafficPolicy Local
+  // on an external kind (the client's source is kept, no masquerade);
+  // loadBalancerSourceRanges (load-balancer kind only; empty: everyone); the
+  // destinations that run on this node (hairpin masquerade).
+  bool external_local = false;
+  std::vector<Cidr> source_ranges{};
+  std::vector<ipvs::DestinationKey> local_endpoints{};
   friend bool operator==(const ServiceOrigin&, const ServiceOrigin&) = default;
 };
 

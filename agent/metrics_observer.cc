@@ -152,6 +152,10 @@ void MetricsObserver::address_operation(bool add, bool ok) {
   metrics_.netlink_operations(add ? "add_address" : "delete_address", ok ? "ok" : "error");
 }
 
+void MetricsObserver::nft_transaction(bool /*full*/, bool ok) {
+  if (!ok) metrics_.nftables_failed();
+}
+
 void ChangeNotifyingSink::service_changed(const k8s::ObjectKey& key, const k8s::Service* now) {
   observer_.change_received(k8s::ResourceKind::kService);
   target_.service_changed(key, now);

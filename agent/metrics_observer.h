@@ -68,6 +68,7 @@ class MetricsObserver final : public SyncObserver {
   void pending_changes(std::size_t services, std::size_t endpoint_slices) override;
   void address_operation(bool add, bool ok) override;
   void no_local_endpoints(ipvs::Family family, std::size_t internal, std::size_t external) override;
+  void nft_transaction(bool full, bool ok) override;
 
  private:
   metrics::Metrics& metrics_;

@@ -9,6 +9,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include "agent/nft_state.h"
+
 namespace kipvs::agent {
 
 namespace {
@@ -109,10 +111,13 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
 // ---------------------------------------------------------------------------
 
 Sync::Sync(boost::asio::io_context& io, ipvs::Backend& backend, ipvs::AddressBackend* addresses,
-           SyncObserver& observer, SyncOptions options)
+           SyncObserver& observer, SyncOptions options, ipvs::NftBackend* nft,
+           ipvs::ConntrackBackend* conntrack)
     : io_(io),
       backend_(backend),
       addresses_(addresses),
+      nft_(nft),
+      conntrack_(conntrack),
       observer_(observer),
       options_(std::move(options)),
       started_wall_(options_.wall_clock()),
@@ -278,7 +283,7 @@ void Sync::arm_drain_check() {
 }
 
 void Sync::arm_retry() {
-  if (retry_keys_.empty() || retry_armed_ || stopped_) return;
+  if ((retry_keys_.empty() && !nft_failed_) || retry_armed_ || stopped_) return;
   retry_armed_ = true;
   backoff_ = backoff_.count() == 0 ? options_.retry_min : std::min(backoff_ * 2, options_.retry_max);
   retry_timer_.expires_after(backoff_);
@@ -366,6 +371,14 @@ std::map<k8s::ObjectKey, HealthCheck> Sync::health_checks() const {
   std::map<k8s::ObjectKey, HealthCheck> all;
   for (const auto& [service, part] : parts_) all.insert(part.health_checks.begin(), part.health_checks.end());
   return all;
+}
+
+ipvs::NftState Sync::desired_nft() const {
+  std::map<ipvs::ServiceKey, ServiceOrigin> origins;
+  for (const auto& [key, claimants] : claims_) {
+    if (auto found = origin(key)) origins.emplace(key, std::move(*found));
+  }
+  return nft_state(origins, desired_addresses(), options_.nft);
 }
 
 ipvs::Table Sync::desired() const {
@@ -466,10 +479,22 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
   const auto results = backend_.apply(plan.operations);
   stats_.operations += plan.size();
   std::set<ipvs::ServiceKey> stale;  // the kernel disagrees with observed_
+  std::vector<ipvs::ConntrackFlow> gone;
   for (std::size_t i = 0; i < plan.operations.size(); ++i) {
     const auto& operation = plan.operations[i];
     const auto& key = operation.service.key;
     if (i < results.size() && results[i]) {
+      if (key.protocol == ipvs::Protocol::kUdp && key.fwmark == 0) {
+        if (operation.kind == Kind::kDeleteDestination) {
+          gone.push_back(
+              {key.address, key.port, operation.destination.key.address, operation.destination.key.port});
+        } else if (operation.kind == Kind::kDeleteService) {
+          if (auto entry = observed_.find(key); entry != observed_.end()) {
+            for (const auto& [destination, unused] : entry->second.destinations)
+              gone.push_back({key.address, key.port, destination.address, destination.port});
+          }
+        }
+      }
       update_observed(operation);
       observer_.operation_applied(operation.kind, OperationOutcome::kOk);
       continue;
@@ -496,6 +521,7 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
       observer_.operation_applied(operation.kind, OperationOutcome::kFailed);
     }
   }
+  clear_conntrack(gone);
   if (stale.empty()) return failed;
 
   // Adopt what the kernel has for those services, then diff them again.
@@ -530,6 +556,40 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
   auto again = apply(drained.plan, addresses, /*reread=*/false);
   failed.insert(again.begin(), again.end());
   return failed;
+}
+
+void Sync::clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows) {
+  if (conntrack_ == nullptr || flows.empty()) return;
+  // A failure is logged only: the entries time out by themselves (udp
+  // conntrack timeout), and the IPVS state is already right.
+  if (auto deleted = conntrack_->delete_udp_flows(flows); !deleted) {
+    log("cannot clear conntrack entries of " + std::to_string(flows.size()) +
+        " removed UDP real server(s): " + deleted.error().message);
+  } else if (*deleted > 0) {
+    log("cleared " + std::to_string(*deleted) + " conntrack entries of removed UDP real servers");
+  }
+}
+
+bool Sync::sync_nft() {
+  if (nft_ == nullptr) return true;
+  auto desired = desired_nft();
+  const auto update = ipvs::nft_diff(nft_written_, desired);
+  if (update.empty()) return true;
+  const bool full = update.full.has_value();
+  auto done = nft_->apply(update);
+  observer_.nft_transaction(full, done.has_value());
+  if (!done) {
+    // The transaction changed nothing; the next attempt rewrites the whole
+    // table, since what the kernel holds is no longer certain.
+    nft_written_.reset();
+    nft_failed_ = true;
+    log("nftables transaction failed (" + std::string(full ? "whole table" : "set elements") +
+        "), masquerading and filtering may be stale; IPVS rules are kept, retrying: " + done.error().message);
+    return false;
+  }
+  nft_failed_ = false;
+  nft_written_ = std::move(desired);
+  return true;
 }
 
 void Sync::bind_addresses(const std::set<ipvs::Address>& desired) {
@@ -603,11 +663,13 @@ bool Sync::sync_dirty() {
   auto drained = ipvs::apply_drain_policy(plan, observed_, connections, draining_, options_.clock(),
                                           {.grace_period = options_.grace_period});
   draining_ = std::move(drained.draining);
+  // Masquerade rules first: a virtual service never works without them.
+  const bool nft_ok = sync_nft();
   const auto failed = apply(drained.plan, addresses, /*reread=*/true);
   unbind_stale_addresses(desired);
   ++stats_.incremental_syncs;
   finish(SyncKind::kIncremental, started, drained.plan, recomputed.size(), failed, recomputed);
-  return failed.empty();
+  return failed.empty() && nft_ok;
 }
 
 bool Sync::sync_full() {
@@ -630,6 +692,14 @@ bool Sync::sync_full() {
   dump_backoff_ = milliseconds{0};
   observed_ = ipvs::table_from(*dump);
   const auto connections = ipvs::connections_from(*dump);
+  if (nft_ != nullptr && nft_written_) {
+    // Drift repair for the table: a flushed ruleset (a firewall reload) is
+    // written again in this sync. Elements are not compared.
+    if (auto present = nft_->table_present(); present && !*present) {
+      log("the nftables table inet kipvs is gone; writing it again");
+      nft_written_.reset();
+    }
+  }
   dump->clear();
   if (addresses_ != nullptr) {
     // Re-read: someone may have removed an address behind our back.
@@ -655,6 +725,9 @@ bool Sync::sync_full() {
       ipvs::apply_drain_policy(plan, observed_, connections, ipvs::prune_drains(draining_, observed_),
                                options_.clock(), {.grace_period = options_.grace_period});
   draining_ = std::move(drained.draining);
+  // Masquerade rules first: on the first sync they are written in the same
+  // sync as, and before, the first virtual services.
+  const bool nft_ok = sync_nft();
   const auto failed = apply(drained.plan, addresses, /*reread=*/true);
   unbind_stale_addresses(desired_addrs);
   ++stats_.full_syncs;
@@ -663,7 +736,7 @@ bool Sync::sync_full() {
   finish(SyncKind::kFull, started, drained.plan, desired_table.size(), failed, recomputed);
   if (first && !dirty_.empty()) request_sync();
   arm_resync();
-  return failed.empty();
+  return failed.empty() && nft_ok;
 }
 
 void Sync::finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipvs::Plan& plan,
@@ -673,7 +746,7 @@ void Sync::finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipv
   stats_.last_operations = plan.size();
   last_sync_end_ = std::chrono::steady_clock::now();
 
-  if (!failed.empty()) {
+  if (!failed.empty() || nft_failed_) {
     retry_keys_.insert(failed.begin(), failed.end());
     arm_retry();
   } else if (retry_keys_.empty()) {
@@ -703,7 +776,7 @@ void Sync::finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipv
     observer_.no_local_endpoints(family, count(true), count(false));
   }
   report_pending();
-  observer_.sync_finished(kind, elapsed, failed.empty());
+  observer_.sync_finished(kind, elapsed, failed.empty() && !nft_failed_);
   arm_drain_check();
 
   if (kind == SyncKind::kFull || !plan.empty() || !failed.empty() || !recomputed.empty()) {

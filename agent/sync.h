@@ -46,7 +46,10 @@
 #include "agent/node_facts.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/backend.h"
+#include "ipvs/conntrack.h"
 #include "ipvs/diff.h"
+#include "ipvs/nft_backend.h"
+#include "ipvs/nft_ruleset.h"
 #include "ipvs/table.h"
 #include "k8s/sink.h"
 
@@ -89,6 +92,8 @@ class SyncObserver {
   // After each sync, per family served: Services with a Local policy and
   // endpoints, none on this node (internal and external policy).
   virtual void no_local_endpoints(ipvs::Family family, std::size_t internal, std::size_t external) = 0;
+  // One nftables transaction: the whole table (full) or set elements.
+  virtual void nft_transaction(bool /*full*/, bool /*ok*/) {}
 };
 
 // Does nothing: until metrics are plugged in, and in tests.
@@ -115,6 +120,8 @@ struct SyncOptions {
   std::chrono::milliseconds retry_min{1'000};
   std::chrono::milliseconds retry_max{30'000};
   std::string interface_name = "kube-ipvs0";
+  // The nftables table's shape (clusterCIDR, masqueradeAll, masqueradeBit).
+  ipvs::NftConfig nft;
   // Take zone and node IPs from the Node object (when flags left them unset).
   bool zone_from_node = false;
   bool node_ips_from_node = false;
@@ -141,8 +148,11 @@ struct SyncStats {
 class Sync final : public k8s::ObjectSink {
  public:
   // addresses may be null: no dummy interface is managed (tests, `diff`).
+  // nft may be null: no nftables table is written. conntrack may be null:
+  // no conntrack entries are cleared.
   Sync(boost::asio::io_context& io, ipvs::Backend& backend, ipvs::AddressBackend* addresses,
-       SyncObserver& observer, SyncOptions options);
+       SyncObserver& observer, SyncOptions options, ipvs::NftBackend* nft = nullptr,
+       ipvs::ConntrackBackend* conntrack = nullptr);
   ~Sync() override;
   Sync(const Sync&) = delete;
   Sync& operator=(const Sync&) = delete;
@@ -172,6 +182,10 @@ class Sync final : public k8s::ObjectSink {
   // The health-check node ports of LoadBalancer Services with
   // externalTrafficPolicy Local, with this node's local endpoint counts.
   [[nodiscard]] std::map<k8s::ObjectKey, HealthCheck> health_checks() const;
+  // The nftables table kipvs wants now, and what it last wrote (nullopt
+  // before the first write and after a failed one).
+  [[nodiscard]] ipvs::NftState desired_nft() const;
+  [[nodiscard]] const std::optional<ipvs::NftState>& written_nft() const { return nft_written_; }
 
  private:
   // One Service's contribution.
@@ -204,6 +218,12 @@ class Sync final : public k8s::ObjectSink {
   std::set<ipvs::ServiceKey> apply(const ipvs::Plan& plan, const std::set<ipvs::Address>& addresses,
                                    bool reread);
   void update_observed(const ipvs::Operation& operation);
+  // UDP real servers that went: their conntrack entries, which would keep
+  // clients on the old server.
+  void clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows);
+  // Writes the nftables table (or its changed elements) in one transaction;
+  // false when it failed (logged, counted, retried; IPVS goes on regardless).
+  bool sync_nft();
   void bind_addresses(const std::set<ipvs::Address>& desired);
   void unbind_stale_addresses(const std::set<ipvs::Address>& desired);
   void finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipvs::Plan& plan,
@@ -213,6 +233,8 @@ class Sync final : public k8s::ObjectSink {
   boost::asio::io_context& io_;
   ipvs::Backend& backend_;
   ipvs::AddressBackend* addresses_;
+  ipvs::NftBackend* nft_;
+  ipvs::ConntrackBackend* conntrack_;
   SyncObserver& observer_;
   SyncOptions options_;
   std::chrono::system_clock::time_point started_wall_;
@@ -242,6 +264,8 @@ class Sync final : public k8s::ObjectSink {
   ipvs::Table observed_;
   std::set<ipvs::Address> observed_addresses_;
   bool link_ready_ = false;
+  std::optional<ipvs::NftState> nft_written_;
+  bool nft_failed_ = false;
   ipvs::DrainSet draining_;
   std::set<ipvs::ServiceKey> retry_keys_;
   std::chrono::milliseconds backoff_{0};

@@ -1,0 +1,33 @@
+#pragma once
+// The desired state's part for kipvs's nftables table (ipvs/nft_ruleset.h):
+// which virtual services need source NAT, which virtual IPs must not expose
+// other ports, which local endpoints can hairpin, and which load balancers
+// take only some sources. Pure, like desired_state.h.
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "agent/desired_state.h"
+#include "agent/node_facts.h"
+#include "ipvs/model.h"
+#include "ipvs/nft_ruleset.h"
+
+namespace kipvs::agent {
+
+// clusterCIDR, iptables.masqueradeAll and iptables.masqueradeBit -> the
+// rules' shape.
+[[nodiscard]] ipvs::NftConfig nft_config(const std::vector<Cidr>& cluster_cidrs, bool masquerade_all,
+                                         std::int32_t masquerade_bit);
+
+// origins: one per desired virtual service; bound: the virtual IPs on the
+// dummy interface (cluster, external, load-balancer IPs).
+[[nodiscard]] ipvs::NftState nft_state(const std::map<ipvs::ServiceKey, ServiceOrigin>& origins,
+                                       const std::set<ipvs::Address>& bound, const ipvs::NftConfig& config);
+
+// The prefix with its host bits cleared (10.1.2.3/8 -> 10.0.0.0/8): the
+// kernel stores intervals, and lists them that way.
+[[nodiscard]] Cidr network_of(const Cidr& cidr);
+
+}  // namespace kipvs::agent

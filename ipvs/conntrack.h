@@ -1,0 +1,71 @@
+#pragma once
+// Conntrack entries of UDP flows whose real server kipvs removed. UDP has no
+// connection end, so a client sending from the same port keeps matching the
+// old entry: its source NAT still expects replies from the old server, and
+// the new server's replies are lost. kube-proxy clears such entries
+// (pkg/proxy/conntrack); kipvs does too, after the destination is deleted.
+//
+// One small interface, a libnl-nf-3 implementation (ctnetlink), and a fake.
+// Not thread-safe: the agent's one thread owns it.
+
+#include <cstddef>
+#include <expected>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "ipvs/backend.h"
+#include "ipvs/model.h"
+
+namespace kipvs::ipvs {
+
+// Entries of UDP traffic sent to service:port (a virtual service) and
+// answered by endpoint:port (a real server): the original direction's
+// destination and the reply direction's source.
+struct ConntrackFlow {
+  Address service;
+  std::uint16_t service_port = 0;
+  Address endpoint;
+  std::uint16_t endpoint_port = 0;
+  friend auto operator<=>(const ConntrackFlow&, const ConntrackFlow&) = default;
+};
+
+class ConntrackBackend {
+ public:
+  virtual ~ConntrackBackend() = default;
+  // Deletes the UDP entries of these flows; returns how many went.
+  [[nodiscard]] virtual std::expected<std::size_t, Error> delete_udp_flows(
+      std::span<const ConntrackFlow> flows) = 0;
+};
+
+// ctnetlink through libnl-nf-3: one dump, then a delete per matching entry.
+class NetlinkConntrackBackend final : public ConntrackBackend {
+ public:
+  [[nodiscard]] static std::expected<std::unique_ptr<NetlinkConntrackBackend>, Error> open();
+  ~NetlinkConntrackBackend() override;
+  NetlinkConntrackBackend(const NetlinkConntrackBackend&) = delete;
+  NetlinkConntrackBackend& operator=(const NetlinkConntrackBackend&) = delete;
+
+  [[nodiscard]] std::expected<std::size_t, Error> delete_udp_flows(
+      std::span<const ConntrackFlow> flows) override;
+
+ private:
+  struct Socket;
+  explicit NetlinkConntrackBackend(std::unique_ptr<Socket> socket);
+  std::unique_ptr<Socket> socket_;
+};
+
+// Records the flows it was asked to clear.
+class FakeConntrackBackend final : public ConntrackBackend {
+ public:
+  [[nodiscard]] std::expected<std::size_t, Error> delete_udp_flows(
+      std::span<const ConntrackFlow> flows) override {
+    if (fail_code != 0) return std::unexpected(Error{fail_code, "conntrack"});
+    cleared.insert(cleared.end(), flows.begin(), flows.end());
+    return flows.size();
+  }
+  std::vector<ConntrackFlow> cleared;
+  int fail_code = 0;
+};
+
+}  // namespace kipvs::ipvs

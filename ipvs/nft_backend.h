@@ -1,0 +1,82 @@
+#pragma once
+// The kernel side of kipvs's nftables table: one small interface, a
+// libnftables implementation, and a stateful fake with the kernel's answers,
+// like the IPVS Backend. Each apply() is one nftables transaction: it all
+// happens or none of it does.
+//
+// Errors carry an errno-style code where one can be told (ENOENT: the table
+// or an element is missing) and libnftables' own message text. Not
+// thread-safe: the agent's one thread owns it.
+
+#include <cstddef>
+#include <expected>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "ipvs/backend.h"
+#include "ipvs/nft_ruleset.h"
+
+namespace kipvs::ipvs {
+
+class NftBackend {
+ public:
+  virtual ~NftBackend() = default;
+  [[nodiscard]] virtual std::expected<void, Error> apply(const NftUpdate& update) = 0;
+  // ENOENT when there is no table.
+  [[nodiscard]] virtual std::expected<void, Error> delete_table() = 0;
+  // `nft list table inet kipvs` output.
+  [[nodiscard]] virtual std::expected<std::string, Error> list_table() = 0;
+  // Whether the table is there (someone may have flushed the ruleset); a
+  // cheap question, without the sets' elements.
+  [[nodiscard]] virtual std::expected<bool, Error> table_present() = 0;
+};
+
+// libnftables: one context, output and errors captured in buffers.
+class LibNftBackend final : public NftBackend {
+ public:
+  [[nodiscard]] static std::expected<std::unique_ptr<LibNftBackend>, Error> open();
+  ~LibNftBackend() override;
+  LibNftBackend(const LibNftBackend&) = delete;
+  LibNftBackend& operator=(const LibNftBackend&) = delete;
+
+  [[nodiscard]] std::expected<void, Error> apply(const NftUpdate& update) override;
+  [[nodiscard]] std::expected<void, Error> delete_table() override;
+  [[nodiscard]] std::expected<std::string, Error> list_table() override;
+  [[nodiscard]] std::expected<bool, Error> table_present() override;
+  // Runs any script as one transaction; returns its output.
+  [[nodiscard]] std::expected<std::string, Error> run(const std::string& script);
+
+ private:
+  struct Context;
+  explicit LibNftBackend(std::unique_ptr<Context> context);
+  std::unique_ptr<Context> context_;
+};
+
+// In memory: the table as an NftState. An element change without a table, or
+// the deletion of a missing element, fails the whole transaction (ENOENT),
+// as the kernel does; adding an element that is there is not an error (nft's
+// `add element`).
+class FakeNftBackend final : public NftBackend {
+ public:
+  [[nodiscard]] std::expected<void, Error> apply(const NftUpdate& update) override;
+  [[nodiscard]] std::expected<void, Error> delete_table() override;
+  [[nodiscard]] std::expected<std::string, Error> list_table() override;
+  [[nodiscard]] std::expected<bool, Error> table_present() override { return table_.has_value(); }
+
+  [[nodiscard]] const std::optional<NftState>& table() const { return table_; }
+  // What `nft flush ruleset` does behind kipvs's back.
+  void drop_table() { table_.reset(); }
+
+  std::size_t transactions = 0;  // successful ones
+  std::size_t full_writes = 0;
+  std::size_t element_changes = 0;
+  // errno for every apply while non-zero: a kernel without nf_tables answers
+  // EOPNOTSUPP / EPROTONOSUPPORT.
+  int fail_code = 0;
+
+ private:
+  std::optional<NftState> table_;
+};
+
+}  // namespace kipvs::ipvs

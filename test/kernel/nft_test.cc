@@ -1,0 +1,448 @@
+// kipvs's nftables table with real traffic (issue 6): the real `kipvs`
+// binary programs IPVS and `inet kipvs` in the test's network namespace (the
+// node); pods, a second node and clients are namespaces around it.
+//
+//   client c1 10.250.0.2 --veth-- node 10.250.0.1 (its node IP, node ports)
+//   client c2 10.252.0.2 --veth-- node 10.252.0.1
+//   local pods p0 10.244.0.10, p1 10.244.0.11 -- bridge kt-br 10.244.0.1
+//   node-b 10.251.0.2 --veth-- node 10.251.0.1; its pod r0 10.244.1.10
+//
+// node-b routes only the pod network back through the node (no default
+// route), as a node that answers an external client directly would: a
+// connection it serves works only when the node masqueraded it. Every server
+// answers "<name> <source address it saw>", so a case can tell whether the
+// source was kept or masqueraded.
+
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fcntl.h>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "netns.h"
+
+namespace {
+
+using kipvs::test::PeerNamespace;
+using kipvs::test::run;
+using kipvs::test::run_ok;
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// The pyenv shim takes ~20 s to start in the guest.
+constexpr const char* kPython = "/usr/bin/python3";
+
+fs::path scratch() {
+  static const fs::path dir = [] {
+    fs::path path = fs::temp_directory_path() / ("kipvs-nft-" + std::to_string(::getpid()));
+    fs::create_directories(path);
+    return path;
+  }();
+  return dir;
+}
+
+void write_file(const fs::path& path, const std::string& text) {
+  const auto partial = path.string() + ".part";
+  std::ofstream(partial) << text;
+  fs::rename(partial, path);  // atomic, so the watcher never reads half a file
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+// TCP on argv[3] and UDP on 5353: "<name> <peer address>".
+constexpr const char* kServer = R"(import socket, socketserver, sys, threading
+name, addr, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+class Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.sendall(("%s %s\n" % (name, self.client_address[0])).encode())
+class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, 5353))
+    while True:
+        data, peer = s.recvfrom(2048)
+        s.sendto(("%s %s\n" % (name, peer[0])).encode(), peer)
+threading.Thread(target=udp, daemon=True).start()
+Server((addr, port), Handler).serve_forever()
+)";
+
+// Sends from one fixed source port until the answer starts with argv[3]
+// (at most argv[4] tries, 1 s each); prints every answer.
+constexpr const char* kUdpClient = R"(import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 40000))
+s.settimeout(1)
+for i in range(int(sys.argv[4])):
+    s.sendto(b"hi", (sys.argv[1], int(sys.argv[2])))
+    try:
+        data = s.recvfrom(2048)[0].decode().strip()
+    except socket.timeout:
+        data = "timeout"
+    print(data, flush=True)
+    if data.startswith(sys.argv[3]):
+        sys.exit(0)
+sys.exit(1)
+)";
+
+bool eventually(const std::function<bool()>& pred, std::chrono::seconds limit = 90s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(200ms);
+  }
+  return pred();
+}
+
+void start_server(const std::string& prefix, const std::string& name, const std::string& address, int port) {
+  run_ok(prefix + "bash -c '" + kPython + " " + (scratch() / "server.py").string() + " " + name + " " +
+         address + " " + std::to_string(port) +
+         " >/dev/null 2>&1 & for i in $(seq 600); do (echo > /dev/tcp/" + address + "/" +
+         std::to_string(port) + ") 2>/dev/null && exit 0; sleep 0.2; done; exit 1'");
+}
+
+class Lab {
+ public:
+  Lab() {
+    write_file(scratch() / "server.py", kServer);
+    write_file(scratch() / "udp_client.py", kUdpClient);
+    run_ok("ip link add kt-br type bridge && ip addr add 10.244.0.1/24 dev kt-br && ip link set kt-br up");
+    for (int i = 0; i < 2; ++i) {
+      auto& pod = i == 0 ? p0_ : p1_;
+      const std::string link = "kt-p" + std::to_string(i);
+      const std::string address = "10.244.0.1" + std::to_string(i);
+      run_ok("ip link add " + link + " type veth peer name eth0 netns " + pod.name());
+      run_ok("ip link set " + link + " master kt-br up");
+      run_ok(pod.exec() + "ip addr add " + address + "/24 dev eth0");
+      run_ok(pod.exec() + "ip link set eth0 up");
+      run_ok(pod.exec() + "ip route add default via 10.244.0.1");
+      start_server(pod.exec(), "p" + std::to_string(i), address, 8080);
+    }
+    // node-b and its pod.
+    run_ok("ip link add kt-nodeb type veth peer name eth0 netns " + node_b_.name());
+    run_ok("ip addr add 10.251.0.1/24 dev kt-nodeb && ip link set kt-nodeb up");
+    run_ok(node_b_.exec() + "ip addr add 10.251.0.2/24 dev eth0");
+    run_ok(node_b_.exec() + "ip addr add 10.244.1.10/32 dev lo");
+    run_ok(node_b_.exec() + "ip link set eth0 up");
+    run_ok(node_b_.exec() + "ip route add 10.244.0.0/16 via 10.251.0.1");
+    run_ok("ip route add 10.244.1.0/24 via 10.251.0.2");
+    start_server(node_b_.exec(), "r0", "10.244.1.10", 8080);
+    // Clients.
+    for (int i = 0; i < 2; ++i) {
+      auto& client = i == 0 ? c1_ : c2_;
+      const std::string net = i == 0 ? "10.250.0." : "10.252.0.";
+      const std::string link = "kt-c" + std::to_string(i + 1);
+      run_ok("ip link add " + link + " type veth peer name eth0 netns " + client.name());
+      run_ok("ip addr add " + net + "1/24 dev " + link + " && ip link set " + link + " up");
+      run_ok(client.exec() + "ip addr add " + net + "2/24 dev eth0");
+      run_ok(client.exec() + "ip link set eth0 up");
+      run_ok(client.exec() + "ip route add default via " + net + "1");
+    }
+  }
+  ~Lab() {
+    for (const auto* peer : {&p0_, &p1_, &node_b_, &c1_, &c2_})
+      run("ip netns pids " + peer->name() + " | xargs -r kill");
+  }
+
+  // One TCP connection: the first line, or the error text and exit status.
+  static std::string tcp(const std::string& prefix, const std::string& address, int port, int seconds = 20) {
+    const auto result = run(prefix + "timeout " + std::to_string(seconds) + " bash -c 'exec 3<>/dev/tcp/" +
+                            address + "/" + std::to_string(port) + " && head -1 <&3'");
+    auto text = result.output;
+    while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+    if (result.status != 0) text += " [exit " + std::to_string(result.status) + "]";
+    return text;
+  }
+
+  const PeerNamespace& p0() const { return p0_; }
+  const PeerNamespace& c1() const { return c1_; }
+  const PeerNamespace& c2() const { return c2_; }
+
+ private:
+  PeerNamespace p0_{"p0"};
+  PeerNamespace p1_{"p1"};
+  PeerNamespace node_b_{"nodeb"};
+  PeerNamespace c1_{"c1"};
+  PeerNamespace c2_{"c2"};
+};
+
+// A Service and its one slice.
+struct Svc {
+  std::string name{};
+  std::string cluster_ip{};
+  std::string type = "ClusterIP";
+  std::string protocol = "TCP";
+  int port = 80;
+  int target_port = 8080;
+  int node_port = 0;
+  std::string external_traffic_policy{};
+  std::string lb_ip{};
+  std::vector<std::string> source_ranges{};
+  std::vector<std::string> endpoints{};  // p0, p1, r0
+};
+
+std::string endpoint_ip(const std::string& name) {
+  if (name == "p0") return "10.244.0.10";
+  if (name == "p1") return "10.244.0.11";
+  return "10.244.1.10";
+}
+
+std::string manifest(const std::vector<Svc>& services) {
+  std::ostringstream out;
+  for (const auto& s : services) {
+    out << "---\napiVersion: v1\nkind: Service\nmetadata: {name: " << s.name << ", namespace: default}\n"
+        << "spec:\n  type: " << s.type << "\n  clusterIP: " << s.cluster_ip
+        << "\n  ports:\n  - {name: p, port: " << s.port << ", protocol: " << s.protocol;
+    if (s.node_port != 0) out << ", nodePort: " << s.node_port;
+    out << "}\n";
+    if (!s.external_traffic_policy.empty())
+      out << "  externalTrafficPolicy: " << s.external_traffic_policy << "\n";
+    if (!s.source_ranges.empty()) {
+      out << "  loadBalancerSourceRanges:\n";
+      for (const auto& range : s.source_ranges) out << "  - " << range << "\n";
+    }
+    if (!s.lb_ip.empty()) out << "status: {loadBalancer: {ingress: [{ip: " << s.lb_ip << "}]}}\n";
+    out << "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: " << s.name
+        << "-1\n  namespace: default\n  labels: {kubernetes.io/service-name: " << s.name
+        << "}\naddressType: IPv4\nports: [{name: p, port: " << s.target_port << ", protocol: " << s.protocol
+        << "}]\nendpoints:\n";
+    for (const auto& endpoint : s.endpoints) {
+      out << "- addresses: [" << endpoint_ip(endpoint)
+          << "]\n  conditions: {ready: true}\n  nodeName: " << (endpoint == "r0" ? "node-b" : "node-a")
+          << "\n";
+    }
+  }
+  return out.str();
+}
+
+fs::path kipvs_binary() {
+  return fs::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path() / "agent" / "kipvs";
+}
+
+class Kipvs {
+ public:
+  Kipvs(const fs::path& manifests, const fs::path& log) : log_(log) {
+    const auto binary = kipvs_binary();
+    REQUIRE(fs::exists(binary));
+    std::vector<std::string> args{binary.string(),       "--manifests",    manifests.string(),
+                                  "--hostname-override", "node-a",         "--node-ip",
+                                  "10.250.0.1",          "--cluster-cidr", "10.244.0.0/16"};
+    pid_ = ::fork();
+    REQUIRE(pid_ >= 0);
+    if (pid_ == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> argv;
+      for (auto& arg : args) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+  ~Kipvs() { stop(); }
+  Kipvs(const Kipvs&) = delete;
+  Kipvs& operator=(const Kipvs&) = delete;
+  int stop() {
+    if (pid_ <= 0) return status_;
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return status_;
+  }
+  std::string log() const { return read_file(log_); }
+
+ private:
+  fs::path log_;
+  pid_t pid_ = -1;
+  int status_ = 0;
+};
+
+struct Running {
+  fs::path dir;
+  std::unique_ptr<Kipvs> kipvs;
+};
+
+Running start(const std::string& name, const std::vector<Svc>& services) {
+  Running running;
+  running.dir = scratch() / name;
+  fs::create_directories(running.dir);
+  write_file(running.dir / "services.yaml", manifest(services));
+  running.kipvs = std::make_unique<Kipvs>(running.dir, scratch() / (name + ".log"));
+  auto& kipvs = *running.kipvs;
+  const bool synced = eventually([&] { return kipvs.log().find("sync full") != std::string::npos; });
+  INFO("kipvs log:\n" << kipvs.log());
+  REQUIRE(synced);
+  return running;
+}
+
+std::string nft_table() {
+  return run("nft -a list table inet kipvs").output;
+}
+
+// The listing without set elements: what must not change when only
+// elements do (handles included, so a rewritten rule or table shows).
+std::string without_elements(const std::string& listing) {
+  std::istringstream in(listing);
+  std::string out;
+  bool inside = false;
+  for (std::string line; std::getline(in, line);) {
+    if (!inside && line.find("elements = {") != std::string::npos) {
+      inside = line.find('}') == std::string::npos;
+      continue;
+    }
+    if (inside) {
+      inside = line.find('}') == std::string::npos;
+      continue;
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
+const Svc kRemote{.name = "remote", .cluster_ip = "10.96.0.60", .endpoints = {"r0"}};
+
+}  // namespace
+
+TEST_CASE("nft: one endpoint's change rewrites set elements only, and --cleanup removes the table",
+          "[kernel][nft]") {
+  Lab lab;
+  Svc web{.name = "web", .cluster_ip = "10.96.0.61", .endpoints = {"p0"}};
+  auto running = start("elements", {web});
+  const auto before = nft_table();
+  INFO("before:\n" << before);
+  REQUIRE_THAT(before, Catch::Contains("10.244.0.10 . tcp . 8080 . 10.244.0.10"));
+
+  web.endpoints = {"p1"};
+  write_file(running.dir / "services.yaml", manifest({web}));
+  REQUIRE(eventually([] { return run_ok("ipvsadm -Sn").find("10.244.0.11:8080") != std::string::npos; }));
+  const auto after = nft_table();
+  INFO("after:\n" << after << "kipvs log:\n" << running.kipvs->log());
+  CHECK_THAT(after, Catch::Contains("10.244.0.11 . tcp . 8080 . 10.244.0.11"));
+  CHECK_THAT(after, !Catch::Contains("10.244.0.10 . tcp . 8080"));
+  // Same table handle, same chains and rule handles: only elements moved.
+  CHECK(without_elements(after) == without_elements(before));
+  CHECK_THAT(without_elements(after), Catch::Contains("table inet kipvs { # handle"));
+
+  CHECK(running.kipvs->stop() == 0);
+  const auto cleanup = run(kipvs_binary().string() + " --cleanup 2>&1");
+  INFO("cleanup:\n" << cleanup.output);
+  CHECK(cleanup.status == 0);
+  CHECK(run("nft list table inet kipvs").status != 0);
+}
+
+TEST_CASE("nft: the node's own connection to a cluster IP is masqueraded and answered", "[kernel][nft]") {
+  Lab lab;
+  auto running = start("node-originated", {kRemote});
+  INFO("kipvs log:\n" << running.kipvs->log() << "table:\n" << nft_table());
+  // node-b has no route to the virtual IP: only the masquerade makes this work.
+  CHECK(Lab::tcp("", "10.96.0.60", 80) == "r0 10.251.0.1");
+}
+
+TEST_CASE("nft: a virtual IP's port that no Service uses is refused", "[kernel][nft]") {
+  Lab lab;
+  // Something on the node listens on every address, port 9999.
+  start_server("", "node", "0.0.0.0", 9999);
+  auto running = start("unused-port", {kRemote});
+  INFO("kipvs log:\n" << running.kipvs->log() << "table:\n" << nft_table());
+  CHECK(Lab::tcp(lab.c1().exec(), "10.250.0.1", 9999) == "node 10.250.0.2");
+  CHECK_THAT(Lab::tcp(lab.c1().exec(), "10.96.0.60", 9999), Catch::Contains("refused"));
+  CHECK(Lab::tcp(lab.c1().exec(), "10.96.0.60", 80) == "r0 10.251.0.1");
+}
+
+TEST_CASE("nft: node ports: Cluster masquerades to a remote backend, Local keeps the client's source",
+          "[kernel][nft]") {
+  Lab lab;
+  const Svc cluster{.name = "np-cluster",
+                    .cluster_ip = "10.96.0.62",
+                    .type = "NodePort",
+                    .node_port = 30080,
+                    .endpoints = {"r0"}};
+  const Svc local{.name = "np-local",
+                  .cluster_ip = "10.96.0.63",
+                  .type = "NodePort",
+                  .node_port = 30081,
+                  .external_traffic_policy = "Local",
+                  .endpoints = {"p1", "r0"}};
+  auto running = start("node-ports", {cluster, local});
+  INFO("kipvs log:\n"
+       << running.kipvs->log() << "table:\n"
+       << nft_table() << "rules:\n"
+       << run("ipvsadm -Sn").output);
+  CHECK(Lab::tcp(lab.c1().exec(), "10.250.0.1", 30080) == "r0 10.251.0.1");
+  CHECK(Lab::tcp(lab.c1().exec(), "10.250.0.1", 30081) == "p1 10.250.0.2");
+}
+
+TEST_CASE("nft: a pod reaches itself through its Service (hairpin)", "[kernel][nft]") {
+  Lab lab;
+  auto running = start("hairpin", {Svc{.name = "self", .cluster_ip = "10.96.0.64", .endpoints = {"p0"}}});
+  INFO("kipvs log:\n" << running.kipvs->log() << "table:\n" << nft_table());
+  CHECK(Lab::tcp(lab.p0().exec(), "10.96.0.64", 80) == "p0 10.244.0.1");
+}
+
+TEST_CASE("nft: loadBalancerSourceRanges lets one client in and keeps another out", "[kernel][nft]") {
+  Lab lab;
+  const Svc lb{.name = "lb",
+               .cluster_ip = "10.96.0.65",
+               .type = "LoadBalancer",
+               .node_port = 30082,
+               .lb_ip = "10.97.0.70",
+               .source_ranges = {"10.250.0.0/24"},
+               .endpoints = {"p0"}};
+  auto running = start("source-ranges", {lb, kRemote});
+  INFO("kipvs log:\n" << running.kipvs->log() << "table:\n" << nft_table());
+  CHECK(Lab::tcp(lab.c1().exec(), "10.97.0.70", 80) == "p0 10.244.0.1");
+  // c2 reaches the node (a cluster IP), but not the load balancer.
+  CHECK(Lab::tcp(lab.c2().exec(), "10.96.0.60", 80) == "r0 10.251.0.1");
+  CHECK_THAT(Lab::tcp(lab.c2().exec(), "10.97.0.70", 80, 5), Catch::Contains("[exit 124]"));
+}
+
+TEST_CASE("nft: a UDP client moves to a new endpoint once its endpoint is removed", "[kernel][nft]") {
+  Lab lab;
+  Svc dns{.name = "dns",
+          .cluster_ip = "10.96.0.66",
+          .protocol = "UDP",
+          .port = 53,
+          .target_port = 5353,
+          .endpoints = {"p0"}};
+  auto running = start("udp", {dns});
+  const auto client =
+      lab.c1().exec() + kPython + " " + (scratch() / "udp_client.py").string() + " 10.96.0.66 53 ";
+  const auto first = run(client + "p0 10");
+  INFO("first:\n" << first.output);
+  REQUIRE(first.status == 0);
+
+  dns.endpoints = {"p1"};
+  write_file(running.dir / "services.yaml", manifest({dns}));
+  REQUIRE(eventually([] { return run_ok("ipvsadm -Sn").find("10.244.0.10:5353") == std::string::npos; }));
+  // Same client port: without the conntrack entry's removal, the answers of
+  // p1 would not match the old entry's NAT and never come back.
+  const auto moved = run(client + "p1 8");
+  INFO("after the change:\n"
+       << moved.output << "kipvs log:\n"
+       << running.kipvs->log() << "conntrack:\n"
+       << run("cat /proc/net/nf_conntrack 2>&1").output);
+  CHECK(moved.status == 0);
+  CHECK_THAT(running.kipvs->log(), Catch::Contains("conntrack entries of removed UDP real servers"));
+}

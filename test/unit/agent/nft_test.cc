@@ -1,0 +1,343 @@
+// The nftables part of the desired state (which virtual services masquerade,
+// hairpin endpoints, source ranges) and its place in the sync loop: written
+// before the IPVS rules, element changes only for an endpoint change, and a
+// failed transaction reported without touching IPVS.
+
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+
+#include "agent/agent.h"
+#include "agent/desired_state.h"
+#include "agent/metrics_observer.h"
+#include "agent/nft_state.h"
+#include "agent/sync.h"
+#include "ipvs/address_backend.h"
+#include "ipvs/fake_backend.h"
+#include "ipvs/nft_backend.h"
+#include "metrics/metrics.h"
+
+namespace kipvs::agent {
+namespace {
+
+using ipvs::Family;
+using ipvs::nft_set_name;
+namespace nft_set = ipvs::nft_set;
+
+ipvs::Address ip(const std::string& text) {
+  auto address = ipvs::Address::parse(text);
+  REQUIRE(address.has_value());
+  return *address;
+}
+
+k8s::Service service(const std::string& name, const std::string& cluster_ip) {
+  k8s::Service service;
+  service.meta.name = name;
+  service.meta.namespace_ = "default";
+  service.cluster_ip = cluster_ip;
+  service.ports.push_back(k8s::ServicePort{.name = "http", .protocol = "TCP", .port = 80, .node_port = 0});
+  return service;
+}
+
+k8s::EndpointSlice slice(const std::string& service_name, const std::vector<std::string>& addresses,
+                         const std::string& node = "node-a", const std::string& protocol = "TCP") {
+  k8s::EndpointSlice slice;
+  slice.meta.name = service_name + "-abc";
+  slice.meta.namespace_ = "default";
+  slice.meta.labels[std::string(kServiceNameLabel)] = service_name;
+  slice.address_type = "IPv4";
+  slice.ports.push_back(k8s::EndpointPort{.name = "http", .protocol = protocol, .port = 8080});
+  for (const auto& address : addresses) {
+    slice.endpoints.push_back(
+        k8s::Endpoint{.addresses = {address}, .conditions = {}, .node_name = node, .zone = {}, .hints = {}});
+  }
+  return slice;
+}
+
+NodeFacts facts() {
+  NodeFacts facts;
+  facts.node_name = "node-a";
+  facts.node_ips = {ip("192.168.0.10")};
+  return facts;
+}
+
+const std::set<std::string>& set_of(const ipvs::NftState& state, std::string_view base) {
+  static const std::set<std::string> kEmpty;
+  auto it = state.elements.find(nft_set_name(base, Family::kIPv4));
+  return it == state.elements.end() ? kEmpty : it->second;
+}
+
+ipvs::NftState state_for(const k8s::Service& object, const std::vector<k8s::EndpointSlice>& slices) {
+  std::vector<const k8s::EndpointSlice*> pointers;
+  for (const auto& s : slices) pointers.push_back(&s);
+  const auto desired = desired_for_service(object, pointers, facts());
+  return nft_state(desired.origins, desired.bound_addresses, nft_config({}, false, 14));
+}
+
+TEST_CASE("nft state: cluster IP, node port by traffic policy, hairpin", "[nft]") {
+  auto object = service("web", "10.96.0.10");
+  object.type = "NodePort";
+  object.ports[0].node_port = 30080;
+  const std::vector slices{slice("web", {"10.244.0.5"}), slice("web", {"10.244.1.5"}, "node-b")};
+
+  SECTION("externalTrafficPolicy Cluster: the node port masquerades") {
+    const auto state = state_for(object, slices);
+    CHECK(set_of(state, nft_set::kVipAddresses) == std::set<std::string>{"10.96.0.10"});
+    CHECK(set_of(state, nft_set::kVipPorts) == std::set<std::string>{"10.96.0.10 . tcp . 80"});
+    CHECK(set_of(state, nft_set::kClusterPorts) == std::set<std::string>{"10.96.0.10 . tcp . 80"});
+    CHECK(set_of(state, nft_set::kMasqueradePorts) == std::set<std::string>{"192.168.0.10 . tcp . 30080"});
+    // Only the endpoint on this node can hairpin here.
+    CHECK(set_of(state, nft_set::kHairpin) == std::set<std::string>{"10.244.0.5 . tcp . 8080 . 10.244.0.5"});
+    CHECK(state.config.masquerade_mark == 0x4000);
+  }
+  SECTION("externalTrafficPolicy Local: the client's source is kept") {
+    object.external_traffic_policy = "Local";
+    const auto state = state_for(object, slices);
+    CHECK(set_of(state, nft_set::kMasqueradePorts).empty());
+    CHECK(set_of(state, nft_set::kClusterPorts) == std::set<std::string>{"10.96.0.10 . tcp . 80"});
+  }
+}
+
+TEST_CASE("nft state: loadBalancerSourceRanges, host bits cleared, bad ranges reported", "[nft]") {
+  auto object = service("lb", "10.96.0.20");
+  object.type = "LoadBalancer";
+  object.load_balancer_ingress.push_back({.ip = "203.0.113.7", .hostname = "", .ip_mode = std::nullopt});
+  object.load_balancer_source_ranges = {"192.0.2.77/24", " 198.51.100.1/32", "nonsense"};
+  const auto state = state_for(object, {slice("lb", {"10.244.0.5"})});
+  CHECK(set_of(state, nft_set::kFirewallPorts) == std::set<std::string>{"203.0.113.7 . tcp . 80"});
+  CHECK(set_of(state, nft_set::kFirewallAllow) ==
+        std::set<std::string>{"203.0.113.7 . tcp . 80 . 192.0.2.0/24",
+                              "203.0.113.7 . tcp . 80 . 198.51.100.1/32"});
+  CHECK(set_of(state, nft_set::kVipPorts).contains("203.0.113.7 . tcp . 80"));
+  CHECK(set_of(state, nft_set::kMasqueradePorts).contains("203.0.113.7 . tcp . 80"));
+
+  const auto desired = desired_for_service(object, {}, facts());
+  REQUIRE(desired.problems.size() == 1);
+  CHECK(desired.problems[0].message.find("nonsense") != std::string::npos);
+}
+
+TEST_CASE("nft config: CIDR host bits, masquerade bit", "[nft]") {
+  const auto config = nft_config({*Cidr::parse("10.244.3.4/16")}, true, 15);
+  CHECK(config.cluster_cidrs == std::vector<std::string>{"10.244.0.0/16"});
+  CHECK(config.masquerade_all);
+  CHECK(config.masquerade_mark == 0x8000);
+  CHECK(network_of(*Cidr::parse("fd00:10:244:1::7/56")).to_string() == "fd00:10:244::/56");
+}
+
+// An IPVS backend that notes whether the nftables table was there when the
+// first IPVS write came.
+class OrderingBackend final : public ipvs::Backend {
+ public:
+  OrderingBackend(ipvs::FakeBackend& kernel, ipvs::FakeNftBackend& nft) : kernel_(kernel), nft_(nft) {}
+  std::vector<ipvs::OperationResult> apply(std::span<const ipvs::Operation> operations) override {
+    if (!operations.empty() && !first_write_saw_table) first_write_saw_table = nft_.table().has_value();
+    return kernel_.apply(operations);
+  }
+  std::expected<std::vector<ipvs::ServiceState>, ipvs::Error> list_services() override {
+    return kernel_.list_services();
+  }
+  std::expected<std::vector<ipvs::DestinationState>, ipvs::Error> list_destinations(
+      const ipvs::ServiceKey& key) override {
+    return kernel_.list_destinations(key);
+  }
+  std::expected<std::vector<ipvs::ServiceWithDestinations>, ipvs::Error> list_all() override {
+    return kernel_.list_all();
+  }
+  std::expected<ipvs::Timeouts, ipvs::Error> get_timeouts() override { return kernel_.get_timeouts(); }
+  std::expected<void, ipvs::Error> set_timeouts(const ipvs::Timeouts& timeouts) override {
+    return kernel_.set_timeouts(timeouts);
+  }
+  std::expected<ipvs::Info, ipvs::Error> get_info() override { return kernel_.get_info(); }
+  std::expected<void, ipvs::Error> flush() override { return kernel_.flush(); }
+
+  std::optional<bool> first_write_saw_table;
+
+ private:
+  ipvs::FakeBackend& kernel_;
+  ipvs::FakeNftBackend& nft_;
+};
+
+struct NftObserver final : SyncObserver {
+  int nft_ok = 0;
+  int nft_failed = 0;
+  int finished_failed = 0;
+  void sync_started(SyncKind) override {}
+  void sync_finished(SyncKind, std::chrono::nanoseconds, bool ok) override { finished_failed += ok ? 0 : 1; }
+  void operation_applied(ipvs::Operation::Kind, OperationOutcome) override {}
+  void object_skipped(k8s::ResourceKind, std::string_view) override {}
+  void network_programming_latency(ipvs::Family, std::chrono::duration<double>) override {}
+  void drains_in_progress(std::size_t) override {}
+  void pending_changes(std::size_t, std::size_t) override {}
+  void address_operation(bool, bool) override {}
+  void no_local_endpoints(ipvs::Family, std::size_t, std::size_t) override {}
+  void nft_transaction(bool, bool ok) override { ++(ok ? nft_ok : nft_failed); }
+};
+
+struct Rig {
+  boost::asio::io_context io;
+  ipvs::FakeBackend kernel;
+  ipvs::FakeAddressBackend links;
+  ipvs::FakeNftBackend nft;
+  ipvs::FakeConntrackBackend conntrack;
+  OrderingBackend ordering{kernel, nft};
+  NftObserver observer;
+  std::vector<std::string> logs;
+  std::unique_ptr<Sync> sync;
+
+  Rig() {
+    SyncOptions options;
+    options.facts = facts();
+    options.nft = nft_config({*Cidr::parse("10.244.0.0/16")}, false, 14);
+    options.log = [this](std::string_view line) { logs.emplace_back(line); };
+    sync = std::make_unique<Sync>(io, ordering, &links, observer, std::move(options), &nft, &conntrack);
+  }
+  void add(const k8s::Service& object) { sync->service_changed(k8s::key_of(object), &object); }
+  void add(const k8s::EndpointSlice& object) { sync->endpoint_slice_changed(k8s::key_of(object), &object); }
+  void start() {
+    sync->synced(k8s::ResourceKind::kService);
+    sync->synced(k8s::ResourceKind::kEndpointSlice);
+    io.restart();
+    io.poll();
+    REQUIRE(sync->initial_sync_done());
+  }
+};
+
+TEST_CASE("sync: the table comes with the first virtual services, then element changes only",
+          "[nft][sync][acceptance]") {
+  Rig rig;
+  for (int i = 0; i < 50; ++i) {
+    const auto name = "svc-" + std::to_string(i);
+    rig.add(service(name, "10.96.0." + std::to_string(i + 1)));
+    rig.add(slice(name, {"10.244.0.5", "10.244.0.6"}));
+  }
+  rig.start();
+  REQUIRE(rig.kernel.service_count() == 50);
+  CHECK(rig.ordering.first_write_saw_table == true);
+  CHECK(rig.nft.full_writes == 1);
+  CHECK(rig.nft.transactions == 1);
+  CHECK(rig.nft.table() == rig.sync->desired_nft());
+
+  // One endpoint replaced in one Service: one hairpin element added, no
+  // rewrite (10.244.0.6 stays, other Services still use it).
+  rig.add(slice("svc-7", {"10.244.0.5", "10.244.0.9"}));
+  REQUIRE(rig.sync->sync_dirty());
+  CHECK(rig.nft.full_writes == 1);
+  CHECK(rig.nft.transactions == 2);
+  CHECK(rig.nft.element_changes == 1);
+  CHECK(rig.nft.table()->elements.at("hairpin_v4").contains("10.244.0.9 . tcp . 8080 . 10.244.0.9"));
+
+  // The last user of an endpoint lets go of it: the element goes.
+  rig.add(slice("svc-7", {"10.244.0.5"}));
+  REQUIRE(rig.sync->sync_dirty());
+  CHECK(rig.nft.full_writes == 1);
+  CHECK(rig.nft.element_changes == 2);
+  CHECK_FALSE(rig.nft.table()->elements.at("hairpin_v4").contains("10.244.0.9 . tcp . 8080 . 10.244.0.9"));
+  CHECK(rig.nft.table() == rig.sync->desired_nft());
+
+  // Nothing changed: no transaction; an idle resync neither.
+  REQUIRE(rig.sync->sync_dirty());
+  REQUIRE(rig.sync->sync_full());
+  CHECK(rig.nft.transactions == 3);
+  CHECK(rig.observer.nft_failed == 0);
+
+  // The ruleset flushed behind kipvs's back: the next resync writes it again.
+  rig.nft.drop_table();
+  REQUIRE(rig.sync->sync_full());
+  CHECK(rig.nft.full_writes == 2);
+  CHECK(rig.nft.table() == rig.sync->desired_nft());
+}
+
+TEST_CASE("sync: a failed nftables transaction is reported, counted and retried, and IPVS is untouched",
+          "[nft][sync]") {
+  Rig rig;
+  rig.add(service("web", "10.96.0.10"));
+  rig.add(slice("web", {"10.244.0.5"}));
+  // A kernel without nf_tables.
+  rig.nft.fail_code = EOPNOTSUPP;
+  rig.start();
+  CHECK(rig.kernel.service_count() == 1);
+  CHECK(rig.kernel.destination_count() == 1);
+  CHECK(rig.observer.nft_failed == 1);
+  CHECK(rig.observer.finished_failed == 1);
+  REQUIRE_FALSE(rig.logs.empty());
+  bool said = false;
+  for (const auto& line : rig.logs) said |= line.find("nftables transaction failed") != std::string::npos;
+  CHECK(said);
+  CHECK_FALSE(rig.sync->written_nft().has_value());
+
+  // Another change while it still fails: IPVS follows, nothing is removed.
+  rig.add(slice("web", {"10.244.0.5", "10.244.0.6"}));
+  CHECK_FALSE(rig.sync->sync_dirty());
+  CHECK(rig.kernel.destination_count() == 2);
+  CHECK(rig.observer.nft_failed == 2);
+
+  // nf_tables comes back: the next sync writes the whole table.
+  rig.nft.fail_code = 0;
+  REQUIRE(rig.sync->sync_dirty());
+  CHECK(rig.nft.full_writes == 1);
+  CHECK(rig.nft.table() == rig.sync->desired_nft());
+  CHECK(rig.kernel.destination_count() == 2);
+}
+
+TEST_CASE("sync: a removed UDP real server's conntrack entries are cleared, TCP ones are left",
+          "[nft][sync]") {
+  Rig rig;
+  auto dns = service("dns", "10.96.0.53");
+  dns.ports[0].protocol = "UDP";
+  rig.add(dns);
+  rig.add(slice("dns", {"10.244.0.5", "10.244.0.6"}, "node-a", "UDP"));
+  rig.add(service("web", "10.96.0.80"));
+  rig.add(slice("web", {"10.244.0.5", "10.244.0.6"}));
+  rig.start();
+  CHECK(rig.conntrack.cleared.empty());
+
+  rig.add(slice("dns", {"10.244.0.6"}, "node-a", "UDP"));
+  rig.add(slice("web", {"10.244.0.6"}));
+  REQUIRE(rig.sync->sync_dirty());
+  REQUIRE(rig.conntrack.cleared.size() == 1);
+  CHECK(rig.conntrack.cleared[0] == ipvs::ConntrackFlow{ip("10.96.0.53"), 80, ip("10.244.0.5"), 8080});
+
+  // The whole Service goes: its last real server's entries too.
+  rig.sync->service_changed(k8s::key_of(dns), nullptr);
+  REQUIRE(rig.sync->sync_dirty());
+  REQUIRE(rig.conntrack.cleared.size() == 2);
+  CHECK(rig.conntrack.cleared[1] == ipvs::ConntrackFlow{ip("10.96.0.53"), 80, ip("10.244.0.6"), 8080});
+}
+
+TEST_CASE("a failed nftables transaction shows in kipvs_nftables_failures_total", "[nft][metrics]") {
+  boost::asio::io_context io;
+  ipvs::FakeBackend kernel;
+  ipvs::FakeNftBackend nft;
+  nft.fail_code = EPROTONOSUPPORT;
+  metrics::Metrics metrics;
+  MetricsObserver observer(metrics, nullptr);
+  SyncOptions options;
+  options.facts = facts();
+  options.log = [](std::string_view) {};
+  Sync sync(io, kernel, nullptr, observer, std::move(options), &nft);
+  const auto web = service("web", "10.96.0.10");
+  sync.service_changed(k8s::key_of(web), &web);
+  sync.synced(k8s::ResourceKind::kService);
+  sync.synced(k8s::ResourceKind::kEndpointSlice);
+  io.poll();
+  CHECK(kernel.service_count() == 1);
+  CHECK_THAT(metrics.serialize(), Catch::Contains("kipvs_nftables_failures_total 1"));
+}
+
+TEST_CASE("flags: clusterCIDR, masqueradeAll and masqueradeBit shape the table", "[nft][agent]") {
+  using Args = std::vector<std::string_view>;
+  auto options = parse_agent_args(Args{"--manifests", "/nonexistent", "--cluster-cidr", "10.244.1.0/16",
+                                       "--masquerade-all", "--iptables-masquerade-bit", "3"});
+  REQUIRE(options.has_value());
+  CHECK(options->sync.nft.cluster_cidrs == std::vector<std::string>{"10.244.0.0/16"});
+  CHECK(options->sync.nft.masquerade_all);
+  CHECK(options->sync.nft.masquerade_mark == 0x8);
+}
+
+}  // namespace
+}  // namespace kipvs::agent
