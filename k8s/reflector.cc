@@ -6,9 +6,9 @@
 #include <iostream>
 #include <random>
 
+#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/parse_options.hpp>
-#include <boost/json/monotonic_resource.hpp>
 
 namespace kipvs::k8s {
 namespace {
