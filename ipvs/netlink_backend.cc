@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
+#include <set>
 #include <system_error>
 
 #include "ipvs/netlink_codec.h"
@@ -396,6 +397,34 @@ std::expected<void, Error> NetlinkBackend::exchange(const std::string& what, Rep
   return outcome;
 }
 
+namespace {
+
+// The kernel's service dump resumes by position in its global hash table,
+// which every network namespace shares: a service added elsewhere between two
+// datagrams shifts ours past the resume point and it is dumped again. Keep
+// the last copy (its counters are the newer). The same shift can also skip a
+// service; the reconciler's re-read on EEXIST repairs that.
+void drop_repeated_services(std::vector<ServiceState>& services) {
+  std::set<ServiceKey> seen;
+  std::vector<bool> keep(services.size(), false);
+  std::size_t kept = 0;
+  for (std::size_t i = services.size(); i-- > 0;) {
+    if (seen.insert(services[i].service.key).second) {
+      keep[i] = true;
+      ++kept;
+    }
+  }
+  if (kept == services.size()) return;
+  std::vector<ServiceState> unique;
+  unique.reserve(kept);
+  for (std::size_t i = 0; i < services.size(); ++i) {
+    if (keep[i]) unique.push_back(std::move(services[i]));
+  }
+  services = std::move(unique);
+}
+
+}  // namespace
+
 std::expected<std::vector<ServiceState>, Error> NetlinkBackend::list_services() {
   std::vector<ServiceState> services;
   auto outcome = exchange(
@@ -412,6 +441,7 @@ std::expected<std::vector<ServiceState>, Error> NetlinkBackend::list_services() 
       },
       [&] { services.clear(); });
   if (!outcome) return std::unexpected(outcome.error());
+  drop_repeated_services(services);
   return services;
 }
 

@@ -58,7 +58,7 @@ void apply_ok(NetlinkBackend& backend, std::vector<Operation> operations) {
 // backend dumps, and what ipvsadm prints.
 void check_agreement(NetlinkBackend& backend, const Table& programmed, const std::string& step) {
   INFO("step: " << step);
-  const std::string by_ipvsadm = run_ok("ipvsadm -Sn");
+  const std::string by_ipvsadm = kipvs::test::ipvsadm_save();
   auto dump = backend.list_all();
   REQUIRE(dump.has_value());
   CHECK(kipvs::ipvs::table_from(*dump) == programmed);
@@ -142,7 +142,7 @@ void lifecycle(Family family, Protocol protocol, const std::string& scheduler) {
   apply_ok(*backend, {op(Operation::Kind::kDeleteService, service)});
   programmed.erase(service.key);
   check_agreement(*backend, programmed, "service deleted");
-  CHECK(run_ok("ipvsadm -Sn").empty());
+  CHECK(kipvs::test::ipvsadm_save().empty());
 }
 
 const std::vector<std::string> kSchedulers = {"rr", "wrr", "lc",  "wlc", "lblc", "lblcr",
@@ -251,7 +251,7 @@ TEST_CASE("kernel errors come back per operation with errno and a message naming
   REQUIRE_FALSE(results[6].has_value());
   CHECK(results[6].error().code == ESRCH);
 
-  CHECK(run_ok("ipvsadm -Sn") ==
+  CHECK(kipvs::test::ipvsadm_save() ==
         "-A -t 10.96.0.30:80 -s rr\n"
         "-a -t 10.96.0.30:80 -r 10.244.0.1:80 -m -w 1\n");
 }
@@ -271,7 +271,7 @@ TEST_CASE("timeouts, info and an explicit flush", "[kernel]") {
 
   run_ok("ipvsadm -A -t 10.1.1.1:80 && ipvsadm -A -u 10.1.1.1:53");
   REQUIRE(backend->flush().has_value());
-  CHECK(run_ok("ipvsadm -Sn").empty());
+  CHECK(kipvs::test::ipvsadm_save().empty());
 }
 
 TEST_CASE("real traffic through a virtual service raises the dumped counters", "[kernel]") {

@@ -6,6 +6,8 @@
 #include <array>
 #include <atomic>
 #include <cstdio>
+#include <set>
+#include <sstream>
 #include <stdexcept>
 
 #include <catch2/catch.hpp>
@@ -36,6 +38,19 @@ std::string run_ok(const std::string& command) {
   INFO("command: " << command << "\noutput:\n" << result.output);
   REQUIRE(result.status == 0);
   return result.output;
+}
+
+std::string ipvsadm_save() {
+  std::string output;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    output = run_ok("ipvsadm -Sn");
+    std::set<std::string> lines;
+    std::istringstream in(output);
+    bool repeated = false;
+    for (std::string line; std::getline(in, line);) repeated = repeated || !lines.insert(line).second;
+    if (!repeated) return output;
+  }
+  return output;
 }
 
 PeerNamespace::PeerNamespace(const std::string& role) {

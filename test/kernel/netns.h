@@ -21,6 +21,11 @@ CommandResult run(const std::string& command);
 // Runs a command and fails the current test case unless it exits 0.
 std::string run_ok(const std::string& command);
 
+// `ipvsadm -Sn`, read again while a line repeats: the kernel's service dump
+// walks a table that all namespaces share, so a service added by a test
+// running beside this one can make it list one of ours twice.
+std::string ipvsadm_save();
+
 // A named namespace (ip netns) for a peer host: a backend or a client. Deleted
 // when the object goes away. Names are unique per process.
 class PeerNamespace {

@@ -268,7 +268,7 @@ class Kipvs {
 };
 
 std::string ipvs_rules() {
-  return run_ok("ipvsadm -Sn");
+  return kipvs::test::ipvsadm_save();
 }
 
 bool has_line(const std::string& text, const std::string& line) {

@@ -9,6 +9,8 @@
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <deque>
+#include <optional>
+#include <set>
 #include <filesystem>
 
 #include "ipvs/fake_backend.h"
@@ -33,6 +35,9 @@ class ScriptedKernel final : public NetlinkTransport {
   int swallow_sends = 0;
   // Answers per datagram for dumps (the kernel fills ~32 KiB skbs).
   std::size_t dump_entries_per_datagram = 2;
+  // The service at this index is dumped twice, as the kernel does when
+  // another namespace adds a service while the dump is between datagrams.
+  std::optional<std::size_t> dump_service_twice;
 
   std::expected<void, Error> open() override {
     ++opens;
@@ -96,6 +101,10 @@ class ScriptedKernel final : public NetlinkTransport {
             nl::encode_service_answer(chunk, nl::Header{kFamily, m.sequence, nl::kFlagMulti, kPort},
                                       (*services)[i]);
             if ((i + 1) % dump_entries_per_datagram == 0) queue_.push_back(std::exchange(chunk, {}));
+          }
+          if (dump_service_twice) {
+            nl::encode_service_answer(chunk, nl::Header{kFamily, m.sequence, nl::kFlagMulti, kPort},
+                                      (*services)[*dump_service_twice]);
           }
           nl::encode_done(chunk, reply);
           queue_.push_back(std::move(chunk));
@@ -342,6 +351,25 @@ TEST_CASE("list_all reads multi-part dumps for every service", "[netlink]") {
   auto none = rig->backend.list_destinations(service(99).key);
   REQUIRE(none.has_value());
   CHECK(none->empty());
+}
+
+TEST_CASE("a service the kernel dumps twice is listed once", "[netlink]") {
+  auto rig = make_rig();
+  (void)rig->backend.apply(program(4, 2));
+  rig->kernel->dump_service_twice = 1;
+  auto all = rig->backend.list_all();
+  REQUIRE(all.has_value());
+  REQUIRE(all->size() == 4);
+  std::set<kipvs::ipvs::ServiceKey> listed;
+  for (const auto& entry : *all) {
+    listed.insert(entry.service.service.key);
+    CHECK(entry.destinations.size() == 2);
+  }
+  std::set<kipvs::ipvs::ServiceKey> programmed;
+  const auto in_kernel = rig->kernel->table.list_services();
+  REQUIRE(in_kernel.has_value());
+  for (const auto& state : *in_kernel) programmed.insert(state.service.key);
+  CHECK(listed == programmed);
 }
 
 TEST_CASE("a dump whose socket times out is retried from the start", "[netlink]") {
