@@ -9,9 +9,9 @@
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <deque>
+#include <filesystem>
 #include <optional>
 #include <set>
-#include <filesystem>
 
 #include "ipvs/fake_backend.h"
 #include "ipvs/netlink_codec.h"
