@@ -239,6 +239,7 @@ std::expected<void, std::string> Agent::start() {
   http_ = std::move(*client);
   k8s::ApiSourceOptions api{
       .node_name = node_name, .proxy_name = options_.sync.facts.proxy_name.value_or(""), .tuning = {}};
+  api.tuning.log = [this](std::string_view line) { logger_.info(0, line); };
   if (metrics_ != nullptr) {
     api.tuning.on_watch_event = [observer = metrics_](k8s::ResourceKind kind, std::string_view type) {
       observer->watch_event(kind, type);

@@ -97,15 +97,19 @@ std::expected<std::unique_ptr<NetlinkAddressBackend>, Error> NetlinkAddressBacke
 }
 
 std::expected<int, Error> NetlinkAddressBackend::link_index(const std::string& name) {
+  if (auto it = link_indexes_.find(name); it != link_indexes_.end()) return it->second;
   rtnl_link* raw = nullptr;
   if (int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw); rc < 0) {
     return std::unexpected(nl_failure("get link " + name, rc));
   }
   LinkPtr link(raw);
-  return rtnl_link_get_ifindex(link.get());
+  const int index = rtnl_link_get_ifindex(link.get());
+  link_indexes_[name] = index;
+  return index;
 }
 
 std::expected<void, Error> NetlinkAddressBackend::ensure_link(const std::string& name) {
+  link_indexes_.erase(name);
   rtnl_link* raw = nullptr;
   int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw);
   if (rc < 0) {
@@ -189,29 +193,39 @@ std::expected<AddrPtr, Error> make_addr(int index, const Address& address, const
 
 std::expected<void, Error> NetlinkAddressBackend::add_address(const std::string& name,
                                                               const Address& address) {
-  const std::string what = "add address " + address.to_string() + " to " + name;
-  auto index = link_index(name);
-  if (!index) return std::unexpected(index.error());
-  auto addr = make_addr(*index, address, what);
-  if (!addr) return std::unexpected(addr.error());
-  if (int rc = rtnl_addr_add(socket_->sock, addr->get(), 0); rc < 0)
-    return std::unexpected(nl_failure(what, rc));
-  return {};
+  return change_address(name, address, true);
 }
 
 std::expected<void, Error> NetlinkAddressBackend::delete_address(const std::string& name,
                                                                  const Address& address) {
-  const std::string what = "delete address " + address.to_string() + " from " + name;
-  auto index = link_index(name);
-  if (!index) return std::unexpected(index.error());
-  auto addr = make_addr(*index, address, what);
-  if (!addr) return std::unexpected(addr.error());
-  if (int rc = rtnl_addr_delete(socket_->sock, addr->get(), 0); rc < 0)
-    return std::unexpected(nl_failure(what, rc));
-  return {};
+  return change_address(name, address, false);
+}
+
+std::expected<void, Error> NetlinkAddressBackend::change_address(const std::string& name,
+                                                                 const Address& address, bool add) {
+  const std::string what =
+      (add ? "add address " : "delete address ") + address.to_string() + (add ? " to " : " from ") + name;
+  // A sync binds every cluster IP: looking the link up for each would double
+  // the round trips. The cached index is dropped, and the change tried once
+  // more, when it fails (the link may have been deleted and made again).
+  const bool cached = link_indexes_.contains(name);
+  for (int attempt = 0;; ++attempt) {
+    auto index = link_index(name);
+    if (!index) return std::unexpected(index.error());
+    auto addr = make_addr(*index, address, what);
+    if (!addr) return std::unexpected(addr.error());
+    const int rc =
+        add ? rtnl_addr_add(socket_->sock, addr->get(), 0) : rtnl_addr_delete(socket_->sock, addr->get(), 0);
+    if (rc >= 0) return {};
+    auto error = nl_failure(what, rc);
+    const bool answer = error.code == EEXIST || error.code == EADDRNOTAVAIL;
+    if (answer || !cached || attempt > 0) return std::unexpected(error);
+    link_indexes_.erase(name);
+  }
 }
 
 std::expected<void, Error> NetlinkAddressBackend::delete_link(const std::string& name) {
+  link_indexes_.erase(name);
   rtnl_link* raw = nullptr;
   if (int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw); rc < 0) {
     // libnl says "object not found" for a missing name; callers reason in ENODEV.

@@ -58,8 +58,11 @@ class NetlinkAddressBackend final : public AddressBackend {
   struct Socket;
   explicit NetlinkAddressBackend(std::unique_ptr<Socket> socket);
   [[nodiscard]] std::expected<int, Error> link_index(const std::string& name);
+  [[nodiscard]] std::expected<void, Error> change_address(const std::string& name, const Address& address,
+                                                          bool add);
 
   std::unique_ptr<Socket> socket_;
+  std::map<std::string, int> link_indexes_;  // by link name
 };
 
 // In memory, for unit tests: links, their up state and addresses, with

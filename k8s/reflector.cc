@@ -162,7 +162,11 @@ std::string ReflectorBase::target(bool watch, const std::string& continue_token)
 void ReflectorBase::list_page(std::string continue_token) {
   if (stopped_) return;
   phase_ = Phase::kListing;
-  if (continue_token.empty()) discard_list();
+  if (continue_token.empty()) {
+    discard_list();
+    list_started_ = std::chrono::steady_clock::now();
+    list_items_ = 0;
+  }
   body_.clear();
   status_code_ = 0;
   retry_after_.reset();
@@ -231,11 +235,18 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
   ++status_.list_pages;
   if (const auto* items = json->as_object().if_contains("items"); items && items->is_array()) {
     for (const auto& item : items->as_array()) stage_item(item);
+    list_items_ += items->as_array().size();
   }
   if (!meta->continue_token.empty()) return list_page(meta->continue_token);
 
   body_.shrink_to_fit();
   commit_list();
+  log("listed " + std::to_string(list_items_) + " objects at resourceVersion " + meta->resource_version +
+      " in " +
+      std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                           list_started_)
+                         .count()) +
+      " ms");
   resource_version_ = meta->resource_version;
   status_.resource_version = resource_version_;
   ++status_.lists;

@@ -157,6 +157,10 @@ class ReflectorBase {
   bool use_field_selector_ = true;
   bool relist_pending_ = false;  // set by an ERROR 410 frame mid-watch
   bool relisting_ = false;       // the current list is a relist
+  // When the current list's first page was asked for, and its items so far:
+  // for the line that reports how long a list took.
+  std::chrono::steady_clock::time_point list_started_{};
+  std::size_t list_items_ = 0;
   std::string resource_version_;
   unsigned status_code_ = 0;
   std::optional<std::chrono::seconds> retry_after_;
