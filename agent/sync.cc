@@ -642,8 +642,35 @@ void Sync::unbind_stale_addresses(const std::set<ipvs::Address>& desired) {
 // ---------------------------------------------------------------------------
 // The syncs
 
+void Sync::PhaseTimes::start() {
+  spent.clear();
+  mark = std::chrono::steady_clock::now();
+}
+
+void Sync::PhaseTimes::lap(const char* phase) {
+  const auto now = std::chrono::steady_clock::now();
+  auto it = std::find_if(spent.begin(), spent.end(), [&](const auto& entry) { return entry.first == phase; });
+  if (it == spent.end()) {
+    spent.emplace_back(phase, now - mark);
+  } else {
+    it->second += now - mark;
+  }
+  mark = now;
+}
+
+std::string Sync::PhaseTimes::summary() const {
+  std::ostringstream out;
+  for (const auto& [phase, duration] : spent) {
+    out << (out.tellp() == 0 ? " (" : ", ") << phase << ' '
+        << duration_cast<std::chrono::microseconds>(duration).count() / 1000 << " ms";
+  }
+  if (out.tellp() != 0) out << ')';
+  return out.str();
+}
+
 bool Sync::sync_dirty() {
   if (!initial_sync_done_) return sync_full();
+  phases_.start();
   const auto started = options_.clock();
   observer_.sync_started(SyncKind::kIncremental);
   std::set<ipvs::ServiceKey> affected = std::move(dirty_keys_);
@@ -652,30 +679,38 @@ bool Sync::sync_dirty() {
   dirty_.clear();
   pending_slice_changes_ = 0;
   for (const auto& service : recomputed) recompute(service, affected);
+  phases_.lap("state");
 
   const auto desired = desired_addresses();
   bind_addresses(desired);
   auto addresses = desired;
   addresses.insert(observed_addresses_.begin(), observed_addresses_.end());
+  phases_.lap("addresses");
 
   const auto plan = plan_for(affected, addresses);
   const auto connections = connections_for(plan);
   auto drained = ipvs::apply_drain_policy(plan, observed_, connections, draining_, options_.clock(),
                                           {.grace_period = options_.grace_period});
   draining_ = std::move(drained.draining);
+  phases_.lap("diff");
   // Masquerade rules first: a virtual service never works without them.
   const bool nft_ok = sync_nft();
+  phases_.lap("nftables");
   const auto failed = apply(drained.plan, addresses, /*reread=*/true);
+  phases_.lap("ipvs");
   unbind_stale_addresses(desired);
+  phases_.lap("addresses");
   ++stats_.incremental_syncs;
   finish(SyncKind::kIncremental, started, drained.plan, recomputed.size(), failed, recomputed);
   return failed.empty() && nft_ok;
 }
 
 bool Sync::sync_full() {
+  phases_.start();
   const auto started = options_.clock();
   observer_.sync_started(SyncKind::kFull);
   auto dump = backend_.list_all();
+  phases_.lap("read");
   if (!dump) {
     // Back off from retry_min, but never wait longer than a resync would:
     // until the first dump succeeds nothing is programmed.
@@ -712,11 +747,13 @@ bool Sync::sync_full() {
   dirty_keys_.clear();
   pending_slice_changes_ = 0;
   for (const auto& service : recomputed) recompute(service, affected);
+  phases_.lap("state");
 
   const auto desired_addrs = desired_addresses();
   bind_addresses(desired_addrs);
   auto addresses = desired_addrs;
   addresses.insert(observed_addresses_.begin(), observed_addresses_.end());
+  phases_.lap("addresses");
 
   const auto desired_table = desired();
   const auto plan = ipvs::diff(desired_table, observed_,
@@ -725,11 +762,15 @@ bool Sync::sync_full() {
       ipvs::apply_drain_policy(plan, observed_, connections, ipvs::prune_drains(draining_, observed_),
                                options_.clock(), {.grace_period = options_.grace_period});
   draining_ = std::move(drained.draining);
+  phases_.lap("diff");
   // Masquerade rules first: on the first sync they are written in the same
   // sync as, and before, the first virtual services.
   const bool nft_ok = sync_nft();
+  phases_.lap("nftables");
   const auto failed = apply(drained.plan, addresses, /*reread=*/true);
+  phases_.lap("ipvs");
   unbind_stale_addresses(desired_addrs);
+  phases_.lap("addresses");
   ++stats_.full_syncs;
   const bool first = !initial_sync_done_;
   initial_sync_done_ = true;
@@ -785,7 +826,7 @@ void Sync::finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipv
          << (kind == SyncKind::kFull ? " virtual services" : " services changed") << ", " << plan.size()
          << " operations" << plan_summary(plan) << ", " << draining_.size() << " draining, "
          << (failed.empty() ? std::string("ok") : std::to_string(failed.size()) + " failed") << ", "
-         << duration_cast<std::chrono::microseconds>(elapsed).count() / 1000.0 << " ms";
+         << duration_cast<std::chrono::microseconds>(elapsed).count() / 1000.0 << " ms" << phases_.summary();
     log(line.str());
   }
 }

@@ -230,6 +230,16 @@ class Sync final : public k8s::ObjectSink {
               std::size_t services, const std::set<ipvs::ServiceKey>& failed,
               const std::set<k8s::ObjectKey>& recomputed);
 
+  // Where the current sync's time went, by phase, for its log line: the
+  // kernel's share (reading, writing) against kipvs's own (planning).
+  struct PhaseTimes {
+    std::vector<std::pair<const char*, std::chrono::steady_clock::duration>> spent;
+    std::chrono::steady_clock::time_point mark;
+    void start();
+    void lap(const char* phase);
+    [[nodiscard]] std::string summary() const;
+  };
+
   boost::asio::io_context& io_;
   ipvs::Backend& backend_;
   ipvs::AddressBackend* addresses_;
@@ -238,6 +248,7 @@ class Sync final : public k8s::ObjectSink {
   SyncObserver& observer_;
   SyncOptions options_;
   std::chrono::system_clock::time_point started_wall_;
+  PhaseTimes phases_;
 
   ServiceMap services_;
   EndpointSliceMap slices_;

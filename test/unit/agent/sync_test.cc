@@ -214,6 +214,11 @@ TEST_CASE("the first sync waits for every kind", "[sync]") {
   agent.pump();
   CHECK(agent.sync->initial_sync_done());
   CHECK(node.kernel.service_count() == 3);
+  // Its log line says where the time went, phase by phase.
+  REQUIRE_FALSE(agent.logs.empty());
+  CHECK_THAT(agent.logs.back(), Catch::StartsWith("sync full: 3 virtual services, 9 operations") &&
+                                    Catch::Contains(" ms (read ") && Catch::Contains(", ipvs ") &&
+                                    Catch::EndsWith(" ms)"));
 }
 
 TEST_CASE("a destination deleted behind kipvs's back comes back at the resync", "[sync]") {
