@@ -12,6 +12,8 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
 
+#include "k8s/gzip.h"
+
 namespace kipvs::k8s {
 namespace {
 
@@ -143,6 +145,13 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
     HttpResponseHead head;
     head.status = response.result_int();
     head.content_type = std::string(response[http::field::content_type]);
+    head.content_encoding = std::string(response[http::field::content_encoding]);
+    if (beast::iequals(head.content_encoding, "gzip")) {
+      gzip_.emplace();
+    } else if (!head.content_encoding.empty() && !beast::iequals(head.content_encoding, "identity")) {
+      return fail(HttpError::Kind::kProtocol,
+                  "the response's Content-Encoding " + head.content_encoding + " was not asked for");
+    }
     if (const auto retry = response[http::field::retry_after]; !retry.empty()) {
       long seconds = 0;
       if (auto [ptr, err] = std::from_chars(retry.data(), retry.data() + retry.size(), seconds);
@@ -170,7 +179,15 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
   void on_body(boost::system::error_code ec) {
     if (done_) return;
     const std::size_t got = body_.size() - parser_.get().body().size;
-    if (got > 0 && handlers_.on_body) handlers_.on_body(std::string_view(body_.data(), got));
+    if (got > 0 && gzip_) {
+      auto decoded = gzip_->write(std::string_view(body_.data(), got), [this](std::string_view plain) {
+        if (!done_ && handlers_.on_body) handlers_.on_body(plain);
+      });
+      if (done_) return;
+      if (!decoded) return fail(HttpError::Kind::kProtocol, "reading the body: " + decoded.error());
+    } else if (got > 0 && handlers_.on_body) {
+      handlers_.on_body(std::string_view(body_.data(), got));
+    }
     if (done_) return;
     if (ec == http::error::need_buffer) ec = {};
     if (ec) return fail(kind_of_failure(ec, HttpError::Kind::kProtocol), "reading the body: " + ec.message());
@@ -179,6 +196,11 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
 
   void finish() {
     if (done_) return;
+    if (gzip_) {
+      if (auto complete = gzip_->finish(); !complete) {
+        return fail(HttpError::Kind::kProtocol, "reading the body: " + complete.error());
+      }
+    }
     done_ = true;
     boost::system::error_code ignored;
     beast::get_lowest_layer(stream_).socket().close(ignored);
@@ -204,6 +226,7 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
   beast::flat_buffer buffer_;
   http::response_parser<http::buffer_body> parser_;
   std::array<char, kBodyBufferBytes> body_{};
+  std::optional<GzipDecoder> gzip_;
   bool done_ = false;
 };
 
@@ -226,6 +249,7 @@ class BeastHttpClient final : public HttpClient {
     request.set(http::field::host, default_port ? host : host + ":" + url_.port);
     request.set(http::field::user_agent, kUserAgent);
     request.set(http::field::accept, options.accept);
+    if (options.accept_gzip) request.set(http::field::accept_encoding, "gzip");
     if (tokens_) {
       if (const std::string token = tokens_->token(); !token.empty()) {
         request.set(http::field::authorization, "Bearer " + token);

@@ -36,10 +36,14 @@ struct HttpResponseHead {
   unsigned status = 0;
   std::string content_type;
   std::optional<std::chrono::seconds> retry_after;  // 429/503 Retry-After in seconds
+  std::string content_encoding;                     // "gzip" when the body came compressed
 };
 
 struct HttpRequestOptions {
   std::string accept = "application/json";
+  // Ask for a gzip body (as client-go does): the API server compresses large
+  // lists, about twenty times smaller. on_body still gets the plain bytes.
+  bool accept_gzip = false;
   // From the start until the response head has arrived.
   std::chrono::milliseconds head_timeout{std::chrono::seconds(30)};
   // The longest silence allowed while the body streams.

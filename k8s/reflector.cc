@@ -175,6 +175,7 @@ void ReflectorBase::list_page(std::string continue_token) {
     status_code_ = head.status;
     retry_after_ = head.retry_after;
     status_.last_http_status = head.status;
+    if (head.status == 200 && head.content_encoding == "gzip") ++status_.gzip_list_pages;
   };
   handlers.on_body = [this](std::string_view bytes) {
     const std::size_t limit = status_code_ == 200 ? kMaxListBytes : kMaxErrorBody;
@@ -183,7 +184,9 @@ void ReflectorBase::list_page(std::string continue_token) {
   handlers.on_done = [this, continue_token](std::optional<HttpError> error) {
     on_list_done(continue_token, std::move(error));
   };
-  call_ = client_.get(target(false, continue_token), options_.http, std::move(handlers));
+  HttpRequestOptions http = options_.http;
+  http.accept_gzip = true;  // a watch stays plain: its frames are small and must not wait in a compressor
+  call_ = client_.get(target(false, continue_token), http, std::move(handlers));
 }
 
 std::string ReflectorBase::describe_http_error(unsigned status, const std::string& body,

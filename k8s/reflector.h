@@ -90,9 +90,10 @@ struct ReflectorOptions {
 struct ReflectorStatus {
   std::uint64_t lists = 0;  // complete lists (all pages)
   std::uint64_t list_pages = 0;
-  std::uint64_t relists = 0;  // lists after 410 / too-large RV
-  std::uint64_t watches = 0;  // watch requests answered 200
-  std::uint64_t events = 0;   // ADDED/MODIFIED/DELETED applied
+  std::uint64_t gzip_list_pages = 0;  // pages the server sent compressed
+  std::uint64_t relists = 0;          // lists after 410 / too-large RV
+  std::uint64_t watches = 0;          // watch requests answered 200
+  std::uint64_t events = 0;           // ADDED/MODIFIED/DELETED applied
   std::uint64_t bookmarks = 0;
   std::uint64_t failures = 0;  // requests that failed (each followed by a backoff)
   std::uint64_t skipped = 0;   // objects or frames that did not decode

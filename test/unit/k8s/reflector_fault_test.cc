@@ -18,6 +18,7 @@
 #include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 
+#include "gzip_encode.h"
 #include "k8s/api_source.h"
 #include "k8s/http_client.h"
 
@@ -260,6 +261,52 @@ TEST_CASE("reflector fault: pages, then a watch from the list's version, resumed
   CHECK(rig.reflector->status().bookmarks == 1);
   CHECK(rig.reflector->status().list_pages == 2);
   CHECK(rig.hooks == std::vector<std::string>{"ADDED", "MODIFIED", "DELETED", "BOOKMARK"});
+}
+
+TEST_CASE("reflector fault: a list asks for gzip and a compressed page decodes, and a watch stays plain") {
+  std::vector<std::string> heads;
+  const std::string page = list({service("a", "5"), service("b", "6", 8080)}, "10");
+  const std::string compressed = kipvs::test::gzip_encode(page);
+  REQUIRE(compressed.size() > 20);
+  Rig rig([&](const std::string& target, const std::string& head) -> Script {
+    heads.push_back(head);
+    if (!is_watch(target)) {
+      // Split inside the deflate data: the decoder sees it in two reads.
+      const std::string http_head =
+          "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: "
+          "gzip\r\nContent-Length: " +
+          std::to_string(compressed.size()) + "\r\nConnection: close\r\n\r\n";
+      return {{http_head + compressed.substr(0, 20)}, {compressed.substr(20)}};
+    }
+    return {{chunked_head()}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return heads.size() == 2; }));
+  CHECK_THAT(heads[0], Catch::Contains("Accept-Encoding: gzip"));
+  CHECK_THAT(heads[1], !Catch::Contains("Accept-Encoding"));
+  CHECK(rig.sink.events == std::vector<std::string>{"a", "b"});
+  CHECK(rig.reflector->cache().find({"ns", "b"})->ports.at(0).port == 8080);
+  CHECK(rig.reflector->status().gzip_list_pages == 1);
+}
+
+TEST_CASE("reflector fault: a corrupt gzip page is a failed list, retried, nothing half-applied") {
+  int lists = 0;
+  const std::string page = list({service("a", "5")}, "10");
+  std::string corrupt = kipvs::test::gzip_encode(page);
+  corrupt[corrupt.size() - 8] ^= 0x01;  // the CRC-32
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (is_watch(target)) return {{chunked_head()}};
+    const std::string body = ++lists == 1 ? corrupt : kipvs::test::gzip_encode(page);
+    return {{"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: " + std::to_string(body.size()) +
+             "\r\nConnection: close\r\n\r\n" + body}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return rig.sink.synced_count == 1; }));
+  CHECK(lists == 2);
+  CHECK(rig.sink.events == std::vector<std::string>{"a"});
+  CHECK(rig.reflector->status().failures == 1);
+  REQUIRE_FALSE(rig.log.empty());
+  CHECK_THAT(rig.log.front(), Catch::Contains("CRC-32 mismatch"));
 }
 
 TEST_CASE("reflector fault: a frame delivered byte by byte is applied once, whole") {

@@ -1,0 +1,113 @@
+#include "k8s/gzip.h"
+
+#include <algorithm>
+
+namespace kipvs::k8s {
+namespace {
+
+namespace zlib = boost::beast::zlib;
+
+constexpr unsigned char kId1 = 0x1f, kId2 = 0x8b, kDeflate = 8;
+constexpr unsigned char kFlagHeaderCrc = 0x02, kFlagExtra = 0x04, kFlagName = 0x08, kFlagComment = 0x10;
+constexpr unsigned char kFlagsReserved = 0xe0;
+constexpr std::size_t kFixedHeader = 10, kTrailer = 8;
+
+std::uint32_t little_endian32(std::string_view bytes) {
+  std::uint32_t value = 0;
+  for (int i = 3; i >= 0; --i) value = (value << 8) | static_cast<unsigned char>(bytes[i]);
+  return value;
+}
+
+}  // namespace
+
+std::expected<void, std::string> GzipDecoder::fail(std::string message) {
+  state_ = State::kFailed;
+  return std::unexpected("gzip: " + std::move(message));
+}
+
+std::expected<std::size_t, std::string> GzipDecoder::header_size() const {
+  if (header_.size() < kFixedHeader) return 0;
+  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(header_[i]); };
+  if (byte(0) != kId1 || byte(1) != kId2) return std::unexpected(std::string("not a gzip stream"));
+  if (byte(2) != kDeflate) return std::unexpected("compression method " + std::to_string(byte(2)));
+  const unsigned char flags = byte(3);
+  if ((flags & kFlagsReserved) != 0) return std::unexpected(std::string("reserved header flags set"));
+  std::size_t at = kFixedHeader;
+  if ((flags & kFlagExtra) != 0) {
+    if (header_.size() < at + 2) return 0;
+    at += 2 + (byte(at) | (static_cast<std::size_t>(byte(at + 1)) << 8));
+  }
+  for (const unsigned char flag : {kFlagName, kFlagComment}) {
+    if ((flags & flag) == 0) continue;
+    const auto end = header_.find('\0', at);
+    if (end == std::string::npos) return 0;
+    at = end + 1;
+  }
+  if ((flags & kFlagHeaderCrc) != 0) at += 2;
+  return header_.size() < at ? 0 : at;
+}
+
+std::expected<void, std::string> GzipDecoder::write(std::string_view compressed, const Output& out) {
+  if (state_ == State::kFailed) return std::unexpected(std::string("gzip: the stream failed earlier"));
+  if (state_ == State::kHeader) {
+    header_.append(compressed);
+    auto size = header_size();
+    if (!size) return fail(size.error());
+    if (*size == 0) return {};
+    // The rest of what was buffered is deflate data.
+    const std::string rest = header_.substr(*size);
+    header_.clear();
+    state_ = State::kBody;
+    return write(rest, out);
+  }
+  if (state_ == State::kBody) {
+    zlib::z_params zs;
+    zs.next_in = compressed.data();
+    zs.avail_in = compressed.size();
+    while (true) {
+      zs.next_out = buffer_.data();
+      zs.avail_out = buffer_.size();
+      boost::system::error_code ec;
+      inflate_.write(zs, zlib::Flush::sync, ec);
+      const std::size_t produced = buffer_.size() - zs.avail_out;
+      if (produced > 0) {
+        crc_.process_bytes(buffer_.data(), produced);
+        size_ += static_cast<std::uint32_t>(produced);
+        out(std::string_view(buffer_.data(), produced));
+      }
+      if (ec == zlib::error::end_of_stream) {
+        state_ = State::kTrailer;
+        const auto* next = static_cast<const char*>(zs.next_in);
+        return write(std::string_view(next, zs.avail_in), out);
+      }
+      if (ec == zlib::error::need_buffers) return {};  // wants more input
+      if (ec) return fail("corrupt deflate data: " + ec.message());
+      if (zs.avail_in == 0 && zs.avail_out != 0) return {};
+    }
+  }
+  if (state_ == State::kTrailer) {
+    const std::size_t take = std::min(compressed.size(), kTrailer - trailer_.size());
+    trailer_.append(compressed.substr(0, take));
+    compressed.remove_prefix(take);
+    if (trailer_.size() < kTrailer) return {};
+    if (little_endian32(trailer_) != crc_.checksum()) return fail("CRC-32 mismatch");
+    if (little_endian32(std::string_view(trailer_).substr(4)) != size_) return fail("size mismatch");
+    state_ = State::kDone;
+  }
+  // The API server sends one member; anything after it is not JSON we asked for.
+  if (state_ == State::kDone && !compressed.empty()) return fail("data after the end of the stream");
+  return {};
+}
+
+std::expected<void, std::string> GzipDecoder::finish() const {
+  switch (state_) {
+    case State::kDone:
+      return {};
+    case State::kFailed:
+      return std::unexpected(std::string("gzip: the stream failed"));
+    default:
+      return std::unexpected(std::string("gzip: the stream ends early"));
+  }
+}
+
+}  // namespace kipvs::k8s
