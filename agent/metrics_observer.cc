@@ -152,7 +152,8 @@ void MetricsObserver::address_operation(bool add, bool ok) {
   metrics_.netlink_operations(add ? "add_address" : "delete_address", ok ? "ok" : "error");
 }
 
-void MetricsObserver::nft_transaction(bool /*full*/, bool ok) {
+void MetricsObserver::nft_transaction(bool full, bool ok) {
+  metrics_.nftables_transaction(full);
   if (!ok) metrics_.nftables_failed();
 }
 

@@ -264,6 +264,16 @@ def kernel_writes(text):
     return int(total)
 
 
+def nft_transactions(text):
+    """kipvs_nftables_transactions_total by scope: {"table": n, "elements": m}."""
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r'kipvs_nftables_transactions_total\{scope="(\w+)"\} ([0-9.e+]+)', line)
+        if m:
+            out[m.group(1)] = int(float(m.group(2)))
+    return out
+
+
 def count_rules(path):
     services = dests = 0
     with open(path) as f:
@@ -402,7 +412,9 @@ def main():
         # Idle: the drained endpoint's deletion (kipvs checks every 5 s)
         # lands before the window opens; then only periodic resyncs run.
         time.sleep(8)
-        writes0 = kernel_writes(metrics()) if args.agent == "kipvs" else None
+        before = metrics() if args.agent == "kipvs" else ""
+        writes0 = kernel_writes(before) if args.agent == "kipvs" else None
+        nft0 = nft_transactions(before)
         syncs0 = len(agent.read_syncs())
         cpu0 = agent.cpu_seconds()
         log(f"idle window: {args.idle} s")
@@ -411,7 +423,9 @@ def main():
         res["idle_cpu_seconds"] = round(agent.cpu_seconds() - cpu0, 3)
         res["idle_syncs"] = len(agent.read_syncs()) - syncs0
         if args.agent == "kipvs":
-            res["idle_writes"] = kernel_writes(metrics()) - writes0
+            after = metrics()
+            res["idle_writes"] = kernel_writes(after) - writes0
+            res["idle_nft_transactions"] = sum(nft_transactions(after).values()) - sum(nft0.values())
         res["vm_hwm_kib"] = agent.status("VmHWM")
         res["vm_rss_kib"] = agent.status("VmRSS")
 
@@ -430,7 +444,9 @@ def main():
             t0 = agent.start()
             ts, line = agent.wait_first_sync(args.cold_timeout)
             res["restart_seconds"] = round(ts - t0, 3)
-            res["restart_writes"] = kernel_writes(metrics())
+            after = metrics()
+            res["restart_writes"] = kernel_writes(after)
+            res["restart_nft_transactions"] = nft_transactions(after)
             res["restart_line"] = line.strip()[-200:]
             log(f"restart {res['restart_seconds']} s, {res['restart_writes']} writes: {line.strip()[-160:]}")
     finally:

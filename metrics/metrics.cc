@@ -125,7 +125,12 @@ Metrics::Metrics(std::vector<std::string> families)
                              .Name("kipvs_nftables_failures_total")
                              .Help("Failed nftables rule updates")
                              .Register(*registry_)
-                             .Add({})) {
+                             .Add({})),
+      nftables_transactions_(BuildCounter()
+                                 .Name("kipvs_nftables_transactions_total")
+                                 .Help("nftables transactions written, by scope: the whole table, or set "
+                                       "elements only")
+                                 .Register(*registry_)) {
   // Create the per-family series up front so a dashboard sees them (at 0)
   // before the first sync, as kube-proxy's do.
   for (const auto& family : families_) {
@@ -214,6 +219,9 @@ void Metrics::set_drains_in_progress(std::uint64_t count) {
 }
 void Metrics::nftables_failed() {
   nftables_failures_.Increment();
+}
+void Metrics::nftables_transaction(bool whole_table) {
+  nftables_transactions_.Add({{"scope", whole_table ? "table" : "elements"}}).Increment();
 }
 
 void Metrics::add_collectable(std::shared_ptr<prometheus::Collectable> collectable) {

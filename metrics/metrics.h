@@ -96,6 +96,7 @@ class Metrics {
   void set_destinations(std::uint64_t count);
   void set_drains_in_progress(std::uint64_t count);
   void nftables_failed();
+  void nftables_transaction(bool whole_table);
 
   // Adds a collector asked on every scrape.
   void add_collectable(std::shared_ptr<prometheus::Collectable> collectable);
@@ -137,6 +138,7 @@ class Metrics {
   prometheus::Gauge& destinations_;
   prometheus::Gauge& drains_;
   prometheus::Counter& nftables_failures_;
+  prometheus::Family<prometheus::Counter>& nftables_transactions_;
 };
 
 }  // namespace kipvs::metrics

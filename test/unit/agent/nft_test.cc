@@ -327,6 +327,7 @@ TEST_CASE("a failed nftables transaction shows in kipvs_nftables_failures_total"
   io.poll();
   CHECK(kernel.service_count() == 1);
   CHECK_THAT(metrics.serialize(), Catch::Contains("kipvs_nftables_failures_total 1"));
+  CHECK_THAT(metrics.serialize(), Catch::Contains(R"(kipvs_nftables_transactions_total{scope="table"} 1)"));
 }
 
 TEST_CASE("flags: clusterCIDR, masqueradeAll and masqueradeBit shape the table", "[nft][agent]") {
