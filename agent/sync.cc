@@ -309,8 +309,11 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
       }
     }
     for (const auto& address : old->second.bound) {
-      if (auto ref = bound_refs_.find(address); ref != bound_refs_.end() && --ref->second == 0)
+      if (auto ref = bound_refs_.find(address); ref != bound_refs_.end() && --ref->second == 0) {
         bound_refs_.erase(ref);
+        desired_addresses_.erase(address);
+        address_flips_.insert(address);
+      }
     }
     for (const auto& [key, which] : old->second.no_local_endpoints) --no_local_counts_[which];
     parts_.erase(old);
@@ -346,7 +349,12 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
     }
     claimants.insert(service);
   }
-  for (const auto& address : part.bound) ++bound_refs_[address];
+  for (const auto& address : part.bound) {
+    if (++bound_refs_[address] == 1) {
+      desired_addresses_.insert(address);
+      address_flips_.insert(address);
+    }
+  }
   parts_.emplace(service, std::move(part));
 }
 
@@ -373,12 +381,16 @@ std::map<k8s::ObjectKey, HealthCheck> Sync::health_checks() const {
   return all;
 }
 
-ipvs::NftState Sync::desired_nft() const {
-  std::map<ipvs::ServiceKey, ServiceOrigin> origins;
+std::map<ipvs::ServiceKey, ServiceOrigin> Sync::origins() const {
+  std::map<ipvs::ServiceKey, ServiceOrigin> all;
   for (const auto& [key, claimants] : claims_) {
-    if (auto found = origin(key)) origins.emplace(key, std::move(*found));
+    if (auto found = origin(key)) all.emplace(key, std::move(*found));
   }
-  return nft_state(origins, desired_addresses(), options_.nft);
+  return all;
+}
+
+ipvs::NftState Sync::desired_nft() const {
+  return nft_state(origins(), desired_addresses_, options_.nft);
 }
 
 ipvs::Table Sync::desired() const {
@@ -387,12 +399,6 @@ ipvs::Table Sync::desired() const {
     if (const auto* entry = desired_entry(key)) table.emplace(key, *entry);
   }
   return table;
-}
-
-std::set<ipvs::Address> Sync::desired_addresses() const {
-  std::set<ipvs::Address> addresses;
-  for (const auto& [address, count] : bound_refs_) addresses.insert(address);
-  return addresses;
 }
 
 bool Sync::owned(const ipvs::ServiceKey& key, const std::set<ipvs::Address>& addresses) const {
@@ -570,9 +576,18 @@ void Sync::clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows) {
   }
 }
 
-bool Sync::sync_nft() {
+bool Sync::sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected) {
   if (nft_ == nullptr) return true;
-  auto desired = desired_nft();
+  if (!all && nft_written_ && !nft_failed_ && address_flips_.empty()) {
+    const bool unchanged = std::ranges::all_of(affected, [&](const ipvs::ServiceKey& key) {
+      const auto now = origin(key);
+      const auto before = nft_origins_.find(key);
+      return before == nft_origins_.end() ? !now.has_value() : now == before->second;
+    });
+    if (unchanged) return true;
+  }
+  nft_origins_ = origins();
+  auto desired = nft_state(nft_origins_, desired_addresses_, options_.nft);
   const auto update = ipvs::nft_diff(nft_written_, desired);
   if (update.empty()) return true;
   const bool full = update.full.has_value();
@@ -592,7 +607,7 @@ bool Sync::sync_nft() {
   return true;
 }
 
-void Sync::bind_addresses(const std::set<ipvs::Address>& desired) {
+void Sync::bind_addresses(bool all) {
   if (addresses_ == nullptr) return;
   if (!link_ready_) {
     if (auto ready = addresses_->ensure_link(options_.interface_name); !ready) {
@@ -600,10 +615,11 @@ void Sync::bind_addresses(const std::set<ipvs::Address>& desired) {
       return;
     }
     link_ready_ = true;
+    all = true;
     if (auto listed = addresses_->list_addresses(options_.interface_name)) observed_addresses_ = *listed;
   }
-  for (const auto& address : desired) {
-    if (observed_addresses_.contains(address)) continue;
+  for (const auto& address : all ? desired_addresses_ : address_flips_) {
+    if (observed_addresses_.contains(address) || !desired_addresses_.contains(address)) continue;
     auto added = addresses_->add_address(options_.interface_name, address);
     const bool ok = added || added.error().code == EEXIST;
     observer_.address_operation(true, ok);
@@ -615,26 +631,48 @@ void Sync::bind_addresses(const std::set<ipvs::Address>& desired) {
   }
 }
 
-void Sync::unbind_stale_addresses(const std::set<ipvs::Address>& desired) {
+void Sync::unbind_stale_addresses(bool all) {
   if (addresses_ == nullptr || !link_ready_) return;
+  const auto stale = [&](const ipvs::Address& address) {
+    return observed_addresses_.contains(address) && !desired_addresses_.contains(address);
+  };
+  std::vector<ipvs::Address> candidates;
+  for (const auto& address : all ? observed_addresses_ : address_flips_) {
+    if (stale(address)) candidates.push_back(address);
+  }
+  if (candidates.empty()) return;
   std::set<ipvs::Address>
       in_use;  // an owned service that could not be removed keeps its address (and ownership)
   for (const auto& [key, entry] : observed_) {
     if (key.fwmark == 0) in_use.insert(key.address);
   }
-  for (auto it = observed_addresses_.begin(); it != observed_addresses_.end();) {
-    if (desired.contains(*it) || in_use.contains(*it)) {
-      ++it;
-      continue;
-    }
-    auto deleted = addresses_->delete_address(options_.interface_name, *it);
+  for (const auto& address : candidates) {
+    if (in_use.contains(address)) continue;
+    auto deleted = addresses_->delete_address(options_.interface_name, address);
     const bool ok = deleted || deleted.error().code == EADDRNOTAVAIL;
     observer_.address_operation(false, ok);
     if (ok) {
-      it = observed_addresses_.erase(it);
+      observed_addresses_.erase(address);
     } else {
       log(deleted.error().message);
-      ++it;
+    }
+  }
+}
+
+void Sync::refresh_owned_addresses(bool all) {
+  const auto owned = [&](const ipvs::Address& address) {
+    return desired_addresses_.contains(address) || observed_addresses_.contains(address);
+  };
+  if (all) {
+    owned_addresses_ = desired_addresses_;
+    owned_addresses_.insert(observed_addresses_.begin(), observed_addresses_.end());
+    return;
+  }
+  for (const auto& address : address_flips_) {
+    if (owned(address)) {
+      owned_addresses_.insert(address);
+    } else {
+      owned_addresses_.erase(address);
     }
   }
 }
@@ -681,24 +719,27 @@ bool Sync::sync_dirty() {
   for (const auto& service : recomputed) recompute(service, affected);
   phases_.lap("state");
 
-  const auto desired = desired_addresses();
-  bind_addresses(desired);
-  auto addresses = desired;
-  addresses.insert(observed_addresses_.begin(), observed_addresses_.end());
+  // Only the addresses that came or went are looked at, unless the link
+  // has to be (re)read.
+  const bool all_addresses = !link_ready_;
+  bind_addresses(all_addresses);
+  refresh_owned_addresses(all_addresses);
   phases_.lap("addresses");
 
-  const auto plan = plan_for(affected, addresses);
+  const auto plan = plan_for(affected, owned_addresses_);
   const auto connections = connections_for(plan);
   auto drained = ipvs::apply_drain_policy(plan, observed_, connections, draining_, options_.clock(),
                                           {.grace_period = options_.grace_period});
   draining_ = std::move(drained.draining);
   phases_.lap("diff");
   // Masquerade rules first: a virtual service never works without them.
-  const bool nft_ok = sync_nft();
+  const bool nft_ok = sync_nft(/*all=*/false, affected);
   phases_.lap("nftables");
-  const auto failed = apply(drained.plan, addresses, /*reread=*/true);
+  const auto failed = apply(drained.plan, owned_addresses_, /*reread=*/true);
   phases_.lap("ipvs");
-  unbind_stale_addresses(desired);
+  unbind_stale_addresses(all_addresses);
+  refresh_owned_addresses(all_addresses);
+  address_flips_.clear();
   phases_.lap("addresses");
   ++stats_.incremental_syncs;
   finish(SyncKind::kIncremental, started, drained.plan, recomputed.size(), failed, recomputed);
@@ -749,15 +790,13 @@ bool Sync::sync_full() {
   for (const auto& service : recomputed) recompute(service, affected);
   phases_.lap("state");
 
-  const auto desired_addrs = desired_addresses();
-  bind_addresses(desired_addrs);
-  auto addresses = desired_addrs;
-  addresses.insert(observed_addresses_.begin(), observed_addresses_.end());
+  bind_addresses(/*all=*/true);
+  refresh_owned_addresses(/*all=*/true);
   phases_.lap("addresses");
 
   const auto desired_table = desired();
   const auto plan = ipvs::diff(desired_table, observed_,
-                               [&](const ipvs::ServiceKey& key) { return owned(key, addresses); });
+                               [&](const ipvs::ServiceKey& key) { return owned(key, owned_addresses_); });
   auto drained =
       ipvs::apply_drain_policy(plan, observed_, connections, ipvs::prune_drains(draining_, observed_),
                                options_.clock(), {.grace_period = options_.grace_period});
@@ -765,11 +804,13 @@ bool Sync::sync_full() {
   phases_.lap("diff");
   // Masquerade rules first: on the first sync they are written in the same
   // sync as, and before, the first virtual services.
-  const bool nft_ok = sync_nft();
+  const bool nft_ok = sync_nft(/*all=*/true, {});
   phases_.lap("nftables");
-  const auto failed = apply(drained.plan, addresses, /*reread=*/true);
+  const auto failed = apply(drained.plan, owned_addresses_, /*reread=*/true);
   phases_.lap("ipvs");
-  unbind_stale_addresses(desired_addrs);
+  unbind_stale_addresses(/*all=*/true);
+  refresh_owned_addresses(/*all=*/true);
+  address_flips_.clear();
   phases_.lap("addresses");
   ++stats_.full_syncs;
   const bool first = !initial_sync_done_;

@@ -173,7 +173,7 @@ class Sync final : public k8s::ObjectSink {
   [[nodiscard]] bool initial_sync_done() const { return initial_sync_done_; }
   [[nodiscard]] const ipvs::Table& observed() const { return observed_; }
   [[nodiscard]] ipvs::Table desired() const;
-  [[nodiscard]] std::set<ipvs::Address> desired_addresses() const;
+  [[nodiscard]] const std::set<ipvs::Address>& desired_addresses() const { return desired_addresses_; }
   [[nodiscard]] const ipvs::DrainSet& draining() const { return draining_; }
   [[nodiscard]] const SyncStats& stats() const { return stats_; }
   [[nodiscard]] std::size_t dirty_services() const { return dirty_.size(); }
@@ -185,6 +185,8 @@ class Sync final : public k8s::ObjectSink {
   // The nftables table kipvs wants now, and what it last wrote (nullopt
   // before the first write and after a failed one).
   [[nodiscard]] ipvs::NftState desired_nft() const;
+  // Every virtual service's part of the nftables table, by key.
+  [[nodiscard]] std::map<ipvs::ServiceKey, ServiceOrigin> origins() const;
   [[nodiscard]] const std::optional<ipvs::NftState>& written_nft() const { return nft_written_; }
 
  private:
@@ -223,9 +225,14 @@ class Sync final : public k8s::ObjectSink {
   void clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows);
   // Writes the nftables table (or its changed elements) in one transaction;
   // false when it failed (logged, counted, retried; IPVS goes on regardless).
-  bool sync_nft();
-  void bind_addresses(const std::set<ipvs::Address>& desired);
-  void unbind_stale_addresses(const std::set<ipvs::Address>& desired);
+  // all: the whole table is computed and compared; otherwise only when a
+  // changed virtual service's nftables part (or a bound address) changed.
+  bool sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected);
+  // all: every desired and observed address is checked; otherwise only the
+  // addresses that came or went since the last sync (address_flips_).
+  void bind_addresses(bool all);
+  void unbind_stale_addresses(bool all);
+  void refresh_owned_addresses(bool all);
   void finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipvs::Plan& plan,
               std::size_t services, const std::set<ipvs::ServiceKey>& failed,
               const std::set<k8s::ObjectKey>& recomputed);
@@ -271,6 +278,15 @@ class Sync final : public k8s::ObjectSink {
   // as in compute_desired_state.
   std::map<ipvs::ServiceKey, std::set<k8s::ObjectKey>> claims_;
   std::map<ipvs::Address, std::size_t> bound_refs_;
+  // bound_refs_'s keys, kept as it changes, and those that came or went
+  // since the last sync: an incremental sync at 10,000 Services must not walk
+  // every address (nor every nftables element) to change one endpoint.
+  std::set<ipvs::Address> desired_addresses_;
+  std::set<ipvs::Address> address_flips_;
+  // desired_addresses_ with what the link holds: whose services are ours.
+  std::set<ipvs::Address> owned_addresses_;
+  // What each virtual service contributed to the table last written.
+  std::map<ipvs::ServiceKey, ServiceOrigin> nft_origins_;
 
   ipvs::Table observed_;
   std::set<ipvs::Address> observed_addresses_;

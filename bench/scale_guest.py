@@ -164,6 +164,8 @@ conntrack:
     def start(self):
         self.offset = 0
         self.syncs = []
+        if os.path.exists(self.log_path):  # a restart: keep the first run's log
+            os.replace(self.log_path, self.log_path.replace(".log", "-before-restart.log"))
         out = open(self.log_path, "w")
         t0 = time.time()
         self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT)
@@ -477,7 +479,9 @@ def write_results(args, res, work):
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, f"{args.agent}.json"), "w") as f:
         json.dump(res, f, indent=1)
-    subprocess.run(["cp", os.path.join(work, f"{args.agent}.log"), args.out])
+    for name in (f"{args.agent}.log", f"{args.agent}-before-restart.log"):
+        if os.path.exists(os.path.join(work, name)):
+            subprocess.run(["cp", os.path.join(work, name), args.out])
     print(json.dumps(res))
 
 

@@ -168,6 +168,8 @@ void ReflectorBase::list_page(std::string continue_token) {
     list_items_ = 0;
   }
   body_.clear();
+  list_parser_.reset();
+  list_bytes_ = 0;
   status_code_ = 0;
   retry_after_.reset();
   HttpHandlers handlers;
@@ -175,11 +177,24 @@ void ReflectorBase::list_page(std::string continue_token) {
     status_code_ = head.status;
     retry_after_ = head.retry_after;
     status_.last_http_status = head.status;
-    if (head.status == 200 && head.content_encoding == "gzip") ++status_.gzip_list_pages;
+    if (head.status != 200) return;
+    if (head.content_encoding == "gzip") ++status_.gzip_list_pages;
+    // A page is parsed as it arrives, into one arena freed with the page:
+    // the items are decoded into objects that do not refer to it, and a
+    // 2 MB page otherwise costs tens of thousands of small allocations.
+    boost::json::parse_options options;
+    options.max_depth = JsonStream::kMaxDepth;
+    list_parser_.emplace(boost::json::storage_ptr(), options);
+    list_parser_->reset(boost::json::make_shared_resource<boost::json::monotonic_resource>());
   };
   handlers.on_body = [this](std::string_view bytes) {
-    const std::size_t limit = status_code_ == 200 ? kMaxListBytes : kMaxErrorBody;
-    if (body_.size() < limit) body_.append(bytes.substr(0, limit - body_.size()));
+    if (!list_parser_) {
+      if (body_.size() < kMaxErrorBody) body_.append(bytes.substr(0, kMaxErrorBody - body_.size()));
+      return;
+    }
+    list_bytes_ += bytes.size();
+    if (list_parse_error_ || list_bytes_ > kMaxListBytes) return;
+    list_parser_->write(bytes.data(), bytes.size(), list_parse_error_);
   };
   handlers.on_done = [this, continue_token](std::optional<HttpError> error) {
     on_list_done(continue_token, std::move(error));
@@ -227,20 +242,26 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
   if (status_code_ != 200) {
     return retry_later(describe_http_error(status_code_, body_, "list"), retry_after_);
   }
-  // A list page is parsed into one arena, freed with the page: the items are
-  // decoded into objects that do not refer to it, and a 2 MB page otherwise
-  // costs tens of thousands of small allocations and frees.
-  auto json = parse_json(body_, boost::json::make_shared_resource<boost::json::monotonic_resource>());
-  body_.clear();  // keeps its capacity for the next page; released after the last
+  std::optional<boost::json::value> json;
+  if (list_parser_ && !list_parse_error_ && list_bytes_ <= kMaxListBytes) {
+    list_parser_->finish(list_parse_error_);
+    if (!list_parse_error_) json = list_parser_->release();
+  }
+  list_parser_.reset();
+  list_parse_error_ = {};
   if (!json || !json->is_object()) return retry_later("list of " + path_ + ": the body is not a JSON object");
   auto meta = decode_list_meta(*json);
   if (!meta) return retry_later("list of " + path_ + ": " + to_string(meta.error()));
   ++status_.list_pages;
+  // The next page is asked for first: the server and the network work on it
+  // while this one is decoded.
+  const bool last_page = meta->continue_token.empty();
+  if (!last_page) list_page(meta->continue_token);
   if (const auto* items = json->as_object().if_contains("items"); items && items->is_array()) {
     for (const auto& item : items->as_array()) stage_item(item);
     list_items_ += items->as_array().size();
   }
-  if (!meta->continue_token.empty()) return list_page(meta->continue_token);
+  if (!last_page) return;
 
   body_.shrink_to_fit();
   commit_list();

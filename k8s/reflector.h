@@ -29,6 +29,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/json/stream_parser.hpp>
 #include <boost/json/value.hpp>
 
 #include "k8s/decode.h"
@@ -165,7 +166,11 @@ class ReflectorBase {
   std::string resource_version_;
   unsigned status_code_ = 0;
   std::optional<std::chrono::seconds> retry_after_;
-  std::string body_;  // a list page, or an error response
+  std::string body_;  // an error response
+  // The list page being received, parsed as it arrives.
+  std::optional<boost::json::stream_parser> list_parser_;
+  boost::system::error_code list_parse_error_;
+  std::size_t list_bytes_ = 0;
   JsonStream stream_;
   std::uint64_t watch_frames_ = 0;
   std::chrono::steady_clock::time_point watch_started_;

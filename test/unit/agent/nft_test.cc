@@ -252,6 +252,57 @@ TEST_CASE("sync: the table comes with the first virtual services, then element c
   CHECK(rig.nft.table() == rig.sync->desired_nft());
 }
 
+TEST_CASE("sync: incremental syncs touch the table and the link only for what changed", "[nft][sync]") {
+  Rig rig;
+  for (int i = 0; i < 20; ++i) {
+    const auto name = "svc-" + std::to_string(i);
+    rig.add(service(name, "10.96.0." + std::to_string(i + 1)));
+    rig.add(slice(name, {"10.244.0.5"}, "node-b"));
+  }
+  rig.start();
+  REQUIRE(rig.nft.transactions == 1);
+  const auto address_writes = [&] { return rig.links.adds + rig.links.deletes; };
+  const auto writes_after_start = address_writes();
+
+  // An endpoint on another node: IPVS changes, the table and the link do not.
+  rig.add(slice("svc-3", {"10.244.0.5", "10.244.1.7"}, "node-b"));
+  REQUIRE(rig.sync->sync_dirty());
+  CHECK(rig.kernel.destination_count() == 21);
+  CHECK(rig.nft.transactions == 1);
+  CHECK(address_writes() == writes_after_start);
+
+  // A new Service: its address is bound and its elements are added.
+  rig.add(service("new", "10.96.0.77"));
+  rig.add(slice("new", {"10.244.0.8"}, "node-b"));
+  REQUIRE(rig.sync->sync_dirty());
+  CHECK(rig.links.addresses("kube-ipvs0").contains(ip("10.96.0.77")));
+  CHECK(address_writes() == writes_after_start + 1);
+  CHECK(rig.nft.transactions == 2);
+  CHECK(rig.nft.full_writes == 1);
+  CHECK(rig.nft.table() == rig.sync->desired_nft());
+
+  // An endpoint of it moves to this node: a hairpin element, no address.
+  rig.add(slice("new", {"10.244.0.8"}, "node-a"));
+  REQUIRE(rig.sync->sync_dirty());
+  CHECK(rig.nft.transactions == 3);
+  CHECK(rig.nft.table()->elements.at("hairpin_v4").contains("10.244.0.8 . tcp . 8080 . 10.244.0.8"));
+  CHECK(address_writes() == writes_after_start + 1);
+
+  // The Service goes: its address and its elements go with it.
+  rig.sync->service_changed(k8s::ObjectKey{"default", "new"}, nullptr);
+  REQUIRE(rig.sync->sync_dirty());
+  CHECK_FALSE(rig.links.addresses("kube-ipvs0").contains(ip("10.96.0.77")));
+  CHECK(address_writes() == writes_after_start + 2);
+  CHECK(rig.nft.transactions == 4);
+  CHECK(rig.nft.table() == rig.sync->desired_nft());
+  CHECK(rig.links.addresses("kube-ipvs0") == rig.sync->desired_addresses());
+
+  // A resync finds nothing to do.
+  REQUIRE(rig.sync->sync_full());
+  CHECK(rig.nft.transactions == 4);
+  CHECK(address_writes() == writes_after_start + 2);
+}
+
 TEST_CASE("sync: a failed nftables transaction is reported, counted and retried, and IPVS is untouched",
           "[nft][sync]") {
   Rig rig;
