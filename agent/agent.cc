@@ -446,8 +446,22 @@ int run_agent(const Config& config, std::ostream& err) {
       if (!origin) return std::nullopt;
       return metrics::ServiceLabels{origin->service.namespace_, origin->service.name, origin->port_name};
     };
-    auto snapshot = [&kernel, name_of, &logger]() -> metrics::ThroughputSnapshot {
-      auto dump = kernel.list_all();
+    const bool per_destination = config.kipvs.throughput_metrics == ThroughputMetrics::kDestinations;
+    auto snapshot = [&kernel, name_of, &logger, per_destination]() -> metrics::ThroughputSnapshot {
+      // Per-Service series need the services' dump only: one request, where
+      // the destinations take one more per service (at 10,000 Services the
+      // difference is most of a scrape's time).
+      std::expected<std::vector<ipvs::ServiceWithDestinations>, ipvs::Error> dump;
+      if (per_destination) {
+        dump = kernel.list_all();
+      } else if (auto services = kernel.list_services()) {
+        dump.emplace();
+        dump->reserve(services->size());
+        for (auto& service : *services)
+          dump->push_back(ipvs::ServiceWithDestinations{std::move(service), {}});
+      } else {
+        dump = std::unexpected(services.error());
+      }
       if (!dump) {
         logger.error("Cannot read IPVS counters for /metrics", dump.error().message);
         return {};
@@ -455,9 +469,8 @@ int run_agent(const Config& config, std::ostream& err) {
       return metrics::throughput_snapshot(*dump, name_of);
     };
     metrics.add_text_collectable(std::make_shared<metrics::ThroughputCollector>(
-        snapshot, metrics::ThroughputOptions{
-                      .destinations = config.kipvs.throughput_metrics == ThroughputMetrics::kDestinations,
-                      .max_age = std::chrono::seconds{1}}));
+        snapshot,
+        metrics::ThroughputOptions{.destinations = per_destination, .max_age = std::chrono::seconds{1}}));
   }
 
   // Service health-check node ports, on the node-port addresses' IPs (all
