@@ -312,7 +312,7 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
       if (auto ref = bound_refs_.find(address); ref != bound_refs_.end() && --ref->second == 0) {
         bound_refs_.erase(ref);
         desired_addresses_.erase(address);
-        address_flips_.insert(address);
+        address_flips_.try_emplace(address, true);
       }
     }
     for (const auto& [key, which] : old->second.no_local_endpoints) --no_local_counts_[which];
@@ -352,7 +352,7 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
   for (const auto& address : part.bound) {
     if (++bound_refs_[address] == 1) {
       desired_addresses_.insert(address);
-      address_flips_.insert(address);
+      address_flips_.try_emplace(address, false);
     }
   }
   parts_.emplace(service, std::move(part));
@@ -578,7 +578,10 @@ void Sync::clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows) {
 
 bool Sync::sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected) {
   if (nft_ == nullptr) return true;
-  if (!all && nft_written_ && !nft_failed_ && address_flips_.empty()) {
+  const bool addresses_changed = std::ranges::any_of(address_flips_, [&](const auto& flip) {
+    return desired_addresses_.contains(flip.first) != flip.second;
+  });
+  if (!all && nft_written_ && !nft_failed_ && !addresses_changed) {
     const bool unchanged = std::ranges::all_of(affected, [&](const ipvs::ServiceKey& key) {
       const auto now = origin(key);
       const auto before = nft_origins_.find(key);
@@ -586,6 +589,7 @@ bool Sync::sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected) {
     });
     if (unchanged) return true;
   }
+  ++stats_.nft_computations;
   nft_origins_ = origins();
   auto desired = nft_state(nft_origins_, desired_addresses_, options_.nft);
   const auto update = ipvs::nft_diff(nft_written_, desired);
@@ -618,8 +622,8 @@ void Sync::bind_addresses(bool all) {
     all = true;
     if (auto listed = addresses_->list_addresses(options_.interface_name)) observed_addresses_ = *listed;
   }
-  for (const auto& address : all ? desired_addresses_ : address_flips_) {
-    if (observed_addresses_.contains(address) || !desired_addresses_.contains(address)) continue;
+  const auto bind = [&](const ipvs::Address& address) {
+    if (observed_addresses_.contains(address) || !desired_addresses_.contains(address)) return;
     auto added = addresses_->add_address(options_.interface_name, address);
     const bool ok = added || added.error().code == EEXIST;
     observer_.address_operation(true, ok);
@@ -628,6 +632,11 @@ void Sync::bind_addresses(bool all) {
     } else {
       log(added.error().message);
     }
+  };
+  if (all) {
+    for (const auto& address : desired_addresses_) bind(address);
+  } else {
+    for (const auto& [address, was_desired] : address_flips_) bind(address);
   }
 }
 
@@ -637,8 +646,14 @@ void Sync::unbind_stale_addresses(bool all) {
     return observed_addresses_.contains(address) && !desired_addresses_.contains(address);
   };
   std::vector<ipvs::Address> candidates;
-  for (const auto& address : all ? observed_addresses_ : address_flips_) {
-    if (stale(address)) candidates.push_back(address);
+  if (all) {
+    for (const auto& address : observed_addresses_) {
+      if (stale(address)) candidates.push_back(address);
+    }
+  } else {
+    for (const auto& [address, was_desired] : address_flips_) {
+      if (stale(address)) candidates.push_back(address);
+    }
   }
   if (candidates.empty()) return;
   std::set<ipvs::Address>
@@ -668,7 +683,7 @@ void Sync::refresh_owned_addresses(bool all) {
     owned_addresses_.insert(observed_addresses_.begin(), observed_addresses_.end());
     return;
   }
-  for (const auto& address : address_flips_) {
+  for (const auto& [address, was_desired] : address_flips_) {
     if (owned(address)) {
       owned_addresses_.insert(address);
     } else {

@@ -140,6 +140,7 @@ struct SyncStats {
   std::size_t operations = 0;         // sent to the backend, re-diff rounds included
   std::size_t failed_operations = 0;  // outcome kFailed
   std::size_t last_operations = 0;    // of the last sync
+  std::size_t nft_computations = 0;   // whole nftables tables computed and compared
 };
 
 // Parses RFC 3339 ("2026-11-27T00:21:06.123456789Z", "...+02:00").
@@ -282,7 +283,9 @@ class Sync final : public k8s::ObjectSink {
   // since the last sync: an incremental sync at 10,000 Services must not walk
   // every address (nor every nftables element) to change one endpoint.
   std::set<ipvs::Address> desired_addresses_;
-  std::set<ipvs::Address> address_flips_;
+  // Each with whether it was desired before (a recomputed Service lets go
+  // of its addresses and takes them again: no net change).
+  std::map<ipvs::Address, bool> address_flips_;
   // desired_addresses_ with what the link holds: whose services are ours.
   std::set<ipvs::Address> owned_addresses_;
   // What each virtual service contributed to the table last written.
