@@ -766,7 +766,6 @@ bool Sync::sync_full() {
   const auto started = options_.clock();
   observer_.sync_started(SyncKind::kFull);
   auto dump = backend_.list_all();
-  phases_.lap("read");
   if (!dump) {
     // Back off from retry_min, but never wait longer than a resync would:
     // until the first dump succeeds nothing is programmed.
@@ -783,6 +782,7 @@ bool Sync::sync_full() {
   dump_backoff_ = milliseconds{0};
   observed_ = ipvs::table_from(*dump);
   const auto connections = ipvs::connections_from(*dump);
+  phases_.lap("read");  // the kernel's dump and the table made from it
   if (nft_ != nullptr && nft_written_) {
     // Drift repair for the table: a flushed ruleset (a firewall reload) is
     // written again in this sync. Elements are not compared.
