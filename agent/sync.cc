@@ -5,7 +5,13 @@
 #include <charconv>
 #include <cstdio>
 #include <iostream>
+#include <span>
 #include <sstream>
+#include <system_error>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <boost/asio/post.hpp>
 
@@ -14,6 +20,16 @@
 namespace kipvs::agent {
 
 namespace {
+
+// Gives the pages of freed memory back to the system. A full sync's
+// transient allocations (libnftables's parse of the table, the plan) are
+// many small blocks that glibc keeps: without this, each adds to the
+// resident size of the next, and the peak is their sum, not their maximum.
+void release_free_memory() {
+#if defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+}
 
 using Kind = ipvs::Operation::Kind;
 using std::chrono::duration_cast;
@@ -151,7 +167,7 @@ void Sync::log(const std::string& line) const {
 
 void Sync::service_changed(const k8s::ObjectKey& key, const k8s::Service* now) {
   if (now != nullptr) {
-    services_.insert_or_assign(key, *now);
+    services_.insert_or_assign(key, now);
   } else {
     services_.erase(key);
   }
@@ -161,23 +177,23 @@ void Sync::service_changed(const k8s::ObjectKey& key, const k8s::Service* now) {
 void Sync::endpoint_slice_changed(const k8s::ObjectKey& key, const k8s::EndpointSlice* now) {
   // The Service it belonged to and the one it belongs to now (the label may
   // change, or appear) are both dirty.
-  if (auto old = slices_.find(key); old != slices_.end()) {
-    if (auto owner = owning_service(old->second)) {
-      mark_dirty(*owner);
-      if (auto it = slices_by_service_.find(*owner); it != slices_by_service_.end()) {
-        it->second.erase(key);
-        if (it->second.empty()) slices_by_service_.erase(it);
-      }
+  if (auto old = slice_owners_.find(key); old != slice_owners_.end()) {
+    const k8s::ObjectKey& owner = old->second;
+    mark_dirty(owner);
+    if (auto it = slices_by_service_.find(owner); it != slices_by_service_.end()) {
+      it->second.erase(key);
+      if (it->second.empty()) slices_by_service_.erase(it);
     }
-    slices_.erase(old);
+    slice_owners_.erase(old);
   }
+  slices_.erase(key);
   ++pending_slice_changes_;
   if (now == nullptr) {
     request_sync();
     report_pending();
     return;
   }
-  slices_.insert_or_assign(key, *now);
+  slices_.insert_or_assign(key, now);
   auto owner = owning_service(*now);
   if (!owner) {
     observer_.object_skipped(k8s::ResourceKind::kEndpointSlice, kReasonNoServiceName);
@@ -185,6 +201,7 @@ void Sync::endpoint_slice_changed(const k8s::ObjectKey& key, const k8s::Endpoint
     return;
   }
   slices_by_service_[*owner].insert(key);
+  slice_owners_.insert_or_assign(key, *owner);
   if (auto it = now->meta.annotations.find(std::string(kLastChangeTriggerTimeAnnotation));
       it != now->meta.annotations.end()) {
     // Changes older than this agent are not its latency (kube-proxy ignores
@@ -324,10 +341,10 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
   std::vector<const k8s::EndpointSlice*> slices;
   if (auto it = slices_by_service_.find(service); it != slices_by_service_.end()) {
     for (const auto& slice_key : it->second) {
-      if (auto slice = slices_.find(slice_key); slice != slices_.end()) slices.push_back(&slice->second);
+      if (auto slice = slices_.find(slice_key); slice != slices_.end()) slices.push_back(slice->second);
     }
   }
-  DesiredState state = desired_for_service(found->second, slices, options_.facts);
+  DesiredState state = desired_for_service(*found->second, slices, options_.facts);
   for (const auto& problem : state.problems) {
     log(problem.message + " (" + problem.reason + ")");
     observer_.object_skipped(problem.kind, problem.reason);
@@ -482,12 +499,19 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
                                        bool reread) {
   std::set<ipvs::ServiceKey> failed;
   if (plan.empty()) return failed;
-  const auto results = backend_.apply(plan.operations);
   stats_.operations += plan.size();
   std::set<ipvs::ServiceKey> stale;  // the kernel disagrees with observed_
   std::vector<ipvs::ConntrackFlow> gone;
-  for (std::size_t i = 0; i < plan.operations.size(); ++i) {
-    const auto& operation = plan.operations[i];
+  // In pieces, in order: a first sync's 200,000 results at once would be a
+  // transient 20 MB; the backend batches within each piece.
+  constexpr std::size_t kPiece = 8192;
+  const std::span<const ipvs::Operation> all_operations(plan.operations);
+  std::vector<ipvs::OperationResult> results;
+  for (std::size_t at = 0; at < all_operations.size(); ++at) {
+    const std::size_t i = at % kPiece;
+    if (i == 0)
+      results = backend_.apply(all_operations.subspan(at, std::min(kPiece, all_operations.size() - at)));
+    const auto& operation = all_operations[at];
     const auto& key = operation.service.key;
     if (i < results.size() && results[i]) {
       if (key.protocol == ipvs::Protocol::kUdp && key.fwmark == 0) {
@@ -611,7 +635,7 @@ bool Sync::sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected) {
   return true;
 }
 
-void Sync::bind_addresses(bool all) {
+void Sync::bind_addresses(bool all, bool in_background) {
   if (addresses_ == nullptr) return;
   if (!link_ready_) {
     if (auto ready = addresses_->ensure_link(options_.interface_name); !ready) {
@@ -622,21 +646,54 @@ void Sync::bind_addresses(bool all) {
     all = true;
     if (auto listed = addresses_->list_addresses(options_.interface_name)) observed_addresses_ = *listed;
   }
-  const auto bind = [&](const ipvs::Address& address) {
-    if (observed_addresses_.contains(address) || !desired_addresses_.contains(address)) return;
-    auto added = addresses_->add_address(options_.interface_name, address);
-    const bool ok = added || added.error().code == EEXIST;
-    observer_.address_operation(true, ok);
-    if (ok) {
-      observed_addresses_.insert(address);
-    } else {
-      log(added.error().message);
-    }
+  std::vector<ipvs::Address> wanted;
+  const auto want = [&](const ipvs::Address& address) {
+    if (!observed_addresses_.contains(address) && desired_addresses_.contains(address))
+      wanted.push_back(address);
   };
   if (all) {
-    for (const auto& address : desired_addresses_) bind(address);
+    for (const auto& address : desired_addresses_) want(address);
   } else {
-    for (const auto& [address, was_desired] : address_flips_) bind(address);
+    for (const auto& [address, was_desired] : address_flips_) want(address);
+  }
+  constexpr std::size_t kBackgroundBinds = 64;
+  if (in_background && wanted.size() >= kBackgroundBinds && !bind_job_) {
+    auto& job = bind_job_.emplace(BindJob{.addresses = std::move(wanted), .results = {}});
+    try {
+      job.results =
+          std::async(std::launch::async, [backend = addresses_, name = options_.interface_name,
+                                          addresses = std::span<const ipvs::Address>(job.addresses)] {
+            std::vector<std::expected<void, ipvs::Error>> results;
+            results.reserve(addresses.size());
+            for (const auto& address : addresses) results.push_back(backend->add_address(name, address));
+            return results;
+          });
+      return;
+    } catch (const std::system_error& error) {
+      log(std::string("cannot start a thread for the address binds (") + error.what() +
+          "); binding them here");
+      wanted = std::move(job.addresses);
+      bind_job_.reset();
+    }
+  }
+  for (const auto& address : wanted)
+    record_bind(address, addresses_->add_address(options_.interface_name, address));
+}
+
+void Sync::collect_binds() {
+  if (!bind_job_) return;
+  const auto results = bind_job_->results.get();
+  for (std::size_t i = 0; i < results.size(); ++i) record_bind(bind_job_->addresses[i], results[i]);
+  bind_job_.reset();
+}
+
+void Sync::record_bind(const ipvs::Address& address, const std::expected<void, ipvs::Error>& added) {
+  const bool ok = added || added.error().code == EEXIST;
+  observer_.address_operation(true, ok);
+  if (ok) {
+    observed_addresses_.insert(address);
+  } else {
+    log(added.error().message);
   }
 }
 
@@ -741,10 +798,10 @@ bool Sync::sync_dirty() {
   refresh_owned_addresses(all_addresses);
   phases_.lap("addresses");
 
-  const auto plan = plan_for(affected, owned_addresses_);
+  auto plan = plan_for(affected, owned_addresses_);
   const auto connections = connections_for(plan);
-  auto drained = ipvs::apply_drain_policy(plan, observed_, connections, draining_, options_.clock(),
-                                          {.grace_period = options_.grace_period});
+  auto drained = ipvs::apply_drain_policy(std::move(plan), observed_, connections, draining_,
+                                          options_.clock(), {.grace_period = options_.grace_period});
   draining_ = std::move(drained.draining);
   phases_.lap("diff");
   // Masquerade rules first: a virtual service never works without them.
@@ -805,27 +862,36 @@ bool Sync::sync_full() {
   for (const auto& service : recomputed) recompute(service, affected);
   phases_.lap("state");
 
-  bind_addresses(/*all=*/true);
+  bind_addresses(/*all=*/true, /*in_background=*/true);
   refresh_owned_addresses(/*all=*/true);
   phases_.lap("addresses");
 
-  const auto desired_table = desired();
-  const auto plan = ipvs::diff(desired_table, observed_,
-                               [&](const ipvs::ServiceKey& key) { return owned(key, owned_addresses_); });
-  auto drained =
-      ipvs::apply_drain_policy(plan, observed_, connections, ipvs::prune_drains(draining_, observed_),
-                               options_.clock(), {.grace_period = options_.grace_period});
-  draining_ = std::move(drained.draining);
-  phases_.lap("diff");
   // Masquerade rules first: on the first sync they are written in the same
-  // sync as, and before, the first virtual services.
+  // sync as, and before, the first virtual services. Before the plan is
+  // made, too: libnftables's parse of a 10,000-Service table and the plan
+  // are the two largest transient allocations, and need not coexist.
   // A resync compares the table only where something changed (the table's
   // presence was checked above): recomputing it all costs seconds at 10,000
   // Services in an emulated guest, for nothing.
   const bool nft_ok = sync_nft(/*all=*/false, affected);
+  release_free_memory();
   phases_.lap("nftables");
+
+  std::size_t desired_services = 0;
+  auto drained = [&] {
+    const auto desired_table = desired();
+    desired_services = desired_table.size();
+    auto plan = ipvs::diff(desired_table, observed_,
+                           [&](const ipvs::ServiceKey& key) { return owned(key, owned_addresses_); });
+    return ipvs::apply_drain_policy(std::move(plan), observed_, connections,
+                                    ipvs::prune_drains(draining_, observed_), options_.clock(),
+                                    {.grace_period = options_.grace_period});
+  }();  // the merged desired table goes before the kernel writes start
+  draining_ = std::move(drained.draining);
+  phases_.lap("diff");
   const auto failed = apply(drained.plan, owned_addresses_, /*reread=*/true);
   phases_.lap("ipvs");
+  collect_binds();  // the time spent waiting counts as "addresses"
   unbind_stale_addresses(/*all=*/true);
   refresh_owned_addresses(/*all=*/true);
   address_flips_.clear();
@@ -833,7 +899,9 @@ bool Sync::sync_full() {
   ++stats_.full_syncs;
   const bool first = !initial_sync_done_;
   initial_sync_done_ = true;
-  finish(SyncKind::kFull, started, drained.plan, desired_table.size(), failed, recomputed);
+  finish(SyncKind::kFull, started, drained.plan, desired_services, failed, recomputed);
+  drained.plan = {};
+  release_free_memory();
   if (first && !dirty_.empty()) request_sync();
   arm_resync();
   return failed.empty() && nft_ok;

@@ -31,7 +31,9 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <expected>
 #include <functional>
+#include <future>
 #include <map>
 #include <optional>
 #include <set>
@@ -231,7 +233,14 @@ class Sync final : public k8s::ObjectSink {
   bool sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected);
   // all: every desired and observed address is checked; otherwise only the
   // addresses that came or went since the last sync (address_flips_).
-  void bind_addresses(bool all);
+  // in_background: when there are many to add (a first sync binds one per
+  // cluster IP, and the kernel's cost per address grows with their number),
+  // they are added on a worker thread while this one writes the nftables
+  // table and the IPVS rules; collect_binds() waits for them. The address
+  // backend is lent to that thread alone until then.
+  void bind_addresses(bool all, bool in_background = false);
+  void collect_binds();
+  void record_bind(const ipvs::Address& address, const std::expected<void, ipvs::Error>& added);
   void unbind_stale_addresses(bool all);
   void refresh_owned_addresses(bool all);
   void finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipvs::Plan& plan,
@@ -258,9 +267,14 @@ class Sync final : public k8s::ObjectSink {
   std::chrono::system_clock::time_point started_wall_;
   PhaseTimes phases_;
 
-  ServiceMap services_;
-  EndpointSliceMap slices_;
+  // The sources' own copies (the sink contract: valid until that key's next
+  // change): at 10,000 Services a second copy of every slice costs tens of MB.
+  std::map<k8s::ObjectKey, const k8s::Service*> services_;
+  std::map<k8s::ObjectKey, const k8s::EndpointSlice*> slices_;
   std::map<k8s::ObjectKey, std::set<k8s::ObjectKey>> slices_by_service_;
+  // Each slice's Service when it was last seen: the source has already
+  // overwritten the slice when it tells of a change.
+  std::map<k8s::ObjectKey, k8s::ObjectKey> slice_owners_;
   bool services_synced_ = false;
   bool slices_synced_ = false;
   bool initial_sync_done_ = false;
@@ -293,6 +307,11 @@ class Sync final : public k8s::ObjectSink {
 
   ipvs::Table observed_;
   std::set<ipvs::Address> observed_addresses_;
+  struct BindJob {
+    std::vector<ipvs::Address> addresses;
+    std::future<std::vector<std::expected<void, ipvs::Error>>> results;  // one per address
+  };
+  std::optional<BindJob> bind_job_;
   bool link_ready_ = false;
   std::optional<ipvs::NftState> nft_written_;
   bool nft_failed_ = false;

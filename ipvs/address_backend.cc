@@ -257,6 +257,7 @@ std::expected<std::set<Address>, Error> FakeAddressBackend::list_addresses(const
 
 std::expected<void, Error> FakeAddressBackend::add_address(const std::string& name, const Address& address) {
   ++adds;
+  add_threads.insert(std::this_thread::get_id());
   if (fail_writes != 0) return std::unexpected(Error{fail_writes, "add address (injected failure)"});
   auto it = links_.find(name);
   if (it == links_.end()) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});

@@ -7,7 +7,8 @@
 //
 // Answers: adding an address that is there is EEXIST; deleting one that is
 // not is EADDRNOTAVAIL; both are ordinary answers for the caller. Not
-// thread-safe: the agent's one thread owns it.
+// thread-safe: one thread at a time uses it (the agent's, which lends it to a
+// worker for the many binds of a first sync and waits for them).
 
 #include <array>
 #include <cstddef>
@@ -16,6 +17,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "ipvs/backend.h"
 #include "ipvs/model.h"
@@ -86,7 +88,8 @@ class FakeAddressBackend final : public AddressBackend {
   std::size_t links_deleted = 0;
   std::size_t adds = 0;
   std::size_t deletes = 0;
-  int fail_writes = 0;  // errno for every add/delete while non-zero
+  int fail_writes = 0;                    // errno for every add/delete while non-zero
+  std::set<std::thread::id> add_threads;  // which threads added addresses
 
  private:
   std::map<std::string, std::set<Address>> links_;

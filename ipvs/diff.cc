@@ -92,6 +92,14 @@ Plan diff_service(const ServiceKey& key, const TableEntry* desired, const TableE
 Plan diff(const Table& desired, const Table& observed, const Ownership& owned) {
   Plan plan;
   Plan deletes;
+  // At most one operation per service and destination on either side. The
+  // bound is reserved, not grown into: a first sync at 10,000 Services plans
+  // 200,000 operations, and doubling would hold one and a half copies at
+  // once. Pages of the bound that are never written are never resident.
+  std::size_t bound = 0;
+  for (const auto* table : {&desired, &observed})
+    for (const auto& [key, entry] : *table) bound += 1 + entry.destinations.size();
+  plan.operations.reserve(bound);
   // Merge-walk the two sorted maps: one pass, no lookups.
   auto want = desired.begin();
   auto have = observed.begin();
@@ -125,26 +133,33 @@ ConnectionTable connections_from(const std::vector<ServiceWithDestinations>& dum
   return table;
 }
 
-DrainResult apply_drain_policy(const Plan& plan, const Table& observed, const ConnectionTable& connections,
+DrainResult apply_drain_policy(Plan plan, const Table& observed, const ConnectionTable& connections,
                                const DrainSet& draining, DrainClock::time_point now,
                                const DrainOptions& options) {
   using Kind = Operation::Kind;
   DrainResult result{.plan = {}, .draining = draining};
-  auto& out = result.plan.operations;
-  out.reserve(plan.operations.size());
+  // Rewritten in place, each operation into at most one: a second plan the
+  // size of a first sync's would be tens of MB at 10,000 Services.
+  auto& operations = plan.operations;
+  std::size_t kept = 0;
+  const auto keep = [&operations, &kept](std::size_t at) {
+    if (kept != at) operations[kept] = std::move(operations[at]);
+    ++kept;
+  };
 
-  for (const auto& operation : plan.operations) {
+  for (std::size_t at = 0; at < operations.size(); ++at) {
+    Operation& operation = operations[at];
     const DestinationRef ref{operation.service.key, operation.destination.key};
     switch (operation.kind) {
       case Kind::kAddDestination:
       case Kind::kEditDestination:
         result.draining.erase(ref);  // the endpoint came back
-        out.push_back(operation);
+        keep(at);
         break;
       case Kind::kDeleteService: {
         const auto& key = operation.service.key;
         std::erase_if(result.draining, [&key](const auto& item) { return item.first.service == key; });
-        out.push_back(operation);
+        keep(at);
         break;
       }
       case Kind::kDeleteDestination: {
@@ -157,7 +172,7 @@ DrainResult apply_drain_policy(const Plan& plan, const Table& observed, const Co
         const bool expired = options.grace_period && now - since->second >= *options.grace_period;
         if (udp || idle || expired) {
           result.draining.erase(since);
-          out.push_back(operation);
+          keep(at);
           break;
         }
         // Keep draining: weight 0 unless it is 0 already (a previous sync or a
@@ -169,20 +184,22 @@ DrainResult apply_drain_policy(const Plan& plan, const Table& observed, const Co
             current = &it->second;
           }
         }
-        Destination zeroed = current != nullptr ? *current : operation.destination;
         if (current == nullptr || current->weight != 0) {
-          zeroed.weight = 0;
-          out.push_back(
-              Operation{.kind = Kind::kEditDestination, .service = operation.service, .destination = zeroed});
+          if (current != nullptr) operation.destination = *current;
+          operation.destination.weight = 0;
+          operation.kind = Kind::kEditDestination;
+          keep(at);
         }
         break;
       }
       case Kind::kAddService:
       case Kind::kEditService:
-        out.push_back(operation);
+        keep(at);
         break;
     }
   }
+  operations.resize(kept);
+  result.plan = std::move(plan);
   return result;
 }
 

@@ -112,7 +112,7 @@ struct DrainResult {
 // the drain set; the diff has already restored its weight. Deleting a whole
 // service drops its destinations from the set. Draining entries the plan does
 // not mention are carried over unchanged.
-[[nodiscard]] DrainResult apply_drain_policy(const Plan& plan, const Table& observed,
+[[nodiscard]] DrainResult apply_drain_policy(Plan plan, const Table& observed,
                                              const ConnectionTable& connections, const DrainSet& draining,
                                              DrainClock::time_point now, const DrainOptions& options = {});
 

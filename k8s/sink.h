@@ -3,6 +3,11 @@
 // Called on the io_context thread that owns the agent's state. Sources keep
 // their own cache and pass on only real differences: a relist after 410 that
 // finds an object unchanged does not call the sink for it.
+//
+// `now` points into the source's cache and stays valid, with that content,
+// until the sink is told of the next change of the same key (or the source
+// is gone): the sink may keep the pointer instead of a copy. When it is told
+// of a change, the old content is already gone.
 
 #include "k8s/objects.h"
 

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cerrno>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -196,8 +197,17 @@ struct Rig {
     options.log = [this](std::string_view line) { logs.emplace_back(line); };
     sync = std::make_unique<Sync>(io, ordering, &links, observer, std::move(options), &nft, &conntrack);
   }
-  void add(const k8s::Service& object) { sync->service_changed(k8s::key_of(object), &object); }
-  void add(const k8s::EndpointSlice& object) { sync->endpoint_slice_changed(k8s::key_of(object), &object); }
+  // The sink keeps pointers, as into a source's cache: the objects live here.
+  std::map<k8s::ObjectKey, k8s::Service> services;
+  std::map<k8s::ObjectKey, k8s::EndpointSlice> slices;
+  void add(const k8s::Service& object) {
+    const auto key = k8s::key_of(object);
+    sync->service_changed(key, &services.insert_or_assign(key, object).first->second);
+  }
+  void add(const k8s::EndpointSlice& object) {
+    const auto key = k8s::key_of(object);
+    sync->endpoint_slice_changed(key, &slices.insert_or_assign(key, object).first->second);
+  }
   void start() {
     sync->synced(k8s::ResourceKind::kService);
     sync->synced(k8s::ResourceKind::kEndpointSlice);

@@ -6,12 +6,16 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -104,7 +108,11 @@ struct RecordingObserver final : SyncObserver {
   }
   void drains_in_progress(std::size_t count) override { drains = count; }
   void pending_changes(std::size_t services, std::size_t) override { pending_services = services; }
-  void address_operation(bool, bool) override {}
+  std::size_t address_successes = 0;
+  std::size_t address_failures = 0;
+  void address_operation(bool add, bool ok) override {
+    if (add) ++(ok ? address_successes : address_failures);
+  }
   void no_local_endpoints(ipvs::Family family, std::size_t internal, std::size_t external) override {
     no_local[family] = {internal, external};
   }
@@ -137,8 +145,17 @@ struct Agent {
     io.restart();
     io.poll();
   }
-  void add(const k8s::Service& object) { sync->service_changed(k8s::key_of(object), &object); }
-  void add(const k8s::EndpointSlice& object) { sync->endpoint_slice_changed(k8s::key_of(object), &object); }
+  // The sink keeps pointers, as into a source's cache: the objects live here.
+  std::map<k8s::ObjectKey, k8s::Service> services;
+  std::map<k8s::ObjectKey, k8s::EndpointSlice> slices;
+  void add(const k8s::Service& object) {
+    const auto key = k8s::key_of(object);
+    sync->service_changed(key, &services.insert_or_assign(key, object).first->second);
+  }
+  void add(const k8s::EndpointSlice& object) {
+    const auto key = k8s::key_of(object);
+    sync->endpoint_slice_changed(key, &slices.insert_or_assign(key, object).first->second);
+  }
   void start() {
     sync->synced(k8s::ResourceKind::kService);
     sync->synced(k8s::ResourceKind::kEndpointSlice);
@@ -563,6 +580,37 @@ TEST_CASE("addresses follow the Services: link created, stale ones removed", "[s
   REQUIRE(agent.sync->sync_dirty());
   CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip(cluster_ip(0))});
   CHECK_FALSE(node.kernel.has_service(vip(cluster_ip(1), 80)));
+}
+
+TEST_CASE("a first sync binds many addresses on a worker thread, and a failed bind is tried again",
+          "[sync]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 200);
+  node.links.fail_writes = EPERM;
+  agent.start();
+  // The IPVS rules do not wait for the addresses.
+  CHECK(node.kernel.service_count() == 200);
+  CHECK(node.links.addresses("kube-ipvs0").empty());
+  CHECK(node.links.add_threads.size() == 1);
+  CHECK_FALSE(node.links.add_threads.contains(std::this_thread::get_id()));
+  CHECK(std::ranges::count_if(agent.logs, [](const std::string& line) {
+          return line.find("add address (injected failure)") != std::string::npos;
+        }) == 200);
+  CHECK(agent.observer.address_failures == 200);
+
+  node.links.fail_writes = 0;
+  REQUIRE(agent.sync->sync_full());
+  CHECK(node.links.addresses("kube-ipvs0").size() == 200);
+  CHECK(agent.observer.address_failures == 200);
+  CHECK(agent.observer.address_successes == 200);
+
+  // A few come and go on this thread.
+  node.links.add_threads.clear();
+  agent.add(service(name(200), cluster_ip(200)));
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(node.links.addresses("kube-ipvs0").size() == 201);
+  CHECK(node.links.add_threads == std::set<std::thread::id>{std::this_thread::get_id()});
 }
 
 TEST_CASE("a missing dummy interface is created", "[sync]") {

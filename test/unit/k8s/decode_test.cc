@@ -1,5 +1,6 @@
 #include "k8s/decode.h"
 
+#include <map>
 #include <string>
 
 #include <boost/json.hpp>
@@ -161,6 +162,18 @@ TEST_CASE("decode_service applies the API defaults to a minimal list item", "[k8
   CHECK_FALSE(decoded->affinity_timeout_seconds.has_value());
   CHECK_FALSE(decoded->traffic_distribution.has_value());
   CHECK(decoded->ports == std::vector<ServicePort>{{"", "TCP", 5432, 0}});
+}
+
+TEST_CASE("kubectl's last-applied-configuration annotation is not kept", "[k8s][decode]") {
+  // A copy of the whole object on every `kubectl apply`d Service and slice.
+  auto decoded = decode_service(json::parse(R"({
+    "metadata": {"name": "web", "namespace": "default", "annotations": {
+      "kubectl.kubernetes.io/last-applied-configuration": "{\"apiVersion\":\"v1\",\"kind\":\"Service\"}",
+      "kipvs.io/scheduler": "wlc"}},
+    "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 80}]}
+  })"));
+  REQUIRE(decoded.has_value());
+  CHECK(decoded->meta.annotations == std::map<std::string, std::string>{{"kipvs.io/scheduler", "wlc"}});
 }
 
 TEST_CASE("decode_service keeps an ExternalName Service and IPs as given", "[k8s][decode]") {
