@@ -28,6 +28,7 @@
 // One io_context thread owns all of it: no locks. Timers are Asio's; the
 // drain bookkeeping uses the injected clock so tests are deterministic.
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -243,7 +244,14 @@ class Sync final : public k8s::ObjectSink {
   void record_bind(const ipvs::Address& address, const std::expected<void, ipvs::Error>& added);
   void unbind_stale_addresses(bool all);
   void refresh_owned_addresses(bool all);
-  void finish(SyncKind kind, ipvs::DrainClock::time_point started, const ipvs::Plan& plan,
+  // How many operations of each kind a sync's plan (or its pieces) had.
+  struct PlanCounts {
+    std::size_t total = 0;
+    std::array<std::size_t, 6> by_kind{};  // by Operation::Kind
+    void add(const ipvs::Plan& plan);
+    static PlanCounts of(const ipvs::Plan& plan);
+  };
+  void finish(SyncKind kind, ipvs::DrainClock::time_point started, const PlanCounts& plan,
               std::size_t services, const std::set<ipvs::ServiceKey>& failed,
               const std::set<k8s::ObjectKey>& recomputed);
 

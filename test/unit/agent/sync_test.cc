@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -121,8 +122,17 @@ struct RecordingObserver final : SyncObserver {
 
 // The node: its kernel table and dummy interface outlive a Sync, so a test
 // can restart the agent over them.
+// The fake kernel, with the order of the operations it was given.
+struct Kernel : ipvs::FakeBackend {
+  std::vector<std::pair<Kind, ipvs::ServiceKey>> applied;
+  std::vector<ipvs::OperationResult> apply(std::span<const ipvs::Operation> operations) override {
+    for (const auto& operation : operations) applied.emplace_back(operation.kind, operation.service.key);
+    return FakeBackend::apply(operations);
+  }
+};
+
 struct Node {
-  ipvs::FakeBackend kernel;
+  Kernel kernel;
   ipvs::FakeAddressBackend links;
 };
 
@@ -216,6 +226,36 @@ TEST_CASE("operation counts: one endpoint of 10,000 services, idle resync, resta
             << " writes, " << node.links.adds + node.links.deletes - address_writes << " address writes\n";
   CHECK(node.kernel.total_operations() == 0);
   CHECK(node.links.adds + node.links.deletes == address_writes);
+  CHECK(restarted.sync->observed() == restarted.sync->desired());
+}
+
+TEST_CASE("a full sync plans and applies in pieces, and a moved Service is added before its old address goes",
+          "[sync]") {
+  constexpr int kServices = 3000;  // 9,000 operations: more than one piece
+  Node node;
+  {
+    Agent agent(node);
+    populate(agent, kServices);
+    agent.start();
+    CHECK(node.kernel.apply_calls() >= 2);
+    CHECK(node.kernel.service_count() == kServices);
+    CHECK(node.kernel.destination_count() == 2 * kServices);
+  }
+  // The first Service (first in key order) moves past the last one's address.
+  node.kernel.applied.clear();
+  Agent restarted(node);
+  populate(restarted, kServices);
+  restarted.add(service(name(0), cluster_ip(kServices + 10)));
+  restarted.start();
+  const auto at = [&](Kind kind, const ipvs::ServiceKey& key) {
+    return std::ranges::find(node.kernel.applied, std::pair{kind, key}) - node.kernel.applied.begin();
+  };
+  const auto added = at(Kind::kAddService, vip(cluster_ip(kServices + 10), 80));
+  const auto deleted = at(Kind::kDeleteService, vip(cluster_ip(0), 80));
+  REQUIRE(added < std::ssize(node.kernel.applied));
+  REQUIRE(deleted < std::ssize(node.kernel.applied));
+  CHECK(added < deleted);
+  CHECK(node.kernel.applied.size() == 4);  // the add, its two destinations, the delete
   CHECK(restarted.sync->observed() == restarted.sync->desired());
 }
 
