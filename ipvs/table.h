@@ -7,16 +7,21 @@
 #include <map>
 #include <vector>
 
+#include <boost/container/flat_map.hpp>
+
 #include "ipvs/backend.h"
 #include "ipvs/model.h"
 
 namespace kipvs::ipvs {
 
 // One virtual service and its destinations, keyed by destination address and
-// port. destinations[k].key == k always holds.
+// port. destinations[k].key == k always holds. A sorted vector, not a tree:
+// at 10,000 Services the desired and observed tables hold 180,000
+// destinations each, 36 bytes apiece here against 88 in a tree's nodes.
+// Inserting or erasing moves the later elements and invalidates iterators.
 struct TableEntry {
   Service service;
-  std::map<DestinationKey, Destination> destinations;
+  boost::container::flat_map<DestinationKey, Destination> destinations;
 
   friend bool operator==(const TableEntry&, const TableEntry&) = default;
 };
