@@ -2,11 +2,12 @@
 
 #include <array>
 #include <charconv>
-#include <variant>
+#include <vector>
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
@@ -41,18 +42,121 @@ HttpError::Kind kind_of_failure(const boost::system::error_code& ec, HttpError::
   return otherwise;
 }
 
-// One request on one connection. Stream is beast::tcp_stream or an SSL
-// stream over it. Keeps itself alive through the handlers it queues.
+// A connection: the stream (beast::tcp_stream or an SSL stream over one)
+// with the bytes read past the last response.
+template <typename Stream>
+struct Connection {
+  explicit Connection(Stream s) : stream(std::move(s)) {}
+  Stream stream;
+  beast::flat_buffer buffer;
+  std::chrono::steady_clock::time_point idle_since{};
+};
+
+// Where a client's connections come from: it opens new ones to the server and
+// keeps the idle ones, newest last. Shared by the client and its requests, so
+// a request that outlives the client can still finish (and retry); close()
+// from the client's destructor closes the idle ones and takes no more.
+template <typename Stream>
+class ConnectionPool : public std::enable_shared_from_this<ConnectionPool<Stream>> {
+ public:
+  ConnectionPool(asio::io_context& io, ServerUrl url, std::string verify_name,
+                 std::optional<ssl::context> tls, bool verify, HttpClientOptions options)
+      : io_(io),
+        url_(std::move(url)),
+        verify_name_(std::move(verify_name)),
+        tls_(std::move(tls)),
+        verify_(verify),
+        options_(options),
+        timer_(io) {}
+
+  asio::io_context& io() { return io_; }
+  const ServerUrl& url() const { return url_; }
+  const std::string& verify_name() const { return verify_name_; }
+  const HttpConnectionStats& stats() const { return stats_; }
+  void count_opened() { ++stats_.opened; }
+  void count_retried() { ++stats_.retried; }
+
+  // A new, unconnected stream.
+  std::unique_ptr<Connection<Stream>> fresh() {
+    if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
+      return std::make_unique<Connection<Stream>>(beast::tcp_stream(io_));
+    } else {
+      Stream stream(io_, *tls_);
+      if (verify_) stream.set_verify_callback(ssl::host_name_verification(verify_name_));
+      return std::make_unique<Connection<Stream>>(std::move(stream));
+    }
+  }
+
+  // The most recently used idle connection, or null.
+  std::unique_ptr<Connection<Stream>> take() {
+    close_expired();
+    if (idle_.empty()) return nullptr;
+    auto connection = std::move(idle_.back());
+    idle_.pop_back();
+    ++stats_.reused;
+    return connection;
+  }
+
+  void put(std::unique_ptr<Connection<Stream>> connection) {
+    if (closed_ || options_.max_idle_connections == 0) return;
+    // A deadline left from the body would fail the next request at once.
+    beast::get_lowest_layer(connection->stream).expires_never();
+    connection->idle_since = std::chrono::steady_clock::now();
+    if (idle_.size() >= options_.max_idle_connections) idle_.erase(idle_.begin());
+    idle_.push_back(std::move(connection));
+    arm_timer();
+  }
+
+  void close() {
+    closed_ = true;
+    idle_.clear();
+    timer_.cancel();
+  }
+
+ private:
+  void close_expired() {
+    const auto now = std::chrono::steady_clock::now();
+    std::erase_if(idle_, [&](const auto& c) { return now - c->idle_since >= options_.max_idle_time; });
+  }
+
+  // Idle connections are closed on time even when no request comes to take
+  // them: the server is not left holding them.
+  void arm_timer() {
+    if (timer_armed_ || idle_.empty()) return;
+    timer_armed_ = true;
+    timer_.expires_at(idle_.front()->idle_since + options_.max_idle_time);
+    timer_.async_wait([weak = this->weak_from_this()](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (!self) return;
+      self->timer_armed_ = false;
+      if (ec || self->closed_) return;
+      self->close_expired();
+      self->arm_timer();
+    });
+  }
+
+  asio::io_context& io_;
+  ServerUrl url_;
+  std::string verify_name_;
+  std::optional<ssl::context> tls_;
+  bool verify_;
+  HttpClientOptions options_;
+  asio::steady_timer timer_;
+  bool timer_armed_ = false;
+  bool closed_ = false;
+  std::vector<std::unique_ptr<Connection<Stream>>> idle_;
+  HttpConnectionStats stats_;
+};
+
+// One request, on an idle connection from the pool or a new one. Keeps
+// itself alive through the handlers it queues.
 template <typename Stream>
 class Session : public HttpCall, public std::enable_shared_from_this<Session<Stream>> {
  public:
-  Session(asio::io_context& io, Stream stream, const ServerUrl& url, std::string verify_name,
-          http::request<http::empty_body> request, const HttpRequestOptions& options, HttpHandlers handlers,
-          std::shared_ptr<TokenSource> tokens)
-      : resolver_(io),
-        stream_(std::move(stream)),
-        url_(url),
-        verify_name_(std::move(verify_name)),
+  Session(std::shared_ptr<ConnectionPool<Stream>> pool, http::request<http::empty_body> request,
+          const HttpRequestOptions& options, HttpHandlers handlers, std::shared_ptr<TokenSource> tokens)
+      : pool_(std::move(pool)),
+        resolver_(pool_->io()),
         request_(std::move(request)),
         options_(options),
         handlers_(std::move(handlers)),
@@ -61,27 +165,38 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
   }
 
   void start() {
-    resolver_.async_resolve(url_.host, url_.port,
-                            [self = this->shared_from_this()](const boost::system::error_code& ec,
-                                                              const tcp::resolver::results_type& results) {
-                              self->on_resolve(ec, results);
-                            });
+    connection_ = pool_->take();
+    if (connection_) {
+      reused_ = true;
+      beast::get_lowest_layer(connection_->stream).expires_after(options_.head_timeout);
+      return write_request();
+    }
+    connect();
   }
 
   void cancel() override {
     if (done_) return;
     done_ = true;
     resolver_.cancel();
-    boost::system::error_code ignored;
-    beast::get_lowest_layer(stream_).socket().close(ignored);
+    close_connection();
   }
 
  private:
+  void connect() {
+    connection_ = pool_->fresh();
+    const ServerUrl& url = pool_->url();
+    resolver_.async_resolve(url.host, url.port,
+                            [self = this->shared_from_this()](const boost::system::error_code& ec,
+                                                              const tcp::resolver::results_type& results) {
+                              self->on_resolve(ec, results);
+                            });
+  }
+
   void on_resolve(const boost::system::error_code& ec, const tcp::resolver::results_type& results) {
     if (done_) return;
-    if (ec) return fail(HttpError::Kind::kResolve, "resolving " + url_.host + ": " + ec.message());
-    beast::get_lowest_layer(stream_).expires_after(options_.head_timeout);
-    beast::get_lowest_layer(stream_).async_connect(
+    if (ec) return fail(HttpError::Kind::kResolve, "resolving " + pool_->url().host + ": " + ec.message());
+    beast::get_lowest_layer(stream()).expires_after(options_.head_timeout);
+    beast::get_lowest_layer(stream()).async_connect(
         results, [self = this->shared_from_this()](const boost::system::error_code& ec,
                                                    const tcp::endpoint&) { self->on_connect(ec); });
   }
@@ -90,16 +205,17 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
     if (done_) return;
     if (ec) {
       return fail(kind_of_failure(ec, HttpError::Kind::kConnect),
-                  "connecting to " + url_.host + ":" + url_.port + ": " + ec.message());
+                  "connecting to " + pool_->url().host + ":" + pool_->url().port + ": " + ec.message());
     }
+    pool_->count_opened();
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
       write_request();
     } else {
-      if (!is_ip_literal(verify_name_)) {
+      if (!is_ip_literal(pool_->verify_name())) {
         // SNI carries names only (RFC 6066), never an address.
-        SSL_set_tlsext_host_name(stream_.native_handle(), verify_name_.c_str());
+        SSL_set_tlsext_host_name(stream().native_handle(), pool_->verify_name().c_str());
       }
-      stream_.async_handshake(
+      stream().async_handshake(
           ssl::stream_base::client,
           [self = this->shared_from_this()](const boost::system::error_code& ec) { self->on_handshake(ec); });
     }
@@ -110,17 +226,17 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
     if (ec) {
       std::string message = ec.message();
       if constexpr (!std::is_same_v<Stream, beast::tcp_stream>) {
-        const long verify = SSL_get_verify_result(stream_.native_handle());
+        const long verify = SSL_get_verify_result(stream().native_handle());
         if (verify != X509_V_OK) message += " (" + std::string(X509_verify_cert_error_string(verify)) + ")";
       }
       return fail(kind_of_failure(ec, HttpError::Kind::kTls),
-                  "TLS handshake with " + url_.host + ": " + message);
+                  "TLS handshake with " + pool_->url().host + ": " + message);
     }
     write_request();
   }
 
   void write_request() {
-    http::async_write(stream_, request_,
+    http::async_write(stream(), request_,
                       [self = this->shared_from_this()](const boost::system::error_code& ec, std::size_t) {
                         self->on_write(ec);
                       });
@@ -128,16 +244,34 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
 
   void on_write(const boost::system::error_code& ec) {
     if (done_) return;
-    if (ec)
+    if (ec) {
+      if (retry_on_new_connection(ec)) return;
       return fail(kind_of_failure(ec, HttpError::Kind::kClosed), "sending the request: " + ec.message());
-    http::async_read_header(stream_, buffer_, parser_,
+    }
+    http::async_read_header(stream(), connection_->buffer, parser_,
                             [self = this->shared_from_this()](const boost::system::error_code& ec,
                                                               std::size_t) { self->on_header(ec); });
+  }
+
+  // A server may close an idle connection just as we reuse it (its idle
+  // timeout, a restart): the request then fails before any response byte,
+  // and was not acted on, so it goes again on a new connection. Only once,
+  // and not on a timeout, which has used up the head's time.
+  bool retry_on_new_connection(const boost::system::error_code& ec) {
+    if (!reused_ || ec == beast::error::timeout || parser_.got_some() || connection_->buffer.size() > 0) {
+      return false;
+    }
+    reused_ = false;
+    pool_->count_retried();
+    close_connection();
+    connect();
+    return true;
   }
 
   void on_header(const boost::system::error_code& ec) {
     if (done_) return;
     if (ec) {
+      if (retry_on_new_connection(ec)) return;
       return fail(kind_of_failure(ec, HttpError::Kind::kProtocol),
                   "reading the response head: " + ec.message());
     }
@@ -146,6 +280,7 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
     head.status = response.result_int();
     head.content_type = std::string(response[http::field::content_type]);
     head.content_encoding = std::string(response[http::field::content_encoding]);
+    head.reused_connection = reused_;
     if (beast::iequals(head.content_encoding, "gzip")) {
       gzip_.emplace();
     } else if (!head.content_encoding.empty() && !beast::iequals(head.content_encoding, "identity")) {
@@ -170,8 +305,8 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
     if (parser_.is_done()) return finish();
     parser_.get().body().data = body_.data();
     parser_.get().body().size = body_.size();
-    beast::get_lowest_layer(stream_).expires_after(options_.idle_timeout);
-    http::async_read_some(stream_, buffer_, parser_,
+    beast::get_lowest_layer(stream()).expires_after(options_.idle_timeout);
+    http::async_read_some(stream(), connection_->buffer, parser_,
                           [self = this->shared_from_this()](const boost::system::error_code& ec,
                                                             std::size_t) { self->on_body(ec); });
   }
@@ -202,51 +337,62 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
       }
     }
     done_ = true;
-    boost::system::error_code ignored;
-    beast::get_lowest_layer(stream_).socket().close(ignored);
+    // Back to the pool before on_done: the caller asks for its next page
+    // from there. Bytes past the response would be a broken server's.
+    if (options_.keep_alive && parser_.get().version() == 11 && parser_.keep_alive() &&
+        connection_->buffer.size() == 0) {
+      pool_->put(std::move(connection_));
+    } else {
+      close_connection();
+    }
     if (handlers_.on_done) handlers_.on_done(std::nullopt);
   }
 
   void fail(HttpError::Kind kind, std::string message) {
     if (done_) return;
     done_ = true;
-    boost::system::error_code ignored;
-    beast::get_lowest_layer(stream_).socket().close(ignored);
+    close_connection();
     if (handlers_.on_done) handlers_.on_done(HttpError{kind, std::move(message)});
   }
 
+  Stream& stream() { return connection_->stream; }
+
+  void close_connection() {
+    if (!connection_) return;
+    boost::system::error_code ignored;
+    beast::get_lowest_layer(connection_->stream).socket().close(ignored);
+  }
+
+  std::shared_ptr<ConnectionPool<Stream>> pool_;
   tcp::resolver resolver_;
-  Stream stream_;
-  ServerUrl url_;
-  std::string verify_name_;
+  std::unique_ptr<Connection<Stream>> connection_;
+  bool reused_ = false;  // connection_ came from the pool
   http::request<http::empty_body> request_;
   HttpRequestOptions options_;
   HttpHandlers handlers_;
   std::shared_ptr<TokenSource> tokens_;
-  beast::flat_buffer buffer_;
   http::response_parser<http::buffer_body> parser_;
   std::array<char, kBodyBufferBytes> body_{};
   std::optional<GzipDecoder> gzip_;
   bool done_ = false;
 };
 
+template <typename Stream>
 class BeastHttpClient final : public HttpClient {
  public:
-  BeastHttpClient(asio::io_context& io, std::string server, ServerUrl url, std::string verify_name,
-                  std::optional<ssl::context> tls, std::shared_ptr<TokenSource> tokens)
-      : io_(io),
-        server_(std::move(server)),
-        url_(std::move(url)),
-        verify_name_(std::move(verify_name)),
-        tls_(std::move(tls)),
-        tokens_(std::move(tokens)) {}
+  BeastHttpClient(std::string server, std::shared_ptr<TokenSource> tokens,
+                  std::shared_ptr<ConnectionPool<Stream>> pool)
+      : server_(std::move(server)), tokens_(std::move(tokens)), pool_(std::move(pool)) {}
+
+  ~BeastHttpClient() override { pool_->close(); }
 
   std::shared_ptr<HttpCall> get(std::string target, const HttpRequestOptions& options,
                                 HttpHandlers handlers) override {
-    http::request<http::empty_body> request{http::verb::get, url_.prefix + target, 11};
-    const bool default_port = url_.port == (url_.tls ? "443" : "80");
-    const std::string host = url_.host.find(':') != std::string::npos ? "[" + url_.host + "]" : url_.host;
-    request.set(http::field::host, default_port ? host : host + ":" + url_.port);
+    const ServerUrl& url = pool_->url();
+    http::request<http::empty_body> request{http::verb::get, url.prefix + target, 11};
+    const bool default_port = url.port == (url.tls ? "443" : "80");
+    const std::string host = url.host.find(':') != std::string::npos ? "[" + url.host + "]" : url.host;
+    request.set(http::field::host, default_port ? host : host + ":" + url.port);
     request.set(http::field::user_agent, kUserAgent);
     request.set(http::field::accept, options.accept);
     if (options.accept_gzip) request.set(http::field::accept_encoding, "gzip");
@@ -255,33 +401,19 @@ class BeastHttpClient final : public HttpClient {
         request.set(http::field::authorization, "Bearer " + token);
       }
     }
-    if (!tls_) {
-      auto session = std::make_shared<Session<beast::tcp_stream>>(io_, beast::tcp_stream(io_), url_,
-                                                                  verify_name_, std::move(request), options,
-                                                                  std::move(handlers), tokens_);
-      session->start();
-      return session;
-    }
-    beast::ssl_stream<beast::tcp_stream> stream(io_, *tls_);
-    if (verify_) stream.set_verify_callback(ssl::host_name_verification(verify_name_));
-    auto session = std::make_shared<Session<beast::ssl_stream<beast::tcp_stream>>>(
-        io_, std::move(stream), url_, verify_name_, std::move(request), options, std::move(handlers),
-        tokens_);
+    auto session =
+        std::make_shared<Session<Stream>>(pool_, std::move(request), options, std::move(handlers), tokens_);
     session->start();
     return session;
   }
 
   const std::string& server() const override { return server_; }
-
-  bool verify_ = true;
+  HttpConnectionStats connection_stats() const override { return pool_->stats(); }
 
  private:
-  asio::io_context& io_;
   std::string server_;
-  ServerUrl url_;
-  std::string verify_name_;
-  std::optional<ssl::context> tls_;
   std::shared_ptr<TokenSource> tokens_;
+  std::shared_ptr<ConnectionPool<Stream>> pool_;
 };
 
 }  // namespace
@@ -355,7 +487,8 @@ std::expected<ServerUrl, std::string> parse_server_url(std::string_view url) {
 }
 
 std::expected<std::unique_ptr<HttpClient>, ConfigError> HttpClient::create(
-    asio::io_context& io, const ClientConfig& config, std::shared_ptr<TokenSource> tokens) {
+    asio::io_context& io, const ClientConfig& config, std::shared_ptr<TokenSource> tokens,
+    HttpClientOptions options) {
   auto url = parse_server_url(config.server);
   if (!url) return std::unexpected(ConfigError{config.source, "server", url.error() + ": " + config.server});
   std::string verify_name = config.tls_server_name.empty() ? url->host : config.tls_server_name;
@@ -399,10 +532,19 @@ std::expected<std::unique_ptr<HttpClient>, ConfigError> HttpClient::create(
       }
     }
   }
-  auto client = std::make_unique<BeastHttpClient>(io, config.server, std::move(*url), std::move(verify_name),
-                                                  std::move(tls), std::move(tokens));
-  client->verify_ = !config.insecure_skip_tls_verify;
-  return client;
+  const bool verify = !config.insecure_skip_tls_verify;
+  if (!url->tls) {
+    using Stream = beast::tcp_stream;
+    return std::make_unique<BeastHttpClient<Stream>>(
+        config.server, std::move(tokens),
+        std::make_shared<ConnectionPool<Stream>>(io, std::move(*url), std::move(verify_name), std::nullopt,
+                                                 verify, options));
+  }
+  using Stream = beast::ssl_stream<beast::tcp_stream>;
+  return std::make_unique<BeastHttpClient<Stream>>(
+      config.server, std::move(tokens),
+      std::make_shared<ConnectionPool<Stream>>(io, std::move(*url), std::move(verify_name), std::move(tls),
+                                               verify, options));
 }
 
 }  // namespace kipvs::k8s

@@ -6,9 +6,19 @@
 // a client certificate, TLS verified by default (the configured CA, else the
 // system's; the host name or tls-server-name checked; SNI sent for names).
 // "http://" servers are accepted for the fault-injecting test server.
-// One connection per request: lists are few and watches long-lived.
+//
+// Connections are kept alive (HTTP/1.1): a response whose body ended cleanly
+// leaves its connection in a small idle pool, and the next request takes it,
+// so the pages of a list go over one connection instead of paying a TCP
+// connect and a TLS handshake each (0.5-1 s apiece in an emulated guest).
+// Only a complete body on a connection the server keeps open goes back: a
+// cancelled call, an error, `Connection: close`, or a request that asked for
+// no reuse (a watch) closes it. A request on a reused connection that the
+// server had closed meanwhile is sent again, once, on a new connection, before
+// any of the caller's handlers has run.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <expected>
 #include <functional>
@@ -37,6 +47,7 @@ struct HttpResponseHead {
   std::string content_type;
   std::optional<std::chrono::seconds> retry_after;  // 429/503 Retry-After in seconds
   std::string content_encoding;                     // "gzip" when the body came compressed
+  bool reused_connection = false;                   // on a connection an earlier request used
 };
 
 struct HttpRequestOptions {
@@ -48,6 +59,10 @@ struct HttpRequestOptions {
   std::chrono::milliseconds head_timeout{std::chrono::seconds(30)};
   // The longest silence allowed while the body streams.
   std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
+  // Put the connection back in the idle pool when the body ends cleanly. A
+  // watch says no: it ends after minutes, when the server or a proxy in
+  // between chose to end it, and that connection is not worth trusting.
+  bool keep_alive = true;
 };
 
 // The caller's side of a request: on_head once, then on_body for each piece,
@@ -57,6 +72,21 @@ struct HttpHandlers {
   std::function<void(const HttpResponseHead&)> on_head;
   std::function<void(std::string_view)> on_body;
   std::function<void(std::optional<HttpError>)> on_done;
+};
+
+// The client's idle pool.
+struct HttpClientOptions {
+  std::size_t max_idle_connections = 4;
+  // An idle connection older than this is closed: below the idle cuts of API
+  // servers (90 s) and of most proxies, so a reused one is rarely dead.
+  std::chrono::milliseconds max_idle_time{std::chrono::seconds(30)};
+};
+
+// How connections were used, for tests and logs.
+struct HttpConnectionStats {
+  std::uint64_t opened = 0;   // connections established (TCP connected)
+  std::uint64_t reused = 0;   // requests sent on an idle connection from the pool
+  std::uint64_t retried = 0;  // of those, found closed and sent again on a new one
 };
 
 // A request in flight.
@@ -70,8 +100,10 @@ class HttpClient {
  public:
   // Fails when the TLS material does not load, naming where it came from.
   [[nodiscard]] static std::expected<std::unique_ptr<HttpClient>, ConfigError> create(
-      boost::asio::io_context& io, const ClientConfig& config, std::shared_ptr<TokenSource> tokens);
+      boost::asio::io_context& io, const ClientConfig& config, std::shared_ptr<TokenSource> tokens,
+      HttpClientOptions options = {});
 
+  // Closes the idle connections; requests in flight go on to their end.
   virtual ~HttpClient() = default;
 
   // GET server prefix + target ("/api/v1/services?watch=true&...").
@@ -79,6 +111,7 @@ class HttpClient {
                                         HttpHandlers handlers) = 0;
 
   [[nodiscard]] virtual const std::string& server() const = 0;
+  [[nodiscard]] virtual HttpConnectionStats connection_stats() const = 0;
 };
 
 // A parsed server URL.
