@@ -166,6 +166,7 @@ void ReflectorBase::list_page(std::string continue_token) {
     discard_list();
     list_started_ = std::chrono::steady_clock::now();
     list_items_ = 0;
+    list_connections_ = 0;
   }
   body_.clear();
   list_parser_.reset();
@@ -179,6 +180,11 @@ void ReflectorBase::list_page(std::string continue_token) {
     status_.last_http_status = head.status;
     if (head.status != 200) return;
     if (head.content_encoding == "gzip") ++status_.gzip_list_pages;
+    if (head.reused_connection) {
+      ++status_.reused_list_pages;
+    } else {
+      ++list_connections_;
+    }
     // A page is parsed as it arrives, into one arena freed with the page:
     // the items are decoded into objects that do not refer to it, and a
     // 2 MB page otherwise costs tens of thousands of small allocations.
@@ -266,7 +272,7 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
   body_.shrink_to_fit();
   commit_list();
   log("listed " + std::to_string(list_items_) + " objects at resourceVersion " + meta->resource_version +
-      " in " +
+      " over " + std::to_string(list_connections_) + " new connection(s) in " +
       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                            list_started_)
                          .count()) +
@@ -308,6 +314,7 @@ void ReflectorBase::start_watch() {
   handlers.on_body = [this](std::string_view bytes) { on_watch_body(bytes); };
   handlers.on_done = [this](std::optional<HttpError> error) { on_watch_done(std::move(error)); };
   HttpRequestOptions http = options_.http;
+  http.keep_alive = false;  // a watch's connection is closed when it ends
   // The server ends the watch after timeoutSeconds; silence beyond that
   // means a dead connection.
   http.idle_timeout = std::max(

@@ -1,7 +1,8 @@
 #pragma once
 // List+watch of one kind of object, as client-go's reflector does it, feeding
 // an ObjectSink with only real differences:
-//   1. a paginated list (limit + continue; one resourceVersion for all pages),
+//   1. a paginated list (limit + continue; one resourceVersion for all pages;
+//      the client keeps the connection alive from one page to the next),
 //      which replaces the cache (a relist reports only what changed);
 //   2. a watch from the list's resourceVersion with bookmarks and a random
 //      timeoutSeconds; when it ends, a new watch from the last resourceVersion
@@ -91,10 +92,11 @@ struct ReflectorOptions {
 struct ReflectorStatus {
   std::uint64_t lists = 0;  // complete lists (all pages)
   std::uint64_t list_pages = 0;
-  std::uint64_t gzip_list_pages = 0;  // pages the server sent compressed
-  std::uint64_t relists = 0;          // lists after 410 / too-large RV
-  std::uint64_t watches = 0;          // watch requests answered 200
-  std::uint64_t events = 0;           // ADDED/MODIFIED/DELETED applied
+  std::uint64_t gzip_list_pages = 0;    // pages the server sent compressed
+  std::uint64_t reused_list_pages = 0;  // pages that came on a kept-alive connection
+  std::uint64_t relists = 0;            // lists after 410 / too-large RV
+  std::uint64_t watches = 0;            // watch requests answered 200
+  std::uint64_t events = 0;             // ADDED/MODIFIED/DELETED applied
   std::uint64_t bookmarks = 0;
   std::uint64_t failures = 0;  // requests that failed (each followed by a backoff)
   std::uint64_t skipped = 0;   // objects or frames that did not decode
@@ -163,6 +165,7 @@ class ReflectorBase {
   // for the line that reports how long a list took.
   std::chrono::steady_clock::time_point list_started_{};
   std::size_t list_items_ = 0;
+  std::size_t list_connections_ = 0;  // new connections its pages needed
   std::string resource_version_;
   unsigned status_code_ = 0;
   std::optional<std::chrono::seconds> retry_after_;
