@@ -1,4 +1,4 @@
-// The reflector against a small fault-injecting HTTP server on loopback, for
+// The reflector against the fault-injecting HTTP server (fault_server.h), for
 // what a real API server cannot be made to do on demand: a connection cut
 // mid-frame, a frame delivered byte by byte, malformed JSON, 429/503, 410s
 // at chosen moments, a refused field selector, a 401 before a token rotates.
@@ -11,13 +11,10 @@
 #include <string>
 #include <vector>
 
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/read_until.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <boost/asio/streambuf.hpp>
-#include <boost/asio/write.hpp>
+#include <boost/asio/io_context.hpp>
 #include <catch2/catch.hpp>
 
+#include "fault_server.h"
 #include "gzip_encode.h"
 #include "k8s/api_source.h"
 #include "k8s/http_client.h"
@@ -26,31 +23,14 @@ namespace kipvs::k8s {
 namespace {
 
 namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
-
-// What the server writes for one request, step by step.
-struct Step {
-  std::string bytes;
-  bool byte_by_byte = false;  // one write per byte, 1 ms apart
-  bool close = false;         // then cut the connection (no HTTP end)
-};
-using Script = std::vector<Step>;
-
-std::string response(int status, const std::string& body, const std::string& headers = "") {
-  return "HTTP/1.1 " + std::to_string(status) +
-         " X\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-         "\r\nConnection: close\r\n" + headers + "\r\n" + body;
-}
-std::string chunked_head() {
-  return "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
-}
-std::string chunk(const std::string& data) {
-  char size[16];
-  std::snprintf(size, sizeof size, "%zx", data.size());
-  return std::string(size) + "\r\n" + data + "\r\n";
-}
-const std::string kLastChunk = "0\r\n\r\n";
+using test::chunk;
+using test::chunked_head;
+using test::FaultServer;
+using test::kLastChunk;
+using test::response;
+using test::run_until;
+using test::Script;
 
 std::string service(const std::string& name, const std::string& rv, int port = 80,
                     const std::string& cluster_ip = "10.96.0.10") {
@@ -73,93 +53,6 @@ std::string list(const std::vector<std::string>& items, const std::string& rv, c
 const std::string kExpired =
     R"({"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version","reason":"Expired","code":410})";
 
-// The server: one handler call per request, with the request head.
-class FaultServer {
- public:
-  using Handler = std::function<Script(const std::string& target, const std::string& head)>;
-
-  FaultServer(asio::io_context& io, Handler handler)
-      : io_(io),
-        acceptor_(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
-        handler_(std::move(handler)) {
-    accept();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(acceptor_.local_endpoint().port()); }
-
-  std::vector<std::string> targets;
-  std::vector<std::chrono::steady_clock::time_point> times;
-
- private:
-  struct Connection {
-    explicit Connection(asio::io_context& io) : socket(io), timer(io) {}
-    tcp::socket socket;
-    asio::steady_timer timer;
-    asio::streambuf request;
-    Script script;
-    std::size_t step = 0, byte = 0;
-  };
-
-  void accept() {
-    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket socket) {
-      if (ec) return;
-      auto c = std::make_shared<Connection>(io_);
-      c->socket = std::move(socket);
-      connections_.push_back(c);
-      asio::async_read_until(
-          c->socket, c->request, "\r\n\r\n", [this, c](boost::system::error_code ec, std::size_t) {
-            if (ec) return;
-            std::string head(asio::buffers_begin(c->request.data()), asio::buffers_end(c->request.data()));
-            const auto sp1 = head.find(' ');
-            const std::string target = head.substr(sp1 + 1, head.find(' ', sp1 + 1) - sp1 - 1);
-            targets.push_back(target);
-            times.push_back(std::chrono::steady_clock::now());
-            c->script = handler_(target, head);
-            play(c);
-          });
-      accept();
-    });
-  }
-
-  void play(const std::shared_ptr<Connection>& c) {
-    if (c->step == c->script.size()) return;  // hold the connection open
-    Step& step = c->script[c->step];
-    if (!step.byte_by_byte) {
-      asio::async_write(c->socket, asio::buffer(step.bytes),
-                        [this, c](boost::system::error_code ec, std::size_t) {
-                          if (!ec) next_step(c);
-                        });
-      return;
-    }
-    if (c->byte == step.bytes.size()) {
-      c->byte = 0;
-      return next_step(c);
-    }
-    asio::async_write(c->socket, asio::buffer(&step.bytes[c->byte], 1),
-                      [this, c](boost::system::error_code ec, std::size_t) {
-                        if (ec) return;
-                        ++c->byte;
-                        c->timer.expires_after(1ms);
-                        c->timer.async_wait([this, c](boost::system::error_code) { play(c); });
-                      });
-  }
-
-  void next_step(const std::shared_ptr<Connection>& c) {
-    if (c->script[c->step].close) {
-      boost::system::error_code ignored;
-      c->socket.shutdown(tcp::socket::shutdown_both, ignored);
-      c->socket.close(ignored);
-      return;
-    }
-    ++c->step;
-    play(c);
-  }
-
-  asio::io_context& io_;
-  tcp::acceptor acceptor_;
-  Handler handler_;
-  std::vector<std::shared_ptr<Connection>> connections_;
-};
-
 class RecordingSink final : public ObjectSink {
  public:
   void service_changed(const ObjectKey& key, const Service* now) override {
@@ -175,17 +68,6 @@ class RecordingSink final : public ObjectSink {
   std::vector<std::string> skipped;
   int synced_count = 0;
 };
-
-template <typename Predicate>
-bool run_until(asio::io_context& io, Predicate done, std::chrono::milliseconds limit = 5s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    io.restart();
-    io.run_for(5ms);
-  }
-  return true;
-}
 
 // A reflector for Services with kube-proxy's selectors, fast deterministic
 // backoff (random() = 0: exactly 100 ms, 200 ms, ...), against the server.
