@@ -145,6 +145,47 @@ TEST_CASE("reflector fault: pages, then a watch from the list's version, resumed
   CHECK(rig.hooks == std::vector<std::string>{"ADDED", "MODIFIED", "DELETED", "BOOKMARK"});
 }
 
+TEST_CASE(
+    "reflector fault: the pages of a list go over one kept-alive connection, and the watch after them") {
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (is_watch(target)) return {{chunked_head()}};
+    const bool kept = true;
+    if (has(target, "continue=p3")) return {{response(200, list({service("c", "7")}, "10"), "", kept)}};
+    if (has(target, "continue=p2")) return {{response(200, list({service("b", "6")}, "10", "p3"), "", kept)}};
+    return {{response(200, list({service("a", "5")}, "10", "p2"), "", kept)}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return rig.server->targets.size() == 4; }));
+  CHECK(rig.sink.events == std::vector<std::string>{"a", "b", "c"});
+  CHECK(rig.server->accepted() == 1);
+  CHECK(rig.server->connection_of == std::vector<std::size_t>{0, 0, 0, 0});
+  CHECK(rig.reflector->status().list_pages == 3);
+  CHECK(rig.reflector->status().reused_list_pages == 2);
+  CHECK(rig.client->connection_stats().opened == 1);
+  bool said = false;
+  for (const auto& line : rig.log)
+    said = said || has(line, "listed 3 objects at resourceVersion 10 over 1 new");
+  CHECK(said);
+}
+
+TEST_CASE("reflector fault: a watch that ends leaves no connection for the next watch") {
+  int watches = 0;
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) return {{response(200, list({}, "10"), "", true)}};
+    // A whole chunked body, kept alive as far as HTTP goes.
+    if (++watches == 1) return {{chunked_head() + chunk(event("ADDED", service("d", "11"))) + kLastChunk}};
+    return {{chunked_head()}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return watches == 2; }));
+  const auto& on = rig.server->connection_of;
+  REQUIRE(on.size() == 3);
+  CHECK(on[1] == on[0]);  // the first watch took the list's connection
+  CHECK(on[2] != on[1]);
+  CHECK(rig.server->accepted() == 2);
+  CHECK(rig.reflector->status().failures == 0);
+}
+
 TEST_CASE("reflector fault: a list asks for gzip and a compressed page decodes, and a watch stays plain") {
   std::vector<std::string> heads;
   const std::string page = list({service("a", "5"), service("b", "6", 8080)}, "10");
