@@ -266,6 +266,9 @@ TEST_CASE("pagination: more than 500 EndpointSlices come in pages of 500 at one 
   CHECK(slices.status().list_pages >= 2);
   // A full page is far over the server's 128 KiB threshold: it comes gzipped.
   CHECK(slices.status().gzip_list_pages >= 1);
+  // The pages after the first come on the first one's kept-alive connection.
+  CHECK(slices.status().reused_list_pages == slices.status().list_pages - 1);
+  CHECK(client.http->connection_stats().opened < slices.status().list_pages);
   CHECK(sink.in(ns).size() == 520);
   std::size_t cached = 0;
   for (const auto& [key, _] : slices.cache().objects()) cached += key.namespace_ == ns;
