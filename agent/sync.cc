@@ -839,6 +839,7 @@ bool Sync::sync_full() {
     return false;
   }
   dump_backoff_ = milliseconds{0};
+  observed_.clear();  // not two whole tables at once
   observed_ = ipvs::table_from(*dump);
   const auto connections = ipvs::connections_from(*dump);
   phases_.lap("read");  // the kernel's dump and the table made from it

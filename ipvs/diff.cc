@@ -126,6 +126,9 @@ ConnectionTable connections_from(const std::vector<ServiceWithDestinations>& dum
   ConnectionTable table;
   for (const auto& item : dump) {
     for (const auto& state : item.destinations) {
+      // Idle ones are left out: a missing destination counts as idle, and at
+      // 10,000 Services an idle node's resync would hold 180,000 entries.
+      if (state.active_connections == 0 && state.inactive_connections == 0) continue;
       table.insert_or_assign(DestinationRef{item.service.service.key, state.destination.key},
                              Connections{state.active_connections, state.inactive_connections});
     }

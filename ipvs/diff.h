@@ -80,7 +80,8 @@ struct Connections {
 };
 using ConnectionTable = std::map<DestinationRef, Connections>;
 
-// Counts from a backend dump (a missing destination counts as idle).
+// Counts from a backend dump, busy destinations only (a missing destination
+// counts as idle).
 [[nodiscard]] ConnectionTable connections_from(const std::vector<ServiceWithDestinations>& dump);
 
 using DrainClock = std::chrono::steady_clock;

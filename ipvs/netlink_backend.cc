@@ -463,6 +463,9 @@ std::expected<std::vector<DestinationState>, Error> NetlinkBackend::dump_destina
       },
       [&] { destinations.clear(); });
   if (!outcome) return std::unexpected(outcome.error());
+  // A whole-table dump keeps 180,000 of these at 10,000 Services: without
+  // the slack that growth by doubling leaves, a third less.
+  destinations.shrink_to_fit();
   return destinations;
 }
 

@@ -251,16 +251,19 @@ TEST_CASE("table_from converts a backend dump and drops counters", "[diff]") {
   state.destination = real("fd00:244::5", 5353);
   state.active_connections = 4;
   item.destinations.push_back(state);
+  DestinationState idle;
+  idle.destination = real("fd00:244::6", 5353);
+  item.destinations.push_back(idle);
   dump.push_back(item);
 
   const Table table = table_from(dump);
   REQUIRE(table.size() == 1);
   const auto& entry = table.at(vip("fd00::10", 53, Protocol::kUdp));
   CHECK(entry.service.scheduler == "mh");
-  REQUIRE(entry.destinations.size() == 1);
+  REQUIRE(entry.destinations.size() == 2);
   CHECK(entry.destinations.begin()->second == real("fd00:244::5", 5353));
 
-  const ConnectionTable connections = connections_from(dump);
+  const ConnectionTable connections = connections_from(dump);  // the busy one only
   REQUIRE(connections.size() == 1);
   CHECK(connections.begin()->second.active == 4);
 }
