@@ -433,9 +433,32 @@ TEST_CASE("nft: a UDP client moves to a new endpoint once its endpoint is remove
   INFO("first:\n" << first.output);
   REQUIRE(first.status == 0);
 
+  // The first client's conntrack entry, NATed to p0, in the node's table.
+  const auto p0_entry = [] {
+    std::istringstream table(run("cat /proc/net/nf_conntrack 2>&1").output);
+    for (std::string line; std::getline(table, line);) {
+      if (line.find(" udp ") != std::string::npos && line.find("dst=10.96.0.66 ") != std::string::npos &&
+          line.find("src=10.244.0.10 ") != std::string::npos)
+        return true;
+    }
+    return false;
+  };
+  const bool had_p0_entry = p0_entry();
+
   dns.endpoints = {"p1"};
   write_file(running.dir / "services.yaml", manifest({dns}));
   REQUIRE(eventually([] { return run_ok("ipvsadm -Sn").find("10.244.0.10:5353") == std::string::npos; }));
+  // Gone before the client sends again, else it would last the UDP timeout
+  // (30 s). Two parties remove it: kipvs with the real server, and this
+  // kernel itself (expire_nodest_conn=1 flushes a deleted destination's
+  // connections, and their conntrack entries, since Linux 5.9). They race, so
+  // the entry is checked, not which of them removed it: this case does not
+  // show kipvs's own removal (the unit tests do), only that the client moves.
+  if (had_p0_entry) {
+    CHECK(eventually([&] { return !p0_entry(); }, 10s));
+  } else {
+    WARN("the first client's conntrack entry was gone before the change; its removal is not checked");
+  }
   // Same client port: without the conntrack entry's removal, the answers of
   // p1 would not match the old entry's NAT and never come back.
   const auto moved = run(client + "p1 8");
@@ -444,5 +467,4 @@ TEST_CASE("nft: a UDP client moves to a new endpoint once its endpoint is remove
        << running.kipvs->log() << "conntrack:\n"
        << run("cat /proc/net/nf_conntrack 2>&1").output);
   CHECK(moved.status == 0);
-  CHECK_THAT(running.kipvs->log(), Catch::Contains("conntrack entries of removed UDP real servers"));
 }
