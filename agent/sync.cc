@@ -601,7 +601,7 @@ void Sync::clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows) {
   }
 }
 
-bool Sync::sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected) {
+bool Sync::sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected, bool in_background) {
   if (nft_ == nullptr) return true;
   const bool addresses_changed = std::ranges::any_of(address_flips_, [&](const auto& flip) {
     return desired_addresses_.contains(flip.first) != flip.second;
@@ -617,10 +617,40 @@ bool Sync::sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected) {
   ++stats_.nft_computations;
   nft_origins_ = origins();
   auto desired = nft_state(nft_origins_, desired_addresses_, options_.nft);
-  const auto update = ipvs::nft_diff(nft_written_, desired);
+  auto update = ipvs::nft_diff(nft_written_, desired);
   if (update.empty()) return true;
   const bool full = update.full.has_value();
-  auto done = nft_->apply(update);
+  constexpr std::size_t kBackgroundServices = 64;
+  if (in_background && full && nft_origins_.size() >= kBackgroundServices && !nft_job_) {
+    auto& job =
+        nft_job_.emplace(NftJob{.desired = std::move(desired), .update = std::move(update), .done = {}});
+    try {
+      job.done = std::async(std::launch::async,
+                            [backend = nft_, update = &job.update] { return backend->apply(*update); });
+      return true;
+    } catch (const std::system_error& error) {
+      log(std::string("cannot start a thread for the nftables table (") + error.what() +
+          "); writing it here");
+      desired = std::move(job.desired);
+      update = std::move(job.update);
+      nft_job_.reset();
+    }
+  }
+  const auto done = nft_->apply(update);
+  update = {};
+  return record_nft(std::move(desired), full, done);
+}
+
+bool Sync::collect_nft() {
+  if (!nft_job_) return true;
+  const auto done = nft_job_->done.get();
+  const bool full = nft_job_->update.full.has_value();
+  auto desired = std::move(nft_job_->desired);
+  nft_job_.reset();
+  return record_nft(std::move(desired), full, done);
+}
+
+bool Sync::record_nft(ipvs::NftState desired, bool full, const std::expected<void, ipvs::Error>& done) {
   observer_.nft_transaction(full, done.has_value());
   if (!done) {
     // The transaction changed nothing; the next attempt rewrites the whole
@@ -869,15 +899,15 @@ bool Sync::sync_full() {
   refresh_owned_addresses(/*all=*/true);
   phases_.lap("addresses");
 
-  // Masquerade rules first: on the first sync they are written in the same
-  // sync as, and before, the first virtual services. Before the plan is
-  // made, too: libnftables's parse of a 10,000-Service table and the plan
-  // are the two largest transient allocations, and need not coexist.
+  // The nftables table is written in the same sync as the virtual services:
+  // a whole table (a first sync's) on a worker thread while the IPVS rules
+  // are written below, since both are seconds at 10,000 Services and share
+  // nothing; the sync ends only when both are done. The plan is made in
+  // pieces, so libnftables's parse and the plan stay small together.
   // A resync compares the table only where something changed (the table's
   // presence was checked above): recomputing it all costs seconds at 10,000
   // Services in an emulated guest, for nothing.
-  const bool nft_ok = sync_nft(/*all=*/false, affected);
-  release_free_memory();
+  bool nft_ok = sync_nft(/*all=*/false, affected, /*in_background=*/true);
   phases_.lap("nftables");
 
   // Planned and applied a piece at a time, in key order: a first sync at
@@ -922,6 +952,9 @@ bool Sync::sync_full() {
   }
   if (!unwanted.empty()) plan_and_apply(unwanted);
   draining_ = std::move(draining);
+  nft_ok = collect_nft() && nft_ok;  // the time spent waiting counts as "nftables"
+  release_free_memory();
+  phases_.lap("nftables");
   collect_binds();  // the time spent waiting counts as "addresses"
   unbind_stale_addresses(/*all=*/true);
   refresh_owned_addresses(/*all=*/true);

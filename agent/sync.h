@@ -231,7 +231,13 @@ class Sync final : public k8s::ObjectSink {
   // false when it failed (logged, counted, retried; IPVS goes on regardless).
   // all: the whole table is computed and compared; otherwise only when a
   // changed virtual service's nftables part (or a bound address) changed.
-  bool sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected);
+  // in_background: a whole table for many services (a first sync's, where
+  // libnftables's parse takes seconds) is written on a worker thread while
+  // this one writes the IPVS rules; collect_nft() waits for it, and until
+  // then the nftables backend is lent to that thread alone.
+  bool sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected, bool in_background = false);
+  bool collect_nft();
+  bool record_nft(ipvs::NftState desired, bool full, const std::expected<void, ipvs::Error>& done);
   // all: every desired and observed address is checked; otherwise only the
   // addresses that came or went since the last sync (address_flips_).
   // in_background: when there are many to add (a first sync binds one per
@@ -322,6 +328,12 @@ class Sync final : public k8s::ObjectSink {
   std::optional<BindJob> bind_job_;
   bool link_ready_ = false;
   std::optional<ipvs::NftState> nft_written_;
+  struct NftJob {
+    ipvs::NftState desired;  // nft_written_ once the job succeeds
+    ipvs::NftUpdate update;
+    std::future<std::expected<void, ipvs::Error>> done;
+  };
+  std::optional<NftJob> nft_job_;
   bool nft_failed_ = false;
   ipvs::DrainSet draining_;
   std::set<ipvs::ServiceKey> retry_keys_;

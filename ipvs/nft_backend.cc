@@ -87,6 +87,7 @@ std::expected<bool, Error> LibNftBackend::table_present() {
 // ---------------------------------------------------------------------------
 
 std::expected<void, Error> FakeNftBackend::apply(const NftUpdate& update) {
+  apply_threads.insert(std::this_thread::get_id());
   if (fail_code != 0) return std::unexpected(Error{fail_code, std::strerror(fail_code)});
   if (update.empty()) return {};
   if (update.full) {

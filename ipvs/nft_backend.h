@@ -12,7 +12,9 @@
 #include <expected>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
+#include <thread>
 
 #include "ipvs/backend.h"
 #include "ipvs/nft_ruleset.h"
@@ -71,6 +73,7 @@ class FakeNftBackend final : public NftBackend {
   std::size_t transactions = 0;  // successful ones
   std::size_t full_writes = 0;
   std::size_t element_changes = 0;
+  std::set<std::thread::id> apply_threads;  // which threads applied updates
   // errno for every apply while non-zero: a kernel without nf_tables answers
   // EOPNOTSUPP / EPROTONOSUPPORT.
   int fail_code = 0;

@@ -5,10 +5,13 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -136,7 +139,8 @@ class OrderingBackend final : public ipvs::Backend {
  public:
   OrderingBackend(ipvs::FakeBackend& kernel, ipvs::FakeNftBackend& nft) : kernel_(kernel), nft_(nft) {}
   std::vector<ipvs::OperationResult> apply(std::span<const ipvs::Operation> operations) override {
-    if (!operations.empty() && !first_write_saw_table) first_write_saw_table = nft_.table().has_value();
+    if (check_order && !operations.empty() && !first_write_saw_table)
+      first_write_saw_table = nft_.table().has_value();
     return kernel_.apply(operations);
   }
   std::expected<std::vector<ipvs::ServiceState>, ipvs::Error> list_services() override {
@@ -157,6 +161,7 @@ class OrderingBackend final : public ipvs::Backend {
   std::expected<void, ipvs::Error> flush() override { return kernel_.flush(); }
 
   std::optional<bool> first_write_saw_table;
+  bool check_order = true;  // off where the table is written on another thread
 
  private:
   ipvs::FakeBackend& kernel_;
@@ -349,6 +354,61 @@ TEST_CASE("sync: a failed nftables transaction is reported, counted and retried,
   CHECK(rig.nft.full_writes == 1);
   CHECK(rig.nft.table() == rig.sync->desired_nft());
   CHECK(rig.kernel.destination_count() == 2);
+}
+
+TEST_CASE(
+    "sync: a first sync writes a large table on a worker thread while IPVS is written, and a failure is "
+    "retried",
+    "[nft][sync]") {
+  const auto populate = [](Rig& rig) {
+    rig.ordering.check_order = false;
+    for (int i = 0; i < 200; ++i) {
+      const auto name = "svc-" + std::to_string(i);
+      rig.add(service(name, "10.96.1." + std::to_string(i + 1)));
+      rig.add(slice(name, {"10.244.0.5", "10.244.0.6"}));
+    }
+  };
+  SECTION("written") {
+    Rig rig;
+    populate(rig);
+    rig.start();
+    CHECK(rig.kernel.service_count() == 200);
+    CHECK(rig.nft.full_writes == 1);
+    CHECK(rig.nft.table() == rig.sync->desired_nft());
+    CHECK(rig.sync->written_nft() == rig.nft.table());
+    CHECK(rig.observer.nft_ok == 1);
+    CHECK(rig.nft.apply_threads.size() == 1);
+    CHECK_FALSE(rig.nft.apply_threads.contains(std::this_thread::get_id()));
+
+    // Element changes are small: written on this thread, before IPVS.
+    rig.nft.apply_threads.clear();
+    rig.add(service("new", "10.96.2.1"));
+    rig.add(slice("new", {"10.244.0.8"}));
+    REQUIRE(rig.sync->sync_dirty());
+    CHECK(rig.nft.full_writes == 1);
+    CHECK(rig.nft.table() == rig.sync->desired_nft());
+    CHECK(rig.nft.apply_threads == std::set<std::thread::id>{std::this_thread::get_id()});
+  }
+  SECTION("failed, then retried") {
+    Rig rig;
+    populate(rig);
+    rig.nft.fail_code = EOPNOTSUPP;
+    rig.start();
+    CHECK(rig.kernel.service_count() == 200);
+    CHECK(rig.kernel.destination_count() == 400);
+    CHECK(rig.observer.nft_failed == 1);
+    CHECK(rig.observer.finished_failed == 1);
+    CHECK(std::ranges::count_if(rig.logs, [](const std::string& line) {
+            return line.find("nftables transaction failed (whole table)") != std::string::npos;
+          }) == 1);
+    CHECK_FALSE(rig.sync->written_nft().has_value());
+
+    rig.nft.fail_code = 0;
+    REQUIRE(rig.sync->sync_full());
+    CHECK(rig.nft.full_writes == 1);
+    CHECK(rig.nft.table() == rig.sync->desired_nft());
+    CHECK(rig.observer.nft_ok == 1);
+  }
 }
 
 TEST_CASE("sync: a removed UDP real server's conntrack entries are cleared, TCP ones are left",
