@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <zlib.h>
+
 namespace kipvs::k8s {
 namespace {
 
@@ -71,7 +73,7 @@ std::expected<void, std::string> GzipDecoder::write(std::string_view compressed,
       inflate_.write(zs, zlib::Flush::sync, ec);
       const std::size_t produced = buffer_.size() - zs.avail_out;
       if (produced > 0) {
-        crc_.process_bytes(buffer_.data(), produced);
+        crc_ = crc32(crc_, reinterpret_cast<const Bytef*>(buffer_.data()), static_cast<uInt>(produced));
         size_ += static_cast<std::uint32_t>(produced);
         out(std::string_view(buffer_.data(), produced));
       }
@@ -90,7 +92,7 @@ std::expected<void, std::string> GzipDecoder::write(std::string_view compressed,
     trailer_.append(compressed.substr(0, take));
     compressed.remove_prefix(take);
     if (trailer_.size() < kTrailer) return {};
-    if (little_endian32(trailer_) != crc_.checksum()) return fail("CRC-32 mismatch");
+    if (little_endian32(trailer_) != crc_) return fail("CRC-32 mismatch");
     if (little_endian32(std::string_view(trailer_).substr(4)) != size_) return fail("size mismatch");
     state_ = State::kDone;
   }
