@@ -240,12 +240,14 @@ fs::path kipvs_binary() {
 
 class Kipvs {
  public:
-  Kipvs(const fs::path& manifests, const fs::path& log) : log_(log) {
+  Kipvs(const fs::path& manifests, const fs::path& log, const std::vector<std::string>& extra = {})
+      : log_(log) {
     const auto binary = kipvs_binary();
     REQUIRE(fs::exists(binary));
     std::vector<std::string> args{binary.string(),       "--manifests",    manifests.string(),
                                   "--hostname-override", "node-a",         "--node-ip",
                                   "10.250.0.1",          "--cluster-cidr", "10.244.0.0/16"};
+    args.insert(args.end(), extra.begin(), extra.end());
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
@@ -284,12 +286,13 @@ struct Running {
   std::unique_ptr<Kipvs> kipvs;
 };
 
-Running start(const std::string& name, const std::vector<Svc>& services) {
+Running start(const std::string& name, const std::vector<Svc>& services,
+              const std::vector<std::string>& extra = {}) {
   Running running;
   running.dir = scratch() / name;
   fs::create_directories(running.dir);
   write_file(running.dir / "services.yaml", manifest(services));
-  running.kipvs = std::make_unique<Kipvs>(running.dir, scratch() / (name + ".log"));
+  running.kipvs = std::make_unique<Kipvs>(running.dir, scratch() / (name + ".log"), extra);
   auto& kipvs = *running.kipvs;
   const bool synced = eventually([&] { return kipvs.log().find("sync full") != std::string::npos; });
   INFO("kipvs log:\n" << kipvs.log());
@@ -350,6 +353,31 @@ TEST_CASE("nft: one endpoint's change rewrites set elements only, and --cleanup 
   INFO("cleanup:\n" << cleanup.output);
   CHECK(cleanup.status == 0);
   CHECK(run("nft list table inet kipvs").status != 0);
+}
+
+TEST_CASE("nft: a resync leaves the table alone, and writes it again after nft flush ruleset",
+          "[kernel][nft]") {
+  Lab lab;
+  const Svc web{.name = "web", .cluster_ip = "10.96.0.62", .endpoints = {"p0"}};
+  auto running = start("flushed", {web}, {"--ipvs-sync-period", "1s"});
+  const auto count = [&](const std::string& text) {
+    const auto log = running.kipvs->log();
+    std::size_t n = 0;
+    for (auto at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++n;
+    return n;
+  };
+  const auto before = nft_table();
+  // Resyncs that find the table: no rewrite, the same table (handles too).
+  REQUIRE(eventually([&] { return count("sync full") >= 3; }));
+  CHECK(count("is gone; writing it again") == 0);
+  CHECK(nft_table() == before);
+
+  run_ok("nft flush ruleset");
+  const bool again = eventually([&] { return count("is gone; writing it again") == 1; });
+  INFO("kipvs log:\n" << running.kipvs->log());
+  REQUIRE(again);
+  REQUIRE(eventually([] { return run("nft list table inet kipvs").status == 0; }));
+  CHECK_THAT(nft_table(), Catch::Contains("10.244.0.10 . tcp . 8080 . 10.244.0.10"));
 }
 
 TEST_CASE("nft: the node's own connection to a cluster IP is masqueraded and answered", "[kernel][nft]") {
