@@ -284,7 +284,7 @@ void Sync::arm_resync(std::optional<std::chrono::milliseconds> delay) {
   resync_timer_.expires_after(delay.value_or(options_.sync_period));
   resync_timer_.async_wait([this](const boost::system::error_code& error) {
     if (error || stopped_) return;
-    sync_full();
+    if (!initial_sync_done_ || !start_resync()) sync_full();
   });
 }
 
@@ -500,6 +500,9 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
                                        bool reread) {
   std::set<ipvs::ServiceKey> failed;
   if (plan.empty()) return failed;
+  if (reading_) {
+    for (const auto& operation : plan.operations) reading_->touched.insert(operation.service.key);
+  }
   stats_.operations += plan.size();
   std::set<ipvs::ServiceKey> stale;  // the kernel disagrees with observed_
   std::vector<ipvs::ConntrackFlow> gone;
@@ -790,13 +793,17 @@ void Sync::PhaseTimes::start() {
 
 void Sync::PhaseTimes::lap(const char* phase) {
   const auto now = std::chrono::steady_clock::now();
+  add(phase, now - mark);
+  mark = now;
+}
+
+void Sync::PhaseTimes::add(const char* phase, std::chrono::steady_clock::duration duration) {
   auto it = std::find_if(spent.begin(), spent.end(), [&](const auto& entry) { return entry.first == phase; });
   if (it == spent.end()) {
-    spent.emplace_back(phase, now - mark);
+    spent.emplace_back(phase, duration);
   } else {
-    it->second += now - mark;
+    it->second += duration;
   }
-  mark = now;
 }
 
 std::string Sync::PhaseTimes::summary() const {
@@ -854,7 +861,63 @@ bool Sync::sync_full() {
   phases_.start();
   const auto started = options_.clock();
   observer_.sync_started(SyncKind::kFull);
-  auto dump = backend_.list_all();
+  return sync_full_from(backend_.list_all(), started, {});
+}
+
+bool Sync::start_resync() {
+  if (reading_ || stopped_) return true;  // one read at a time
+  const auto started = options_.clock();
+  const auto read_started = std::chrono::steady_clock::now();
+  auto services = backend_.list_services();
+  if (!services) return false;  // sync_full reports it, and backs off
+  observer_.sync_started(SyncKind::kFull);
+  reading_.emplace(KernelRead{.services = std::move(*services),
+                              .next = 0,
+                              .dump = {},
+                              .touched = {},
+                              .started = started,
+                              .spent = std::chrono::steady_clock::now() - read_started});
+  reading_->dump.reserve(reading_->services.size());
+  boost::asio::post(io_, [this] { read_kernel_piece(); });
+  return true;
+}
+
+void Sync::read_kernel_piece() {
+  if (!reading_ || stopped_) return;
+  const auto piece_started = std::chrono::steady_clock::now();
+  auto& read = *reading_;
+  std::optional<ipvs::Error> failed;
+  for (std::size_t taken = 0;
+       read.next < read.services.size() &&
+       (taken == 0 || std::chrono::steady_clock::now() - piece_started < options_.resync_read_piece);
+       ++taken) {
+    auto& service = read.services[read.next++];
+    auto destinations = backend_.list_destinations(service.service.key);
+    if (!destinations) {
+      // Deleted since the list (by a sync of ours: touched; or by someone
+      // else: absent is what the kernel now holds).
+      if (destinations.error().code == ENOENT || destinations.error().code == ESRCH) continue;
+      failed = destinations.error();
+      break;
+    }
+    read.dump.push_back(ipvs::ServiceWithDestinations{std::move(service), std::move(*destinations)});
+  }
+  read.spent += std::chrono::steady_clock::now() - piece_started;
+  if (!failed && read.next < read.services.size()) {
+    boost::asio::post(io_, [this] { read_kernel_piece(); });
+    return;
+  }
+  auto done = std::move(*reading_);
+  reading_.reset();
+  phases_.start();
+  phases_.add("read", done.spent);
+  Dump dump = failed ? Dump(std::unexpected(*failed)) : Dump(std::move(done.dump));
+  done.services = {};
+  sync_full_from(std::move(dump), done.started, done.touched);
+}
+
+bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
+                          const std::set<ipvs::ServiceKey>& touched) {
   if (!dump) {
     // Back off from retry_min, but never wait longer than a resync would:
     // until the first dump succeeds nothing is programmed.
@@ -869,8 +932,20 @@ bool Sync::sync_full() {
     return false;
   }
   dump_backoff_ = milliseconds{0};
+  std::map<ipvs::ServiceKey, std::optional<ipvs::TableEntry>> newer;
+  for (const auto& key : touched) {
+    auto entry = observed_.find(key);
+    newer.emplace(key, entry == observed_.end() ? std::nullopt : std::optional(std::move(entry->second)));
+  }
   observed_.clear();  // not two whole tables at once
   observed_ = ipvs::table_from(*dump);
+  for (auto& [key, entry] : newer) {
+    if (entry) {
+      observed_.insert_or_assign(key, std::move(*entry));
+    } else {
+      observed_.erase(key);
+    }
+  }
   const auto connections = ipvs::connections_from(*dump);
   phases_.lap("read");  // the kernel's dump and the table made from it
   if (nft_ != nullptr && nft_written_) {

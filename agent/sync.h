@@ -117,6 +117,9 @@ struct SyncOptions {
   NodeFacts facts;
   std::chrono::milliseconds min_sync_period{0};
   std::chrono::milliseconds sync_period{30'000};
+  // How long a periodic resync reads the kernel before the loop runs again
+  // (at least one service each time).
+  std::chrono::milliseconds resync_read_piece{20};
   // nullopt: wait for connections however long they last (kube-proxy).
   std::optional<std::chrono::seconds> grace_period = std::chrono::seconds{900};
   std::chrono::milliseconds drain_check_period{5'000};
@@ -171,6 +174,11 @@ class Sync final : public k8s::ObjectSink {
   // return false when an operation failed or the kernel could not be read.
   bool sync_dirty();
   bool sync_full();
+  // The periodic resync: sync_full, with the kernel read a few services at
+  // a time, the loop running between pieces (at 10,000 Services the read
+  // is seconds, and a change must not wait for it). False: it did not start.
+  bool start_resync();
+  [[nodiscard]] bool resync_reading() const { return reading_.has_value(); }
   // Cancels the timers; the sink may still be called but nothing syncs.
   void stop();
 
@@ -224,6 +232,13 @@ class Sync final : public k8s::ObjectSink {
   std::set<ipvs::ServiceKey> apply(const ipvs::Plan& plan, const std::set<ipvs::Address>& addresses,
                                    bool reread);
   void update_observed(const ipvs::Operation& operation);
+  using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, ipvs::Error>;
+  // The rest of a full sync, once the kernel is read. touched: services
+  // that syncs changed while a stepwise read went on, for which observed_
+  // is newer than the dump.
+  bool sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
+                      const std::set<ipvs::ServiceKey>& touched);
+  void read_kernel_piece();
   // UDP real servers that went: their conntrack entries, which would keep
   // clients on the old server.
   void clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows);
@@ -268,6 +283,7 @@ class Sync final : public k8s::ObjectSink {
     std::chrono::steady_clock::time_point mark;
     void start();
     void lap(const char* phase);
+    void add(const char* phase, std::chrono::steady_clock::duration duration);
     [[nodiscard]] std::string summary() const;
   };
 
@@ -334,6 +350,16 @@ class Sync final : public k8s::ObjectSink {
     std::future<std::expected<void, ipvs::Error>> done;
   };
   std::optional<NftJob> nft_job_;
+  // A stepwise resync's read, while it goes on.
+  struct KernelRead {
+    std::vector<ipvs::ServiceState> services;
+    std::size_t next = 0;
+    std::vector<ipvs::ServiceWithDestinations> dump;
+    std::set<ipvs::ServiceKey> touched;  // written by a sync since the read began
+    ipvs::DrainClock::time_point started;
+    std::chrono::steady_clock::duration spent{};  // reading, without the turns between pieces
+  };
+  std::optional<KernelRead> reading_;
   bool nft_failed_ = false;
   ipvs::DrainSet draining_;
   std::set<ipvs::ServiceKey> retry_keys_;

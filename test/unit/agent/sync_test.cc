@@ -129,6 +129,20 @@ struct Kernel : ipvs::FakeBackend {
     for (const auto& operation : operations) applied.emplace_back(operation.kind, operation.service.key);
     return FakeBackend::apply(operations);
   }
+  std::size_t destination_reads = 0;
+  std::optional<ipvs::ServiceKey> fail_destinations_of;  // EIO for this service's destinations
+  std::expected<std::vector<ipvs::DestinationState>, ipvs::Error> list_destinations(
+      const ipvs::ServiceKey& key) override {
+    ++destination_reads;
+    if (key == fail_destinations_of) return std::unexpected(ipvs::Error{EIO, "injected read failure"});
+    return FakeBackend::list_destinations(key);
+  }
+  [[nodiscard]] bool has_destination(const ipvs::ServiceKey& key, const ipvs::DestinationKey& destination) {
+    auto listed = FakeBackend::list_destinations(key);
+    return listed && std::ranges::any_of(*listed, [&](const ipvs::DestinationState& state) {
+             return state.destination.key == destination;
+           });
+  }
 };
 
 struct Node {
@@ -447,6 +461,69 @@ TEST_CASE("other failures retry with backoff", "[sync]") {
   agent.io.run_for(200ms);
   CHECK(node.kernel.destination_count() == 3);
   CHECK(agent.sync->observed() == agent.sync->desired());
+}
+
+TEST_CASE("a periodic resync reads the kernel in pieces, and a change made meanwhile is applied at once",
+          "[sync]") {
+  Node node;
+  SyncOptions options;
+  options.resync_read_piece = 0ms;  // one service per turn of the loop
+  Agent agent(node, options);
+  populate(agent, 20);
+  agent.start();
+  const auto first = vip(cluster_ip(0), 80);  // read first: the smallest key
+  const auto last = vip(cluster_ip(19), 80);
+  // Someone else deletes a destination of the last service.
+  const ipvs::Operation removal{.kind = Kind::kDeleteDestination,
+                                .service = {.key = last},
+                                .destination = {.key = real("10.244.2.5", 8080)}};
+  REQUIRE(node.kernel.apply(std::span(&removal, 1))[0]);
+  node.kernel.reset_counts();
+  node.kernel.destination_reads = 0;
+  const auto logs_before = agent.logs.size();
+
+  REQUIRE(agent.sync->start_resync());
+  agent.io.restart();
+  for (int i = 0; i < 5; ++i) REQUIRE(agent.io.poll_one() == 1);
+  REQUIRE(agent.sync->resync_reading());
+  CHECK(node.kernel.destination_reads == 5);
+
+  // A change to a service already read: applied now, not after the read.
+  agent.add(slice(name(0), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(node.kernel.has_destination(first, real("10.244.3.5", 8080)));
+  CHECK(agent.sync->resync_reading());
+  CHECK(node.kernel.total_operations() == 1);
+
+  while (agent.sync->resync_reading()) REQUIRE(agent.io.poll_one() == 1);
+  CHECK(node.kernel.destination_reads == 20);
+  // The read of the first service was older than the change: what kipvs
+  // wrote since is kept, so nothing is added twice. The other's deletion is
+  // repaired.
+  CHECK(node.kernel.count(Kind::kAddDestination) == 2);
+  CHECK(node.kernel.total_operations() == 2);
+  CHECK(node.kernel.has_destination(last, real("10.244.2.5", 8080)));
+  CHECK(agent.sync->observed() == agent.sync->desired());
+  const std::vector<std::string> new_logs(agent.logs.begin() + static_cast<std::ptrdiff_t>(logs_before),
+                                          agent.logs.end());
+  CHECK(std::ranges::none_of(new_logs, [](const std::string& line) {
+    return line.find("the kernel differs") != std::string::npos;
+  }));
+  CHECK(std::ranges::count_if(new_logs, [](const std::string& line) {
+          return line.starts_with("sync full: 20 virtual services, 1 operations");
+        }) == 1);
+
+  // A read that fails part way: no write, and the next resync is sooner.
+  node.kernel.fail_destinations_of = vip(cluster_ip(10), 80);
+  node.kernel.reset_counts();
+  const auto failed_before = agent.observer.finished_failed;
+  REQUIRE(agent.sync->start_resync());
+  while (agent.sync->resync_reading()) REQUIRE(agent.io.poll_one() == 1);
+  CHECK(agent.observer.finished_failed == failed_before + 1);
+  CHECK(node.kernel.total_operations() == 0);
+  CHECK(std::ranges::any_of(agent.logs, [](const std::string& line) {
+    return line.starts_with("cannot read the IPVS table: injected read failure");
+  }));
 }
 
 TEST_CASE("a failed dump fails the sync without writing", "[sync]") {
