@@ -956,6 +956,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
       nft_written_.reset();
     }
   }
+  phases_.lap("nftables");
   dump->clear();
   if (addresses_ != nullptr) {
     // Re-read: someone may have removed an address behind our back.
