@@ -110,8 +110,13 @@ void ReflectorBase::log(const std::string& line) const {
 }
 
 bool ReflectorBase::accepted(const boost::json::value& object) const {
-  if (use_field_selector_ || !options_.client_filter) return true;
-  return options_.client_filter(object);
+  const auto* filter = active_filter();
+  return filter == nullptr || (*filter)(object);
+}
+
+const std::function<bool(const boost::json::value&)>* ReflectorBase::active_filter() const {
+  if (use_field_selector_ || !options_.client_filter) return nullptr;
+  return &options_.client_filter;
 }
 
 void ReflectorBase::start() {
@@ -264,9 +269,9 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
   const bool last_page = meta->continue_token.empty();
   if (!last_page) list_page(meta->continue_token);
   if (const auto* items = json->as_object().if_contains("items"); items && items->is_array()) {
-    for (const auto& item : items->as_array()) stage_item(item);
     list_items_ += items->as_array().size();
   }
+  stage_page(std::move(*json));
   if (!last_page) return;
 
   body_.shrink_to_fit();

@@ -4,6 +4,7 @@
 // at chosen moments, a refused field selector, a 401 before a token rotates.
 #include "k8s/reflector.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -283,6 +284,46 @@ TEST_CASE("reflector fault: malformed JSON and an undecodable object are skipped
   bool named = false;
   for (const auto& line : rig.log) named = named || (has(line, "skipping") && has(line, "ns/bad"));
   CHECK(named);
+}
+
+TEST_CASE(
+    "reflector fault: large pages are decoded on a worker thread, in order, with skips and the client "
+    "filter") {
+  // 2 pages of 150: the field selector refused, so a headless Service is
+  // filtered here, on the worker; one object does not decode.
+  const auto page = [](int first, const std::string& cont) {
+    std::vector<std::string> items;
+    for (int i = first; i < first + 150; ++i) {
+      const std::string name = "s" + std::to_string(i);
+      if (i == 7) {
+        items.push_back(service(name, "1", 53, "None"));
+      } else if (i == 160) {
+        items.push_back(R"({"metadata":{"name":")" + name +
+                        R"(","namespace":"ns","resourceVersion":"1"},"spec":{"ports":[{"port":"abc"}]}})");
+      } else {
+        items.push_back(service(name, "1"));
+      }
+    }
+    return list(items, "2", cont);
+  };
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (has(target, "fieldSelector")) return {{response(400, R"({"kind":"Status","code":400})")}};
+    if (is_watch(target)) return {{chunked_head()}};
+    return {{response(200, has(target, "continue=p2") ? page(150, "") : page(0, "p2"))}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return rig.sink.synced_count == 1; }));
+  std::vector<std::string> expected;
+  for (int i = 0; i < 300; ++i) {
+    if (i != 7 && i != 160) expected.push_back("s" + std::to_string(i));
+  }
+  std::ranges::sort(expected);  // the cache delivers in key order
+  CHECK(rig.sink.events == expected);
+  CHECK(rig.sink.skipped == std::vector<std::string>{"ns/s160 bad_port"});
+  CHECK(rig.reflector->status().skipped == 1);
+  CHECK(rig.reflector->status().list_pages == 2);
+  CHECK(rig.reflector->status().worker_pages == 2);
+  CHECK(rig.reflector->cache().size() == 298);
 }
 
 TEST_CASE("reflector fault: 429 and 5xx back off, then the list succeeds") {
