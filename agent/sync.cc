@@ -497,7 +497,7 @@ void Sync::update_observed(const ipvs::Operation& operation) {
 }
 
 std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ipvs::Address>& addresses,
-                                       bool reread) {
+                                       bool reread, const std::vector<ipvs::OperationResult>* given) {
   std::set<ipvs::ServiceKey> failed;
   if (plan.empty()) return failed;
   if (reading_) {
@@ -510,11 +510,12 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
   // transient 20 MB; the backend batches within each piece.
   constexpr std::size_t kPiece = 8192;
   const std::span<const ipvs::Operation> all_operations(plan.operations);
-  std::vector<ipvs::OperationResult> results;
+  std::vector<ipvs::OperationResult> asked;
+  const std::vector<ipvs::OperationResult>& results = given != nullptr ? *given : asked;
   for (std::size_t at = 0; at < all_operations.size(); ++at) {
-    const std::size_t i = at % kPiece;
-    if (i == 0)
-      results = backend_.apply(all_operations.subspan(at, std::min(kPiece, all_operations.size() - at)));
+    const std::size_t i = given != nullptr ? at : at % kPiece;
+    if (given == nullptr && i == 0)
+      asked = backend_.apply(all_operations.subspan(at, std::min(kPiece, all_operations.size() - at)));
     const auto& operation = all_operations[at];
     const auto& key = operation.service.key;
     if (i < results.size() && results[i]) {
@@ -1002,6 +1003,35 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
   auto draining = ipvs::prune_drains(draining_, observed_);
   PlanCounts counts;
   std::set<ipvs::ServiceKey> failed;
+  constexpr std::size_t kPieceOperations = 8192;
+  const auto estimate = [&](const ipvs::ServiceKey& key) {  // at most this many operations
+    const auto* entry = desired_entry(key);
+    auto observed = observed_.find(key);
+    return 1 + entry->destinations.size() +
+           (observed == observed_.end() ? 0 : observed->second.destinations.size());
+  };
+  // With more than one piece to write (a first sync), a piece's writes go to
+  // a worker thread while the next piece is planned here. The worker has
+  // the IPVS backend to itself until its results are recorded here, before
+  // the next piece goes: the kernel still sees the pieces in order.
+  std::size_t estimated = 0;
+  for (const auto& key : wanted) {
+    if (estimated > kPieceOperations) break;
+    estimated += estimate(key);
+  }
+  const bool pipelined = estimated > kPieceOperations;
+  struct PieceInFlight {
+    ipvs::Plan plan;
+    std::future<std::vector<ipvs::OperationResult>> results;
+  };
+  std::optional<PieceInFlight> in_flight;
+  const auto land = [&] {
+    if (!in_flight) return;
+    const auto results = in_flight->results.get();
+    failed.merge(apply(in_flight->plan, owned_addresses_, /*reread=*/true, &results));
+    in_flight.reset();
+    phases_.lap("ipvs");
+  };
   const auto plan_and_apply = [&](std::span<const ipvs::ServiceKey> keys) {
     auto drained = ipvs::apply_drain_policy(plan_for({keys.begin(), keys.end()}, owned_addresses_), observed_,
                                             connections, draining, options_.clock(),
@@ -1009,24 +1039,38 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
     draining = std::move(drained.draining);
     counts.add(drained.plan);
     phases_.lap("diff");
+    land();
+    if (drained.plan.empty()) return;
+    if (pipelined) {
+      auto& piece = in_flight.emplace(PieceInFlight{.plan = std::move(drained.plan), .results = {}});
+      try {
+        piece.results = std::async(
+            std::launch::async,
+            [backend = &backend_, operations = std::span<const ipvs::Operation>(piece.plan.operations)] {
+              return backend->apply(operations);
+            });
+        return;
+      } catch (const std::system_error&) {
+        drained.plan = std::move(piece.plan);  // no thread: written here
+        in_flight.reset();
+      }
+    }
     failed.merge(apply(drained.plan, owned_addresses_, /*reread=*/true));
     phases_.lap("ipvs");
   };
-  constexpr std::size_t kPieceOperations = 8192;
   std::size_t piece_start = 0;
   std::size_t piece_operations = 0;  // at most this many
   for (std::size_t i = 0; i < wanted.size(); ++i) {
-    const auto* entry = desired_entry(wanted[i]);
-    auto observed = observed_.find(wanted[i]);
-    piece_operations += 1 + entry->destinations.size() +
-                        (observed == observed_.end() ? 0 : observed->second.destinations.size());
+    piece_operations += estimate(wanted[i]);
     if (piece_operations >= kPieceOperations || i + 1 == wanted.size()) {
       plan_and_apply(std::span(wanted).subspan(piece_start, i + 1 - piece_start));
       piece_start = i + 1;
       piece_operations = 0;
     }
   }
+  land();  // every add before the deletes
   if (!unwanted.empty()) plan_and_apply(unwanted);
+  land();
   draining_ = std::move(draining);
   nft_ok = collect_nft() && nft_ok;  // the time spent waiting counts as "nftables"
   release_free_memory();

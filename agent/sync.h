@@ -229,8 +229,10 @@ class Sync final : public k8s::ObjectSink {
   [[nodiscard]] ipvs::ConnectionTable connections_for(const ipvs::Plan& plan);
   // Applies a plan, updates `observed`, re-reads and re-diffs services the
   // kernel disagreed about; returns the virtual services that failed.
+  // given: the backend's results for the whole plan, already obtained (a
+  // piece written on a worker thread); otherwise they are asked for here.
   std::set<ipvs::ServiceKey> apply(const ipvs::Plan& plan, const std::set<ipvs::Address>& addresses,
-                                   bool reread);
+                                   bool reread, const std::vector<ipvs::OperationResult>* given = nullptr);
   void update_observed(const ipvs::Operation& operation);
   using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, ipvs::Error>;
   // The rest of a full sync, once the kernel is read. touched: services

@@ -127,8 +127,10 @@ struct Kernel : ipvs::FakeBackend {
   std::vector<std::pair<Kind, ipvs::ServiceKey>> applied;
   std::vector<ipvs::OperationResult> apply(std::span<const ipvs::Operation> operations) override {
     for (const auto& operation : operations) applied.emplace_back(operation.kind, operation.service.key);
+    apply_threads.insert(std::this_thread::get_id());
     return FakeBackend::apply(operations);
   }
+  std::set<std::thread::id> apply_threads;
   std::size_t destination_reads = 0;
   std::optional<ipvs::ServiceKey> fail_destinations_of;  // EIO for this service's destinations
   std::expected<std::vector<ipvs::DestinationState>, ipvs::Error> list_destinations(
@@ -254,6 +256,16 @@ TEST_CASE("a full sync plans and applies in pieces, and a moved Service is added
     CHECK(node.kernel.apply_calls() >= 2);
     CHECK(node.kernel.service_count() == kServices);
     CHECK(node.kernel.destination_count() == 2 * kServices);
+    // The pieces were written on a worker thread while the next was planned.
+    CHECK_FALSE(node.kernel.apply_threads.contains(std::this_thread::get_id()));
+    CHECK(agent.sync->observed() == agent.sync->desired());
+    // One change is written here.
+    node.kernel.apply_threads.clear();
+    agent.add(slice(name(7), {"10.244.1.5"}));
+    REQUIRE(agent.sync->sync_dirty());
+    CHECK(node.kernel.apply_threads == std::set<std::thread::id>{std::this_thread::get_id()});
+    agent.add(slice(name(7), {"10.244.1.5", "10.244.2.5"}));
+    REQUIRE(agent.sync->sync_dirty());
   }
   // The first Service (first in key order) moves past the last one's address.
   node.kernel.applied.clear();
