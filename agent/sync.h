@@ -119,7 +119,7 @@ struct SyncOptions {
   std::chrono::milliseconds sync_period{30'000};
   // How long a periodic resync reads the kernel before the loop runs again
   // (at least one service each time).
-  std::chrono::milliseconds resync_read_piece{20};
+  std::chrono::milliseconds resync_read_piece{5};
   // nullopt: wait for connections however long they last (kube-proxy).
   std::optional<std::chrono::seconds> grace_period = std::chrono::seconds{900};
   std::chrono::milliseconds drain_check_period{5'000};
