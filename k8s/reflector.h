@@ -244,10 +244,14 @@ class Reflector final : public ReflectorBase {
   std::optional<T> decode_or_skip(const boost::json::value& json) {
     auto decoded = Traits::decode(json);
     if (decoded) return std::move(*decoded);
-    count_skip();
-    log("skipping " + to_string(decoded.error()));
-    sink_.object_skipped(Traits::kKind, decoded.error().object, decoded.error().reason);
+    skip(decoded.error());
     return std::nullopt;
+  }
+
+  void skip(const DecodeError& error) {
+    count_skip();
+    log("skipping " + to_string(error));
+    sink_.object_skipped(Traits::kKind, error.object, error.reason);
   }
 
   using Decoded = std::vector<decltype(Traits::decode(std::declval<const boost::json::value&>()))>;
@@ -285,9 +289,7 @@ class Reflector final : public ReflectorBase {
   void stage(Decoded decoded) {
     for (auto& object : decoded) {
       if (!object) {
-        count_skip();
-        log("skipping " + to_string(object.error()));
-        sink_.object_skipped(Traits::kKind, object.error().object, object.error().reason);
+        skip(object.error());
         continue;
       }
       ObjectKey key = key_of(*object);
