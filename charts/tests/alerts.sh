@@ -7,7 +7,7 @@ need_helm
 need_promtool
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-render "$work/rendered.yaml" --set alerts.enabled=true
+render "$work/rendered.yaml" "${api_server_args[@]}" --set alerts.enabled=true
 python3 "$tests_dir/check_rendered.py" --rules "$work/rendered.yaml" "$work/rules.yaml"
 cp "$tests_dir/alerts-test.yaml" "$work/"
 "$PROMTOOL" check rules "$work/rules.yaml"

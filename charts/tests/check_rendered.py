@@ -100,7 +100,8 @@ def check_daemonset(ds, sys_module, proc_sys_net=False):
     check(spec["selector"]["matchLabels"].items() <= spec["template"]["metadata"]["labels"].items(),
           "selector does not match the pod labels")
     check(pod.get("hostNetwork") is True, "hostNetwork is not true")
-    check(pod.get("dnsPolicy") == "ClusterFirstWithHostNet", "dnsPolicy is not ClusterFirstWithHostNet")
+    # Cluster DNS is behind a Service that kipvs itself programs.
+    check(pod.get("dnsPolicy") == "Default", "dnsPolicy is not Default (the node's resolver)")
     check(pod.get("priorityClassName") == "system-node-critical", "priorityClassName is not system-node-critical")
     for field in ("hostPID", "hostIPC", "shareProcessNamespace"):
         check(not pod.get(field), f"pod sets {field}")
@@ -198,6 +199,8 @@ MUTANTS = {
     "hostPID": lambda o: only(o, "DaemonSet")[0]["spec"]["template"]["spec"].update(hostPID=True),
     "no hostNetwork": lambda o: only(o, "DaemonSet")[0]["spec"]["template"]["spec"].pop("hostNetwork"),
     "liveness on /healthz": lambda o: _container(o)["livenessProbe"]["httpGet"].update(path="/healthz"),
+    "cluster DNS for kipvs": lambda o: only(o, "DaemonSet")[0]["spec"]["template"]["spec"].update(dnsPolicy="ClusterFirstWithHostNet"),
+    "no API server address": lambda o: _container(o).update(env=[e for e in _container(o)["env"] if not e["name"].startswith("KUBERNETES_")]),
     "metrics port differs from config": lambda o: [p.update(containerPort=9999) for p in _container(o)["ports"] if p["name"] == "metrics"],
 }
 
@@ -288,8 +291,15 @@ def names(objs, kind):
     return [o["metadata"]["name"] for o in only(objs, kind)]
 
 
+def api_env(c):
+    return {e["name"]: e.get("value") for e in c.get("env", []) if e["name"].startswith("KUBERNETES_")}
+
+
 def case_default(objs, ds, c, cfg, volumes, services, dashboards):
     check(cfg is not None, "no configuration rendered")
+    # lib.sh's api_server_args
+    check(api_env(c) == {"KUBERNETES_SERVICE_HOST": "192.0.2.10", "KUBERNETES_SERVICE_PORT": "6443"},
+          f"API server env {api_env(c)}")
     if cfg:
         check(cfg["metricsBindAddress"] == "0.0.0.0:10249", f"metricsBindAddress {cfg['metricsBindAddress']}")
         check(cfg["healthzBindAddress"] == "0.0.0.0:10256", f"healthzBindAddress {cfg['healthzBindAddress']}")
@@ -323,6 +333,8 @@ def case_all_on(objs, ds, c, cfg, volumes, services, dashboards):
     check("--logging-format=json" in c["args"] and "-v=4" in c["args"], f"args {c['args']}")
     check(c["args"][-1] == "--ipvs-min-sync-period=2s", "extraArgs are not last")
     check(c["image"] == "registry.example.com/net/kipvs:0.1.0-test", f"image {c['image']}")
+    check(api_env(c) == {"KUBERNETES_SERVICE_HOST": "fd00::10", "KUBERNETES_SERVICE_PORT": "443"},
+          f"API server env {api_env(c)}")
     check(ds["spec"]["template"]["spec"].get("imagePullSecrets") == [{"name": "regcred"}], "imagePullSecrets")
     check(ds["spec"]["updateStrategy"]["rollingUpdate"]["maxUnavailable"] == "10%", "maxUnavailable")
     check(any(v.get("hostPath", {}).get("path") == "/proc/sys/net" for v in volumes.values()), "/proc/sys/net not mounted")
@@ -363,6 +375,7 @@ def case_existing(objs, ds, c, cfg, volumes, services, dashboards):
     check(not only(objs, "ConfigMap"), "a ConfigMap rendered although an existing one is used")
     check(volumes["config"]["configMap"]["name"] == "kube-proxy", "config volume is not the existing ConfigMap")
     check("--config=/var/lib/kube-proxy/config.conf" in c["args"], f"args {c['args']}")
+    check(not api_env(c), f"API server env {api_env(c)} without k8sServiceHost")
     check("--metrics-bind-address=0.0.0.0:10249" in c["args"], "metrics address not forced by flag")
     check(not any(k.startswith("checksum/") for k in ds["spec"]["template"]["metadata"].get("annotations") or {}),
           "config checksum of a ConfigMap the chart does not own")
@@ -371,6 +384,7 @@ def case_existing(objs, ds, c, cfg, volumes, services, dashboards):
 def case_coexistence(objs, ds, c, cfg, volumes, services, dashboards):
     check(cfg is not None and cfg["kipvs"].get("proxyName") == "kipvs", "proxyName not set")
     check(cfg is not None and cfg["kipvs"].get("interfaceName") == "kipvs0", "interfaceName not kipvs0")
+    check(not api_env(c), f"API server env {api_env(c)} without k8sServiceHost")
 
 
 CASES = {

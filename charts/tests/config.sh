@@ -65,7 +65,7 @@ print(" ".join(a.split("=")[0] for a in ds["spec"]["template"]["spec"]["containe
   fi
 done
 
-render "$work/bad.yaml" --set config.extra.iptables.masqueradeBit=40
+render "$work/bad.yaml" "${api_server_args[@]}" --set config.extra.iptables.masqueradeBit=40
 python3 "$tests_dir/check_rendered.py" --config "$work/bad.yaml" "$work/bad.conf"
 if "$bin" check-config "$work/bad.conf" >"$work/bad.out" 2>&1; then
   echo "FAIL: kipvs check-config accepts masqueradeBit 40"

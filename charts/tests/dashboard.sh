@@ -8,7 +8,7 @@ need_promtool
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python3 "$tests_dir/check_queries.py" --dashboard "$chart_dir/dashboards/kipvs.json" "$PROMTOOL"
-render "$work/r.yaml" --set dashboards.enabled=true
+render "$work/r.yaml" "${api_server_args[@]}" --set dashboards.enabled=true
 python3 - "$work/r.yaml" "$chart_dir/dashboards/kipvs.json" <<'PY'
 import json, sys, yaml
 cms = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"] == "ConfigMap" and "kipvs.json" in d["data"]]

@@ -44,9 +44,15 @@ render() {  # render OUT [helm template args...]
   "$HELM" template "$release" "$chart_dir" --namespace "$namespace" "$@" >"$out"
 }
 
-# Each case of a test: "default" and the values files, as NAME and helm args.
+# The chart refuses to render without a way to reach the API server
+# (k8sServiceHost, an existing ConfigMap, a kubeconfig or coexistence); these
+# args give the default values one (api_address.sh tests the refusal).
+api_server_args=(--set k8sServiceHost=192.0.2.10 --set k8sServicePort=6443)
+
+# Each case of a test: "default" (the default values plus api_server_args)
+# and the values files, as NAME and helm args.
 for_each_values() {  # for_each_values FUNCTION
-  "$1" default
+  "$1" default "${api_server_args[@]}"
   local f
   for f in "${values_files[@]}"; do "$1" "$(basename "$f" .yaml)" -f "$f"; done
 }

@@ -50,16 +50,18 @@ cases=(
   "extraArgs={v=3}|extraArgs={-v=3}"
   "unknownTopLevel=1|nameOverride=x"
   "config.ipvs.shceduler=rr|config.ipvs.scheduler=rr"
+  "k8sServicePort=0|k8sServicePort=443"
+  "k8sServiceHost=https://10.0.0.1|k8sServiceHost=10.0.0.1"
 )
 for c in "${cases[@]}"; do
   bad="${c%%|*}" good="${c##*|}"
-  if msg="$("$HELM" template "$release" "$chart_dir" --set "$bad" 2>&1)"; then
+  if msg="$("$HELM" template "$release" "$chart_dir" "${api_server_args[@]}" --set "$bad" 2>&1)"; then
     echo "FAIL: --set $bad rendered"
     fail=1
   elif ! grep -q "schema" <<<"$msg"; then
     echo "FAIL: --set $bad failed, but not in the schema: $msg"
     fail=1
-  elif ! "$HELM" template "$release" "$chart_dir" --set "$good" >/dev/null 2>&1; then
+  elif ! "$HELM" template "$release" "$chart_dir" "${api_server_args[@]}" --set "$good" >/dev/null 2>&1; then
     echo "FAIL: --set $good (the good counterpart) does not render"
     fail=1
   else

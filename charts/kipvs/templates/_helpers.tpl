@@ -125,3 +125,17 @@ apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 {{ mustMergeOverwrite $cfg (deepCopy $c.extra) | toYaml -}}
 {{- end -}}
+
+{{/*
+Where kipvs finds the API server. In a pod, the in-cluster address is the
+kubernetes Service's cluster IP, which only a service proxy makes reachable:
+when kipvs replaces kube-proxy it would wait for itself. So the chart wants a
+direct address (k8sServiceHost), or a configuration that names the server
+(an existing ConfigMap, as kubeadm's, or a kubeconfig), or kube-proxy still
+running beside kipvs (coexistence).
+*/}}
+{{- define "kipvs.checkApiServer" -}}
+{{- if not (or .Values.k8sServiceHost .Values.config.existingConfigMap .Values.config.kubeconfig .Values.coexistence.enabled) -}}
+{{- fail "kipvs replaces kube-proxy, so it cannot reach the API server through the kubernetes Service's cluster IP (nothing programs it before kipvs runs). Set k8sServiceHost (and k8sServicePort) to an address the nodes reach directly, e.g. --set k8sServiceHost=10.0.0.10 --set k8sServicePort=6443; or set config.existingConfigMap or config.kubeconfig to a configuration that names the server; or coexistence.enabled=true while kube-proxy still runs." -}}
+{{- end -}}
+{{- end -}}
