@@ -131,6 +131,10 @@ std::expected<AgentOptions, std::string> agent_options(
   facts.affinity_mode = config.kipvs.affinity_mode;
   facts.node_port_addresses = config.node_port_addresses;
   facts.exclude_cidrs = config.ipvs.exclude_cidrs;
+  facts.node_port_min = config.kipvs.node_port_min;
+  facts.node_port_max = config.kipvs.node_port_max;
+  facts.local_addresses = host_addresses(config.kipvs.interface_name);
+  sync.local_addresses = [interface = config.kipvs.interface_name] { return host_addresses(interface); };
   sync.node_ips_from_node = facts.node_ips.empty();
   sync.zone_from_node = facts.zone.empty();
   sync.min_sync_period = duration_cast<milliseconds>(config.ipvs.min_sync_period);
@@ -435,6 +439,8 @@ int run_agent(const Config& config, std::ostream& err) {
   auto conntrack = ipvs::NetlinkConntrackBackend::open();
   if (!conntrack)
     logger.error("Cannot open ctnetlink; UDP conntrack entries are not cleared", conntrack.error().message);
+  // The host's addresses are what matters here: read before options go.
+  const auto health_ips = options->sync.facts.health_check_ips();
   Agent agent(io, std::move(*options), **backend, addresses->get(), observer, logger, &observer, nft_backend,
               conntrack ? conntrack->get() : nullptr);
   auto& sync = agent.sync();
@@ -473,13 +479,19 @@ int run_agent(const Config& config, std::ostream& err) {
         metrics::ThroughputOptions{.destinations = per_destination, .max_age = std::chrono::seconds{1}}));
   }
 
-  // Service health-check node ports, on the node-port addresses' IPs (all
-  // addresses when none are configured).
-  std::vector<boost::asio::ip::address> health_addresses;
-  for (const auto& cidr : config.node_port_addresses) {
-    boost::system::error_code error;
-    auto address = boost::asio::ip::make_address(cidr.address.to_string(), error);
-    if (!error) health_addresses.push_back(address);
+  // Service health-check node ports: on the node's addresses inside
+  // nodePortAddresses, or on every address.
+  std::optional<std::vector<boost::asio::ip::address>> health_addresses;
+  if (health_ips) {
+    health_addresses.emplace();
+    for (const auto& ip : *health_ips) {
+      boost::system::error_code error;
+      auto address = boost::asio::ip::make_address(ip.to_string(), error);
+      if (!error) health_addresses->push_back(address);
+    }
+    if (health_addresses->empty())
+      logger.error(
+          "No address of this node is inside nodePortAddresses; health-check node ports are not served", "");
   }
   metrics::ServiceHealthServer service_health(io, health_addresses, health);
 

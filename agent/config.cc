@@ -106,6 +106,24 @@ std::optional<std::string> parse_cidr_list(const std::vector<std::string>& items
   return std::nullopt;
 }
 
+// "30000-32767" (the API server's syntax); "30000+767" is not accepted.
+std::optional<std::pair<std::uint16_t, std::uint16_t>> parse_port_range(std::string_view text) {
+  const auto dash = text.find('-');
+  if (dash == std::string_view::npos) return std::nullopt;
+  const auto number = [](std::string_view digits) -> std::optional<std::uint16_t> {
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+    if (digits.empty() || ec != std::errc{} || end != digits.data() + digits.size() || value == 0 ||
+        value > 65535)
+      return std::nullopt;
+    return static_cast<std::uint16_t>(value);
+  };
+  const auto low = number(text.substr(0, dash));
+  const auto high = number(text.substr(dash + 1));
+  if (!low || !high || *low > *high) return std::nullopt;
+  return std::pair{*low, *high};
+}
+
 std::optional<std::string> check_bind_address(const std::string& text) {
   if (text.empty()) return std::nullopt;  // disables the server, as kube-proxy
   if (!parse_host_port(text)) {
@@ -375,6 +393,17 @@ const std::vector<Setting>& settings() {
                    const auto& text = std::get<std::string>(v);
                    if (!text.starts_with('/')) return "an absolute path, got " + quoted(text);
                    c.kipvs.proc_sys = text;
+                   return std::nullopt;
+                 }});
+    s.push_back({"kipvs.nodePortRange", "service-node-port-range", Kind::kString, "min-max",
+                 "The API server's --service-node-port-range (default 30000-32767): node-port services in it "
+                 "found at start-up and no longer wanted are removed.",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   const auto range = parse_port_range(text);
+                   if (!range) return "a port range such as 30000-32767, got " + quoted(text);
+                   c.kipvs.node_port_min = range->first;
+                   c.kipvs.node_port_max = range->second;
                    return std::nullopt;
                  }});
     s.push_back({"kipvs.nodeIPs", "node-ip", Kind::kStringList, "ip,...",
@@ -888,6 +917,7 @@ boost::json::value to_json(const Config& c) {
       {"drainCheckPeriod", format_duration(c.kipvs.drain_check_period)},
       {"zone", c.kipvs.zone},
       {"procSys", c.kipvs.proc_sys},
+      {"nodePortRange", std::to_string(c.kipvs.node_port_min) + "-" + std::to_string(c.kipvs.node_port_max)},
   };
   if (c.kipvs.proxy_name) kipvs["proxyName"] = *c.kipvs.proxy_name;
   return boost::json::object{

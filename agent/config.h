@@ -84,6 +84,11 @@ struct KipvsConfig {
   // drainCheckPeriod: how often draining destinations' connections are read.
   std::chrono::nanoseconds drain_check_period = std::chrono::seconds{5};
   std::string proc_sys = "/proc/sys";  // procSys: where the node's /proc/sys is mounted
+  // nodePortRange: the API server's --service-node-port-range, "30000-32767".
+  // A service on a node-port address in this range is taken as kipvs's when
+  // kipvs starts and finds it no longer wanted.
+  std::uint16_t node_port_min = 30000;
+  std::uint16_t node_port_max = 32767;
 };
 
 struct Config {

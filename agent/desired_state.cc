@@ -147,6 +147,7 @@ class ServiceBuilder {
   std::vector<ParsedSlice> slices_;
   bool external_local_ = false;
   std::vector<Cidr> source_ranges_;
+  std::uint16_t health_check_node_port_ = 0;  // LoadBalancer with externalTrafficPolicy Local
 };
 
 bool ServiceBuilder::served_by_this_proxy() const {
@@ -446,7 +447,10 @@ void ServiceBuilder::add_virtual_service(const ipvs::ServiceKey& key, const std:
   out_.table.emplace(key, std::move(entry));
   ServiceOrigin origin{key_, port_name, kind};
   origin.external_local = kind != ServiceOrigin::Kind::kClusterIp && external_local_;
-  if (kind == ServiceOrigin::Kind::kLoadBalancer) origin.source_ranges = source_ranges_;
+  if (kind == ServiceOrigin::Kind::kLoadBalancer) {
+    origin.source_ranges = source_ranges_;
+    origin.health_check_node_port = health_check_node_port_;
+  }
   for (const auto& candidate : endpoints) {
     if (candidate.endpoint->local)
       origin.local_endpoints.push_back({candidate.endpoint->address, candidate.port});
@@ -488,6 +492,9 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
   const bool external_local = externally_accessible && service_.external_traffic_policy == "Local";
   const bool internal_local = service_.internal_traffic_policy == "Local";
   external_local_ = external_local;
+  if (service_.type == "LoadBalancer" && external_local && service_.health_check_node_port > 0 &&
+      service_.health_check_node_port <= 65535)
+    health_check_node_port_ = static_cast<std::uint16_t>(service_.health_check_node_port);
   for (std::size_t i = 0; i < service_.load_balancer_source_ranges.size(); ++i) {
     // The API server trims spaces; a manifest may not have.
     auto text = service_.load_balancer_source_ranges[i];
@@ -566,15 +573,18 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
 
       add_virtual_service(make_key(cluster_ip, service_port), internal, port.name,
                           ServiceOrigin::Kind::kClusterIp, true);
+      // An external or load-balancer IP that is one of the node's own
+      // addresses is served but not bound: bound, it would become a virtual
+      // IP whose other ports (SSH, the kubelet) the filter rejects.
       for (const auto& address : external_ips) {
         if (address.family != family) continue;
         add_virtual_service(make_key(address, service_port), external, port.name,
-                            ServiceOrigin::Kind::kExternalIp, true);
+                            ServiceOrigin::Kind::kExternalIp, !facts_.is_node_address(address));
       }
       for (const auto& address : load_balancer_ips) {
         if (address.family != family) continue;
         add_virtual_service(make_key(address, service_port), external, port.name,
-                            ServiceOrigin::Kind::kLoadBalancer, true);
+                            ServiceOrigin::Kind::kLoadBalancer, !facts_.is_node_address(address));
       }
       if (node_port != 0) {
         for (const auto& address : facts_.node_port_ips(family)) {
@@ -585,8 +595,7 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
     }
   }
 
-  if (service_.type == "LoadBalancer" && external_local && service_.health_check_node_port > 0 &&
-      service_.health_check_node_port <= 65535) {
+  if (health_check_node_port_ != 0) {
     // Distinct ready local IPs over all ports: a pod serving 80 and 443 is one
     // endpoint. Terminating ones do not count, so the node fails the check
     // while its last pod goes away.
@@ -596,8 +605,8 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
         if (endpoint.local && endpoint.ready) local_ready.insert(endpoint.address);
       }
     }
-    out_.health_checks.emplace(key_, HealthCheck{static_cast<std::uint16_t>(service_.health_check_node_port),
-                                                 static_cast<std::uint32_t>(local_ready.size())});
+    out_.health_checks.emplace(
+        key_, HealthCheck{health_check_node_port_, static_cast<std::uint32_t>(local_ready.size())});
   }
 }
 

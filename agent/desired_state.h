@@ -76,6 +76,9 @@ struct ServiceOrigin {
   // destinations that run on this node (hairpin masquerade).
   bool external_local = false;
   std::vector<Cidr> source_ranges{};
+  // A load balancer's health-check node port (externalTrafficPolicy Local):
+  // its probe of LB_IP:port must get through the virtual IP's port filter.
+  std::uint16_t health_check_node_port = 0;
   std::vector<ipvs::DestinationKey> local_endpoints{};
   friend bool operator==(const ServiceOrigin&, const ServiceOrigin&) = default;
 };

@@ -37,7 +37,14 @@ NftState nft_state(const std::map<ipvs::ServiceKey, ServiceOrigin>& origins,
   for (const auto& [key, origin] : origins) {
     if (key.fwmark != 0) continue;
     const auto element = ipvs::nft_element(key.address, key.protocol, key.port);
-    if (bound.contains(key.address)) add(nft_set::kVipPorts, key.family, element);
+    if (bound.contains(key.address)) {
+      add(nft_set::kVipPorts, key.family, element);
+      // kube-proxy's KUBE-HEALTH-CHECK-NODE-PORT: the health check is served
+      // on the node's addresses, and a load balancer probes its own IP.
+      if (origin.health_check_node_port != 0)
+        add(nft_set::kVipPorts, key.family,
+            ipvs::nft_element(key.address, ipvs::Protocol::kTcp, origin.health_check_node_port));
+    }
     if (origin.kind == ServiceOrigin::Kind::kClusterIp) {
       add(nft_set::kClusterPorts, key.family, element);
     } else if (!origin.external_local) {

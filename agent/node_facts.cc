@@ -48,6 +48,11 @@ bool NodeFacts::is_excluded(const ipvs::Address& address) const {
   return std::ranges::any_of(exclude_cidrs, [&](const Cidr& cidr) { return cidr.contains(address); });
 }
 
+bool NodeFacts::is_node_address(const ipvs::Address& address) const {
+  return std::ranges::find(node_ips, address) != node_ips.end() ||
+         std::ranges::find(local_addresses, address) != local_addresses.end();
+}
+
 std::vector<ipvs::Family> NodeFacts::families() const {
   std::vector<ipvs::Family> result;
   const auto add = [&result](ipvs::Family family) {
@@ -79,6 +84,22 @@ std::vector<ipvs::Address> NodeFacts::node_port_ips(ipvs::Family family) const {
     }
     if (std::ranges::find(result, ip) == result.end()) result.push_back(ip);
   }
+  return result;
+}
+
+std::optional<std::vector<ipvs::Address>> NodeFacts::health_check_ips() const {
+  if (node_port_addresses.empty() ||
+      std::ranges::any_of(node_port_addresses, [](const Cidr& cidr) { return cidr.prefix_length == 0; }))
+    return std::nullopt;
+  std::vector<ipvs::Address> result;
+  for (const auto* list : {&node_ips, &local_addresses}) {
+    for (const auto& ip : *list) {
+      if (std::ranges::none_of(node_port_addresses, [&ip](const Cidr& cidr) { return cidr.contains(ip); }))
+        continue;
+      if (std::ranges::find(result, ip) == result.end()) result.push_back(ip);
+    }
+  }
+  std::ranges::sort(result);
   return result;
 }
 

@@ -47,6 +47,12 @@ struct NodeFacts {
   // Addresses node ports are served on, before the nodePortAddresses filter:
   // the node's own addresses of every family (not kipvs's virtual IPs).
   std::vector<ipvs::Address> node_ips;
+  // Every address this host has on an interface other than kipvs's dummy
+  // one (read from the kernel; tests and `render` leave it empty). With
+  // node_ips these are the node's own addresses: kipvs never binds one on
+  // the dummy interface nor filters its other ports (kube-proxy's
+  // shouldBind), and never claims the foreign services on one.
+  std::vector<ipvs::Address> local_addresses;
   // Families served; empty means the families present in node_ips (IPv4 when
   // there are none).
   std::vector<ipvs::Family> ip_families;
@@ -62,17 +68,26 @@ struct NodeFacts {
   // IPVS services on these addresses are never cleaned up (kube-proxy's
   // ipvs.excludeCIDRs). Not a desired-state filter: the sync layer asks.
   std::vector<Cidr> exclude_cidrs;
-  // Node ports the API server hands out (--service-node-port-range); used to
-  // recognise kipvs's own node-port services on node IPs for cleanup.
+  // Node ports the API server hands out (its --service-node-port-range;
+  // kipvs.nodePortRange): a service on a node-port address in this range is
+  // taken as kipvs's after a restart. While kipvs runs, every virtual service
+  // it has wanted is known as its own, whatever the port.
   std::uint16_t node_port_min = 30000;
   std::uint16_t node_port_max = 32767;
 
   [[nodiscard]] bool is_excluded(const ipvs::Address& address) const;
+  // In node_ips or local_addresses.
+  [[nodiscard]] bool is_node_address(const ipvs::Address& address) const;
   [[nodiscard]] bool serves(ipvs::Family family) const;
   [[nodiscard]] std::vector<ipvs::Family> families() const;
   // The node IPs of one family that carry node ports: filtered by
   // node_port_addresses, never loopback (IPVS cannot serve it), no duplicates.
   [[nodiscard]] std::vector<ipvs::Address> node_port_ips(ipvs::Family family) const;
+  // Where health-check node ports listen (kube-proxy's nodeAddressHandler):
+  // nullopt for every address (no nodePortAddresses, or a /0 among them),
+  // else the node's own addresses (node_ips and local_addresses) inside
+  // them, which may be none.
+  [[nodiscard]] std::optional<std::vector<ipvs::Address>> health_check_ips() const;
 };
 
 }  // namespace kipvs::agent

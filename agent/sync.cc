@@ -358,6 +358,7 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
   for (const auto& [key, which] : part.no_local_endpoints) ++no_local_counts_[which];
   for (const auto& [key, entry] : part.table) {
     affected.insert(key);
+    if (!part.bound.contains(key.address)) wanted_unbound_.insert(key);
     auto& claimants = claims_[key];
     if (!claimants.empty() && *claimants.begin() < service) {
       log("virtual service " + ipvs::to_string(key) + " is wanted by " + claimants.begin()->namespace_ + "/" +
@@ -420,7 +421,8 @@ ipvs::Table Sync::desired() const {
 }
 
 bool Sync::owned(const ipvs::ServiceKey& key, const std::set<ipvs::Address>& addresses) const {
-  return owns_service(key, addresses, options_.facts);
+  if (owns_service(key, addresses, options_.facts)) return true;
+  return key.fwmark == 0 && !options_.facts.is_excluded(key.address) && wanted_unbound_.contains(key);
 }
 
 ipvs::Plan Sync::plan_for(const std::set<ipvs::ServiceKey>& keys,
@@ -481,6 +483,7 @@ void Sync::update_observed(const ipvs::Operation& operation) {
       break;
     case Kind::kDeleteService:
       observed_.erase(key);
+      if (desired_entry(key) == nullptr) wanted_unbound_.erase(key);
       break;
     case Kind::kAddDestination:
     case Kind::kEditDestination: {
@@ -754,7 +757,9 @@ void Sync::unbind_stale_addresses(bool all) {
     if (key.fwmark == 0) in_use.insert(key.address);
   }
   for (const auto& address : candidates) {
-    if (in_use.contains(address)) continue;
+    // A node's own address (bound by an older kipvs) is never kept for its
+    // services: those are not kipvs's by that address.
+    if (in_use.contains(address) && !options_.facts.is_node_address(address)) continue;
     auto deleted = addresses_->delete_address(options_.interface_name, address);
     const bool ok = deleted || deleted.error().code == EADDRNOTAVAIL;
     observer_.address_operation(false, ok);
@@ -964,6 +969,14 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
     link_ready_ = false;
   }
 
+  if (options_.local_addresses) {
+    auto local = options_.local_addresses();
+    if (local != options_.facts.local_addresses) {
+      // Whether an external IP is bound depends on them.
+      options_.facts.local_addresses = std::move(local);
+      for (const auto& [key, service] : services_) dirty_.insert(key);
+    }
+  }
   std::set<ipvs::ServiceKey> affected;
   const std::set<k8s::ObjectKey> recomputed = std::move(dirty_);
   dirty_.clear();
@@ -991,6 +1004,9 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
   // 10,000 Services plans 200,000 operations, and a whole plan (or a merged
   // copy of the desired table to diff against) would be tens of MB at once.
   // Whole-service deletes still come last, after every add, as in diff().
+  std::erase_if(wanted_unbound_, [this](const auto& key) {
+    return desired_entry(key) == nullptr && !observed_.contains(key);
+  });
   std::vector<ipvs::ServiceKey> wanted;
   std::vector<ipvs::ServiceKey> unwanted;  // observed, owned, no longer desired
   for (const auto& [key, claimants] : claims_) {

@@ -131,6 +131,9 @@ struct SyncOptions {
   // Take zone and node IPs from the Node object (when flags left them unset).
   bool zone_from_node = false;
   bool node_ips_from_node = false;
+  // Reads facts.local_addresses again at each full sync (they change with
+  // DHCP, a new interface); null keeps them as given.
+  std::function<std::vector<ipvs::Address>()> local_addresses;
   // One log line, no newline; default stderr.
   std::function<void(std::string_view)> log;
   std::function<ipvs::DrainClock::time_point()> clock = [] { return ipvs::DrainClock::now(); };
@@ -334,6 +337,10 @@ class Sync final : public k8s::ObjectSink {
   std::map<ipvs::Address, bool> address_flips_;
   // desired_addresses_ with what the link holds: whose services are ours.
   std::set<ipvs::Address> owned_addresses_;
+  // Virtual services kipvs wanted on addresses it does not bind (node ports,
+  // external IPs that are node addresses) and has not deleted since: its own
+  // whatever the port, so they go when no longer wanted.
+  std::set<ipvs::ServiceKey> wanted_unbound_;
   // What each virtual service contributed to the table last written.
   std::map<ipvs::ServiceKey, ServiceOrigin> nft_origins_;
 

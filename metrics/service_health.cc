@@ -23,11 +23,12 @@ std::string service_health_body(const ServiceName& service, int local_endpoints,
 }
 
 ServiceHealthServer::ServiceHealthServer(boost::asio::io_context& io,
-                                         std::vector<boost::asio::ip::address> addresses,
+                                         std::optional<std::vector<boost::asio::ip::address>> addresses,
                                          const HealthState& health)
-    : io_(io), addresses_(std::move(addresses)), health_(health) {
-  if (addresses_.empty()) addresses_.push_back(boost::asio::ip::address_v6::any());
-}
+    : io_(io),
+      addresses_(addresses ? std::move(*addresses)
+                           : std::vector<boost::asio::ip::address>{boost::asio::ip::address_v6::any()}),
+      health_(health) {}
 
 std::vector<std::string> ServiceHealthServer::sync_services(
     const std::map<ServiceName, std::uint16_t>& ports) {
@@ -52,6 +53,9 @@ std::vector<std::string> ServiceHealthServer::sync_services(
       Response response{ok ? http::status::ok : http::status::service_unavailable, request.version()};
       response.set(http::field::content_type, "application/json");
       response.set("X-Content-Type-Options", "nosniff");
+      // Load balancers that read it (kube-proxy sends it) weigh nodes by
+      // their local endpoints.
+      response.set("X-Load-Balancing-Endpoint-Weight", std::to_string(raw->endpoints));
       response.keep_alive(request.keep_alive());
       response.body() = service_health_body(name, raw->endpoints, proxy_healthy);
       return response;

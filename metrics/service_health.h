@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,10 +32,12 @@ struct ServiceName {
 
 class ServiceHealthServer {
  public:
-  // addresses: where each port is opened (the node-port addresses; empty
-  // means every address, [::] with IPv4 mapped). health decides
-  // serviceProxyHealthy.
-  ServiceHealthServer(boost::asio::io_context& io, std::vector<boost::asio::ip::address> addresses,
+  // addresses: where each port is opened (the node's addresses inside
+  // nodePortAddresses); nullopt means every address, one [::] socket with
+  // IPv4 mapped (0.0.0.0 and [::] both would clash: EADDRINUSE); an empty
+  // list opens nothing. health decides serviceProxyHealthy.
+  ServiceHealthServer(boost::asio::io_context& io,
+                      std::optional<std::vector<boost::asio::ip::address>> addresses,
                       const HealthState& health);
 
   // The Services that need a health-check port now: opens listeners for new

@@ -276,7 +276,8 @@ TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]")
                               "--drain-check-period",
                               "1s",
                               "--dummy-interface=kipvs9",
-                              "--proc-sys=/host/proc/sys"});
+                              "--proc-sys=/host/proc/sys",
+                              "--service-node-port-range=40000-40999"});
   CHECK(c.kubeconfig == "/k");
   CHECK(c.master == "https://10.0.0.1:6443");
   CHECK(c.hostname_override == "n1");
@@ -298,6 +299,8 @@ TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]")
   CHECK(c.kipvs.zone == "z1");
   CHECK(c.kipvs.grace_period == 0s);
   CHECK(c.kipvs.drain_check_period == 1s);
+  CHECK(c.kipvs.node_port_min == 40000);
+  CHECK(c.kipvs.node_port_max == 40999);
   CHECK(c.kipvs.interface_name == "kipvs9");
   CHECK(c.kipvs.proc_sys == "/host/proc/sys");
   CHECK(from_args({"--v=5"}).verbosity == 5);

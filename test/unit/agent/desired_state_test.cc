@@ -286,6 +286,25 @@ TEST_CASE("NodeFacts: families and node-port addresses", "[desired]") {
   CHECK(node.is_excluded(ip("10.0.0.1")));
 }
 
+TEST_CASE("NodeFacts: health-check node ports listen on the node's addresses inside nodePortAddresses",
+          "[desired]") {
+  NodeFacts node;
+  node.node_ips = {ip("192.168.0.10")};
+  node.local_addresses = {ip("10.0.0.5"), ip("127.0.0.1"), ip("192.168.0.10"), ip("fd00::5")};
+  CHECK_FALSE(node.health_check_ips().has_value());  // every address
+  // Addresses, not the CIDR's network address (10.0.0.0 is nobody's).
+  node.node_port_addresses = {*Cidr::parse("10.0.0.0/8"), *Cidr::parse("fd00::/64")};
+  CHECK(node.health_check_ips() == std::vector<ipvs::Address>{ip("10.0.0.5"), ip("fd00::5")});
+  node.node_port_addresses = {*Cidr::parse("172.16.0.0/12")};
+  CHECK(node.health_check_ips() == std::vector<ipvs::Address>{});
+  // 0.0.0.0/0 and ::/0 mean every address: one socket, not two that clash.
+  node.node_port_addresses = {*Cidr::parse("0.0.0.0/0"), *Cidr::parse("::/0")};
+  CHECK_FALSE(node.health_check_ips().has_value());
+  CHECK(node.is_node_address(ip("10.0.0.5")));
+  CHECK(node.is_node_address(ip("192.168.0.10")));
+  CHECK_FALSE(node.is_node_address(ip("10.96.0.1")));
+}
+
 TEST_CASE("render flags: errors name the flag", "[desired][render]") {
   struct Row {
     std::vector<std::string_view> args;

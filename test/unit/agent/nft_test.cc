@@ -125,6 +125,57 @@ TEST_CASE("nft state: loadBalancerSourceRanges, host bits cleared, bad ranges re
   CHECK(desired.problems[0].message.find("nonsense") != std::string::npos);
 }
 
+TEST_CASE("nft state: an external or load-balancer IP that is a node address is served, not filtered",
+          "[nft]") {
+  // The node's own 192.168.0.10 (a node IP) and 192.168.0.11 (another
+  // interface's address) must keep every other port reachable: SSH, the
+  // kubelet, an API server on the node.
+  auto object = service("lb", "10.96.0.30");
+  object.type = "LoadBalancer";
+  object.external_ips = {"192.168.0.10", "203.0.113.8"};
+  object.load_balancer_ingress.push_back({.ip = "192.168.0.11", .hostname = "", .ip_mode = std::nullopt});
+  auto node = facts();
+  node.local_addresses = {ip("192.168.0.11"), ip("127.0.0.1")};
+  const auto endpoints = slice("lb", {"10.244.0.5"});
+  const auto desired = desired_for_service(object, {&endpoints}, node);
+  CHECK(desired.table.contains(ipvs::ServiceKey{.family = Family::kIPv4,
+                                                .protocol = ipvs::Protocol::kTcp,
+                                                .address = ip("192.168.0.10"),
+                                                .port = 80,
+                                                .fwmark = 0}));
+  CHECK(desired.table.contains(ipvs::ServiceKey{.family = Family::kIPv4,
+                                                .protocol = ipvs::Protocol::kTcp,
+                                                .address = ip("192.168.0.11"),
+                                                .port = 80,
+                                                .fwmark = 0}));
+  CHECK(desired.bound_addresses == std::set{ip("10.96.0.30"), ip("203.0.113.8")});
+  const auto state = nft_state(desired.origins, desired.bound_addresses, nft_config({}, false, 14));
+  CHECK(set_of(state, nft_set::kVipAddresses) == std::set<std::string>{"10.96.0.30", "203.0.113.8"});
+  CHECK(set_of(state, nft_set::kVipPorts) ==
+        std::set<std::string>{"10.96.0.30 . tcp . 80", "203.0.113.8 . tcp . 80"});
+  // Still masqueraded as external traffic (policy Cluster).
+  CHECK(set_of(state, nft_set::kMasqueradePorts).contains("192.168.0.10 . tcp . 80"));
+}
+
+TEST_CASE("nft state: a load balancer's probe of its health-check node port passes the port filter",
+          "[nft]") {
+  auto object = service("lb", "10.96.0.20");
+  object.type = "LoadBalancer";
+  object.external_traffic_policy = "Local";
+  object.health_check_node_port = 31999;
+  object.ports[0].node_port = 30080;
+  object.load_balancer_ingress.push_back({.ip = "203.0.113.7", .hostname = "", .ip_mode = std::nullopt});
+  const auto state = state_for(object, {slice("lb", {"10.244.0.5"})});
+  CHECK(set_of(state, nft_set::kVipPorts) == std::set<std::string>{"10.96.0.20 . tcp . 80",
+                                                                   "203.0.113.7 . tcp . 80",
+                                                                   "203.0.113.7 . tcp . 31999"});
+
+  // Policy Cluster has no health-check port: nothing more is let through.
+  object.external_traffic_policy = "Cluster";
+  CHECK_FALSE(set_of(state_for(object, {slice("lb", {"10.244.0.5"})}), nft_set::kVipPorts)
+                  .contains("203.0.113.7 . tcp . 31999"));
+}
+
 TEST_CASE("nft config: CIDR host bits, masquerade bit", "[nft]") {
   const auto config = nft_config({*Cidr::parse("10.244.3.4/16")}, true, 15);
   CHECK(config.cluster_cidrs == std::vector<std::string>{"10.244.0.0/16"});

@@ -374,6 +374,80 @@ TEST_CASE("foreign services are never touched, stale owned ones are removed", "[
   CHECK(node.kernel.has_service(vip("192.168.0.10", 443)));
 }
 
+TEST_CASE("an external IP that is a node address is served, never bound, and its neighbours stay foreign",
+          "[sync]") {
+  Node node;
+  // An operator's service on the node address, another port.
+  ipvs::Table foreign;
+  ipvs::put(foreign, ipvs::Service{.key = vip("192.168.0.10", 443), .scheduler = "wlc"},
+            {ipvs::Destination{.key = real("192.168.0.20", 443)}});
+  REQUIRE(std::ranges::all_of(node.kernel.apply(ipvs::diff(foreign, {}, {}).operations),
+                              [](const auto& result) { return result.has_value(); }));
+  Agent agent(node);
+  auto web = service("web", "10.96.0.10");
+  web.external_ips = {"192.168.0.10"};
+  agent.add(web);
+  agent.add(slice("web", {"10.244.1.5"}));
+  agent.start();
+
+  CHECK(node.kernel.has_service(vip("192.168.0.10", 80)));
+  CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip("10.96.0.10")});
+  CHECK(node.kernel.has_service(vip("192.168.0.10", 443)));
+
+  // The external IP goes: its virtual service goes (kipvs made it), the
+  // operator's stays, at once and at the next resync.
+  web.external_ips.clear();
+  agent.add(web);
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK_FALSE(node.kernel.has_service(vip("192.168.0.10", 80)));
+  CHECK(node.kernel.has_service(vip("192.168.0.10", 443)));
+  node.kernel.reset_counts();
+  REQUIRE(agent.sync->sync_full());
+  CHECK(node.kernel.total_operations() == 0);
+  CHECK(node.kernel.has_service(vip("192.168.0.10", 443)));
+}
+
+TEST_CASE("node ports outside the default range are kipvs's while it runs, and by the configured range after",
+          "[sync]") {
+  Node node;
+  auto web = service("web", "10.96.0.10");
+  web.type = "NodePort";
+  web.ports[0].node_port = 40080;  // an API server with --service-node-port-range 40000-40999
+  {
+    Agent agent(node);
+    agent.add(web);
+    agent.add(slice("web", {"10.244.1.5"}));
+    agent.start();
+    REQUIRE(node.kernel.has_service(vip("192.168.0.10", 40080)));
+    // The Service stops being a NodePort: its node port goes.
+    auto cluster_only = web;
+    cluster_only.type = "ClusterIP";
+    cluster_only.ports[0].node_port = 0;
+    agent.add(cluster_only);
+    REQUIRE(agent.sync->sync_dirty());
+    CHECK_FALSE(node.kernel.has_service(vip("192.168.0.10", 40080)));
+    agent.add(web);
+    REQUIRE(agent.sync->sync_dirty());
+    REQUIRE(node.kernel.has_service(vip("192.168.0.10", 40080)));
+  }
+  // kipvs restarts and the Service was deleted meanwhile: with the default
+  // range 40080 is not known as a node port, so it stays (it could be
+  // anyone's); with the API server's range configured it goes.
+  SECTION("default range: left alone") {
+    Agent agent(node);
+    agent.start();
+    CHECK(node.kernel.has_service(vip("192.168.0.10", 40080)));
+  }
+  SECTION("nodePortRange 40000-40999: removed") {
+    SyncOptions options;
+    options.facts.node_port_min = 40000;
+    options.facts.node_port_max = 40999;
+    Agent agent(node, options);
+    agent.start();
+    CHECK_FALSE(node.kernel.has_service(vip("192.168.0.10", 40080)));
+  }
+}
+
 TEST_CASE("EEXIST on an add adopts what the kernel has", "[sync]") {
   Node node;
   Agent agent(node);

@@ -248,7 +248,7 @@ TEST_CASE("per-Service health-check ports open, answer with local endpoints, and
   asio::io_context io;
   ManualClock clock;
   kipvs::metrics::HealthState health(30s, clock.fn());
-  kipvs::metrics::ServiceHealthServer services(io, {asio::ip::make_address("127.0.0.1")}, health);
+  kipvs::metrics::ServiceHealthServer services(io, std::vector{asio::ip::make_address("127.0.0.1")}, health);
   const kipvs::metrics::ServiceName web{"default", "web"};
   const kipvs::metrics::ServiceName api{"prod", "api"};
 
@@ -263,6 +263,7 @@ TEST_CASE("per-Service health-check ports open, answer with local endpoints, and
   CHECK(body(up) == kipvs::metrics::service_health_body(web, 2, true));
   CHECK(body(up).find("\"localEndpoints\": 2") != std::string::npos);
   CHECK(body(up).find("\"namespace\": \"default\"") != std::string::npos);
+  CHECK(up.find("\r\nX-Load-Balancing-Endpoint-Weight: 2\r\n") != std::string::npos);
 
   const auto none = get(io, api_port, "/");
   CHECK(status_line(none) == "HTTP/1.1 503 Service Unavailable");
@@ -292,7 +293,7 @@ TEST_CASE("a health-check port that cannot be opened is reported and retried", "
   kipvs::metrics::HttpServer squatter(io, kipvs::metrics::metrics_handler({}));
   const auto taken = squatter.listen(loopback());
   REQUIRE(taken);
-  kipvs::metrics::ServiceHealthServer services(io, {asio::ip::make_address("127.0.0.1")}, health);
+  kipvs::metrics::ServiceHealthServer services(io, std::vector{asio::ip::make_address("127.0.0.1")}, health);
   const kipvs::metrics::ServiceName web{"default", "web"};
   const auto errors = services.sync_services({{web, taken->port()}});
   REQUIRE(errors.size() == 1);
@@ -301,6 +302,39 @@ TEST_CASE("a health-check port that cannot be opened is reported and retried", "
   squatter.close();
   CHECK(services.sync_services({{web, taken->port()}}).empty());
   CHECK(services.size() == 1);
+}
+
+TEST_CASE("a health-check port opens on each node address given, or once on every address",
+          "[metrics][health][http]") {
+  asio::io_context io;
+  kipvs::metrics::HealthState health(30s);
+  const kipvs::metrics::ServiceName web{"default", "web"};
+  // Two node addresses inside nodePortAddresses: one listener each, same port.
+  kipvs::metrics::ServiceHealthServer two(
+      io, std::vector{asio::ip::make_address("127.0.0.1"), asio::ip::make_address("127.0.0.2")}, health);
+  REQUIRE(two.sync_services({{web, 0}}).empty());
+  const auto first = two.bound(web).at(0);
+  REQUIRE(two.sync_services({}).empty());
+  REQUIRE(two.sync_services({{web, first.port()}}).empty());
+  REQUIRE(two.bound(web).size() == 2);
+  CHECK(two.bound(web).at(1) == tcp::endpoint(asio::ip::make_address("127.0.0.2"), first.port()));
+  two.sync_endpoints({{web, 1}});
+  CHECK(status_line(get(io, two.bound(web).at(1), "/")) == "HTTP/1.1 200 OK");
+  REQUIRE(two.sync_services({}).empty());
+
+  // Every address: one [::] socket that IPv4 clients reach too (0.0.0.0 and
+  // [::] both would clash on the port).
+  kipvs::metrics::ServiceHealthServer any(io, std::nullopt, health);
+  REQUIRE(any.sync_services({{web, first.port()}}).empty());
+  REQUIRE(any.bound(web).size() == 1);
+  CHECK(any.bound(web).at(0).address() == asio::ip::make_address("::"));
+  CHECK(status_line(get(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), first.port()), "/")) ==
+        "HTTP/1.1 503 Service Unavailable");
+
+  // No node address inside nodePortAddresses: nothing is opened.
+  kipvs::metrics::ServiceHealthServer none(io, std::vector<asio::ip::address>{}, health);
+  REQUIRE(none.sync_services({{web, 0}}).empty());
+  CHECK(none.bound(web).empty());
 }
 
 TEST_CASE("bind addresses as the configuration writes them", "[metrics][http]") {
