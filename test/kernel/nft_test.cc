@@ -198,6 +198,8 @@ struct Svc {
   std::string lb_ip{};
   std::vector<std::string> source_ranges{};
   std::vector<std::string> endpoints{};  // p0, p1, r0
+  std::vector<std::string> external_ips{};
+  int health_check_node_port = 0;
 };
 
 std::string endpoint_ip(const std::string& name) {
@@ -216,6 +218,11 @@ std::string manifest(const std::vector<Svc>& services) {
     out << "}\n";
     if (!s.external_traffic_policy.empty())
       out << "  externalTrafficPolicy: " << s.external_traffic_policy << "\n";
+    if (!s.external_ips.empty()) {
+      out << "  externalIPs:\n";
+      for (const auto& address : s.external_ips) out << "  - " << address << "\n";
+    }
+    if (s.health_check_node_port != 0) out << "  healthCheckNodePort: " << s.health_check_node_port << "\n";
     if (!s.source_ranges.empty()) {
       out << "  loadBalancerSourceRanges:\n";
       for (const auto& range : s.source_ranges) out << "  - " << range << "\n";
@@ -420,6 +427,75 @@ TEST_CASE("nft: node ports: Cluster masquerades to a remote backend, Local keeps
        << run("ipvsadm -Sn").output);
   CHECK(Lab::tcp(lab.c1().exec(), "10.250.0.1", 30080) == "r0 10.251.0.1");
   CHECK(Lab::tcp(lab.c1().exec(), "10.250.0.1", 30081) == "p1 10.250.0.2");
+}
+
+TEST_CASE("nft: an external and a load-balancer IP that are the node's address lock nothing out",
+          "[kernel][nft]") {
+  Lab lab;
+  // Something like sshd on the node, and an operator's IPVS service on the
+  // node address, both there before kipvs.
+  start_server("", "sshd", "0.0.0.0", 2222);
+  run_ok("ipvsadm -A -t 10.250.0.1:443 -s wlc && ipvsadm -a -t 10.250.0.1:443 -r 10.244.0.11:8080 -m");
+  const Svc web{
+      .name = "web", .cluster_ip = "10.96.0.66", .endpoints = {"p0"}, .external_ips = {"10.250.0.1"}};
+  const Svc lb{.name = "lb",
+               .cluster_ip = "10.96.0.67",
+               .type = "LoadBalancer",
+               .port = 81,
+               .node_port = 30083,
+               .lb_ip = "10.250.0.1",
+               .endpoints = {"p1"}};
+  auto running = start("node-address", {web, lb}, {"--ipvs-sync-period", "1s"});
+  INFO("kipvs log:\n"
+       << running.kipvs->log() << "table:\n"
+       << nft_table() << "rules:\n"
+       << run("ipvsadm -Sn").output << "kube-ipvs0:\n"
+       << run("ip -o addr show dev kube-ipvs0").output);
+  CHECK(Lab::tcp(lab.c1().exec(), "10.250.0.1", 80) == "p0 10.244.0.1");
+  CHECK(Lab::tcp(lab.c1().exec(), "10.250.0.1", 81) == "p1 10.244.0.1");
+  // The node's other ports answer: nothing filters the node's own address.
+  CHECK(Lab::tcp(lab.c1().exec(), "10.250.0.1", 2222) == "sshd 10.250.0.2");
+  CHECK_THAT(run_ok("ip -o addr show dev kube-ipvs0"), !Catch::Contains("10.250.0.1"));
+  CHECK_THAT(run_ok("nft list set inet kipvs vip_addrs_v4"), !Catch::Contains("10.250.0.1"));
+  // Resyncs leave the operator's service alone.
+  const auto synced = [&] {
+    const auto log = running.kipvs->log();
+    std::size_t n = 0;
+    for (auto at = log.find("sync full"); at != std::string::npos; at = log.find("sync full", at + 1)) ++n;
+    return n;
+  };
+  REQUIRE(eventually([&] { return synced() >= 3; }));
+  CHECK_THAT(run_ok("ipvsadm -Sn"), Catch::Contains("-a -t 10.250.0.1:443 -r 10.244.0.11:8080 -m -w 1"));
+
+  // The external IP goes: kipvs removes the virtual service it made, and
+  // only that one.
+  write_file(running.dir / "services.yaml",
+             manifest({Svc{.name = "web", .cluster_ip = "10.96.0.66", .endpoints = {"p0"}}, lb}));
+  CHECK(eventually([] { return run_ok("ipvsadm -Sn").find("10.250.0.1:80 ") == std::string::npos; }));
+  CHECK_THAT(run_ok("ipvsadm -Sn"), Catch::Contains("-A -t 10.250.0.1:443 -s wlc"));
+  CHECK(Lab::tcp(lab.c1().exec(), "10.250.0.1", 2222) == "sshd 10.250.0.2");
+}
+
+TEST_CASE("nft: a load balancer's probe of its health-check node port gets through", "[kernel][nft]") {
+  Lab lab;
+  const Svc lb{.name = "lb",
+               .cluster_ip = "10.96.0.68",
+               .type = "LoadBalancer",
+               .node_port = 30084,
+               .external_traffic_policy = "Local",
+               .lb_ip = "10.97.0.71",
+               .endpoints = {"p0"},
+               .health_check_node_port = 31990};
+  auto running = start("health-check", {lb});
+  INFO("kipvs log:\n" << running.kipvs->log() << "table:\n" << nft_table());
+  const auto probe = run(lab.c1().exec() + "curl -sS -i --max-time 10 http://10.97.0.71:31990/");
+  INFO("probe:\n" << probe.output);
+  CHECK(probe.status == 0);
+  CHECK_THAT(probe.output, Catch::Contains("HTTP/1.1 200 OK"));
+  CHECK_THAT(probe.output, Catch::Contains("X-Load-Balancing-Endpoint-Weight: 1"));
+  CHECK_THAT(probe.output, Catch::Contains("\"localEndpoints\": 1"));
+  // Another unused port of the load balancer's IP is still refused.
+  CHECK_THAT(Lab::tcp(lab.c1().exec(), "10.97.0.71", 31991, 5), Catch::Contains("refused"));
 }
 
 TEST_CASE("nft: a pod reaches itself through its Service (hairpin)", "[kernel][nft]") {
