@@ -3,6 +3,7 @@
 #include <ifaddrs.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -45,6 +46,26 @@ std::string hostname() {
   if (::gethostname(name, sizeof(name) - 1) != 0) return "";
   return name;
 }
+
+}  // namespace
+
+std::optional<std::string> set_ipvs_timeouts(ipvs::Backend& backend, const ipvs::Timeouts& timeouts) {
+  if (timeouts == ipvs::Timeouts{}) return std::nullopt;
+  if (auto set = backend.set_timeouts(timeouts); !set) return set.error().message;
+  return std::nullopt;
+}
+
+std::string node_name(std::string_view host) {
+  const auto first = host.find_first_not_of(" \t\r\n");
+  if (first == std::string_view::npos) return "";
+  host = host.substr(first, host.find_last_not_of(" \t\r\n") - first + 1);
+  std::string name(host);
+  std::ranges::transform(name, name.begin(),
+                         [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return name;
+}
+
+namespace {
 
 // The service part of a rule: "-t 10.96.0.1:80", "-f 42 -6".
 std::string service_spec(const ipvs::Service& service) {
@@ -115,7 +136,9 @@ std::expected<AgentOptions, std::string> agent_options(
 
   auto& sync = options.sync;
   auto& facts = sync.facts;
-  facts.node_name = config.hostname_override.empty() ? hostname() : config.hostname_override;
+  facts.node_name = node_name(config.hostname_override.empty() ? hostname() : config.hostname_override);
+  if (facts.node_name.empty())
+    return std::unexpected(std::string("--hostname-override: an empty host name is invalid"));
   facts.zone = config.kipvs.zone;
   facts.node_ips = config.kipvs.node_ips;
   // kube-proxy's bindAddress, when it is a real address, is the node IP.
@@ -126,7 +149,8 @@ std::expected<AgentOptions, std::string> agent_options(
     }
   }
   facts.scheduler = config.ipvs.scheduler.empty() ? "rr" : config.ipvs.scheduler;
-  facts.scheduler_flags = config.kipvs.scheduler_flag_bits;
+  facts.scheduler_flags = config.kipvs.scheduler_flags.empty() ? default_scheduler_flags(facts.scheduler)
+                                                               : config.kipvs.scheduler_flag_bits;
   facts.proxy_name = config.kipvs.proxy_name;
   facts.affinity_mode = config.kipvs.affinity_mode;
   facts.node_port_addresses = config.node_port_addresses;
@@ -221,7 +245,9 @@ Agent::~Agent() {
 }
 
 std::expected<void, std::string> Agent::start() {
-  const auto report = apply_sysctls(options_.proc_sys, kube_proxy_sysctls(options_.strict_arp));
+  utsname host{};
+  const std::string release = ::uname(&host) == 0 ? host.release : "";
+  const auto report = apply_sysctls(options_.proc_sys, kube_proxy_sysctls(options_.strict_arp, release));
   for (const auto& line : report.changed) logger_.info(0, "sysctl " + line);
   for (const auto& line : report.warnings) logger_.warning(line);
 
@@ -420,12 +446,9 @@ int run_agent(const Config& config, std::ostream& err) {
     return done->errors.empty() ? 0 : 1;
   }
 
-  if (options->timeouts != ipvs::Timeouts{}) {
-    if (auto set = (*backend)->set_timeouts(options->timeouts); !set) {
-      logger.error("Cannot set the IPVS connection timeouts", set.error().message);
-      return 1;
-    }
-  }
+  if (auto failed = set_ipvs_timeouts(**backend, options->timeouts))
+    logger.warning("Cannot set the IPVS connection timeouts; the kernel's stay",
+                   {{"error", boost::json::value(*failed)}});
 
   boost::asio::io_context io;
   const auto families = options->sync.facts.families();

@@ -85,6 +85,16 @@ struct CleanupResult {
                                                                 const NodeFacts& facts,
                                                                 ipvs::NftBackend* nft = nullptr);
 
+// ipvs.tcpTimeout and the others, when any is set: the error text when the
+// kernel refused them. Not fatal, as in kube-proxy: the kernel's values stay.
+[[nodiscard]] std::optional<std::string> set_ipvs_timeouts(ipvs::Backend& backend,
+                                                           const ipvs::Timeouts& timeouts);
+
+// The Node's name from a host name or --hostname-override, as kube-proxy
+// derives it: spaces trimmed, lower-cased ("" is invalid). Endpoints'
+// nodeName is compared with it.
+[[nodiscard]] std::string node_name(std::string_view host);
+
 // The addresses on this host's interfaces but one (the dummy interface),
 // for --cleanup without node IPs: the node ports kipvs served are on them.
 [[nodiscard]] std::vector<ipvs::Address> host_addresses(const std::string& except_interface);

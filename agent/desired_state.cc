@@ -695,6 +695,10 @@ bool flags_fit_scheduler(std::string_view text, std::string_view scheduler) {
   return fits;
 }
 
+std::uint32_t default_scheduler_flags(std::string_view scheduler) {
+  return scheduler == "mh" ? ipvs::flags::kSchedMhPort : 0;
+}
+
 bool owns_service(const ipvs::ServiceKey& key, const std::set<ipvs::Address>& bound_addresses,
                   const NodeFacts& facts) {
   if (key.fwmark != 0) return false;

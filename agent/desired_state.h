@@ -137,6 +137,10 @@ using EndpointSliceMap = std::map<k8s::ObjectKey, k8s::EndpointSlice>;
 [[nodiscard]] bool is_known_scheduler(std::string_view name);
 // "sh-fallback,sh-port" -> flag bits; nullopt when a name is unknown.
 [[nodiscard]] std::optional<std::uint32_t> parse_scheduler_flags(std::string_view text);
+// The flags a node-wide scheduler gets when none are configured: mh hashes
+// on the client's port too, as kube-proxy sets it on every service (without
+// it one busy client lands on one endpoint).
+[[nodiscard]] std::uint32_t default_scheduler_flags(std::string_view scheduler);
 // Whether flags make sense with scheduler: sh-* bits only for sh, mh-* only
 // for mh (the kernel shares the bits, so this is a name check).
 [[nodiscard]] bool flags_fit_scheduler(std::string_view text, std::string_view scheduler);

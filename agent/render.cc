@@ -45,6 +45,7 @@ std::expected<std::vector<Cidr>, std::string> parse_cidrs(std::string_view flag,
 std::expected<RenderOptions, std::string> parse_render_args(std::span<const std::string_view> args) {
   RenderOptions options;
   auto& facts = options.facts;
+  bool flags_given = false;  // --ipvs-scheduler-flags (else the scheduler's default flags)
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view flag = args[i];
     std::string_view value;
@@ -87,6 +88,7 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
         return std::unexpected("--ipvs-scheduler-flags: \"" + std::string(value) +
                                "\" names an unknown flag");
       facts.scheduler_flags = *bits;
+      flags_given = true;
     } else if (flag == "--affinity-mode") {
       if (value == "persistence") {
         facts.affinity_mode = AffinityMode::kPersistence;
@@ -110,6 +112,7 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
     }
   }
   if (options.manifests.empty()) return std::unexpected(std::string("--manifests DIR is required"));
+  if (!flags_given) facts.scheduler_flags = default_scheduler_flags(facts.scheduler);
   // The configured flags must suit the configured scheduler, as an
   // annotation's must (checked by name, so re-check the bits here).
   const auto shared = ipvs::flags::kSchedShFallback | ipvs::flags::kSchedShPort;

@@ -445,12 +445,12 @@ ipvs::Plan Sync::plan_for(const std::set<ipvs::ServiceKey>& keys,
 }
 
 ipvs::ConnectionTable Sync::connections_for(const ipvs::Plan& plan) {
-  // Only deletes of TCP/SCTP destinations need counts (UDP goes at once):
-  // read those services' destinations, one listing each.
+  // Only deletes of TCP destinations need counts (UDP and SCTP go at
+  // once): read those services' destinations, one listing each.
   std::set<ipvs::ServiceKey> services;
   for (const auto& operation : plan.operations) {
     if (operation.kind == Kind::kDeleteDestination &&
-        operation.service.key.protocol != ipvs::Protocol::kUdp) {
+        ipvs::drains_on_delete(operation.service.key.protocol)) {
       services.insert(operation.service.key);
     }
   }

@@ -18,7 +18,7 @@
 //    bound to the dummy interface, or node ports on node addresses, never in
 //    excludeCIDRs (owns_service).
 //  - Destinations that leave drain (apply_drain_policy): weight 0 until their
-//    connections end or the grace period passes; UDP ones go at once. Drains
+//    connections end or the grace period passes; UDP and SCTP ones go at once. Drains
 //    are re-checked every drain_check_period with a per-service listing.
 //  - Per operation: EEXIST on an add and ESRCH/ENOENT on an edit mean the
 //    kernel differs from `observed` (someone else changed it): kipvs re-reads

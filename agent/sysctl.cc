@@ -1,19 +1,38 @@
 #include "agent/sysctl.h"
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
 namespace kipvs::agent {
 
-std::vector<SysctlSetting> kube_proxy_sysctls(bool strict_arp) {
+namespace {
+
+// "5.4.0-100-generic" -> 5 * 1000 + 4; 0 when it does not parse.
+int kernel_version(std::string_view release) {
+  int major = 0;
+  int minor = 0;
+  const auto* end = release.data() + release.size();
+  auto [dot, major_error] = std::from_chars(release.data(), end, major);
+  if (major_error != std::errc{} || dot == end || *dot != '.') return 0;
+  auto [rest, minor_error] = std::from_chars(dot + 1, end, minor);
+  if (minor_error != std::errc{}) return 0;
+  return major * 1000 + minor;
+}
+
+}  // namespace
+
+std::vector<SysctlSetting> kube_proxy_sysctls(bool strict_arp, std::string_view kernel_release) {
   std::vector<SysctlSetting> settings{
       {"net/ipv4/vs/conntrack", "1"},
       {"net/ipv4/vs/expire_nodest_conn", "1"},
       {"net/ipv4/vs/expire_quiescent_template", "1"},
       {"net/ipv4/ip_forward", "1"},
   };
+  if (const int version = kernel_version(kernel_release); version >= 4001 && version < 5009)
+    settings.push_back({"net/ipv4/vs/conn_reuse_mode", "0"});
   if (strict_arp) {
     settings.push_back({"net/ipv4/conf/all/arp_ignore", "1"});
     settings.push_back({"net/ipv4/conf/all/arp_announce", "2"});

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace kipvs::agent {
@@ -23,7 +24,11 @@ struct SysctlSetting {
 // expire, so a drained server stops getting sticky clients), ip_forward=1;
 // with strict ARP, arp_ignore=1 and arp_announce=2 on all interfaces so the
 // node does not answer ARP for the virtual IPs on kube-ipvs0.
-[[nodiscard]] std::vector<SysctlSetting> kube_proxy_sysctls(bool strict_arp);
+// On kernels 4.1 to 5.8 also conn_reuse_mode=0: with 1 there, a new
+// connection that reuses a port of a TIME_WAIT one stalls for a second (the
+// SYN is dropped while the old entry expires); 5.9 fixed it, and before 4.1
+// the knob does not exist. kernel_release is uname's ("5.4.0-100-generic").
+[[nodiscard]] std::vector<SysctlSetting> kube_proxy_sysctls(bool strict_arp, std::string_view kernel_release);
 
 struct SysctlReport {
   std::vector<std::string> changed;   // "net/ipv4/ip_forward: 0 -> 1"

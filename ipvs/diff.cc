@@ -166,9 +166,10 @@ DrainResult apply_drain_policy(Plan plan, const Table& observed, const Connectio
         break;
       }
       case Kind::kDeleteDestination: {
-        // UDP has no connection to finish: kube-proxy deletes UDP real servers
-        // at once too (clients retry; conntrack is cleared elsewhere).
-        const bool udp = operation.service.key.protocol == Protocol::kUdp;
+        // UDP has no connection to finish, and kube-proxy deletes UDP and
+        // SCTP real servers at once (expire_nodest_conn=1 ends an SCTP
+        // association on its next packet; clients retry).
+        const bool udp = !drains_on_delete(operation.service.key.protocol);
         const auto counts = connections.find(ref);
         const bool idle = counts == connections.end() || counts->second.idle();
         auto [since, inserted] = result.draining.try_emplace(ref, now);

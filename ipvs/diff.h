@@ -103,7 +103,8 @@ struct DrainResult {
 };
 
 // Rewrites a plan's destination deletes for graceful termination:
-//  - UDP destinations are deleted at once (no connection state worth keeping);
+//  - UDP and SCTP destinations are deleted at once, as kube-proxy does
+//    (drains_on_delete);
 //  - a destination with no active or inactive connections is deleted;
 //  - one whose drain is older than the grace period is deleted;
 //  - otherwise the delete becomes an edit to weight 0 (new connections go
@@ -113,6 +114,12 @@ struct DrainResult {
 // the drain set; the diff has already restored its weight. Deleting a whole
 // service drops its destinations from the set. Draining entries the plan does
 // not mention are carried over unchanged.
+// Whether a removed destination of this protocol drains at weight 0 (TCP)
+// or is deleted at once (UDP, SCTP).
+[[nodiscard]] constexpr bool drains_on_delete(Protocol protocol) {
+  return protocol != Protocol::kUdp && protocol != Protocol::kSctp;
+}
+
 [[nodiscard]] DrainResult apply_drain_policy(Plan plan, const Table& observed,
                                              const ConnectionTable& connections, const DrainSet& draining,
                                              DrainClock::time_point now, const DrainOptions& options = {});

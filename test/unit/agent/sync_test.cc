@@ -715,15 +715,17 @@ TEST_CASE("graceful termination: weight 0 while connections last, then removed",
   }
 }
 
-TEST_CASE("UDP destinations are removed at once", "[sync]") {
+TEST_CASE("UDP and SCTP destinations are removed at once", "[sync]") {
+  const auto [name, protocol] =
+      GENERATE(std::pair{"UDP", ipvs::Protocol::kUdp}, std::pair{"SCTP", ipvs::Protocol::kSctp});
+  INFO(name);
   Node node;
   Agent agent(node);
-  agent.add(service("dns", "10.96.0.10", "UDP"));
-  agent.add(slice("dns", {"10.244.1.5", "10.244.2.5"}, "UDP"));
+  agent.add(service("dns", "10.96.0.10", name));
+  agent.add(slice("dns", {"10.244.1.5", "10.244.2.5"}, name));
   agent.start();
-  REQUIRE(node.kernel.set_connections(vip("10.96.0.10", 80, ipvs::Protocol::kUdp), real("10.244.2.5", 8080),
-                                      0, 5));
-  agent.add(slice("dns", {"10.244.1.5"}, "UDP"));
+  REQUIRE(node.kernel.set_connections(vip("10.96.0.10", 80, protocol), real("10.244.2.5", 8080), 3, 5));
+  agent.add(slice("dns", {"10.244.1.5"}, name));
   REQUIRE(agent.sync->sync_dirty());
   CHECK(node.kernel.count(Kind::kDeleteDestination) == 1);
   CHECK(agent.sync->draining().empty());
@@ -933,8 +935,8 @@ TEST_CASE("sysctls: written where they differ, warned where they cannot be", "[s
   write("net/ipv4/conf/all/arp_announce", "0");
   // expire_quiescent_template is missing: a kernel without it.
 
-  CHECK(kube_proxy_sysctls(false).size() == 4);
-  const auto report = apply_sysctls(root, kube_proxy_sysctls(true));
+  CHECK(kube_proxy_sysctls(false, "6.1.0-57-amd64").size() == 4);
+  const auto report = apply_sysctls(root, kube_proxy_sysctls(true, "6.1.0-57-amd64"));
   CHECK(read("net/ipv4/vs/conntrack") == "1");
   CHECK(read("net/ipv4/ip_forward") == "1");
   CHECK(read("net/ipv4/conf/all/arp_ignore") == "1");
@@ -942,8 +944,37 @@ TEST_CASE("sysctls: written where they differ, warned where they cannot be", "[s
   CHECK(report.changed.size() == 4);  // expire_nodest_conn was right already
   REQUIRE(report.warnings.size() == 1);
   CHECK(report.warnings[0].find("expire_quiescent_template") != std::string::npos);
-  CHECK(apply_sysctls(root, kube_proxy_sysctls(true)).changed.empty());
+  CHECK(apply_sysctls(root, kube_proxy_sysctls(true, "6.1.0-57-amd64")).changed.empty());
   std::filesystem::remove_all(root);
+}
+
+TEST_CASE("IPVS timeouts the kernel refuses are a warning's text, not a failure", "[agent]") {
+  ipvs::FakeBackend kernel;
+  CHECK_FALSE(set_ipvs_timeouts(kernel, {}));  // none configured: nothing sent
+  CHECK_FALSE(set_ipvs_timeouts(kernel, {.tcp = 600, .tcp_fin = 0, .udp = 0}));
+  CHECK(kernel.get_timeouts()->tcp == 600);
+  kernel.fail_reads(EPERM);
+  const auto failed = set_ipvs_timeouts(kernel, {.tcp = 700, .tcp_fin = 0, .udp = 0});
+  REQUIRE(failed);
+  CHECK_THAT(*failed, Catch::Contains("set timeouts"));
+}
+
+TEST_CASE("sysctls: conn_reuse_mode 0 on kernels 4.1 to 5.8 only", "[sysctl]") {
+  const auto reuse_mode = [](std::string_view release) -> std::optional<std::string> {
+    for (const auto& setting : kube_proxy_sysctls(false, release)) {
+      if (setting.name == "net/ipv4/vs/conn_reuse_mode") return setting.value;
+    }
+    return std::nullopt;
+  };
+  CHECK(reuse_mode("4.18.0-553.el8_10.x86_64") == "0");  // RHEL 8
+  CHECK(reuse_mode("5.4.0-100-generic") == "0");         // Ubuntu 20.04
+  CHECK(reuse_mode("4.1.0") == "0");
+  CHECK(reuse_mode("5.8.18") == "0");
+  CHECK(reuse_mode("5.9.0") == std::nullopt);
+  CHECK(reuse_mode("6.1.0-57-amd64") == std::nullopt);
+  CHECK(reuse_mode("4.0.9") == std::nullopt);
+  CHECK(reuse_mode("3.10.0-1160.el7.x86_64") == std::nullopt);
+  CHECK(reuse_mode("garbage") == std::nullopt);
 }
 
 }  // namespace
@@ -1006,6 +1037,18 @@ TEST_CASE("agent flags", "[agent]") {
   CHECK_FALSE(parse({"--manifests", "/m", "--ipvs-scheduler", "fastest"}));
   CHECK_FALSE(parse({"--manifests", "/m", "--node-ip", "node-a"}));
   CHECK_FALSE(parse({"--manifests", "/m", "--frobnicate", "1"}));
+
+  // The node name as kube-proxy derives it: endpoints name "node-1", not
+  // " Node-1 ".
+  CHECK(parse({"--manifests", "/m", "--hostname-override", " Node-1\n"})->sync.facts.node_name == "node-1");
+  CHECK(node_name("Worker-7.Example.COM") == "worker-7.example.com");
+  CHECK_FALSE(parse({"--manifests", "/m", "--hostname-override", "  "}));
+  // ipvs.scheduler mh with no flags gets kube-proxy's mh-port; given flags win.
+  CHECK(parse({"--manifests", "/m", "--ipvs-scheduler", "mh"})->sync.facts.scheduler_flags ==
+        ipvs::flags::kSchedMhPort);
+  CHECK(parse({"--manifests", "/m", "--ipvs-scheduler", "mh", "--ipvs-scheduler-flags", "mh-fallback"})
+            ->sync.facts.scheduler_flags == ipvs::flags::kSchedMhFallback);
+  CHECK(parse({"--manifests", "/m", "--ipvs-scheduler", "sh"})->sync.facts.scheduler_flags == 0);
 }
 
 }  // namespace
