@@ -1,5 +1,7 @@
 #include "agent/metrics_observer.h"
 
+#include <algorithm>
+
 namespace kipvs::agent {
 
 std::string_view operation_kind_label(ipvs::Operation::Kind kind) {
@@ -123,6 +125,16 @@ void MetricsObserver::no_local_endpoints(ipvs::Family family, std::size_t intern
 
 void MetricsObserver::watch_event(k8s::ResourceKind kind, std::string_view type) {
   metrics_.watch_event(resource_label(kind), type);
+}
+
+bool node_eligible(const k8s::Node* node) {
+  if (node == nullptr || node->meta.being_deleted) return false;
+  return std::ranges::none_of(
+      node->taints, [](const k8s::Taint& taint) { return taint.key == "ToBeDeletedByClusterAutoscaler"; });
+}
+
+void MetricsObserver::node_changed(const k8s::Node* now) {
+  if (health_ != nullptr) health_->set_node_eligible(node_eligible(now));
 }
 
 void MetricsObserver::relisted(k8s::ResourceKind kind) {

@@ -58,6 +58,9 @@ class MetricsObserver final : public SyncObserver {
   // From the API reflectors: a watch frame of a type, a completed relist.
   void watch_event(k8s::ResourceKind kind, std::string_view type);
   void relisted(k8s::ResourceKind kind);
+  // This node's object changed (nullptr: deleted): /healthz follows whether
+  // the node may still take load-balancer traffic.
+  void node_changed(const k8s::Node* now);
 
   void sync_started(SyncKind kind) override;
   void sync_finished(SyncKind kind, std::chrono::nanoseconds duration, bool ok) override;
@@ -78,6 +81,11 @@ class MetricsObserver final : public SyncObserver {
   std::uint64_t reopens_seen_ = 0;
 };
 
+// Whether a node may take load-balancer traffic, as kube-proxy's health
+// server judges it: not while it is being deleted (or gone), nor once the
+// cluster autoscaler has tainted it ToBeDeletedByClusterAutoscaler.
+[[nodiscard]] bool node_eligible(const k8s::Node* node);
+
 // Forwards every call to the target sink, telling the observer about
 // Service and EndpointSlice changes first.
 class ChangeNotifyingSink final : public k8s::ObjectSink {
@@ -87,7 +95,10 @@ class ChangeNotifyingSink final : public k8s::ObjectSink {
 
   void service_changed(const k8s::ObjectKey& key, const k8s::Service* now) override;
   void endpoint_slice_changed(const k8s::ObjectKey& key, const k8s::EndpointSlice* now) override;
-  void node_changed(const k8s::Node* now) override { target_.node_changed(now); }
+  void node_changed(const k8s::Node* now) override {
+    observer_.node_changed(now);
+    target_.node_changed(now);
+  }
   void synced(k8s::ResourceKind kind) override { target_.synced(kind); }
   void object_skipped(k8s::ResourceKind kind, const std::string& what, const std::string& reason) override {
     target_.object_skipped(kind, what, reason);

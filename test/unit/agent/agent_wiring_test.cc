@@ -80,6 +80,44 @@ TEST_CASE("the metrics observer: what a scrape shows after syncs and changes", "
   CHECK(health.livez().status == 503);
 }
 
+TEST_CASE("/healthz turns 503 while the Node is deleted or tainted by the cluster autoscaler", "[agent]") {
+  struct Target final : k8s::ObjectSink {
+    int nodes = 0;
+    void service_changed(const k8s::ObjectKey&, const k8s::Service*) override {}
+    void endpoint_slice_changed(const k8s::ObjectKey&, const k8s::EndpointSlice*) override {}
+    void node_changed(const k8s::Node*) override { ++nodes; }
+    void synced(k8s::ResourceKind) override {}
+    void object_skipped(k8s::ResourceKind, const std::string&, const std::string&) override {}
+  } target;
+  metrics::Metrics metrics;
+  metrics::HealthState health(60s);
+  MetricsObserver observer(metrics, &health);
+  ChangeNotifyingSink sink(target, observer);
+  k8s::Node node;
+  node.meta.name = "node-a";
+
+  sink.node_changed(&node);
+  CHECK(health.healthz().status == 200);
+  CHECK(health.livez().status == 200);
+  node.taints.push_back(
+      {.key = "ToBeDeletedByClusterAutoscaler", .value = "1700000000", .effect = "NoSchedule"});
+  sink.node_changed(&node);
+  CHECK(health.healthz().status == 503);
+  CHECK_THAT(health.healthz().body, Catch::Contains("\"nodeEligible\": false"));
+  CHECK(health.livez().status == 200);  // the proxy itself is fine: no restart
+  node.taints.clear();
+  sink.node_changed(&node);
+  CHECK(health.healthz().status == 200);
+  node.meta.being_deleted = true;
+  sink.node_changed(&node);
+  CHECK(health.healthz().status == 503);
+  node.meta.being_deleted = false;
+  sink.node_changed(&node);
+  sink.node_changed(nullptr);  // gone
+  CHECK(health.healthz().status == 503);
+  CHECK(target.nodes == 6);  // the sync still hears of every change
+}
+
 TEST_CASE("check-config: exit codes", "[agent]") {
   std::ostringstream out;
   std::ostringstream err;
