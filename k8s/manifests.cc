@@ -532,7 +532,7 @@ std::expected<Manifests, std::string> load_manifests(const fs::path& dir) {
 // --- ManifestSource -----------------------------------------------------------
 
 ManifestSource::ManifestSource(boost::asio::io_context& io, Options options, ObjectSink& sink)
-    : io_(io), options_(std::move(options)), sink_(sink), timer_(io), buffer_(64 * 1024) {
+    : io_(io), options_(std::move(options)), sink_(sink), timer_(io), rescan_timer_(io), buffer_(64 * 1024) {
   if (!options_.log) {
     options_.log = [](std::string_view line) {
       std::fprintf(stderr, "%.*s\n", static_cast<int>(line.size()), line.data());
@@ -567,12 +567,40 @@ std::expected<void, std::string> ManifestSource::start() {
   sink_.synced(ResourceKind::kEndpointSlice);
   sink_.synced(ResourceKind::kNode);
   watch();
+  arm_rescan();
   return {};
+}
+
+std::vector<std::tuple<fs::path, std::uintmax_t, fs::file_time_type>> ManifestSource::fingerprint() const {
+  std::vector<std::tuple<fs::path, std::uintmax_t, fs::file_time_type>> out;
+  auto paths = list_manifest_files(options_.dir);
+  if (!paths) return out;
+  for (const auto& path : *paths) {
+    std::error_code error;
+    const auto size = fs::file_size(path, error);  // follows a symlink to its target
+    const auto time = fs::last_write_time(path, error);
+    out.emplace_back(path, error ? 0 : size, error ? fs::file_time_type{} : time);
+  }
+  return out;
+}
+
+void ManifestSource::arm_rescan() {
+  if (options_.rescan_period.count() <= 0 || !inotify_) return;
+  rescan_timer_.expires_after(options_.rescan_period);
+  rescan_timer_.async_wait([this, alive = std::weak_ptr<int>(alive_)](const boost::system::error_code& ec) {
+    if (alive.expired() || ec || !inotify_) return;
+    if (fingerprint() != scanned_) {
+      options_.log("manifests: " + options_.dir.string() + " changed without an inotify event; reloading");
+      reload();
+    }
+    arm_rescan();
+  });
 }
 
 void ManifestSource::stop() {
   boost::system::error_code ignored;
   timer_.cancel();
+  rescan_timer_.cancel();
   if (inotify_) {
     inotify_->close(ignored);
     inotify_.reset();
@@ -638,7 +666,8 @@ void ManifestSource::report(const ManifestError& error) {
 }
 
 void ManifestSource::reload() {
-  if (!inotify_) return;  // stopped (or never started)
+  if (!inotify_) return;     // stopped (or never started)
+  scanned_ = fingerprint();  // before reading: a write meanwhile shows at the next rescan
   auto paths = list_manifest_files(options_.dir);
   if (!paths) {
     options_.log("manifests: " + paths.error() + "; keeping the current objects");

@@ -30,6 +30,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -117,6 +118,11 @@ class ManifestSource {
     std::chrono::milliseconds max_delay{1000};
     // Where log lines go (one call per line, no newline); default stderr.
     std::function<void(std::string_view)> log;
+    // inotify is silent on network file systems (9p, NFS) and for a change
+    // to a symlink's target elsewhere: every rescan_period the files' names,
+    // sizes and modification times are compared too, and a difference
+    // reloads (kubelet's file source checks every 20 s). 0 disables it.
+    std::chrono::milliseconds rescan_period{20'000};
   };
 
   ManifestSource(boost::asio::io_context& io, Options options, ObjectSink& sink);
@@ -137,6 +143,11 @@ class ManifestSource {
  private:
   void watch();
   void on_event();
+  void arm_rescan();
+  // Names, sizes and modification times of the manifest files now.
+  [[nodiscard]] std::vector<
+      std::tuple<std::filesystem::path, std::uintmax_t, std::filesystem::file_time_type>>
+  fingerprint() const;
   void report(const ManifestError& error);
 
   boost::asio::io_context& io_;
@@ -144,6 +155,8 @@ class ManifestSource {
   ObjectSink& sink_;
   std::optional<boost::asio::posix::stream_descriptor> inotify_;
   boost::asio::steady_timer timer_;
+  boost::asio::steady_timer rescan_timer_;
+  std::vector<std::tuple<std::filesystem::path, std::uintmax_t, std::filesystem::file_time_type>> scanned_;
   std::optional<std::chrono::steady_clock::time_point> pending_since_;
   std::vector<char> buffer_;
   // Handlers hold a weak_ptr to this: after destruction they do nothing.

@@ -434,6 +434,48 @@ TEST_CASE("ManifestSource delivers everything, then only the differences", "[k8s
   }
 }
 
+TEST_CASE("ManifestSource rescans for changes inotify does not report", "[k8s][manifests]") {
+  // A manifest that is a symlink to a file elsewhere (a ConfigMap volume, a
+  // file on NFS): writing the target tells the watched directory nothing.
+  const fs::path dir = kScratch / "rescan";
+  const fs::path elsewhere = kScratch / "rescan-target";
+  fs::remove_all(dir);
+  fs::remove_all(elsewhere);
+  fs::create_directories(dir);
+  fs::create_directories(elsewhere);
+  {
+    std::ofstream out(elsewhere / "web.yaml");
+    out << service_yaml("web", "10.96.0.5", 80);
+  }
+  fs::create_symlink(elsewhere / "web.yaml", dir / "web.yaml");
+
+  boost::asio::io_context io;
+  RecordingSink sink;
+  std::vector<std::string> log;
+  ManifestSource::Options options{dir, "", 20ms, 500ms,
+                                  [&](std::string_view line) { log.emplace_back(line); }};
+  options.rescan_period = 100ms;
+  ManifestSource source(io, options, sink);
+  REQUIRE(source.start().has_value());
+  sink.events.clear();
+
+  // Nothing changed: the rescans reload nothing.
+  io.restart();
+  io.run_for(350ms);
+  CHECK(source.loads() == 1);
+
+  {
+    std::ofstream out(elsewhere / "web.yaml", std::ios::trunc);  // in place, through the link
+    out << service_yaml("web", "10.96.0.5", 8080);
+  }
+  REQUIRE(run_until(io, [&] { return !sink.events.empty(); }));
+  CHECK(sink.take() == std::vector<std::string>{"service default/web 10.96.0.5:8080"});
+  CHECK(std::any_of(log.begin(), log.end(), [](const std::string& l) {
+    return l.find("changed without an inotify event") != std::string::npos;
+  }));
+  source.stop();
+}
+
 TEST_CASE("ManifestSource refuses a directory it cannot watch", "[k8s][manifests]") {
   boost::asio::io_context io;
   RecordingSink sink;
