@@ -11,6 +11,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <map>
 #include <ostream>
@@ -178,6 +179,9 @@ std::expected<AgentOptions, std::string> agent_options(
   sync.nft = nft_config(config.cluster_cidrs, config.masquerade_all, config.masquerade_bit);
   options.strict_arp = config.ipvs.strict_arp;
   options.proc_sys = config.kipvs.proc_sys;
+  // Both families unless the kernel has no IPv6 (booted with ipv6.disable=1).
+  if (std::error_code error; !std::filesystem::exists("/proc/net/if_inet6", error))
+    facts.ip_families = {ipvs::Family::kIPv4};
   const auto seconds = [](std::chrono::nanoseconds d) {
     return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
   };

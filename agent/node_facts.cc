@@ -13,6 +13,12 @@ bool is_loopback(const ipvs::Address& address) {
   return address.bytes == kLoopback6;
 }
 
+// 169.254.0.0/16, fe80::/10: kube-proxy serves no node port there.
+bool is_link_local(const ipvs::Address& address) {
+  if (address.family == ipvs::Family::kIPv4) return address.bytes[0] == 169 && address.bytes[1] == 254;
+  return address.bytes[0] == 0xfe && (address.bytes[1] & 0xc0) == 0x80;
+}
+
 }  // namespace
 
 std::optional<Cidr> Cidr::parse(std::string_view text) {
@@ -62,10 +68,11 @@ std::vector<ipvs::Family> NodeFacts::families() const {
     for (auto family : ip_families) add(family);
     return result;
   }
-  for (auto family : {ipvs::Family::kIPv4, ipvs::Family::kIPv6}) {
-    if (std::ranges::any_of(node_ips, [family](const auto& ip) { return ip.family == family; })) add(family);
-  }
-  if (result.empty()) add(ipvs::Family::kIPv4);
+  // kube-proxy runs both families whenever the kernel has both, "regardless
+  // of whether the node is actually configured as dual-stack": a node
+  // without IPv6 addresses still serves IPv6 cluster IPs to its pods.
+  add(ipvs::Family::kIPv4);
+  add(ipvs::Family::kIPv6);
   return result;
 }
 
@@ -76,13 +83,15 @@ bool NodeFacts::serves(ipvs::Family family) const {
 
 std::vector<ipvs::Address> NodeFacts::node_port_ips(ipvs::Family family) const {
   std::vector<ipvs::Address> result;
-  for (const auto& ip : node_ips) {
-    if (ip.family != family || is_loopback(ip)) continue;
-    if (!node_port_addresses.empty() &&
-        std::ranges::none_of(node_port_addresses, [&ip](const Cidr& cidr) { return cidr.contains(ip); })) {
-      continue;
+  for (const auto* list : {&node_ips, &local_addresses}) {
+    for (const auto& ip : *list) {
+      if (ip.family != family || is_loopback(ip) || is_link_local(ip)) continue;
+      if (!node_port_addresses.empty() &&
+          std::ranges::none_of(node_port_addresses, [&ip](const Cidr& cidr) { return cidr.contains(ip); })) {
+        continue;
+      }
+      if (std::ranges::find(result, ip) == result.end()) result.push_back(ip);
     }
-    if (std::ranges::find(result, ip) == result.end()) result.push_back(ip);
   }
   return result;
 }

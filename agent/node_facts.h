@@ -53,8 +53,8 @@ struct NodeFacts {
   // the dummy interface nor filters its other ports (kube-proxy's
   // shouldBind), and never claims the foreign services on one.
   std::vector<ipvs::Address> local_addresses;
-  // Families served; empty means the families present in node_ips (IPv4 when
-  // there are none).
+  // Families served; empty means both (kube-proxy's way on a kernel with
+  // both). The agent leaves out IPv6 when the kernel has no IPv6.
   std::vector<ipvs::Family> ip_families;
 
   std::string scheduler = "rr";       // ipvs.scheduler ("" means rr)
@@ -80,8 +80,10 @@ struct NodeFacts {
   [[nodiscard]] bool is_node_address(const ipvs::Address& address) const;
   [[nodiscard]] bool serves(ipvs::Family family) const;
   [[nodiscard]] std::vector<ipvs::Family> families() const;
-  // The node IPs of one family that carry node ports: filtered by
-  // node_port_addresses, never loopback (IPVS cannot serve it), no duplicates.
+  // The addresses of one family that carry node ports, as kube-proxy picks
+  // them: the node IPs and every local address (a second NIC's too),
+  // filtered by node_port_addresses; never loopback (IPVS cannot serve it)
+  // nor link-local; no duplicates.
   [[nodiscard]] std::vector<ipvs::Address> node_port_ips(ipvs::Family family) const;
   // Where health-check node ports listen (kube-proxy's nodeAddressHandler):
   // nullopt for every address (no nodePortAddresses, or a /0 among them),

@@ -274,11 +274,22 @@ TEST_CASE("scheduler names and flags", "[desired]") {
 
 TEST_CASE("NodeFacts: families and node-port addresses", "[desired]") {
   NodeFacts node;
-  CHECK(node.families() == std::vector<ipvs::Family>{ipvs::Family::kIPv4});
+  // Both families whatever the node's addresses, as kube-proxy.
+  CHECK(node.families() == std::vector<ipvs::Family>{ipvs::Family::kIPv4, ipvs::Family::kIPv6});
   node.node_ips = {ip("fd00::10"), ip("127.0.0.1"), ip("::1"), ip("192.168.0.10"), ip("192.168.0.10")};
   CHECK(node.families() == std::vector<ipvs::Family>{ipvs::Family::kIPv4, ipvs::Family::kIPv6});
   CHECK(node.node_port_ips(ipvs::Family::kIPv4) == std::vector<ipvs::Address>{ip("192.168.0.10")});
   CHECK(node.node_port_ips(ipvs::Family::kIPv6) == std::vector<ipvs::Address>{ip("fd00::10")});
+  // A second NIC, a bridge, link-local and loopback addresses of the host:
+  // node ports on every local address but the last two, as kube-proxy.
+  node.local_addresses = {ip("10.0.0.5"), ip("169.254.1.1"), ip("fe80::1"), ip("127.0.0.1"), ip("fd00::10")};
+  CHECK(node.node_port_ips(ipvs::Family::kIPv4) ==
+        std::vector<ipvs::Address>{ip("192.168.0.10"), ip("10.0.0.5")});
+  CHECK(node.node_port_ips(ipvs::Family::kIPv6) == std::vector<ipvs::Address>{ip("fd00::10")});
+  node.node_port_addresses = {*Cidr::parse("10.0.0.0/8")};
+  CHECK(node.node_port_ips(ipvs::Family::kIPv4) == std::vector<ipvs::Address>{ip("10.0.0.5")});
+  node.node_port_addresses.clear();
+  node.local_addresses.clear();
   node.ip_families = {ipvs::Family::kIPv6};
   CHECK_FALSE(node.serves(ipvs::Family::kIPv4));
   CHECK(node.is_excluded(ip("10.0.0.1")) == false);
