@@ -35,6 +35,7 @@
 #include "metrics/health.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
+#include "metrics/process.h"
 #include "metrics/service_health.h"
 #include "metrics/throughput.h"
 
@@ -268,7 +269,18 @@ std::expected<void, std::string> Agent::start() {
                                         k8s::process_environment());
   if (!config) return std::unexpected(k8s::to_string(config.error()));
   tokens_ = std::make_shared<k8s::TokenSource>(config->token, config->token_file);
-  auto client = k8s::HttpClient::create(io_, *config, tokens_);
+  k8s::HttpClientOptions client_options;
+  if (metrics_ != nullptr) {
+    // client-go's host label: the server's host:port.
+    std::string host = config->server;
+    if (const auto scheme = host.find("://"); scheme != std::string::npos) host = host.substr(scheme + 3);
+    host = host.substr(0, host.find('/'));
+    client_options.on_response = [observer = metrics_, host](unsigned status,
+                                                             std::chrono::steady_clock::duration elapsed) {
+      observer->api_request(host, status, elapsed);
+    };
+  }
+  auto client = k8s::HttpClient::create(io_, *config, tokens_, client_options);
   if (!client) return std::unexpected(k8s::to_string(client.error()));
   http_ = std::move(*client);
   k8s::ApiSourceOptions api{
@@ -378,8 +390,9 @@ namespace {
 // Starts one HTTP server on a configured address ("" disables it). A bind
 // failure is logged and the agent runs on, as kube-proxy does: the rules
 // matter more than the scrape.
-std::unique_ptr<metrics::HttpServer> serve(boost::asio::io_context& io, Logger& logger, std::string_view what,
-                                           const std::string& address, metrics::Handler handler) {
+std::unique_ptr<metrics::RetryingHttpServer> serve(boost::asio::io_context& io, Logger& logger,
+                                                   std::string_view what, const std::string& address,
+                                                   metrics::Handler handler) {
   if (address.empty()) return nullptr;
   auto endpoint = metrics::parse_endpoint(address);
   if (!endpoint) {
@@ -387,16 +400,16 @@ std::unique_ptr<metrics::HttpServer> serve(boost::asio::io_context& io, Logger& 
                  {{"address", boost::json::value(std::string_view(address))}});
     return nullptr;
   }
-  auto server = std::make_unique<metrics::HttpServer>(io, std::move(handler));
-  auto bound = server->listen(*endpoint);
-  if (!bound) {
-    logger.error("Cannot serve " + std::string(what), bound.error(),
-                 {{"address", boost::json::value(std::string_view(address))}});
-    return nullptr;
-  }
-  logger.info(0, "Serving " + std::string(what),
-              {{"address", boost::json::value(std::string_view(address))}});
-  return server;
+  return std::make_unique<metrics::RetryingHttpServer>(
+      io, std::move(handler), *endpoint,
+      [&logger, what = std::string(what), address](bool ok, const std::string& message) {
+        if (ok) {
+          logger.info(0, "Serving " + what, {{"address", boost::json::value(std::string_view(address))}});
+        } else {
+          logger.error("Cannot serve " + what, message,
+                       {{"address", boost::json::value(std::string_view(address))}});
+        }
+      });
 }
 
 }  // namespace
@@ -473,6 +486,7 @@ int run_agent(const Config& config, std::ostream& err) {
   auto& sync = agent.sync();
   ipvs::NetlinkBackend& kernel = **backend;
 
+  metrics.add_text_collectable(std::make_shared<metrics::ProcessCollector>());
   if (config.kipvs.throughput_metrics != ThroughputMetrics::kNone) {
     auto name_of = [&sync](const ipvs::ServiceKey& key) -> std::optional<metrics::ServiceLabels> {
       auto origin = sync.origin(key);

@@ -137,6 +137,12 @@ void MetricsObserver::node_changed(const k8s::Node* now) {
   if (health_ != nullptr) health_->set_node_eligible(node_eligible(now));
 }
 
+void MetricsObserver::api_request(std::string_view host, unsigned status,
+                                  std::chrono::steady_clock::duration elapsed) {
+  metrics_.rest_client_request(host, "GET", status,
+                               std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed));
+}
+
 void MetricsObserver::relisted(k8s::ResourceKind kind) {
   metrics_.relisted(resource_label(kind));
 }

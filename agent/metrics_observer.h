@@ -58,6 +58,8 @@ class MetricsObserver final : public SyncObserver {
   // From the API reflectors: a watch frame of a type, a completed relist.
   void watch_event(k8s::ResourceKind kind, std::string_view type);
   void relisted(k8s::ResourceKind kind);
+  // One GET to the API server (rest_client_* metrics); status 0: no answer.
+  void api_request(std::string_view host, unsigned status, std::chrono::steady_clock::duration elapsed);
   // This node's object changed (nullptr: deleted): /healthz follows whether
   // the node may still take load-balancer traffic.
   void node_changed(const k8s::Node* now);

@@ -75,6 +75,7 @@ class ConnectionPool : public std::enable_shared_from_this<ConnectionPool<Stream
   const HttpConnectionStats& stats() const { return stats_; }
   void count_opened() { ++stats_.opened; }
   void count_retried() { ++stats_.retried; }
+  const HttpClientOptions& options() const { return options_; }
 
   // A new, unconnected stream.
   std::unique_ptr<Connection<Stream>> fresh() {
@@ -296,6 +297,7 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
     }
     // Bound tokens rotate: a 401 makes the next request re-read the file.
     if (head.status == 401 && tokens_) tokens_->invalidate();
+    report(head.status);
     if (handlers_.on_head) handlers_.on_head(head);
     if (done_) return;  // cancelled from on_head
     read_body();
@@ -351,11 +353,21 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
   void fail(HttpError::Kind kind, std::string message) {
     if (done_) return;
     done_ = true;
+    report(0);
     close_connection();
     if (handlers_.on_done) handlers_.on_done(HttpError{kind, std::move(message)});
   }
 
   Stream& stream() { return connection_->stream; }
+
+  // Once per request: its status when the head came, or 0 when it failed
+  // first; the time from the start (client-go's rest_client metrics).
+  void report(unsigned status) {
+    if (reported_) return;
+    reported_ = true;
+    if (const auto& hook = pool_->options().on_response)
+      hook(status, std::chrono::steady_clock::now() - started_);
+  }
 
   void close_connection() {
     if (!connection_) return;
@@ -367,6 +379,8 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
   tcp::resolver resolver_;
   std::unique_ptr<Connection<Stream>> connection_;
   bool reused_ = false;  // connection_ came from the pool
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  bool reported_ = false;
   http::request<http::empty_body> request_;
   HttpRequestOptions options_;
   HttpHandlers handlers_;

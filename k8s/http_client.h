@@ -80,6 +80,10 @@ struct HttpClientOptions {
   // An idle connection older than this is closed: below the idle cuts of API
   // servers (90 s) and of most proxies, so a reused one is rarely dead.
   std::chrono::milliseconds max_idle_time{std::chrono::seconds(30)};
+  // Hears each request once: the status of its head, or 0 when it failed
+  // before one (client-go's "<error>"); the time to the head. Cancelled
+  // requests are not heard. For rest_client_* metrics.
+  std::function<void(unsigned status, std::chrono::steady_clock::duration elapsed)> on_response;
 };
 
 // How connections were used, for tests and logs.

@@ -287,6 +287,14 @@ std::expected<ClientConfig, ConfigError> load_client_config(const ConfigFlags& f
     if (fs::exists(file)) return with_master(load_kubeconfig(file));
   }
   if (!flags.master.empty()) {
+    // client-go: an empty kubeconfig with a pod's credentials at hand is the
+    // in-cluster config with --master as its server (token and CA kept).
+    if (const auto host = getenv("KUBERNETES_SERVICE_HOST");
+        host && !host->empty() && fs::exists(service_account_root / "token")) {
+      auto config = with_master(load_in_cluster(getenv, service_account_root));
+      if (config) config->source = "in-cluster, --master";
+      return config;
+    }
     ClientConfig config;
     config.server = flags.master;
     config.source = "--master";

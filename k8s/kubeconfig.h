@@ -68,7 +68,9 @@ struct ConfigFlags {
 // The resolution kube-proxy users expect: --kubeconfig, else $KUBECONFIG
 // (the first existing file of a ':' list; merging is not supported), else
 // in-cluster when KUBERNETES_SERVICE_HOST is set, else ~/.kube/config.
-// --master overrides the server; --master alone is enough (no auth).
+// --master overrides the server; in a pod (KUBERNETES_SERVICE_HOST and the
+// service-account token) it keeps the pod's token and CA, as client-go
+// does; elsewhere --master alone is enough (no auth).
 [[nodiscard]] std::expected<ClientConfig, ConfigError> load_client_config(
     const ConfigFlags& flags, const Getenv& getenv,
     const std::filesystem::path& service_account_root = kServiceAccountRoot);

@@ -175,6 +175,45 @@ std::expected<tcp::endpoint, std::string> HttpServer::listen(const tcp::endpoint
   return bound;
 }
 
+RetryingHttpServer::RetryingHttpServer(asio::io_context& io, Handler handler, tcp::endpoint endpoint,
+                                       std::function<void(bool, const std::string&)> log,
+                                       std::chrono::milliseconds retry_period)
+    : timer_(io),
+      server_(io, std::move(handler)),
+      endpoint_(endpoint),
+      log_(std::move(log)),
+      retry_period_(retry_period) {
+  attempt();
+}
+
+RetryingHttpServer::~RetryingHttpServer() {
+  close();
+}
+
+void RetryingHttpServer::close() {
+  closed_ = true;
+  timer_.cancel();
+  server_.close();
+}
+
+void RetryingHttpServer::attempt() {
+  if (closed_) return;
+  auto bound = server_.listen(endpoint_);
+  if (bound) {
+    bound_ = *bound;
+    log_(true, last_error_.empty() ? "" : "bound after: " + last_error_);
+    return;
+  }
+  if (bound.error() != last_error_) {
+    log_(false, bound.error() + "; trying again every " + std::to_string(retry_period_.count()) + " ms");
+    last_error_ = bound.error();
+  }
+  timer_.expires_after(retry_period_);
+  timer_.async_wait([this](const beast::error_code& ec) {
+    if (!ec) attempt();
+  });
+}
+
 std::expected<tcp::endpoint, std::string> parse_endpoint(std::string_view host_port) {
   std::string_view host;
   std::string_view port;

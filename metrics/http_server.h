@@ -13,11 +13,13 @@
 #include <expected>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
@@ -52,6 +54,35 @@ class HttpServer {
 
  private:
   std::shared_ptr<State> state_;
+};
+
+// An HttpServer that keeps trying to bind while its port is taken (during a
+// migration kube-proxy still holds 10249 and 10256; kube-proxy's own servers
+// retry every 5 s too). log hears each failure once and the success.
+class RetryingHttpServer {
+ public:
+  RetryingHttpServer(boost::asio::io_context& io, Handler handler, boost::asio::ip::tcp::endpoint endpoint,
+                     std::function<void(bool ok, const std::string& message)> log,
+                     std::chrono::milliseconds retry_period = std::chrono::seconds{5});
+  ~RetryingHttpServer();
+  RetryingHttpServer(const RetryingHttpServer&) = delete;
+  RetryingHttpServer& operator=(const RetryingHttpServer&) = delete;
+
+  // The bound endpoint, once bound.
+  [[nodiscard]] std::optional<boost::asio::ip::tcp::endpoint> bound() const { return bound_; }
+  void close();
+
+ private:
+  void attempt();
+
+  boost::asio::steady_timer timer_;
+  HttpServer server_;
+  boost::asio::ip::tcp::endpoint endpoint_;
+  std::function<void(bool, const std::string&)> log_;
+  std::chrono::milliseconds retry_period_;
+  std::optional<boost::asio::ip::tcp::endpoint> bound_;
+  std::string last_error_;
+  bool closed_ = false;
 };
 
 // "127.0.0.1:10249" or "[::]:10256" (the configuration's bind addresses) as

@@ -85,6 +85,15 @@ Metrics::Metrics(std::vector<std::string> families)
                  .Name("kubeproxy_proxy_livez_total")
                  .Help("Cumulative proxy livez HTTP status")
                  .Register(*registry_)),
+      rest_client_requests_(
+          BuildCounter()
+              .Name("rest_client_requests_total")
+              .Help("Number of HTTP requests, partitioned by status code, method, and host.")
+              .Register(*registry_)),
+      rest_client_duration_(BuildHistogram()
+                                .Name("rest_client_request_duration_seconds")
+                                .Help("Request latency in seconds. Broken down by verb, and host.")
+                                .Register(*registry_)),
       netlink_operations_(BuildCounter()
                               .Name("kipvs_netlink_operations_total")
                               .Help("IPVS netlink operations sent to the kernel, by kind and result")
@@ -204,6 +213,17 @@ void Metrics::object_skipped(std::string_view kind, std::string_view reason, std
 }
 void Metrics::watch_event(std::string_view resource, std::string_view type) {
   watch_events_.Add({{"resource", std::string(resource)}, {"type", std::string(type)}}).Increment();
+}
+void Metrics::rest_client_request(std::string_view host, std::string_view method, unsigned status,
+                                  std::chrono::nanoseconds elapsed) {
+  // client-go's buckets for this histogram.
+  static const prometheus::Histogram::BucketBoundaries kBuckets{0.005, 0.025, 0.1, 0.25, 0.5,  1.0,
+                                                                2.0,   4.0,   8.0, 15.0, 30.0, 60.0};
+  const std::string code = status == 0 ? "<error>" : std::to_string(status);
+  rest_client_requests_.Add({{"code", code}, {"host", std::string(host)}, {"method", std::string(method)}})
+      .Increment();
+  rest_client_duration_.Add({{"host", std::string(host)}, {"verb", std::string(method)}}, kBuckets)
+      .Observe(std::chrono::duration<double>(elapsed).count());
 }
 void Metrics::relisted(std::string_view resource) {
   relists_.Add({{"resource", std::string(resource)}}).Increment();

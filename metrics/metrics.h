@@ -82,6 +82,14 @@ class Metrics {
   void healthz_answered(int code);
   void livez_answered(int code);
 
+  // --- client-go's, for the API server connection ----------------------------
+  // One request: rest_client_requests_total{code,host,method} (code
+  // "<error>" when it failed before an answer) and
+  // rest_client_request_duration_seconds{host,verb} (time to the answer's
+  // head), as kube-proxy's client exports them.
+  void rest_client_request(std::string_view host, std::string_view method, unsigned status,
+                           std::chrono::nanoseconds elapsed);
+
   // --- kipvs's own ----------------------------------------------------------
   // kind: add_service, edit_service, delete_service, add_destination, ...;
   // result: ok, or an errno name such as EEXIST.
@@ -129,6 +137,8 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& healthz_;
   prometheus::Family<prometheus::Counter>& livez_;
 
+  prometheus::Family<prometheus::Counter>& rest_client_requests_;
+  prometheus::Family<prometheus::Histogram>& rest_client_duration_;
   prometheus::Family<prometheus::Counter>& netlink_operations_;
   prometheus::Counter& socket_reopens_;
   prometheus::Family<prometheus::Counter>& objects_skipped_;

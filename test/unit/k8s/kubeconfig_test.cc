@@ -234,6 +234,15 @@ TEST_CASE("kubeconfig: which configuration wins, and --master") {
   CHECK(server({"", ""}, {{"HOME", home}}) == "https://home");
   CHECK(server({flag, "https://master:1"}, all) == "https://master:1");
   CHECK(server({"", "http://only:8080"}, {}) == "http://only:8080");
+  // In a pod, --master keeps the pod's credentials (the API server's real
+  // address instead of the kubernetes Service, which kipvs programs itself).
+  const std::map<std::string, std::string> pod{{"KUBERNETES_SERVICE_HOST", "10.96.0.1"},
+                                               {"KUBERNETES_SERVICE_PORT", "443"}};
+  const auto in_pod = load_client_config({"", "https://192.168.0.5:6443"}, env_of(pod), sa);
+  REQUIRE(in_pod.has_value());
+  CHECK(in_pod->server == "https://192.168.0.5:6443");
+  CHECK(in_pod->token == "t");
+  CHECK(in_pod->certificate_authority.has_value());
   auto none = load_client_config({}, env_of({}), sa);
   REQUIRE_FALSE(none.has_value());
   CHECK(none.error().message.find("--kubeconfig") != std::string::npos);

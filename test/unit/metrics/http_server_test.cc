@@ -337,6 +337,33 @@ TEST_CASE("a health-check port opens on each node address given, or once on ever
   CHECK(none.bound(web).empty());
 }
 
+TEST_CASE("a server whose port is taken binds once it is free", "[metrics][http]") {
+  asio::io_context io;
+  kipvs::metrics::HttpServer squatter(io, kipvs::metrics::metrics_handler({}));  // kube-proxy, still running
+  const auto taken = squatter.listen(loopback());
+  REQUIRE(taken);
+  std::vector<std::pair<bool, std::string>> log;
+  kipvs::metrics::RetryingHttpServer server(
+      io, kipvs::metrics::metrics_handler({.metrics = [] { return std::string("up 1\n"); }, .configz = {}}),
+      *taken, [&](bool ok, const std::string& message) { log.emplace_back(ok, message); }, 20ms);
+  io.restart();
+  io.run_for(100ms);
+  CHECK_FALSE(server.bound());
+  REQUIRE(log.size() == 1);  // one line, not one per attempt
+  CHECK_FALSE(log[0].first);
+  CHECK_THAT(log[0].second, Catch::Contains("cannot bind 127.0.0.1:"));
+
+  squatter.close();
+  for (int i = 0; i < 50 && !server.bound(); ++i) {
+    io.restart();
+    io.run_for(20ms);
+  }
+  REQUIRE(server.bound());
+  CHECK(*server.bound() == *taken);
+  CHECK(log.back().first);
+  CHECK(body(get(io, *taken, "/metrics")) == "up 1\n");
+}
+
 TEST_CASE("bind addresses as the configuration writes them", "[metrics][http]") {
   using kipvs::metrics::parse_endpoint;
   CHECK(parse_endpoint("127.0.0.1:10249").value() ==

@@ -1,6 +1,9 @@
 // The registry's names, buckets and values as a scrape shows them, and the
 // kernel-throughput collector's series.
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -11,6 +14,7 @@
 
 #include "ipvs/model.h"
 #include "metrics/metrics.h"
+#include "metrics/process.h"
 #include "metrics/throughput.h"
 
 namespace {
@@ -321,6 +325,57 @@ TEST_CASE("64-bit kernel counters are printed exactly", "[metrics][throughput]")
   CHECK(text.find(",direction=\"in\"} 18446744073709551615\n") != std::string::npos);
 }
 
+TEST_CASE("process_* series from procfs, as client_golang's collector reads them", "[metrics]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("kipvs-proc-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir / "self" / "fd");
+  for (const char* fd : {"0", "1", "2", "7"}) std::ofstream(dir / "self" / "fd" / fd) << "";
+  // A command name with a space and a parenthesis, as /proc allows.
+  std::ofstream(dir / "self" / "stat") << "4242 (kipvs (x) y) S 1 4242 4242 0 -1 4194560 9133 0 0 0 "
+                                          "250 125 0 0 20 0 3 0 5000 104857600 2560 18446744073709551615\n";
+  std::ofstream(dir / "stat") << "cpu  1 2 3\nbtime 1764800000\nprocesses 99\n";
+  const auto stats = kipvs::metrics::read_process_stats(dir, 100, 4096, 1048576);
+  REQUIRE(stats);
+  CHECK(stats->cpu_seconds == 3.75);
+  CHECK(stats->start_time_seconds == 1764800050);
+  CHECK(stats->virtual_bytes == 104857600);
+  CHECK(stats->resident_bytes == 2560.0 * 4096);
+  CHECK(stats->open_fds == 4);
+  CHECK(stats->max_fds == 1048576);
+  const auto text = kipvs::metrics::process_metrics_text(*stats);
+  CHECK_THAT(text,
+             Catch::Contains("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 3.75\n"));
+  CHECK_THAT(text, Catch::Contains("\nprocess_start_time_seconds 1764800050\n"));
+  std::filesystem::remove(dir / "stat");
+  CHECK_FALSE(kipvs::metrics::read_process_stats(dir, 100, 4096, 1));
+  std::filesystem::remove_all(dir);
+
+  // This process, for real.
+  const auto own = kipvs::metrics::read_own_process_stats();
+  REQUIRE(own);
+  CHECK(own->resident_bytes > 1e6);
+  CHECK(own->open_fds >= 3);
+  CHECK(own->start_time_seconds > 1.7e9);
+}
+
+TEST_CASE("client-go's request series: by code, host and method, <error> without an answer", "[metrics]") {
+  Metrics metrics;
+  metrics.rest_client_request("10.0.0.5:6443", "GET", 200, std::chrono::milliseconds{30});
+  metrics.rest_client_request("10.0.0.5:6443", "GET", 0, std::chrono::seconds{31});
+  const auto text = metrics.serialize();
+  CHECK_THAT(text, Catch::Contains(
+                       "rest_client_requests_total{code=\"200\",host=\"10.0.0.5:6443\",method=\"GET\"} 1"));
+  CHECK_THAT(text,
+             Catch::Contains(
+                 "rest_client_requests_total{code=\"<error>\",host=\"10.0.0.5:6443\",method=\"GET\"} 1"));
+  CHECK_THAT(
+      text,
+      Catch::Contains(
+          "rest_client_request_duration_seconds_bucket{host=\"10.0.0.5:6443\",verb=\"GET\",le=\"0.1\"} 1"));
+  CHECK_THAT(text, Catch::Contains(
+                       "rest_client_request_duration_seconds_count{host=\"10.0.0.5:6443\",verb=\"GET\"} 2"));
+}
+
 TEST_CASE("every metric the chart's dashboard and alerts may name is in a real scrape with its type",
           "[metrics][chart]") {
   std::ifstream listed(KIPVS_EXPORTED_METRICS_FILE);
@@ -334,6 +389,8 @@ TEST_CASE("every metric the chart's dashboard and alerts may name is in a real s
   metrics.object_skipped("Service", "bad_port");
   metrics.watch_event("services", "ADDED");
   metrics.relisted("services");
+  metrics.rest_client_request("10.96.0.1:443", "GET", 200, std::chrono::milliseconds{30});
+  metrics.add_text_collectable(std::make_shared<kipvs::metrics::ProcessCollector>());
   const std::string scrape = metrics.serialize();
   int checked = 0;
   for (std::string line; std::getline(listed, line);) {

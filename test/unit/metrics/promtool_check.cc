@@ -25,6 +25,7 @@
 
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
+#include "metrics/process.h"
 #include "metrics/throughput.h"
 
 int main() {
@@ -52,6 +53,9 @@ int main() {
   metrics.relisted("services");
   metrics.healthz_answered(200);
   metrics.livez_answered(200);
+  metrics.rest_client_request("10.96.0.1:443", "GET", 200, 40ms);
+  metrics.rest_client_request("10.96.0.1:443", "GET", 0, 30s);
+  metrics.add_text_collectable(std::make_shared<kipvs::metrics::ProcessCollector>());
   metrics.add_text_collectable(std::make_shared<kipvs::metrics::ThroughputCollector>([] {
     kipvs::metrics::ServiceThroughput svc;
     svc.namespace_name = "kube-system";
