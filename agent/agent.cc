@@ -18,7 +18,9 @@
 #include <sstream>
 
 #include <boost/asio/ip/address.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/json/serialize.hpp>
 
 #include "agent/metrics_observer.h"
@@ -27,6 +29,7 @@
 #include "agent/sysctl.h"
 #include "ipvs/diff.h"
 #include "ipvs/ipvsadm_format.h"
+#include "ipvs/link_watch.h"
 #include "ipvs/netlink_backend.h"
 #include "k8s/api_source.h"
 #include "k8s/http_client.h"
@@ -592,7 +595,47 @@ int run_agent(const Config& config, std::ostream& err) {
     });
   };
   wait_reload();
+
+  // The dummy interface deleted behind kipvs's back (kube-proxy --cleanup
+  // deletes it and flushes IPVS): a full sync puts everything back at once,
+  // half a second later so that the rest of such a cleanup is done first.
+  std::unique_ptr<ipvs::LinkWatch> link_watch;
+  if (auto opened = ipvs::LinkWatch::open()) {
+    link_watch = std::move(*opened);
+  } else {
+    logger.warning("Cannot watch the links; a deleted dummy interface comes back at the next resync",
+                   {{"error", boost::json::value(opened.error().message)}});
+  }
+  std::optional<boost::asio::posix::stream_descriptor> link_events;
+  boost::asio::steady_timer link_repair(io);
+  std::function<void()> wait_link = [&] {
+    link_events->async_wait(
+        boost::asio::posix::stream_descriptor::wait_read, [&](const boost::system::error_code& error) {
+          if (error) return;
+          auto deleted = link_watch->read_events(config.kipvs.interface_name);
+          if (!deleted) {
+            logger.warning("Cannot read link events; no longer watching",
+                           {{"error", boost::json::value(deleted.error().message)}});
+            return;
+          }
+          if (*deleted) {
+            logger.info(0, "The dummy interface was deleted; syncing everything again",
+                        {{"interface", boost::json::value(std::string_view(config.kipvs.interface_name))}});
+            link_repair.expires_after(std::chrono::milliseconds{500});
+            link_repair.async_wait([&sync](const boost::system::error_code& cancelled) {
+              if (!cancelled && sync.initial_sync_done()) (void)sync.sync_full();
+            });
+          }
+          wait_link();
+        });
+  };
+  if (link_watch) {
+    // A duplicate the descriptor may own and close; LinkWatch closes its own.
+    link_events.emplace(io, ::dup(link_watch->fd()));
+    wait_link();
+  }
   io.run();
+  if (link_events) link_events->close();
   return 0;
 }
 

@@ -498,6 +498,28 @@ TEST_CASE("nft: a load balancer's probe of its health-check node port gets throu
   CHECK_THAT(Lab::tcp(lab.c1().exec(), "10.97.0.71", 31991, 5), Catch::Contains("refused"));
 }
 
+TEST_CASE("kube-proxy --cleanup's flush and link deletion are repaired at once, not at the next resync",
+          "[kernel][nft]") {
+  Lab lab;
+  auto running = start("link-deleted", {kRemote}, {"--ipvs-sync-period", "300s"});
+  REQUIRE(Lab::tcp(lab.c1().exec(), "10.96.0.60", 80) == "r0 10.251.0.1");
+  // What kube-proxy --cleanup does to an IPVS node: flush, then delete the link.
+  run_ok("ipvsadm -C && ip link del kube-ipvs0");
+  const auto started = std::chrono::steady_clock::now();
+  const bool back = eventually(
+      [] {
+        return run("ip -o addr show dev kube-ipvs0").output.find("10.96.0.60") != std::string::npos &&
+               run_ok("ipvsadm -Sn").find("-a -t 10.96.0.60:80 -r 10.244.1.10:8080") != std::string::npos;
+      },
+      30s);
+  const auto took =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  INFO("kipvs log:\n" << running.kipvs->log() << "repaired after " << took.count() << " ms");
+  REQUIRE(back);
+  CHECK_THAT(running.kipvs->log(), Catch::Contains("The dummy interface was deleted"));
+  CHECK(Lab::tcp(lab.c1().exec(), "10.96.0.60", 80) == "r0 10.251.0.1");
+}
+
 TEST_CASE("nft: a pod reaches itself through its Service (hairpin)", "[kernel][nft]") {
   Lab lab;
   auto running = start("hairpin", {Svc{.name = "self", .cluster_ip = "10.96.0.64", .endpoints = {"p0"}}});
