@@ -278,6 +278,15 @@ def run_host(d):
              f"{m.group(0) if m else None}",
              f"{len(metrics)} bytes; first lines: {metrics[:300]!r}")
 
+    # 5b. the kubernetes Service: 10.96.0.1:443 -> the apiserver on the host
+    # (through QEMU's forward). A plain-HTTP request gets Go's answer to one
+    # on a TLS port, which shows the connection reached the apiserver.
+    r = h.dial(client_ip, "10.96.0.1", 443, 3)
+    got = r.get("responses") or []
+    h.result(len(got) == 3 and all("HTTP request to an HTTPS server" in x for x in got),
+             "the kubernetes Service 10.96.0.1:443 reaches the apiserver from a pod",
+             f"answers {got}, errors {r.get('errors')}")
+
     # 6. scale 3 -> 10 -> 1, timed in the guest
     log("scaling web 3 -> 10 -> 1 (timed in the guest: API write, EndpointSlice watch, /proc/net/ip_vs)")
     try:
