@@ -227,6 +227,9 @@ def run_mutants(path):
 def main():
     if sys.argv[1] == "--mutants":
         return run_mutants(sys.argv[2])
+    if sys.argv[1] == "--cleanup":
+        check_cleanup(sys.argv[2])
+        return report("cleanup")
     if sys.argv[1] in ("--config", "--rules"):
         objs = load(sys.argv[2])
         if sys.argv[1] == "--config":
@@ -312,7 +315,9 @@ def case_default(objs, ds, c, cfg, volumes, services, dashboards):
     check(not dashboards, "dashboard rendered by default")
     check({"operator": "Exists"} in ds["spec"]["template"]["spec"].get("tolerations", []), "does not tolerate every taint")
     res = c.get("resources", {})
-    check(res.get("requests") and res.get("limits"), "no resource requests and limits")
+    # Requests, and no limits: a node-critical proxy is neither OOM-killed
+    # nor throttled mid-sync (kube-proxy and Cilium ship none either).
+    check(res.get("requests") and not res.get("limits"), f"resources {res}: want requests and no limits")
     check("/lib/modules" in [v.get("hostPath", {}).get("path") for v in volumes.values()], "/lib/modules not mounted")
     check(not any(a.startswith("prometheus.io/") for a in ds["spec"]["template"]["metadata"].get("annotations", {})),
           "prometheus.io annotations by default")
@@ -383,6 +388,11 @@ def case_existing(objs, ds, c, cfg, volumes, services, dashboards):
 
 def case_coexistence(objs, ds, c, cfg, volumes, services, dashboards):
     check(cfg is not None and cfg["kipvs"].get("proxyName") == "kipvs", "proxyName not set")
+    # kube-proxy holds 10249 and 10256 on the same host network.
+    if cfg:
+        check(cfg["metricsBindAddress"].endswith(":10266"), f"metricsBindAddress {cfg['metricsBindAddress']}")
+        check(cfg["healthzBindAddress"].endswith(":10267"), f"healthzBindAddress {cfg['healthzBindAddress']}")
+    check("--metrics-bind-address=0.0.0.0:10266" in c["args"], f"args {c['args']}")
     check(cfg is not None and cfg["kipvs"].get("interfaceName") == "kipvs0", "interfaceName not kipvs0")
     check(not api_env(c), f"API server env {api_env(c)} without k8sServiceHost")
 
@@ -394,6 +404,26 @@ CASES = {
     "existing-configmap": case_existing,
     "coexistence": case_coexistence,
 }
+
+
+def check_cleanup(path):
+    """Cleanup mode: an init container runs kipvs --cleanup with the node's
+    name and NET_ADMIN, then the pod idles with no capability at all."""
+    with open(path) as f:
+        objs = [o for o in yaml.safe_load_all(f) if o]
+    ds = only(objs, "DaemonSet")[0]
+    pod = ds["spec"]["template"]["spec"]
+    inits = pod.get("initContainers", [])
+    if not check(len(inits) == 1, f"{len(inits)} init containers"):
+        return
+    init = inits[0]
+    check(init["command"] == ["/usr/bin/kipvs"] and "--cleanup" in init["args"], f"init {init['command']} {init['args']}")
+    check("--hostname-override=$(NODE_NAME)" in init["args"], "cleanup without the node's name")
+    check(init["securityContext"]["capabilities"].get("add") == ["NET_ADMIN"], "cleanup lacks NET_ADMIN")
+    main = pod["containers"][0]
+    check(main["command"][0].endswith("sleep"), f"main container {main['command']}")
+    check(not main["securityContext"]["capabilities"].get("add"), "the idle container keeps capabilities")
+    check("livenessProbe" not in main, "the idle container is probed")
 
 
 def report(case):

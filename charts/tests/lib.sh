@@ -41,7 +41,9 @@ need_promtool() {
 render() {  # render OUT [helm template args...]
   local out="$1"
   shift
-  "$HELM" template "$release" "$chart_dir" --namespace "$namespace" "$@" >"$out"
+  # As on a cluster with the Prometheus Operator's CRDs (the monitors refuse
+  # to render without them; render.sh checks that).
+  "$HELM" template "$release" "$chart_dir" --namespace "$namespace" --api-versions monitoring.coreos.com/v1 "$@" >"$out"
 }
 
 # The chart refuses to render without a way to reach the API server

@@ -22,4 +22,24 @@ one() {
 for_each_values one
 # The checks themselves must fail on a rendering that breaks the rules.
 [[ -s "$work/default.yaml" ]] && { python3 "$tests_dir/check_rendered.py" --mutants "$work/default.yaml" || fail=1; }
+# Cleanup mode: kipvs --cleanup once per node, then idle.
+if render "$work/cleanup.yaml" "${api_server_args[@]}" --set cleanup.enabled=true 2>"$work/cleanup.err"; then
+  python3 "$tests_dir/check_rendered.py" --cleanup "$work/cleanup.yaml" || fail=1
+else
+  echo "FAIL: helm template (cleanup mode):"
+  cat "$work/cleanup.err"
+  fail=1
+fi
+# The Prometheus Operator's kinds need their CRDs: without the API they
+# refuse to render, naming it.
+if "$HELM" template "$release" "$chart_dir" -f "$tests_dir/values/all-on.yaml" >/dev/null 2>"$work/no-crds.err"; then
+  echo "FAIL: monitors rendered for a cluster without monitoring.coreos.com/v1"
+  fail=1
+elif grep -q "monitoring.coreos.com/v1" "$work/no-crds.err"; then
+  echo "ok: without the Prometheus Operator's CRDs the monitors refuse to render"
+else
+  echo "FAIL: the refusal does not name monitoring.coreos.com/v1:"
+  cat "$work/no-crds.err"
+  fail=1
+fi
 exit $fail

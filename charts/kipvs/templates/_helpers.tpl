@@ -70,13 +70,37 @@ Where the metrics server binds. Prometheus can only scrape it off the node
 when it binds a reachable address; kube-proxy's default, 127.0.0.1, keeps
 /metrics and /configz private to the node.
 */}}
+{{/*
+Ports: kube-proxy's 10249 and 10256, unless set; next to kube-proxy
+(coexistence) 10266 and 10267, which no Kubernetes component uses, so both
+proxies bind on one host network.
+*/}}
+{{- define "kipvs.metricsPort" -}}
+{{- .Values.metrics.port | default (ternary 10266 10249 .Values.coexistence.enabled) -}}
+{{- end -}}
+
+{{- define "kipvs.healthPort" -}}
+{{- .Values.health.port | default (ternary 10267 10256 .Values.coexistence.enabled) -}}
+{{- end -}}
+
 {{- define "kipvs.metricsBindAddress" -}}
 {{- $host := ternary .Values.metrics.bindAddress "127.0.0.1" .Values.metrics.enabled -}}
-{{- include "kipvs.hostPort" (list $host .Values.metrics.port) -}}
+{{- include "kipvs.hostPort" (list $host (include "kipvs.metricsPort" .)) -}}
 {{- end -}}
 
 {{- define "kipvs.healthzBindAddress" -}}
-{{- include "kipvs.hostPort" (list .Values.health.bindAddress .Values.health.port) -}}
+{{- include "kipvs.hostPort" (list .Values.health.bindAddress (include "kipvs.healthPort" .)) -}}
+{{- end -}}
+
+{{/*
+The Prometheus Operator's kinds render only where the cluster has their CRDs
+(kube-prometheus-stack installs them): otherwise the install would fail on
+an unknown kind, or worse, the monitor would silently not exist.
+*/}}
+{{- define "kipvs.requireMonitoringApi" -}}
+{{- if not (.Capabilities.APIVersions.Has "monitoring.coreos.com/v1") -}}
+{{- fail "metrics.serviceMonitor, metrics.podMonitor and alerts need the Prometheus Operator's CRDs (monitoring.coreos.com/v1), which this cluster does not have: install them (kube-prometheus-stack does) or turn those values off" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* host:port, with an IPv6 host in brackets. */}}
