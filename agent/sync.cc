@@ -596,6 +596,31 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
   return failed;
 }
 
+void Sync::clear_stale_conntrack(const std::set<ipvs::ServiceKey>* keys) {
+  if (conntrack_ == nullptr) return;
+  ipvs::UdpServing serving;
+  const auto add = [&](const ipvs::ServiceKey& key) {
+    if (key.protocol != ipvs::Protocol::kUdp || key.fwmark != 0) return;
+    const auto* entry = desired_entry(key);
+    if (entry == nullptr || entry->destinations.empty()) return;  // nothing to send them to yet
+    auto& servers = serving[{key.address, key.port}];
+    for (const auto& [destination, unused] : entry->destinations)
+      servers.insert({destination.address, destination.port});
+  };
+  if (keys != nullptr) {
+    for (const auto& key : *keys) add(key);
+  } else {
+    for (const auto& [key, claimants] : claims_) add(key);
+  }
+  if (serving.empty()) return;
+  if (auto deleted = conntrack_->delete_stale_udp(serving); !deleted) {
+    log("cannot clear stale UDP conntrack entries: " + deleted.error().message);
+  } else if (*deleted > 0) {
+    log("cleared " + std::to_string(*deleted) +
+        " stale UDP conntrack entries (to a Service, not answered by one of its endpoints)");
+  }
+}
+
 void Sync::clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows) {
   if (conntrack_ == nullptr || flows.empty()) return;
   // A failure is logged only: the entries time out by themselves (udp
@@ -851,7 +876,16 @@ bool Sync::sync_dirty() {
   // Masquerade rules first: a virtual service never works without them.
   const bool nft_ok = sync_nft(/*all=*/false, affected);
   phases_.lap("nftables");
+  // UDP services that had no real server until now: entries their clients
+  // made meanwhile point nowhere (cleared once the servers are in).
+  std::set<ipvs::ServiceKey> first_servers;
+  for (const auto& key : affected) {
+    if (key.protocol != ipvs::Protocol::kUdp || key.fwmark != 0) continue;
+    const auto observed = observed_.find(key);
+    if (observed == observed_.end() || observed->second.destinations.empty()) first_servers.insert(key);
+  }
   const auto failed = apply(drained.plan, owned_addresses_, /*reread=*/true);
+  if (!first_servers.empty()) clear_stale_conntrack(&first_servers);
   phases_.lap("ipvs");
   unbind_stale_addresses(all_addresses);
   refresh_owned_addresses(all_addresses);
@@ -1088,6 +1122,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
   if (!unwanted.empty()) plan_and_apply(unwanted);
   land();
   draining_ = std::move(draining);
+  clear_stale_conntrack(nullptr);
   nft_ok = collect_nft() && nft_ok;  // the time spent waiting counts as "nftables"
   release_free_memory();
   phases_.lap("nftables");

@@ -246,6 +246,9 @@ class Sync final : public k8s::ObjectSink {
   void read_kernel_piece();
   // UDP real servers that went: their conntrack entries, which would keep
   // clients on the old server.
+  // kube-proxy's stale UDP entries: to one of these UDP services (all with
+  // keys null) and not answered by one of its real servers.
+  void clear_stale_conntrack(const std::set<ipvs::ServiceKey>* keys);
   void clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows);
   // Writes the nftables table (or its changed elements) in one transaction;
   // false when it failed (logged, counted, retried; IPVS goes on regardless).

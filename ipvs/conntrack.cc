@@ -57,10 +57,8 @@ std::expected<std::unique_ptr<NetlinkConntrackBackend>, Error> NetlinkConntrackB
   return std::unique_ptr<NetlinkConntrackBackend>(new NetlinkConntrackBackend(std::move(socket)));
 }
 
-std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_udp_flows(
-    std::span<const ConntrackFlow> flows) {
-  if (flows.empty()) return 0;
-  const std::set<ConntrackFlow> wanted(flows.begin(), flows.end());
+template <typename Pick>
+std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_udp_where(Pick doomed) {
   // The kernel deletes by exact tuple only, so dump and pick.
   nl_cache* cache = nullptr;
   if (int rc = nfnl_ct_alloc_cache(socket_->sock, &cache); rc < 0)
@@ -74,7 +72,7 @@ std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_udp_flows(
     const auto endpoint = address_of(nfnl_ct_get_src(ct, 1));
     if (!service || !endpoint) continue;
     const ConntrackFlow flow{*service, nfnl_ct_get_dst_port(ct, 0), *endpoint, nfnl_ct_get_src_port(ct, 1)};
-    if (!wanted.contains(flow)) continue;
+    if (!doomed(flow)) continue;
     // Gone already (it timed out meanwhile) is what we wanted.
     if (int rc = nfnl_ct_del(socket_->sock, ct, 0); rc < 0 && rc != -NLE_OBJ_NOTFOUND) {
       if (first_error.empty()) first_error = nl_geterror(rc);
@@ -85,6 +83,22 @@ std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_udp_flows(
   nl_cache_free(cache);
   if (!first_error.empty()) return std::unexpected(Error{EIO, "conntrack delete: " + first_error});
   return deleted;
+}
+
+std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_udp_flows(
+    std::span<const ConntrackFlow> flows) {
+  if (flows.empty()) return 0;
+  const std::set<ConntrackFlow> wanted(flows.begin(), flows.end());
+  return delete_udp_where([&wanted](const ConntrackFlow& flow) { return wanted.contains(flow); });
+}
+
+std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_stale_udp(const UdpServing& serving) {
+  if (serving.empty()) return 0;
+  return delete_udp_where([&serving](const ConntrackFlow& flow) {
+    const auto service = serving.find(UdpEndpoint{flow.service, flow.service_port});
+    return service != serving.end() &&
+           !service->second.contains(UdpEndpoint{flow.endpoint, flow.endpoint_port});
+  });
 }
 
 }  // namespace kipvs::ipvs

@@ -10,7 +10,9 @@
 
 #include <cstddef>
 #include <expected>
+#include <map>
 #include <memory>
+#include <set>
 #include <span>
 #include <vector>
 
@@ -30,12 +32,27 @@ struct ConntrackFlow {
   friend auto operator<=>(const ConntrackFlow&, const ConntrackFlow&) = default;
 };
 
+// An address and port: a virtual service's, or a real server's.
+struct UdpEndpoint {
+  Address address;
+  std::uint16_t port = 0;
+  friend auto operator<=>(const UdpEndpoint&, const UdpEndpoint&) = default;
+};
+// UDP virtual services and the real servers that serve each.
+using UdpServing = std::map<UdpEndpoint, std::set<UdpEndpoint>>;
+
 class ConntrackBackend {
  public:
   virtual ~ConntrackBackend() = default;
   // Deletes the UDP entries of these flows; returns how many went.
   [[nodiscard]] virtual std::expected<std::size_t, Error> delete_udp_flows(
       std::span<const ConntrackFlow> flows) = 0;
+  // Deletes the UDP entries sent to one of these virtual services whose
+  // replies do not come from one of its real servers (kube-proxy's
+  // CleanStaleEntries): an entry made while the service had no endpoint
+  // sends a client's every datagram into the void until it expires, since
+  // the client keeps its source port. Returns how many went.
+  [[nodiscard]] virtual std::expected<std::size_t, Error> delete_stale_udp(const UdpServing& serving) = 0;
 };
 
 // ctnetlink through libnl-nf-3: one dump, then a delete per matching entry.
@@ -48,8 +65,12 @@ class NetlinkConntrackBackend final : public ConntrackBackend {
 
   [[nodiscard]] std::expected<std::size_t, Error> delete_udp_flows(
       std::span<const ConntrackFlow> flows) override;
+  [[nodiscard]] std::expected<std::size_t, Error> delete_stale_udp(const UdpServing& serving) override;
 
  private:
+  // One dump; deletes the UDP entries `doomed` picks.
+  template <typename Pick>
+  std::expected<std::size_t, Error> delete_udp_where(Pick doomed);
   struct Socket;
   explicit NetlinkConntrackBackend(std::unique_ptr<Socket> socket);
   std::unique_ptr<Socket> socket_;
@@ -64,7 +85,13 @@ class FakeConntrackBackend final : public ConntrackBackend {
     cleared.insert(cleared.end(), flows.begin(), flows.end());
     return flows.size();
   }
+  [[nodiscard]] std::expected<std::size_t, Error> delete_stale_udp(const UdpServing& serving) override {
+    if (fail_code != 0) return std::unexpected(Error{fail_code, "conntrack"});
+    stale_cleanups.push_back(serving);
+    return 0;
+  }
   std::vector<ConntrackFlow> cleared;
+  std::vector<UdpServing> stale_cleanups;
   int fail_code = 0;
 };
 

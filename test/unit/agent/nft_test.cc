@@ -487,6 +487,42 @@ TEST_CASE("sync: a removed UDP real server's conntrack entries are cleared, TCP 
   CHECK(rig.conntrack.cleared[1] == ipvs::ConntrackFlow{ip("10.96.0.53"), 80, ip("10.244.0.6"), 8080});
 }
 
+TEST_CASE("sync: stale UDP entries of a Service that gets its first endpoint, and of every one at a resync",
+          "[nft][sync]") {
+  Rig rig;
+  auto dns = service("dns", "10.96.0.53");
+  dns.ports[0].protocol = "UDP";
+  dns.type = "NodePort";
+  dns.ports[0].node_port = 30053;
+  rig.add(dns);
+  rig.add(slice("dns", {}, "node-a", "UDP"));  // no endpoint yet: clients' entries point nowhere
+  rig.add(service("web", "10.96.0.80"));
+  rig.add(slice("web", {"10.244.0.5"}));
+  rig.start();
+  // Nothing to sweep yet: no UDP service has an endpoint.
+  CHECK(rig.conntrack.stale_cleanups.empty());
+
+  // The first endpoint: entries to the cluster IP and the node port that it
+  // does not answer go (kube-proxy's CleanStaleEntries).
+  rig.add(slice("dns", {"10.244.0.6"}, "node-a", "UDP"));
+  REQUIRE(rig.sync->sync_dirty());
+  REQUIRE(rig.conntrack.stale_cleanups.size() == 1);
+  const std::set<ipvs::UdpEndpoint> server{{ip("10.244.0.6"), 8080}};
+  CHECK(rig.conntrack.stale_cleanups[0] ==
+        ipvs::UdpServing{{{ip("10.96.0.53"), 80}, server}, {{ip("192.168.0.10"), 30053}, server}});
+
+  // A second endpoint is an ordinary change: no conntrack dump for it.
+  rig.add(slice("dns", {"10.244.0.6", "10.244.0.7"}, "node-a", "UDP"));
+  REQUIRE(rig.sync->sync_dirty());
+  CHECK(rig.conntrack.stale_cleanups.size() == 1);
+
+  // A resync sweeps every UDP service with endpoints, as kube-proxy's syncs do.
+  REQUIRE(rig.sync->sync_full());
+  REQUIRE(rig.conntrack.stale_cleanups.size() == 2);
+  CHECK(rig.conntrack.stale_cleanups[1].size() == 2);
+  CHECK(rig.conntrack.stale_cleanups[1].at({ip("10.96.0.53"), 80}).size() == 2);
+}
+
 TEST_CASE("a failed nftables transaction shows in kipvs_nftables_failures_total", "[nft][metrics]") {
   boost::asio::io_context io;
   ipvs::FakeBackend kernel;
