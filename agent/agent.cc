@@ -180,7 +180,7 @@ std::expected<AgentOptions, std::string> agent_options(
   if (sync.drain_check_period.count() <= 0)
     return std::unexpected(std::string("--drain-check-period must be greater than 0"));
   sync.interface_name = config.kipvs.interface_name;
-  sync.nft = nft_config(config.cluster_cidrs, config.masquerade_all, config.masquerade_bit);
+  sync.nft = nft_config(config);
   options.strict_arp = config.ipvs.strict_arp;
   options.proc_sys = config.kipvs.proc_sys;
   // Both families unless the kernel has no IPv6 (booted with ipv6.disable=1).

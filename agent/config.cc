@@ -1,6 +1,7 @@
 #include "agent/config.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -132,6 +133,19 @@ std::optional<std::string> check_bind_address(const std::string& text) {
   return std::nullopt;
 }
 
+// An interface name (or prefix) that goes into the nftables rules as a
+// quoted string: at most 15 characters (IFNAMSIZ - 1) of letters, digits and
+// . _ - @, so no text can end the string early.
+std::optional<std::string> check_interface_name(const std::string& text) {
+  if (text.empty()) return std::nullopt;
+  const bool ok = text.size() <= 15 && std::ranges::all_of(text, [](char ch) {
+                    return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '.' || ch == '_' ||
+                           ch == '-' || ch == '@';
+                  });
+  if (!ok) return "an interface name of at most 15 letters, digits and . _ - @, got " + quoted(text);
+  return std::nullopt;
+}
+
 const std::vector<Setting>& settings() {
   static const std::vector<Setting> kSettings = [] {
     std::vector<Setting> s;
@@ -243,6 +257,42 @@ const std::vector<Setting>& settings() {
                  "The pods' CIDR range (a dual-stack pair may be given, comma-separated).",
                  [](Config& c, const Value& v) {
                    return parse_cidr_list(split_commas(std::get<std::string>(v)), c.cluster_cidrs);
+                 }});
+    s.push_back(
+        {"detectLocalMode", "detect-local-mode", Kind::kString, "mode",
+         "How traffic from this node's pods is told apart: ClusterCIDR (the default), BridgeInterface "
+         "or InterfaceNamePrefix (NodeCIDR is not supported).",
+         [](Config& c, const Value& v) -> std::optional<std::string> {
+           const auto& text = std::get<std::string>(v);
+           if (text.empty() || text == "ClusterCIDR") {
+             c.detect_local.mode = DetectLocalMode::kClusterCidr;
+           } else if (text == "BridgeInterface") {
+             c.detect_local.mode = DetectLocalMode::kBridgeInterface;
+           } else if (text == "InterfaceNamePrefix") {
+             c.detect_local.mode = DetectLocalMode::kInterfaceNamePrefix;
+           } else if (text == "NodeCIDR") {
+             return "ClusterCIDR, BridgeInterface or InterfaceNamePrefix (kipvs does not implement "
+                    "NodeCIDR: set clusterCIDR to the pods' range and use ClusterCIDR), got \"NodeCIDR\"";
+           } else {
+             return "ClusterCIDR, BridgeInterface or InterfaceNamePrefix, got " + quoted(text);
+           }
+           return std::nullopt;
+         }});
+    s.push_back({"detectLocal.bridgeInterface", "pod-bridge-interface", Kind::kString, "name",
+                 "With detectLocalMode BridgeInterface: the pods' bridge (e.g. cni0).",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   if (auto error = check_interface_name(text)) return error;
+                   c.detect_local.bridge_interface = text;
+                   return std::nullopt;
+                 }});
+    s.push_back({"detectLocal.interfaceNamePrefix", "pod-interface-name-prefix", Kind::kString, "prefix",
+                 "With detectLocalMode InterfaceNamePrefix: the prefix of the pods' interfaces (e.g. veth).",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   if (auto error = check_interface_name(text)) return error;
+                   c.detect_local.interface_name_prefix = text;
+                   return std::nullopt;
                  }});
     s.push_back(
         {"nodePortAddresses", "nodeport-addresses", Kind::kStringList, "cidr,...",
@@ -432,8 +482,8 @@ const std::set<std::string, std::less<>> kZeroMeansDefault{"ipvs.syncPeriod", "m
                                                            "healthzBindAddress", "kipvs.interfaceName",
                                                            "kipvs.drainCheckPeriod"};
 
-const std::set<std::string, std::less<>> kSections{"clientConnection", "logging", "iptables", "ipvs",
-                                                   "kipvs"};
+const std::set<std::string, std::less<>> kSections{"clientConnection", "logging", "iptables", "ipvs", "kipvs",
+                                                   "detectLocal"};
 
 // Fields kube-proxy knows that kipvs does not use. A trailing ".*" accepts the
 // whole subtree.
@@ -455,8 +505,6 @@ const std::set<std::string, std::less<>> kIgnored{
     "iptables.minSyncPeriod",
     "nftables.*",
     "winkernel.*",
-    "detectLocalMode",
-    "detectLocal.*",
     "oomScoreAdj",
     "conntrack.*",
     "configSyncPeriod",
@@ -487,7 +535,6 @@ const std::set<std::string, std::less<>> kIgnoredValueFlags{
     "conntrack-tcp-timeout-established",
     "conntrack-udp-timeout",
     "conntrack-udp-timeout-stream",
-    "detect-local-mode",
     "feature-gates",
     "healthz-port",
     "metrics-port",
@@ -498,8 +545,6 @@ const std::set<std::string, std::less<>> kIgnoredValueFlags{
     "kube-api-qps",
     "log-flush-frequency",
     "oom-score-adj",
-    "pod-bridge-interface",
-    "pod-interface-name-prefix",
     "proxy-port-range",
     "show-hidden-metrics-for-version",
     "vmodule",
@@ -732,6 +777,16 @@ void validate(Config& config, std::string_view source) {
                         quoted(scheduler) + ", got " + quoted(config.kipvs.scheduler_flags));
     }
   }
+  if (config.detect_local.mode == DetectLocalMode::kBridgeInterface &&
+      config.detect_local.bridge_interface.empty())
+    throw ConfigError(prefix +
+                      "detectLocal.bridgeInterface: expected an interface name with detectLocalMode "
+                      "BridgeInterface, got none");
+  if (config.detect_local.mode == DetectLocalMode::kInterfaceNamePrefix &&
+      config.detect_local.interface_name_prefix.empty())
+    throw ConfigError(prefix +
+                      "detectLocal.interfaceNamePrefix: expected a prefix with detectLocalMode "
+                      "InterfaceNamePrefix, got none");
   if (config.cluster_cidrs.size() > 2 ||
       (config.cluster_cidrs.size() == 2 &&
        config.cluster_cidrs[0].address.family == config.cluster_cidrs[1].address.family)) {
@@ -932,6 +987,13 @@ boost::json::value to_json(const Config& c) {
       {"metricsBindAddress", c.metrics_bind_address},
       {"healthzBindAddress", c.healthz_bind_address},
       {"clusterCIDR", join(c.cluster_cidrs)},
+      {"detectLocalMode", c.detect_local.mode == DetectLocalMode::kBridgeInterface ? "BridgeInterface"
+                          : c.detect_local.mode == DetectLocalMode::kInterfaceNamePrefix
+                              ? "InterfaceNamePrefix"
+                              : "ClusterCIDR"},
+      {"detectLocal",
+       {{"bridgeInterface", c.detect_local.bridge_interface},
+        {"interfaceNamePrefix", c.detect_local.interface_name_prefix}}},
       {"nodePortAddresses", cidrs(c.node_port_addresses)},
       {"iptables", {{"masqueradeAll", c.masquerade_all}, {"masqueradeBit", c.masquerade_bit}}},
       {"ipvs",

@@ -38,6 +38,17 @@ class ConfigError : public std::runtime_error {
 // Which kernel throughput series /metrics exports (kipvs.throughputMetrics).
 enum class ThroughputMetrics { kNone, kServices, kDestinations };
 
+// detectLocalMode: how traffic from this node's pods is told from other
+// traffic to a cluster IP (the other is masqueraded). kube-proxy's NodeCIDR
+// is refused: it needs the Node's podCIDRs, which kipvs does not read.
+enum class DetectLocalMode { kClusterCidr, kBridgeInterface, kInterfaceNamePrefix };
+
+struct DetectLocal {
+  DetectLocalMode mode = DetectLocalMode::kClusterCidr;
+  std::string bridge_interface;       // detectLocal.bridgeInterface, --pod-bridge-interface
+  std::string interface_name_prefix;  // detectLocal.interfaceNamePrefix, --pod-interface-name-prefix
+};
+
 // kube-proxy's `ipvs:` section.
 struct IpvsConfig {
   std::string scheduler;  // "" means rr, as kube-proxy
@@ -96,6 +107,7 @@ struct Config {
   IpvsConfig ipvs;
   // clusterCIDR: one CIDR, or a comma-separated dual-stack pair.
   std::vector<Cidr> cluster_cidrs;
+  DetectLocal detect_local;
   std::vector<Cidr> node_port_addresses;  // empty: every node IP
   std::string hostname_override;
   std::string bind_address;                              // an IP or ""; kube-proxy's node-IP override

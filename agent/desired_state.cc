@@ -449,6 +449,15 @@ void ServiceBuilder::add_virtual_service(const ipvs::ServiceKey& key, const std:
   origin.external_local = kind != ServiceOrigin::Kind::kClusterIp && external_local_;
   if (kind == ServiceOrigin::Kind::kLoadBalancer) {
     origin.source_ranges = source_ranges_;
+    // The node's own connection to a load-balancer IP bound here leaves with
+    // that IP as its source: let it in when a range admits one of the node's
+    // addresses (kube-proxy's allowFromNode).
+    const bool allow_from_node = std::ranges::any_of(source_ranges_, [&](const Cidr& range) {
+      return std::ranges::any_of(facts_.node_ips, [&](const Address& ip) { return range.contains(ip); });
+    });
+    if (allow_from_node)
+      origin.source_ranges.push_back(
+          Cidr{key.address, static_cast<std::uint8_t>(key.family == Family::kIPv6 ? 128 : 32)});
     origin.health_check_node_port = health_check_node_port_;
   }
   for (const auto& candidate : endpoints) {

@@ -17,13 +17,22 @@ Cidr network_of(const Cidr& cidr) {
   return out;
 }
 
-ipvs::NftConfig nft_config(const std::vector<Cidr>& cluster_cidrs, bool masquerade_all,
-                           std::int32_t masquerade_bit) {
-  ipvs::NftConfig config;
-  for (const auto& cidr : cluster_cidrs) config.cluster_cidrs.push_back(network_of(cidr).to_string());
-  config.masquerade_all = masquerade_all;
-  config.masquerade_mark = std::uint32_t{1} << (masquerade_bit & 31);
-  return config;
+ipvs::NftConfig nft_config(const Config& config) {
+  ipvs::NftConfig out;
+  switch (config.detect_local.mode) {
+    case DetectLocalMode::kClusterCidr:
+      for (const auto& cidr : config.cluster_cidrs) out.cluster_cidrs.push_back(network_of(cidr).to_string());
+      break;
+    case DetectLocalMode::kBridgeInterface:
+      out.local_interface = config.detect_local.bridge_interface;
+      break;
+    case DetectLocalMode::kInterfaceNamePrefix:
+      out.local_interface = config.detect_local.interface_name_prefix + "*";
+      break;
+  }
+  out.masquerade_all = config.masquerade_all;
+  out.masquerade_mark = std::uint32_t{1} << (config.masquerade_bit & 31);
+  return out;
 }
 
 NftState nft_state(const std::map<ipvs::ServiceKey, ServiceOrigin>& origins,

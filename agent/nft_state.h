@@ -9,6 +9,7 @@
 #include <set>
 #include <vector>
 
+#include "agent/config.h"
 #include "agent/desired_state.h"
 #include "agent/node_facts.h"
 #include "ipvs/model.h"
@@ -16,10 +17,9 @@
 
 namespace kipvs::agent {
 
-// clusterCIDR, iptables.masqueradeAll and iptables.masqueradeBit -> the
-// rules' shape.
-[[nodiscard]] ipvs::NftConfig nft_config(const std::vector<Cidr>& cluster_cidrs, bool masquerade_all,
-                                         std::int32_t masquerade_bit);
+// clusterCIDR, detectLocalMode, iptables.masqueradeAll and
+// iptables.masqueradeBit -> the rules' shape.
+[[nodiscard]] ipvs::NftConfig nft_config(const Config& config);
 
 // origins: one per desired virtual service; bound: the virtual IPs on the
 // dummy interface (cluster, external, load-balancer IPs).

@@ -88,7 +88,8 @@ void render_set(std::ostringstream& out, const NftState& state, const SetShape& 
 
 // Rules of one family. The cluster CIDRs are the family's own.
 void render_rules(std::ostringstream& nat_pre, std::ostringstream& nat_out, std::ostringstream& nat_post,
-                  std::ostringstream& filter_in, const NftConfig& config, Family family) {
+                  std::ostringstream& filter_in, std::ostringstream& filter_out, const NftConfig& config,
+                  Family family) {
   const auto ip = match(family);
   const auto set = [family](std::string_view base) { return "@" + nft_set_name(base, family); };
   const auto vip = ip + " daddr . meta l4proto . th dport";
@@ -100,6 +101,9 @@ void render_rules(std::ostringstream& nat_pre, std::ostringstream& nat_out, std:
   }
   if (config.masquerade_all) {
     nat_pre << "    " << vip << " " << set(nft_set::kClusterPorts) << " " << mark << "\n";
+  } else if (!config.local_interface.empty()) {
+    nat_pre << "    " << vip << " " << set(nft_set::kClusterPorts) << " iifname != \""
+            << config.local_interface << "\" " << mark << "\n";
   } else if (!cidrs.empty()) {
     std::string list;
     for (const auto& cidr : cidrs) list += (list.empty() ? "" : ", ") + cidr;
@@ -113,10 +117,13 @@ void render_rules(std::ostringstream& nat_pre, std::ostringstream& nat_out, std:
   nat_out << "    " << vip << " " << set(nft_set::kClusterPorts) << " " << mark << "\n";
   nat_out << "    " << vip << " " << set(nft_set::kMasqueradePorts) << " " << mark << "\n";
 
-  nat_post << "    " << vip << " . " << ip << " saddr " << set(nft_set::kHairpin) << " masquerade\n";
+  nat_post << "    " << vip << " . " << ip << " saddr " << set(nft_set::kHairpin)
+           << " masquerade fully-random\n";
 
-  filter_in << "    " << vip << " " << set(nft_set::kFirewallPorts) << " " << vip << " . " << ip
-            << " saddr != " << set(nft_set::kFirewallAllow) << " drop\n";
+  const auto firewall = "    " + vip + " " + set(nft_set::kFirewallPorts) + " " + vip + " . " + ip +
+                        " saddr != " + set(nft_set::kFirewallAllow) + " drop\n";
+  filter_in << firewall;
+  filter_out << firewall;
   // Only new connections: replies to the node's own masqueraded connections
   // come back to a virtual IP on an ephemeral port.
   filter_in << "    ct state new " << ip << " daddr " << set(nft_set::kVipAddresses)
@@ -194,7 +201,8 @@ std::string render_nft_table(const NftState& state) {
   std::ostringstream output;
   std::ostringstream post;
   std::ostringstream input;
-  for (auto family : kFamilies) render_rules(pre, output, post, input, state.config, family);
+  std::ostringstream local_output;
+  for (auto family : kFamilies) render_rules(pre, output, post, input, local_output, state.config, family);
   // Before IPVS (LOCAL_OUT at NF_IP_PRI_NAT_DST + 1, LOCAL_IN at
   // NF_IP_PRI_NAT_SRC - 2), so the marks and the filter see the virtual IP.
   out << "  chain prerouting {\n    type nat hook prerouting priority dstnat; policy accept;\n"
@@ -206,9 +214,12 @@ std::string render_nft_table(const NftState& state) {
   const auto mark = hex(state.config.masquerade_mark);
   out << "  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n"
       << post.str() << "    meta mark and " << mark << " == " << mark << " meta mark set meta mark xor "
-      << mark << " masquerade\n  }\n";
+      << mark << " masquerade fully-random\n  }\n";
   out << "  chain input {\n    type filter hook input priority filter; policy accept;\n"
       << input.str() << "  }\n";
+  // Before IPVS's LOCAL_OUT hook too, so it sees the virtual IP.
+  out << "  chain local_output {\n    type filter hook output priority -150; policy accept;\n"
+      << local_output.str() << "  }\n";
   out << "}\n";
   return out.str();
 }

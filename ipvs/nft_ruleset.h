@@ -9,13 +9,18 @@
 // the mark) or set-element commands only. Pure: values in, nft script text
 // out; the backends (nft_backend.h) run the text.
 //
-// Masquerading uses kube-proxy's mark bit: the nat prerouting and output
+// Masquerading is fully random in its port choice (kube-proxy's
+// --random-fully), and uses kube-proxy's mark bit: the nat prerouting and output
 // chains set it on the first packet of a connection to a virtual service
 // that needs SNAT (before IPVS rewrites the destination at LOCAL_IN /
 // LOCAL_OUT), and nat postrouting masquerades marked packets after IPVS has
 // chosen the real server. This needs net.ipv4.vs.conntrack=1, which kipvs
 // sets. Hairpin traffic (an endpoint reaching itself) is matched directly in
 // postrouting, where source and destination are both the endpoint.
+//
+// loadBalancerSourceRanges are checked twice: at input for connections from
+// elsewhere, and at output for the node's own, which IPVS takes at LOCAL_OUT
+// so they never reach input.
 
 #include <cstdint>
 #include <map>
@@ -38,6 +43,10 @@ struct NftConfig {
   // masqueraded. Without one for a family (and without masquerade_all), only
   // the node's own traffic to cluster IPs is.
   std::vector<std::string> cluster_cidrs;
+  // detectLocalMode BridgeInterface / InterfaceNamePrefix: an iifname
+  // pattern ("cni0", "veth*"); set, it tells the pods' traffic instead of
+  // the cluster CIDRs.
+  std::string local_interface;
   bool masquerade_all = false;
   std::uint32_t masquerade_mark = 0x4000;  // 1 << iptables.masqueradeBit
   friend bool operator==(const NftConfig&, const NftConfig&) = default;

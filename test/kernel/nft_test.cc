@@ -542,6 +542,29 @@ TEST_CASE("nft: loadBalancerSourceRanges lets one client in and keeps another ou
   // c2 reaches the node (a cluster IP), but not the load balancer.
   CHECK(Lab::tcp(lab.c2().exec(), "10.96.0.60", 80) == "r0 10.251.0.1");
   CHECK_THAT(Lab::tcp(lab.c2().exec(), "10.97.0.70", 80, 5), Catch::Contains("[exit 124]"));
+  // The range holds the node's IP 10.250.0.1: the node's own connection
+  // (source 10.97.0.70, the LB IP bound here) gets in.
+  CHECK(Lab::tcp("", "10.97.0.70", 80) == "p0 10.244.0.1");
+}
+
+TEST_CASE("nft: loadBalancerSourceRanges keep the node's own connections out when no range holds the node",
+          "[kernel][nft]") {
+  Lab lab;
+  const Svc lb{.name = "lb",
+               .cluster_ip = "10.96.0.65",
+               .type = "LoadBalancer",
+               .node_port = 30082,
+               .lb_ip = "10.97.0.70",
+               .source_ranges = {"10.252.0.0/24"},
+               .endpoints = {"p0"}};
+  auto running = start("source-ranges-node", {lb, kRemote});
+  INFO("kipvs log:\n" << running.kipvs->log() << "table:\n" << nft_table());
+  CHECK(Lab::tcp(lab.c2().exec(), "10.97.0.70", 80) == "p0 10.244.0.1");
+  CHECK_THAT(Lab::tcp(lab.c1().exec(), "10.97.0.70", 80, 5), Catch::Contains("[exit 124]"));
+  // IPVS takes the node's connections at LOCAL_OUT, where only kipvs's
+  // output filter sees them (kube-proxy filters them too).
+  CHECK_THAT(Lab::tcp("", "10.97.0.70", 80, 5), Catch::Contains("[exit 124]"));
+  CHECK(Lab::tcp("", "10.96.0.65", 80) == "p0 10.244.0.1");  // its cluster IP is not filtered
 }
 
 TEST_CASE("nft: a UDP client moves to a new endpoint once its endpoint is removed", "[kernel][nft]") {

@@ -161,6 +161,9 @@ TEST_CASE("every field kipvs reads is read", "[config]") {
   CHECK(c.kubeconfig == "/etc/kipvs/kubeconfig");
   REQUIRE(c.cluster_cidrs.size() == 2);
   CHECK(c.cluster_cidrs[1].to_string() == "fd00:10:244::/56");
+  CHECK(c.detect_local.mode == kipvs::agent::DetectLocalMode::kBridgeInterface);
+  CHECK(c.detect_local.bridge_interface == "cni0");
+  CHECK(c.detect_local.interface_name_prefix == "veth");
   CHECK(c.hostname_override == "node-a");
   CHECK(c.healthz_bind_address == "[::]:10256");
   CHECK(c.metrics_bind_address == "0.0.0.0:10249");
@@ -277,7 +280,11 @@ TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]")
                               "1s",
                               "--dummy-interface=kipvs9",
                               "--proc-sys=/host/proc/sys",
-                              "--service-node-port-range=40000-40999"});
+                              "--service-node-port-range=40000-40999",
+                              "--detect-local-mode=BridgeInterface",
+                              "--pod-bridge-interface",
+                              "cni0",
+                              "--pod-interface-name-prefix=veth"});
   CHECK(c.kubeconfig == "/k");
   CHECK(c.master == "https://10.0.0.1:6443");
   CHECK(c.hostname_override == "n1");
@@ -303,6 +310,9 @@ TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]")
   CHECK(c.kipvs.node_port_max == 40999);
   CHECK(c.kipvs.interface_name == "kipvs9");
   CHECK(c.kipvs.proc_sys == "/host/proc/sys");
+  CHECK(c.detect_local.mode == kipvs::agent::DetectLocalMode::kBridgeInterface);
+  CHECK(c.detect_local.bridge_interface == "cni0");
+  CHECK(c.detect_local.interface_name_prefix == "veth");
   CHECK(from_args({"--v=5"}).verbosity == 5);
   CHECK(from_args({"--throughput-metrics=none"}).kipvs.throughput_metrics ==
         kipvs::agent::ThroughputMetrics::kNone);

@@ -80,7 +80,7 @@ ipvs::NftState state_for(const k8s::Service& object, const std::vector<k8s::Endp
   std::vector<const k8s::EndpointSlice*> pointers;
   for (const auto& s : slices) pointers.push_back(&s);
   const auto desired = desired_for_service(object, pointers, facts());
-  return nft_state(desired.origins, desired.bound_addresses, nft_config({}, false, 14));
+  return nft_state(desired.origins, desired.bound_addresses, nft_config(Config{}));
 }
 
 TEST_CASE("nft state: cluster IP, node port by traffic policy, hairpin", "[nft]") {
@@ -149,7 +149,7 @@ TEST_CASE("nft state: an external or load-balancer IP that is a node address is 
                                                 .port = 80,
                                                 .fwmark = 0}));
   CHECK(desired.bound_addresses == std::set{ip("10.96.0.30"), ip("203.0.113.8")});
-  const auto state = nft_state(desired.origins, desired.bound_addresses, nft_config({}, false, 14));
+  const auto state = nft_state(desired.origins, desired.bound_addresses, nft_config(Config{}));
   CHECK(set_of(state, nft_set::kVipAddresses) == std::set<std::string>{"10.96.0.30", "203.0.113.8"});
   CHECK(set_of(state, nft_set::kVipPorts) ==
         std::set<std::string>{"10.96.0.30 . tcp . 80", "203.0.113.8 . tcp . 80"});
@@ -177,11 +177,52 @@ TEST_CASE("nft state: a load balancer's probe of its health-check node port pass
 }
 
 TEST_CASE("nft config: CIDR host bits, masquerade bit", "[nft]") {
-  const auto config = nft_config({*Cidr::parse("10.244.3.4/16")}, true, 15);
+  Config input;
+  input.cluster_cidrs = {*Cidr::parse("10.244.3.4/16")};
+  input.masquerade_all = true;
+  input.masquerade_bit = 15;
+  const auto config = nft_config(input);
   CHECK(config.cluster_cidrs == std::vector<std::string>{"10.244.0.0/16"});
+  CHECK(config.local_interface.empty());
   CHECK(config.masquerade_all);
   CHECK(config.masquerade_mark == 0x8000);
   CHECK(network_of(*Cidr::parse("fd00:10:244:1::7/56")).to_string() == "fd00:10:244::/56");
+}
+
+TEST_CASE("nft config: detectLocalMode picks the pods' traffic by CIDR, bridge or interface prefix",
+          "[nft]") {
+  Config input;
+  input.cluster_cidrs = {*Cidr::parse("10.244.0.0/16")};
+  input.detect_local = {
+      .mode = DetectLocalMode::kBridgeInterface, .bridge_interface = "cni0", .interface_name_prefix = "veth"};
+  auto config = nft_config(input);
+  CHECK(config.local_interface == "cni0");
+  CHECK(config.cluster_cidrs.empty());
+  input.detect_local.mode = DetectLocalMode::kInterfaceNamePrefix;
+  config = nft_config(input);
+  CHECK(config.local_interface == "veth*");
+  CHECK(config.cluster_cidrs.empty());
+}
+
+TEST_CASE("nft state: the node's own connection to a load balancer when a source range admits the node",
+          "[nft]") {
+  // kube-proxy's allowFromNode: the node's connection to an LB IP bound here
+  // has that IP as its source.
+  auto object = service("lb", "10.96.0.20");
+  object.type = "LoadBalancer";
+  object.load_balancer_ingress.push_back({.ip = "203.0.113.7", .hostname = "", .ip_mode = std::nullopt});
+  SECTION("a range holds the node IP 192.168.0.10: the LB IP itself is admitted") {
+    object.load_balancer_source_ranges = {"192.0.2.0/24", "192.168.0.0/16"};
+    CHECK(set_of(state_for(object, {slice("lb", {"10.244.0.5"})}), nft_set::kFirewallAllow) ==
+          std::set<std::string>{"203.0.113.7 . tcp . 80 . 192.0.2.0/24",
+                                "203.0.113.7 . tcp . 80 . 192.168.0.0/16",
+                                "203.0.113.7 . tcp . 80 . 203.0.113.7/32"});
+  }
+  SECTION("no range holds it: the node is kept out like anyone else") {
+    object.load_balancer_source_ranges = {"192.0.2.0/24"};
+    CHECK(set_of(state_for(object, {slice("lb", {"10.244.0.5"})}), nft_set::kFirewallAllow) ==
+          std::set<std::string>{"203.0.113.7 . tcp . 80 . 192.0.2.0/24"});
+  }
 }
 
 // An IPVS backend that notes whether the nftables table was there when the
@@ -249,7 +290,9 @@ struct Rig {
   Rig() {
     SyncOptions options;
     options.facts = facts();
-    options.nft = nft_config({*Cidr::parse("10.244.0.0/16")}, false, 14);
+    Config config;
+    config.cluster_cidrs = {*Cidr::parse("10.244.0.0/16")};
+    options.nft = nft_config(config);
     options.log = [this](std::string_view line) { logs.emplace_back(line); };
     sync = std::make_unique<Sync>(io, ordering, &links, observer, std::move(options), &nft, &conntrack);
   }
@@ -552,6 +595,16 @@ TEST_CASE("flags: clusterCIDR, masqueradeAll and masqueradeBit shape the table",
   CHECK(options->sync.nft.cluster_cidrs == std::vector<std::string>{"10.244.0.0/16"});
   CHECK(options->sync.nft.masquerade_all);
   CHECK(options->sync.nft.masquerade_mark == 0x8);
+}
+
+TEST_CASE("flags: detect-local-mode and its interface shape the table", "[nft][agent]") {
+  using Args = std::vector<std::string_view>;
+  auto options = parse_agent_args(Args{"--manifests", "/nonexistent", "--cluster-cidr", "10.244.1.0/16",
+                                       "--detect-local-mode", "InterfaceNamePrefix",
+                                       "--pod-interface-name-prefix", "veth"});
+  REQUIRE(options.has_value());
+  CHECK(options->sync.nft.local_interface == "veth*");
+  CHECK(options->sync.nft.cluster_cidrs.empty());
 }
 
 }  // namespace

@@ -68,6 +68,45 @@ TEST_CASE("the whole table replaces an old one in one script", "[nft]") {
   CHECK(text.find("flags interval") != std::string::npos);
 }
 
+TEST_CASE("masquerading picks its source ports fully at random (kube-proxy's --random-fully)", "[nft]") {
+  const auto text = render_nft_table(sample());
+  CHECK(count(text, " masquerade") == 3);  // hairpin of each family, the marked packets
+  CHECK(count(text, " masquerade fully-random\n") == 3);
+}
+
+TEST_CASE("loadBalancerSourceRanges filter connections from elsewhere and the node's own", "[nft]") {
+  const auto text = render_nft_table(sample());
+  const std::string rule =
+      "ip daddr . meta l4proto . th dport @fw_ports_v4 ip daddr . meta l4proto . th dport . ip saddr != "
+      "@fw_allow_v4 drop";
+  const auto input =
+      text.substr(text.find("chain input"), text.find("chain local_output") - text.find("chain input"));
+  const auto output = text.substr(text.find("chain local_output"));
+  CHECK(input.find(rule) != std::string::npos);
+  // The node's own connections meet IPVS at LOCAL_OUT (priority -99): the
+  // filter comes before it.
+  CHECK(output.find("type filter hook output priority -150;") != std::string::npos);
+  CHECK(output.find(rule) != std::string::npos);
+  CHECK(output.find("ip6 daddr . meta l4proto . th dport @fw_ports_v6") != std::string::npos);
+}
+
+TEST_CASE(
+    "detectLocalMode by interface: traffic to a cluster IP not from the pods' interfaces is masqueraded",
+    "[nft]") {
+  auto state = sample();
+  state.config.cluster_cidrs.clear();
+  state.config.local_interface = "veth*";
+  const auto text = render_nft_table(state);
+  const auto prerouting =
+      text.substr(text.find("chain prerouting"), text.find("chain output") - text.find("chain prerouting"));
+  CHECK(prerouting.find(
+            "ip daddr . meta l4proto . th dport @cluster_ports_v4 iifname != \"veth*\" meta mark set "
+            "meta mark or 0x4000") != std::string::npos);
+  CHECK(prerouting.find("ip6 daddr . meta l4proto . th dport @cluster_ports_v6 iifname != \"veth*\"") !=
+        std::string::npos);
+  CHECK(prerouting.find("saddr != {") == std::string::npos);
+}
+
 TEST_CASE("masqueradeAll masquerades every cluster-IP connection, and with no CIDR, only the node's own",
           "[nft]") {
   auto state = sample();
