@@ -451,16 +451,7 @@ def migrate(h, d, t_start):
     back = poll(60, lambda: active_destinations(h.ipvs(), svc, 80))
     h.result(bool(back), f"after kube-proxy --cleanup (which ran {t_cleaned - t_cleanup:.0f} s), kipvs had {svc}:80 back "
              f"when first looked at, {time.time() - t_cleaned:.0f} s later: {back}", f"ipvsadm -Sn: {h.ipvs()[:800]}")
-    time.sleep(5)
-    res = traffic.stop()
-    sw = res.get("at_switch") or {}
-    h.result(sw.get("requests", 0) > 0 and sw.get("errors", 1) == 0,
-             f"zero failed requests from the client pod while kipvs replaced kube-proxy: "
-             f"{sw.get('requests')} requests, {sw.get('errors')} failed",
-             f"first errors: {sw.get('first_errors')}")
-    after_cleanup = res["requests"] - sw.get("requests", 0), res["errors"] - sw.get("errors", 0)
-    log(f"during and after kube-proxy --cleanup: {after_cleanup[0]} requests, {after_cleanup[1]} failed "
-        f"(first errors: {res.get('first_errors')[:2] if res['errors'] else None})")
+    judge_switch(h, traffic, "while kipvs replaced kube-proxy")
 
     # The iptables-mode path does not pass yet (requests to the moved Service
     # failed for about 1 s, and kube-proxy's nat rule was still there 93 s
@@ -554,12 +545,18 @@ def migrate_from_iptables(h, d, svc, client_ip, run_helm, kube_proxy, poll):
     served = poll(60, lambda: active_destinations(h.ipvs(), svc, 80) and f"-d {svc}/32" not in nat_rules())
     h.result(bool(served), f"kube-proxy stopped and cleaned up: kipvs alone serves {svc}:80 "
              f"({time.time() - t_cleanup:.0f} s after the cleanup began)", f"ipvsadm -Sn: {h.ipvs()[:600]}")
+    judge_switch(h, traffic, "from kube-proxy in iptables mode to kipvs (coexistence, a Service moved "
+                 "and back, helm upgrade, kube-proxy stopped)")
+
+
+def judge_switch(h, traffic, what):
+    """Stops the client pod's traffic 5 s after the last step and judges the
+    requests up to the switch mark (none may fail); logs those after it."""
     time.sleep(5)
     res = traffic.stop()
     sw = res.get("at_switch") or {}
     h.result(sw.get("requests", 0) > 0 and sw.get("errors", 1) == 0,
-             f"zero failed requests from the client pod from kube-proxy in iptables mode to kipvs (coexistence, "
-             f"a Service moved and back, helm upgrade, kube-proxy stopped): {sw.get('requests')} requests, "
+             f"zero failed requests from the client pod {what}: {sw.get('requests')} requests, "
              f"{sw.get('errors')} failed", f"first errors: {sw.get('first_errors')}")
     log(f"during and after kube-proxy --cleanup: {res['requests'] - sw.get('requests', 0)} requests, "
         f"{res['errors'] - sw.get('errors', 0)} failed (first errors: {res['first_errors'][:2]})")
