@@ -289,11 +289,7 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
                   "the response's Content-Encoding " + head.content_encoding + " was not asked for");
     }
     if (const auto retry = response[http::field::retry_after]; !retry.empty()) {
-      long seconds = 0;
-      if (auto [ptr, err] = std::from_chars(retry.data(), retry.data() + retry.size(), seconds);
-          err == std::errc() && seconds >= 0) {
-        head.retry_after = std::chrono::seconds(seconds);
-      }
+      head.retry_after = parse_retry_after(std::string_view(retry.data(), retry.size()));
     }
     // Bound tokens rotate: a 401 makes the next request re-read the file.
     if (head.status == 401 && tokens_) tokens_->invalidate();
@@ -448,6 +444,19 @@ std::string_view kind_name(HttpError::Kind kind) {
       return "protocol";
   }
   return "unknown";
+}
+
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view value) {
+  // RFC 9110 delay-seconds: digits only. An HTTP-date is not worth a clock
+  // comparison here; it falls back to the backoff, as does anything else.
+  if (value.empty() || value.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  std::uint64_t seconds = 0;
+  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+  if (error == std::errc::result_out_of_range ||
+      seconds > static_cast<std::uint64_t>(kMaxRetryAfter.count())) {
+    return kMaxRetryAfter;
+  }
+  return std::chrono::seconds(static_cast<std::int64_t>(seconds));
 }
 
 std::expected<ServerUrl, std::string> parse_server_url(std::string_view url) {

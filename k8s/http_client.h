@@ -45,7 +45,7 @@ struct HttpError {
 struct HttpResponseHead {
   unsigned status = 0;
   std::string content_type;
-  std::optional<std::chrono::seconds> retry_after;  // 429/503 Retry-After in seconds
+  std::optional<std::chrono::seconds> retry_after;  // 429/503 Retry-After, see parse_retry_after()
   std::string content_encoding;                     // "gzip" when the body came compressed
   bool reused_connection = false;                   // on a connection an earlier request used
 };
@@ -117,6 +117,13 @@ class HttpClient {
   [[nodiscard]] virtual const std::string& server() const = 0;
   [[nodiscard]] virtual HttpConnectionStats connection_stats() const = 0;
 };
+
+// A Retry-After header's delay in seconds; nullopt for anything but digits
+// (a negative number, an HTTP-date). Saturates at kMaxRetryAfter, so a huge
+// value still converts to milliseconds without overflow; how long to wait at
+// most is the caller's choice.
+inline constexpr std::chrono::seconds kMaxRetryAfter{24 * 60 * 60};
+[[nodiscard]] std::optional<std::chrono::seconds> parse_retry_after(std::string_view value);
 
 // A parsed server URL.
 struct ServerUrl {

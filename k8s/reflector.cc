@@ -438,7 +438,12 @@ void ReflectorBase::retry_later(std::string why, std::optional<std::chrono::seco
   status_.last_error = why;
   discard_list();
   auto delay = backoff_.next();
-  if (retry_after) delay = std::max<std::chrono::milliseconds>(delay, *retry_after);
+  // The server's Retry-After is honoured up to the backoff's cap (30 s by
+  // default, client-go's reflector maximum between attempts): an hour-long
+  // one would park this kind's updates for that hour.
+  if (retry_after) {
+    delay = std::max(delay, std::min<std::chrono::milliseconds>(*retry_after, options_.backoff.cap));
+  }
   log(why + "; retrying in " + std::to_string(delay.count()) + " ms");
   phase_ = Phase::kWaiting;
   timer_.expires_after(delay);

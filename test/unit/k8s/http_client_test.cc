@@ -238,5 +238,37 @@ TEST_CASE("http client: the pool keeps at most max_idle_connections") {
   CHECK(rig.client->connection_stats().reused == 1);
 }
 
+TEST_CASE("http client: Retry-After is whole seconds, saturated, and nothing else") {
+  // Saturated at a day (kMaxRetryAfter): seconds that still convert to
+  // milliseconds without overflow. A negative number, a fraction, trailing
+  // text or an HTTP-date is no delay at all.
+  struct Case {
+    std::string header;
+    std::optional<long> seconds;
+  };
+  const Case c = GENERATE(values<Case>({{"120", 120},
+                                        {"0", 0},
+                                        {"86401", 86400},
+                                        {"9223372036854775807", 86400},
+                                        {"99999999999999999999999999", 86400},
+                                        {"-5", std::nullopt},
+                                        {"1.5", std::nullopt},
+                                        {"30s", std::nullopt},
+                                        {"Wed, 21 Oct 2015 07:28:00 GMT", std::nullopt}}));
+  CAPTURE(c.header);
+  ClientRig rig([&](const std::string&, const std::string&) -> Script {
+    return {{response(429, "{}", "Retry-After: " + c.header + "\r\n")}};
+  });
+  const Outcome out = rig.fetch("/");
+  REQUIRE(out.heads.size() == 1);
+  CHECK(out.heads[0].status == 429);
+  if (c.seconds) {
+    REQUIRE(out.heads[0].retry_after);
+    CHECK(out.heads[0].retry_after->count() == *c.seconds);
+  } else {
+    CHECK_FALSE(out.heads[0].retry_after);
+  }
+}
+
 }  // namespace
 }  // namespace kipvs::k8s

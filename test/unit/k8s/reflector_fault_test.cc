@@ -347,6 +347,28 @@ TEST_CASE("reflector fault: 429 and 5xx back off, then the list succeeds") {
   CHECK(rig.reflector->status().last_error.empty());
 }
 
+TEST_CASE("reflector fault: a Retry-After longer than the backoff's cap waits only the cap") {
+  // An hour, and a value whose milliseconds would overflow: both wait the
+  // cap (400 ms here, 30 s by default), then the list goes on.
+  const std::string retry_after = GENERATE("3600", "9223372036854775807");
+  CAPTURE(retry_after);
+  int lists = 0;
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (is_watch(target)) return {{chunked_head()}};
+    if (++lists == 1) {
+      return {{response(429, R"({"kind":"Status","message":"slow down","code":429})",
+                        "Retry-After: " + retry_after + "\r\n")}};
+    }
+    return {{response(200, list({service("a", "1")}, "1"))}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(
+      rig.io, [&] { return rig.sink.synced_count == 1; }, 3s));
+  const auto& times = rig.server->times;
+  CHECK(times.at(1) - times.at(0) >= 400ms);
+  CHECK(times.at(1) - times.at(0) < 2s);
+}
+
 TEST_CASE("reflector fault: an ERROR 410 on the watch relists and passes on only the differences") {
   int lists = 0;
   Rig rig([&](const std::string& target, const std::string&) -> Script {
