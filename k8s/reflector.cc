@@ -69,7 +69,9 @@ std::function<double()> default_random() {
 Backoff::Backoff(Params params, std::function<double()> random)
     : params_(params), random_(std::move(random)) {}
 
-std::chrono::milliseconds Backoff::next() {
+std::chrono::milliseconds Backoff::next(std::chrono::steady_clock::time_point now) {
+  if (last_start_ && now - *last_start_ > params_.reset_after) attempt_ = 0;
+  last_start_ = now;
   const double cap = static_cast<double>(params_.cap.count());
   const double base =
       std::min(cap, static_cast<double>(params_.initial.count()) * std::pow(params_.factor, attempt_));
@@ -237,9 +239,12 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
   if (stopped_) return;
   if (error) return retry_later("list failed: " + error->message);
   if (status_code_ == 410 && !continue_token.empty()) {
-    // The continue token outlived etcd's compaction: start the list over.
-    log("list continue token expired; listing from the start");
-    return list_page("");
+    // The continue token outlived etcd's compaction: start the list over,
+    // after the backoff, as a token that keeps expiring must not loop.
+    discard_list();
+    const auto delay = backoff_.next(std::chrono::steady_clock::now());
+    log("list continue token expired; listing from the start in " + std::to_string(delay.count()) + " ms");
+    return resume_after(delay);
   }
   if (status_code_ == 400 && use_field_selector_ && !options_.field_selector.empty() &&
       options_.client_filter) {
@@ -291,7 +296,6 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
   }
   relisting_ = false;
   status_.last_error.clear();
-  backoff_.reset();
   if (!status_.synced) {
     status_.synced = true;
     first_sync();
@@ -383,7 +387,6 @@ void ReflectorBase::handle_frame(const boost::json::value& frame) {
     resource_version_ = std::move(*rv);
     status_.resource_version = resource_version_;
   }
-  backoff_.reset();  // the watch makes progress
   status_.last_error.clear();
   if (kind == "BOOKMARK") {
     ++status_.bookmarks;
@@ -428,16 +431,20 @@ void ReflectorBase::on_watch_done(std::optional<HttpError> error) {
 }
 
 void ReflectorBase::relist(const std::string& why) {
-  log(why + "; relisting (last resourceVersion " + resource_version_ + ")");
+  // Not a failure, but client-go backs off before a relist too: a 410 that
+  // persists must not make every node list everything back to back.
   relisting_ = true;
-  list_page("");
+  const auto delay = backoff_.next(std::chrono::steady_clock::now());
+  log(why + "; relisting (last resourceVersion " + resource_version_ + ") in " +
+      std::to_string(delay.count()) + " ms");
+  resume_after(delay);
 }
 
 void ReflectorBase::retry_later(std::string why, std::optional<std::chrono::seconds> retry_after) {
   ++status_.failures;
   status_.last_error = why;
   discard_list();
-  auto delay = backoff_.next();
+  auto delay = backoff_.next(std::chrono::steady_clock::now());
   // The server's Retry-After is honoured up to the backoff's cap (30 s by
   // default, client-go's reflector maximum between attempts): an hour-long
   // one would park this kind's updates for that hour.
@@ -445,6 +452,10 @@ void ReflectorBase::retry_later(std::string why, std::optional<std::chrono::seco
     delay = std::max(delay, std::min<std::chrono::milliseconds>(*retry_after, options_.backoff.cap));
   }
   log(why + "; retrying in " + std::to_string(delay.count()) + " ms");
+  resume_after(delay);
+}
+
+void ReflectorBase::resume_after(std::chrono::milliseconds delay) {
   phase_ = Phase::kWaiting;
   timer_.expires_after(delay);
   timer_.async_wait([this](const boost::system::error_code& ec) {

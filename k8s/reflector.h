@@ -12,7 +12,7 @@
 //      relist;
 //   4. connection failures, timeouts, 401/403, 429 and 5xx: exponential
 //      backoff with jitter, then resume (watch from the last resourceVersion,
-//      or list when never synced).
+//      or list when never synced). Relists wait on the same backoff.
 // Objects that do not decode are skipped: a log line naming them, and
 // ObjectSink::object_skipped (the agent counts it in a metric).
 //
@@ -50,7 +50,12 @@ using Logger = std::function<void(std::string_view)>;
 
 // Exponential backoff with jitter: the n-th delay is
 // min(cap, initial * factor^n) * (1 + jitter * random()), capped again.
-// Pure; random() in [0, 1) is injected so tests are deterministic.
+// client-go's reflector backoff: it starts over at `initial` only when the
+// last delay began more than reset_after ago (that long without trouble),
+// not on each success, so a server that answers and then fails again at
+// once (a persistent 410, a watch that closes) still meets growing delays.
+// Pure; random() in [0, 1) and the time are injected so tests are
+// deterministic.
 class Backoff {
  public:
   struct Params {
@@ -58,9 +63,10 @@ class Backoff {
     std::chrono::milliseconds cap{30000};
     double factor = 2.0;
     double jitter = 1.0;
+    std::chrono::milliseconds reset_after{std::chrono::minutes(2)};
   };
   Backoff(Params params, std::function<double()> random);
-  [[nodiscard]] std::chrono::milliseconds next();
+  [[nodiscard]] std::chrono::milliseconds next(std::chrono::steady_clock::time_point now);
   void reset() { attempt_ = 0; }
   [[nodiscard]] unsigned attempt() const { return attempt_; }
 
@@ -68,6 +74,7 @@ class Backoff {
   Params params_;
   std::function<double()> random_;
   unsigned attempt_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> last_start_;
 };
 
 // Default random source for backoff and watch timeouts.
@@ -157,6 +164,7 @@ class ReflectorBase {
   void handle_frame(const boost::json::value& frame);
   void relist(const std::string& why);
   void retry_later(std::string why, std::optional<std::chrono::seconds> retry_after = std::nullopt);
+  void resume_after(std::chrono::milliseconds delay);
   std::string describe_http_error(unsigned status, const std::string& body, const char* verb) const;
 
   boost::asio::io_context& io_;

@@ -394,6 +394,37 @@ TEST_CASE("reflector fault: an ERROR 410 on the watch relists and passes on only
   CHECK(rig.reflector->status().failures == 0);
 }
 
+// When each list (watches = false) or watch request reached the server.
+std::vector<std::chrono::steady_clock::time_point> request_times(const FaultServer& server, bool watches) {
+  std::vector<std::chrono::steady_clock::time_point> out;
+  for (std::size_t i = 0; i < server.targets.size(); ++i) {
+    if (is_watch(server.targets[i]) == watches) out.push_back(server.times[i]);
+  }
+  return out;
+}
+
+TEST_CASE("reflector fault: a 410 that persists relists on a growing backoff, not back to back") {
+  const bool http_410 = GENERATE(false, true);  // an ERROR frame, or the watch answered 410
+  CAPTURE(http_410);
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) return {{response(200, list({service("a", "1")}, "5"))}};
+    if (http_410) return {{response(410, kExpired)}};
+    return {{chunked_head() + chunk(event("ERROR", kExpired))}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(
+      rig.io, [&] { return request_times(*rig.server, false).size() >= 5; }, 4s));
+  const auto lists = request_times(*rig.server, false);
+  // random() = 0: 100, 200, 400 (the cap), 400 ms between lists.
+  CHECK(lists[1] - lists[0] >= 100ms);
+  CHECK(lists[2] - lists[1] >= 200ms);
+  CHECK(lists[3] - lists[2] >= 400ms);
+  CHECK(lists[4] - lists[3] >= 400ms);
+  CHECK(rig.reflector->status().relists >= 3);
+  CHECK(rig.reflector->status().failures == 0);  // a 410 is not a failure
+  CHECK(rig.sink.events == std::vector<std::string>{"a"});
+}
+
 TEST_CASE("reflector fault: an expired continue token restarts the list from the first page") {
   int firsts = 0;
   Rig rig([&](const std::string& target, const std::string&) -> Script {
@@ -459,14 +490,25 @@ TEST_CASE("reflector fault: a 401 makes the client re-read a rotated token file"
 TEST_CASE("backoff: doubles from the initial delay to the cap, jitter on top, reset") {
   double r = 0.0;
   Backoff backoff({800ms, 30000ms, 2.0, 1.0}, [&] { return r; });
+  const std::chrono::steady_clock::time_point t{};
   std::vector<long> seen;
-  for (int i = 0; i < 8; ++i) seen.push_back(static_cast<long>(backoff.next().count()));
+  for (int i = 0; i < 8; ++i) seen.push_back(static_cast<long>(backoff.next(t).count()));
   CHECK(seen == std::vector<long>{800, 1600, 3200, 6400, 12800, 25600, 30000, 30000});
   backoff.reset();
   r = 0.5;
-  CHECK(backoff.next() == 1200ms);  // 800 ms + 50 % jitter
+  CHECK(backoff.next(t) == 1200ms);  // 800 ms + 50 % jitter
   r = 0.999;
-  for (int i = 0; i < 10; ++i) CHECK(backoff.next() <= 30000ms);
+  for (int i = 0; i < 10; ++i) CHECK(backoff.next(t) <= 30000ms);
+}
+
+TEST_CASE("backoff: starts over only when the last delay began more than reset_after ago") {
+  Backoff backoff({800ms, 30000ms, 2.0, 0.0, 120s}, [] { return 0.0; });
+  const std::chrono::steady_clock::time_point t{};
+  CHECK(backoff.next(t) == 800ms);
+  CHECK(backoff.next(t + 1s) == 1600ms);
+  CHECK(backoff.next(t + 121s) == 3200ms);  // exactly reset_after since the last: not yet
+  CHECK(backoff.next(t + 242s) == 800ms);   // longer: healthy, start over
+  CHECK(backoff.next(t + 243s) == 1600ms);
 }
 
 }  // namespace
