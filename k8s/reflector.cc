@@ -15,8 +15,9 @@ namespace {
 
 constexpr std::size_t kMaxListBytes = 1u << 30;   // a 500-item page is a few MiB
 constexpr std::size_t kMaxErrorBody = 64 * 1024;  // a Status is small
-// A watch that ends within this time without a frame counts as a failure, so
-// a server that closes at once cannot make us spin.
+// A watch that ends within this time counts as a failure, frames or not
+// (client-go: "very short watch"), so a server that closes at once, or after
+// one frame, cannot make us spin.
 constexpr auto kMinHealthyWatch = std::chrono::seconds(1);
 
 std::string url_encode(std::string_view text) {
@@ -413,8 +414,9 @@ void ReflectorBase::on_watch_done(std::optional<HttpError> error) {
     }
     if (relist_pending_) return relist("the watch said 410 Expired");
     if (error) return retry_later("watch failed: " + error->message);
-    if (watch_frames_ == 0 && std::chrono::steady_clock::now() - watch_started_ < kMinHealthyWatch) {
-      return retry_later("watch ended at once without events");
+    if (std::chrono::steady_clock::now() - watch_started_ < kMinHealthyWatch) {
+      return retry_later("watch ended within " + std::to_string(kMinHealthyWatch.count()) + " s after " +
+                         std::to_string(watch_frames_) + " frame(s)");
     }
     return start_watch();  // a normal end (timeoutSeconds): resume
   }

@@ -10,9 +10,10 @@
 //   3. "410 Expired" (HTTP 410 on a list page's continue token, or an ERROR
 //      event with code 410 on a watch) or a 504 "too large resource version":
 //      relist;
-//   4. connection failures, timeouts, 401/403, 429 and 5xx: exponential
-//      backoff with jitter, then resume (watch from the last resourceVersion,
-//      or list when never synced). Relists wait on the same backoff.
+//   4. connection failures, timeouts, 401/403, 429 and 5xx, and a watch
+//      that ends within a second: exponential backoff with jitter, then
+//      resume (watch from the last resourceVersion, or list when never
+//      synced). Relists wait on the same backoff.
 // Objects that do not decode are skipped: a log line naming them, and
 // ObjectSink::object_skipped (the agent counts it in a metric).
 //

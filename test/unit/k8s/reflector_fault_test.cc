@@ -184,7 +184,7 @@ TEST_CASE("reflector fault: a watch that ends leaves no connection for the next 
   CHECK(on[1] == on[0]);  // the first watch took the list's connection
   CHECK(on[2] != on[1]);
   CHECK(rig.server->accepted() == 2);
-  CHECK(rig.reflector->status().failures == 0);
+  CHECK(rig.reflector->status().failures == 1);  // it ended within a second: a backoff first
 }
 
 TEST_CASE("reflector fault: a list asks for gzip and a compressed page decodes, and a watch stays plain") {
@@ -423,6 +423,27 @@ TEST_CASE("reflector fault: a 410 that persists relists on a growing backoff, no
   CHECK(rig.reflector->status().relists >= 3);
   CHECK(rig.reflector->status().failures == 0);  // a 410 is not a failure
   CHECK(rig.sink.events == std::vector<std::string>{"a"});
+}
+
+TEST_CASE("reflector fault: a watch that ends within a second backs off, even after a frame") {
+  int watches = 0;
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) return {{response(200, list({}, "10"))}};
+    if (++watches == 4) return {{chunked_head()}};  // then silence
+    const std::string rv = std::to_string(10 + watches);
+    return {{chunked_head() + chunk(event("ADDED", service("s" + rv, rv))) + kLastChunk}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(
+      rig.io, [&] { return watches >= 4; }, 4s));
+  const auto times = request_times(*rig.server, true);
+  CHECK(times[1] - times[0] >= 100ms);
+  CHECK(times[2] - times[1] >= 200ms);
+  CHECK(times[3] - times[2] >= 400ms);
+  // Each one resumed from the last frame's version; nothing was relisted.
+  CHECK(has(rig.server->targets.back(), "resourceVersion=13&"));
+  CHECK(rig.reflector->status().lists == 1);
+  CHECK(rig.sink.events == std::vector<std::string>{"s11", "s12", "s13"});
 }
 
 TEST_CASE("reflector fault: an expired continue token restarts the list from the first page") {
