@@ -311,7 +311,7 @@ void ReflectorBase::start_watch() {
   body_.clear();
   status_code_ = 0;
   retry_after_.reset();
-  relist_pending_ = false;
+  relist_reason_.clear();
   watch_frames_ = 0;
   watch_started_ = std::chrono::steady_clock::now();
   HttpHandlers handlers;
@@ -338,22 +338,30 @@ void ReflectorBase::on_watch_body(std::string_view bytes) {
     return;
   }
   stream_.feed(bytes);
-  while (!stopped_ && !relist_pending_) {
+  while (!stopped_ && relist_reason_.empty()) {
     auto next = stream_.next();
     if (!next) {
-      count_skip();
-      log("skipping a malformed watch frame (" + next.error().message + "): " + next.error().excerpt);
-      continue;
+      skip_frame("a malformed watch frame (" + next.error().message + "): " + next.error().excerpt);
+      break;
     }
     if (!*next) break;
     handle_frame(**next);
   }
-  if (relist_pending_ && call_) {
+  if (!relist_reason_.empty() && call_) {
     // Cancelling suppresses on_done: go on from here.
     call_->cancel();
     call_.reset();
-    relist("the watch said 410 Expired");
+    relist(relist_reason_);
   }
+}
+
+void ReflectorBase::skip_frame(const std::string& why) {
+  // Frames after it would move the resourceVersion past whatever change it
+  // carried, losing that change for good: only a relist recovers it.
+  count_skip();
+  log("skipping " + why);
+  frame_skipped();
+  relist_reason_ = "a watch frame was skipped";
 }
 
 void ReflectorBase::handle_frame(const boost::json::value& frame) {
@@ -361,11 +369,7 @@ void ReflectorBase::handle_frame(const boost::json::value& frame) {
   const auto* obj = frame.if_object();
   const auto* type = obj ? obj->if_contains("type") : nullptr;
   const auto* object = obj ? obj->if_contains("object") : nullptr;
-  if (!type || !type->is_string() || !object) {
-    count_skip();
-    log("skipping a watch frame without type/object");
-    return;
-  }
+  if (!type || !type->is_string() || !object) return skip_frame("a watch frame without type/object");
   const std::string_view kind = type->as_string();
   if (kind == "ADDED" || kind == "MODIFIED" || kind == "DELETED" || kind == "BOOKMARK" || kind == "ERROR") {
     if (options_.on_watch_event) options_.on_watch_event(kind_, kind);
@@ -376,7 +380,7 @@ void ReflectorBase::handle_frame(const boost::json::value& frame) {
     // 410 Expired / Gone: the resourceVersion was compacted away. A 504 from
     // a server behind us on "too large resource version" is the same remedy.
     if (code == 410 || code == 504) {
-      relist_pending_ = true;
+      relist_reason_ = "the watch said " + std::to_string(code) + (st ? " " + st->reason : std::string());
       return;
     }
     log("watch ERROR event: " +
@@ -412,7 +416,7 @@ void ReflectorBase::on_watch_done(std::optional<HttpError> error) {
     } else if (*last) {
       handle_frame(**last);
     }
-    if (relist_pending_) return relist("the watch said 410 Expired");
+    if (!relist_reason_.empty()) return relist(relist_reason_);
     if (error) return retry_later("watch failed: " + error->message);
     if (std::chrono::steady_clock::now() - watch_started_ < kMinHealthyWatch) {
       return retry_later("watch ended within " + std::to_string(kMinHealthyWatch.count()) + " s after " +

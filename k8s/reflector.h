@@ -15,7 +15,10 @@
 //      resume (watch from the last resourceVersion, or list when never
 //      synced). Relists wait on the same backoff.
 // Objects that do not decode are skipped: a log line naming them, and
-// ObjectSink::object_skipped (the agent counts it in a metric).
+// ObjectSink::object_skipped (the agent counts it in a metric). A watch frame
+// that is skipped whole (not JSON, too large, no type or object) may have
+// carried a change that later frames' resourceVersions step over, so it is
+// counted the same way (kReasonBadWatchFrame) and the reflector relists.
 //
 // JSON is the wire format; the seam for a protobuf fast path is the pair
 // decode_page() / decode_frame() in reflector.cc plus the traits' decode.
@@ -47,6 +50,9 @@
 namespace kipvs::k8s {
 
 using Logger = std::function<void(std::string_view)>;
+
+// ObjectSink::object_skipped's reason for a watch frame skipped whole.
+inline constexpr std::string_view kReasonBadWatchFrame = "bad_watch_frame";
 [[nodiscard]] Logger stderr_logger();
 
 // Exponential backoff with jitter: the n-th delay is
@@ -144,6 +150,7 @@ class ReflectorBase {
   virtual void discard_list() = 0;  // the list failed part way
   virtual void apply_event(std::string_view type, const boost::json::value& object) = 0;
   virtual void first_sync() = 0;
+  virtual void frame_skipped() = 0;  // tell the sink
 
   bool accepted(const boost::json::value& object) const;  // the client-side filter, when active
   // The same, for a worker thread: nullptr when every object is accepted.
@@ -163,6 +170,7 @@ class ReflectorBase {
   void on_watch_body(std::string_view bytes);
   void on_watch_done(std::optional<HttpError> error);
   void handle_frame(const boost::json::value& frame);
+  void skip_frame(const std::string& why);
   void relist(const std::string& why);
   void retry_later(std::string why, std::optional<std::chrono::seconds> retry_after = std::nullopt);
   void resume_after(std::chrono::milliseconds delay);
@@ -179,8 +187,8 @@ class ReflectorBase {
   Phase phase_ = Phase::kIdle;
   bool stopped_ = true;
   bool use_field_selector_ = true;
-  bool relist_pending_ = false;  // set by an ERROR 410 frame mid-watch
-  bool relisting_ = false;       // the current list is a relist
+  std::string relist_reason_;  // set mid-watch (an ERROR 410, a skipped frame): relist
+  bool relisting_ = false;     // the current list is a relist
   // When the current list's first page was asked for, and its items so far:
   // for the line that reports how long a list took.
   std::chrono::steady_clock::time_point list_started_{};
@@ -324,6 +332,10 @@ class Reflector final : public ReflectorBase {
   }
 
   void first_sync() override { sink_.synced(Traits::kKind); }
+
+  void frame_skipped() override {
+    sink_.object_skipped(Traits::kKind, "a watch frame", std::string(kReasonBadWatchFrame));
+  }
 
   void apply_event(std::string_view type, const boost::json::value& object) override {
     if (type == "DELETED" || !accepted(object)) {

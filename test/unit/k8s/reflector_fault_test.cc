@@ -265,25 +265,53 @@ TEST_CASE("reflector fault: a connection cut mid-frame resumes from the last who
   CHECK(rig.reflector->status().lists == 1);  // resumed, not relisted
 }
 
-TEST_CASE("reflector fault: malformed JSON and an undecodable object are skipped, the watch goes on") {
+TEST_CASE("reflector fault: an undecodable object is skipped, the watch goes on") {
   Rig rig([&](const std::string& target, const std::string&) -> Script {
     if (!is_watch(target)) return {{response(200, list({}, "1"))}};
     const std::string bad_port =
         R"({"metadata":{"name":"bad","namespace":"ns","resourceVersion":"3"},"spec":{"ports":[{"port":"abc"}]}})";
-    return {{chunked_head() +
-             chunk(R"({"type":"ADDED","object":{"metadata":oops}})"
-                   "\n") +
-             chunk(event("ADDED", bad_port)) + chunk(event("ADDED", service("good", "4")))}};
+    return {{chunked_head() + chunk(event("ADDED", bad_port)) + chunk(event("ADDED", service("good", "4")))}};
   });
   rig.reflector->start();
   REQUIRE(run_until(rig.io, [&] { return !rig.sink.events.empty(); }));
   CHECK(rig.sink.events == std::vector<std::string>{"good"});
   CHECK(rig.sink.skipped == std::vector<std::string>{"ns/bad bad_port"});
-  CHECK(rig.reflector->status().skipped == 2);
+  CHECK(rig.reflector->status().skipped == 1);
   CHECK(rig.reflector->status().resource_version == "4");
+  CHECK(rig.reflector->status().relists == 0);
   bool named = false;
   for (const auto& line : rig.log) named = named || (has(line, "skipping") && has(line, "ns/bad"));
   CHECK(named);
+}
+
+TEST_CASE(
+    "reflector fault: a frame skipped whole is counted, and the reflector relists instead of going on") {
+  // The skipped frame carried "lost" (version 3); the frame after it would
+  // move the resourceVersion past it. Only a list brings it back.
+  const std::string bad =
+      GENERATE(std::string(R"({"type":"ADDED","object":{"metadata":oops}})"),
+               std::string(R"({"kind":"Service","metadata":{"resourceVersion":"3"}})"),
+               R"({"type":"ADDED","object":{"x":")" +
+                   std::string(JsonStream::kDefaultMaxValueBytes + (1 << 20), 'x') + R"("}})");
+  CAPTURE(bad.substr(0, 60));
+  int lists = 0;
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) {
+      if (++lists == 1) return {{response(200, list({}, "1"))}};
+      return {{response(200, list({service("lost", "3"), service("later", "4")}, "4"))}};
+    }
+    if (lists == 1)
+      return {{chunked_head() + chunk(bad + "\n") + chunk(event("ADDED", service("later", "4")))}};
+    return {{chunked_head()}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return lists == 2 && is_watch(rig.server->targets.back()); }));
+  CHECK(rig.reflector->status().relists == 1);
+  CHECK(rig.reflector->cache().find({"ns", "lost"}) != nullptr);
+  CHECK(rig.sink.events == std::vector<std::string>{"later", "lost"});
+  CHECK(rig.sink.skipped == std::vector<std::string>{"a watch frame bad_watch_frame"});
+  CHECK(rig.reflector->status().skipped == 1);
+  CHECK(has(rig.server->targets.back(), "resourceVersion=4&"));
 }
 
 TEST_CASE(
