@@ -125,6 +125,11 @@ class HttpClient {
 inline constexpr std::chrono::seconds kMaxRetryAfter{24 * 60 * 60};
 [[nodiscard]] std::optional<std::chrono::seconds> parse_retry_after(std::string_view value);
 
+// TCP keepalive and TCP_USER_TIMEOUT on a socket to the API server, so a
+// connection whose peer vanished (no FIN, no RST) fails within about a minute
+// whether it is idle or has data in flight. An error names the option.
+[[nodiscard]] std::expected<void, std::string> set_api_socket_options(int fd);
+
 // A parsed server URL.
 struct ServerUrl {
   bool tls = true;

@@ -325,10 +325,7 @@ void ReflectorBase::start_watch() {
   handlers.on_done = [this](std::optional<HttpError> error) { on_watch_done(std::move(error)); };
   HttpRequestOptions http = options_.http;
   http.keep_alive = false;  // a watch's connection is closed when it ends
-  // The server ends the watch after timeoutSeconds; silence beyond that
-  // means a dead connection.
-  http.idle_timeout = std::max(
-      http.idle_timeout, std::chrono::milliseconds(options_.max_watch_timeout) + std::chrono::seconds(30));
+  http.idle_timeout = options_.watch_silence_limit;
   call_ = client_.get(target(true, ""), http, std::move(handlers));
 }
 
@@ -417,6 +414,12 @@ void ReflectorBase::on_watch_done(std::optional<HttpError> error) {
       handle_frame(**last);
     }
     if (!relist_reason_.empty()) return relist(relist_reason_);
+    if (error && error->kind == HttpError::Kind::kTimeout) {
+      ++status_.silent_watches;
+      return retry_later("watch silent for " + std::to_string(options_.watch_silence_limit.count()) +
+                         " ms (no event, no bookmark): taking the connection for dead, resuming from " +
+                         resource_version_);
+    }
     if (error) return retry_later("watch failed: " + error->message);
     if (std::chrono::steady_clock::now() - watch_started_ < kMinHealthyWatch) {
       return retry_later("watch ended within " + std::to_string(kMinHealthyWatch.count()) + " s after " +

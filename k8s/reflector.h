@@ -96,6 +96,12 @@ struct ReflectorOptions {
   std::uint32_t page_size = 500;
   std::chrono::seconds min_watch_timeout{300};  // timeoutSeconds in [min, max)
   std::chrono::seconds max_watch_timeout{600};
+  // A watch that asked for bookmarks hears from the API server's watch cache
+  // at least once a minute, even when nothing changes. Silence much longer
+  // than that is a dead connection (a NAT or load balancer dropped it, the
+  // server's host died): the watch is closed and resumed from the last
+  // resourceVersion.
+  std::chrono::milliseconds watch_silence_limit{std::chrono::seconds(75)};
   Backoff::Params backoff;
   std::function<double()> random = default_random();
   Logger log = stderr_logger();
@@ -116,9 +122,10 @@ struct ReflectorStatus {
   std::uint64_t watches = 0;            // watch requests answered 200
   std::uint64_t events = 0;             // ADDED/MODIFIED/DELETED applied
   std::uint64_t bookmarks = 0;
-  std::uint64_t failures = 0;      // requests that failed (each followed by a backoff)
-  std::uint64_t skipped = 0;       // objects or frames that did not decode
-  std::uint64_t worker_pages = 0;  // list pages decoded on a worker thread
+  std::uint64_t silent_watches = 0;  // watches closed after watch_silence_limit without a frame
+  std::uint64_t failures = 0;        // requests that failed (each followed by a backoff)
+  std::uint64_t skipped = 0;         // objects or frames that did not decode
+  std::uint64_t worker_pages = 0;    // list pages decoded on a worker thread
   unsigned last_http_status = 0;
   std::string last_error;        // "" once healthy again
   std::string resource_version;  // last seen

@@ -4,6 +4,11 @@
 // kept connection the server closed meanwhile.
 #include "k8s/http_client.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -268,6 +273,29 @@ TEST_CASE("http client: Retry-After is whole seconds, saturated, and nothing els
   } else {
     CHECK_FALSE(out.heads[0].retry_after);
   }
+}
+
+TEST_CASE("http client: API sockets probe a silent peer and give up on it within a minute") {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  REQUIRE(set_api_socket_options(fd).has_value());
+  auto get = [&](int level, int name) {
+    int value = -1;
+    socklen_t size = sizeof value;
+    REQUIRE(::getsockopt(fd, level, name, &value, &size) == 0);
+    return value;
+  };
+  CHECK(get(SOL_SOCKET, SO_KEEPALIVE) == 1);
+  const int idle = get(IPPROTO_TCP, TCP_KEEPIDLE);
+  const int interval = get(IPPROTO_TCP, TCP_KEEPINTVL);
+  const int count = get(IPPROTO_TCP, TCP_KEEPCNT);
+  CHECK(idle + interval * count <= 60);
+  CHECK(get(IPPROTO_TCP, TCP_USER_TIMEOUT) == 60000);
+  ::close(fd);
+  // A closed descriptor is an error naming the option, not a silent success.
+  const auto refused = set_api_socket_options(fd);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error().find("SO_KEEPALIVE") != std::string::npos);
 }
 
 }  // namespace

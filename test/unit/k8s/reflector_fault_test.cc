@@ -82,7 +82,8 @@ struct Rig {
   std::vector<std::string> log;
   std::vector<std::string> hooks;  // what the metric hooks heard: "ADDED", "relist", ...
 
-  explicit Rig(FaultServer::Handler handler, std::filesystem::path token_file = {}) {
+  explicit Rig(FaultServer::Handler handler, std::filesystem::path token_file = {},
+               std::chrono::milliseconds watch_silence_limit = ReflectorOptions{}.watch_silence_limit) {
     server = std::make_unique<FaultServer>(io, std::move(handler));
     ClientConfig config;
     config.server = server->url();
@@ -91,6 +92,7 @@ struct Rig {
     ApiSourceOptions options;
     options.tuning.backoff = {100ms, 400ms, 2.0, 1.0};
     options.tuning.random = [] { return 0.0; };
+    options.tuning.watch_silence_limit = watch_silence_limit;
     options.tuning.log = [this](std::string_view line) { log.emplace_back(line); };
     options.tuning.on_watch_event = [this](ResourceKind kind, std::string_view type) {
       CHECK(kind == ResourceKind::kService);
@@ -472,6 +474,38 @@ TEST_CASE("reflector fault: a watch that ends within a second backs off, even af
   CHECK(has(rig.server->targets.back(), "resourceVersion=13&"));
   CHECK(rig.reflector->status().lists == 1);
   CHECK(rig.sink.events == std::vector<std::string>{"s11", "s12", "s13"});
+}
+
+TEST_CASE("reflector fault: a watch silent past the limit is taken for dead and resumed") {
+  int watches = 0;
+  Rig rig(
+      [&](const std::string& target, const std::string&) -> Script {
+        if (!is_watch(target)) return {{response(200, list({service("a", "10")}, "10"))}};
+        // The first watch carries one event, then goes silent without closing
+        // (a half-open connection); the second is healthy.
+        if (++watches == 1) return {{chunked_head() + chunk(event("ADDED", service("b", "11")))}};
+        return {{chunked_head() + chunk(event("ADDED", service("c", "12")))}};
+      },
+      {}, 300ms);
+  rig.reflector->start();
+  REQUIRE(run_until(
+      rig.io, [&] { return watches >= 2 && rig.sink.events.size() == 3; }, 4s));
+  const auto times = request_times(*rig.server, true);
+  REQUIRE(times.size() == 2);
+  CHECK(times[1] - times[0] >= 300ms);
+  // Resumed from the silent watch's last event, no relist.
+  CHECK(has(rig.server->targets.back(), "resourceVersion=11&"));
+  CHECK(rig.reflector->status().lists == 1);
+  CHECK(rig.reflector->status().silent_watches == 1);
+  CHECK(rig.sink.events == std::vector<std::string>{"a", "b", "c"});
+  CHECK(std::ranges::any_of(
+      rig.log, [](const std::string& l) { return l.find("watch silent") != std::string::npos; }));
+}
+
+TEST_CASE("reflector: the default silence limit notices a dead watch within 90 s, past a bookmark's minute") {
+  const ReflectorOptions defaults;
+  CHECK(defaults.watch_silence_limit <= 90s);
+  CHECK(defaults.watch_silence_limit > 60s);
 }
 
 TEST_CASE("reflector fault: an expired continue token restarts the list from the first page") {
