@@ -271,6 +271,7 @@ std::expected<void, std::string> Agent::start() {
   auto config = k8s::load_client_config({.kubeconfig = options_.kubeconfig, .master = options_.master},
                                         k8s::process_environment());
   if (!config) return std::unexpected(k8s::to_string(config.error()));
+  for (const auto& warning : k8s::client_config_warnings(*config)) logger_.warning(warning);
   tokens_ = std::make_shared<k8s::TokenSource>(config->token, config->token_file);
   k8s::HttpClientOptions client_options;
   if (metrics_ != nullptr) {

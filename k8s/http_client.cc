@@ -1,8 +1,14 @@
 #include "k8s/http_client.h"
 
 #include <array>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <vector>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -209,6 +215,9 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
                   "connecting to " + pool_->url().host + ":" + pool_->url().port + ": " + ec.message());
     }
     pool_->count_opened();
+    if (auto set = set_api_socket_options(beast::get_lowest_layer(stream()).socket().native_handle()); !set) {
+      return fail(HttpError::Kind::kConnect, "connecting to " + pool_->url().host + ": " + set.error());
+    }
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
       write_request();
     } else {
@@ -289,11 +298,7 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
                   "the response's Content-Encoding " + head.content_encoding + " was not asked for");
     }
     if (const auto retry = response[http::field::retry_after]; !retry.empty()) {
-      long seconds = 0;
-      if (auto [ptr, err] = std::from_chars(retry.data(), retry.data() + retry.size(), seconds);
-          err == std::errc() && seconds >= 0) {
-        head.retry_after = std::chrono::seconds(seconds);
-      }
+      head.retry_after = parse_retry_after(std::string_view(retry.data(), retry.size()));
     }
     // Bound tokens rotate: a 401 makes the next request re-read the file.
     if (head.status == 401 && tokens_) tokens_->invalidate();
@@ -448,6 +453,40 @@ std::string_view kind_name(HttpError::Kind kind) {
       return "protocol";
   }
   return "unknown";
+}
+
+std::expected<void, std::string> set_api_socket_options(int fd) {
+  // Probes after 30 s idle, every 10 s (client-go's dialer also keeps alive
+  // at 30 s); TCP_USER_TIMEOUT bounds both unacknowledged data and
+  // unanswered probes to 60 s.
+  struct Option {
+    int level, name, value;
+    const char* what;
+  };
+  const Option options[] = {{SOL_SOCKET, SO_KEEPALIVE, 1, "SO_KEEPALIVE"},
+                            {IPPROTO_TCP, TCP_KEEPIDLE, 30, "TCP_KEEPIDLE"},
+                            {IPPROTO_TCP, TCP_KEEPINTVL, 10, "TCP_KEEPINTVL"},
+                            {IPPROTO_TCP, TCP_KEEPCNT, 3, "TCP_KEEPCNT"},
+                            {IPPROTO_TCP, TCP_USER_TIMEOUT, 60000, "TCP_USER_TIMEOUT"}};
+  for (const auto& o : options) {
+    if (setsockopt(fd, o.level, o.name, &o.value, sizeof o.value) != 0) {
+      return std::unexpected(std::string("setting ") + o.what + ": " + std::strerror(errno));
+    }
+  }
+  return {};
+}
+
+std::optional<std::chrono::seconds> parse_retry_after(std::string_view value) {
+  // RFC 9110 delay-seconds: digits only. An HTTP-date is not worth a clock
+  // comparison here; it falls back to the backoff, as does anything else.
+  if (value.empty() || value.find_first_not_of("0123456789") != std::string_view::npos) return std::nullopt;
+  std::uint64_t seconds = 0;
+  const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+  if (error == std::errc::result_out_of_range ||
+      seconds > static_cast<std::uint64_t>(kMaxRetryAfter.count())) {
+    return kMaxRetryAfter;
+  }
+  return std::chrono::seconds(static_cast<std::int64_t>(seconds));
 }
 
 std::expected<ServerUrl, std::string> parse_server_url(std::string_view url) {

@@ -45,7 +45,7 @@ struct HttpError {
 struct HttpResponseHead {
   unsigned status = 0;
   std::string content_type;
-  std::optional<std::chrono::seconds> retry_after;  // 429/503 Retry-After in seconds
+  std::optional<std::chrono::seconds> retry_after;  // 429/503 Retry-After, see parse_retry_after()
   std::string content_encoding;                     // "gzip" when the body came compressed
   bool reused_connection = false;                   // on a connection an earlier request used
 };
@@ -117,6 +117,18 @@ class HttpClient {
   [[nodiscard]] virtual const std::string& server() const = 0;
   [[nodiscard]] virtual HttpConnectionStats connection_stats() const = 0;
 };
+
+// A Retry-After header's delay in seconds; nullopt for anything but digits
+// (a negative number, an HTTP-date). Saturates at kMaxRetryAfter, so a huge
+// value still converts to milliseconds without overflow; how long to wait at
+// most is the caller's choice.
+inline constexpr std::chrono::seconds kMaxRetryAfter{24 * 60 * 60};
+[[nodiscard]] std::optional<std::chrono::seconds> parse_retry_after(std::string_view value);
+
+// TCP keepalive and TCP_USER_TIMEOUT on a socket to the API server, so a
+// connection whose peer vanished (no FIN, no RST) fails within about a minute
+// whether it is idle or has data in flight. An error names the option.
+[[nodiscard]] std::expected<void, std::string> set_api_socket_options(int fd);
 
 // A parsed server URL.
 struct ServerUrl {

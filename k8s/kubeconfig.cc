@@ -155,6 +155,20 @@ std::expected<ClientConfig, ConfigError> parse_kubeconfig(const YAML::Node& root
   if (const auto insecure = cluster["insecure-skip-tls-verify"]; insecure && !insecure.IsNull()) {
     config.insecure_skip_tls_verify = insecure.as<bool>();
   }
+  if (config.insecure_skip_tls_verify) {
+    // A CA here would silently go unused. kubectl (client-go's TLSConfigFor)
+    // refuses the pair: "specifying a root certificates file with the
+    // insecure flag is not allowed".
+    for (const char* ca : {"certificate-authority-data", "certificate-authority"}) {
+      if (const auto value = cluster[ca]; value && !value.IsNull()) {
+        return std::unexpected(ConfigError{
+            name, cluster_where + ".insecure-skip-tls-verify",
+            "true together with " + cluster_where + "." + ca +
+                ": a CA to verify with and no verification contradict each other (kubectl refuses "
+                "this too); remove one of them"});
+      }
+    }
+  }
   auto ca = read_pem_field(cluster, {"certificate-authority", "certificate-authority-data", false},
                            cluster_where, file);
   if (!ca) return std::unexpected(ca.error());
@@ -304,6 +318,16 @@ std::expected<ClientConfig, ConfigError> load_client_config(const ConfigFlags& f
       ConfigError{"", "",
                   "no API server configuration: pass --kubeconfig or --master, set $KUBECONFIG, "
                   "or run in a pod"});
+}
+
+std::vector<std::string> client_config_warnings(const ClientConfig& config) {
+  std::vector<std::string> out;
+  const bool token = !config.token.empty() || !config.token_file.empty();
+  if (token && config.server.starts_with("http://")) {
+    out.push_back(config.source + ": the bearer token is sent to " + config.server +
+                  " unencrypted; anyone on the way can read it and act as kipvs (use https://)");
+  }
+  return out;
 }
 
 TokenSource::TokenSource(std::string fixed_token, fs::path file, Clock clock)

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace kipvs::k8s {
 
@@ -74,6 +75,10 @@ struct ConfigFlags {
 [[nodiscard]] std::expected<ClientConfig, ConfigError> load_client_config(
     const ConfigFlags& flags, const Getenv& getenv,
     const std::filesystem::path& service_account_root = kServiceAccountRoot);
+
+// What is legal but unwise in a configuration, one log line each: a bearer
+// token sent over plain http:// (readable, and usable, by anyone on the way).
+[[nodiscard]] std::vector<std::string> client_config_warnings(const ClientConfig& config);
 
 // The bearer token to send. A token file is re-read at most once per
 // refresh period and right after a 401 (invalidate()), since service-account

@@ -16,6 +16,7 @@
 #include <system_error>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 #include <boost/json.hpp>
 
@@ -180,6 +181,96 @@ std::expected<json::value, YamlProblem> to_json(const YAML::Node& node, int dept
     }
   }
   return json::value(nullptr);
+}
+
+// Counts, from the parser's events, how many nodes a document has once its
+// aliases are expanded, without expanding them: each anchored node's
+// expanded size is known when it ends, and an alias adds that size. Linear
+// in the text, however many times the aliases multiply.
+class AliasExpansion final : public YAML::EventHandler {
+ public:
+  std::uint64_t written = 0;    // nodes in the text, an alias counting one
+  std::uint64_t expanded = 0;   // nodes once aliases are replaced by what they name
+  bool self_reference = false;  // an alias inside the node it names
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t anchor) override { leaf(anchor); }
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t anchor, const std::string&) override {
+    leaf(anchor);
+  }
+  void OnAlias(const YAML::Mark&, YAML::anchor_t anchor) override {
+    ++written;
+    const auto it = sizes_.find(anchor);
+    if (it == sizes_.end()) {
+      self_reference = true;  // still open (yaml-cpp registers an anchor at its node's start)
+      return;
+    }
+    add(it->second);
+  }
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(anchor);
+  }
+  void OnSequenceEnd() override { close(); }
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(anchor);
+  }
+  void OnMapEnd() override { close(); }
+
+ private:
+  struct Open {
+    YAML::anchor_t anchor;
+    std::uint64_t size;
+  };
+  // Saturating: the sizes only need to be compared with a bound.
+  static std::uint64_t sum(std::uint64_t a, std::uint64_t b) {
+    return a > std::numeric_limits<std::uint64_t>::max() - b ? std::numeric_limits<std::uint64_t>::max()
+                                                             : a + b;
+  }
+  void add(std::uint64_t size) {
+    if (open_.empty()) {
+      expanded = sum(expanded, size);
+    } else {
+      open_.back().size = sum(open_.back().size, size);
+    }
+  }
+  void leaf(YAML::anchor_t anchor) {
+    ++written;
+    if (anchor != YAML::NullAnchor) sizes_[anchor] = 1;
+    add(1);
+  }
+  void open(YAML::anchor_t anchor) {
+    ++written;
+    open_.push_back({anchor, 1});
+  }
+  void close() {
+    const Open done = open_.back();
+    open_.pop_back();
+    if (done.anchor != YAML::NullAnchor) sizes_[done.anchor] = done.size;
+    add(done.size);
+  }
+
+  std::vector<Open> open_;
+  std::map<YAML::anchor_t, std::uint64_t> sizes_;
+};
+
+// Why a document's aliases are refused, or nullopt. The text has parsed
+// once already, so it parses again.
+std::optional<std::string> excessive_aliasing(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  AliasExpansion count;
+  parser.HandleNextDocument(count);
+  if (count.self_reference) return "an alias names the node that contains it";
+  if (count.expanded - count.written > kMaxAliasNodes) {
+    return "aliases would expand the document from " + std::to_string(count.written) + " to " +
+           (count.expanded == std::numeric_limits<std::uint64_t>::max() ? std::string("more than 2^64")
+                                                                        : std::to_string(count.expanded)) +
+           " nodes; at most " + std::to_string(kMaxAliasNodes) + " may come from aliases";
+  }
+  return std::nullopt;
 }
 
 std::optional<ResourceKind> kind_from_name(std::string_view kind) {
@@ -364,6 +455,13 @@ void parse_yaml(std::string_view text, const fs::path& file, ManifestFile& out) 
       if (only_comments) continue;
     }
     ++document;
+    // Checked before to_json, which expands every alias.
+    if (auto aliasing = excessive_aliasing(chunk.text)) {
+      out.errors.push_back(ManifestError{file, document, chunk.line, std::nullopt, std::nullopt, "?",
+                                         std::string(kManifestReasonExcessiveAliasing),
+                                         std::move(*aliasing)});
+      continue;
+    }
     auto value = to_json(node, 0);
     if (!value) {
       out.errors.push_back(ManifestError{file, document, chunk.line + value.error().line, std::nullopt,
@@ -480,19 +578,26 @@ ManifestFile parse_manifests(std::string_view text, ManifestFormat format, const
 }
 
 ManifestFile load_manifest_file(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  std::ostringstream text;
-  if (in) text << in.rdbuf();
-  if (!in || in.bad()) {
+  auto refused = [&](std::string_view reason, std::string message) {
     ManifestFile out;
-    out.syntax_ok = false;
-    out.errors.push_back(ManifestError{file, 0, 0, std::nullopt, std::nullopt, "?",
-                                       std::string(kManifestReasonUnreadable),
-                                       "cannot read: " + errno_text(errno)});
+    out.syntax_ok = false;  // like a file caught half-written: its last good contents stay
+    out.errors.push_back(
+        ManifestError{file, 0, 0, std::nullopt, std::nullopt, "?", std::string(reason), std::move(message)});
     return out;
+  };
+  std::ifstream in(file, std::ios::binary);
+  // One byte past the cap tells a file over it, whatever its size said a
+  // moment ago (it may be growing, or not be a regular file).
+  std::string text(kMaxManifestFileBytes + 1, '\0');
+  if (in) in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  if (!in && !in.eof()) return refused(kManifestReasonUnreadable, "cannot read: " + errno_text(errno));
+  text.resize(static_cast<std::size_t>(in.gcount()));
+  if (text.size() > kMaxManifestFileBytes) {
+    return refused(kManifestReasonTooLarge,
+                   "larger than " + std::to_string(kMaxManifestFileBytes) + " bytes; not read");
   }
   const ManifestFormat format = file.extension() == ".json" ? ManifestFormat::kJson : ManifestFormat::kYaml;
-  return parse_manifests(text.str(), format, file);
+  return parse_manifests(text, format, file);
 }
 
 std::expected<std::vector<fs::path>, std::string> list_manifest_files(const fs::path& dir) {

@@ -19,9 +19,15 @@
 // anything quoted, a block scalar or !!str a string. So `port: "80"` is
 // refused (the API wants an integer) and `name: "80"` is the string "80";
 // `version: 1` as a label value is refused, as kubectl refuses it.
+//
+// Hostile files are bounded: a file over kMaxManifestFileBytes is refused
+// whole (and keeps its last good contents, like an unreadable one), and a
+// YAML document whose aliases would expand past kMaxAliasNodes is refused
+// before it is expanded; the other files and documents load.
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <expected>
 #include <filesystem>
 #include <functional>
@@ -61,6 +67,18 @@ inline constexpr std::string_view kManifestReasonUnreadable = "unreadable";  // 
 inline constexpr std::string_view kManifestReasonBadYaml = "bad_yaml";       // YAML syntax error
 inline constexpr std::string_view kManifestReasonBadJson = "bad_json";       // JSON syntax error
 inline constexpr std::string_view kManifestReasonDuplicate = "duplicate";    // same kind and key seen before
+inline constexpr std::string_view kManifestReasonTooLarge = "too_large";     // over kMaxManifestFileBytes
+// YAML aliases would add more than kMaxAliasNodes nodes, or name their own
+// enclosing node.
+inline constexpr std::string_view kManifestReasonExcessiveAliasing = "excessive_aliasing";
+
+// Bounds on hostile files. A file larger than this is refused unread (the API
+// server's own request limit is 3 MiB). YAML aliases may add at most
+// kMaxAliasNodes nodes to a document when expanded ("billion laughs": a few
+// hundred bytes that name each other nine times over expand to billions);
+// a document without aliases is never refused for its size in nodes.
+inline constexpr std::size_t kMaxManifestFileBytes = 4u << 20;
+inline constexpr std::uint64_t kMaxAliasNodes = 100'000;
 
 // "dir/a.yaml: document 2 (line 14): default/web: spec.ports[0].port: ... (bad_port)"
 [[nodiscard]] std::string to_string(const ManifestError& error);

@@ -15,8 +15,9 @@ namespace {
 
 constexpr std::size_t kMaxListBytes = 1u << 30;   // a 500-item page is a few MiB
 constexpr std::size_t kMaxErrorBody = 64 * 1024;  // a Status is small
-// A watch that ends within this time without a frame counts as a failure, so
-// a server that closes at once cannot make us spin.
+// A watch that ends within this time counts as a failure, frames or not
+// (client-go: "very short watch"), so a server that closes at once, or after
+// one frame, cannot make us spin.
 constexpr auto kMinHealthyWatch = std::chrono::seconds(1);
 
 std::string url_encode(std::string_view text) {
@@ -69,7 +70,9 @@ std::function<double()> default_random() {
 Backoff::Backoff(Params params, std::function<double()> random)
     : params_(params), random_(std::move(random)) {}
 
-std::chrono::milliseconds Backoff::next() {
+std::chrono::milliseconds Backoff::next(std::chrono::steady_clock::time_point now) {
+  if (last_start_ && now - *last_start_ > params_.reset_after) attempt_ = 0;
+  last_start_ = now;
   const double cap = static_cast<double>(params_.cap.count());
   const double base =
       std::min(cap, static_cast<double>(params_.initial.count()) * std::pow(params_.factor, attempt_));
@@ -237,9 +240,12 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
   if (stopped_) return;
   if (error) return retry_later("list failed: " + error->message);
   if (status_code_ == 410 && !continue_token.empty()) {
-    // The continue token outlived etcd's compaction: start the list over.
-    log("list continue token expired; listing from the start");
-    return list_page("");
+    // The continue token outlived etcd's compaction: start the list over,
+    // after the backoff, as a token that keeps expiring must not loop.
+    discard_list();
+    const auto delay = backoff_.next(std::chrono::steady_clock::now());
+    log("list continue token expired; listing from the start in " + std::to_string(delay.count()) + " ms");
+    return resume_after(delay);
   }
   if (status_code_ == 400 && use_field_selector_ && !options_.field_selector.empty() &&
       options_.client_filter) {
@@ -291,7 +297,6 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
   }
   relisting_ = false;
   status_.last_error.clear();
-  backoff_.reset();
   if (!status_.synced) {
     status_.synced = true;
     first_sync();
@@ -306,7 +311,7 @@ void ReflectorBase::start_watch() {
   body_.clear();
   status_code_ = 0;
   retry_after_.reset();
-  relist_pending_ = false;
+  relist_reason_.clear();
   watch_frames_ = 0;
   watch_started_ = std::chrono::steady_clock::now();
   HttpHandlers handlers;
@@ -320,10 +325,7 @@ void ReflectorBase::start_watch() {
   handlers.on_done = [this](std::optional<HttpError> error) { on_watch_done(std::move(error)); };
   HttpRequestOptions http = options_.http;
   http.keep_alive = false;  // a watch's connection is closed when it ends
-  // The server ends the watch after timeoutSeconds; silence beyond that
-  // means a dead connection.
-  http.idle_timeout = std::max(
-      http.idle_timeout, std::chrono::milliseconds(options_.max_watch_timeout) + std::chrono::seconds(30));
+  http.idle_timeout = options_.watch_silence_limit;
   call_ = client_.get(target(true, ""), http, std::move(handlers));
 }
 
@@ -333,22 +335,30 @@ void ReflectorBase::on_watch_body(std::string_view bytes) {
     return;
   }
   stream_.feed(bytes);
-  while (!stopped_ && !relist_pending_) {
+  while (!stopped_ && relist_reason_.empty()) {
     auto next = stream_.next();
     if (!next) {
-      count_skip();
-      log("skipping a malformed watch frame (" + next.error().message + "): " + next.error().excerpt);
-      continue;
+      skip_frame("a malformed watch frame (" + next.error().message + "): " + next.error().excerpt);
+      break;
     }
     if (!*next) break;
     handle_frame(**next);
   }
-  if (relist_pending_ && call_) {
+  if (!relist_reason_.empty() && call_) {
     // Cancelling suppresses on_done: go on from here.
     call_->cancel();
     call_.reset();
-    relist("the watch said 410 Expired");
+    relist(relist_reason_);
   }
+}
+
+void ReflectorBase::skip_frame(const std::string& why) {
+  // Frames after it would move the resourceVersion past whatever change it
+  // carried, losing that change for good: only a relist recovers it.
+  count_skip();
+  log("skipping " + why);
+  frame_skipped();
+  relist_reason_ = "a watch frame was skipped";
 }
 
 void ReflectorBase::handle_frame(const boost::json::value& frame) {
@@ -356,11 +366,7 @@ void ReflectorBase::handle_frame(const boost::json::value& frame) {
   const auto* obj = frame.if_object();
   const auto* type = obj ? obj->if_contains("type") : nullptr;
   const auto* object = obj ? obj->if_contains("object") : nullptr;
-  if (!type || !type->is_string() || !object) {
-    count_skip();
-    log("skipping a watch frame without type/object");
-    return;
-  }
+  if (!type || !type->is_string() || !object) return skip_frame("a watch frame without type/object");
   const std::string_view kind = type->as_string();
   if (kind == "ADDED" || kind == "MODIFIED" || kind == "DELETED" || kind == "BOOKMARK" || kind == "ERROR") {
     if (options_.on_watch_event) options_.on_watch_event(kind_, kind);
@@ -371,7 +377,7 @@ void ReflectorBase::handle_frame(const boost::json::value& frame) {
     // 410 Expired / Gone: the resourceVersion was compacted away. A 504 from
     // a server behind us on "too large resource version" is the same remedy.
     if (code == 410 || code == 504) {
-      relist_pending_ = true;
+      relist_reason_ = "the watch said " + std::to_string(code) + (st ? " " + st->reason : std::string());
       return;
     }
     log("watch ERROR event: " +
@@ -383,7 +389,6 @@ void ReflectorBase::handle_frame(const boost::json::value& frame) {
     resource_version_ = std::move(*rv);
     status_.resource_version = resource_version_;
   }
-  backoff_.reset();  // the watch makes progress
   status_.last_error.clear();
   if (kind == "BOOKMARK") {
     ++status_.bookmarks;
@@ -408,10 +413,17 @@ void ReflectorBase::on_watch_done(std::optional<HttpError> error) {
     } else if (*last) {
       handle_frame(**last);
     }
-    if (relist_pending_) return relist("the watch said 410 Expired");
+    if (!relist_reason_.empty()) return relist(relist_reason_);
+    if (error && error->kind == HttpError::Kind::kTimeout) {
+      ++status_.silent_watches;
+      return retry_later("watch silent for " + std::to_string(options_.watch_silence_limit.count()) +
+                         " ms (no event, no bookmark): taking the connection for dead, resuming from " +
+                         resource_version_);
+    }
     if (error) return retry_later("watch failed: " + error->message);
-    if (watch_frames_ == 0 && std::chrono::steady_clock::now() - watch_started_ < kMinHealthyWatch) {
-      return retry_later("watch ended at once without events");
+    if (std::chrono::steady_clock::now() - watch_started_ < kMinHealthyWatch) {
+      return retry_later("watch ended within " + std::to_string(kMinHealthyWatch.count()) + " s after " +
+                         std::to_string(watch_frames_) + " frame(s)");
     }
     return start_watch();  // a normal end (timeoutSeconds): resume
   }
@@ -428,18 +440,31 @@ void ReflectorBase::on_watch_done(std::optional<HttpError> error) {
 }
 
 void ReflectorBase::relist(const std::string& why) {
-  log(why + "; relisting (last resourceVersion " + resource_version_ + ")");
+  // Not a failure, but client-go backs off before a relist too: a 410 that
+  // persists must not make every node list everything back to back.
   relisting_ = true;
-  list_page("");
+  const auto delay = backoff_.next(std::chrono::steady_clock::now());
+  log(why + "; relisting (last resourceVersion " + resource_version_ + ") in " +
+      std::to_string(delay.count()) + " ms");
+  resume_after(delay);
 }
 
 void ReflectorBase::retry_later(std::string why, std::optional<std::chrono::seconds> retry_after) {
   ++status_.failures;
   status_.last_error = why;
   discard_list();
-  auto delay = backoff_.next();
-  if (retry_after) delay = std::max<std::chrono::milliseconds>(delay, *retry_after);
+  auto delay = backoff_.next(std::chrono::steady_clock::now());
+  // The server's Retry-After is honoured up to the backoff's cap (30 s by
+  // default, client-go's reflector maximum between attempts): an hour-long
+  // one would park this kind's updates for that hour.
+  if (retry_after) {
+    delay = std::max(delay, std::min<std::chrono::milliseconds>(*retry_after, options_.backoff.cap));
+  }
   log(why + "; retrying in " + std::to_string(delay.count()) + " ms");
+  resume_after(delay);
+}
+
+void ReflectorBase::resume_after(std::chrono::milliseconds delay) {
   phase_ = Phase::kWaiting;
   timer_.expires_after(delay);
   timer_.async_wait([this](const boost::system::error_code& ec) {

@@ -10,11 +10,15 @@
 //   3. "410 Expired" (HTTP 410 on a list page's continue token, or an ERROR
 //      event with code 410 on a watch) or a 504 "too large resource version":
 //      relist;
-//   4. connection failures, timeouts, 401/403, 429 and 5xx: exponential
-//      backoff with jitter, then resume (watch from the last resourceVersion,
-//      or list when never synced).
+//   4. connection failures, timeouts, 401/403, 429 and 5xx, and a watch
+//      that ends within a second: exponential backoff with jitter, then
+//      resume (watch from the last resourceVersion, or list when never
+//      synced). Relists wait on the same backoff.
 // Objects that do not decode are skipped: a log line naming them, and
-// ObjectSink::object_skipped (the agent counts it in a metric).
+// ObjectSink::object_skipped (the agent counts it in a metric). A watch frame
+// that is skipped whole (not JSON, too large, no type or object) may have
+// carried a change that later frames' resourceVersions step over, so it is
+// counted the same way (kReasonBadWatchFrame) and the reflector relists.
 //
 // JSON is the wire format; the seam for a protobuf fast path is the pair
 // decode_page() / decode_frame() in reflector.cc plus the traits' decode.
@@ -46,11 +50,19 @@
 namespace kipvs::k8s {
 
 using Logger = std::function<void(std::string_view)>;
+
+// ObjectSink::object_skipped's reason for a watch frame skipped whole.
+inline constexpr std::string_view kReasonBadWatchFrame = "bad_watch_frame";
 [[nodiscard]] Logger stderr_logger();
 
 // Exponential backoff with jitter: the n-th delay is
 // min(cap, initial * factor^n) * (1 + jitter * random()), capped again.
-// Pure; random() in [0, 1) is injected so tests are deterministic.
+// client-go's reflector backoff: it starts over at `initial` only when the
+// last delay began more than reset_after ago (that long without trouble),
+// not on each success, so a server that answers and then fails again at
+// once (a persistent 410, a watch that closes) still meets growing delays.
+// Pure; random() in [0, 1) and the time are injected so tests are
+// deterministic.
 class Backoff {
  public:
   struct Params {
@@ -58,9 +70,10 @@ class Backoff {
     std::chrono::milliseconds cap{30000};
     double factor = 2.0;
     double jitter = 1.0;
+    std::chrono::milliseconds reset_after{std::chrono::minutes(2)};
   };
   Backoff(Params params, std::function<double()> random);
-  [[nodiscard]] std::chrono::milliseconds next();
+  [[nodiscard]] std::chrono::milliseconds next(std::chrono::steady_clock::time_point now);
   void reset() { attempt_ = 0; }
   [[nodiscard]] unsigned attempt() const { return attempt_; }
 
@@ -68,6 +81,7 @@ class Backoff {
   Params params_;
   std::function<double()> random_;
   unsigned attempt_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> last_start_;
 };
 
 // Default random source for backoff and watch timeouts.
@@ -82,6 +96,12 @@ struct ReflectorOptions {
   std::uint32_t page_size = 500;
   std::chrono::seconds min_watch_timeout{300};  // timeoutSeconds in [min, max)
   std::chrono::seconds max_watch_timeout{600};
+  // A watch that asked for bookmarks hears from the API server's watch cache
+  // at least once a minute, even when nothing changes. Silence much longer
+  // than that is a dead connection (a NAT or load balancer dropped it, the
+  // server's host died): the watch is closed and resumed from the last
+  // resourceVersion.
+  std::chrono::milliseconds watch_silence_limit{std::chrono::seconds(75)};
   Backoff::Params backoff;
   std::function<double()> random = default_random();
   Logger log = stderr_logger();
@@ -102,9 +122,10 @@ struct ReflectorStatus {
   std::uint64_t watches = 0;            // watch requests answered 200
   std::uint64_t events = 0;             // ADDED/MODIFIED/DELETED applied
   std::uint64_t bookmarks = 0;
-  std::uint64_t failures = 0;      // requests that failed (each followed by a backoff)
-  std::uint64_t skipped = 0;       // objects or frames that did not decode
-  std::uint64_t worker_pages = 0;  // list pages decoded on a worker thread
+  std::uint64_t silent_watches = 0;  // watches closed after watch_silence_limit without a frame
+  std::uint64_t failures = 0;        // requests that failed (each followed by a backoff)
+  std::uint64_t skipped = 0;         // objects or frames that did not decode
+  std::uint64_t worker_pages = 0;    // list pages decoded on a worker thread
   unsigned last_http_status = 0;
   std::string last_error;        // "" once healthy again
   std::string resource_version;  // last seen
@@ -136,6 +157,7 @@ class ReflectorBase {
   virtual void discard_list() = 0;  // the list failed part way
   virtual void apply_event(std::string_view type, const boost::json::value& object) = 0;
   virtual void first_sync() = 0;
+  virtual void frame_skipped() = 0;  // tell the sink
 
   bool accepted(const boost::json::value& object) const;  // the client-side filter, when active
   // The same, for a worker thread: nullptr when every object is accepted.
@@ -155,8 +177,10 @@ class ReflectorBase {
   void on_watch_body(std::string_view bytes);
   void on_watch_done(std::optional<HttpError> error);
   void handle_frame(const boost::json::value& frame);
+  void skip_frame(const std::string& why);
   void relist(const std::string& why);
   void retry_later(std::string why, std::optional<std::chrono::seconds> retry_after = std::nullopt);
+  void resume_after(std::chrono::milliseconds delay);
   std::string describe_http_error(unsigned status, const std::string& body, const char* verb) const;
 
   boost::asio::io_context& io_;
@@ -170,8 +194,8 @@ class ReflectorBase {
   Phase phase_ = Phase::kIdle;
   bool stopped_ = true;
   bool use_field_selector_ = true;
-  bool relist_pending_ = false;  // set by an ERROR 410 frame mid-watch
-  bool relisting_ = false;       // the current list is a relist
+  std::string relist_reason_;  // set mid-watch (an ERROR 410, a skipped frame): relist
+  bool relisting_ = false;     // the current list is a relist
   // When the current list's first page was asked for, and its items so far:
   // for the line that reports how long a list took.
   std::chrono::steady_clock::time_point list_started_{};
@@ -315,6 +339,10 @@ class Reflector final : public ReflectorBase {
   }
 
   void first_sync() override { sink_.synced(Traits::kKind); }
+
+  void frame_skipped() override {
+    sink_.object_skipped(Traits::kKind, "a watch frame", std::string(kReasonBadWatchFrame));
+  }
 
   void apply_event(std::string_view type, const boost::json::value& object) override {
     if (type == "DELETED" || !accepted(object)) {

@@ -4,6 +4,11 @@
 // kept connection the server closed meanwhile.
 #include "k8s/http_client.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -236,6 +241,61 @@ TEST_CASE("http client: the pool keeps at most max_idle_connections") {
   CHECK(rig.fetch("/c").ok());
   CHECK(rig.server->accepted() == 2);
   CHECK(rig.client->connection_stats().reused == 1);
+}
+
+TEST_CASE("http client: Retry-After is whole seconds, saturated, and nothing else") {
+  // Saturated at a day (kMaxRetryAfter): seconds that still convert to
+  // milliseconds without overflow. A negative number, a fraction, trailing
+  // text or an HTTP-date is no delay at all.
+  struct Case {
+    std::string header;
+    std::optional<long> seconds;
+  };
+  const Case c = GENERATE(values<Case>({{"120", 120},
+                                        {"0", 0},
+                                        {"86401", 86400},
+                                        {"9223372036854775807", 86400},
+                                        {"99999999999999999999999999", 86400},
+                                        {"-5", std::nullopt},
+                                        {"1.5", std::nullopt},
+                                        {"30s", std::nullopt},
+                                        {"Wed, 21 Oct 2015 07:28:00 GMT", std::nullopt}}));
+  CAPTURE(c.header);
+  ClientRig rig([&](const std::string&, const std::string&) -> Script {
+    return {{response(429, "{}", "Retry-After: " + c.header + "\r\n")}};
+  });
+  const Outcome out = rig.fetch("/");
+  REQUIRE(out.heads.size() == 1);
+  CHECK(out.heads[0].status == 429);
+  if (c.seconds) {
+    REQUIRE(out.heads[0].retry_after);
+    CHECK(out.heads[0].retry_after->count() == *c.seconds);
+  } else {
+    CHECK_FALSE(out.heads[0].retry_after);
+  }
+}
+
+TEST_CASE("http client: API sockets probe a silent peer and give up on it within a minute") {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  REQUIRE(set_api_socket_options(fd).has_value());
+  auto get = [&](int level, int name) {
+    int value = -1;
+    socklen_t size = sizeof value;
+    REQUIRE(::getsockopt(fd, level, name, &value, &size) == 0);
+    return value;
+  };
+  CHECK(get(SOL_SOCKET, SO_KEEPALIVE) == 1);
+  const int idle = get(IPPROTO_TCP, TCP_KEEPIDLE);
+  const int interval = get(IPPROTO_TCP, TCP_KEEPINTVL);
+  const int count = get(IPPROTO_TCP, TCP_KEEPCNT);
+  CHECK(idle + interval * count <= 60);
+  CHECK(get(IPPROTO_TCP, TCP_USER_TIMEOUT) == 60000);
+  ::close(fd);
+  // A closed descriptor is an error naming the option, not a silent success.
+  const auto refused = set_api_socket_options(fd);
+  REQUIRE_FALSE(refused.has_value());
+  CHECK(refused.error().find("SO_KEEPALIVE") != std::string::npos);
 }
 
 }  // namespace

@@ -186,6 +186,16 @@ TEST_CASE("kubeconfig: errors name the file and the field") {
       {"exec plugin",
        head + "clusters:\n- name: k\n  cluster: {server: https://h}\nusers:\n- name: u\n  user: {exec: {}}\n",
        "users[u].user.exec", "config"},
+      {"insecure with CA data",
+       head +
+           "clusters:\n- name: k\n  cluster: {server: https://h, insecure-skip-tls-verify: true, "
+           "certificate-authority-data: '" +
+           base64(s.ca_pem) + "'}\n",
+       "clusters[k].cluster.insecure-skip-tls-verify", "config"},
+      {"insecure with a CA file",
+       head + "clusters:\n- name: k\n  cluster: {server: https://h, insecure-skip-tls-verify: true, "
+              "certificate-authority: nope}\n",
+       "clusters[k].cluster.insecure-skip-tls-verify", "config"},
       {"missing token file",
        head + "clusters:\n- name: k\n  cluster: {server: https://h}\nusers:\n- name: u\n  user: {tokenFile: "
               "gone}\n",
@@ -198,6 +208,49 @@ TEST_CASE("kubeconfig: errors name the file and the field") {
   CAPTURE(to_string(config.error()));
   CHECK(config.error().field == c.field);
   CHECK(config.error().file.ends_with(c.file));
+}
+
+TEST_CASE("kubeconfig: insecure-skip-tls-verify with a CA is refused, as kubectl refuses it") {
+  Scratch s;
+  s.write("insecure/ca.crt", s.ca_pem);
+  const std::string ca =
+      GENERATE(std::string("certificate-authority-data"), std::string("certificate-authority"));
+  CAPTURE(ca);
+  const std::string value = ca == "certificate-authority" ? "ca.crt" : base64(s.ca_pem);
+  const fs::path file =
+      s.write("insecure/config",
+              "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k}\nclusters:\n"
+              "- name: k\n  cluster: {server: https://h, insecure-skip-tls-verify: true, " +
+                  ca + ": '" + value + "'}\n");
+  auto config = load_kubeconfig(file);
+  REQUIRE_FALSE(config.has_value());
+  CHECK(config.error().field == "clusters[k].cluster.insecure-skip-tls-verify");
+  CHECK_THAT(config.error().message, Catch::Contains("clusters[k].cluster." + ca));
+  // false with a CA is the ordinary, verified case.
+  const fs::path verified = s.write("insecure/verified",
+                                    "current-context: c\ncontexts:\n- name: c\n  context: "
+                                    "{cluster: k}\nclusters:\n- name: k\n  cluster: {server: "
+                                    "https://h, insecure-skip-tls-verify: false, " +
+                                        ca + ": '" + value + "'}\n");
+  CHECK(load_kubeconfig(verified).has_value());
+}
+
+TEST_CASE("kubeconfig: a bearer token over plain http:// is warned about") {
+  ClientConfig config;
+  config.server = "http://10.0.0.1:8080";
+  CHECK(client_config_warnings(config).empty());  // no token: nothing to leak
+  config.token = "secret";
+  config.source = "kubeconfig /etc/kc";
+  auto warnings = client_config_warnings(config);
+  REQUIRE(warnings.size() == 1);
+  CHECK_THAT(warnings[0], Catch::Contains("http://10.0.0.1:8080"));
+  CHECK_THAT(warnings[0], Catch::Contains("kubeconfig /etc/kc"));
+  CHECK_THAT(warnings[0], !Catch::Contains("secret"));
+  config.token.clear();
+  config.token_file = "/var/run/token";  // a token read from a file goes the same way
+  CHECK(client_config_warnings(config).size() == 1);
+  config.server = "https://10.0.0.1:6443";
+  CHECK(client_config_warnings(config).empty());
 }
 
 TEST_CASE("kubeconfig: which configuration wins, and --master") {

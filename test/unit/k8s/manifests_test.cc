@@ -251,6 +251,75 @@ TEST_CASE("JSON files: several values, and a syntax error stops the file", "[k8s
   CHECK(string_port.syntax_ok);
 }
 
+// "Billion laughs": each level names the one below nine times, so the
+// document's few hundred bytes expand to 9^(levels+1) strings.
+std::string alias_bomb(int levels) {
+  std::string text = "a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n";
+  for (int i = 1; i <= levels; ++i) {
+    const std::string below = "*a" + std::to_string(i - 1);
+    text += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [" + below;
+    for (int j = 1; j < 9; ++j) text += ", " + below;
+    text += "]\n";
+  }
+  return text;
+}
+
+const std::string kWebService =
+    "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {ports: [{port: 80}]}\n";
+
+TEST_CASE("YAML: an alias bomb is refused in bounded time, and the file's other documents load",
+          "[k8s][manifests]") {
+  // Refused from its aliases alone, before anything is expanded: without a
+  // bound this one needs 9^10 nodes, which no memory holds.
+  const std::string bomb = GENERATE(alias_bomb(9), std::string("a: &a [*a, *a, *a]\n"));
+  CAPTURE(bomb.substr(0, 40));
+  const auto start = std::chrono::steady_clock::now();
+  ManifestFile file = yaml(bomb + "---\n" + kWebService);
+  CHECK(std::chrono::steady_clock::now() - start < 2s);
+  REQUIRE(file.errors.size() == 1);
+  CHECK(file.errors[0].reason == "excessive_aliasing");
+  CHECK(file.errors[0].document == 1);
+  CHECK_THAT(to_string(file.errors[0]), Catch::StartsWith("test.yaml: document 1"));
+  REQUIRE(file.objects.size() == 1);
+  CHECK(key_of(file.objects[0]).name == "web");
+}
+
+TEST_CASE("YAML: anchors and aliases in ordinary use still load", "[k8s][manifests]") {
+  const Service web = only<Service>(
+      yaml("apiVersion: v1\nkind: Service\nmetadata: {name: web, labels: &l {app: web, tier: front}}\n"
+           "spec: {selector: *l, ports: [{port: 80}]}\n"));
+  CHECK(web.meta.labels.at("tier") == "front");
+  // Aliases that add up to a few thousand nodes are fine too.
+  ManifestFile small = yaml(alias_bomb(2) + "---\n" + kWebService);  // 9^3 = 729 strings
+  CHECK(small.errors.size() == 1);
+  CHECK(small.errors[0].reason == "unknown_kind");  // read in full, then refused for what it is
+}
+
+TEST_CASE("a manifest file over the size cap is refused, naming it, and the others load",
+          "[k8s][manifests]") {
+  const fs::path dir = kScratch / "hostile";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::ofstream(dir / "a-good.yaml") << kWebService;
+  {
+    // A valid Service padded with a comment to 5 MiB.
+    std::ofstream big(dir / "b-big.yaml");
+    big << "apiVersion: v1\nkind: Service\nmetadata: {name: big}\nspec: {ports: [{port: 81}]}\n# ";
+    big << std::string(5 << 20, 'x') << "\n";
+  }
+  std::ofstream(dir / "c-bomb.yaml") << alias_bomb(9);
+  auto loaded = load_manifests(dir);
+  REQUIRE(loaded.has_value());
+  REQUIRE(loaded->objects.size() == 1);
+  CHECK(key_of(loaded->objects[0]).name == "web");
+  REQUIRE(loaded->errors.size() == 2);
+  CHECK(loaded->errors[0].file.filename() == "b-big.yaml");
+  CHECK(loaded->errors[0].reason == "too_large");
+  CHECK_THAT(to_string(loaded->errors[0]), Catch::Contains("b-big.yaml") && Catch::Contains("4194304"));
+  CHECK(loaded->errors[1].file.filename() == "c-bomb.yaml");
+  CHECK(loaded->errors[1].reason == "excessive_aliasing");
+}
+
 // --- ManifestSource ---------------------------------------------------------
 
 // Records what the source passes on, one line per call.
@@ -413,6 +482,26 @@ TEST_CASE("ManifestSource delivers everything, then only the differences", "[k8s
     write_file(dir / "b.yaml", service_yaml("s2", "10.96.0.22", 80));
     REQUIRE(run_until(io, [&] { return !sink.events.empty(); }));
     CHECK(sink.take() == std::vector<std::string>{"service default/s2 10.96.0.22:80"});
+  }
+
+  SECTION("a hostile file is refused, naming it, and the other files' objects stay") {
+    write_file(dir / "bomb.yaml", alias_bomb(9));
+    REQUIRE(run_until(io, [&] { return source.loads() >= 2; }));
+    io.run_for(50ms);
+    CHECK(sink.take().empty());
+    CHECK(std::any_of(log.begin(), log.end(), [](const std::string& l) {
+      return l.find("bomb.yaml") != std::string::npos && l.find("excessive_aliasing") != std::string::npos;
+    }));
+  }
+
+  SECTION("a file grown past the size cap keeps its last good contents") {
+    write_file(dir / "b.yaml", service_yaml("s2", "10.96.0.2", 81) + "# " + std::string(5 << 20, 'x') + "\n");
+    REQUIRE(run_until(io, [&] { return source.loads() >= 2; }));
+    io.run_for(50ms);
+    CHECK(sink.take().empty());  // s2 stays as it was, port 80
+    CHECK(std::any_of(log.begin(), log.end(), [](const std::string& l) {
+      return l.find("b.yaml") != std::string::npos && l.find("too_large") != std::string::npos;
+    }));
   }
 
   SECTION("a burst of changes is coalesced into one reload") {

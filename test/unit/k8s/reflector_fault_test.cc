@@ -82,7 +82,8 @@ struct Rig {
   std::vector<std::string> log;
   std::vector<std::string> hooks;  // what the metric hooks heard: "ADDED", "relist", ...
 
-  explicit Rig(FaultServer::Handler handler, std::filesystem::path token_file = {}) {
+  explicit Rig(FaultServer::Handler handler, std::filesystem::path token_file = {},
+               std::chrono::milliseconds watch_silence_limit = ReflectorOptions{}.watch_silence_limit) {
     server = std::make_unique<FaultServer>(io, std::move(handler));
     ClientConfig config;
     config.server = server->url();
@@ -91,6 +92,7 @@ struct Rig {
     ApiSourceOptions options;
     options.tuning.backoff = {100ms, 400ms, 2.0, 1.0};
     options.tuning.random = [] { return 0.0; };
+    options.tuning.watch_silence_limit = watch_silence_limit;
     options.tuning.log = [this](std::string_view line) { log.emplace_back(line); };
     options.tuning.on_watch_event = [this](ResourceKind kind, std::string_view type) {
       CHECK(kind == ResourceKind::kService);
@@ -184,7 +186,7 @@ TEST_CASE("reflector fault: a watch that ends leaves no connection for the next 
   CHECK(on[1] == on[0]);  // the first watch took the list's connection
   CHECK(on[2] != on[1]);
   CHECK(rig.server->accepted() == 2);
-  CHECK(rig.reflector->status().failures == 0);
+  CHECK(rig.reflector->status().failures == 1);  // it ended within a second: a backoff first
 }
 
 TEST_CASE("reflector fault: a list asks for gzip and a compressed page decodes, and a watch stays plain") {
@@ -265,25 +267,53 @@ TEST_CASE("reflector fault: a connection cut mid-frame resumes from the last who
   CHECK(rig.reflector->status().lists == 1);  // resumed, not relisted
 }
 
-TEST_CASE("reflector fault: malformed JSON and an undecodable object are skipped, the watch goes on") {
+TEST_CASE("reflector fault: an undecodable object is skipped, the watch goes on") {
   Rig rig([&](const std::string& target, const std::string&) -> Script {
     if (!is_watch(target)) return {{response(200, list({}, "1"))}};
     const std::string bad_port =
         R"({"metadata":{"name":"bad","namespace":"ns","resourceVersion":"3"},"spec":{"ports":[{"port":"abc"}]}})";
-    return {{chunked_head() +
-             chunk(R"({"type":"ADDED","object":{"metadata":oops}})"
-                   "\n") +
-             chunk(event("ADDED", bad_port)) + chunk(event("ADDED", service("good", "4")))}};
+    return {{chunked_head() + chunk(event("ADDED", bad_port)) + chunk(event("ADDED", service("good", "4")))}};
   });
   rig.reflector->start();
   REQUIRE(run_until(rig.io, [&] { return !rig.sink.events.empty(); }));
   CHECK(rig.sink.events == std::vector<std::string>{"good"});
   CHECK(rig.sink.skipped == std::vector<std::string>{"ns/bad bad_port"});
-  CHECK(rig.reflector->status().skipped == 2);
+  CHECK(rig.reflector->status().skipped == 1);
   CHECK(rig.reflector->status().resource_version == "4");
+  CHECK(rig.reflector->status().relists == 0);
   bool named = false;
   for (const auto& line : rig.log) named = named || (has(line, "skipping") && has(line, "ns/bad"));
   CHECK(named);
+}
+
+TEST_CASE(
+    "reflector fault: a frame skipped whole is counted, and the reflector relists instead of going on") {
+  // The skipped frame carried "lost" (version 3); the frame after it would
+  // move the resourceVersion past it. Only a list brings it back.
+  const std::string bad =
+      GENERATE(std::string(R"({"type":"ADDED","object":{"metadata":oops}})"),
+               std::string(R"({"kind":"Service","metadata":{"resourceVersion":"3"}})"),
+               R"({"type":"ADDED","object":{"x":")" +
+                   std::string(JsonStream::kDefaultMaxValueBytes + (1 << 20), 'x') + R"("}})");
+  CAPTURE(bad.substr(0, 60));
+  int lists = 0;
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) {
+      if (++lists == 1) return {{response(200, list({}, "1"))}};
+      return {{response(200, list({service("lost", "3"), service("later", "4")}, "4"))}};
+    }
+    if (lists == 1)
+      return {{chunked_head() + chunk(bad + "\n") + chunk(event("ADDED", service("later", "4")))}};
+    return {{chunked_head()}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return lists == 2 && is_watch(rig.server->targets.back()); }));
+  CHECK(rig.reflector->status().relists == 1);
+  CHECK(rig.reflector->cache().find({"ns", "lost"}) != nullptr);
+  CHECK(rig.sink.events == std::vector<std::string>{"later", "lost"});
+  CHECK(rig.sink.skipped == std::vector<std::string>{"a watch frame bad_watch_frame"});
+  CHECK(rig.reflector->status().skipped == 1);
+  CHECK(has(rig.server->targets.back(), "resourceVersion=4&"));
 }
 
 TEST_CASE(
@@ -347,6 +377,28 @@ TEST_CASE("reflector fault: 429 and 5xx back off, then the list succeeds") {
   CHECK(rig.reflector->status().last_error.empty());
 }
 
+TEST_CASE("reflector fault: a Retry-After longer than the backoff's cap waits only the cap") {
+  // An hour, and a value whose milliseconds would overflow: both wait the
+  // cap (400 ms here, 30 s by default), then the list goes on.
+  const std::string retry_after = GENERATE("3600", "9223372036854775807");
+  CAPTURE(retry_after);
+  int lists = 0;
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (is_watch(target)) return {{chunked_head()}};
+    if (++lists == 1) {
+      return {{response(429, R"({"kind":"Status","message":"slow down","code":429})",
+                        "Retry-After: " + retry_after + "\r\n")}};
+    }
+    return {{response(200, list({service("a", "1")}, "1"))}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(
+      rig.io, [&] { return rig.sink.synced_count == 1; }, 3s));
+  const auto& times = rig.server->times;
+  CHECK(times.at(1) - times.at(0) >= 400ms);
+  CHECK(times.at(1) - times.at(0) < 2s);
+}
+
 TEST_CASE("reflector fault: an ERROR 410 on the watch relists and passes on only the differences") {
   int lists = 0;
   Rig rig([&](const std::string& target, const std::string&) -> Script {
@@ -370,6 +422,90 @@ TEST_CASE("reflector fault: an ERROR 410 on the watch relists and passes on only
   CHECK(rig.hooks == std::vector<std::string>{"ERROR", "relist"});
   CHECK(has(rig.server->targets.back(), "resourceVersion=9&"));
   CHECK(rig.reflector->status().failures == 0);
+}
+
+// When each list (watches = false) or watch request reached the server.
+std::vector<std::chrono::steady_clock::time_point> request_times(const FaultServer& server, bool watches) {
+  std::vector<std::chrono::steady_clock::time_point> out;
+  for (std::size_t i = 0; i < server.targets.size(); ++i) {
+    if (is_watch(server.targets[i]) == watches) out.push_back(server.times[i]);
+  }
+  return out;
+}
+
+TEST_CASE("reflector fault: a 410 that persists relists on a growing backoff, not back to back") {
+  const bool http_410 = GENERATE(false, true);  // an ERROR frame, or the watch answered 410
+  CAPTURE(http_410);
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) return {{response(200, list({service("a", "1")}, "5"))}};
+    if (http_410) return {{response(410, kExpired)}};
+    return {{chunked_head() + chunk(event("ERROR", kExpired))}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(
+      rig.io, [&] { return request_times(*rig.server, false).size() >= 5; }, 4s));
+  const auto lists = request_times(*rig.server, false);
+  // random() = 0: 100, 200, 400 (the cap), 400 ms between lists.
+  CHECK(lists[1] - lists[0] >= 100ms);
+  CHECK(lists[2] - lists[1] >= 200ms);
+  CHECK(lists[3] - lists[2] >= 400ms);
+  CHECK(lists[4] - lists[3] >= 400ms);
+  CHECK(rig.reflector->status().relists >= 3);
+  CHECK(rig.reflector->status().failures == 0);  // a 410 is not a failure
+  CHECK(rig.sink.events == std::vector<std::string>{"a"});
+}
+
+TEST_CASE("reflector fault: a watch that ends within a second backs off, even after a frame") {
+  int watches = 0;
+  Rig rig([&](const std::string& target, const std::string&) -> Script {
+    if (!is_watch(target)) return {{response(200, list({}, "10"))}};
+    if (++watches == 4) return {{chunked_head()}};  // then silence
+    const std::string rv = std::to_string(10 + watches);
+    return {{chunked_head() + chunk(event("ADDED", service("s" + rv, rv))) + kLastChunk}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(
+      rig.io, [&] { return watches >= 4; }, 4s));
+  const auto times = request_times(*rig.server, true);
+  CHECK(times[1] - times[0] >= 100ms);
+  CHECK(times[2] - times[1] >= 200ms);
+  CHECK(times[3] - times[2] >= 400ms);
+  // Each one resumed from the last frame's version; nothing was relisted.
+  CHECK(has(rig.server->targets.back(), "resourceVersion=13&"));
+  CHECK(rig.reflector->status().lists == 1);
+  CHECK(rig.sink.events == std::vector<std::string>{"s11", "s12", "s13"});
+}
+
+TEST_CASE("reflector fault: a watch silent past the limit is taken for dead and resumed") {
+  int watches = 0;
+  Rig rig(
+      [&](const std::string& target, const std::string&) -> Script {
+        if (!is_watch(target)) return {{response(200, list({service("a", "10")}, "10"))}};
+        // The first watch carries one event, then goes silent without closing
+        // (a half-open connection); the second is healthy.
+        if (++watches == 1) return {{chunked_head() + chunk(event("ADDED", service("b", "11")))}};
+        return {{chunked_head() + chunk(event("ADDED", service("c", "12")))}};
+      },
+      {}, 300ms);
+  rig.reflector->start();
+  REQUIRE(run_until(
+      rig.io, [&] { return watches >= 2 && rig.sink.events.size() == 3; }, 4s));
+  const auto times = request_times(*rig.server, true);
+  REQUIRE(times.size() == 2);
+  CHECK(times[1] - times[0] >= 300ms);
+  // Resumed from the silent watch's last event, no relist.
+  CHECK(has(rig.server->targets.back(), "resourceVersion=11&"));
+  CHECK(rig.reflector->status().lists == 1);
+  CHECK(rig.reflector->status().silent_watches == 1);
+  CHECK(rig.sink.events == std::vector<std::string>{"a", "b", "c"});
+  CHECK(std::ranges::any_of(
+      rig.log, [](const std::string& l) { return l.find("watch silent") != std::string::npos; }));
+}
+
+TEST_CASE("reflector: the default silence limit notices a dead watch within 90 s, past a bookmark's minute") {
+  const ReflectorOptions defaults;
+  CHECK(defaults.watch_silence_limit <= 90s);
+  CHECK(defaults.watch_silence_limit > 60s);
 }
 
 TEST_CASE("reflector fault: an expired continue token restarts the list from the first page") {
@@ -437,14 +573,25 @@ TEST_CASE("reflector fault: a 401 makes the client re-read a rotated token file"
 TEST_CASE("backoff: doubles from the initial delay to the cap, jitter on top, reset") {
   double r = 0.0;
   Backoff backoff({800ms, 30000ms, 2.0, 1.0}, [&] { return r; });
+  const std::chrono::steady_clock::time_point t{};
   std::vector<long> seen;
-  for (int i = 0; i < 8; ++i) seen.push_back(static_cast<long>(backoff.next().count()));
+  for (int i = 0; i < 8; ++i) seen.push_back(static_cast<long>(backoff.next(t).count()));
   CHECK(seen == std::vector<long>{800, 1600, 3200, 6400, 12800, 25600, 30000, 30000});
   backoff.reset();
   r = 0.5;
-  CHECK(backoff.next() == 1200ms);  // 800 ms + 50 % jitter
+  CHECK(backoff.next(t) == 1200ms);  // 800 ms + 50 % jitter
   r = 0.999;
-  for (int i = 0; i < 10; ++i) CHECK(backoff.next() <= 30000ms);
+  for (int i = 0; i < 10; ++i) CHECK(backoff.next(t) <= 30000ms);
+}
+
+TEST_CASE("backoff: starts over only when the last delay began more than reset_after ago") {
+  Backoff backoff({800ms, 30000ms, 2.0, 0.0, 120s}, [] { return 0.0; });
+  const std::chrono::steady_clock::time_point t{};
+  CHECK(backoff.next(t) == 800ms);
+  CHECK(backoff.next(t + 1s) == 1600ms);
+  CHECK(backoff.next(t + 121s) == 3200ms);  // exactly reset_after since the last: not yet
+  CHECK(backoff.next(t + 242s) == 800ms);   // longer: healthy, start over
+  CHECK(backoff.next(t + 243s) == 1600ms);
 }
 
 }  // namespace
