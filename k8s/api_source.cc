@@ -8,6 +8,19 @@ ReflectorOptions service_reflector_options(const ApiSourceOptions& options) {
                            ? "!service.kubernetes.io/service-proxy-name"
                            : "service.kubernetes.io/service-proxy-name=" + options.proxy_name;
   out.field_selector = "spec.clusterIP!=None";
+  // A DELETED Service whose service-proxy-name label no longer matches was
+  // moved to another proxy, not deleted.
+  out.moved_away = [proxy_name = options.proxy_name](const boost::json::value& object) {
+    const auto* obj = object.if_object();
+    const auto* meta = obj ? obj->if_contains("metadata") : nullptr;
+    const auto* labels = meta && meta->is_object() ? meta->as_object().if_contains("labels") : nullptr;
+    const auto* label = labels && labels->is_object()
+                            ? labels->as_object().if_contains("service.kubernetes.io/service-proxy-name")
+                            : nullptr;
+    if (proxy_name.empty()) return label != nullptr;
+    return !(label && label->is_string() && label->as_string() == proxy_name);
+  };
+  out.handoff_delay = options.service_handoff;
   out.client_filter = [](const boost::json::value& object) {
     // What spec.clusterIP!=None keeps, for servers that refuse the selector.
     const auto* obj = object.if_object();

@@ -10,6 +10,7 @@
 //   Node            fieldSelector=metadata.name=<node name>
 // Runs on the io_context thread.
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -18,8 +19,12 @@
 namespace kipvs::k8s {
 
 struct ApiSourceOptions {
-  std::string node_name;    // "" = do not watch the Node
-  std::string proxy_name;   // --service-proxy-name, "" = the default proxy
+  std::string node_name;   // "" = do not watch the Node
+  std::string proxy_name;  // --service-proxy-name, "" = the default proxy
+  // How long a Service moved to another proxy by its service-proxy-name
+  // label keeps its rules here: the other proxy's first sync of it (the
+  // EndpointSlice controller copies the label to its slices first).
+  std::chrono::milliseconds service_handoff{std::chrono::seconds(15)};
   ReflectorOptions tuning;  // backoff, timeouts, logger, random source
 };
 

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -102,6 +103,12 @@ struct ReflectorOptions {
   // server's host died): the watch is closed and resumed from the last
   // resourceVersion.
   std::chrono::milliseconds watch_silence_limit{std::chrono::seconds(75)};
+  // An object whose DELETED frame shows it left the label selection (moved to
+  // another proxy by a label, not deleted) is removed only after
+  // handoff_delay, so the proxy it moved to can program it first and no
+  // request meets neither. A new ADDED/MODIFIED for it cancels the removal.
+  std::function<bool(const boost::json::value&)> moved_away;
+  std::chrono::milliseconds handoff_delay{0};
   Backoff::Params backoff;
   std::function<double()> random = default_random();
   Logger log = stderr_logger();
@@ -163,6 +170,8 @@ class ReflectorBase {
   // The same, for a worker thread: nullptr when every object is accepted.
   [[nodiscard]] const std::function<bool(const boost::json::value&)>* active_filter() const;
   void log(const std::string& line) const;
+  [[nodiscard]] boost::asio::io_context& io() const { return io_; }
+  [[nodiscard]] const ReflectorOptions& options() const { return options_; }
   void count_skip() { ++status_.skipped; }
   void count_worker_page() { ++status_.worker_pages; }
   void count_event() { ++status_.events; }
@@ -327,6 +336,9 @@ class Reflector final : public ReflectorBase {
 
   void commit_list() override {
     collect_page();
+    // The list is the truth now: an object pending hand-off is either gone
+    // from it (removed below) or back in it.
+    handoffs_.clear();
     cache_.replace(std::move(staged_),
                    [this](const ObjectKey& key, const T* now) { Traits::deliver(sink_, key, now); });
     staged_.clear();
@@ -356,6 +368,11 @@ class Reflector final : public ReflectorBase {
         return;
       }
       count_event();
+      if (type == "DELETED" && options().moved_away && options().handoff_delay.count() > 0 &&
+          cache_.find(*key) != nullptr && options().moved_away(object)) {
+        return hand_off(*key);
+      }
+      handoffs_.erase(*key);
       if (cache_.erase(*key)) Traits::deliver(sink_, *key, nullptr);
       return;
     }
@@ -363,11 +380,39 @@ class Reflector final : public ReflectorBase {
     if (!decoded) return;
     count_event();
     const ObjectKey key = key_of(*decoded);
+    handoffs_.erase(key);
     if (const T* now = cache_.upsert(std::move(*decoded))) Traits::deliver(sink_, key, now);
   }
 
+  void hand_off(const ObjectKey& key) {
+    if (handoffs_.contains(key)) return;
+    log(key.namespace_ + "/" + key.name + " moved to another proxy; removing it in " +
+        std::to_string(options().handoff_delay.count()) + " ms");
+    auto timer = std::make_shared<boost::asio::steady_timer>(io(), options().handoff_delay);
+    handoffs_.emplace(key, timer);
+    timer->async_wait([this, key, timer](const boost::system::error_code& ec) {
+      if (ec) return;  // cancelled: it came back, a relist settled it, or the reflector is gone
+      const auto pending = handoffs_.find(key);
+      if (pending == handoffs_.end() || pending->second.timer != timer) return;
+      handoffs_.erase(pending);
+      if (cache_.erase(key)) Traits::deliver(sink_, key, nullptr);
+    });
+  }
+
+  // A removal waiting for its hand-off delay; dropping it cancels it.
+  struct PendingRemoval {
+    std::shared_ptr<boost::asio::steady_timer> timer;
+    explicit PendingRemoval(std::shared_ptr<boost::asio::steady_timer> t) : timer(std::move(t)) {}
+    ~PendingRemoval() {
+      if (timer) timer->cancel();
+    }
+    PendingRemoval(PendingRemoval&&) noexcept = default;
+    PendingRemoval& operator=(PendingRemoval&&) = delete;
+  };
+
   ObjectSink& sink_;
   ObjectCache<T> cache_;
+  std::map<ObjectKey, PendingRemoval> handoffs_;
   typename ObjectCache<T>::Map staged_;
   std::future<Decoded> decoding_;  // the last page's items, on a worker thread
 };

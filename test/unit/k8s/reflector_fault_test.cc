@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/json/parse.hpp>
 #include <catch2/catch.hpp>
 
 #include "fault_server.h"
@@ -83,7 +84,8 @@ struct Rig {
   std::vector<std::string> hooks;  // what the metric hooks heard: "ADDED", "relist", ...
 
   explicit Rig(FaultServer::Handler handler, std::filesystem::path token_file = {},
-               std::chrono::milliseconds watch_silence_limit = ReflectorOptions{}.watch_silence_limit) {
+               std::chrono::milliseconds watch_silence_limit = ReflectorOptions{}.watch_silence_limit,
+               std::chrono::milliseconds service_handoff = 0ms) {
     server = std::make_unique<FaultServer>(io, std::move(handler));
     ClientConfig config;
     config.server = server->url();
@@ -93,6 +95,7 @@ struct Rig {
     options.tuning.backoff = {100ms, 400ms, 2.0, 1.0};
     options.tuning.random = [] { return 0.0; };
     options.tuning.watch_silence_limit = watch_silence_limit;
+    options.service_handoff = service_handoff;
     options.tuning.log = [this](std::string_view line) { log.emplace_back(line); };
     options.tuning.on_watch_event = [this](ResourceKind kind, std::string_view type) {
       CHECK(kind == ResourceKind::kService);
@@ -506,6 +509,58 @@ TEST_CASE("reflector: the default silence limit notices a dead watch within 90 s
   const ReflectorOptions defaults;
   CHECK(defaults.watch_silence_limit <= 90s);
   CHECK(defaults.watch_silence_limit > 60s);
+}
+
+std::string labelled(const std::string& name, const std::string& rv, const std::string& proxy) {
+  return R"({"metadata":{"name":")" + name + R"(","namespace":"ns","resourceVersion":")" + rv +
+         R"(","labels":{"service.kubernetes.io/service-proxy-name":")" + proxy +
+         R"("}},"spec":{"clusterIP":"10.96.0.10","ports":[{"port":80}]}})";
+}
+
+TEST_CASE("reflector fault: a Service moved to another proxy by its label keeps its rules for the hand-off") {
+  // a moves away and stays away; b moves away and comes back; c is deleted.
+  Rig rig(
+      [&](const std::string& target, const std::string&) -> Script {
+        if (!is_watch(target))
+          return {{response(200, list({service("a", "1"), service("b", "2"), service("c", "3")}, "3"))}};
+        if (!has(target, "resourceVersion=3&")) return {{chunked_head()}};
+        return {{chunked_head() +
+                 chunk(event("DELETED", labelled("a", "4", "other")) +
+                       event("DELETED", labelled("b", "5", "other")) + event("DELETED", service("c", "6")) +
+                       event("ADDED", service("b", "7")))}};
+      },
+      {}, ReflectorOptions{}.watch_silence_limit, 400ms);
+  rig.reflector->start();
+  REQUIRE(run_until(
+      rig.io, [&] { return rig.sink.events.size() >= 5; }, 4s));
+  const auto moved_at = std::chrono::steady_clock::now();
+  // c went at once; a and b stayed (b's ADDED is an update of a kept object).
+  CHECK(rig.sink.events == std::vector<std::string>{"a", "b", "c", "c deleted", "b"});
+  CHECK(rig.reflector->cache().find({"ns", "a"}) != nullptr);
+  REQUIRE(run_until(
+      rig.io, [&] { return rig.sink.events.size() >= 6; }, 4s));
+  CHECK(std::chrono::steady_clock::now() - moved_at >= 300ms);
+  // Only a, once; b came back before its hand-off ended and stays.
+  run_until(
+      rig.io, [] { return false; }, 600ms);
+  CHECK(rig.sink.events == std::vector<std::string>{"a", "b", "c", "c deleted", "b", "a deleted"});
+  CHECK(rig.reflector->cache().find({"ns", "b"}) != nullptr);
+  CHECK(rig.reflector->cache().find({"ns", "a"}) == nullptr);
+}
+
+TEST_CASE("service selector: moved away means the service-proxy-name label no longer selects it") {
+  ApiSourceOptions defaults;
+  const auto mine = service_reflector_options(defaults);
+  REQUIRE(mine.moved_away);
+  CHECK(mine.moved_away(boost::json::parse(labelled("a", "1", "other"))));
+  CHECK_FALSE(mine.moved_away(boost::json::parse(service("a", "1"))));
+  ApiSourceOptions named;
+  named.proxy_name = "kipvs";
+  const auto theirs = service_reflector_options(named);
+  CHECK(theirs.moved_away(boost::json::parse(service("a", "1"))));
+  CHECK(theirs.moved_away(boost::json::parse(labelled("a", "1", "other"))));
+  CHECK_FALSE(theirs.moved_away(boost::json::parse(labelled("a", "1", "kipvs"))));
+  CHECK(defaults.service_handoff >= 10s);
 }
 
 TEST_CASE("reflector fault: an expired continue token restarts the list from the first page") {
