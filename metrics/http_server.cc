@@ -51,16 +51,23 @@ Response not_found(const Request& request) {
 
 }  // namespace
 
+namespace {
+struct Session;
+}  // namespace
+
 // Shared by the server and its connections, so a connection outliving a
 // closed server stays valid.
 struct HttpServer::State {
   asio::io_context& io;
   Handler handler;
+  HttpServerOptions options;
   tcp::acceptor acceptor;
-  std::vector<std::weak_ptr<beast::tcp_stream>> connections;
+  std::vector<std::weak_ptr<Session>> sessions;  // open connections, oldest first
+  std::uint64_t reads_started = 0;               // orders connections by when they began to wait
   bool closed = false;
 
-  State(asio::io_context& context, Handler h) : io(context), handler(std::move(h)), acceptor(context) {}
+  State(asio::io_context& context, Handler h, HttpServerOptions o)
+      : io(context), handler(std::move(h)), options(o), acceptor(context) {}
 };
 
 namespace {
@@ -71,6 +78,10 @@ struct Session : std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer;
   std::optional<http::request_parser<http::string_body>> parser;
   std::shared_ptr<Response> response;
+  // Waiting for (or receiving) a request, since the reads_started'th read:
+  // such a connection may be closed to make room for a new one.
+  bool waiting = false;
+  std::uint64_t waiting_since = 0;
 
   Session(std::shared_ptr<HttpServer::State> s, tcp::socket socket)
       : state(std::move(s)), stream(std::make_shared<beast::tcp_stream>(std::move(socket))) {}
@@ -78,12 +89,17 @@ struct Session : std::enable_shared_from_this<Session> {
   void read() {
     parser.emplace();
     parser->body_limit(64 * 1024);  // every endpoint is a GET; bodies are noise
-    stream->expires_after(HttpServer::kIdleTimeout);
+    waiting = true;
+    waiting_since = ++state->reads_started;
+    // One deadline for the whole request, not per read: a client trickling
+    // a byte at a time must not hold the connection open.
+    stream->expires_after(state->options.request_timeout);
     http::async_read(*stream, buffer, *parser,
                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
   }
 
   void on_read(beast::error_code ec) {
+    waiting = false;
     if (ec || state->closed) {
       beast::error_code ignored;
       stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -100,6 +116,7 @@ struct Session : std::enable_shared_from_this<Session> {
       answer.prepare_payload();
     }
     response = std::make_shared<Response>(std::move(answer));
+    stream->expires_after(state->options.write_timeout);
     http::async_write(
         *stream, *response,
         [self = shared_from_this()](beast::error_code write_ec, std::size_t) { self->on_write(write_ec); });
@@ -117,6 +134,22 @@ struct Session : std::enable_shared_from_this<Session> {
   }
 };
 
+// Closes the connection that has waited longest for its request; false if
+// every open connection is being answered.
+bool make_room(HttpServer::State& state) {
+  auto oldest = state.sessions.end();
+  for (auto it = state.sessions.begin(); it != state.sessions.end(); ++it) {
+    const auto session = it->lock();
+    if (!session || !session->waiting) continue;
+    if (oldest == state.sessions.end() || session->waiting_since < oldest->lock()->waiting_since) oldest = it;
+  }
+  if (oldest == state.sessions.end()) return false;
+  beast::error_code ignored;
+  oldest->lock()->stream->socket().close(ignored);
+  state.sessions.erase(oldest);
+  return true;
+}
+
 void accept(const std::shared_ptr<HttpServer::State>& state) {
   state->acceptor.async_accept([state](beast::error_code ec, tcp::socket socket) {
     if (state->closed || ec == asio::error::operation_aborted) return;
@@ -129,9 +162,16 @@ void accept(const std::shared_ptr<HttpServer::State>& state) {
       });
       return;
     }
+    std::erase_if(state->sessions, [](const auto& weak) { return weak.expired(); });
+    if (state->sessions.size() >= state->options.max_connections && !make_room(*state)) {
+      // Every connection is busy answering: this one is closed unanswered.
+      beast::error_code ignored;
+      socket.close(ignored);
+      accept(state);
+      return;
+    }
     auto session = std::make_shared<Session>(state, std::move(socket));
-    std::erase_if(state->connections, [](const auto& weak) { return weak.expired(); });
-    state->connections.push_back(session->stream);
+    state->sessions.push_back(session);
     session->read();
     accept(state);
   });
@@ -139,8 +179,8 @@ void accept(const std::shared_ptr<HttpServer::State>& state) {
 
 }  // namespace
 
-HttpServer::HttpServer(asio::io_context& io, Handler handler)
-    : state_(std::make_shared<State>(io, std::move(handler))) {}
+HttpServer::HttpServer(asio::io_context& io, Handler handler, HttpServerOptions options)
+    : state_(std::make_shared<State>(io, std::move(handler), options)) {}
 
 HttpServer::~HttpServer() {
   close();
@@ -177,9 +217,9 @@ std::expected<tcp::endpoint, std::string> HttpServer::listen(const tcp::endpoint
 
 RetryingHttpServer::RetryingHttpServer(asio::io_context& io, Handler handler, tcp::endpoint endpoint,
                                        std::function<void(bool, const std::string&)> log,
-                                       std::chrono::milliseconds retry_period)
+                                       std::chrono::milliseconds retry_period, HttpServerOptions options)
     : timer_(io),
-      server_(io, std::move(handler)),
+      server_(io, std::move(handler), options),
       endpoint_(endpoint),
       log_(std::move(log)),
       retry_period_(retry_period) {
@@ -245,10 +285,10 @@ void HttpServer::close() {
   state_->closed = true;
   beast::error_code ignored;
   state_->acceptor.close(ignored);
-  for (const auto& weak : state_->connections) {
-    if (auto stream = weak.lock()) stream->socket().close(ignored);
+  for (const auto& weak : state_->sessions) {
+    if (auto session = weak.lock()) session->stream->socket().close(ignored);
   }
-  state_->connections.clear();
+  state_->sessions.clear();
 }
 
 Handler metrics_handler(MetricsEndpoints endpoints) {

@@ -10,6 +10,7 @@
 // scrape's kernel dump is bounded by the netlink socket's timeouts).
 
 #include <chrono>
+#include <cstddef>
 #include <expected>
 #include <functional>
 #include <memory>
@@ -31,11 +32,25 @@ using Request = boost::beast::http::request<boost::beast::http::string_body>;
 using Response = boost::beast::http::response<boost::beast::http::string_body>;
 using Handler = std::function<Response(const Request&)>;
 
+// Limits that keep a few slow or idle clients from taking the server (and
+// with it the kubelet's liveness probe) away.
+struct HttpServerOptions {
+  // Open connections. A connection arriving at the cap replaces the one that
+  // has waited longest for its request; when every open connection is being
+  // answered, the new one is closed unanswered.
+  std::size_t max_connections = 64;
+  // The whole request must arrive within this, counted from the connection's
+  // opening or from the previous answer (so it bounds keep-alive idling too).
+  std::chrono::milliseconds request_timeout = std::chrono::seconds{10};
+  // Writing one answer to a client that reads it slowly.
+  std::chrono::milliseconds write_timeout = std::chrono::seconds{60};
+};
+
 // Listens on one address; each connection is served until the client closes
-// it, an idle timeout passes, or close() is called.
+// it, a timeout passes, a newer connection replaces it, or close() is called.
 class HttpServer {
  public:
-  HttpServer(boost::asio::io_context& io, Handler handler);
+  HttpServer(boost::asio::io_context& io, Handler handler, HttpServerOptions options = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
@@ -46,9 +61,6 @@ class HttpServer {
       const boost::asio::ip::tcp::endpoint& endpoint);
   // Stops accepting and closes open connections.
   void close();
-
-  // How long a connection may sit idle (between requests) before it is closed.
-  static constexpr std::chrono::seconds kIdleTimeout{60};
 
   struct State;  // opaque; shared with open connections
 
@@ -63,7 +75,8 @@ class RetryingHttpServer {
  public:
   RetryingHttpServer(boost::asio::io_context& io, Handler handler, boost::asio::ip::tcp::endpoint endpoint,
                      std::function<void(bool ok, const std::string& message)> log,
-                     std::chrono::milliseconds retry_period = std::chrono::seconds{5});
+                     std::chrono::milliseconds retry_period = std::chrono::seconds{5},
+                     HttpServerOptions options = {});
   ~RetryingHttpServer();
   RetryingHttpServer(const RetryingHttpServer&) = delete;
   RetryingHttpServer& operator=(const RetryingHttpServer&) = delete;

@@ -77,6 +77,41 @@ tcp::endpoint loopback() {
   return {asio::ip::make_address("127.0.0.1"), 0};
 }
 
+// A client connection opened on the test's thread (connect completes in the
+// kernel before the server accepts), then the server's io_context runs a
+// moment so that it accepts this one before the next.
+struct RawClient {
+  asio::io_context client_io;
+  tcp::socket socket{client_io};
+  std::string received;
+
+  RawClient(asio::io_context& server_io, const tcp::endpoint& server, const std::string& sent = "") {
+    socket.connect(server);
+    if (!sent.empty()) asio::write(socket, asio::buffer(sent));
+    socket.non_blocking(true);
+    server_io.restart();
+    server_io.run_for(20ms);
+  }
+
+  // Runs the server until this connection is closed by it (EOF or reset),
+  // for at most `within`, keeping what it sent in `received`.
+  bool closed_by_server(asio::io_context& server_io, std::chrono::milliseconds within) {
+    const auto deadline = std::chrono::steady_clock::now() + within;
+    char buffer[4096];
+    while (std::chrono::steady_clock::now() < deadline) {
+      boost::system::error_code ec;
+      const auto n = socket.read_some(asio::buffer(buffer), ec);
+      received.append(buffer, n);
+      if (ec && ec != asio::error::would_block) return true;
+      if (ec) {
+        server_io.restart();
+        server_io.run_for(5ms);
+      }
+    }
+    return false;
+  }
+};
+
 // A wall clock the test moves by hand.
 struct ManualClock {
   std::chrono::system_clock::time_point now{std::chrono::sys_days{std::chrono::year{2026} / 11 / 26} + 12h};
@@ -387,4 +422,87 @@ TEST_CASE("[::] serves IPv4 clients too", "[metrics][http]") {
   }
   const tcp::endpoint v4(asio::ip::make_address("127.0.0.1"), bound->port());
   CHECK(body(get(io, v4, "/proxyMode")) == "ipvs");
+}
+
+TEST_CASE("at the connection cap, the connection waiting longest for its request makes room",
+          "[metrics][http]") {
+  asio::io_context io;
+  kipvs::metrics::HttpServer server(io, kipvs::metrics::metrics_handler({}), {.max_connections = 4});
+  const auto bound = server.listen(loopback());
+  REQUIRE(bound);
+  // Four clients hold every slot: two idle, two with half a request head.
+  RawClient oldest(io, *bound);
+  RawClient idle(io, *bound);
+  RawClient half(io, *bound, "GET /livez HTTP/1.1\r\nHo");
+  RawClient newest(io, *bound, "GET /metr");
+
+  // The liveness probe still gets its answer; the oldest waiter is closed.
+  const auto probe = get(io, *bound, "/livez");
+  CHECK(status_line(probe) == "HTTP/1.1 200 OK");
+  CHECK(oldest.closed_by_server(io, 1s));
+  CHECK_FALSE(idle.closed_by_server(io, 50ms));
+  CHECK_FALSE(half.closed_by_server(io, 50ms));
+  CHECK_FALSE(newest.closed_by_server(io, 50ms));
+}
+
+TEST_CASE("at the connection cap with every connection being answered, a new one is closed unanswered",
+          "[metrics][http]") {
+  asio::io_context io;
+  // An answer far larger than the loopback socket buffers: a client that
+  // does not read it keeps its connection busy writing.
+  const std::string large(64 * 1024 * 1024, 'x');
+  kipvs::metrics::HttpServer server(
+      io, kipvs::metrics::metrics_handler({.metrics = [&] { return large; }, .configz = {}}),
+      {.max_connections = 2});
+  const auto bound = server.listen(loopback());
+  REQUIRE(bound);
+  RawClient first(io, *bound, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
+  RawClient second(io, *bound, "GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n");
+  io.restart();
+  io.run_for(100ms);
+
+  CHECK(get(io, *bound, "/livez").empty());
+}
+
+TEST_CASE("a request that does not arrive in time closes its connection, as does an idle keep-alive",
+          "[metrics][http]") {
+  asio::io_context io;
+  kipvs::metrics::HttpServer server(io, kipvs::metrics::metrics_handler({}), {.request_timeout = 200ms});
+  const auto bound = server.listen(loopback());
+  REQUIRE(bound);
+
+  // One byte every 50 ms: each gap is well inside the bound, the whole head
+  // (about 2 s) is not.
+  const std::string request = "GET /livez HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+  std::atomic<bool> done{false};
+  std::size_t sent = 0;
+  std::string response;
+  std::thread client([&] {
+    asio::io_context client_io;
+    tcp::socket socket(client_io);
+    boost::system::error_code ec;
+    socket.connect(*bound, ec);
+    for (; !ec && sent < request.size(); ++sent) {
+      asio::write(socket, asio::buffer(request.data() + sent, 1), ec);
+      std::this_thread::sleep_for(50ms);
+    }
+    char buffer[4096];
+    while (!ec) {
+      const auto n = socket.read_some(asio::buffer(buffer), ec);
+      response.append(buffer, n);
+    }
+    done = true;
+  });
+  while (!done) {
+    io.restart();
+    io.run_for(5ms);
+  }
+  client.join();
+  CHECK(sent < request.size());
+  CHECK(response.empty());
+
+  // A keep-alive connection gets its answer, then is closed once idle.
+  RawClient keep_alive(io, *bound, "GET /livez HTTP/1.1\r\nHost: test\r\n\r\n");
+  CHECK(keep_alive.closed_by_server(io, 2s));
+  CHECK(status_line(keep_alive.received) == "HTTP/1.1 200 OK");
 }
