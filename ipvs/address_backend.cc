@@ -14,6 +14,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "ipvs/netlink_socket.h"
+
 namespace kipvs::ipvs {
 
 namespace {
@@ -93,7 +95,14 @@ std::expected<std::unique_ptr<NetlinkAddressBackend>, Error> NetlinkAddressBacke
   if (socket->sock == nullptr) return std::unexpected(Error{ENOMEM, "rtnetlink: cannot allocate a socket"});
   if (int rc = nl_connect(socket->sock, NETLINK_ROUTE); rc < 0)
     return std::unexpected(nl_failure("rtnetlink connect", rc));
+  if (auto bounded = set_socket_timeouts(nl_socket_get_fd(socket->sock), kNetlinkTimeout, "rtnetlink");
+      !bounded)
+    return std::unexpected(bounded.error());
   return std::unique_ptr<NetlinkAddressBackend>(new NetlinkAddressBackend(std::move(socket)));
+}
+
+std::chrono::milliseconds NetlinkAddressBackend::receive_timeout() const {
+  return ipvs::receive_timeout(nl_socket_get_fd(socket_->sock));
 }
 
 std::expected<int, Error> NetlinkAddressBackend::link_index(const std::string& name) {

@@ -11,6 +11,7 @@
 // worker for the many binds of a first sync and waits for them).
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <expected>
 #include <map>
@@ -55,6 +56,9 @@ class NetlinkAddressBackend final : public AddressBackend {
   [[nodiscard]] std::expected<void, Error> delete_address(const std::string& name,
                                                           const Address& address) override;
   [[nodiscard]] std::expected<void, Error> delete_link(const std::string& name) override;
+
+  // How long the socket waits for the kernel's answer.
+  [[nodiscard]] std::chrono::milliseconds receive_timeout() const;
 
  private:
   struct Socket;

@@ -13,6 +13,8 @@
 #include <netlink/netfilter/nfnl.h>
 #include <netlink/netlink.h>
 
+#include "ipvs/netlink_socket.h"
+
 namespace kipvs::ipvs {
 
 namespace {
@@ -54,7 +56,14 @@ std::expected<std::unique_ptr<NetlinkConntrackBackend>, Error> NetlinkConntrackB
   socket->sock = nl_socket_alloc();
   if (socket->sock == nullptr) return std::unexpected(Error{ENOMEM, "cannot allocate a netlink socket"});
   if (int rc = nfnl_connect(socket->sock); rc < 0) return std::unexpected(nl_error("ctnetlink connect", rc));
+  if (auto bounded = set_socket_timeouts(nl_socket_get_fd(socket->sock), kNetlinkTimeout, "ctnetlink");
+      !bounded)
+    return std::unexpected(bounded.error());
   return std::unique_ptr<NetlinkConntrackBackend>(new NetlinkConntrackBackend(std::move(socket)));
+}
+
+std::chrono::milliseconds NetlinkConntrackBackend::receive_timeout() const {
+  return ipvs::receive_timeout(nl_socket_get_fd(socket_->sock));
 }
 
 template <typename Pick>

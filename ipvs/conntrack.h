@@ -8,6 +8,7 @@
 // One small interface, a libnl-nf-3 implementation (ctnetlink), and a fake.
 // Not thread-safe: the agent's one thread owns it.
 
+#include <chrono>
 #include <cstddef>
 #include <expected>
 #include <map>
@@ -66,6 +67,9 @@ class NetlinkConntrackBackend final : public ConntrackBackend {
   [[nodiscard]] std::expected<std::size_t, Error> delete_udp_flows(
       std::span<const ConntrackFlow> flows) override;
   [[nodiscard]] std::expected<std::size_t, Error> delete_stale_udp(const UdpServing& serving) override;
+
+  // How long the socket waits for the kernel's answer.
+  [[nodiscard]] std::chrono::milliseconds receive_timeout() const;
 
  private:
   // One dump; deletes the UDP entries `doomed` picks.

@@ -6,7 +6,6 @@
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -15,6 +14,7 @@
 #include <system_error>
 
 #include "ipvs/netlink_codec.h"
+#include "ipvs/netlink_socket.h"
 
 namespace kipvs::ipvs {
 namespace {
@@ -58,14 +58,9 @@ class LibnlTransport final : public NetlinkTransport {
     family_id_ = static_cast<std::uint16_t>(family);
     const int fd = nl_socket_get_fd(socket_);
 
-    timeval tv{};
-    tv.tv_sec = static_cast<time_t>(options_.timeout.count() / 1000);
-    tv.tv_usec = static_cast<suseconds_t>((options_.timeout.count() % 1000) * 1000);
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0) {
-      const int code = errno;
+    if (auto bounded = set_socket_timeouts(fd, options_.timeout, "netlink"); !bounded) {
       close();
-      return std::unexpected(system_error(code, "netlink socket timeouts"));
+      return std::unexpected(bounded.error());
     }
     // A batch's acknowledgements all land in the receive buffer before we
     // read any; past its size the kernel drops them. FORCE ignores rmem_max.

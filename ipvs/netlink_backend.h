@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "ipvs/backend.h"
+#include "ipvs/netlink_socket.h"
 
 namespace kipvs::ipvs {
 
@@ -58,7 +59,7 @@ class NetlinkTransport {
 
 struct NetlinkOptions {
   // Bounds every send and every wait for an answer.
-  std::chrono::milliseconds timeout{5000};
+  std::chrono::milliseconds timeout = kNetlinkTimeout;
   // Requests packed into one sendmsg.
   std::size_t batch_bytes = 64 * 1024;
   // Acknowledgements of a whole batch must fit in the receive buffer, or the

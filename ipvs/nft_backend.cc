@@ -15,6 +15,8 @@
 
 #include <nftables/libnftables.h>
 
+#include "ipvs/netlink_socket.h"
+
 namespace kipvs::ipvs {
 
 namespace {
@@ -95,6 +97,8 @@ std::expected<bool, Error> LibNftBackend::table_present() {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
+  if (auto bounded = set_socket_timeouts(fd, kNetlinkTimeout, "nftables get table"); !bounded)
+    return std::unexpected(bounded.error());
   const std::string name(kNftTable);
   const std::size_t attribute_length = NLA_HDRLEN + name.size() + 1;
   std::vector<char> request(NLMSG_SPACE(sizeof(nfgenmsg)) + NLA_ALIGN(attribute_length), 0);
