@@ -6,9 +6,12 @@
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+
+#include <zlib.h>
 
 #include "metrics/metrics.h"
 
@@ -43,6 +46,63 @@ std::string path_of(const Request& request) {
   std::string path(request.target());
   if (const auto query = path.find('?'); query != std::string::npos) path.resize(query);
   return path;
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+// Whether an Accept-Encoding value admits gzip: gzip (or x-gzip) listed
+// with a non-zero quality, or failing that a non-zero "*".
+bool accepts_gzip(std::string_view accept_encoding) {
+  std::optional<bool> gzip_listed;
+  bool any = false;
+  while (!accept_encoding.empty()) {
+    const auto comma = accept_encoding.find(',');
+    const std::string_view item = accept_encoding.substr(0, comma);
+    accept_encoding =
+        comma == std::string_view::npos ? std::string_view() : accept_encoding.substr(comma + 1);
+    const auto semicolon = item.find(';');
+    const std::string_view coding = trim(item.substr(0, semicolon));
+    bool wanted = true;
+    if (semicolon != std::string_view::npos) {
+      const std::string_view parameter = trim(item.substr(semicolon + 1));
+      if (parameter.size() > 2 && (parameter[0] == 'q' || parameter[0] == 'Q') && parameter[1] == '=') {
+        double quality = 1;
+        const auto value = trim(parameter.substr(2));
+        const auto parsed = std::from_chars(value.data(), value.data() + value.size(), quality);
+        wanted = parsed.ec == std::errc{} && quality > 0;
+      }
+    }
+    if (beast::iequals(coding, "gzip") || beast::iequals(coding, "x-gzip")) {
+      gzip_listed = gzip_listed.value_or(false) || wanted;
+    } else if (coding == "*") {
+      any = wanted;
+    }
+  }
+  return gzip_listed.value_or(any);
+}
+
+// One gzip member, at zlib's fastest level: the exposition text is
+// repetitive enough to shrink well even so, and this runs on the thread that
+// answers liveness probes.
+std::optional<std::string> gzip(std::string_view plain) {
+  z_stream stream{};
+  // windowBits 15 + 16: a gzip header and trailer instead of zlib's.
+  if (deflateInit2(&stream, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return std::nullopt;
+  std::string out(deflateBound(&stream, static_cast<uLong>(plain.size())), '\0');
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(plain.data()));
+  stream.avail_in = static_cast<uInt>(plain.size());
+  stream.next_out = reinterpret_cast<Bytef*>(out.data());
+  stream.avail_out = static_cast<uInt>(out.size());
+  const int rc = deflate(&stream, Z_FINISH);
+  out.resize(stream.total_out);
+  deflateEnd(&stream);
+  if (rc != Z_STREAM_END) return std::nullopt;
+  return out;
 }
 
 Response not_found(const Request& request) {
@@ -296,8 +356,16 @@ Handler metrics_handler(MetricsEndpoints endpoints) {
     if (auto refused = check_method(request)) return *refused;
     const std::string path = path_of(request);
     if (path == "/metrics") {
-      return text_response(request, http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
-                           endpoints.metrics ? endpoints.metrics() : std::string());
+      auto response = text_response(request, http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
+                                    endpoints.metrics ? endpoints.metrics() : std::string());
+      response.set(http::field::vary, "Accept-Encoding");
+      if (accepts_gzip(request[http::field::accept_encoding])) {
+        if (auto compressed = gzip(response.body())) {
+          response.body() = std::move(*compressed);
+          response.set(http::field::content_encoding, "gzip");
+        }
+      }
+      return response;
     }
     if (path == "/proxyMode")
       return text_response(request, http::status::ok, "text/plain; charset=utf-8", "ipvs");

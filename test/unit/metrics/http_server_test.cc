@@ -6,6 +6,7 @@
 #include <string>
 #include <thread>
 
+#include <zlib.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -71,6 +72,25 @@ std::string body(const std::string& response) {
 bool has_header(const std::string& response, const std::string& header) {
   return response.substr(0, response.find("\r\n\r\n") + 2).find("\r\n" + header + "\r\n") !=
          std::string::npos;
+}
+
+// A gzip member's contents, decoded with zlib ("<bad gzip>" if it is not one).
+std::string gunzip(const std::string& compressed) {
+  z_stream stream{};
+  if (inflateInit2(&stream, 15 + 16) != Z_OK) return "<bad gzip>";
+  std::string out;
+  char buffer[16384];
+  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
+  stream.avail_in = static_cast<uInt>(compressed.size());
+  int rc = Z_OK;
+  while (rc == Z_OK) {
+    stream.next_out = reinterpret_cast<Bytef*>(buffer);
+    stream.avail_out = sizeof buffer;
+    rc = inflate(&stream, Z_NO_FLUSH);
+    out.append(buffer, sizeof buffer - stream.avail_out);
+  }
+  inflateEnd(&stream);
+  return rc == Z_STREAM_END && stream.avail_in == 0 ? out : "<bad gzip>";
 }
 
 tcp::endpoint loopback() {
@@ -505,4 +525,57 @@ TEST_CASE("a request that does not arrive in time closes its connection, as does
   RawClient keep_alive(io, *bound, "GET /livez HTTP/1.1\r\nHost: test\r\n\r\n");
   CHECK(keep_alive.closed_by_server(io, 2s));
   CHECK(status_line(keep_alive.received) == "HTTP/1.1 200 OK");
+}
+
+TEST_CASE("/metrics is gzipped for a client that accepts gzip, and only then", "[metrics][http]") {
+  asio::io_context io;
+  std::string text;
+  for (int i = 0; i < 2000; ++i) text += "kipvs_test_series{n=\"" + std::to_string(i) + "\"} 1\n";
+  kipvs::metrics::HttpServer server(
+      io, kipvs::metrics::metrics_handler({.metrics = [&] { return text; }, .configz = {}}));
+  const auto bound = server.listen(loopback());
+  REQUIRE(bound);
+  auto scrape = [&](const std::string& method, const std::string& accept_encoding) {
+    return exchange(io, *bound,
+                    method + " /metrics HTTP/1.1\r\nHost: test\r\n" +
+                        (accept_encoding.empty() ? "" : "Accept-Encoding: " + accept_encoding + "\r\n") +
+                        "Connection: close\r\n\r\n");
+  };
+
+  const auto plain = scrape("GET", "");
+  CHECK(body(plain) == text);
+  CHECK(plain.find("Content-Encoding") == std::string::npos);
+  CHECK(has_header(plain, "Vary: Accept-Encoding"));
+
+  const auto zipped = scrape("GET", "gzip");  // what Prometheus sends
+  CHECK(has_header(zipped, "Content-Encoding: gzip"));
+  CHECK(has_header(zipped, "Vary: Accept-Encoding"));
+  CHECK(has_header(zipped, "Content-Type: text/plain; version=0.0.4; charset=utf-8"));
+  CHECK(body(zipped).size() < text.size() / 4);
+  CHECK(gunzip(body(zipped)) == text);
+
+  // HEAD: the gzip answer's length, no body.
+  const auto head = scrape("HEAD", "gzip");
+  CHECK(has_header(head, "Content-Encoding: gzip"));
+  CHECK(has_header(head, "Content-Length: " + std::to_string(body(zipped).size())));
+  CHECK(body(head).empty());
+
+  const auto [accept_encoding, gzipped] = GENERATE(table<std::string, bool>({
+      {"gzip, deflate", true},
+      {"deflate, gzip;q=1.0, *;q=0.5", true},
+      {"GZip", true},
+      {"x-gzip", true},
+      {"*", true},
+      {"gzip;q=0.5", true},
+      {"gzip;q=0", false},
+      {"gzip; q=0.000", false},
+      {"identity", false},
+      {"br, deflate", false},
+      {"*;q=0", false},
+      {"gzip;q=0, *", false},
+  }));
+  INFO("Accept-Encoding: " << accept_encoding);
+  const auto answer = scrape("GET", accept_encoding);
+  CHECK(has_header(answer, "Content-Encoding: gzip") == gzipped);
+  CHECK((gzipped ? gunzip(body(answer)) : body(answer)) == text);
 }
