@@ -698,16 +698,23 @@ bool Sync::record_nft(ipvs::NftState desired, bool full, const std::expected<voi
   return true;
 }
 
+bool Sync::prepare_link() {
+  if (addresses_ == nullptr) return false;
+  if (link_ready_) return true;
+  if (auto ready = addresses_->ensure_link(options_.interface_name); !ready) {
+    log("cannot set up " + options_.interface_name + ": " + ready.error().message);
+    return false;
+  }
+  link_ready_ = true;
+  if (auto listed = addresses_->list_addresses(options_.interface_name)) observed_addresses_ = *listed;
+  return true;
+}
+
 void Sync::bind_addresses(bool all, bool in_background) {
   if (addresses_ == nullptr) return;
   if (!link_ready_) {
-    if (auto ready = addresses_->ensure_link(options_.interface_name); !ready) {
-      log("cannot set up " + options_.interface_name + ": " + ready.error().message);
-      return;
-    }
-    link_ready_ = true;
+    if (!prepare_link()) return;
     all = true;
-    if (auto listed = addresses_->list_addresses(options_.interface_name)) observed_addresses_ = *listed;
   }
   std::vector<ipvs::Address> wanted;
   const auto want = [&](const ipvs::Address& address) {
@@ -861,9 +868,9 @@ bool Sync::sync_dirty() {
   phases_.lap("state");
 
   // Only the addresses that came or went are looked at, unless the link
-  // has to be (re)read.
+  // has to be (re)read. New addresses are bound after the IPVS apply below.
   const bool all_addresses = !link_ready_;
-  bind_addresses(all_addresses);
+  prepare_link();
   refresh_owned_addresses(all_addresses);
   phases_.lap("addresses");
 
@@ -887,6 +894,10 @@ bool Sync::sync_dirty() {
   const auto failed = apply(drained.plan, owned_addresses_, /*reread=*/true);
   if (!first_servers.empty()) clear_stale_conntrack(&first_servers);
   phases_.lap("ipvs");
+  // Bound only now that its virtual service is there: a cluster IP bound
+  // first answers SYNs with a reset until then, which is what a client saw
+  // when another proxy handed the Service over (it had already let go).
+  bind_addresses(all_addresses);
   unbind_stale_addresses(all_addresses);
   refresh_owned_addresses(all_addresses);
   address_flips_.clear();

@@ -269,6 +269,9 @@ class Sync final : public k8s::ObjectSink {
   // table and the IPVS rules; collect_binds() waits for them. The address
   // backend is lent to that thread alone until then.
   void bind_addresses(bool all, bool in_background = false);
+  // Sets up the interface and reads its addresses once (again after a full
+  // sync asks); false when it cannot be set up (logged).
+  bool prepare_link();
   void collect_binds();
   void record_bind(const ipvs::Address& address, const std::expected<void, ipvs::Error>& added);
   void unbind_stale_addresses(bool all);

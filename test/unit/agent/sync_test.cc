@@ -125,8 +125,15 @@ struct RecordingObserver final : SyncObserver {
 // The fake kernel, with the order of the operations it was given.
 struct Kernel : ipvs::FakeBackend {
   std::vector<std::pair<Kind, ipvs::ServiceKey>> applied;
+  const ipvs::FakeAddressBackend* links = nullptr;  // the node's, when set
+  std::vector<ipvs::ServiceKey> added_already_bound;  // services whose address was local first
   std::vector<ipvs::OperationResult> apply(std::span<const ipvs::Operation> operations) override {
-    for (const auto& operation : operations) applied.emplace_back(operation.kind, operation.service.key);
+    for (const auto& operation : operations) {
+      applied.emplace_back(operation.kind, operation.service.key);
+      if (links != nullptr && operation.kind == Kind::kAddService &&
+          links->addresses("kube-ipvs0").contains(operation.service.key.address))
+        added_already_bound.push_back(operation.service.key);
+    }
     apply_threads.insert(std::this_thread::get_id());
     return FakeBackend::apply(operations);
   }
@@ -785,6 +792,23 @@ TEST_CASE("addresses follow the Services: link created, stale ones removed", "[s
   REQUIRE(agent.sync->sync_dirty());
   CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip(cluster_ip(0))});
   CHECK_FALSE(node.kernel.has_service(vip(cluster_ip(1), 80)));
+}
+
+TEST_CASE("a new Service's address is bound only once its virtual service is there", "[sync]") {
+  // Bound first, the cluster IP answers SYNs with a reset meanwhile: what a
+  // client saw while kube-proxy handed a Service over by its label.
+  Node node;
+  node.kernel.links = &node.links;
+  Agent agent(node);
+  populate(agent, 1);
+  agent.start();
+  node.kernel.added_already_bound.clear();  // a first sync binds on a worker thread meanwhile
+  agent.add(service(name(1), cluster_ip(1)));
+  agent.add(slice(name(1), {"10.244.1.5"}));
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(node.kernel.has_service(vip(cluster_ip(1), 80)));
+  CHECK(node.links.addresses("kube-ipvs0").contains(ip(cluster_ip(1))));
+  CHECK(node.kernel.added_already_bound.empty());
 }
 
 TEST_CASE("a first sync binds many addresses on a worker thread, and a failed bind is tried again",
