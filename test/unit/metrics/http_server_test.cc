@@ -17,6 +17,7 @@
 #include "metrics/health.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
+#include "http_exchange.h"
 #include "metrics/service_health.h"
 
 namespace {
@@ -25,34 +26,8 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using namespace std::chrono_literals;
 
-// Sends raw request bytes and reads until the server closes the connection.
-// The client runs on its own thread; the server's io_context runs here, so
-// handlers run on the test's thread as they run on the agent's.
 std::string exchange(asio::io_context& io, const tcp::endpoint& server, const std::string& request) {
-  std::string response;
-  std::atomic<bool> done{false};
-  std::thread client([&] {
-    asio::io_context client_io;
-    tcp::socket socket(client_io);
-    boost::system::error_code ec;
-    socket.connect(server, ec);
-    if (!ec) asio::write(socket, asio::buffer(request), ec);
-    if (!ec) {
-      char buffer[4096];
-      for (;;) {
-        const auto n = socket.read_some(asio::buffer(buffer), ec);
-        response.append(buffer, n);
-        if (ec) break;
-      }
-    }
-    done = true;
-  });
-  while (!done) {
-    io.restart();
-    io.run_for(5ms);
-  }
-  client.join();
-  return response;
+  return kipvs::test::exchange_raw(io, server, request).response;
 }
 
 std::string get(asio::io_context& io, const tcp::endpoint& server, const std::string& target,
@@ -494,30 +469,7 @@ TEST_CASE("a request that does not arrive in time closes its connection, as does
   // One byte every 50 ms: each gap is well inside the bound, the whole head
   // (about 2 s) is not.
   const std::string request = "GET /livez HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
-  std::atomic<bool> done{false};
-  std::size_t sent = 0;
-  std::string response;
-  std::thread client([&] {
-    asio::io_context client_io;
-    tcp::socket socket(client_io);
-    boost::system::error_code ec;
-    socket.connect(*bound, ec);
-    for (; !ec && sent < request.size(); ++sent) {
-      asio::write(socket, asio::buffer(request.data() + sent, 1), ec);
-      std::this_thread::sleep_for(50ms);
-    }
-    char buffer[4096];
-    while (!ec) {
-      const auto n = socket.read_some(asio::buffer(buffer), ec);
-      response.append(buffer, n);
-    }
-    done = true;
-  });
-  while (!done) {
-    io.restart();
-    io.run_for(5ms);
-  }
-  client.join();
+  const auto [response, sent] = kipvs::test::exchange_raw(io, *bound, request, 50ms);
   CHECK(sent < request.size());
   CHECK(response.empty());
 

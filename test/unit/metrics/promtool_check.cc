@@ -27,6 +27,7 @@
 #include "metrics/metrics.h"
 #include "metrics/process.h"
 #include "metrics/throughput.h"
+#include "http_exchange.h"
 
 int main() {
   const char* promtool = "/usr/bin/promtool";
@@ -85,27 +86,9 @@ int main() {
     std::cerr << bound.error() << "\n";
     return 1;
   }
-  std::string response;
-  std::atomic<bool> done{false};
-  std::thread client([&] {
-    asio::io_context client_io;
-    asio::ip::tcp::socket socket(client_io);
-    boost::system::error_code ec;
-    socket.connect(*bound, ec);
-    const std::string request = "GET /metrics HTTP/1.1\r\nHost: kipvs\r\nConnection: close\r\n\r\n";
-    if (!ec) asio::write(socket, asio::buffer(request), ec);
-    char buffer[65536];
-    while (!ec) {
-      const auto n = socket.read_some(asio::buffer(buffer), ec);
-      response.append(buffer, n);
-    }
-    done = true;
-  });
-  while (!done) {
-    io.restart();
-    io.run_for(std::chrono::milliseconds(5));
-  }
-  client.join();
+  const std::string response =
+      kipvs::test::exchange_raw(io, *bound, "GET /metrics HTTP/1.1\r\nHost: kipvs\r\nConnection: close\r\n\r\n")
+          .response;
   const auto header_end = response.find("\r\n\r\n");
   if (!response.starts_with("HTTP/1.1 200 OK\r\n") || header_end == std::string::npos) {
     std::cerr << "scrape failed: " << response.substr(0, 200) << "\n";
