@@ -2,17 +2,16 @@
 
 #include <algorithm>
 
-#include <zlib.h>
-
 namespace kipvs::k8s {
 namespace {
-
-namespace zlib = boost::beast::zlib;
 
 constexpr unsigned char kId1 = 0x1f, kId2 = 0x8b, kDeflate = 8;
 constexpr unsigned char kFlagHeaderCrc = 0x02, kFlagExtra = 0x04, kFlagName = 0x08, kFlagComment = 0x10;
 constexpr unsigned char kFlagsReserved = 0xe0;
 constexpr std::size_t kFixedHeader = 10, kTrailer = 8;
+// An API server's header is the fixed 10 bytes; a file name or comment is
+// allowed, but not an unbounded one.
+constexpr std::size_t kMaxHeader = 64 * 1024;
 
 std::uint32_t little_endian32(std::string_view bytes) {
   std::uint32_t value = 0;
@@ -22,12 +21,17 @@ std::uint32_t little_endian32(std::string_view bytes) {
 
 }  // namespace
 
+void GzipDecoder::InflateEnd::operator()(z_stream* stream) const {
+  inflateEnd(stream);
+  delete stream;
+}
+
 std::expected<void, std::string> GzipDecoder::fail(std::string message) {
   state_ = State::kFailed;
   return std::unexpected("gzip: " + std::move(message));
 }
 
-std::expected<std::size_t, std::string> GzipDecoder::header_size() const {
+std::expected<std::size_t, std::string> GzipDecoder::header_size() {
   if (header_.size() < kFixedHeader) return 0;
   const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(header_[i]); };
   if (byte(0) != kId1 || byte(1) != kId2) return std::unexpected(std::string("not a gzip stream"));
@@ -41,8 +45,14 @@ std::expected<std::size_t, std::string> GzipDecoder::header_size() const {
   }
   for (const unsigned char flag : {kFlagName, kFlagComment}) {
     if ((flags & flag) == 0) continue;
-    const auto end = header_.find('\0', at);
-    if (end == std::string::npos) return 0;
+    // Resumed where the last call stopped looking: fed a byte at a time, a
+    // rescan from the start each time would be quadratic.
+    const auto end = header_.find('\0', at == header_scan_start_ ? std::max(at, header_scanned_) : at);
+    if (end == std::string::npos) {
+      header_scan_start_ = at;
+      header_scanned_ = header_.size();
+      return 0;
+    }
     at = end + 1;
   }
   if ((flags & kFlagHeaderCrc) != 0) at += 2;
@@ -55,7 +65,11 @@ std::expected<void, std::string> GzipDecoder::write(std::string_view compressed,
     header_.append(compressed);
     auto size = header_size();
     if (!size) return fail(size.error());
-    if (*size == 0) return {};
+    if (*size == 0) {
+      if (header_.size() > kMaxHeader)
+        return fail("header longer than " + std::to_string(kMaxHeader / 1024) + " KiB (file name, comment or extra field)");
+      return {};
+    }
     // The rest of what was buffered is deflate data.
     const std::string rest = header_.substr(*size);
     header_.clear();
@@ -63,27 +77,33 @@ std::expected<void, std::string> GzipDecoder::write(std::string_view compressed,
     return write(rest, out);
   }
   if (state_ == State::kBody) {
-    zlib::z_params zs;
-    zs.next_in = compressed.data();
-    zs.avail_in = compressed.size();
+    if (!inflate_) {
+      auto stream = std::unique_ptr<z_stream, InflateEnd>(new z_stream{});
+      if (inflateInit2(stream.get(), -MAX_WBITS) != Z_OK) return fail("cannot set up zlib's inflater");
+      inflate_ = std::move(stream);
+    }
+    z_stream& zs = *inflate_;
+    zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(compressed.data()));
+    zs.avail_in = static_cast<uInt>(compressed.size());
     while (true) {
-      zs.next_out = buffer_.data();
-      zs.avail_out = buffer_.size();
-      boost::system::error_code ec;
-      inflate_.write(zs, zlib::Flush::sync, ec);
+      zs.next_out = reinterpret_cast<Bytef*>(buffer_.data());
+      zs.avail_out = static_cast<uInt>(buffer_.size());
+      const int result = inflate(&zs, Z_SYNC_FLUSH);
       const std::size_t produced = buffer_.size() - zs.avail_out;
       if (produced > 0) {
         crc_ = crc32(crc_, reinterpret_cast<const Bytef*>(buffer_.data()), static_cast<uInt>(produced));
         size_ += static_cast<std::uint32_t>(produced);
         out(std::string_view(buffer_.data(), produced));
       }
-      if (ec == zlib::error::end_of_stream) {
+      if (result == Z_STREAM_END) {
         state_ = State::kTrailer;
-        const auto* next = static_cast<const char*>(zs.next_in);
+        const auto* next = reinterpret_cast<const char*>(zs.next_in);
         return write(std::string_view(next, zs.avail_in), out);
       }
-      if (ec == zlib::error::need_buffers) return {};  // wants more input
-      if (ec) return fail("corrupt deflate data: " + ec.message());
+      if (result == Z_BUF_ERROR && zs.avail_in == 0) return {};  // wants more input
+      if (result != Z_OK) {
+        return fail(std::string("corrupt deflate data: ") + (zs.msg != nullptr ? zs.msg : "zlib error"));
+      }
       if (zs.avail_in == 0 && zs.avail_out != 0) return {};
     }
   }

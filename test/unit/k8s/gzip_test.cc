@@ -81,6 +81,32 @@ TEST_CASE("gzip: a large list in uneven pieces", "[gzip]") {
   }
 }
 
+TEST_CASE("gzip: how the stream is split changes nothing (the fuzz target's findings)", "[gzip]") {
+  // gzip.compress(b'{"kind":"ServiceList","items":[]}' * 20, mtime=0): the
+  // inflater once kept trailer bytes when fed 5 at a time.
+  const std::string repeated(
+      "\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\x03\xab\x56\xca\xce\xcc\x4b\x51\xb2\x52\x0a\x4e\x2d\x2a\xcb"
+      "\x4c\x4e\xf5\xc9\x2c\x2e\x51\xd2\x51\xca\x2c\x49\xcd\x2d\x56\xb2\x8a\x8e\xad\xad\x1e\x55\x30\xaa"
+      "\x80\xbe\x0a\x00\x73\x19\xa5\xd2\x94\x02\x00\x00",
+      60);
+  // Every optional header field (extra, name, comment, header CRC) ahead of
+  // Python's deflate data and trailer: the resumed scan for a name's end
+  // once skipped a field, or looked inside the extra field.
+  std::string all_fields("\x1f\x8b\x08\x1e\x00\x00\x00\x00\x02\xff\x03\x00x\0y", 15);
+  all_fields += std::string("name\0comment\0", 13) + "hc" + kFromPython.substr(20);
+  for (const auto& stream : {repeated, all_fields}) {
+    const auto whole = decode(stream, stream.size());
+    REQUIRE(whole.error.empty());
+    CHECK(whole.text.size() > 300);
+    for (std::size_t piece = 1; piece <= 16; ++piece) {
+      INFO("pieces of " << piece);
+      const auto split = decode(stream, piece);
+      CHECK(split.error == whole.error);
+      CHECK(split.text == whole.text);
+    }
+  }
+}
+
 TEST_CASE("gzip: broken streams are refused with what is wrong", "[gzip]") {
   const std::string good = kFromPython;
   SECTION("not gzip at all") {
@@ -105,6 +131,21 @@ TEST_CASE("gzip: broken streams are refused with what is wrong", "[gzip]") {
     auto bad = good;
     for (std::size_t i = 24; i < 40; ++i) bad[i] = static_cast<char>(0xff);
     CHECK_FALSE(decode(bad, 64).error.empty());
+  }
+  SECTION("a file name without end is refused at 64 KiB, fed a byte at a time") {
+    std::string endless("\x1f\x8b\x08\x08\x00\x00\x00\x00\x02\xff", 10);
+    endless += std::string(1024 * 1024, 'n');
+    const auto decoded = decode(endless, 1);
+    CHECK_THAT(decoded.error, Catch::Contains("header longer than 64 KiB"));
+  }
+  SECTION("a long comment within the bound decodes") {
+    std::string header("\x1f\x8b\x08\x10\x00\x00\x00\x00\x02\xff", 10);
+    header += std::string(60 * 1024, 'c') + '\0';
+    // Python's member without its name: the same deflate data and trailer.
+    const std::string body = good.substr(10 + std::string("list.json").size() + 1);
+    const auto decoded = decode(header + body, 7);
+    CHECK(decoded.error.empty());
+    CHECK(decoded.text == decode(good, 64).text);
   }
   SECTION("bytes after the member") {
     CHECK_THAT(decode(good + "x", 64).error, Catch::Contains("data after the end"));
