@@ -67,7 +67,8 @@ std::expected<void, std::string> GzipDecoder::write(std::string_view compressed,
     if (!size) return fail(size.error());
     if (*size == 0) {
       if (header_.size() > kMaxHeader)
-        return fail("header longer than " + std::to_string(kMaxHeader / 1024) + " KiB (file name, comment or extra field)");
+        return fail("header longer than " + std::to_string(kMaxHeader / 1024) +
+                    " KiB (file name, comment or extra field)");
       return {};
     }
     // The rest of what was buffered is deflate data.

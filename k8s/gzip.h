@@ -39,7 +39,7 @@ class GzipDecoder {
   std::expected<void, std::string> fail(std::string message);
 
   State state_ = State::kHeader;
-  std::string header_;   // buffered until it is complete (at most 64 KiB)
+  std::string header_;  // buffered until it is complete (at most 64 KiB)
   // The name or comment starting at header_scan_start_ has no NUL before
   // header_scanned_.
   std::size_t header_scan_start_ = 0;

@@ -125,7 +125,7 @@ struct RecordingObserver final : SyncObserver {
 // The fake kernel, with the order of the operations it was given.
 struct Kernel : ipvs::FakeBackend {
   std::vector<std::pair<Kind, ipvs::ServiceKey>> applied;
-  const ipvs::FakeAddressBackend* links = nullptr;  // the node's, when set
+  const ipvs::FakeAddressBackend* links = nullptr;    // the node's, when set
   std::vector<ipvs::ServiceKey> added_already_bound;  // services whose address was local first
   std::vector<ipvs::OperationResult> apply(std::span<const ipvs::Operation> operations) override {
     for (const auto& operation : operations) {

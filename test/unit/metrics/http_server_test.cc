@@ -14,10 +14,10 @@
 #include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 
+#include "http_exchange.h"
 #include "metrics/health.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
-#include "http_exchange.h"
 #include "metrics/service_health.h"
 
 namespace {

@@ -23,11 +23,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 
+#include "http_exchange.h"
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
 #include "metrics/process.h"
 #include "metrics/throughput.h"
-#include "http_exchange.h"
 
 int main() {
   const char* promtool = "/usr/bin/promtool";
@@ -87,7 +87,8 @@ int main() {
     return 1;
   }
   const std::string response =
-      kipvs::test::exchange_raw(io, *bound, "GET /metrics HTTP/1.1\r\nHost: kipvs\r\nConnection: close\r\n\r\n")
+      kipvs::test::exchange_raw(io, *bound,
+                                "GET /metrics HTTP/1.1\r\nHost: kipvs\r\nConnection: close\r\n\r\n")
           .response;
   const auto header_end = response.find("\r\n\r\n");
   if (!response.starts_with("HTTP/1.1 200 OK\r\n") || header_end == std::string::npos) {
