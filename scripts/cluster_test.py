@@ -446,7 +446,7 @@ def migrate(h, d, t_start):
 
     # 4. kube-proxy --cleanup behind kipvs's back
     t_cleanup = time.time()
-    h.guest(kube_proxy, "--cleanup", check=False)
+    h.guest("sh", "-c", f"'{kube_proxy}' --cleanup -v=2 >'{d}/logs/kube-proxy-cleanup-ipvs.log' 2>&1", check=False)
     t_cleaned = time.time()
     back = poll(60, lambda: active_destinations(h.ipvs(), svc, 80))
     h.result(bool(back), f"after kube-proxy --cleanup (which ran {t_cleaned - t_cleanup:.0f} s), kipvs had {svc}:80 back "
