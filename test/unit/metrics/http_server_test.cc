@@ -2,9 +2,7 @@
 // socket so what is checked is what a client sees on the wire; the proxy
 // health state with an injected clock; per-Service health-check ports.
 
-#include <atomic>
 #include <string>
-#include <thread>
 
 #include <zlib.h>
 #include <boost/asio/connect.hpp>

@@ -16,8 +16,6 @@
 #include <string>
 #include <vector>
 
-#include <atomic>
-#include <thread>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
