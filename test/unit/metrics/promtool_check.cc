@@ -16,7 +16,6 @@
 #include <string>
 #include <vector>
 
-
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
