@@ -12,13 +12,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <iostream>
 #include <map>
 #include <ostream>
 #include <sstream>
+#include <thread>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/serialize.hpp>
@@ -26,6 +30,7 @@
 #include "agent/metrics_observer.h"
 #include "agent/nft_state.h"
 #include "agent/render.h"
+#include "agent/service_names.h"
 #include "agent/sysctl.h"
 #include "ipvs/diff.h"
 #include "ipvs/ipvsadm_format.h"
@@ -39,6 +44,7 @@
 #include "metrics/http_server.h"
 #include "metrics/metrics.h"
 #include "metrics/process.h"
+#include "metrics/scraper.h"
 #include "metrics/service_health.h"
 #include "metrics/throughput.h"
 
@@ -396,7 +402,8 @@ namespace {
 // matter more than the scrape.
 std::unique_ptr<metrics::RetryingHttpServer> serve(boost::asio::io_context& io, Logger& logger,
                                                    std::string_view what, const std::string& address,
-                                                   metrics::Handler handler) {
+                                                   metrics::AsyncHandler handler,
+                                                   metrics::HttpServerOptions options) {
   if (address.empty()) return nullptr;
   auto endpoint = metrics::parse_endpoint(address);
   if (!endpoint) {
@@ -413,7 +420,8 @@ std::unique_ptr<metrics::RetryingHttpServer> serve(boost::asio::io_context& io, 
           logger.error("Cannot serve " + what, message,
                        {{"address", boost::json::value(std::string_view(address))}});
         }
-      });
+      },
+      std::chrono::seconds{5}, std::move(options));
 }
 
 }  // namespace
@@ -491,14 +499,21 @@ int run_agent(const Config& config, std::ostream& err) {
   ipvs::NetlinkBackend& kernel = **backend;
 
   metrics.add_text_collectable(std::make_shared<metrics::ProcessCollector>());
+  // Scrapes read the kernel's counters on the scraper's thread, through a
+  // netlink socket of their own (the sync's belongs to the sync thread).
+  ServiceNames service_names;
+  std::unique_ptr<ipvs::NetlinkBackend> scrape_kernel;
   if (config.kipvs.throughput_metrics != ThroughputMetrics::kNone) {
-    auto name_of = [&sync](const ipvs::ServiceKey& key) -> std::optional<metrics::ServiceLabels> {
-      auto origin = sync.origin(key);
-      if (!origin) return std::nullopt;
-      return metrics::ServiceLabels{origin->service.namespace_, origin->service.name, origin->port_name};
-    };
+    if (auto opened = ipvs::NetlinkBackend::open()) {
+      scrape_kernel = std::move(*opened);
+    } else {
+      logger.error("Cannot open IPVS for /metrics; no throughput series", opened.error().message);
+    }
+  }
+  if (scrape_kernel) {
     const bool per_destination = config.kipvs.throughput_metrics == ThroughputMetrics::kDestinations;
-    auto snapshot = [&kernel, name_of, &logger, per_destination]() -> metrics::ThroughputSnapshot {
+    auto snapshot = [&kernel = *scrape_kernel, &service_names, &logger,
+                     per_destination]() -> metrics::ThroughputSnapshot {
       // Per-Service series need the services' dump only: one request, where
       // the destinations take one more per service (at 10,000 Services the
       // difference is most of a scrape's time).
@@ -517,7 +532,13 @@ int run_agent(const Config& config, std::ostream& err) {
         logger.error("Cannot read IPVS counters for /metrics", dump.error().message);
         return {};
       }
-      return metrics::throughput_snapshot(*dump, name_of);
+      const auto names = service_names.latest();
+      return metrics::throughput_snapshot(
+          *dump, [&names](const ipvs::ServiceKey& key) -> std::optional<metrics::ServiceLabels> {
+            auto found = names->find(key);
+            if (found == names->end()) return std::nullopt;
+            return found->second;
+          });
     };
     metrics.add_text_collectable(std::make_shared<metrics::ThroughputCollector>(
         snapshot,
@@ -563,19 +584,56 @@ int run_agent(const Config& config, std::ostream& err) {
           },
   });
 
+  // /metrics is built on the scraper's thread. What it needs from the sync
+  // thread (gauges read from the Sync, the Service names) is refreshed
+  // there first; a scrape waits for that at most a second, so during a long
+  // first sync it serves what was published before.
+  metrics::Scraper scraper([&] {
+    auto refreshed = std::make_shared<std::promise<void>>();
+    auto done = refreshed->get_future();
+    boost::asio::post(io, [&observer, &service_names, &sync, refreshed] {
+      observer.refresh();
+      service_names.refresh(sync);
+      refreshed->set_value();
+    });
+    done.wait_for(std::chrono::seconds{1});
+    return metrics.serialize();
+  });
+
+  // The metrics and health servers answer on a thread of their own, so
+  // /livez and /healthz answer while a sync holds the sync thread.
+  boost::asio::io_context http_io;
+  auto dropped = [&metrics](std::string what) {
+    return [&metrics, what](metrics::DropReason reason) {
+      metrics.http_connection_dropped(what, metrics::drop_reason_label(reason));
+    };
+  };
   const auto configz = boost::json::serialize(to_json(config));
-  auto metrics_server = serve(io, logger, "metrics", config.metrics_bind_address,
-                              metrics::metrics_handler({.metrics =
-                                                            [&] {
-                                                              observer.refresh();
-                                                              return metrics.serialize();
-                                                            },
-                                                        .configz = [configz] { return configz; }}));
-  auto health_server =
-      serve(io, logger, "health", config.healthz_bind_address, metrics::health_handler(health, &metrics));
+  auto metrics_server =
+      serve(http_io, logger, "metrics", config.metrics_bind_address,
+            metrics::metrics_handler({.configz = [configz] { return configz; }, .scraper = &scraper}),
+            {.dropped = dropped("metrics")});
+  auto health_server = serve(http_io, logger, "health", config.healthz_bind_address,
+                             metrics::answered_at_once(metrics::health_handler(health, &metrics)),
+                             {.dropped = dropped("health")});
+  auto http_work = boost::asio::make_work_guard(http_io);
+  std::thread http_thread([&http_io] { http_io.run(); });
+  // Closes the servers on their thread, then stops it.
+  auto stop_http = [&] {
+    if (!http_thread.joinable()) return;
+    boost::asio::post(http_io, [&] {
+      if (metrics_server) metrics_server->close();
+      if (health_server) health_server->close();
+      http_work.reset();
+      http_io.stop();
+    });
+    http_thread.join();
+  };
 
   if (auto started = agent.start(); !started) {
     logger.error("Cannot start", started.error());
+    scraper.stop();
+    stop_http();
     return 1;
   }
   boost::asio::signal_set stop_signals(io, SIGINT, SIGTERM);
@@ -583,8 +641,6 @@ int run_agent(const Config& config, std::ostream& err) {
     if (error) return;
     logger.info(0, "Stopping; the rules stay in place", {{"signal", boost::json::value(signal)}});
     agent.stop();
-    if (metrics_server) metrics_server->close();
-    if (health_server) health_server->close();
     io.stop();
   });
   boost::asio::signal_set reload_signal(io, SIGHUP);
@@ -637,6 +693,9 @@ int run_agent(const Config& config, std::ostream& err) {
   }
   io.run();
   if (link_events) link_events->close();
+  // The scraper first: its last answer goes out through the HTTP thread.
+  scraper.stop();
+  stop_http();
   return 0;
 }
 

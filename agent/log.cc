@@ -83,6 +83,7 @@ void Logger::write(char severity, int level, std::string_view message, std::stri
     line += "\n";
   }
   // One write per line so lines from a crash or a second writer do not mix.
+  const std::scoped_lock lock(out_mutex_);
   out_.write(line.data(), static_cast<std::streamsize>(line.size()));
   out_.flush();
 }

@@ -3,7 +3,8 @@
 // default, JSON lines with --logging-format=json. Synchronous to one stream
 // (stderr in the agent), no globals: main builds one Logger and passes it to
 // what logs. Messages name the objects involved through key/value pairs
-// ("service", "default/web"), as kube-proxy's structured logs do.
+// ("service", "default/web"), as kube-proxy's structured logs do. Safe to
+// call from any thread (the HTTP servers' thread logs too).
 //
 //   text: I1126 12:00:00.123456   12345 sync.cc:42] "Synced" services=12 duration="3ms"
 //   json: {"ts":1795694400.123456,"caller":"sync.cc:42","msg":"Synced","v":0,"services":12,"duration":"3ms"}
@@ -12,6 +13,7 @@
 #include <functional>
 #include <initializer_list>
 #include <iosfwd>
+#include <mutex>
 #include <source_location>
 #include <string>
 #include <string_view>
@@ -51,6 +53,7 @@ class Logger {
              const std::source_location& where);
 
   std::ostream& out_;
+  std::mutex out_mutex_;
   int verbosity_;
   LogFormat format_;
   Clock clock_;

@@ -318,6 +318,7 @@ void Sync::arm_retry() {
 // Desired state
 
 void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& affected) {
+  ++origins_generation_;
   if (auto old = parts_.find(service); old != parts_.end()) {
     for (const auto& [key, entry] : old->second.table) {
       affected.insert(key);
@@ -398,6 +399,15 @@ std::map<k8s::ObjectKey, HealthCheck> Sync::health_checks() const {
   std::map<k8s::ObjectKey, HealthCheck> all;
   for (const auto& [service, part] : parts_) all.insert(part.health_checks.begin(), part.health_checks.end());
   return all;
+}
+
+void Sync::visit_origins(
+    const std::function<void(const ipvs::ServiceKey&, const ServiceOrigin&)>& visit) const {
+  for (const auto& [key, claimants] : claims_) {
+    if (claimants.empty()) continue;
+    const auto& origins = parts_.at(*claimants.begin()).origins;
+    if (auto found = origins.find(key); found != origins.end()) visit(key, found->second);
+  }
 }
 
 std::map<ipvs::ServiceKey, ServiceOrigin> Sync::origins() const {

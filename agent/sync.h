@@ -202,6 +202,10 @@ class Sync final : public k8s::ObjectSink {
   [[nodiscard]] ipvs::NftState desired_nft() const;
   // Every virtual service's part of the nftables table, by key.
   [[nodiscard]] std::map<ipvs::ServiceKey, ServiceOrigin> origins() const;
+  // The same without copies; and a number that changes whenever they may
+  // have (so a reader can keep what it built from them).
+  void visit_origins(const std::function<void(const ipvs::ServiceKey&, const ServiceOrigin&)>& visit) const;
+  [[nodiscard]] std::uint64_t origins_generation() const { return origins_generation_; }
   [[nodiscard]] const std::optional<ipvs::NftState>& written_nft() const { return nft_written_; }
 
  private:
@@ -333,6 +337,7 @@ class Sync final : public k8s::ObjectSink {
   // Which Services want a virtual service; the first (smallest key) gets it,
   // as in compute_desired_state.
   std::map<ipvs::ServiceKey, std::set<k8s::ObjectKey>> claims_;
+  std::uint64_t origins_generation_ = 0;
   std::map<ipvs::Address, std::size_t> bound_refs_;
   // bound_refs_'s keys, kept as it changes, and those that came or went
   // since the last sync: an incremental sync at 10,000 Services must not walk

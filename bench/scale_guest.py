@@ -24,6 +24,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 
 sys.dont_write_bytecode = True  # the share is the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -251,6 +253,43 @@ def klog_time(line, fallback):
     return ts if abs(ts - fallback) < 120 else fallback
 
 
+class LivezProber:
+    """Asks /livez on the health port every 100 ms on a thread of its own and
+    keeps each answer's time: what the kubelet's liveness probe would see
+    (a probe with no answer within 5 s counts as 5 s)."""
+
+    def __init__(self, port=10256):
+        self.url = f"http://127.0.0.1:{port}/livez"
+        self.times = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stopping.is_set():
+            start = time.monotonic()
+            try:
+                with urllib.request.urlopen(self.url, timeout=5) as r:
+                    r.read()
+                answered = True
+            except urllib.error.HTTPError:
+                answered = True  # 503 is an answer too
+            except Exception:  # noqa: BLE001 - not listening yet, or no answer
+                answered = False
+            elapsed = time.monotonic() - start
+            if answered or elapsed >= 5:
+                self.times.append(elapsed)
+            self.stopping.wait(max(0.0, 0.1 - elapsed))
+
+    def stop(self):
+        """Stops and returns (probes answered, max seconds, p99 seconds)."""
+        self.stopping.set()
+        self.thread.join()
+        if not self.times:
+            return 0, None, None
+        return len(self.times), round(max(self.times), 4), percentile(self.times, 0.99)
+
+
 def metrics(port=10249):
     import urllib.request
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=120) as r:
@@ -379,12 +418,14 @@ def main():
     try:
         log(f"starting {args.agent}")
         t0 = agent.start()
+        prober = LivezProber()
         try:
             ts, line = agent.wait_first_sync(args.cold_timeout)
         except TimeoutError as e:
             # Only a lower bound (kube-proxy at large N in the emulated guest:
             # one `ipset add` exec per entry); memory so far is still telling.
             log(str(e))
+            prober.stop()
             res["cold_start_lower_bound_seconds"] = round(time.time() - t0, 3)
             res["vm_hwm_kib"] = agent.status("VmHWM")
             res["vm_rss_kib"] = agent.status("VmRSS")
@@ -393,6 +434,10 @@ def main():
             return
         res["cold_start_seconds"] = round(ts - t0, 3)
         res["cold_start_line"] = line.strip()[-200:]
+        (res["cold_start_livez_probes"], res["cold_start_livez_max_seconds"],
+         res["cold_start_livez_p99_seconds"]) = prober.stop()
+        log(f"/livez during the cold start: {res['cold_start_livez_probes']} answers, "
+            f"max {res['cold_start_livez_max_seconds']} s")
         log(f"cold start {res['cold_start_seconds']} s: {line.strip()[-160:]}")
         rules = os.path.join(work, "rules")
         with open(rules, "w") as f:
@@ -432,6 +477,7 @@ def main():
         res["vm_rss_kib"] = agent.status("VmRSS")
 
         scrapes = []
+        prober = LivezProber()
         for _ in range(3):
             out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{time_total} %{size_download}",
                                   "http://127.0.0.1:10249/metrics"], check=True, capture_output=True, text=True)
@@ -439,6 +485,8 @@ def main():
             scrapes.append((float(t), int(float(size))))
         scrapes.sort()
         res["scrape_seconds"], res["scrape_bytes"] = scrapes[1]
+        (res["scrape_livez_probes"], res["scrape_livez_max_seconds"],
+         res["scrape_livez_p99_seconds"]) = prober.stop()
 
         if args.agent == "kipvs":
             log("restart with everything programmed")

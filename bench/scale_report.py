@@ -98,6 +98,12 @@ def table(args):
                  "met" if k.get("idle_writes") == 0 else "NOT met"))
     row("metrics scrape (ms)", ms(k.get("scrape_seconds")), "kube-proxy", ms(p.get("scrape_seconds")))
     row("metrics scrape (KiB)", mib(k.get("scrape_bytes")), "kube-proxy", mib(p.get("scrape_bytes")))
+    # The kubelet's liveness probe meanwhile (issue 17 item 9: within 100 ms).
+    for when, key in (("cold start", "cold_start"), ("scrapes", "scrape")):
+        worst = k.get(f"{key}_livez_max_seconds")
+        rows.append((f"/livez during {when}, max (ms)", fmt(ms(worst)), "kube-proxy",
+                     fmt(ms(p.get(f"{key}_livez_max_seconds"))), "", "<= 100",
+                     "" if worst is None else ("met" if worst <= 0.1 else "NOT met")))
     row("rules: virtual services", k.get("virtual_services"), "kube-proxy", p.get("virtual_services"))
     row("rules: destinations", k.get("destinations"), "kube-proxy", p.get("destinations"))
 

@@ -6,24 +6,45 @@
 namespace kipvs::metrics {
 
 void HealthState::queued() {
-  if (!oldest_queued_) oldest_queued_ = clock_();
+  const auto now = clock_();
+  const std::scoped_lock lock(mutex_);
+  if (!oldest_queued_) oldest_queued_ = now;
 }
 
 void HealthState::updated() {
+  const auto now = clock_();
+  const std::scoped_lock lock(mutex_);
   oldest_queued_.reset();
-  last_updated_ = clock_();
+  last_updated_ = now;
 }
 
-bool HealthState::healthy() const {
+void HealthState::set_node_eligible(bool eligible) {
+  const std::scoped_lock lock(mutex_);
+  node_eligible_ = eligible;
+}
+
+bool HealthState::node_eligible() const {
+  const std::scoped_lock lock(mutex_);
+  return node_eligible_;
+}
+
+bool HealthState::healthy_locked(std::chrono::system_clock::time_point now) const {
   // Healthy while starting up and while fully synced; a pending change is
   // only a problem once it is late.
   if (!oldest_queued_) return true;
-  return clock_() - *oldest_queued_ < timeout_;
+  return now - *oldest_queued_ < timeout_;
+}
+
+bool HealthState::healthy() const {
+  const auto now = clock_();
+  const std::scoped_lock lock(mutex_);
+  return healthy_locked(now);
 }
 
 HealthState::Answer HealthState::healthz() const {
   const auto now = clock_();
-  const bool ok = healthy() && node_eligible_;
+  const std::scoped_lock lock(mutex_);
+  const bool ok = healthy_locked(now) && node_eligible_;
   // As kube-proxy: a healthy answer reports lastUpdated as now (older
   // clients read it as "the sync loop is alive").
   const auto last = ok ? std::optional(now) : last_updated_;
@@ -34,7 +55,8 @@ HealthState::Answer HealthState::healthz() const {
 
 HealthState::Answer HealthState::livez() const {
   const auto now = clock_();
-  const bool ok = healthy();
+  const std::scoped_lock lock(mutex_);
+  const bool ok = healthy_locked(now);
   const auto last = ok ? std::optional(now) : last_updated_;
   return {ok ? 200 : 503, "{\"lastUpdated\": \"" + go_time_string(last) + "\",\"currentTime\": \"" +
                               go_time_string(now) + "\"}"};

@@ -8,9 +8,13 @@
 // so load balancers drain the node first; /livez ignores the node.
 //
 // Time comes from an injected wall clock, so tests can stall a sync.
+//
+// Thread-safe: the sync loop's thread writes it, the health server's thread
+// reads it (so /livez answers while a long sync holds the sync thread).
 
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -29,10 +33,10 @@ class HealthState {
   void updated();
   // From the Node object: false while it is being deleted or tainted
   // ToBeDeletedByClusterAutoscaler. True until told otherwise.
-  void set_node_eligible(bool eligible) { node_eligible_ = eligible; }
+  void set_node_eligible(bool eligible);
 
   [[nodiscard]] bool healthy() const;  // the proxier only (/livez, service health)
-  [[nodiscard]] bool node_eligible() const { return node_eligible_; }
+  [[nodiscard]] bool node_eligible() const;
 
   struct Answer {
     int status = 200;  // 200 or 503
@@ -46,8 +50,11 @@ class HealthState {
   [[nodiscard]] std::chrono::system_clock::time_point now() const { return clock_(); }
 
  private:
-  std::chrono::nanoseconds timeout_;
-  Clock clock_;
+  [[nodiscard]] bool healthy_locked(std::chrono::system_clock::time_point now) const;
+
+  const std::chrono::nanoseconds timeout_;
+  const Clock clock_;
+  mutable std::mutex mutex_;
   std::optional<std::chrono::system_clock::time_point> last_updated_;
   std::optional<std::chrono::system_clock::time_point> oldest_queued_;
   bool node_eligible_ = true;

@@ -4,16 +4,17 @@
 #include <vector>
 
 #include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
-#include <zlib.h>
-
 #include "metrics/metrics.h"
+#include "metrics/scraper.h"
 
 namespace kipvs::metrics {
 namespace {
@@ -85,26 +86,6 @@ bool accepts_gzip(std::string_view accept_encoding) {
   return gzip_listed.value_or(any);
 }
 
-// One gzip member, at zlib's fastest level: the exposition text is
-// repetitive enough to shrink well even so, and this runs on the thread that
-// answers liveness probes.
-std::optional<std::string> gzip(std::string_view plain) {
-  z_stream stream{};
-  // windowBits 15 + 16: a gzip header and trailer instead of zlib's.
-  if (deflateInit2(&stream, Z_BEST_SPEED, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
-    return std::nullopt;
-  std::string out(deflateBound(&stream, static_cast<uLong>(plain.size())), '\0');
-  stream.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(plain.data()));
-  stream.avail_in = static_cast<uInt>(plain.size());
-  stream.next_out = reinterpret_cast<Bytef*>(out.data());
-  stream.avail_out = static_cast<uInt>(out.size());
-  const int rc = deflate(&stream, Z_FINISH);
-  out.resize(stream.total_out);
-  deflateEnd(&stream);
-  if (rc != Z_STREAM_END) return std::nullopt;
-  return out;
-}
-
 Response not_found(const Request& request) {
   return text_response(request, http::status::not_found, "text/plain; charset=utf-8", "404 page not found\n");
 }
@@ -119,14 +100,14 @@ struct Session;
 // closed server stays valid.
 struct HttpServer::State {
   asio::io_context& io;
-  Handler handler;
+  AsyncHandler handler;
   HttpServerOptions options;
   tcp::acceptor acceptor;
   std::vector<std::weak_ptr<Session>> sessions;  // open connections, oldest first
   std::uint64_t reads_started = 0;               // orders connections by when they began to wait
   bool closed = false;
 
-  State(asio::io_context& context, Handler h, HttpServerOptions o)
+  State(asio::io_context& context, AsyncHandler h, HttpServerOptions o)
       : io(context), handler(std::move(h)), options(o), acceptor(context) {}
 };
 
@@ -142,6 +123,8 @@ struct Session : std::enable_shared_from_this<Session> {
   // such a connection may be closed to make room for a new one.
   bool waiting = false;
   std::uint64_t waiting_since = 0;
+  std::size_t answered = 0;  // requests answered on this connection
+  bool dropped = false;      // reported to options.dropped already
 
   Session(std::shared_ptr<HttpServer::State> s, tcp::socket socket)
       : state(std::move(s)), stream(std::make_shared<beast::tcp_stream>(std::move(socket))) {}
@@ -161,13 +144,28 @@ struct Session : std::enable_shared_from_this<Session> {
   void on_read(beast::error_code ec) {
     waiting = false;
     if (ec || state->closed) {
+      // A timeout on a connection's first request, or in the middle of one,
+      // is a client that did not manage to ask; an idle keep-alive
+      // connection expiring after its answers is not.
+      if (ec == beast::error::timeout && (answered == 0 || parser->got_some() || buffer.size() > 0))
+        drop(DropReason::kRequestTimeout);
       beast::error_code ignored;
       stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
       return;
     }
-    const Request& request = parser->get();
-    Response answer = state->handler(request);
-    if (request.method() == http::verb::head) {
+    // The reply may come from another thread: it goes back to this
+    // connection's thread before anything touches the connection.
+    state->handler(parser->get(), [self = shared_from_this()](Response answer) {
+      auto executor = self->stream->get_executor();
+      asio::post(executor, [self = std::move(self), answer = std::move(answer)]() mutable {
+        self->write(std::move(answer));
+      });
+    });
+  }
+
+  void write(Response answer) {
+    if (state->closed || !stream->socket().is_open()) return;
+    if (parser->get().method() == http::verb::head) {
       // The GET answer's length, no body.
       const auto length = answer.body().size();
       answer.body().clear();
@@ -182,9 +180,17 @@ struct Session : std::enable_shared_from_this<Session> {
         [self = shared_from_this()](beast::error_code write_ec, std::size_t) { self->on_write(write_ec); });
   }
 
+  void drop(DropReason reason) {
+    if (dropped) return;
+    dropped = true;
+    if (state->options.dropped) state->options.dropped(reason);
+  }
+
   void on_write(beast::error_code ec) {
     const bool keep_alive = response->keep_alive();
     response.reset();
+    if (ec == beast::error::timeout) drop(DropReason::kWriteTimeout);
+    if (!ec) ++answered;
     if (ec || !keep_alive || state->closed) {
       beast::error_code ignored;
       stream->socket().shutdown(tcp::socket::shutdown_send, ignored);
@@ -204,8 +210,10 @@ bool make_room(HttpServer::State& state) {
     if (oldest == state.sessions.end() || session->waiting_since < oldest->lock()->waiting_since) oldest = it;
   }
   if (oldest == state.sessions.end()) return false;
+  const auto session = oldest->lock();
+  session->drop(DropReason::kReplaced);
   beast::error_code ignored;
-  oldest->lock()->stream->socket().close(ignored);
+  session->stream->socket().close(ignored);
   state.sessions.erase(oldest);
   return true;
 }
@@ -225,6 +233,7 @@ void accept(const std::shared_ptr<HttpServer::State>& state) {
     std::erase_if(state->sessions, [](const auto& weak) { return weak.expired(); });
     if (state->sessions.size() >= state->options.max_connections && !make_room(*state)) {
       // Every connection is busy answering: this one is closed unanswered.
+      if (state->options.dropped) state->options.dropped(DropReason::kOverLimit);
       beast::error_code ignored;
       socket.close(ignored);
       accept(state);
@@ -239,8 +248,15 @@ void accept(const std::shared_ptr<HttpServer::State>& state) {
 
 }  // namespace
 
+HttpServer::HttpServer(asio::io_context& io, AsyncHandler handler, HttpServerOptions options)
+    : state_(std::make_shared<State>(io, std::move(handler), std::move(options))) {}
+
 HttpServer::HttpServer(asio::io_context& io, Handler handler, HttpServerOptions options)
-    : state_(std::make_shared<State>(io, std::move(handler), options)) {}
+    : HttpServer(io, answered_at_once(std::move(handler)), std::move(options)) {}
+
+AsyncHandler answered_at_once(Handler handler) {
+  return [handler = std::move(handler)](const Request& request, Reply reply) { reply(handler(request)); };
+}
 
 HttpServer::~HttpServer() {
   close();
@@ -275,11 +291,11 @@ std::expected<tcp::endpoint, std::string> HttpServer::listen(const tcp::endpoint
   return bound;
 }
 
-RetryingHttpServer::RetryingHttpServer(asio::io_context& io, Handler handler, tcp::endpoint endpoint,
+RetryingHttpServer::RetryingHttpServer(asio::io_context& io, AsyncHandler handler, tcp::endpoint endpoint,
                                        std::function<void(bool, const std::string&)> log,
                                        std::chrono::milliseconds retry_period, HttpServerOptions options)
     : timer_(io),
-      server_(io, std::move(handler), options),
+      server_(io, std::move(handler), std::move(options)),
       endpoint_(endpoint),
       log_(std::move(log)),
       retry_period_(retry_period) {
@@ -351,35 +367,69 @@ void HttpServer::close() {
   state_->sessions.clear();
 }
 
-Handler metrics_handler(MetricsEndpoints endpoints) {
-  return [endpoints = std::move(endpoints)](const Request& request) -> Response {
-    if (auto refused = check_method(request)) return *refused;
+namespace {
+
+Response metrics_response(const Request& request, std::string text, std::optional<std::string> gzipped) {
+  auto response = text_response(request, http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
+                                gzipped ? std::move(*gzipped) : std::move(text));
+  response.set(http::field::vary, "Accept-Encoding");
+  if (gzipped) response.set(http::field::content_encoding, "gzip");
+  return response;
+}
+
+}  // namespace
+
+AsyncHandler metrics_handler(MetricsEndpoints endpoints) {
+  return [endpoints = std::move(endpoints)](const Request& request, Reply reply) {
+    if (auto refused = check_method(request)) return reply(std::move(*refused));
     const std::string path = path_of(request);
     if (path == "/metrics") {
-      auto response = text_response(request, http::status::ok, "text/plain; version=0.0.4; charset=utf-8",
-                                    endpoints.metrics ? endpoints.metrics() : std::string());
-      response.set(http::field::vary, "Accept-Encoding");
-      if (accepts_gzip(request[http::field::accept_encoding])) {
-        if (auto compressed = gzip(response.body())) {
-          response.body() = std::move(*compressed);
-          response.set(http::field::content_encoding, "gzip");
-        }
+      const bool wants_gzip = accepts_gzip(request[http::field::accept_encoding]);
+      if (endpoints.scraper != nullptr) {
+        // Only what the answer needs crosses to the scraper's thread.
+        Request head;
+        head.version(request.version());
+        head.keep_alive(request.keep_alive());
+        endpoints.scraper->scrape(wants_gzip, [head = std::move(head), wants_gzip, reply = std::move(reply)](
+                                                  std::shared_ptr<const Exposition> exposition) {
+          std::optional<std::string> gzipped;
+          if (wants_gzip) gzipped = exposition->gzipped;
+          reply(metrics_response(head, gzipped ? std::string() : exposition->text, std::move(gzipped)));
+        });
+        return;
       }
-      return response;
+      std::string text = endpoints.metrics ? endpoints.metrics() : std::string();
+      std::optional<std::string> gzipped;
+      if (wants_gzip) gzipped = gzip(text);
+      return reply(metrics_response(request, std::move(text), std::move(gzipped)));
     }
     if (path == "/proxyMode")
-      return text_response(request, http::status::ok, "text/plain; charset=utf-8", "ipvs");
+      return reply(text_response(request, http::status::ok, "text/plain; charset=utf-8", "ipvs"));
     // kube-proxy's metrics address answers /healthz with the generic "ok";
     // /health and /livez are the same answer under the names people type.
     if (path == "/healthz" || path == "/health" || path == "/livez") {
-      return text_response(request, http::status::ok, "text/plain; charset=utf-8", "ok");
+      return reply(text_response(request, http::status::ok, "text/plain; charset=utf-8", "ok"));
     }
     if (path == "/configz") {
-      return text_response(request, http::status::ok, "application/json",
-                           endpoints.configz ? endpoints.configz() : std::string("{}"));
+      return reply(text_response(request, http::status::ok, "application/json",
+                                 endpoints.configz ? endpoints.configz() : std::string("{}")));
     }
-    return not_found(request);
+    reply(not_found(request));
   };
+}
+
+std::string_view drop_reason_label(DropReason reason) {
+  switch (reason) {
+    case DropReason::kOverLimit:
+      return "over_limit";
+    case DropReason::kReplaced:
+      return "replaced";
+    case DropReason::kRequestTimeout:
+      return "request_timeout";
+    case DropReason::kWriteTimeout:
+      return "write_timeout";
+  }
+  return "unknown";
 }
 
 Handler health_handler(const HealthState& state, Metrics* counters) {

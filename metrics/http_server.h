@@ -6,8 +6,10 @@
 // Unknown paths get 404 and methods other than GET and HEAD get 405. HEAD
 // answers carry the GET answer's headers and Content-Length without a body.
 //
-// Everything runs on the io_context's thread; a handler must not block (a
-// scrape's kernel dump is bounded by the netlink socket's timeouts).
+// A server runs on the thread of the io_context it is given. The agent gives
+// its two servers a thread of their own, so a long sync on the sync thread
+// does not delay /livez; /metrics is built on the Scraper's thread and
+// answered asynchronously (a handler must not block the server's thread).
 
 #include <chrono>
 #include <cstddef>
@@ -31,6 +33,22 @@ namespace kipvs::metrics {
 using Request = boost::beast::http::request<boost::beast::http::string_body>;
 using Response = boost::beast::http::response<boost::beast::http::string_body>;
 using Handler = std::function<Response(const Request&)>;
+// An answer given later: call reply once, from any thread. The request stays
+// valid until then.
+using Reply = std::function<void(Response)>;
+using AsyncHandler = std::function<void(const Request&, Reply reply)>;
+// A Handler as an AsyncHandler that replies before it returns.
+[[nodiscard]] AsyncHandler answered_at_once(Handler handler);
+
+// Why the server closed a connection before answering it, for
+// kipvs_http_connections_dropped_total.
+enum class DropReason {
+  kOverLimit,       // arrived while every allowed connection was being answered
+  kReplaced,        // was waiting for a request and made room for a newer connection
+  kRequestTimeout,  // a first or partly sent request did not complete in time
+  kWriteTimeout,    // the client did not read its answer in time
+};
+[[nodiscard]] std::string_view drop_reason_label(DropReason reason);
 
 // Limits that keep a few slow or idle clients from taking the server (and
 // with it the kubelet's liveness probe) away.
@@ -44,12 +62,17 @@ struct HttpServerOptions {
   std::chrono::milliseconds request_timeout = std::chrono::seconds{10};
   // Writing one answer to a client that reads it slowly.
   std::chrono::milliseconds write_timeout = std::chrono::seconds{60};
+  // Told of each connection closed unanswered (optional; called on the
+  // server's thread). An idle keep-alive connection timing out after its
+  // answers is the normal end of one and is not reported.
+  std::function<void(DropReason)> dropped = {};
 };
 
 // Listens on one address; each connection is served until the client closes
 // it, a timeout passes, a newer connection replaces it, or close() is called.
 class HttpServer {
  public:
+  HttpServer(boost::asio::io_context& io, AsyncHandler handler, HttpServerOptions options = {});
   HttpServer(boost::asio::io_context& io, Handler handler, HttpServerOptions options = {});
   ~HttpServer();
   HttpServer(const HttpServer&) = delete;
@@ -73,7 +96,8 @@ class HttpServer {
 // retry every 5 s too). log hears each failure once and the success.
 class RetryingHttpServer {
  public:
-  RetryingHttpServer(boost::asio::io_context& io, Handler handler, boost::asio::ip::tcp::endpoint endpoint,
+  RetryingHttpServer(boost::asio::io_context& io, AsyncHandler handler,
+                     boost::asio::ip::tcp::endpoint endpoint,
                      std::function<void(bool ok, const std::string& message)> log,
                      std::chrono::milliseconds retry_period = std::chrono::seconds{5},
                      HttpServerOptions options = {});
@@ -104,13 +128,19 @@ class RetryingHttpServer {
     std::string_view host_port);
 
 class Metrics;
+class Scraper;
 
 // What the metrics address serves; callbacks run per request.
 struct MetricsEndpoints {
-  std::function<std::string()> metrics;  // the text exposition (Metrics::serialize)
-  std::function<std::string()> configz;  // the effective configuration, JSON
+  // The text exposition (Metrics::serialize), built on the server's thread:
+  // for small registries and tests.
+  std::function<std::string()> metrics = {};
+  std::function<std::string()> configz = {};  // the effective configuration, JSON
+  // Builds /metrics on its own thread instead of calling metrics (the
+  // agent's way: a scrape at 10,000 Services takes over a second).
+  Scraper* scraper = nullptr;
 };
-[[nodiscard]] Handler metrics_handler(MetricsEndpoints endpoints);
+[[nodiscard]] AsyncHandler metrics_handler(MetricsEndpoints endpoints);
 
 // The health address: kube-proxy's /healthz and /livez from the state.
 // counters (may be null) counts the answers by status code.

@@ -139,7 +139,12 @@ Metrics::Metrics(std::vector<std::string> families)
                                  .Name("kipvs_nftables_transactions_total")
                                  .Help("nftables transactions written, by scope: the whole table, or set "
                                        "elements only")
-                                 .Register(*registry_)) {
+                                 .Register(*registry_)),
+      http_dropped_(BuildCounter()
+                        .Name("kipvs_http_connections_dropped_total")
+                        .Help("Connections to kipvs's metrics and health servers closed unanswered, by "
+                              "server and reason: over_limit, replaced, request_timeout, write_timeout")
+                        .Register(*registry_)) {
   // Create the per-family series up front so a dashboard sees them (at 0)
   // before the first sync, as kube-proxy's do.
   for (const auto& family : families_) {
@@ -242,6 +247,10 @@ void Metrics::nftables_failed() {
 }
 void Metrics::nftables_transaction(bool whole_table) {
   nftables_transactions_.Add({{"scope", whole_table ? "table" : "elements"}}).Increment();
+}
+
+void Metrics::http_connection_dropped(std::string_view server, std::string_view reason) {
+  http_dropped_.Add({{"server", std::string(server)}, {"reason", std::string(reason)}}).Increment();
 }
 
 void Metrics::add_collectable(std::shared_ptr<prometheus::Collectable> collectable) {

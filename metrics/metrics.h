@@ -105,6 +105,9 @@ class Metrics {
   void set_drains_in_progress(std::uint64_t count);
   void nftables_failed();
   void nftables_transaction(bool whole_table);
+  // The metrics or health server ("metrics", "health") closed a connection
+  // unanswered; reason: drop_reason_label() (http_server.h).
+  void http_connection_dropped(std::string_view server, std::string_view reason);
 
   // Adds a collector asked on every scrape.
   void add_collectable(std::shared_ptr<prometheus::Collectable> collectable);
@@ -149,6 +152,7 @@ class Metrics {
   prometheus::Gauge& drains_;
   prometheus::Counter& nftables_failures_;
   prometheus::Family<prometheus::Counter>& nftables_transactions_;
+  prometheus::Family<prometheus::Counter>& http_dropped_;
 };
 
 }  // namespace kipvs::metrics

@@ -22,6 +22,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include "agent/agent.h"
+#include "agent/service_names.h"
 #include "agent/sync.h"
 #include "agent/sysctl.h"
 #include "ipvs/address_backend.h"
@@ -999,6 +1000,40 @@ TEST_CASE("sysctls: conn_reuse_mode 0 on kernels 4.1 to 5.8 only", "[sysctl]") {
   CHECK(reuse_mode("4.0.9") == std::nullopt);
   CHECK(reuse_mode("3.10.0-1160.el7.x86_64") == std::nullopt);
   CHECK(reuse_mode("garbage") == std::nullopt);
+}
+
+TEST_CASE(
+    "the Service names published for the scraper's thread follow the Services, and are kept while "
+    "nothing changed",
+    "[sync][metrics]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 2);
+  agent.start();
+  ServiceNames names;
+  CHECK(names.latest()->empty());
+  names.refresh(*agent.sync);
+  const auto first = names.latest();
+  REQUIRE(first->size() == 2);
+  const auto& labels = first->at(vip(cluster_ip(1), 80));
+  CHECK(labels.namespace_name == "default");
+  CHECK(labels.name == name(1));
+  CHECK(labels.port_name == "http");
+
+  // Nothing changed: the same copy, not a new one.
+  REQUIRE(agent.sync->sync_full());
+  names.refresh(*agent.sync);
+  CHECK(names.latest() == first);
+
+  agent.add(service(name(7), cluster_ip(7)));
+  agent.add(slice(name(7), {"10.244.1.7"}));
+  REQUIRE(agent.sync->sync_dirty());
+  names.refresh(*agent.sync);
+  const auto second = names.latest();
+  CHECK(second != first);
+  CHECK(second->size() == 3);
+  CHECK(second->at(vip(cluster_ip(7), 80)).name == name(7));
+  CHECK(first->size() == 2);  // a reader holding the old copy keeps it whole
 }
 
 }  // namespace

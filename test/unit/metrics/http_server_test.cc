@@ -2,7 +2,10 @@
 // socket so what is checked is what a client sees on the wire; the proxy
 // health state with an injected clock; per-Service health-check ports.
 
+#include <optional>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <zlib.h>
 #include <boost/asio/connect.hpp>
@@ -528,4 +531,89 @@ TEST_CASE("/metrics is gzipped for a client that accepts gzip, and only then", "
   const auto answer = scrape("GET", accept_encoding);
   CHECK(has_header(answer, "Content-Encoding: gzip") == gzipped);
   CHECK((gzipped ? gunzip(body(answer)) : body(answer)) == text);
+}
+
+TEST_CASE(
+    "an answer given later from another thread is written, and other connections are answered meanwhile",
+    "[metrics][http]") {
+  asio::io_context io;
+  std::optional<kipvs::metrics::Reply> held;
+  kipvs::metrics::HttpServer server(
+      io, [&](const kipvs::metrics::Request& request, kipvs::metrics::Reply reply) {
+        if (request.target() == "/slow") {
+          held = std::move(reply);
+          return;
+        }
+        kipvs::metrics::Response fast{boost::beast::http::status::ok, request.version()};
+        fast.keep_alive(false);
+        fast.body() = "fast";
+        reply(std::move(fast));
+      });
+  const auto bound = server.listen(loopback());
+  REQUIRE(bound);
+  RawClient slow(io, *bound, "GET /slow HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  REQUIRE(held);
+  CHECK_FALSE(slow.closed_by_server(io, 50ms));
+  CHECK(body(get(io, *bound, "/fast")) == "fast");
+
+  std::thread answering([&] {
+    kipvs::metrics::Response late{boost::beast::http::status::ok, 11};
+    late.keep_alive(false);
+    late.body() = "late";
+    (*held)(std::move(late));
+  });
+  answering.join();
+  CHECK(slow.closed_by_server(io, 1s));
+  CHECK(status_line(slow.received) == "HTTP/1.1 200 OK");
+  CHECK(body(slow.received) == "late");
+}
+
+TEST_CASE("connections closed unanswered are reported with their reason, an idle keep-alive's end is not",
+          "[metrics][http]") {
+  using kipvs::metrics::DropReason;
+  asio::io_context io;
+  std::vector<DropReason> dropped;
+  std::vector<kipvs::metrics::Reply> held;  // answers never given: those connections stay busy
+  kipvs::metrics::HttpServer server(io,
+                                    [&](const kipvs::metrics::Request& request, kipvs::metrics::Reply reply) {
+                                      if (request.target() == "/hold") {
+                                        held.push_back(std::move(reply));
+                                        return;
+                                      }
+                                      kipvs::metrics::metrics_handler({})(request, std::move(reply));
+                                    },
+                                    {.max_connections = 2,
+                                     .request_timeout = 300ms,
+                                     .dropped = [&](DropReason r) { dropped.push_back(r); }});
+  const auto bound = server.listen(loopback());
+  REQUIRE(bound);
+
+  // A keep-alive client answered, then idle until the timeout: not a drop.
+  RawClient answered(io, *bound, "GET /livez HTTP/1.1\r\nHost: a\r\n\r\n");
+  CHECK(answered.closed_by_server(io, 2s));
+  CHECK(status_line(answered.received) == "HTTP/1.1 200 OK");
+  CHECK(dropped.empty());
+
+  // A connection that never sends a request times out: a drop.
+  RawClient silent(io, *bound);
+  CHECK(silent.closed_by_server(io, 2s));
+  REQUIRE(dropped.size() == 1);
+  CHECK(dropped[0] == DropReason::kRequestTimeout);
+
+  // At the cap (2): one waiting is replaced by a newer one; with both being
+  // answered, the next is refused.
+  RawClient busy(io, *bound, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n");
+  REQUIRE(held.size() == 1);
+  RawClient waiting(io, *bound);
+  RawClient newer(io, *bound, "GET /hold HTTP/1.1\r\nHost: a\r\n\r\n");
+  CHECK(waiting.closed_by_server(io, 1s));
+  REQUIRE(held.size() == 2);
+  REQUIRE(dropped.size() == 2);
+  CHECK(dropped[1] == DropReason::kReplaced);
+  RawClient refused(io, *bound);
+  CHECK(refused.closed_by_server(io, 1s));
+  REQUIRE(dropped.size() == 3);
+  CHECK(dropped[2] == DropReason::kOverLimit);
+  CHECK(kipvs::metrics::drop_reason_label(DropReason::kOverLimit) == "over_limit");
+  CHECK(kipvs::metrics::drop_reason_label(DropReason::kWriteTimeout) == "write_timeout");
 }

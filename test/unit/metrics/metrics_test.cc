@@ -390,6 +390,7 @@ TEST_CASE("every metric the chart's dashboard and alerts may name is in a real s
   metrics.watch_event("services", "ADDED");
   metrics.relisted("services");
   metrics.rest_client_request("10.96.0.1:443", "GET", 200, std::chrono::milliseconds{30});
+  metrics.http_connection_dropped("health", "over_limit");
   metrics.add_text_collectable(std::make_shared<kipvs::metrics::ProcessCollector>());
   const std::string scrape = metrics.serialize();
   int checked = 0;
