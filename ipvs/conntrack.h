@@ -11,10 +11,13 @@
 #include <chrono>
 #include <cstddef>
 #include <expected>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "ipvs/backend.h"
@@ -56,7 +59,9 @@ class ConntrackBackend {
   [[nodiscard]] virtual std::expected<std::size_t, Error> delete_stale_udp(const UdpServing& serving) = 0;
 };
 
-// ctnetlink through libnl-nf-3: one dump, then a delete per matching entry.
+// ctnetlink through libnl-nf-3: dumps the kernel filters (UDP only, and to
+// one virtual service when there are few), read one entry at a time, then a
+// delete per matching entry. Memory is the matching entries, not the table.
 class NetlinkConntrackBackend final : public ConntrackBackend {
  public:
   [[nodiscard]] static std::expected<std::unique_ptr<NetlinkConntrackBackend>, Error> open();
@@ -70,14 +75,19 @@ class NetlinkConntrackBackend final : public ConntrackBackend {
 
   // How long the socket waits for the kernel's answer.
   [[nodiscard]] std::chrono::milliseconds receive_timeout() const;
+  // Entries the last cleanup's dumps returned (how well the kernel filtered).
+  [[nodiscard]] std::size_t last_dump_entries() const { return last_dump_entries_; }
 
  private:
-  // One dump; deletes the UDP entries `doomed` picks.
-  template <typename Pick>
-  std::expected<std::size_t, Error> delete_udp_where(Pick doomed);
+  // The dumps (a family, and a virtual service or every UDP entry); deletes
+  // the entries `doomed` picks.
+  std::expected<std::size_t, Error> delete_udp_where(
+      const std::vector<std::pair<Family, std::optional<UdpEndpoint>>>& dumps,
+      const std::function<bool(const ConntrackFlow&)>& doomed);
   struct Socket;
   explicit NetlinkConntrackBackend(std::unique_ptr<Socket> socket);
   std::unique_ptr<Socket> socket_;
+  std::size_t last_dump_entries_ = 0;
 };
 
 // Records the flows it was asked to clear.

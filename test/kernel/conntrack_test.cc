@@ -1,0 +1,162 @@
+// UDP conntrack cleanup against the real kernel's conntrack table: the
+// entries are made through ctnetlink, as the kernel keeps them for NATed
+// flows (the reply tuple names the real server), in the case's own network
+// namespace. What the cleanup deletes is checked in /proc/net/nf_conntrack,
+// and how many entries its dumps returned shows the kernel filtered them.
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include <netlink/addr.h>
+#include <netlink/netfilter/ct.h>
+#include <netlink/netfilter/nfnl.h>
+#include <netlink/netlink.h>
+#include <catch2/catch.hpp>
+
+#include "ipvs/conntrack.h"
+#include "netns.h"
+
+namespace {
+
+using kipvs::ipvs::ConntrackFlow;
+using kipvs::ipvs::NetlinkConntrackBackend;
+using kipvs::ipvs::UdpEndpoint;
+using kipvs::ipvs::UdpServing;
+
+kipvs::ipvs::Address ip(const std::string& text) {
+  auto address = kipvs::ipvs::Address::parse(text);
+  REQUIRE(address.has_value());
+  return *address;
+}
+
+// Inserts conntrack entries: client -> service, answered by endpoint.
+class EntryMaker {
+ public:
+  EntryMaker() : sock_(nl_socket_alloc(), nl_socket_free) {
+    REQUIRE(sock_);
+    REQUIRE(nfnl_connect(sock_.get()) == 0);
+  }
+
+  void add(int protocol, const std::string& client, int client_port, const std::string& service,
+           int service_port, const std::string& endpoint, int endpoint_port) {
+    std::unique_ptr<nfnl_ct, void (*)(nfnl_ct*)> ct(nfnl_ct_alloc(), nfnl_ct_put);
+    const int family = client.find(':') == std::string::npos ? AF_INET : AF_INET6;
+    nfnl_ct_set_family(ct.get(), static_cast<std::uint8_t>(family));
+    nfnl_ct_set_proto(ct.get(), static_cast<std::uint8_t>(protocol));
+    nfnl_ct_set_timeout(ct.get(), 600);
+    set(ct.get(), 0, client, client_port, service, service_port);
+    set(ct.get(), 1, endpoint, endpoint_port, client, client_port);
+    const int rc = nfnl_ct_add(sock_.get(), ct.get(), NLM_F_CREATE);
+    INFO(nl_geterror(rc));
+    REQUIRE(rc == 0);
+  }
+
+ private:
+  static void set(nfnl_ct* ct, int reply, const std::string& src, int src_port, const std::string& dst,
+                  int dst_port) {
+    nl_addr* source = nullptr;
+    nl_addr* destination = nullptr;
+    REQUIRE(nl_addr_parse(src.c_str(), AF_UNSPEC, &source) == 0);
+    REQUIRE(nl_addr_parse(dst.c_str(), AF_UNSPEC, &destination) == 0);
+    REQUIRE(nfnl_ct_set_src(ct, reply, source) == 0);
+    REQUIRE(nfnl_ct_set_dst(ct, reply, destination) == 0);
+    nl_addr_put(source);
+    nl_addr_put(destination);
+    nfnl_ct_set_src_port(ct, reply, static_cast<std::uint16_t>(src_port));
+    nfnl_ct_set_dst_port(ct, reply, static_cast<std::uint16_t>(dst_port));
+  }
+
+  std::unique_ptr<nl_sock, void (*)(nl_sock*)> sock_;
+};
+
+// Lines of /proc/net/nf_conntrack holding every one of the words.
+int entries_with(const std::string& a, const std::string& b = "") {
+  std::istringstream table(kipvs::test::run_ok("cat /proc/net/nf_conntrack"));
+  int count = 0;
+  for (std::string line; std::getline(table, line);) {
+    if (line.find(a) != std::string::npos && (b.empty() || line.find(b) != std::string::npos)) ++count;
+  }
+  return count;
+}
+
+std::unique_ptr<NetlinkConntrackBackend> open_backend() {
+  auto backend = NetlinkConntrackBackend::open();
+  INFO((backend ? std::string() : backend.error().message));
+  REQUIRE(backend.has_value());
+  return std::move(*backend);
+}
+
+}  // namespace
+
+TEST_CASE("UDP conntrack cleanup deletes only the flows it is asked for, from entries the kernel filtered",
+          "[kernel][conntrack]") {
+  EntryMaker make;
+  // Noise: TCP to the same address and port, UDP to other services.
+  for (int i = 0; i < 200; ++i)
+    make.add(IPPROTO_TCP, "10.1.0.1", 20000 + i, "10.96.0.10", 53, "10.244.0.5", 53);
+  for (int i = 0; i < 30; ++i)
+    make.add(IPPROTO_UDP, "10.1.0.2", 20000 + i, "10.96.0.20", 53, "10.244.0.9", 53);
+  // The service: three flows answered by a current endpoint, two by one
+  // that is gone.
+  for (int i = 0; i < 3; ++i)
+    make.add(IPPROTO_UDP, "10.1.0.3", 30000 + i, "10.96.0.10", 53, "10.244.0.5", 53);
+  for (int i = 0; i < 2; ++i)
+    make.add(IPPROTO_UDP, "10.1.0.3", 31000 + i, "10.96.0.10", 53, "10.244.0.6", 53);
+  REQUIRE(entries_with("udp", "src=10.244.0.6") == 2);
+
+  auto backend = open_backend();
+  const UdpServing serving{{UdpEndpoint{ip("10.96.0.10"), 53}, {UdpEndpoint{ip("10.244.0.5"), 53}}}};
+  const auto stale = backend->delete_stale_udp(serving);
+  INFO((stale ? std::string() : stale.error().message));
+  REQUIRE(stale.has_value());
+  CHECK(*stale == 2);
+  // The kernel sent the five UDP entries to 10.96.0.10:53, not the 230 others.
+  CHECK(backend->last_dump_entries() == 5);
+  CHECK(entries_with("udp", "src=10.244.0.6") == 0);
+  CHECK(entries_with("udp", "src=10.244.0.5") == 3);
+  CHECK(entries_with("tcp") == 200);
+
+  // The endpoint removed: its three flows go, nothing else.
+  const ConntrackFlow gone{ip("10.96.0.10"), 53, ip("10.244.0.5"), 53};
+  const auto removed = backend->delete_udp_flows(std::span(&gone, 1));
+  REQUIRE(removed.has_value());
+  CHECK(*removed == 3);
+  CHECK(backend->last_dump_entries() == 3);
+  CHECK(entries_with("udp", "dst=10.96.0.10") == 0);
+  CHECK(entries_with("udp", "dst=10.96.0.20") == 30);
+  CHECK(entries_with("tcp") == 200);
+}
+
+TEST_CASE("UDP conntrack cleanup of many services reads the UDP entries of each family once",
+          "[kernel][conntrack]") {
+  EntryMaker make;
+  for (int i = 0; i < 100; ++i)
+    make.add(IPPROTO_TCP, "10.1.0.1", 20000 + i, "10.96.0.10", 80, "10.244.0.5", 80);
+  UdpServing serving;
+  // 20 services (more than get a dump each), one flow each answered by a
+  // current endpoint and one by a stale one; and IPv6 too.
+  for (int s = 1; s <= 20; ++s) {
+    const std::string vip = "10.96.1." + std::to_string(s);
+    make.add(IPPROTO_UDP, "10.1.0.4", 40000 + s, vip, 53, "10.244.1.1", 53);
+    make.add(IPPROTO_UDP, "10.1.0.4", 41000 + s, vip, 53, "10.244.1.2", 53);
+    serving[UdpEndpoint{ip(vip), 53}] = {UdpEndpoint{ip("10.244.1.1"), 53}};
+  }
+  make.add(IPPROTO_UDP, "fd00::4", 42000, "fd00:96::1", 53, "fd00:244::2", 53);
+  serving[UdpEndpoint{ip("fd00:96::1"), 53}] = {UdpEndpoint{ip("fd00:244::1"), 53}};
+
+  auto backend = open_backend();
+  const auto stale = backend->delete_stale_udp(serving);
+  INFO((stale ? std::string() : stale.error().message));
+  REQUIRE(stale.has_value());
+  CHECK(*stale == 21);
+  // One dump per family of its UDP entries: 40 + 1, none of the TCP ones.
+  CHECK(backend->last_dump_entries() == 41);
+  CHECK(entries_with("udp", "src=10.244.1.2") == 0);
+  CHECK(entries_with("udp", "src=10.244.1.1") == 20);
+  CHECK(entries_with("ipv6") == 0);  // /proc prints IPv6 uncompressed
+  CHECK(entries_with("tcp") == 100);
+}
