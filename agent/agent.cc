@@ -187,6 +187,9 @@ std::expected<AgentOptions, std::string> agent_options(
     return std::unexpected(std::string("--drain-check-period must be greater than 0"));
   sync.interface_name = config.kipvs.interface_name;
   sync.nft = nft_config(config);
+  auto owned_services = OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
+  if (!owned_services) return std::unexpected("kipvs.stateDir: " + owned_services.error());
+  sync.owned_services = std::move(*owned_services);
   options.strict_arp = config.ipvs.strict_arp;
   options.proc_sys = config.kipvs.proc_sys;
   // Both families unless the kernel has no IPv6 (booted with ipv6.disable=1).
@@ -322,7 +325,7 @@ void Agent::reload() {
 
 std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::AddressBackend& addresses,
                                                   const std::string& interface, const NodeFacts& facts,
-                                                  ipvs::NftBackend* nft) {
+                                                  ipvs::NftBackend* nft, const OwnedServicesFile& recorded) {
   // No interface: a node kipvs never ran on, or one already cleaned up. Its
   // node-port services can still be there.
   auto on_link = addresses.list_addresses(interface);
@@ -333,9 +336,18 @@ std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::
   auto services = backend.list_services();
   if (!services) return std::unexpected("cannot list IPVS services: " + services.error().message);
   CleanupResult result;
+  // Those it added whose address a crash left unbound, too.
+  auto recorded_keys = recorded.load();
+  if (!recorded_keys) {
+    result.errors.push_back("cannot read the record of kipvs's virtual services: " + recorded_keys.error());
+    recorded_keys.emplace();
+  }
   std::vector<ipvs::Operation> operations;
   for (const auto& state : *services) {
-    if (!owns_service(state.service.key, *on_link, facts)) continue;
+    const auto& key = state.service.key;
+    if (!owns_service(key, *on_link, facts) &&
+        !(recorded_keys->contains(key) && !facts.is_excluded(key.address)))
+      continue;
     operations.push_back(
         {.kind = ipvs::Operation::Kind::kDeleteService, .service = state.service, .destination = {}});
   }
@@ -360,6 +372,9 @@ std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::
     } else if (deleted.error().code != ENODEV) {
       result.errors.push_back(deleted.error().message);
     }
+  }
+  if (result.errors.empty()) {
+    if (auto removed = recorded.remove(); !removed) result.errors.push_back(removed.error());
   }
   if (nft != nullptr) {
     if (auto deleted = nft->delete_table(); deleted) {
@@ -460,7 +475,12 @@ int run_agent(const Config& config, std::ostream& err) {
     // Without --node-ip (and no Node object to ask), the node ports kipvs
     // served are on this host's addresses.
     if (facts.node_ips.empty()) facts.node_ips = host_addresses(config.kipvs.interface_name);
-    auto done = cleanup(**backend, **addresses, config.kipvs.interface_name, facts, nft_backend);
+    auto recorded = OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
+    if (!recorded) {
+      logger.error("Cleanup failed", recorded.error());
+      return 1;
+    }
+    auto done = cleanup(**backend, **addresses, config.kipvs.interface_name, facts, nft_backend, *recorded);
     if (!done) {
       logger.error("Cleanup failed", done.error());
       return 1;

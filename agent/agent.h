@@ -29,6 +29,7 @@
 #include "agent/config.h"
 #include "agent/log.h"
 #include "agent/metrics_observer.h"
+#include "agent/owned_services.h"
 #include "agent/sync.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/backend.h"
@@ -68,10 +69,10 @@ struct AgentOptions {
     std::span<const std::string_view> args);
 
 // --cleanup: deletes the virtual services kipvs owns (on the dummy
-// interface's addresses, or node ports on the node IPs in facts; never in
-// excludeCIDRs), the interface's addresses, the interface itself and the
-// nftables table (when nft is given). Foreign services stay. A missing
-// interface or table is not an error.
+// interface's addresses, node ports on the node IPs in facts, or recorded as
+// added by it; never in excludeCIDRs), then the record, the interface's addresses, the interface itself and
+// the nftables table (when nft is given). Foreign services stay. A missing interface or table is not an
+// error.
 struct CleanupResult {
   std::size_t services_deleted = 0;
   std::size_t addresses_deleted = 0;
@@ -79,11 +80,9 @@ struct CleanupResult {
   bool nft_table_deleted = false;
   std::vector<std::string> errors;  // per operation; the others still ran
 };
-[[nodiscard]] std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend,
-                                                                ipvs::AddressBackend& addresses,
-                                                                const std::string& interface,
-                                                                const NodeFacts& facts,
-                                                                ipvs::NftBackend* nft = nullptr);
+[[nodiscard]] std::expected<CleanupResult, std::string> cleanup(
+    ipvs::Backend& backend, ipvs::AddressBackend& addresses, const std::string& interface,
+    const NodeFacts& facts, ipvs::NftBackend* nft = nullptr, const OwnedServicesFile& recorded = {});
 
 // ipvs.tcpTimeout and the others, when any is set: the error text when the
 // kernel refused them. Not fatal, as in kube-proxy: the kernel's values stay.

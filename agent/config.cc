@@ -386,6 +386,16 @@ const std::vector<Setting>& settings() {
                    c.kipvs.interface_name = text;
                    return std::nullopt;
                  }});
+    s.push_back({"kipvs.stateDir", "state-dir", Kind::kString, "path",
+                 "Where kipvs records the virtual services it added, so that they stay its own after a crash "
+                 "(default /run/kipvs, a tmpfs; \"\" keeps no record).",
+                 [](Config& c, const Value& v) -> std::optional<std::string> {
+                   const auto& text = std::get<std::string>(v);
+                   if (!text.empty() && !text.starts_with('/'))
+                     return "an absolute path, got " + quoted(text);
+                   c.kipvs.state_dir = text;
+                   return std::nullopt;
+                 }});
     s.push_back(
         {"kipvs.gracePeriod", "graceful-termination-period", Kind::kDuration, "duration",
          "How long a removed endpoint drains at weight 0 before it is deleted (default 15m; 0 waits for its "
@@ -962,6 +972,7 @@ boost::json::value to_json(const Config& c) {
   boost::json::object kipvs{
       {"affinityMode", c.kipvs.affinity_mode == AffinityMode::kHash ? "hash" : "persistence"},
       {"interfaceName", c.kipvs.interface_name},
+      {"stateDir", c.kipvs.state_dir},
       {"gracePeriod", format_duration(c.kipvs.grace_period)},
       {"schedulerFlags", c.kipvs.scheduler_flags},
       {"throughputMetrics", c.kipvs.throughput_metrics == ThroughputMetrics::kNone       ? "none"

@@ -75,6 +75,10 @@ struct KipvsConfig {
   // with this value (unset: the unlabelled ones, as kube-proxy).
   std::optional<std::string> proxy_name;
   std::string interface_name = "kube-ipvs0";  // interfaceName: the dummy interface
+  // stateDir: where the record of the virtual services kipvs added is kept
+  // (agent/owned_services.h); a tmpfs, so a reboot empties it with the IPVS
+  // table. "" keeps no record.
+  std::string state_dir = "/run/kipvs";
   // gracePeriod: how long a removed TCP/SCTP destination drains at weight 0
   // before it is deleted even with connections left. 15m bounds the table's
   // growth under churn while outlasting ordinary requests; 0s waits for the

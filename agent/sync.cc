@@ -141,7 +141,14 @@ Sync::Sync(boost::asio::io_context& io, ipvs::Backend& backend, ipvs::AddressBac
       sync_timer_(io),
       resync_timer_(io),
       drain_timer_(io),
-      retry_timer_(io) {}
+      retry_timer_(io) {
+  if (auto recorded = options_.owned_services.load()) {
+    recorded_ = std::move(*recorded);
+  } else {
+    log("cannot read the record of kipvs's virtual services; only those on its addresses count as its own: " +
+        recorded.error());
+  }
+}
 
 Sync::~Sync() {
   stop();
@@ -432,6 +439,7 @@ ipvs::Table Sync::desired() const {
 
 bool Sync::owned(const ipvs::ServiceKey& key, const std::set<ipvs::Address>& addresses) const {
   if (owns_service(key, addresses, options_.facts)) return true;
+  if (recorded_.contains(key) && !options_.facts.is_excluded(key.address)) return true;
   return key.fwmark == 0 && !options_.facts.is_excluded(key.address) && wanted_unbound_.contains(key);
 }
 
@@ -494,6 +502,7 @@ void Sync::update_observed(const ipvs::Operation& operation) {
     case Kind::kDeleteService:
       observed_.erase(key);
       if (desired_entry(key) == nullptr) wanted_unbound_.erase(key);
+      if (recorded_.erase(key) > 0) recorded_changed_ = true;
       break;
     case Kind::kAddDestination:
     case Kind::kEditDestination: {
@@ -513,6 +522,7 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
                                        bool reread, const std::vector<ipvs::OperationResult>* given) {
   std::set<ipvs::ServiceKey> failed;
   if (plan.empty()) return failed;
+  if (given == nullptr) record_additions(plan);  // a pipelined piece was recorded before it went
   if (reading_) {
     for (const auto& operation : plan.operations) reading_->touched.insert(operation.service.key);
   }
@@ -553,6 +563,7 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
       // Already gone: what the delete wanted.
       if (operation.kind == Kind::kDeleteService || code == ESRCH) {
         observed_.erase(key);
+        if (operation.kind == Kind::kDeleteService && recorded_.erase(key) > 0) recorded_changed_ = true;
       } else {
         update_observed(operation);
       }
@@ -813,6 +824,28 @@ void Sync::unbind_stale_addresses(bool all) {
   }
 }
 
+void Sync::record_additions(const ipvs::Plan& plan) {
+  if (!options_.owned_services.enabled()) return;
+  for (const auto& operation : plan.operations) {
+    if (operation.kind == Kind::kAddService && operation.service.key.fwmark == 0 &&
+        recorded_.insert(operation.service.key).second)
+      recorded_changed_ = true;
+  }
+  if (recorded_changed_) store_record();
+}
+
+void Sync::store_record() {
+  recorded_changed_ = false;
+  auto stored = options_.owned_services.store(recorded_);
+  // Said once, not at every sync, until it works again.
+  if (!stored && !record_failing_) {
+    log("cannot record kipvs's virtual services (a crash before their addresses are bound would leave them "
+        "to no one): " +
+        stored.error());
+  }
+  record_failing_ = !stored;
+}
+
 void Sync::refresh_owned_addresses(bool all) {
   const auto owned = [&](const ipvs::Address& address) {
     return desired_addresses_.contains(address) || observed_addresses_.contains(address);
@@ -902,6 +935,7 @@ bool Sync::sync_dirty() {
     if (observed == observed_.end() || observed->second.destinations.empty()) first_servers.insert(key);
   }
   const auto failed = apply(drained.plan, owned_addresses_, /*reread=*/true);
+  if (recorded_changed_) store_record();  // deleted services leave the record
   if (!first_servers.empty()) clear_stale_conntrack(&first_servers);
   phases_.lap("ipvs");
   // Bound only now that its virtual service is there: a cluster IP bound
@@ -1113,6 +1147,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
     land();
     if (drained.plan.empty()) return;
     if (pipelined) {
+      record_additions(drained.plan);
       auto& piece = in_flight.emplace(PieceInFlight{.plan = std::move(drained.plan), .results = {}});
       try {
         piece.results = std::async(
@@ -1143,6 +1178,11 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
   if (!unwanted.empty()) plan_and_apply(unwanted);
   land();
   draining_ = std::move(draining);
+  // Recorded, yet not in the kernel: added by no one (a crash before the
+  // add) or deleted by someone else.
+  if (std::erase_if(recorded_, [this](const auto& key) { return !observed_.contains(key); }) > 0)
+    recorded_changed_ = true;
+  if (recorded_changed_) store_record();
   clear_stale_conntrack(nullptr);
   nft_ok = collect_nft() && nft_ok;  // the time spent waiting counts as "nftables"
   release_free_memory();

@@ -47,6 +47,7 @@
 
 #include "agent/desired_state.h"
 #include "agent/node_facts.h"
+#include "agent/owned_services.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/backend.h"
 #include "ipvs/conntrack.h"
@@ -140,6 +141,9 @@ struct SyncOptions {
   std::function<std::chrono::system_clock::time_point()> wall_clock = [] {
     return std::chrono::system_clock::now();
   };
+  // Where the virtual services kipvs adds are recorded before they are
+  // added (agent/owned_services.h); default: nowhere.
+  OwnedServicesFile owned_services;
 };
 
 // Counters for tests and logs.
@@ -280,6 +284,10 @@ class Sync final : public k8s::ObjectSink {
   void record_bind(const ipvs::Address& address, const std::expected<void, ipvs::Error>& added);
   void unbind_stale_addresses(bool all);
   void refresh_owned_addresses(bool all);
+  // Records the services a plan adds before it goes to the kernel, and
+  // writes the record after deletes took some out.
+  void record_additions(const ipvs::Plan& plan);
+  void store_record();
   // How many operations of each kind a sync's plan (or its pieces) had.
   struct PlanCounts {
     std::size_t total = 0;
@@ -338,6 +346,11 @@ class Sync final : public k8s::ObjectSink {
   // as in compute_desired_state.
   std::map<ipvs::ServiceKey, std::set<k8s::ObjectKey>> claims_;
   std::uint64_t origins_generation_ = 0;
+  // The keys in options_.owned_services: kipvs's whether or not their
+  // address is bound (a crash can come between the add and the bind).
+  std::set<ipvs::ServiceKey> recorded_;
+  bool recorded_changed_ = false;
+  bool record_failing_ = false;
   std::map<ipvs::Address, std::size_t> bound_refs_;
   // bound_refs_'s keys, kept as it changes, and those that came or went
   // since the last sync: an incremental sync at 10,000 Services must not walk

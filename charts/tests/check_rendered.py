@@ -37,6 +37,9 @@ ALLOWED_HOST_PATHS = {"/lib/modules"}
 # sysctls.hostProcSysNet: the node's /proc/sys/net, writable, where kipvs's
 # --proc-sys points; nothing else of /proc.
 PROC_SYS_NET = ("/proc/sys/net", "/host/proc/sys/net")
+# The one writable host folder: kipvs's record of the virtual services it
+# added (agent/owned_services.h), on the node's /run tmpfs.
+STATE_DIR = "/run/kipvs"
 
 failures = []
 
@@ -108,7 +111,7 @@ def check_daemonset(ds, sys_module, proc_sys_net=False):
     check(pod.get("automountServiceAccountToken", True), "service account token not mounted")
     check(not pod.get("securityContext", {}).get("sysctls"), "pod sets sysctls")
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
-    allowed_paths = ALLOWED_HOST_PATHS | ({PROC_SYS_NET[0]} if proc_sys_net else set())
+    allowed_paths = ALLOWED_HOST_PATHS | {STATE_DIR} | ({PROC_SYS_NET[0]} if proc_sys_net else set())
     for v in volumes.values():
         if "hostPath" in v:
             check(v["hostPath"]["path"] in allowed_paths, f"hostPath volume {v['hostPath']['path']}")
@@ -132,6 +135,9 @@ def check_daemonset(ds, sys_module, proc_sys_net=False):
                 check(m["mountPath"] == PROC_SYS_NET[1], f"{name}: /proc/sys/net mounted at {m['mountPath']}")
                 check(f"--proc-sys={PROC_SYS_NET[1].rsplit('/', 1)[0]}" in c.get("args", []),
                       f"{name}: /proc/sys/net mounted but kipvs not pointed at it")
+            elif v and "hostPath" in v and v["hostPath"]["path"] == STATE_DIR:
+                check(m["mountPath"] == STATE_DIR, f"{name}: {STATE_DIR} mounted at {m['mountPath']}")
+                check(v["hostPath"].get("type") == "DirectoryOrCreate", f"{STATE_DIR} is not DirectoryOrCreate")
             elif v and "hostPath" in v:
                 check(m.get("readOnly") is True, f"{name}: hostPath {v['hostPath']['path']} mounted writable")
                 check(m["mountPath"] == v["hostPath"]["path"], f"{name}: {m['mountPath']} is not where the node has it")
@@ -373,7 +379,8 @@ def case_minimal(objs, ds, c, cfg, volumes, services, dashboards):
     check(ds["spec"]["template"]["spec"]["serviceAccountName"] == "kipvs", "serviceAccountName is not kipvs")
     check(cfg is not None and cfg["metricsBindAddress"] == "127.0.0.1:10249", "metrics not bound to loopback")
     check(not services, "metrics Service rendered with metrics.enabled=false")
-    check(not any("hostPath" in v for v in volumes.values()), "hostPath volume with mountLibModules=false")
+    check(not any("hostPath" in v and v["hostPath"]["path"] != STATE_DIR for v in volumes.values()),
+          "hostPath volume other than the state folder with mountLibModules=false")
 
 
 def case_existing(objs, ds, c, cfg, volumes, services, dashboards):

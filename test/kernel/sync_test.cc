@@ -19,6 +19,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -486,4 +487,101 @@ TEST_CASE("kipvs: a terminating endpoint keeps its connection, gets no new ones,
   const bool gone = eventually([&] { return !has_line(ipvs_rules(), destination_line(leaving_index, 0)); });
   CHECK(gone);
   CHECK(has_line(ipvs_rules(), destination_line(staying_index)));
+}
+
+namespace {
+
+// n Services from `first` on, cluster IPs 10.97.x.y, one endpoint each (no
+// traffic: the rules are what is checked).
+std::string many_services(int first, int n) {
+  std::ostringstream out;
+  for (int i = first; i < first + n; ++i) {
+    const std::string name = "s" + std::to_string(i);
+    out << "---\napiVersion: v1\nkind: Service\nmetadata: {name: " << name
+        << ", namespace: default}\nspec:\n  clusterIP: 10.97." << i / 250 << "." << i % 250 + 1
+        << "\n  ports: [{name: http, port: 80, protocol: TCP}]\n"
+        << "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: " << name
+        << "-1\n  namespace: default\n  labels: {kubernetes.io/service-name: " << name
+        << "}\naddressType: IPv4\nports: [{name: http, port: 8080, protocol: TCP}]\n"
+        << "endpoints: [{addresses: [" << backend_ip(i % 4) << "], conditions: {ready: true}}]\n";
+  }
+  return out.str();
+}
+
+// The kernel's virtual services on 10.97.0.0/16, as "address:port".
+std::set<std::string> crash_services() {
+  std::set<std::string> out;
+  std::istringstream in(ipvs_rules());
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("-A -t 10.97.")) out.insert(line.substr(6, line.find(' ', 6) - 6));
+  }
+  return out;
+}
+
+std::set<std::string> wanted_services(int first, int n) {
+  std::set<std::string> out;
+  for (int i = first; i < first + n; ++i)
+    out.insert("10.97." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1) + ":80");
+  return out;
+}
+
+std::size_t kernel_service_count() {
+  std::ifstream in("/proc/net/ip_vs");
+  std::size_t count = 0;
+  for (std::string line; std::getline(in, line);) count += line.starts_with("TCP") ? 1 : 0;
+  return count;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "kipvs: SIGKILLed during a 5,000-Service first sync, its rules stay its own: a restart removes the "
+    "deleted Services' and --cleanup takes all",
+    "[kernel]") {
+  constexpr int kServices = 5000;
+  const auto dir = scratch() / "crash";
+  fs::create_directories(dir);
+  write_file(dir / "kept.yaml", many_services(0, kServices / 2));
+  write_file(dir / "deleted.yaml", many_services(kServices / 2, kServices / 2));
+  const auto log = scratch() / "crash.log";
+  std::mt19937 random(std::random_device{}());
+  // Killed three times at a random point of the first sync (measured by how
+  // many of its virtual services are in the kernel), each run starting over
+  // from what the last left.
+  for (int round = 0; round < 3; ++round) {
+    const auto at = std::uniform_int_distribution<std::size_t>(kServices / 20, kServices * 19 / 20)(random);
+    Kipvs kipvs(dir, {}, log);
+    const bool reached = eventually([&] { return kernel_service_count() >= at; }, 300s);
+    INFO("round " << round << ": kill at " << at << " services; kipvs log:\n" << kipvs.log());
+    REQUIRE(reached);
+    CHECK(kipvs.stop(SIGKILL) == 128 + SIGKILL);
+  }
+  INFO("after the kills: " << kernel_service_count() << " virtual services");
+
+  // Half the Services are deleted while kipvs is down.
+  fs::remove(dir / "deleted.yaml");
+  {
+    Kipvs kipvs(dir, {}, log);
+    const bool synced = eventually([&] { return kipvs.log().find("sync full") != std::string::npos; }, 300s);
+    INFO("kipvs log:\n" << kipvs.log());
+    REQUIRE(synced);
+    CHECK(crash_services() == wanted_services(0, kServices / 2));
+    CHECK(kipvs.stop(SIGTERM) == 0);
+  }
+
+  // Killed again during a first sync of everything, then --cleanup: nothing
+  // of kipvs's is left, started or not.
+  write_file(dir / "deleted.yaml", many_services(kServices / 2, kServices / 2));
+  run_ok("ipvsadm -C");
+  run("ip link del kube-ipvs0");
+  {
+    Kipvs kipvs(dir, {}, log);
+    const auto at = std::uniform_int_distribution<std::size_t>(kServices / 20, kServices * 19 / 20)(random);
+    REQUIRE(eventually([&] { return kernel_service_count() >= at; }, 300s));
+    CHECK(kipvs.stop(SIGKILL) == 128 + SIGKILL);
+  }
+  const auto cleanup = run(kipvs_binary().string() + " --cleanup 2>&1");
+  INFO("kipvs --cleanup:\n" << cleanup.output);
+  CHECK(cleanup.status == 0);
+  CHECK(crash_services().empty());
 }

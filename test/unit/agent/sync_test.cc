@@ -1036,6 +1036,83 @@ TEST_CASE(
   CHECK(first->size() == 2);  // a reader holding the old copy keeps it whole
 }
 
+TEST_CASE(
+    "a service added but never bound before a crash stays kipvs's through the record, and goes once its "
+    "Service is deleted",
+    "[sync][ownership]") {
+  static int case_number = 0;
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("kipvs-owned-" + std::to_string(::getpid()) + "-" + std::to_string(++case_number));
+  std::filesystem::remove_all(dir);
+  const OwnedServicesFile record(dir / "services");
+  Node node;
+  {
+    SyncOptions options;
+    options.owned_services = record;
+    Agent first(node, options);
+    populate(first, 3);
+    first.start();
+    auto keys = record.load();
+    REQUIRE(keys.has_value());
+    CHECK(keys->size() == 3);
+    CHECK(keys->contains(vip(cluster_ip(1), 80)));
+  }
+  // The crash came before svc-1's address was bound; svc-1 is deleted
+  // while kipvs is down.
+  REQUIRE(node.links.delete_address("kube-ipvs0", ip(cluster_ip(1))));
+  SECTION("with the record, the restart deletes it") {
+    SyncOptions options;
+    options.owned_services = record;
+    Agent second(node, options);
+    second.add(service(name(0), cluster_ip(0)));
+    second.add(service(name(2), cluster_ip(2)));
+    second.start();
+    CHECK_FALSE(node.kernel.has_service(vip(cluster_ip(1), 80)));
+    CHECK(node.kernel.has_service(vip(cluster_ip(0), 80)));
+    CHECK(record.load().value().size() == 2);
+  }
+  SECTION("without it, nothing says it is kipvs's: it stays for good") {
+    Agent second(node);
+    second.add(service(name(0), cluster_ip(0)));
+    second.add(service(name(2), cluster_ip(2)));
+    second.start();
+    CHECK(node.kernel.has_service(vip(cluster_ip(1), 80)));
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE(
+    "the record of kipvs's services: written whole, read back, and a foreign file refused with its line",
+    "[ownership]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("kipvs-record-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  const OwnedServicesFile record(dir / "services");
+  CHECK(record.load().value().empty());  // no file yet
+  const std::set<ipvs::ServiceKey> keys{vip("10.96.0.1", 443), vip("10.96.0.10", 53, ipvs::Protocol::kUdp),
+                                        ipvs::ServiceKey{.family = ipvs::Family::kIPv6,
+                                                         .protocol = ipvs::Protocol::kSctp,
+                                                         .address = ip("fd00::a"),
+                                                         .port = 9,
+                                                         .fwmark = 0}};
+  REQUIRE(record.store(keys));
+  CHECK(record.load().value() == keys);
+  std::ofstream(dir / "services", std::ios::app) << "TCP 10.96.0.300 80\n";
+  const auto bad = record.load();
+  REQUIRE_FALSE(bad.has_value());
+  CHECK_THAT(bad.error(),
+             Catch::Contains("services:5: \"TCP 10.96.0.300 80\" is not \"PROTOCOL ADDRESS PORT\""));
+  REQUIRE(record.remove());
+  CHECK(record.load().value().empty());
+  CHECK_FALSE(OwnedServicesFile().enabled());
+  CHECK(OwnedServicesFile::for_this_namespace("").value().path().empty());
+  CHECK(OwnedServicesFile::for_this_namespace("/run/kipvs")
+            .value()
+            .path()
+            .string()
+            .starts_with("/run/kipvs/services-"));
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace kipvs::agent
 
