@@ -15,18 +15,6 @@ namespace {
 
 constexpr std::uintmax_t kMaxFileBytes = 64ULL * 1024 * 1024;
 
-std::string_view protocol_name(ipvs::Protocol protocol) {
-  switch (protocol) {
-    case ipvs::Protocol::kTcp:
-      return "TCP";
-    case ipvs::Protocol::kUdp:
-      return "UDP";
-    case ipvs::Protocol::kSctp:
-      return "SCTP";
-  }
-  return "?";
-}
-
 std::optional<ipvs::Protocol> protocol_named(std::string_view name) {
   if (name == "TCP") return ipvs::Protocol::kTcp;
   if (name == "UDP") return ipvs::Protocol::kUdp;
@@ -99,7 +87,7 @@ std::expected<void, std::string> OwnedServicesFile::store(const std::set<ipvs::S
   std::string text = "# The IPVS virtual services kipvs added in this network namespace.\n";
   for (const auto& key : keys) {
     if (key.fwmark != 0) continue;
-    text += protocol_name(key.protocol);
+    text += ipvs::protocol_name(key.protocol);
     text += ' ';
     text += key.address.to_string();
     text += ' ';

@@ -24,16 +24,11 @@ std::string to_string(Operation::Kind kind) {
 
 namespace {
 
-std::string protocol_name(Protocol protocol) {
-  switch (protocol) {
-    case Protocol::kTcp:
-      return "TCP";
-    case Protocol::kUdp:
-      return "UDP";
-    case Protocol::kSctp:
-      return "SCTP";
-  }
-  return "proto-" + std::to_string(static_cast<unsigned>(protocol));
+// The kernel may report protocols kipvs never uses (AH, ESP): by number.
+std::string protocol_text(Protocol protocol) {
+  const auto name = protocol_name(protocol);
+  if (name == "unknown") return "proto-" + std::to_string(static_cast<unsigned>(protocol));
+  return std::string(name);
 }
 
 std::string address_port(const Address& address, std::uint16_t port) {
@@ -47,7 +42,7 @@ std::string to_string(const ServiceKey& key) {
   if (key.fwmark != 0) {
     return "FWM " + std::to_string(key.fwmark) + (key.family == Family::kIPv6 ? " IPv6" : "");
   }
-  return protocol_name(key.protocol) + " " + address_port(key.address, key.port);
+  return protocol_text(key.protocol) + " " + address_port(key.address, key.port);
 }
 
 std::string to_string(const DestinationKey& key) {

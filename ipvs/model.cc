@@ -6,6 +6,18 @@
 
 namespace kipvs::ipvs {
 
+std::string_view protocol_name(Protocol protocol) {
+  switch (protocol) {
+    case Protocol::kTcp:
+      return "TCP";
+    case Protocol::kUdp:
+      return "UDP";
+    case Protocol::kSctp:
+      return "SCTP";
+  }
+  return "unknown";
+}
+
 std::optional<Address> Address::parse(std::string_view text) {
   if (text.size() >= 2 && text.front() == '[' && text.back() == ']') text = text.substr(1, text.size() - 2);
   std::string copy(text);  // inet_pton needs a terminated string

@@ -16,6 +16,8 @@ namespace kipvs::ipvs {
 enum class Family : std::uint16_t { kIPv4 = 2, kIPv6 = 10 };  // AF_INET, AF_INET6
 
 enum class Protocol : std::uint16_t { kTcp = 6, kUdp = 17, kSctp = 132 };  // IPPROTO_*
+// "TCP", "UDP", "SCTP": Kubernetes' spelling.
+[[nodiscard]] std::string_view protocol_name(Protocol protocol);
 
 // An IPv4 or IPv6 address. IPv4 uses the first 4 bytes; the rest are zero.
 struct Address {

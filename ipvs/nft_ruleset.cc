@@ -28,7 +28,7 @@ constexpr std::array kSets{
     SetShape{nft_set::kFirewallAllow, true, true, false},
 };
 
-std::string_view protocol_name(Protocol protocol) {
+std::string_view nft_protocol(Protocol protocol) {
   switch (protocol) {
     case Protocol::kTcp:
       return "tcp";
@@ -157,7 +157,7 @@ std::string nft_element(const Address& address) {
 }
 
 std::string nft_element(const Address& address, Protocol protocol, std::uint16_t port) {
-  return address.to_string() + " . " + std::string(protocol_name(protocol)) + " . " + std::to_string(port);
+  return address.to_string() + " . " + std::string(nft_protocol(protocol)) + " . " + std::to_string(port);
 }
 
 std::string nft_hairpin_element(const Address& endpoint, Protocol protocol, std::uint16_t port) {

@@ -7,18 +7,6 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
-std::string protocol_name(ipvs::Protocol protocol) {
-  switch (protocol) {
-    case ipvs::Protocol::kTcp:
-      return "TCP";
-    case ipvs::Protocol::kUdp:
-      return "UDP";
-    case ipvs::Protocol::kSctp:
-      return "SCTP";
-  }
-  return "unknown";
-}
-
 // One exported family: its name, help and type, whether it is per endpoint,
 // and its samples' values, one per direction ("" when it has none).
 struct FamilyDef {
@@ -94,7 +82,7 @@ std::vector<ClientMetric::Label> service_labels(const ServiceThroughput& svc) {
   return {{"namespace", svc.namespace_name},
           {"service", svc.name},
           {"port_name", svc.port_name},
-          {"protocol", protocol_name(svc.protocol)},
+          {"protocol", std::string(ipvs::protocol_name(svc.protocol))},
           {"address", host_port(svc.address, svc.port)}};
 }
 
