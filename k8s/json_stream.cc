@@ -1,6 +1,9 @@
 #include "k8s/json_stream.h"
 
+#include <boost/json/error.hpp>
 #include <boost/json/parse_options.hpp>
+
+#include "k8s/parse_memory.h"
 
 namespace kipvs::k8s {
 namespace {
@@ -16,8 +19,32 @@ boost::json::parse_options parse_options() {
 
 }  // namespace
 
-JsonStream::JsonStream(std::size_t max_value_bytes)
-    : max_value_bytes_(max_value_bytes), parser_({}, parse_options()) {}
+JsonStream::JsonStream(std::size_t max_value_bytes, std::size_t max_value_memory)
+    : max_value_bytes_(max_value_bytes),
+      max_value_memory_(max_value_memory),
+      memory_(capped_resource(max_value_memory)) {
+  new_parser();
+}
+
+void JsonStream::new_parser() {
+  parser_.reset();  // its stack goes back to memory_ first
+  parser_.emplace(memory_, parse_options());
+  start_value();
+}
+
+void JsonStream::start_value() {
+  parser_->reset(parse_arena(memory_));
+}
+
+std::size_t JsonStream::write(std::size_t available, boost::system::error_code& ec) {
+  try {
+    return parser_->write_some(buffer_.data() + begin_ + parsed_, available - parsed_, ec);
+  } catch (const ParseMemoryExceeded&) {
+    over_memory_ = true;
+    ec = boost::json::error::exception;
+    return 0;
+  }
+}
 
 void JsonStream::feed(std::string_view bytes) {
   buffer_.append(bytes);
@@ -37,9 +64,17 @@ void JsonStream::drop_front(std::size_t count) {
 }
 
 JsonStreamError JsonStream::fail(std::string message) {
+  if (over_memory_) {
+    message = "value needs more than " + memory_text(max_value_memory_) + " to parse";
+  }
   JsonStreamError error{std::move(message),
                         buffer_.substr(begin_, std::min(kExcerptBytes, buffer_.size() - begin_))};
-  parser_.reset();
+  if (over_memory_) {
+    new_parser();  // a stack grown to the cap is given back
+    over_memory_ = false;
+  } else {
+    start_value();
+  }
   parsed_ = 0;
   skipping_ = true;  // the bad value starts at begin_: drop up to its first newline
   return error;
@@ -68,11 +103,11 @@ std::expected<std::optional<boost::json::value>, JsonStreamError> JsonStream::ne
   const std::size_t available = buffer_.size() - begin_;
   if (parsed_ < available) {
     boost::system::error_code ec;
-    parsed_ += parser_.write_some(buffer_.data() + begin_ + parsed_, available - parsed_, ec);
+    parsed_ += write(available, ec);
     if (ec) return std::unexpected(fail(ec.message()));
-    if (parser_.done()) {
-      boost::json::value value = parser_.release();
-      parser_.reset();
+    if (parser_->done()) {
+      boost::json::value value = parser_->release();
+      start_value();
       drop_front(parsed_);
       parsed_ = 0;
       return value;
@@ -94,17 +129,26 @@ std::expected<std::optional<boost::json::value>, JsonStreamError> JsonStream::fi
     boost::system::error_code ec;
     const std::size_t available = buffer_.size() - begin_;
     // Bytes fed since the last next() have not reached the parser yet.
-    parsed_ += parser_.write_some(buffer_.data() + begin_ + parsed_, available - parsed_, ec);
-    if (!ec) parser_.finish(ec);
-    if (ec || !parser_.done()) {
+    parsed_ += write(available, ec);
+    if (!ec) {
+      try {
+        parser_->finish(ec);
+      } catch (const ParseMemoryExceeded&) {
+        over_memory_ = true;
+        ec = boost::json::error::exception;
+      }
+    }
+    if (over_memory_) {
+      result = std::unexpected(fail(ec.message()));
+    } else if (ec || !parser_->done()) {
       result = std::unexpected(
           JsonStreamError{"stream ended inside a value (" + std::to_string(parsed_) + " bytes)",
                           buffer_.substr(begin_, std::min(kExcerptBytes, buffer_.size() - begin_))});
     } else {
-      result = std::optional<boost::json::value>(parser_.release());
+      result = std::optional<boost::json::value>(parser_->release());
     }
   }
-  parser_.reset();
+  start_value();
   buffer_.clear();
   begin_ = 0;
   parsed_ = 0;

@@ -10,8 +10,12 @@
 // including the first newline after that start, and parses again from there.
 // A well-behaved server writes one value per line, so after one bad frame the
 // next frame decodes; for garbage spanning several lines each line yields at
-// most one error. A value longer than max_value_bytes is treated as malformed
-// too, which bounds memory.
+// most one error. A value longer than max_value_bytes, or one whose parse
+// would take more than max_value_memory bytes (parse_memory.h), is treated as
+// malformed too, which bounds memory.
+//
+// A value handed out lives in its own arena, freed with the value; it must
+// not outlive its use (decode it, then drop it).
 //
 // Not thread-safe; owned by the io_context thread that reads the body.
 
@@ -34,9 +38,14 @@ struct JsonStreamError {
 class JsonStream {
  public:
   static constexpr std::size_t kDefaultMaxValueBytes = 16u << 20;  // > etcd's 1.5 MiB object limit
+  // Real objects take up to five times their text while parsed (a full
+  // EndpointSlice: json_stream_test) and etcd keeps them under 1.5 MiB;
+  // long arrays of empty values take sixteen times.
+  static constexpr std::size_t kDefaultMaxValueMemory = 64u << 20;
   static constexpr std::size_t kMaxDepth = 128;  // managedFields nest deeper than Boost's default 32
 
-  explicit JsonStream(std::size_t max_value_bytes = kDefaultMaxValueBytes);
+  explicit JsonStream(std::size_t max_value_bytes = kDefaultMaxValueBytes,
+                      std::size_t max_value_memory = kDefaultMaxValueMemory);
 
   // Appends bytes; nothing is parsed until next().
   void feed(std::string_view bytes);
@@ -57,9 +66,16 @@ class JsonStream {
  private:
   JsonStreamError fail(std::string message);
   void drop_front(std::size_t count);
+  void new_parser();
+  void start_value();
+  // write_some, with the memory cap's exception turned into an error.
+  std::size_t write(std::size_t available, boost::system::error_code& ec);
 
   std::size_t max_value_bytes_;
-  boost::json::stream_parser parser_;
+  std::size_t max_value_memory_;
+  boost::json::storage_ptr memory_;  // a CappedResource: the parser's stack and the value's arena
+  std::optional<boost::json::stream_parser> parser_;
+  bool over_memory_ = false;  // the last write ran out of memory_
   // buffer_[begin_..] holds the bytes from the start of the current value
   // (leading whitespace dropped), kept whole so a bad value can be dropped up
   // to its first newline. The consumed front is erased lazily.

@@ -6,9 +6,10 @@
 #include <iostream>
 #include <random>
 
-#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/parse_options.hpp>
+
+#include "k8s/parse_memory.h"
 
 namespace kipvs::k8s {
 namespace {
@@ -104,7 +105,11 @@ ReflectorBase::ReflectorBase(boost::asio::io_context& io, HttpClient& client, st
       kind_(kind),
       options_(std::move(options)),
       backoff_(options_.backoff, options_.random),
-      timer_(io) {}
+      timer_(io),
+      page_size_(std::max<std::uint32_t>(1, options_.page_size)),
+      stream_(JsonStream::kDefaultMaxValueBytes, options_.max_frame_memory) {
+  status_.page_size = page_size_;
+}
 
 ReflectorBase::~ReflectorBase() = default;
 
@@ -161,7 +166,7 @@ std::string ReflectorBase::target(bool watch, const std::string& continue_token)
   } else {
     // No resourceVersion: the first page is a consistent read, later pages
     // follow the continue token, which pins them to the first one's version.
-    add("limit", std::to_string(options_.page_size));
+    add("limit", std::to_string(page_size_));
     if (!continue_token.empty()) add("continue", continue_token);
   }
   return path_ + query;
@@ -178,6 +183,7 @@ void ReflectorBase::list_page(std::string continue_token) {
   }
   body_.clear();
   list_parser_.reset();
+  list_over_memory_ = false;
   list_bytes_ = 0;
   status_code_ = 0;
   retry_after_.reset();
@@ -195,20 +201,26 @@ void ReflectorBase::list_page(std::string continue_token) {
     }
     // A page is parsed as it arrives, into one arena freed with the page:
     // the items are decoded into objects that do not refer to it, and a
-    // 2 MB page otherwise costs tens of thousands of small allocations.
+    // 2 MB page otherwise costs tens of thousands of small allocations. The
+    // arena and the parser's stack share the page's memory cap.
     boost::json::parse_options options;
     options.max_depth = JsonStream::kMaxDepth;
-    list_parser_.emplace(boost::json::storage_ptr(), options);
-    list_parser_->reset(boost::json::make_shared_resource<boost::json::monotonic_resource>());
+    auto memory = capped_resource(options_.max_page_memory);
+    list_parser_.emplace(memory, options);
+    list_parser_->reset(parse_arena(std::move(memory)));
   };
-  handlers.on_body = [this](std::string_view bytes) {
+  handlers.on_body = [this, continue_token](std::string_view bytes) {
     if (!list_parser_) {
       if (body_.size() < kMaxErrorBody) body_.append(bytes.substr(0, kMaxErrorBody - body_.size()));
       return;
     }
     list_bytes_ += bytes.size();
     if (list_parse_error_ || list_bytes_ > kMaxListBytes) return;
-    list_parser_->write(bytes.data(), bytes.size(), list_parse_error_);
+    try {
+      list_parser_->write(bytes.data(), bytes.size(), list_parse_error_);
+    } catch (const ParseMemoryExceeded&) {
+      page_over_memory(continue_token);
+    }
   };
   handlers.on_done = [this, continue_token](std::optional<HttpError> error) {
     on_list_done(continue_token, std::move(error));
@@ -216,6 +228,27 @@ void ReflectorBase::list_page(std::string continue_token) {
   HttpRequestOptions http = options_.http;
   http.accept_gzip = true;  // a watch stays plain: its frames are small and must not wait in a compressor
   call_ = client_.get(target(false, continue_token), http, std::move(handlers));
+}
+
+void ReflectorBase::page_over_memory(const std::string& continue_token) {
+  // Cancelling suppresses on_done; the rest of the page is not read.
+  call_->cancel();
+  call_.reset();
+  list_parser_.reset();
+  ++status_.oversized_pages;
+  const std::string why = "a list page of " + std::to_string(page_size_) + " needs more than " +
+                          memory_text(options_.max_page_memory) + " to parse";
+  if (page_size_ == 1) return retry_later(why);
+  // The continue token stays valid with another limit: the pages already
+  // staged are kept.
+  page_size_ /= 2;
+  status_.page_size = page_size_;
+  log(why + "; asking again for " + std::to_string(page_size_) + " objects per page");
+  phase_ = Phase::kWaiting;
+  timer_.expires_after(std::chrono::milliseconds(0));
+  timer_.async_wait([this, continue_token](const boost::system::error_code& ec) {
+    if (!ec && !stopped_) list_page(continue_token);
+  });
 }
 
 std::string ReflectorBase::describe_http_error(unsigned status, const std::string& body,

@@ -95,6 +95,12 @@ struct ReflectorOptions {
   // on the client with this predicate (over the decoded JSON object).
   std::function<bool(const boost::json::value&)> client_filter;
   std::uint32_t page_size = 500;
+  // The memory one list page or one watch frame may take while parsed
+  // (parse_memory.h). A page past it is asked for again at half the size, so
+  // a list of large objects still goes through; a frame past it is skipped
+  // (and the kind relisted, as for any skipped frame).
+  std::size_t max_page_memory = std::size_t{64} << 20;
+  std::size_t max_frame_memory = JsonStream::kDefaultMaxValueMemory;
   std::chrono::seconds min_watch_timeout{300};  // timeoutSeconds in [min, max)
   std::chrono::seconds max_watch_timeout{600};
   // A watch that asked for bookmarks hears from the API server's watch cache
@@ -129,10 +135,12 @@ struct ReflectorStatus {
   std::uint64_t watches = 0;            // watch requests answered 200
   std::uint64_t events = 0;             // ADDED/MODIFIED/DELETED applied
   std::uint64_t bookmarks = 0;
-  std::uint64_t silent_watches = 0;  // watches closed after watch_silence_limit without a frame
-  std::uint64_t failures = 0;        // requests that failed (each followed by a backoff)
-  std::uint64_t skipped = 0;         // objects or frames that did not decode
-  std::uint64_t worker_pages = 0;    // list pages decoded on a worker thread
+  std::uint64_t silent_watches = 0;   // watches closed after watch_silence_limit without a frame
+  std::uint64_t failures = 0;         // requests that failed (each followed by a backoff)
+  std::uint64_t skipped = 0;          // objects or frames that did not decode
+  std::uint64_t worker_pages = 0;     // list pages decoded on a worker thread
+  std::uint64_t oversized_pages = 0;  // pages refused for max_page_memory (then asked for smaller)
+  std::uint32_t page_size = 0;        // the limit pages are asked for with now
   unsigned last_http_status = 0;
   std::string last_error;        // "" once healthy again
   std::string resource_version;  // last seen
@@ -183,6 +191,7 @@ class ReflectorBase {
   void list_page(std::string continue_token);
   void on_list_done(const std::string& continue_token, std::optional<HttpError> error);
   void start_watch();
+  void page_over_memory(const std::string& continue_token);
   void on_watch_body(std::string_view bytes);
   void on_watch_done(std::optional<HttpError> error);
   void handle_frame(const boost::json::value& frame);
@@ -217,6 +226,8 @@ class ReflectorBase {
   // The list page being received, parsed as it arrives.
   std::optional<boost::json::stream_parser> list_parser_;
   boost::system::error_code list_parse_error_;
+  bool list_over_memory_ = false;  // the page passed max_page_memory
+  std::uint32_t page_size_;        // options_.page_size, halved by each oversized page
   std::size_t list_bytes_ = 0;
   JsonStream stream_;
   std::uint64_t watch_frames_ = 0;

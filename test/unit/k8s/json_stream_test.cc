@@ -1,5 +1,7 @@
 #include "k8s/json_stream.h"
 
+#include "k8s/parse_memory.h"
+
 #include <string>
 #include <string_view>
 #include <vector>
@@ -232,6 +234,99 @@ TEST_CASE("json_stream: nesting past the limit is an error, not a crash") {
   auto good = stream.next();
   REQUIRE(good.has_value());
   CHECK(good->has_value());
+}
+
+// What a full EndpointSlice looks like: 1,000 endpoints (the API's maximum),
+// each with its conditions, topology and target reference.
+std::string big_endpoint_slice() {
+  std::string text =
+      R"({"type":"MODIFIED","object":{"kind":"EndpointSlice","apiVersion":"discovery.k8s.io/v1",)"
+      R"("metadata":{"name":"web-abcde","namespace":"default","resourceVersion":"123456",)"
+      R"("labels":{"kubernetes.io/service-name":"web"}},"addressType":"IPv4","ports":[{"name":"http",)"
+      R"("port":8080,"protocol":"TCP"}],"endpoints":[)";
+  for (int i = 0; i < 1000; ++i) {
+    if (i) text += ",";
+    text += R"({"addresses":["10.244.)" + std::to_string(i / 250) + "." + std::to_string(i % 250) +
+            R"("],"conditions":{"ready":true,"serving":true,"terminating":false},"nodeName":"node-)" +
+            std::to_string(i % 7) +
+            R"(","zone":"zone-a","targetRef":{"kind":"Pod","namespace":"default",)"
+            R"("name":"web-7d4b9c6f5-)" +
+            std::to_string(100000 + i) + R"(","uid":"4f1c2d3e-0000-4000-8000-)" +
+            std::to_string(100000000000 + i) + R"("}})";
+  }
+  return text + "]}}\n";
+}
+
+TEST_CASE("json_stream: a real object parses within six times its text") {
+  const std::string slice = big_endpoint_slice();
+  JsonStream stream(JsonStream::kDefaultMaxValueBytes, 6 * slice.size());
+  stream.feed(slice);
+  auto next = stream.next();
+  REQUIRE(next.has_value());
+  REQUIRE(next->has_value());
+  CHECK((*next)->at("object").at("endpoints").as_array().size() == 1000);
+}
+
+TEST_CASE("json_stream: a frame that parses into more than its memory cap is dropped, the stream goes on") {
+  // 15 MiB of text, under the byte cap, that Boost.JSON would turn into
+  // 120 MiB of values plus as much stack: refused at the 64 MiB default.
+  std::string bomb = R"({"type":"ADDED","object":{"a":[)";
+  const std::size_t zeros = (15u << 20) / 2;
+  bomb.reserve(bomb.size() + 2 * zeros + 8);
+  for (std::size_t i = 0; i < zeros; ++i) bomb += "0,";
+  bomb += "0]}}\n";
+  REQUIRE(bomb.size() < JsonStream::kDefaultMaxValueBytes);
+  JsonStream stream;
+  stream.feed(bomb);
+  auto bad = stream.next();
+  REQUIRE_FALSE(bad.has_value());
+  CHECK(bad.error().message == "value needs more than 64 MiB to parse");
+  CHECK(bad.error().excerpt.starts_with(R"({"type":"ADDED")"));
+  stream.feed(R"({"type":"DELETED","object":{}})"
+              "\n");
+  std::vector<boost::json::value> values;
+  drain(stream, values);
+  CHECK(types_of(values) == std::vector<std::string>{"DELETED"});
+}
+
+TEST_CASE("json_stream: the memory cap holds when the stream ends inside the frame too") {
+  std::string bomb = "[";
+  for (int i = 0; i < 100000; ++i) bomb += "[],";
+  JsonStream stream(JsonStream::kDefaultMaxValueBytes, 256 * 1024);
+  stream.feed(bomb + "[]]");
+  auto end = stream.finish();
+  REQUIRE_FALSE(end.has_value());
+  CHECK(end.error().message == "value needs more than 256 KiB to parse");
+  stream.feed("{\"a\":1}\n");
+  auto after = stream.next();
+  REQUIRE(after.has_value());
+  REQUIRE(after->has_value());
+}
+
+TEST_CASE("capped resource: refuses past its cap, counts what is given back") {
+  CappedResource memory(1000);
+  void* a = memory.allocate(600, 8);
+  CHECK(memory.live() == 600);
+  CHECK_THROWS_AS(memory.allocate(401, 8), ParseMemoryExceeded);
+  CHECK(memory.live() == 600);
+  void* b = memory.allocate(400, 8);
+  CHECK(memory.live() == 1000);
+  memory.deallocate(a, 600, 8);
+  memory.deallocate(b, 400, 8);
+  CHECK(memory.live() == 0);
+  CHECK(memory.peak() == 1000);
+}
+
+TEST_CASE("capped resource: a value's arena goes back to the cap when the value is dropped") {
+  CappedResource capped(1u << 20);
+  auto* memory = &capped;
+  {
+    boost::json::value value(parse_arena(boost::json::storage_ptr(memory)));
+    auto& array = value.emplace_array();
+    for (int i = 0; i < 1000; ++i) array.emplace_back("a string longer than the small buffer");
+    CHECK(memory->live() > 1000 * 16);
+  }
+  CHECK(memory->live() == 0);
 }
 
 }  // namespace

@@ -85,7 +85,8 @@ struct Rig {
 
   explicit Rig(FaultServer::Handler handler, std::filesystem::path token_file = {},
                std::chrono::milliseconds watch_silence_limit = ReflectorOptions{}.watch_silence_limit,
-               std::chrono::milliseconds service_handoff = 0ms) {
+               std::chrono::milliseconds service_handoff = 0ms,
+               std::size_t max_page_memory = ReflectorOptions{}.max_page_memory) {
     server = std::make_unique<FaultServer>(io, std::move(handler));
     ClientConfig config;
     config.server = server->url();
@@ -96,6 +97,7 @@ struct Rig {
     options.tuning.random = [] { return 0.0; };
     options.tuning.watch_silence_limit = watch_silence_limit;
     options.service_handoff = service_handoff;
+    options.tuning.max_page_memory = max_page_memory;
     options.tuning.log = [this](std::string_view line) { log.emplace_back(line); };
     options.tuning.on_watch_event = [this](ResourceKind kind, std::string_view type) {
       CHECK(kind == ResourceKind::kService);
@@ -580,6 +582,50 @@ TEST_CASE("reflector fault: an expired continue token restarts the list from the
   CHECK(firsts == 2);
   CHECK(rig.sink.events == std::vector<std::string>{"a", "b"});
   CHECK(has(rig.server->targets.back(), "resourceVersion=12&"));
+}
+
+TEST_CASE(
+    "reflector fault: a page too large to parse within its memory cap is asked for again at half the size") {
+  // 40 Services of 4 KiB each; the server pages by the limit it is asked
+  // for, and its continue token is the next offset.
+  std::vector<std::string> items;
+  for (int i = 0; i < 40; ++i) {
+    std::string name = "s" + std::to_string(100 + i);
+    std::string item = service(name, std::to_string(100 + i));
+    item.insert(item.find(R"("namespace")"), R"("annotations":{"big":")" + std::string(4096, 'x') + R"("},)");
+    items.push_back(std::move(item));
+  }
+  std::vector<std::size_t> limits;
+  Rig rig(
+      [&](const std::string& target, const std::string&) -> Script {
+        if (is_watch(target)) return {{chunked_head()}};
+        const std::size_t limit = std::stoul(target.substr(target.find("limit=") + 6));
+        const auto at = target.find("continue=o");
+        const std::size_t from = at == std::string::npos ? 0 : std::stoul(target.substr(at + 10));
+        limits.push_back(limit);
+        const std::size_t to = std::min(items.size(), from + limit);
+        return {{response(200, list(std::vector<std::string>(items.begin() + from, items.begin() + to), "50",
+                                    to < items.size() ? "o" + std::to_string(to) : ""))}};
+      },
+      {}, ReflectorOptions{}.watch_silence_limit, 0ms, 64 * 1024);
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return rig.sink.synced_count == 1; }));
+  std::vector<std::string> expected;
+  for (int i = 0; i < 40; ++i) expected.push_back("s" + std::to_string(100 + i));
+  CHECK(rig.sink.events == expected);
+  const auto& status = rig.reflector->status();
+  CHECK(status.oversized_pages >= 1);
+  CHECK(status.page_size < 40);
+  CHECK(status.failures == 0);
+  // 500 refused, then halved until a page fits; every later page asks for
+  // what fitted.
+  REQUIRE(limits.size() > status.oversized_pages);
+  for (std::size_t i = 0; i < status.oversized_pages; ++i) CHECK(limits[i] == (500u >> i));
+  for (std::size_t i = status.oversized_pages; i < limits.size(); ++i) CHECK(limits[i] == status.page_size);
+  bool said = false;
+  for (const auto& line : rig.log)
+    said = said || has(line, "needs more than 64 KiB to parse; asking again for");
+  CHECK(said);
 }
 
 TEST_CASE("reflector fault: a refused field selector falls back to filtering on the client") {
