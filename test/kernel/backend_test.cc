@@ -12,6 +12,7 @@
 #include "ipvs/netlink_backend.h"
 #include "ipvs/table.h"
 #include "netns.h"
+#include "test/support/builders.h"
 
 namespace {
 
@@ -28,11 +29,7 @@ using kipvs::test::run;
 using kipvs::test::run_ok;
 namespace flags = kipvs::ipvs::flags;
 
-Address ip(const char* text) {
-  auto address = Address::parse(text);
-  REQUIRE(address.has_value());
-  return *address;
-}
+using kipvs::test::ip;
 
 std::unique_ptr<NetlinkBackend> open_backend() {
   auto backend = NetlinkBackend::open();

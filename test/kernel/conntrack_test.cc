@@ -19,6 +19,7 @@
 
 #include "ipvs/conntrack.h"
 #include "netns.h"
+#include "test/support/builders.h"
 
 namespace {
 
@@ -27,11 +28,7 @@ using kipvs::ipvs::NetlinkConntrackBackend;
 using kipvs::ipvs::UdpEndpoint;
 using kipvs::ipvs::UdpServing;
 
-kipvs::ipvs::Address ip(const std::string& text) {
-  auto address = kipvs::ipvs::Address::parse(text);
-  REQUIRE(address.has_value());
-  return *address;
-}
+using kipvs::test::ip;
 
 // Inserts conntrack entries: client -> service, answered by endpoint.
 class EntryMaker {

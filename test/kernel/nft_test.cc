@@ -31,39 +31,26 @@
 
 #include <catch2/catch.hpp>
 
+#include "lab.h"
 #include "netns.h"
 
 namespace {
 
+using kipvs::test::eventually;
+using kipvs::test::Kipvs;
+using kipvs::test::kipvs_binary;
+using kipvs::test::kPython;
 using kipvs::test::PeerNamespace;
+using kipvs::test::read_file;
 using kipvs::test::run;
 using kipvs::test::run_ok;
+using kipvs::test::Running;
+using kipvs::test::write_file;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-// The pyenv shim takes ~20 s to start in the guest.
-constexpr const char* kPython = "/usr/bin/python3";
-
 fs::path scratch() {
-  static const fs::path dir = [] {
-    fs::path path = fs::temp_directory_path() / ("kipvs-nft-" + std::to_string(::getpid()));
-    fs::create_directories(path);
-    return path;
-  }();
-  return dir;
-}
-
-void write_file(const fs::path& path, const std::string& text) {
-  const auto partial = path.string() + ".part";
-  std::ofstream(partial) << text;
-  fs::rename(partial, path);  // atomic, so the watcher never reads half a file
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return kipvs::test::scratch("nft");
 }
 
 // TCP on argv[3] and UDP on 5353: "<name> <peer address>".
@@ -104,20 +91,11 @@ for i in range(int(sys.argv[4])):
 sys.exit(1)
 )";
 
-bool eventually(const std::function<bool()>& pred, std::chrono::seconds limit = 90s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(200ms);
-  }
-  return pred();
-}
-
 void start_server(const std::string& prefix, const std::string& name, const std::string& address, int port) {
-  run_ok(prefix + "bash -c '" + kPython + " " + (scratch() / "server.py").string() + " " + name + " " +
-         address + " " + std::to_string(port) +
-         " >/dev/null 2>&1 & for i in $(seq 600); do (echo > /dev/tcp/" + address + "/" +
-         std::to_string(port) + ") 2>/dev/null && exit 0; sleep 0.2; done; exit 1'");
+  kipvs::test::start_listener(prefix,
+                              std::string(kPython) + " " + (scratch() / "server.py").string() + " " + name +
+                                  " " + address + " " + std::to_string(port),
+                              address, port);
 }
 
 class Lab {
@@ -241,70 +219,12 @@ std::string manifest(const std::vector<Svc>& services) {
   return out.str();
 }
 
-fs::path kipvs_binary() {
-  return fs::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path() / "agent" / "kipvs";
-}
-
-class Kipvs {
- public:
-  Kipvs(const fs::path& manifests, const fs::path& log, const std::vector<std::string>& extra = {})
-      : log_(log) {
-    const auto binary = kipvs_binary();
-    REQUIRE(fs::exists(binary));
-    std::vector<std::string> args{binary.string(),       "--manifests",    manifests.string(),
-                                  "--hostname-override", "node-a",         "--node-ip",
-                                  "10.250.0.1",          "--cluster-cidr", "10.244.0.0/16"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      std::vector<char*> argv;
-      for (auto& arg : args) argv.push_back(arg.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
-  ~Kipvs() { stop(); }
-  Kipvs(const Kipvs&) = delete;
-  Kipvs& operator=(const Kipvs&) = delete;
-  int stop() {
-    if (pid_ <= 0) return status_;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return status_;
-  }
-  std::string log() const { return read_file(log_); }
-
- private:
-  fs::path log_;
-  pid_t pid_ = -1;
-  int status_ = 0;
-};
-
-struct Running {
-  fs::path dir;
-  std::unique_ptr<Kipvs> kipvs;
-};
-
+// kipvs with the pod network's CIDR, which the masquerade rules need.
 Running start(const std::string& name, const std::vector<Svc>& services,
               const std::vector<std::string>& extra = {}) {
-  Running running;
-  running.dir = scratch() / name;
-  fs::create_directories(running.dir);
-  write_file(running.dir / "services.yaml", manifest(services));
-  running.kipvs = std::make_unique<Kipvs>(running.dir, scratch() / (name + ".log"), extra);
-  auto& kipvs = *running.kipvs;
-  const bool synced = eventually([&] { return kipvs.log().find("sync full") != std::string::npos; });
-  INFO("kipvs log:\n" << kipvs.log());
-  REQUIRE(synced);
-  return running;
+  std::vector<std::string> args{"--cluster-cidr", "10.244.0.0/16"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return kipvs::test::start_kipvs(scratch() / name, "services.yaml", manifest(services), args);
 }
 
 std::string nft_table() {

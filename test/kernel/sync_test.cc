@@ -28,13 +28,21 @@
 
 #include <catch2/catch.hpp>
 
+#include "lab.h"
 #include "netns.h"
 
 namespace {
 
+using kipvs::test::eventually;
+using kipvs::test::Kipvs;
+using kipvs::test::kipvs_binary;
+using kipvs::test::kPython;
 using kipvs::test::PeerNamespace;
+using kipvs::test::read_file;
 using kipvs::test::run;
 using kipvs::test::run_ok;
+using kipvs::test::Running;
+using kipvs::test::write_file;
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
@@ -47,27 +55,8 @@ std::string backend_name(int i) {
   return "b" + std::to_string(i);
 }
 
-// A scratch folder in the guest (its /tmp is a tmpfs of its own).
 fs::path scratch() {
-  static const fs::path dir = [] {
-    fs::path path = fs::temp_directory_path() / ("kipvs-sync-" + std::to_string(::getpid()));
-    fs::create_directories(path);
-    return path;
-  }();
-  return dir;
-}
-
-void write_file(const fs::path& path, const std::string& text) {
-  const auto partial = path.string() + ".part";
-  std::ofstream(partial) << text;
-  fs::rename(partial, path);  // atomic, so the watcher never reads half a file
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  return kipvs::test::scratch("sync");
 }
 
 // Answers every connection with its name, then echoes what it gets.
@@ -152,17 +141,6 @@ std::string manifest(const ServiceSpec& spec) {
   return out.str();
 }
 
-// Polls until pred() holds; false after the deadline.
-// Generous: the guest is an emulated CPU shared with other work.
-bool eventually(const std::function<bool()>& pred, std::chrono::seconds limit = 90s) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(200ms);
-  }
-  return pred();
-}
-
 // The node, its backends and a client.
 class Lab {
  public:
@@ -178,9 +156,10 @@ class Lab {
       run_ok(peer.exec() + "ip addr add " + backend_ip(i) + "/24 dev eth0");
       run_ok(peer.exec() + "ip link set eth0 up");
       run_ok(peer.exec() + "ip route add default via 10.244.0.1");
-      run_ok(peer.exec() + "bash -c 'python3 " + (scratch() / "server.py").string() + " " + backend_name(i) +
-             " " + backend_ip(i) + " >/dev/null 2>&1 & for i in $(seq 600); do (echo > /dev/tcp/" +
-             backend_ip(i) + "/8080) 2>/dev/null && exit 0; sleep 0.2; done; exit 1'");
+      kipvs::test::start_listener(peer.exec(),
+                                  std::string(kPython) + " " + (scratch() / "server.py").string() + " " +
+                                      backend_name(i) + " " + backend_ip(i),
+                                  backend_ip(i), 8080);
     }
     run_ok("ip link add kt-client type veth peer name eth0 netns " + client_.name());
     run_ok("ip addr add 10.250.0.1/24 dev kt-client && ip link set kt-client up");
@@ -220,54 +199,6 @@ class Lab {
   PeerNamespace client_{"client"};
 };
 
-// The real binary, next to this one in the build tree.
-fs::path kipvs_binary() {
-  return fs::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path() / "agent" / "kipvs";
-}
-
-class Kipvs {
- public:
-  Kipvs(const fs::path& manifests, std::vector<std::string> extra, const fs::path& log) : log_(log) {
-    const auto binary = kipvs_binary();
-    REQUIRE(fs::exists(binary));
-    std::vector<std::string> args{binary.string(), "--manifests", manifests.string(), "--hostname-override",
-                                  "node-a",        "--node-ip",   "10.250.0.1"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      std::vector<char*> argv;
-      for (auto& arg : args) argv.push_back(arg.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
-  ~Kipvs() { stop(SIGTERM); }
-  Kipvs(const Kipvs&) = delete;
-  Kipvs& operator=(const Kipvs&) = delete;
-
-  // Stops it; the exit status (or 128 + signal).
-  int stop(int signal) {
-    if (pid_ <= 0) return status_;
-    ::kill(pid_, signal);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    status_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    return status_;
-  }
-  std::string log() const { return read_file(log_); }
-
- private:
-  fs::path log_;
-  pid_t pid_ = -1;
-  int status_ = 0;
-};
-
 std::string ipvs_rules() {
   return kipvs::test::ipvsadm_save();
 }
@@ -285,23 +216,8 @@ std::string destination_line(int backend, int weight = 1) {
          std::to_string(weight);
 }
 
-// Writes the manifests, starts kipvs and waits for its first sync.
-struct Running {
-  fs::path dir;
-  std::unique_ptr<Kipvs> kipvs;
-};
-
-Running start(const std::string& name, const ServiceSpec& spec, std::vector<std::string> extra = {}) {
-  Running running;
-  running.dir = scratch() / name;
-  fs::create_directories(running.dir);
-  write_file(running.dir / "web.yaml", manifest(spec));
-  running.kipvs = std::make_unique<Kipvs>(running.dir, std::move(extra), scratch() / (name + ".log"));
-  auto& kipvs = *running.kipvs;
-  const bool synced = eventually([&] { return kipvs.log().find("sync full") != std::string::npos; });
-  INFO("kipvs log:\n" << kipvs.log());
-  REQUIRE(synced);
-  return running;
+Running start(const std::string& name, const ServiceSpec& spec, const std::vector<std::string>& extra = {}) {
+  return kipvs::test::start_kipvs(scratch() / name, "web.yaml", manifest(spec), extra);
 }
 
 }  // namespace
@@ -437,8 +353,7 @@ TEST_CASE("kipvs: killed and restarted during traffic, no connection fails and n
 
   CHECK(running.kipvs->stop(SIGKILL) == 128 + SIGKILL);
   const auto rules_before = ipvs_rules();
-  auto restarted =
-      std::make_unique<Kipvs>(running.dir, std::vector<std::string>{}, scratch() / "restart-2.log");
+  auto restarted = std::make_unique<Kipvs>(running.dir, scratch() / "restart-2.log");
   REQUIRE(eventually([&] { return restarted->log().find("sync full") != std::string::npos; }));
   const auto lines_at_restart = read_file(results).size();
   REQUIRE(eventually([&] { return read_file(results).size() > lines_at_restart + 6; }));
@@ -550,7 +465,7 @@ TEST_CASE(
   // from what the last left.
   for (int round = 0; round < 3; ++round) {
     const auto at = std::uniform_int_distribution<std::size_t>(kServices / 20, kServices * 19 / 20)(random);
-    Kipvs kipvs(dir, {}, log);
+    Kipvs kipvs(dir, log);
     const bool reached = eventually([&] { return kernel_service_count() >= at; }, 300s);
     INFO("round " << round << ": kill at " << at << " services; kipvs log:\n" << kipvs.log());
     REQUIRE(reached);
@@ -561,7 +476,7 @@ TEST_CASE(
   // Half the Services are deleted while kipvs is down.
   fs::remove(dir / "deleted.yaml");
   {
-    Kipvs kipvs(dir, {}, log);
+    Kipvs kipvs(dir, log);
     const bool synced = eventually([&] { return kipvs.log().find("sync full") != std::string::npos; }, 300s);
     INFO("kipvs log:\n" << kipvs.log());
     REQUIRE(synced);
@@ -575,7 +490,7 @@ TEST_CASE(
   run_ok("ipvsadm -C");
   run("ip link del kube-ipvs0");
   {
-    Kipvs kipvs(dir, {}, log);
+    Kipvs kipvs(dir, log);
     const auto at = std::uniform_int_distribution<std::size_t>(kServices / 20, kServices * 19 / 20)(random);
     REQUIRE(eventually([&] { return kernel_service_count() >= at; }, 300s));
     CHECK(kipvs.stop(SIGKILL) == 128 + SIGKILL);

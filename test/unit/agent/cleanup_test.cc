@@ -11,15 +11,12 @@
 #include "agent/agent.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/fake_backend.h"
+#include "test/support/builders.h"
 
 namespace kipvs::agent {
 namespace {
 
-ipvs::Address ip(std::string_view text) {
-  auto address = ipvs::Address::parse(text);
-  REQUIRE(address);
-  return *address;
-}
+using kipvs::test::ip;
 
 ipvs::Operation add_service(std::string_view address, std::uint16_t port) {
   return {.kind = ipvs::Operation::Kind::kAddService,

@@ -16,24 +16,14 @@
 #include "agent/node_facts.h"
 #include "agent/render.h"
 #include "ipvs/diff.h"
+#include "test/support/builders.h"
 
 namespace kipvs::agent {
 namespace {
 
-ipvs::Address ip(const char* text) {
-  auto address = ipvs::Address::parse(text);
-  REQUIRE(address.has_value());
-  return *address;
-}
+using kipvs::test::ip;
 
-ipvs::ServiceKey tcp(const char* address, std::uint16_t port) {
-  const auto parsed = ip(address);
-  return ipvs::ServiceKey{.family = parsed.family,
-                          .protocol = ipvs::Protocol::kTcp,
-                          .address = parsed,
-                          .port = port,
-                          .fwmark = 0};
-}
+using kipvs::test::service_key;
 
 NodeFacts facts() {
   NodeFacts facts;
@@ -43,26 +33,11 @@ NodeFacts facts() {
   return facts;
 }
 
-k8s::Service service(const char* name, const char* cluster_ip) {
-  k8s::Service service;
-  service.meta.name = name;
-  service.meta.namespace_ = "default";
-  service.cluster_ip = cluster_ip;
-  service.ports.push_back(k8s::ServicePort{.name = "http", .protocol = "TCP", .port = 80, .node_port = 0});
-  return service;
-}
-
-k8s::EndpointSlice slice(const char* name, const char* service_name, std::vector<std::string> addresses) {
-  k8s::EndpointSlice slice;
-  slice.meta.name = name;
-  slice.meta.namespace_ = "default";
-  slice.meta.labels[std::string(kServiceNameLabel)] = service_name;
-  slice.address_type = "IPv4";
-  slice.ports.push_back(k8s::EndpointPort{.name = "http", .protocol = "TCP", .port = 8080});
-  for (auto& address : addresses)
-    slice.endpoints.push_back(
-        k8s::Endpoint{.addresses = {address}, .conditions = {}, .node_name = {}, .zone = {}, .hints = {}});
-  return slice;
+// A slice named NAME (its own name matters in these cases).
+k8s::EndpointSlice slice(const std::string& name, const std::string& service_name,
+                         const std::vector<std::string>& addresses) {
+  return test::make_slice(service_name, addresses,
+                          [&](k8s::EndpointSlice& slice) { slice.meta.name = name; });
 }
 
 std::vector<std::string> reasons(const DesiredState& state) {
@@ -84,11 +59,11 @@ TEST_CASE("affinity timeout outside 1..86400 falls back to 10800 with a problem"
                                          {86401, 10800, true},
                                          {-5, 10800, true}}));
   CAPTURE(row.requested);
-  auto web = service("web", "10.96.0.10");
+  auto web = test::make_service("web", "10.96.0.10");
   web.session_affinity = "ClientIP";
   web.affinity_timeout_seconds = row.requested;
   const auto state = desired_for_service(web, {}, facts());
-  const auto& programmed = state.table.at(tcp("10.96.0.10", 80)).service;
+  const auto& programmed = state.table.at(service_key("10.96.0.10", 80)).service;
   CHECK(programmed.flags == ipvs::flags::kPersistent);
   CHECK(programmed.timeout == row.programmed);
   CHECK(reasons(state) ==
@@ -98,15 +73,15 @@ TEST_CASE("affinity timeout outside 1..86400 falls back to 10800 with a problem"
 }
 
 TEST_CASE("an unknown sessionAffinity is treated as None with a problem", "[desired]") {
-  auto web = service("web", "10.96.0.10");
+  auto web = test::make_service("web", "10.96.0.10");
   web.session_affinity = "Cookie";
   const auto state = desired_for_service(web, {}, facts());
-  CHECK(state.table.at(tcp("10.96.0.10", 80)).service.flags == 0);
+  CHECK(state.table.at(service_key("10.96.0.10", 80)).service.flags == 0);
   CHECK(reasons(state) == std::vector<std::string>{"invalid_affinity"});
 }
 
 TEST_CASE("invalid ports and protocols skip that port only", "[desired]") {
-  auto web = service("web", "10.96.0.10");
+  auto web = test::make_service("web", "10.96.0.10");
   web.ports.push_back(k8s::ServicePort{.name = "icmp", .protocol = "ICMP", .port = 1, .node_port = 0});
   web.ports.push_back(k8s::ServicePort{.name = "zero", .protocol = "TCP", .port = 0, .node_port = 0});
   auto slices = slice("web-a", "web", {"10.244.1.5"});
@@ -114,7 +89,7 @@ TEST_CASE("invalid ports and protocols skip that port only", "[desired]") {
   slices.ports.push_back(k8s::EndpointPort{.name = "nope", .protocol = "TCP", .port = std::nullopt});
   const auto state = desired_for_service(web, {&slices}, facts());
   CHECK(state.table.size() == 1);
-  CHECK(state.table.at(tcp("10.96.0.10", 80)).destinations.size() == 1);
+  CHECK(state.table.at(service_key("10.96.0.10", 80)).destinations.size() == 1);
   auto got = reasons(state);
   std::ranges::sort(got);
   CHECK(got == std::vector<std::string>{"invalid_port", "invalid_port", "invalid_port", "invalid_protocol"});
@@ -122,9 +97,9 @@ TEST_CASE("invalid ports and protocols skip that port only", "[desired]") {
 
 TEST_CASE("two Services claiming one virtual service: the first keeps it", "[desired]") {
   ServiceMap services;
-  auto a = service("a", "10.96.0.10");
+  auto a = test::make_service("a", "10.96.0.10");
   a.external_ips = {"203.0.113.1"};
-  auto b = service("b", "10.96.0.11");
+  auto b = test::make_service("b", "10.96.0.11");
   b.external_ips = {"203.0.113.1"};
   services.emplace(k8s::key_of(a), a);
   services.emplace(k8s::key_of(b), b);
@@ -136,25 +111,25 @@ TEST_CASE("two Services claiming one virtual service: the first keeps it", "[des
 
   const auto state = compute_desired_state(services, slices, facts());
   CHECK(state.table.size() == 3);
-  const auto& shared = state.table.at(tcp("203.0.113.1", 80));
+  const auto& shared = state.table.at(service_key("203.0.113.1", 80));
   REQUIRE(shared.destinations.size() == 1);
   CHECK(shared.destinations.begin()->first.address == ip("10.244.1.5"));
-  CHECK(state.origins.at(tcp("203.0.113.1", 80)).service.name == "a");
+  CHECK(state.origins.at(service_key("203.0.113.1", 80)).service.name == "a");
   CHECK(reasons(state) == std::vector<std::string>{"duplicate_virtual_service"});
   CHECK(state.problems[0].object.name == "b");
 }
 
 TEST_CASE("origins name the Service, the port and the kind of address", "[desired]") {
-  auto web = service("web", "10.96.0.10");
+  auto web = test::make_service("web", "10.96.0.10");
   web.type = "NodePort";
   web.ports[0].node_port = 30080;
   web.external_ips = {"203.0.113.1"};
   const auto state = desired_for_service(web, {}, facts());
   using Kind = ServiceOrigin::Kind;
   const k8s::ObjectKey key{"default", "web"};
-  CHECK(state.origins.at(tcp("10.96.0.10", 80)) == ServiceOrigin{key, "http", Kind::kClusterIp});
-  CHECK(state.origins.at(tcp("203.0.113.1", 80)) == ServiceOrigin{key, "http", Kind::kExternalIp});
-  CHECK(state.origins.at(tcp("192.168.0.10", 30080)) == ServiceOrigin{key, "http", Kind::kNodePort});
+  CHECK(state.origins.at(service_key("10.96.0.10", 80)) == ServiceOrigin{key, "http", Kind::kClusterIp});
+  CHECK(state.origins.at(service_key("203.0.113.1", 80)) == ServiceOrigin{key, "http", Kind::kExternalIp});
+  CHECK(state.origins.at(service_key("192.168.0.10", 30080)) == ServiceOrigin{key, "http", Kind::kNodePort});
   CHECK(state.bound_addresses == std::set<ipvs::Address>{ip("10.96.0.10"), ip("203.0.113.1")});
 }
 
@@ -164,7 +139,7 @@ TEST_CASE("the per-Service computation adds up to the whole", "[desired]") {
   for (int i = 0; i < 20; ++i) {
     const std::string name = "svc" + std::to_string(i);
     const std::string cluster_ip = "10.96.0." + std::to_string(i + 1);
-    auto s = service(name.c_str(), cluster_ip.c_str());
+    auto s = test::make_service(name.c_str(), cluster_ip.c_str());
     services.emplace(k8s::key_of(s), s);
     const std::string endpoint = "10.244.1." + std::to_string(i + 1);
     auto sl = slice((name + "-a").c_str(), name.c_str(), {endpoint});
@@ -209,18 +184,18 @@ TEST_CASE("owns_service: bound addresses and node ports, never excluded or fwmar
   node.exclude_cidrs = {*Cidr::parse("10.96.100.0/24")};
   const std::set<ipvs::Address> bound{ip("10.96.0.10"), ip("10.96.100.7")};
 
-  CHECK(owns_service(tcp("10.96.0.10", 80), bound, node));
-  CHECK(owns_service(tcp("10.96.0.10", 12345), bound, node));
-  CHECK_FALSE(owns_service(tcp("10.96.100.7", 80), bound, node));  // excluded although bound
-  CHECK(owns_service(tcp("192.168.0.10", 30080), bound, node));
-  CHECK(owns_service(tcp("10.0.0.5", 32767), bound, node));
-  CHECK_FALSE(owns_service(tcp("192.168.0.10", 443), bound, node));    // keepalived's, say
-  CHECK_FALSE(owns_service(tcp("192.168.0.10", 32768), bound, node));  // outside the range
-  CHECK_FALSE(owns_service(tcp("192.0.2.1", 30080), bound, node));     // not a node IP
+  CHECK(owns_service(service_key("10.96.0.10", 80), bound, node));
+  CHECK(owns_service(service_key("10.96.0.10", 12345), bound, node));
+  CHECK_FALSE(owns_service(service_key("10.96.100.7", 80), bound, node));  // excluded although bound
+  CHECK(owns_service(service_key("192.168.0.10", 30080), bound, node));
+  CHECK(owns_service(service_key("10.0.0.5", 32767), bound, node));
+  CHECK_FALSE(owns_service(service_key("192.168.0.10", 443), bound, node));    // keepalived's, say
+  CHECK_FALSE(owns_service(service_key("192.168.0.10", 32768), bound, node));  // outside the range
+  CHECK_FALSE(owns_service(service_key("192.0.2.1", 30080), bound, node));     // not a node IP
 
   node.node_port_addresses = {*Cidr::parse("10.0.0.0/8")};
-  CHECK_FALSE(owns_service(tcp("192.168.0.10", 30080), bound, node));
-  CHECK(owns_service(tcp("10.0.0.5", 30080), bound, node));
+  CHECK_FALSE(owns_service(service_key("192.168.0.10", 30080), bound, node));
+  CHECK(owns_service(service_key("10.0.0.5", 30080), bound, node));
 
   ipvs::ServiceKey mark{
       .family = ipvs::Family::kIPv4, .protocol = ipvs::Protocol::kTcp, .address = {}, .port = 0, .fwmark = 7};
@@ -416,10 +391,10 @@ endpoints:
     auto result = render(*parse_render_args(args));
     REQUIRE(result.has_value());
     CHECK(result->warnings.empty());
-    const auto& cluster = result->state.table.at(tcp("10.96.0.10", 80));
+    const auto& cluster = result->state.table.at(service_key("10.96.0.10", 80));
     REQUIRE(cluster.destinations.size() == 1);
     CHECK(cluster.destinations.begin()->first.address == ip("10.244.2.5"));  // zone-b's hint
-    CHECK(result->state.table.contains(tcp("192.168.7.7", 30080)));
+    CHECK(result->state.table.contains(service_key("192.168.7.7", 30080)));
     CHECK(result->state.table.size() == 2);
   }
   SECTION("flags win") {
@@ -427,11 +402,11 @@ endpoints:
                                              "--zone",      "zone-a",  "--node-ip",           "10.0.0.5"};
     auto result = render(*parse_render_args(args));
     REQUIRE(result.has_value());
-    const auto& cluster = result->state.table.at(tcp("10.96.0.10", 80));
+    const auto& cluster = result->state.table.at(service_key("10.96.0.10", 80));
     REQUIRE(cluster.destinations.size() == 1);
     CHECK(cluster.destinations.begin()->first.address == ip("10.244.1.5"));
-    CHECK(result->state.table.contains(tcp("10.0.0.5", 30080)));
-    CHECK_FALSE(result->state.table.contains(tcp("192.168.7.7", 30080)));
+    CHECK(result->state.table.contains(service_key("10.0.0.5", 30080)));
+    CHECK_FALSE(result->state.table.contains(service_key("192.168.7.7", 30080)));
   }
   SECTION("a missing directory is an error") {
     const std::string missing = (dir / "nope").string();

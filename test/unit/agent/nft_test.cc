@@ -25,6 +25,7 @@
 #include "ipvs/fake_backend.h"
 #include "ipvs/nft_backend.h"
 #include "metrics/metrics.h"
+#include "test/support/builders.h"
 
 namespace kipvs::agent {
 namespace {
@@ -33,34 +34,15 @@ using ipvs::Family;
 using ipvs::nft_set_name;
 namespace nft_set = ipvs::nft_set;
 
-ipvs::Address ip(const std::string& text) {
-  auto address = ipvs::Address::parse(text);
-  REQUIRE(address.has_value());
-  return *address;
-}
+using kipvs::test::ip;
 
-k8s::Service service(const std::string& name, const std::string& cluster_ip) {
-  k8s::Service service;
-  service.meta.name = name;
-  service.meta.namespace_ = "default";
-  service.cluster_ip = cluster_ip;
-  service.ports.push_back(k8s::ServicePort{.name = "http", .protocol = "TCP", .port = 80, .node_port = 0});
-  return service;
-}
-
+// Endpoints on this node (node-a) unless said otherwise.
 k8s::EndpointSlice slice(const std::string& service_name, const std::vector<std::string>& addresses,
                          const std::string& node = "node-a", const std::string& protocol = "TCP") {
-  k8s::EndpointSlice slice;
-  slice.meta.name = service_name + "-abc";
-  slice.meta.namespace_ = "default";
-  slice.meta.labels[std::string(kServiceNameLabel)] = service_name;
-  slice.address_type = "IPv4";
-  slice.ports.push_back(k8s::EndpointPort{.name = "http", .protocol = protocol, .port = 8080});
-  for (const auto& address : addresses) {
-    slice.endpoints.push_back(
-        k8s::Endpoint{.addresses = {address}, .conditions = {}, .node_name = node, .zone = {}, .hints = {}});
-  }
-  return slice;
+  return test::make_slice(service_name, addresses, [&](k8s::EndpointSlice& slice) {
+    test::on_node(node)(slice);
+    test::with_protocol(protocol)(slice);
+  });
 }
 
 NodeFacts facts() {
@@ -84,7 +66,7 @@ ipvs::NftState state_for(const k8s::Service& object, const std::vector<k8s::Endp
 }
 
 TEST_CASE("nft state: cluster IP, node port by traffic policy, hairpin", "[nft]") {
-  auto object = service("web", "10.96.0.10");
+  auto object = test::make_service("web", "10.96.0.10");
   object.type = "NodePort";
   object.ports[0].node_port = 30080;
   const std::vector slices{slice("web", {"10.244.0.5"}), slice("web", {"10.244.1.5"}, "node-b")};
@@ -108,7 +90,7 @@ TEST_CASE("nft state: cluster IP, node port by traffic policy, hairpin", "[nft]"
 }
 
 TEST_CASE("nft state: loadBalancerSourceRanges, host bits cleared, bad ranges reported", "[nft]") {
-  auto object = service("lb", "10.96.0.20");
+  auto object = test::make_service("lb", "10.96.0.20");
   object.type = "LoadBalancer";
   object.load_balancer_ingress.push_back({.ip = "203.0.113.7", .hostname = "", .ip_mode = std::nullopt});
   object.load_balancer_source_ranges = {"192.0.2.77/24", " 198.51.100.1/32", "nonsense"};
@@ -130,7 +112,7 @@ TEST_CASE("nft state: an external or load-balancer IP that is a node address is 
   // The node's own 192.168.0.10 (a node IP) and 192.168.0.11 (another
   // interface's address) must keep every other port reachable: SSH, the
   // kubelet, an API server on the node.
-  auto object = service("lb", "10.96.0.30");
+  auto object = test::make_service("lb", "10.96.0.30");
   object.type = "LoadBalancer";
   object.external_ips = {"192.168.0.10", "203.0.113.8"};
   object.load_balancer_ingress.push_back({.ip = "192.168.0.11", .hostname = "", .ip_mode = std::nullopt});
@@ -159,7 +141,7 @@ TEST_CASE("nft state: an external or load-balancer IP that is a node address is 
 
 TEST_CASE("nft state: a load balancer's probe of its health-check node port passes the port filter",
           "[nft]") {
-  auto object = service("lb", "10.96.0.20");
+  auto object = test::make_service("lb", "10.96.0.20");
   object.type = "LoadBalancer";
   object.external_traffic_policy = "Local";
   object.health_check_node_port = 31999;
@@ -208,7 +190,7 @@ TEST_CASE("nft state: the node's own connection to a load balancer when a source
           "[nft]") {
   // kube-proxy's allowFromNode: the node's connection to an LB IP bound here
   // has that IP as its source.
-  auto object = service("lb", "10.96.0.20");
+  auto object = test::make_service("lb", "10.96.0.20");
   object.type = "LoadBalancer";
   object.load_balancer_ingress.push_back({.ip = "203.0.113.7", .hostname = "", .ip_mode = std::nullopt});
   SECTION("a range holds the node IP 192.168.0.10: the LB IP itself is admitted") {
@@ -321,7 +303,7 @@ TEST_CASE("sync: the table comes with the first virtual services, then element c
   Rig rig;
   for (int i = 0; i < 50; ++i) {
     const auto name = "svc-" + std::to_string(i);
-    rig.add(service(name, "10.96.0." + std::to_string(i + 1)));
+    rig.add(test::make_service(name, "10.96.0." + std::to_string(i + 1)));
     rig.add(slice(name, {"10.244.0.5", "10.244.0.6"}));
   }
   rig.start();
@@ -365,7 +347,7 @@ TEST_CASE("sync: incremental syncs touch the table and the link only for what ch
   Rig rig;
   for (int i = 0; i < 20; ++i) {
     const auto name = "svc-" + std::to_string(i);
-    rig.add(service(name, "10.96.0." + std::to_string(i + 1)));
+    rig.add(test::make_service(name, "10.96.0." + std::to_string(i + 1)));
     rig.add(slice(name, {"10.244.0.5"}, "node-b"));
   }
   rig.start();
@@ -385,7 +367,7 @@ TEST_CASE("sync: incremental syncs touch the table and the link only for what ch
   CHECK(address_writes() == writes_after_start);
 
   // A new Service: its address is bound and its elements are added.
-  rig.add(service("new", "10.96.0.77"));
+  rig.add(test::make_service("new", "10.96.0.77"));
   rig.add(slice("new", {"10.244.0.8"}, "node-b"));
   REQUIRE(rig.sync->sync_dirty());
   CHECK(rig.links.addresses("kube-ipvs0").contains(ip("10.96.0.77")));
@@ -421,7 +403,7 @@ TEST_CASE("sync: incremental syncs touch the table and the link only for what ch
 TEST_CASE("sync: a failed nftables transaction is reported, counted and retried, and IPVS is untouched",
           "[nft][sync]") {
   Rig rig;
-  rig.add(service("web", "10.96.0.10"));
+  rig.add(test::make_service("web", "10.96.0.10"));
   rig.add(slice("web", {"10.244.0.5"}));
   // A kernel without nf_tables.
   rig.nft.fail_code = EOPNOTSUPP;
@@ -458,7 +440,7 @@ TEST_CASE(
     rig.ordering.check_order = false;
     for (int i = 0; i < 200; ++i) {
       const auto name = "svc-" + std::to_string(i);
-      rig.add(service(name, "10.96.1." + std::to_string(i + 1)));
+      rig.add(test::make_service(name, "10.96.1." + std::to_string(i + 1)));
       rig.add(slice(name, {"10.244.0.5", "10.244.0.6"}));
     }
   };
@@ -476,7 +458,7 @@ TEST_CASE(
 
     // Element changes are small: written on this thread, before IPVS.
     rig.nft.apply_threads.clear();
-    rig.add(service("new", "10.96.2.1"));
+    rig.add(test::make_service("new", "10.96.2.1"));
     rig.add(slice("new", {"10.244.0.8"}));
     REQUIRE(rig.sync->sync_dirty());
     CHECK(rig.nft.full_writes == 1);
@@ -508,11 +490,11 @@ TEST_CASE(
 TEST_CASE("sync: a removed UDP real server's conntrack entries are cleared, TCP ones are left",
           "[nft][sync]") {
   Rig rig;
-  auto dns = service("dns", "10.96.0.53");
+  auto dns = test::make_service("dns", "10.96.0.53");
   dns.ports[0].protocol = "UDP";
   rig.add(dns);
   rig.add(slice("dns", {"10.244.0.5", "10.244.0.6"}, "node-a", "UDP"));
-  rig.add(service("web", "10.96.0.80"));
+  rig.add(test::make_service("web", "10.96.0.80"));
   rig.add(slice("web", {"10.244.0.5", "10.244.0.6"}));
   rig.start();
   CHECK(rig.conntrack.cleared.empty());
@@ -533,13 +515,13 @@ TEST_CASE("sync: a removed UDP real server's conntrack entries are cleared, TCP 
 TEST_CASE("sync: stale UDP entries of a Service that gets its first endpoint, and of every one at a resync",
           "[nft][sync]") {
   Rig rig;
-  auto dns = service("dns", "10.96.0.53");
+  auto dns = test::make_service("dns", "10.96.0.53");
   dns.ports[0].protocol = "UDP";
   dns.type = "NodePort";
   dns.ports[0].node_port = 30053;
   rig.add(dns);
   rig.add(slice("dns", {}, "node-a", "UDP"));  // no endpoint yet: clients' entries point nowhere
-  rig.add(service("web", "10.96.0.80"));
+  rig.add(test::make_service("web", "10.96.0.80"));
   rig.add(slice("web", {"10.244.0.5"}));
   rig.start();
   // Nothing to sweep yet: no UDP service has an endpoint.
@@ -577,7 +559,7 @@ TEST_CASE("a failed nftables transaction shows in kipvs_nftables_failures_total"
   options.facts = facts();
   options.log = [](std::string_view) {};
   Sync sync(io, kernel, nullptr, observer, std::move(options), &nft);
-  const auto web = service("web", "10.96.0.10");
+  const auto web = test::make_service("web", "10.96.0.10");
   sync.service_changed(k8s::key_of(web), &web);
   sync.synced(k8s::ResourceKind::kService);
   sync.synced(k8s::ResourceKind::kEndpointSlice);

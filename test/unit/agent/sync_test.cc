@@ -27,6 +27,7 @@
 #include "agent/sysctl.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/fake_backend.h"
+#include "test/support/builders.h"
 
 namespace kipvs::agent {
 namespace {
@@ -34,21 +35,10 @@ namespace {
 using Kind = ipvs::Operation::Kind;
 using namespace std::chrono_literals;
 
-ipvs::Address ip(const std::string& text) {
-  auto address = ipvs::Address::parse(text);
-  REQUIRE(address.has_value());
-  return *address;
-}
+using kipvs::test::ip;
 
-ipvs::ServiceKey vip(const std::string& address, std::uint16_t port,
-                     ipvs::Protocol protocol = ipvs::Protocol::kTcp) {
-  return ipvs::ServiceKey{
-      .family = ipvs::Family::kIPv4, .protocol = protocol, .address = ip(address), .port = port, .fwmark = 0};
-}
-
-ipvs::DestinationKey real(const std::string& address, std::uint16_t port) {
-  return {ip(address), port};
-}
+using kipvs::test::destination_key;
+using kipvs::test::service_key;
 
 ipvs::ServiceKey fwmark42() {
   ipvs::ServiceKey key;
@@ -58,27 +48,12 @@ ipvs::ServiceKey fwmark42() {
 
 k8s::Service service(const std::string& name, const std::string& cluster_ip,
                      const std::string& protocol = "TCP") {
-  k8s::Service service;
-  service.meta.name = name;
-  service.meta.namespace_ = "default";
-  service.cluster_ip = cluster_ip;
-  service.ports.push_back(k8s::ServicePort{.name = "http", .protocol = protocol, .port = 80, .node_port = 0});
-  return service;
+  return test::make_service(name, cluster_ip, test::with_protocol(protocol));
 }
 
 k8s::EndpointSlice slice(const std::string& service_name, const std::vector<std::string>& addresses,
                          const std::string& protocol = "TCP") {
-  k8s::EndpointSlice slice;
-  slice.meta.name = service_name + "-abc";
-  slice.meta.namespace_ = "default";
-  slice.meta.labels[std::string(kServiceNameLabel)] = service_name;
-  slice.address_type = "IPv4";
-  slice.ports.push_back(k8s::EndpointPort{.name = "http", .protocol = protocol, .port = 8080});
-  for (const auto& address : addresses) {
-    slice.endpoints.push_back(
-        k8s::Endpoint{.addresses = {address}, .conditions = {}, .node_name = {}, .zone = {}, .hints = {}});
-  }
-  return slice;
+  return test::make_slice(service_name, addresses, test::with_protocol(protocol));
 }
 
 std::string cluster_ip(int i) {
@@ -284,8 +259,8 @@ TEST_CASE("a full sync plans and applies in pieces, and a moved Service is added
   const auto at = [&](Kind kind, const ipvs::ServiceKey& key) {
     return std::ranges::find(node.kernel.applied, std::pair{kind, key}) - node.kernel.applied.begin();
   };
-  const auto added = at(Kind::kAddService, vip(cluster_ip(kServices + 10), 80));
-  const auto deleted = at(Kind::kDeleteService, vip(cluster_ip(0), 80));
+  const auto added = at(Kind::kAddService, service_key(cluster_ip(kServices + 10), 80));
+  const auto deleted = at(Kind::kDeleteService, service_key(cluster_ip(0), 80));
   REQUIRE(added < std::ssize(node.kernel.applied));
   REQUIRE(deleted < std::ssize(node.kernel.applied));
   CHECK(added < deleted);
@@ -318,11 +293,11 @@ TEST_CASE("a destination deleted behind kipvs's back comes back at the resync", 
   populate(agent, 5);
   agent.start();
   const ipvs::Operation removal{.kind = Kind::kDeleteDestination,
-                                .service = {.key = vip(cluster_ip(2), 80)},
-                                .destination = {.key = real("10.244.2.5", 8080)}};
+                                .service = {.key = service_key(cluster_ip(2), 80)},
+                                .destination = {.key = destination_key("10.244.2.5", 8080)}};
   REQUIRE(node.kernel.apply(std::span(&removal, 1))[0]);
   // An edited scheduler too.
-  ipvs::Service edited = agent.sync->observed().at(vip(cluster_ip(3), 80)).service;
+  ipvs::Service edited = agent.sync->observed().at(service_key(cluster_ip(3), 80)).service;
   edited.scheduler = "wlc";
   const ipvs::Operation edit{.kind = Kind::kEditService, .service = edited, .destination = {}};
   REQUIRE(node.kernel.apply(std::span(&edit, 1))[0]);
@@ -344,15 +319,15 @@ TEST_CASE("foreign services are never touched, stale owned ones are removed", "[
   Node node;
   // keepalived's service on a node address, and an operator's fwmark service.
   ipvs::Table foreign;
-  ipvs::put(foreign, ipvs::Service{.key = vip("192.168.0.10", 443), .scheduler = "wlc"},
-            {ipvs::Destination{.key = real("192.168.0.20", 443)}});
+  ipvs::put(foreign, ipvs::Service{.key = service_key("192.168.0.10", 443), .scheduler = "wlc"},
+            {ipvs::Destination{.key = destination_key("192.168.0.20", 443)}});
   ipvs::put(foreign, ipvs::Service{.key = fwmark42(), .scheduler = "rr"});
   // Left by a previous run of kipvs: on an address of kube-ipvs0.
   ipvs::Table stale;
-  ipvs::put(stale, ipvs::Service{.key = vip("10.96.200.1", 80)},
-            {ipvs::Destination{.key = real("10.244.9.9", 80)}});
+  ipvs::put(stale, ipvs::Service{.key = service_key("10.96.200.1", 80)},
+            {ipvs::Destination{.key = destination_key("10.244.9.9", 80)}});
   // On kube-ipvs0 but inside excludeCIDRs.
-  ipvs::put(stale, ipvs::Service{.key = vip("10.250.0.1", 80)});
+  ipvs::put(stale, ipvs::Service{.key = service_key("10.250.0.1", 80)});
   for (const auto* table : {&foreign, &stale}) {
     REQUIRE(std::ranges::all_of(node.kernel.apply(ipvs::diff(*table, {}, {}).operations),
                                 [](const auto& result) { return result.has_value(); }));
@@ -366,10 +341,10 @@ TEST_CASE("foreign services are never touched, stale owned ones are removed", "[
   populate(agent, 2);
   agent.start();
 
-  CHECK(node.kernel.has_service(vip("192.168.0.10", 443)));
+  CHECK(node.kernel.has_service(service_key("192.168.0.10", 443)));
   CHECK(node.kernel.has_service(fwmark42()));
-  CHECK(node.kernel.has_service(vip("10.250.0.1", 80)));
-  CHECK_FALSE(node.kernel.has_service(vip("10.96.200.1", 80)));
+  CHECK(node.kernel.has_service(service_key("10.250.0.1", 80)));
+  CHECK_FALSE(node.kernel.has_service(service_key("10.96.200.1", 80)));
   CHECK(node.kernel.count(Kind::kDeleteService) == 1);
   CHECK(node.kernel.count(Kind::kEditService) == 0);
   CHECK(node.links.addresses("kube-ipvs0") ==
@@ -379,7 +354,7 @@ TEST_CASE("foreign services are never touched, stale owned ones are removed", "[
   node.kernel.reset_counts();
   REQUIRE(agent.sync->sync_full());
   CHECK(node.kernel.total_operations() == 0);
-  CHECK(node.kernel.has_service(vip("192.168.0.10", 443)));
+  CHECK(node.kernel.has_service(service_key("192.168.0.10", 443)));
 }
 
 TEST_CASE("an external IP that is a node address is served, never bound, and its neighbours stay foreign",
@@ -387,8 +362,8 @@ TEST_CASE("an external IP that is a node address is served, never bound, and its
   Node node;
   // An operator's service on the node address, another port.
   ipvs::Table foreign;
-  ipvs::put(foreign, ipvs::Service{.key = vip("192.168.0.10", 443), .scheduler = "wlc"},
-            {ipvs::Destination{.key = real("192.168.0.20", 443)}});
+  ipvs::put(foreign, ipvs::Service{.key = service_key("192.168.0.10", 443), .scheduler = "wlc"},
+            {ipvs::Destination{.key = destination_key("192.168.0.20", 443)}});
   REQUIRE(std::ranges::all_of(node.kernel.apply(ipvs::diff(foreign, {}, {}).operations),
                               [](const auto& result) { return result.has_value(); }));
   Agent agent(node);
@@ -398,21 +373,21 @@ TEST_CASE("an external IP that is a node address is served, never bound, and its
   agent.add(slice("web", {"10.244.1.5"}));
   agent.start();
 
-  CHECK(node.kernel.has_service(vip("192.168.0.10", 80)));
+  CHECK(node.kernel.has_service(service_key("192.168.0.10", 80)));
   CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip("10.96.0.10")});
-  CHECK(node.kernel.has_service(vip("192.168.0.10", 443)));
+  CHECK(node.kernel.has_service(service_key("192.168.0.10", 443)));
 
   // The external IP goes: its virtual service goes (kipvs made it), the
   // operator's stays, at once and at the next resync.
   web.external_ips.clear();
   agent.add(web);
   REQUIRE(agent.sync->sync_dirty());
-  CHECK_FALSE(node.kernel.has_service(vip("192.168.0.10", 80)));
-  CHECK(node.kernel.has_service(vip("192.168.0.10", 443)));
+  CHECK_FALSE(node.kernel.has_service(service_key("192.168.0.10", 80)));
+  CHECK(node.kernel.has_service(service_key("192.168.0.10", 443)));
   node.kernel.reset_counts();
   REQUIRE(agent.sync->sync_full());
   CHECK(node.kernel.total_operations() == 0);
-  CHECK(node.kernel.has_service(vip("192.168.0.10", 443)));
+  CHECK(node.kernel.has_service(service_key("192.168.0.10", 443)));
 }
 
 TEST_CASE("node ports outside the default range are kipvs's while it runs, and by the configured range after",
@@ -426,17 +401,17 @@ TEST_CASE("node ports outside the default range are kipvs's while it runs, and b
     agent.add(web);
     agent.add(slice("web", {"10.244.1.5"}));
     agent.start();
-    REQUIRE(node.kernel.has_service(vip("192.168.0.10", 40080)));
+    REQUIRE(node.kernel.has_service(service_key("192.168.0.10", 40080)));
     // The Service stops being a NodePort: its node port goes.
     auto cluster_only = web;
     cluster_only.type = "ClusterIP";
     cluster_only.ports[0].node_port = 0;
     agent.add(cluster_only);
     REQUIRE(agent.sync->sync_dirty());
-    CHECK_FALSE(node.kernel.has_service(vip("192.168.0.10", 40080)));
+    CHECK_FALSE(node.kernel.has_service(service_key("192.168.0.10", 40080)));
     agent.add(web);
     REQUIRE(agent.sync->sync_dirty());
-    REQUIRE(node.kernel.has_service(vip("192.168.0.10", 40080)));
+    REQUIRE(node.kernel.has_service(service_key("192.168.0.10", 40080)));
   }
   // kipvs restarts and the Service was deleted meanwhile: with the default
   // range 40080 is not known as a node port, so it stays (it could be
@@ -444,7 +419,7 @@ TEST_CASE("node ports outside the default range are kipvs's while it runs, and b
   SECTION("default range: left alone") {
     Agent agent(node);
     agent.start();
-    CHECK(node.kernel.has_service(vip("192.168.0.10", 40080)));
+    CHECK(node.kernel.has_service(service_key("192.168.0.10", 40080)));
   }
   SECTION("nodePortRange 40000-40999: removed") {
     SyncOptions options;
@@ -452,7 +427,7 @@ TEST_CASE("node ports outside the default range are kipvs's while it runs, and b
     options.facts.node_port_max = 40999;
     Agent agent(node, options);
     agent.start();
-    CHECK_FALSE(node.kernel.has_service(vip("192.168.0.10", 40080)));
+    CHECK_FALSE(node.kernel.has_service(service_key("192.168.0.10", 40080)));
   }
 }
 
@@ -465,8 +440,8 @@ TEST_CASE("EEXIST on an add adopts what the kernel has", "[sync]") {
   // Someone adds our future Service's virtual service first, with another
   // scheduler and a destination of their own.
   ipvs::Table theirs;
-  ipvs::put(theirs, ipvs::Service{.key = vip(cluster_ip(7), 80), .scheduler = "wlc"},
-            {ipvs::Destination{.key = real("10.244.7.7", 8080)}});
+  ipvs::put(theirs, ipvs::Service{.key = service_key(cluster_ip(7), 80), .scheduler = "wlc"},
+            {ipvs::Destination{.key = destination_key("10.244.7.7", 8080)}});
   REQUIRE(node.kernel.apply(ipvs::diff(theirs, {}, {}).operations)[0]);
   node.kernel.reset_counts();
 
@@ -477,8 +452,8 @@ TEST_CASE("EEXIST on an add adopts what the kernel has", "[sync]") {
   CHECK(node.kernel.count(Kind::kEditService) == 1);
   auto dump = node.kernel.list_all();
   REQUIRE(dump);
-  CHECK(ipvs::table_from(*dump).at(vip(cluster_ip(7), 80)) ==
-        agent.sync->desired().at(vip(cluster_ip(7), 80)));
+  CHECK(ipvs::table_from(*dump).at(service_key(cluster_ip(7), 80)) ==
+        agent.sync->desired().at(service_key(cluster_ip(7), 80)));
   CHECK(agent.sync->observed() == agent.sync->desired());
 
   SECTION("EEXIST on a destination add is an adoption too") {
@@ -500,13 +475,13 @@ TEST_CASE("ESRCH and ENOENT on a delete mean already gone", "[sync]") {
 
   // The whole virtual service of svc-0 vanished; then svc-0 is deleted.
   const ipvs::Operation gone{
-      .kind = Kind::kDeleteService, .service = {.key = vip(cluster_ip(0), 80)}, .destination = {}};
+      .kind = Kind::kDeleteService, .service = {.key = service_key(cluster_ip(0), 80)}, .destination = {}};
   REQUIRE(node.kernel.apply(std::span(&gone, 1))[0]);
   // One destination of svc-1 vanished; then it leaves the slice (UDP-free,
   // idle: a plain delete).
   const ipvs::Operation dest_gone{.kind = Kind::kDeleteDestination,
-                                  .service = {.key = vip(cluster_ip(1), 80)},
-                                  .destination = {.key = real("10.244.2.5", 8080)}};
+                                  .service = {.key = service_key(cluster_ip(1), 80)},
+                                  .destination = {.key = destination_key("10.244.2.5", 8080)}};
   REQUIRE(node.kernel.apply(std::span(&dest_gone, 1))[0]);
 
   agent.sync->service_changed({"default", name(0)}, nullptr);
@@ -525,7 +500,7 @@ TEST_CASE("an ESRCH on a destination add re-creates the service", "[sync]") {
   populate(agent, 1);
   agent.start();
   const ipvs::Operation gone{
-      .kind = Kind::kDeleteService, .service = {.key = vip(cluster_ip(0), 80)}, .destination = {}};
+      .kind = Kind::kDeleteService, .service = {.key = service_key(cluster_ip(0), 80)}, .destination = {}};
   REQUIRE(node.kernel.apply(std::span(&gone, 1))[0]);
 
   agent.add(slice(name(0), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
@@ -565,12 +540,12 @@ TEST_CASE("a periodic resync reads the kernel in pieces, and a change made meanw
   Agent agent(node, options);
   populate(agent, 20);
   agent.start();
-  const auto first = vip(cluster_ip(0), 80);  // read first: the smallest key
-  const auto last = vip(cluster_ip(19), 80);
+  const auto first = service_key(cluster_ip(0), 80);  // read first: the smallest key
+  const auto last = service_key(cluster_ip(19), 80);
   // Someone else deletes a destination of the last service.
   const ipvs::Operation removal{.kind = Kind::kDeleteDestination,
                                 .service = {.key = last},
-                                .destination = {.key = real("10.244.2.5", 8080)}};
+                                .destination = {.key = destination_key("10.244.2.5", 8080)}};
   REQUIRE(node.kernel.apply(std::span(&removal, 1))[0]);
   node.kernel.reset_counts();
   node.kernel.destination_reads = 0;
@@ -585,7 +560,7 @@ TEST_CASE("a periodic resync reads the kernel in pieces, and a change made meanw
   // A change to a service already read: applied now, not after the read.
   agent.add(slice(name(0), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
   REQUIRE(agent.sync->sync_dirty());
-  CHECK(node.kernel.has_destination(first, real("10.244.3.5", 8080)));
+  CHECK(node.kernel.has_destination(first, destination_key("10.244.3.5", 8080)));
   CHECK(agent.sync->resync_reading());
   CHECK(node.kernel.total_operations() == 1);
 
@@ -596,7 +571,7 @@ TEST_CASE("a periodic resync reads the kernel in pieces, and a change made meanw
   // repaired.
   CHECK(node.kernel.count(Kind::kAddDestination) == 2);
   CHECK(node.kernel.total_operations() == 2);
-  CHECK(node.kernel.has_destination(last, real("10.244.2.5", 8080)));
+  CHECK(node.kernel.has_destination(last, destination_key("10.244.2.5", 8080)));
   CHECK(agent.sync->observed() == agent.sync->desired());
   const std::vector<std::string> new_logs(agent.logs.begin() + static_cast<std::ptrdiff_t>(logs_before),
                                           agent.logs.end());
@@ -608,7 +583,7 @@ TEST_CASE("a periodic resync reads the kernel in pieces, and a change made meanw
         }) == 1);
 
   // A read that fails part way: no write, and the next resync is sooner.
-  node.kernel.fail_destinations_of = vip(cluster_ip(10), 80);
+  node.kernel.fail_destinations_of = service_key(cluster_ip(10), 80);
   node.kernel.reset_counts();
   const auto failed_before = agent.observer.finished_failed;
   REQUIRE(agent.sync->start_resync());
@@ -672,8 +647,8 @@ TEST_CASE("graceful termination: weight 0 while connections last, then removed",
   options.drain_check_period = 2ms;
   Agent agent(node, options);
   populate(agent, 1);
-  const auto key = vip(cluster_ip(0), 80);
-  const auto leaving = real("10.244.2.5", 8080);
+  const auto key = service_key(cluster_ip(0), 80);
+  const auto leaving = destination_key("10.244.2.5", 8080);
   agent.start();
   REQUIRE(node.kernel.set_connections(key, leaving, 3, 1));
 
@@ -732,7 +707,8 @@ TEST_CASE("UDP and SCTP destinations are removed at once", "[sync]") {
   agent.add(service("dns", "10.96.0.10", name));
   agent.add(slice("dns", {"10.244.1.5", "10.244.2.5"}, name));
   agent.start();
-  REQUIRE(node.kernel.set_connections(vip("10.96.0.10", 80, protocol), real("10.244.2.5", 8080), 3, 5));
+  REQUIRE(node.kernel.set_connections(service_key("10.96.0.10", 80, protocol),
+                                      destination_key("10.244.2.5", 8080), 3, 5));
   agent.add(slice("dns", {"10.244.1.5"}, name));
   REQUIRE(agent.sync->sync_dirty());
   CHECK(node.kernel.count(Kind::kDeleteDestination) == 1);
@@ -747,8 +723,8 @@ TEST_CASE("a restart restores weights a previous drain left at 0", "[sync]") {
     agent.start();
   }
   const ipvs::Operation zero{.kind = Kind::kEditDestination,
-                             .service = {.key = vip(cluster_ip(0), 80)},
-                             .destination = {.key = real("10.244.2.5", 8080), .weight = 0}};
+                             .service = {.key = service_key(cluster_ip(0), 80)},
+                             .destination = {.key = destination_key("10.244.2.5", 8080), .weight = 0}};
   REQUIRE(node.kernel.apply(std::span(&zero, 1))[0]);
   node.kernel.reset_counts();
 
@@ -759,8 +735,10 @@ TEST_CASE("a restart restores weights a previous drain left at 0", "[sync]") {
   CHECK(node.kernel.count(Kind::kEditDestination) == 1);
   auto dump = node.kernel.list_all();
   REQUIRE(dump);
-  CHECK(ipvs::table_from(*dump).at(vip(cluster_ip(0), 80)).destinations.at(real("10.244.2.5", 8080)).weight ==
-        1);
+  CHECK(ipvs::table_from(*dump)
+            .at(service_key(cluster_ip(0), 80))
+            .destinations.at(destination_key("10.244.2.5", 8080))
+            .weight == 1);
 }
 
 TEST_CASE("changes within min_sync_period are coalesced into one sync", "[sync]") {
@@ -792,7 +770,7 @@ TEST_CASE("addresses follow the Services: link created, stale ones removed", "[s
   agent.sync->service_changed({"default", name(1)}, nullptr);
   REQUIRE(agent.sync->sync_dirty());
   CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip(cluster_ip(0))});
-  CHECK_FALSE(node.kernel.has_service(vip(cluster_ip(1), 80)));
+  CHECK_FALSE(node.kernel.has_service(service_key(cluster_ip(1), 80)));
 }
 
 TEST_CASE("a new Service's address is bound only once its virtual service is there", "[sync]") {
@@ -807,7 +785,7 @@ TEST_CASE("a new Service's address is bound only once its virtual service is the
   agent.add(service(name(1), cluster_ip(1)));
   agent.add(slice(name(1), {"10.244.1.5"}));
   REQUIRE(agent.sync->sync_dirty());
-  CHECK(node.kernel.has_service(vip(cluster_ip(1), 80)));
+  CHECK(node.kernel.has_service(service_key(cluster_ip(1), 80)));
   CHECK(node.links.addresses("kube-ipvs0").contains(ip(cluster_ip(1))));
   CHECK(node.kernel.added_already_bound.empty());
 }
@@ -898,8 +876,8 @@ TEST_CASE("a slice moving between Services dirties both", "[sync]") {
   auto dump = node.kernel.list_all();
   REQUIRE(dump);
   const auto table = ipvs::table_from(*dump);
-  CHECK(table.at(vip("10.96.0.1", 80)).destinations.empty());
-  CHECK(table.at(vip("10.96.0.2", 80)).destinations.size() == 1);
+  CHECK(table.at(service_key("10.96.0.1", 80)).destinations.empty());
+  CHECK(table.at(service_key("10.96.0.2", 80)).destinations.size() == 1);
 }
 
 TEST_CASE("network programming latency from the slice's trigger time", "[sync]") {
@@ -1015,7 +993,7 @@ TEST_CASE(
   names.refresh(*agent.sync);
   const auto first = names.latest();
   REQUIRE(first->size() == 2);
-  const auto& labels = first->at(vip(cluster_ip(1), 80));
+  const auto& labels = first->at(service_key(cluster_ip(1), 80));
   CHECK(labels.namespace_name == "default");
   CHECK(labels.name == name(1));
   CHECK(labels.port_name == "http");
@@ -1032,7 +1010,7 @@ TEST_CASE(
   const auto second = names.latest();
   CHECK(second != first);
   CHECK(second->size() == 3);
-  CHECK(second->at(vip(cluster_ip(7), 80)).name == name(7));
+  CHECK(second->at(service_key(cluster_ip(7), 80)).name == name(7));
   CHECK(first->size() == 2);  // a reader holding the old copy keeps it whole
 }
 
@@ -1055,7 +1033,7 @@ TEST_CASE(
     auto keys = record.load();
     REQUIRE(keys.has_value());
     CHECK(keys->size() == 3);
-    CHECK(keys->contains(vip(cluster_ip(1), 80)));
+    CHECK(keys->contains(service_key(cluster_ip(1), 80)));
   }
   // The crash came before svc-1's address was bound; svc-1 is deleted
   // while kipvs is down.
@@ -1067,8 +1045,8 @@ TEST_CASE(
     second.add(service(name(0), cluster_ip(0)));
     second.add(service(name(2), cluster_ip(2)));
     second.start();
-    CHECK_FALSE(node.kernel.has_service(vip(cluster_ip(1), 80)));
-    CHECK(node.kernel.has_service(vip(cluster_ip(0), 80)));
+    CHECK_FALSE(node.kernel.has_service(service_key(cluster_ip(1), 80)));
+    CHECK(node.kernel.has_service(service_key(cluster_ip(0), 80)));
     CHECK(record.load().value().size() == 2);
   }
   SECTION("without it, nothing says it is kipvs's: it stays for good") {
@@ -1076,7 +1054,7 @@ TEST_CASE(
     second.add(service(name(0), cluster_ip(0)));
     second.add(service(name(2), cluster_ip(2)));
     second.start();
-    CHECK(node.kernel.has_service(vip(cluster_ip(1), 80)));
+    CHECK(node.kernel.has_service(service_key(cluster_ip(1), 80)));
   }
   std::filesystem::remove_all(dir);
 }
@@ -1088,7 +1066,8 @@ TEST_CASE(
   std::filesystem::remove_all(dir);
   const OwnedServicesFile record(dir / "services");
   CHECK(record.load().value().empty());  // no file yet
-  const std::set<ipvs::ServiceKey> keys{vip("10.96.0.1", 443), vip("10.96.0.10", 53, ipvs::Protocol::kUdp),
+  const std::set<ipvs::ServiceKey> keys{service_key("10.96.0.1", 443),
+                                        service_key("10.96.0.10", 53, ipvs::Protocol::kUdp),
                                         ipvs::ServiceKey{.family = ipvs::Family::kIPv6,
                                                          .protocol = ipvs::Protocol::kSctp,
                                                          .address = ip("fd00::a"),
@@ -1120,9 +1099,11 @@ namespace kipvs::agent {
 namespace {
 
 TEST_CASE("operations print in ipvsadm's command syntax", "[agent]") {
-  const ipvs::Service service{
-      .key = vip("10.96.0.1", 80), .scheduler = "rr", .flags = ipvs::flags::kPersistent, .timeout = 600};
-  const ipvs::Destination destination{.key = real("10.244.1.5", 8080), .weight = 0};
+  const ipvs::Service service{.key = service_key("10.96.0.1", 80),
+                              .scheduler = "rr",
+                              .flags = ipvs::flags::kPersistent,
+                              .timeout = 600};
+  const ipvs::Destination destination{.key = destination_key("10.244.1.5", 8080), .weight = 0};
   auto line = [&](Kind kind) {
     return format_operation(ipvs::Operation{.kind = kind, .service = service, .destination = destination});
   };

@@ -9,23 +9,16 @@
 
 #include "ipvs/diff.h"
 #include "ipvs/table.h"
+#include "test/support/builders.h"
 
 namespace kipvs::ipvs {
 namespace {
 
 using Kind = Operation::Kind;
 
-Address ip(const char* text) {
-  auto address = Address::parse(text);
-  REQUIRE(address.has_value());
-  return *address;
-}
+using kipvs::test::ip;
 
-ServiceKey vip(const char* address, std::uint16_t port, Protocol protocol = Protocol::kTcp) {
-  const Address parsed = ip(address);
-  return ServiceKey{
-      .family = parsed.family, .protocol = protocol, .address = parsed, .port = port, .fwmark = 0};
-}
+using kipvs::test::service_key;
 
 Service service(const ServiceKey& key, std::string scheduler = "rr", std::uint32_t flags = 0,
                 std::uint32_t timeout = 0) {
@@ -47,10 +40,10 @@ Destination real(const char* address, std::uint16_t port, std::int32_t weight = 
 // A small cluster: two TCP services and one UDP service.
 Table cluster() {
   Table table;
-  put(table, service(vip("10.96.0.1", 443)), {real("192.168.0.10", 6443)});
-  put(table, service(vip("10.96.0.10", 53, Protocol::kUdp)),
+  put(table, service(service_key("10.96.0.1", 443)), {real("192.168.0.10", 6443)});
+  put(table, service(service_key("10.96.0.10", 53, Protocol::kUdp)),
       {real("10.244.1.2", 53), real("10.244.2.2", 53)});
-  put(table, service(vip("10.96.0.20", 80)), {real("10.244.1.5", 8080), real("10.244.2.5", 8080)});
+  put(table, service(service_key("10.96.0.20", 80)), {real("10.244.1.5", 8080), real("10.244.2.5", 8080)});
   return table;
 }
 
@@ -101,7 +94,7 @@ TEST_CASE("diff to an empty table deletes owned services only, without destinati
 TEST_CASE("diff never touches services it does not own", "[diff]") {
   Table observed = cluster();
   // keepalived's service on a foreign address, with a stale-looking destination.
-  const ServiceKey foreign = vip("192.0.2.1", 80);
+  const ServiceKey foreign = service_key("192.0.2.1", 80);
   put(observed, service(foreign, "wlc"), {real("198.51.100.7", 80, 3)});
   const Ownership owns_cluster_ips = [](const ServiceKey& key) {
     return key.address.bytes[0] == 10;  // 10.96.0.0/12 lives in the first byte here
@@ -121,7 +114,7 @@ TEST_CASE("diff never touches services it does not own", "[diff]") {
 }
 
 TEST_CASE("a changed service setting is an edit in place, never delete and add", "[diff]") {
-  const ServiceKey key = vip("10.96.0.20", 80);
+  const ServiceKey key = service_key("10.96.0.20", 80);
   struct Change {
     const char* what;
     Service before;
@@ -152,7 +145,7 @@ TEST_CASE("a changed service setting is an edit in place, never delete and add",
 }
 
 TEST_CASE("destination changes: add, edit, delete in make-before-break order", "[diff]") {
-  const ServiceKey key = vip("10.96.0.20", 80);
+  const ServiceKey key = service_key("10.96.0.20", 80);
   Table observed;
   put(observed, service(key),
       {real("10.244.1.5", 8080), real("10.244.2.5", 8080, 0), real("10.244.3.5", 8080)});
@@ -169,7 +162,7 @@ TEST_CASE("destination changes: add, edit, delete in make-before-break order", "
 }
 
 TEST_CASE("destination edits cover forwarding, weight and thresholds", "[diff]") {
-  const ServiceKey key = vip("10.96.0.20", 80);
+  const ServiceKey key = service_key("10.96.0.20", 80);
   Destination changed = real("10.244.1.5", 8080);
   const int field = GENERATE(0, 1, 2, 3);
   switch (field) {
@@ -199,9 +192,9 @@ TEST_CASE("whole-service deletes come after every add", "[diff]") {
   const char* old_ip = GENERATE("10.96.0.5", "10.96.0.50");
   CAPTURE(old_ip);
   Table observed;
-  put(observed, service(vip(old_ip, 80)), {real("10.244.1.5", 8080)});
+  put(observed, service(service_key(old_ip, 80)), {real("10.244.1.5", 8080)});
   Table desired;
-  put(desired, service(vip("10.96.0.20", 80)), {real("10.244.1.5", 8080)});
+  put(desired, service(service_key("10.96.0.20", 80)), {real("10.244.1.5", 8080)});
   CHECK(kinds(diff(desired, observed, kOwnsAll)) ==
         std::vector<Kind>{Kind::kAddService, Kind::kAddDestination, Kind::kDeleteService});
 }
@@ -210,24 +203,25 @@ TEST_CASE("one endpoint added to one of 10,000 services costs one destination ad
   Table observed;
   for (int i = 0; i < 10000; ++i) {
     const std::string address = "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
-    put(observed, service(vip(address.c_str(), 80)), {real("10.244.1.5", 8080), real("10.244.2.5", 8080)});
+    put(observed, service(service_key(address.c_str(), 80)),
+        {real("10.244.1.5", 8080), real("10.244.2.5", 8080)});
   }
   Table desired = observed;
-  auto& entry = desired.at(vip("10.96.2.17", 80));
+  auto& entry = desired.at(service_key("10.96.2.17", 80));
   const Destination added = real("10.244.3.5", 8080);
   entry.destinations.emplace(added.key, added);
 
   const Plan plan = diff(desired, observed, kOwnsAll);
   REQUIRE(plan.size() == 1);
   CHECK(plan.operations[0].kind == Kind::kAddDestination);
-  CHECK(plan.operations[0].service.key == vip("10.96.2.17", 80));
+  CHECK(plan.operations[0].service.key == service_key("10.96.2.17", 80));
   CHECK(plan.operations[0].destination == added);
 }
 
 TEST_CASE("diff_service matches the whole-table diff for one service", "[diff]") {
   const Table desired = cluster();
   Table observed = cluster();
-  const ServiceKey key = vip("10.96.0.20", 80);
+  const ServiceKey key = service_key("10.96.0.20", 80);
   observed.at(key).destinations.erase(real("10.244.2.5", 8080).key);
 
   const Plan whole = diff(desired, observed, kOwnsAll);
@@ -245,7 +239,7 @@ TEST_CASE("diff_service matches the whole-table diff for one service", "[diff]")
 TEST_CASE("table_from converts a backend dump and drops counters", "[diff]") {
   std::vector<ServiceWithDestinations> dump;
   ServiceWithDestinations item;
-  item.service.service = service(vip("fd00::10", 53, Protocol::kUdp), "mh", flags::kSchedMhFallback);
+  item.service.service = service(service_key("fd00::10", 53, Protocol::kUdp), "mh", flags::kSchedMhFallback);
   item.service.stats.connections = 99;
   DestinationState state;
   state.destination = real("fd00:244::5", 5353);
@@ -258,7 +252,7 @@ TEST_CASE("table_from converts a backend dump and drops counters", "[diff]") {
 
   const Table table = table_from(dump);
   REQUIRE(table.size() == 1);
-  const auto& entry = table.at(vip("fd00::10", 53, Protocol::kUdp));
+  const auto& entry = table.at(service_key("fd00::10", 53, Protocol::kUdp));
   CHECK(entry.service.scheduler == "mh");
   REQUIRE(entry.destinations.size() == 2);
   CHECK(entry.destinations.begin()->second == real("fd00:244::5", 5353));
@@ -274,7 +268,7 @@ TEST_CASE("table_from converts a backend dump and drops counters", "[diff]") {
 using namespace std::chrono_literals;
 
 struct DrainFixture {
-  ServiceKey key = vip("10.96.0.20", 80);
+  ServiceKey key = service_key("10.96.0.20", 80);
   Destination leaving = real("10.244.3.5", 8080);
   Table observed;
   Table desired;
@@ -329,7 +323,7 @@ TEST_CASE("idle and UDP destinations are deleted at once", "[diff][drain]") {
   SECTION("busy UDP") {
     Table observed;
     Table desired;
-    const ServiceKey udp = vip("10.96.0.10", 53, Protocol::kUdp);
+    const ServiceKey udp = service_key("10.96.0.10", 53, Protocol::kUdp);
     put(observed, service(udp), {real("10.244.1.2", 53), f.leaving});
     put(desired, service(udp), {real("10.244.1.2", 53)});
     const ConnectionTable counts{{DestinationRef{udp, f.leaving.key}, Connections{0, 12}}};

@@ -9,15 +9,12 @@
 
 #include "ipvs/nft_backend.h"
 #include "ipvs/nft_ruleset.h"
+#include "test/support/builders.h"
 
 namespace kipvs::ipvs {
 namespace {
 
-Address ip(const std::string& text) {
-  auto address = Address::parse(text);
-  REQUIRE(address.has_value());
-  return *address;
-}
+using kipvs::test::ip;
 
 NftState sample() {
   NftState state;

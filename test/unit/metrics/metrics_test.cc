@@ -16,6 +16,7 @@
 #include "metrics/metrics.h"
 #include "metrics/process.h"
 #include "metrics/throughput.h"
+#include "test/support/builders.h"
 
 namespace {
 
@@ -26,9 +27,7 @@ bool has_line(const std::string& text, const std::string& line) {
   return text.starts_with(line + "\n") || text.find("\n" + line + "\n") != std::string::npos;
 }
 
-kipvs::ipvs::Address ip(const char* text) {
-  return *kipvs::ipvs::Address::parse(text);
-}
+using kipvs::test::ip;
 
 }  // namespace
 

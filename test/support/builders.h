@@ -1,0 +1,82 @@
+#pragma once
+// Builders the tests share: addresses and keys from text, and a Service and
+// an EndpointSlice with one set of defaults that a case changes with a
+// mutator, as kube-proxy's tests do with
+// makeTestService(namespace, name, func(*v1.Service)). A file keeps a
+// wrapper of its own only to name its own vocabulary (a slice on a node).
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <catch2/catch.hpp>
+
+#include "ipvs/model.h"
+#include "k8s/objects.h"
+
+namespace kipvs::test {
+
+// Fails the test on text that is not an address.
+inline ipvs::Address ip(std::string_view text) {
+  auto address = ipvs::Address::parse(text);
+  REQUIRE(address.has_value());
+  return *address;
+}
+
+// A virtual service by address and port; the family follows the address.
+inline ipvs::ServiceKey service_key(std::string_view address, std::uint16_t port,
+                                    ipvs::Protocol protocol = ipvs::Protocol::kTcp) {
+  const auto parsed = ip(address);
+  return ipvs::ServiceKey{
+      .family = parsed.family, .protocol = protocol, .address = parsed, .port = port, .fwmark = 0};
+}
+
+inline ipvs::DestinationKey destination_key(std::string_view address, std::uint16_t port) {
+  return {ip(address), port};
+}
+
+// A ClusterIP Service default/NAME with one port, "http" 80/TCP.
+inline k8s::Service make_service(std::string_view name, std::string_view cluster_ip,
+                                 const std::function<void(k8s::Service&)>& change = {}) {
+  k8s::Service service;
+  service.meta.name = name;
+  service.meta.namespace_ = "default";
+  service.cluster_ip = cluster_ip;
+  service.ports.push_back(k8s::ServicePort{.name = "http", .protocol = "TCP", .port = 80, .node_port = 0});
+  if (change) change(service);
+  return service;
+}
+
+// The EndpointSlice default/SERVICE-abc of SERVICE: IPv4, port "http"
+// 8080/TCP, one endpoint per address with no conditions set (ready) and no
+// node.
+inline k8s::EndpointSlice make_slice(std::string_view service, const std::vector<std::string>& addresses,
+                                     const std::function<void(k8s::EndpointSlice&)>& change = {}) {
+  k8s::EndpointSlice slice;
+  slice.meta.name = std::string(service) + "-abc";
+  slice.meta.namespace_ = "default";
+  slice.meta.labels["kubernetes.io/service-name"] = service;
+  slice.address_type = "IPv4";
+  slice.ports.push_back(k8s::EndpointPort{.name = "http", .protocol = "TCP", .port = 8080});
+  for (const auto& address : addresses) {
+    slice.endpoints.push_back(
+        k8s::Endpoint{.addresses = {address}, .conditions = {}, .node_name = {}, .zone = {}, .hints = {}});
+  }
+  if (change) change(slice);
+  return slice;
+}
+
+// Mutators for the common changes.
+inline auto with_protocol(std::string protocol) {
+  return [protocol = std::move(protocol)](auto& object) {
+    for (auto& port : object.ports) port.protocol = protocol;
+  };
+}
+inline auto on_node(std::string node) {
+  return [node = std::move(node)](k8s::EndpointSlice& slice) {
+    for (auto& endpoint : slice.endpoints) endpoint.node_name = node;
+  };
+}
+
+}  // namespace kipvs::test
