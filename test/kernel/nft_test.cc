@@ -1,4 +1,4 @@
-// kipvs's nftables table with real traffic (issue 6): the real `kipvs`
+// kipvs's nftables table with real traffic: the real `kipvs`
 // binary programs IPVS and `inet kipvs` in the test's network namespace (the
 // node); pods, a second node and clients are namespaces around it.
 //

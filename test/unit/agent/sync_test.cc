@@ -1,5 +1,5 @@
-// The sync loop against the fake backends: operation counts (issue 3's
-// acceptance item 2), adoption after a restart, drift repair, ownership,
+// The sync loop against the fake backends: operation counts,
+// adoption after a restart, drift repair, ownership,
 // per-operation errors, graceful termination and coalescing.
 
 #include <catch2/catch.hpp>

@@ -1,6 +1,5 @@
 // The nftables table as text, the diff between two tables, and the fake
-// backend's kernel answers. Acceptance item 2 of issue 6 at the unit level:
-// one endpoint's change is set-element commands only.
+// backend's kernel answers; one endpoint's change is set-element commands only.
 
 #include <catch2/catch.hpp>
 
