@@ -132,12 +132,12 @@ Sync::Sync(boost::asio::io_context& io, ipvs::Backend& backend, ipvs::AddressBac
            ipvs::ConntrackBackend* conntrack)
     : io_(io),
       backend_(backend),
-      addresses_(addresses),
-      nft_(nft),
       conntrack_(conntrack),
       observer_(observer),
       options_(std::move(options)),
       started_wall_(options_.wall_clock()),
+      binder_(addresses, options_.interface_name, observer, [this](const std::string& line) { log(line); }),
+      nft_(nft, options_.nft, observer, [this](const std::string& line) { log(line); }),
       sync_timer_(io),
       resync_timer_(io),
       drain_timer_(io),
@@ -308,7 +308,7 @@ void Sync::arm_drain_check() {
 }
 
 void Sync::arm_retry() {
-  if ((retry_keys_.empty() && !nft_failed_) || retry_armed_ || stopped_) return;
+  if ((retry_keys_.empty() && !nft_.failed()) || retry_armed_ || stopped_) return;
   retry_armed_ = true;
   backoff_ = backoff_.count() == 0 ? options_.retry_min : std::min(backoff_ * 2, options_.retry_max);
   retry_timer_.expires_after(backoff_);
@@ -334,13 +334,7 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
         if (claim->second.empty()) claims_.erase(claim);
       }
     }
-    for (const auto& address : old->second.bound) {
-      if (auto ref = bound_refs_.find(address); ref != bound_refs_.end() && --ref->second == 0) {
-        bound_refs_.erase(ref);
-        desired_addresses_.erase(address);
-        address_flips_.try_emplace(address, true);
-      }
-    }
+    binder_.release(old->second.bound);
     for (const auto& [key, which] : old->second.no_local_endpoints) --no_local_counts_[which];
     parts_.erase(old);
   }
@@ -376,12 +370,7 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
     }
     claimants.insert(service);
   }
-  for (const auto& address : part.bound) {
-    if (++bound_refs_[address] == 1) {
-      desired_addresses_.insert(address);
-      address_flips_.try_emplace(address, false);
-    }
-  }
+  binder_.take(part.bound);
   parts_.emplace(service, std::move(part));
 }
 
@@ -426,7 +415,7 @@ std::map<ipvs::ServiceKey, ServiceOrigin> Sync::origins() const {
 }
 
 ipvs::NftState Sync::desired_nft() const {
-  return nft_state(origins(), desired_addresses_, options_.nft);
+  return nft_state(origins(), binder_.desired(), options_.nft);
 }
 
 ipvs::Table Sync::desired() const {
@@ -655,173 +644,12 @@ void Sync::clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows) {
 }
 
 bool Sync::sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected, bool in_background) {
-  if (nft_ == nullptr) return true;
-  const bool addresses_changed = std::ranges::any_of(address_flips_, [&](const auto& flip) {
-    return desired_addresses_.contains(flip.first) != flip.second;
-  });
-  if (!all && nft_written_ && !nft_failed_ && !addresses_changed) {
-    const bool unchanged = std::ranges::all_of(affected, [&](const ipvs::ServiceKey& key) {
-      const auto now = origin(key);
-      const auto before = nft_origins_.find(key);
-      return before == nft_origins_.end() ? !now.has_value() : now == before->second;
-    });
-    if (unchanged) return true;
-  }
+  if (!nft_.enabled()) return true;
+  if (!all && nft_.up_to_date() && !binder_.desired_changed() &&
+      nft_.same_origins(affected, [this](const ipvs::ServiceKey& key) { return origin(key); }))
+    return true;
   ++stats_.nft_computations;
-  nft_origins_ = origins();
-  auto desired = nft_state(nft_origins_, desired_addresses_, options_.nft);
-  auto update = ipvs::nft_diff(nft_written_, desired);
-  if (update.empty()) return true;
-  const bool full = update.full.has_value();
-  constexpr std::size_t kBackgroundServices = 64;
-  if (in_background && full && nft_origins_.size() >= kBackgroundServices && !nft_job_) {
-    auto& job =
-        nft_job_.emplace(NftJob{.desired = std::move(desired), .update = std::move(update), .done = {}});
-    try {
-      job.done = std::async(std::launch::async,
-                            [backend = nft_, update = &job.update] { return backend->apply(*update); });
-      return true;
-    } catch (const std::system_error& error) {
-      log(std::string("cannot start a thread for the nftables table (") + error.what() +
-          "); writing it here");
-      desired = std::move(job.desired);
-      update = std::move(job.update);
-      nft_job_.reset();
-    }
-  }
-  const auto done = nft_->apply(update);
-  update = {};
-  return record_nft(std::move(desired), full, done);
-}
-
-bool Sync::collect_nft() {
-  if (!nft_job_) return true;
-  const auto done = nft_job_->done.get();
-  const bool full = nft_job_->update.full.has_value();
-  auto desired = std::move(nft_job_->desired);
-  nft_job_.reset();
-  return record_nft(std::move(desired), full, done);
-}
-
-bool Sync::record_nft(ipvs::NftState desired, bool full, const std::expected<void, ipvs::Error>& done) {
-  observer_.nft_transaction(full, done.has_value());
-  if (!done) {
-    // The transaction changed nothing; the next attempt rewrites the whole
-    // table, since what the kernel holds is no longer certain.
-    nft_written_.reset();
-    nft_failed_ = true;
-    log("nftables transaction failed (" + std::string(full ? "whole table" : "set elements") +
-        "), masquerading and filtering may be stale; IPVS rules are kept, retrying: " + done.error().message);
-    return false;
-  }
-  nft_failed_ = false;
-  nft_written_ = std::move(desired);
-  return true;
-}
-
-bool Sync::prepare_link() {
-  if (addresses_ == nullptr) return false;
-  if (link_ready_) return true;
-  if (auto ready = addresses_->ensure_link(options_.interface_name); !ready) {
-    log("cannot set up " + options_.interface_name + ": " + ready.error().message);
-    return false;
-  }
-  link_ready_ = true;
-  if (auto listed = addresses_->list_addresses(options_.interface_name)) observed_addresses_ = *listed;
-  return true;
-}
-
-void Sync::bind_addresses(bool all, bool in_background) {
-  if (addresses_ == nullptr) return;
-  if (!link_ready_) {
-    if (!prepare_link()) return;
-    all = true;
-  }
-  std::vector<ipvs::Address> wanted;
-  const auto want = [&](const ipvs::Address& address) {
-    if (!observed_addresses_.contains(address) && desired_addresses_.contains(address))
-      wanted.push_back(address);
-  };
-  if (all) {
-    for (const auto& address : desired_addresses_) want(address);
-  } else {
-    for (const auto& [address, was_desired] : address_flips_) want(address);
-  }
-  constexpr std::size_t kBackgroundBinds = 64;
-  if (in_background && wanted.size() >= kBackgroundBinds && !bind_job_) {
-    auto& job = bind_job_.emplace(BindJob{.addresses = std::move(wanted), .results = {}});
-    try {
-      job.results =
-          std::async(std::launch::async, [backend = addresses_, name = options_.interface_name,
-                                          addresses = std::span<const ipvs::Address>(job.addresses)] {
-            std::vector<std::expected<void, ipvs::Error>> results;
-            results.reserve(addresses.size());
-            for (const auto& address : addresses) results.push_back(backend->add_address(name, address));
-            return results;
-          });
-      return;
-    } catch (const std::system_error& error) {
-      log(std::string("cannot start a thread for the address binds (") + error.what() +
-          "); binding them here");
-      wanted = std::move(job.addresses);
-      bind_job_.reset();
-    }
-  }
-  for (const auto& address : wanted)
-    record_bind(address, addresses_->add_address(options_.interface_name, address));
-}
-
-void Sync::collect_binds() {
-  if (!bind_job_) return;
-  const auto results = bind_job_->results.get();
-  for (std::size_t i = 0; i < results.size(); ++i) record_bind(bind_job_->addresses[i], results[i]);
-  bind_job_.reset();
-}
-
-void Sync::record_bind(const ipvs::Address& address, const std::expected<void, ipvs::Error>& added) {
-  const bool ok = added || added.error().code == EEXIST;
-  observer_.address_operation(true, ok);
-  if (ok) {
-    observed_addresses_.insert(address);
-  } else {
-    log(added.error().message);
-  }
-}
-
-void Sync::unbind_stale_addresses(bool all) {
-  if (addresses_ == nullptr || !link_ready_) return;
-  const auto stale = [&](const ipvs::Address& address) {
-    return observed_addresses_.contains(address) && !desired_addresses_.contains(address);
-  };
-  std::vector<ipvs::Address> candidates;
-  if (all) {
-    for (const auto& address : observed_addresses_) {
-      if (stale(address)) candidates.push_back(address);
-    }
-  } else {
-    for (const auto& [address, was_desired] : address_flips_) {
-      if (stale(address)) candidates.push_back(address);
-    }
-  }
-  if (candidates.empty()) return;
-  std::set<ipvs::Address>
-      in_use;  // an owned service that could not be removed keeps its address (and ownership)
-  for (const auto& [key, entry] : observed_) {
-    if (key.fwmark == 0) in_use.insert(key.address);
-  }
-  for (const auto& address : candidates) {
-    // A node's own address (bound by an older kipvs) is never kept for its
-    // services: those are not kipvs's by that address.
-    if (in_use.contains(address) && !options_.facts.is_node_address(address)) continue;
-    auto deleted = addresses_->delete_address(options_.interface_name, address);
-    const bool ok = deleted || deleted.error().code == EADDRNOTAVAIL;
-    observer_.address_operation(false, ok);
-    if (ok) {
-      observed_addresses_.erase(address);
-    } else {
-      log(deleted.error().message);
-    }
-  }
+  return nft_.write(origins(), binder_.desired(), in_background);
 }
 
 void Sync::record_additions(const ipvs::Plan& plan) {
@@ -844,24 +672,6 @@ void Sync::store_record() {
         stored.error());
   }
   record_failing_ = !stored;
-}
-
-void Sync::refresh_owned_addresses(bool all) {
-  const auto owned = [&](const ipvs::Address& address) {
-    return desired_addresses_.contains(address) || observed_addresses_.contains(address);
-  };
-  if (all) {
-    owned_addresses_ = desired_addresses_;
-    owned_addresses_.insert(observed_addresses_.begin(), observed_addresses_.end());
-    return;
-  }
-  for (const auto& [address, was_desired] : address_flips_) {
-    if (owned(address)) {
-      owned_addresses_.insert(address);
-    } else {
-      owned_addresses_.erase(address);
-    }
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -912,12 +722,12 @@ bool Sync::sync_dirty() {
 
   // Only the addresses that came or went are looked at, unless the link
   // has to be (re)read. New addresses are bound after the IPVS apply below.
-  const bool all_addresses = !link_ready_;
-  prepare_link();
-  refresh_owned_addresses(all_addresses);
+  const bool all_addresses = !binder_.link_ready();
+  binder_.prepare_link();
+  binder_.refresh_owned(all_addresses);
   phases_.lap("addresses");
 
-  auto plan = plan_for(affected, owned_addresses_);
+  auto plan = plan_for(affected, binder_.owned());
   const auto connections = connections_for(plan);
   auto drained = ipvs::apply_drain_policy(std::move(plan), observed_, connections, draining_,
                                           options_.clock(), {.grace_period = options_.grace_period});
@@ -934,17 +744,17 @@ bool Sync::sync_dirty() {
     const auto observed = observed_.find(key);
     if (observed == observed_.end() || observed->second.destinations.empty()) first_servers.insert(key);
   }
-  const auto failed = apply(drained.plan, owned_addresses_, /*reread=*/true);
+  const auto failed = apply(drained.plan, binder_.owned(), /*reread=*/true);
   if (recorded_changed_) store_record();  // deleted services leave the record
   if (!first_servers.empty()) clear_stale_conntrack(&first_servers);
   phases_.lap("ipvs");
   // Bound only now that its virtual service is there: a cluster IP bound
   // first answers SYNs with a reset until then, which is what a client saw
   // when another proxy handed the Service over (it had already let go).
-  bind_addresses(all_addresses);
-  unbind_stale_addresses(all_addresses);
-  refresh_owned_addresses(all_addresses);
-  address_flips_.clear();
+  binder_.bind(all_addresses);
+  binder_.unbind_stale(all_addresses, observed_, options_.facts);
+  binder_.refresh_owned(all_addresses);
+  binder_.end_sync();
   phases_.lap("addresses");
   ++stats_.incremental_syncs;
   finish(SyncKind::kIncremental, started, PlanCounts::of(drained.plan), recomputed.size(), failed,
@@ -1043,20 +853,10 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
   }
   const auto connections = ipvs::connections_from(*dump);
   phases_.lap("read");  // the kernel's dump and the table made from it
-  if (nft_ != nullptr && nft_written_) {
-    // Drift repair for the table: a flushed ruleset (a firewall reload) is
-    // written again in this sync. Elements are not compared.
-    if (auto present = nft_->table_present(); present && !*present) {
-      log("the nftables table inet kipvs is gone; writing it again");
-      nft_written_.reset();
-    }
-  }
+  nft_.check_present();
   phases_.lap("nftables");
   dump->clear();
-  if (addresses_ != nullptr) {
-    // Re-read: someone may have removed an address behind our back.
-    link_ready_ = false;
-  }
+  binder_.forget_link();
 
   if (options_.local_addresses) {
     auto local = options_.local_addresses();
@@ -1074,8 +874,8 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
   for (const auto& service : recomputed) recompute(service, affected);
   phases_.lap("state");
 
-  bind_addresses(/*all=*/true, /*in_background=*/true);
-  refresh_owned_addresses(/*all=*/true);
+  binder_.bind(/*all=*/true, /*in_background=*/true);
+  binder_.refresh_owned(/*all=*/true);
   phases_.lap("addresses");
 
   // The nftables table is written in the same sync as the virtual services:
@@ -1102,7 +902,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
     if (desired_entry(key) != nullptr) wanted.push_back(key);
   }
   for (const auto& [key, entry] : observed_) {
-    if (desired_entry(key) == nullptr && owned(key, owned_addresses_)) unwanted.push_back(key);
+    if (desired_entry(key) == nullptr && owned(key, binder_.owned())) unwanted.push_back(key);
   }
   const std::size_t desired_services = wanted.size();
   auto draining = ipvs::prune_drains(draining_, observed_);
@@ -1133,12 +933,12 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
   const auto land = [&] {
     if (!in_flight) return;
     const auto results = in_flight->results.get();
-    failed.merge(apply(in_flight->plan, owned_addresses_, /*reread=*/true, &results));
+    failed.merge(apply(in_flight->plan, binder_.owned(), /*reread=*/true, &results));
     in_flight.reset();
     phases_.lap("ipvs");
   };
   const auto plan_and_apply = [&](std::span<const ipvs::ServiceKey> keys) {
-    auto drained = ipvs::apply_drain_policy(plan_for({keys.begin(), keys.end()}, owned_addresses_), observed_,
+    auto drained = ipvs::apply_drain_policy(plan_for({keys.begin(), keys.end()}, binder_.owned()), observed_,
                                             connections, draining, options_.clock(),
                                             {.grace_period = options_.grace_period});
     draining = std::move(drained.draining);
@@ -1161,7 +961,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
         in_flight.reset();
       }
     }
-    failed.merge(apply(drained.plan, owned_addresses_, /*reread=*/true));
+    failed.merge(apply(drained.plan, binder_.owned(), /*reread=*/true));
     phases_.lap("ipvs");
   };
   std::size_t piece_start = 0;
@@ -1184,13 +984,13 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
     recorded_changed_ = true;
   if (recorded_changed_) store_record();
   clear_stale_conntrack(nullptr);
-  nft_ok = collect_nft() && nft_ok;  // the time spent waiting counts as "nftables"
+  nft_ok = nft_.collect() && nft_ok;  // the time spent waiting counts as "nftables"
   release_free_memory();
   phases_.lap("nftables");
-  collect_binds();  // the time spent waiting counts as "addresses"
-  unbind_stale_addresses(/*all=*/true);
-  refresh_owned_addresses(/*all=*/true);
-  address_flips_.clear();
+  binder_.collect();  // the time spent waiting counts as "addresses"
+  binder_.unbind_stale(/*all=*/true, observed_, options_.facts);
+  binder_.refresh_owned(/*all=*/true);
+  binder_.end_sync();
   phases_.lap("addresses");
   ++stats_.full_syncs;
   const bool first = !initial_sync_done_;
@@ -1220,7 +1020,7 @@ void Sync::finish(SyncKind kind, ipvs::DrainClock::time_point started, const Pla
   stats_.last_operations = plan.total;
   last_sync_end_ = std::chrono::steady_clock::now();
 
-  if (!failed.empty() || nft_failed_) {
+  if (!failed.empty() || nft_.failed()) {
     retry_keys_.insert(failed.begin(), failed.end());
     arm_retry();
   } else if (retry_keys_.empty()) {
@@ -1250,7 +1050,7 @@ void Sync::finish(SyncKind kind, ipvs::DrainClock::time_point started, const Pla
     observer_.no_local_endpoints(family, count(true), count(false));
   }
   report_pending();
-  observer_.sync_finished(kind, elapsed, failed.empty() && !nft_failed_);
+  observer_.sync_finished(kind, elapsed, failed.empty() && !nft_.failed());
   arm_drain_check();
 
   if (kind == SyncKind::kFull || plan.total != 0 || !failed.empty() || !recomputed.empty()) {

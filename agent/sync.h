@@ -45,9 +45,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "agent/address_binder.h"
 #include "agent/desired_state.h"
+#include "agent/nft_writer.h"
 #include "agent/node_facts.h"
 #include "agent/owned_services.h"
+#include "agent/sync_observer.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/backend.h"
 #include "ipvs/conntrack.h"
@@ -61,58 +64,6 @@ namespace kipvs::agent {
 
 inline constexpr std::string_view kLastChangeTriggerTimeAnnotation =
     "endpoints.kubernetes.io/last-change-trigger-time";
-
-enum class SyncKind : std::uint8_t { kIncremental, kFull };
-[[nodiscard]] std::string_view to_string(SyncKind kind);
-
-// What happened to one kernel operation (a metric label).
-enum class OperationOutcome : std::uint8_t {
-  kOk,
-  kExists,   // EEXIST: the kernel had it already; adopted and re-diffed
-  kMissing,  // ESRCH/ENOENT: gone already (a delete), or re-added
-  kFailed,   // anything else: retried with backoff
-};
-[[nodiscard]] std::string_view to_string(OperationOutcome outcome);
-
-// What the metrics layer hears from the sync loop. Called on the io_context
-// thread, synchronously: implementations must not block.
-class SyncObserver {
- public:
-  virtual ~SyncObserver() = default;
-  virtual void sync_started(SyncKind kind) = 0;
-  // ok is false when an operation failed or the kernel could not be read.
-  virtual void sync_finished(SyncKind kind, std::chrono::nanoseconds duration, bool ok) = 0;
-  virtual void operation_applied(ipvs::Operation::Kind kind, OperationOutcome outcome) = 0;
-  // An object (or part of one) that was skipped: undecodable, or a desired-
-  // state Problem (reason is a kReason* label).
-  virtual void object_skipped(k8s::ResourceKind kind, std::string_view reason) = 0;
-  // From a slice's last-change-trigger-time to the sync that programmed it.
-  virtual void network_programming_latency(ipvs::Family family, std::chrono::duration<double> latency) = 0;
-  virtual void drains_in_progress(std::size_t destinations) = 0;
-  // Changes received and not yet synced (gauges; reported after each change
-  // and each sync).
-  virtual void pending_changes(std::size_t services, std::size_t endpoint_slices) = 0;
-  virtual void address_operation(bool add, bool ok) = 0;
-  // After each sync, per family served: Services with a Local policy and
-  // endpoints, none on this node (internal and external policy).
-  virtual void no_local_endpoints(ipvs::Family family, std::size_t internal, std::size_t external) = 0;
-  // One nftables transaction: the whole table (full) or set elements.
-  virtual void nft_transaction(bool /*full*/, bool /*ok*/) {}
-};
-
-// Does nothing: until metrics are plugged in, and in tests.
-class NoopSyncObserver final : public SyncObserver {
- public:
-  void sync_started(SyncKind) override {}
-  void sync_finished(SyncKind, std::chrono::nanoseconds, bool) override {}
-  void operation_applied(ipvs::Operation::Kind, OperationOutcome) override {}
-  void object_skipped(k8s::ResourceKind, std::string_view) override {}
-  void network_programming_latency(ipvs::Family, std::chrono::duration<double>) override {}
-  void drains_in_progress(std::size_t) override {}
-  void pending_changes(std::size_t, std::size_t) override {}
-  void address_operation(bool, bool) override {}
-  void no_local_endpoints(ipvs::Family, std::size_t, std::size_t) override {}
-};
 
 struct SyncOptions {
   NodeFacts facts;
@@ -192,7 +143,7 @@ class Sync final : public k8s::ObjectSink {
   [[nodiscard]] bool initial_sync_done() const { return initial_sync_done_; }
   [[nodiscard]] const ipvs::Table& observed() const { return observed_; }
   [[nodiscard]] ipvs::Table desired() const;
-  [[nodiscard]] const std::set<ipvs::Address>& desired_addresses() const { return desired_addresses_; }
+  [[nodiscard]] const std::set<ipvs::Address>& desired_addresses() const { return binder_.desired(); }
   [[nodiscard]] const ipvs::DrainSet& draining() const { return draining_; }
   [[nodiscard]] const SyncStats& stats() const { return stats_; }
   [[nodiscard]] std::size_t dirty_services() const { return dirty_.size(); }
@@ -210,7 +161,7 @@ class Sync final : public k8s::ObjectSink {
   // have (so a reader can keep what it built from them).
   void visit_origins(const std::function<void(const ipvs::ServiceKey&, const ServiceOrigin&)>& visit) const;
   [[nodiscard]] std::uint64_t origins_generation() const { return origins_generation_; }
-  [[nodiscard]] const std::optional<ipvs::NftState>& written_nft() const { return nft_written_; }
+  [[nodiscard]] const std::optional<ipvs::NftState>& written_nft() const { return nft_.written(); }
 
  private:
   // One Service's contribution.
@@ -258,32 +209,10 @@ class Sync final : public k8s::ObjectSink {
   // keys null) and not answered by one of its real servers.
   void clear_stale_conntrack(const std::set<ipvs::ServiceKey>* keys);
   void clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows);
-  // Writes the nftables table (or its changed elements) in one transaction;
-  // false when it failed (logged, counted, retried; IPVS goes on regardless).
-  // all: the whole table is computed and compared; otherwise only when a
-  // changed virtual service's nftables part (or a bound address) changed.
-  // in_background: a whole table for many services (a first sync's, where
-  // libnftables's parse takes seconds) is written on a worker thread while
-  // this one writes the IPVS rules; collect_nft() waits for it, and until
-  // then the nftables backend is lent to that thread alone.
+  // The nftables table through nft_ (see NftWriter::write); all: the whole
+  // table is computed and compared; otherwise only when a changed virtual
+  // service's nftables part (or a bound address) changed.
   bool sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected, bool in_background = false);
-  bool collect_nft();
-  bool record_nft(ipvs::NftState desired, bool full, const std::expected<void, ipvs::Error>& done);
-  // all: every desired and observed address is checked; otherwise only the
-  // addresses that came or went since the last sync (address_flips_).
-  // in_background: when there are many to add (a first sync binds one per
-  // cluster IP, and the kernel's cost per address grows with their number),
-  // they are added on a worker thread while this one writes the nftables
-  // table and the IPVS rules; collect_binds() waits for them. The address
-  // backend is lent to that thread alone until then.
-  void bind_addresses(bool all, bool in_background = false);
-  // Sets up the interface and reads its addresses once (again after a full
-  // sync asks); false when it cannot be set up (logged).
-  bool prepare_link();
-  void collect_binds();
-  void record_bind(const ipvs::Address& address, const std::expected<void, ipvs::Error>& added);
-  void unbind_stale_addresses(bool all);
-  void refresh_owned_addresses(bool all);
   // Records the services a plan adds before it goes to the kernel, and
   // writes the record after deletes took some out.
   void record_additions(const ipvs::Plan& plan);
@@ -312,13 +241,13 @@ class Sync final : public k8s::ObjectSink {
 
   boost::asio::io_context& io_;
   ipvs::Backend& backend_;
-  ipvs::AddressBackend* addresses_;
-  ipvs::NftBackend* nft_;
   ipvs::ConntrackBackend* conntrack_;
   SyncObserver& observer_;
   SyncOptions options_;
   std::chrono::system_clock::time_point started_wall_;
   PhaseTimes phases_;
+  AddressBinder binder_;
+  NftWriter nft_;
 
   // The sources' own copies (the sink contract: valid until that key's next
   // change): at 10,000 Services a second copy of every slice costs tens of MB.
@@ -351,38 +280,12 @@ class Sync final : public k8s::ObjectSink {
   std::set<ipvs::ServiceKey> recorded_;
   bool recorded_changed_ = false;
   bool record_failing_ = false;
-  std::map<ipvs::Address, std::size_t> bound_refs_;
-  // bound_refs_'s keys, kept as it changes, and those that came or went
-  // since the last sync: an incremental sync at 10,000 Services must not walk
-  // every address (nor every nftables element) to change one endpoint.
-  std::set<ipvs::Address> desired_addresses_;
-  // Each with whether it was desired before (a recomputed Service lets go
-  // of its addresses and takes them again: no net change).
-  std::map<ipvs::Address, bool> address_flips_;
-  // desired_addresses_ with what the link holds: whose services are ours.
-  std::set<ipvs::Address> owned_addresses_;
   // Virtual services kipvs wanted on addresses it does not bind (node ports,
   // external IPs that are node addresses) and has not deleted since: its own
   // whatever the port, so they go when no longer wanted.
   std::set<ipvs::ServiceKey> wanted_unbound_;
-  // What each virtual service contributed to the table last written.
-  std::map<ipvs::ServiceKey, ServiceOrigin> nft_origins_;
 
   ipvs::Table observed_;
-  std::set<ipvs::Address> observed_addresses_;
-  struct BindJob {
-    std::vector<ipvs::Address> addresses;
-    std::future<std::vector<std::expected<void, ipvs::Error>>> results;  // one per address
-  };
-  std::optional<BindJob> bind_job_;
-  bool link_ready_ = false;
-  std::optional<ipvs::NftState> nft_written_;
-  struct NftJob {
-    ipvs::NftState desired;  // nft_written_ once the job succeeds
-    ipvs::NftUpdate update;
-    std::future<std::expected<void, ipvs::Error>> done;
-  };
-  std::optional<NftJob> nft_job_;
   // A stepwise resync's read, while it goes on.
   struct KernelRead {
     std::vector<ipvs::ServiceState> services;
@@ -393,7 +296,6 @@ class Sync final : public k8s::ObjectSink {
     std::chrono::steady_clock::duration spent{};  // reading, without the turns between pieces
   };
   std::optional<KernelRead> reading_;
-  bool nft_failed_ = false;
   ipvs::DrainSet draining_;
   std::set<ipvs::ServiceKey> retry_keys_;
   std::chrono::milliseconds backoff_{0};

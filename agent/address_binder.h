@@ -1,0 +1,93 @@
+#pragma once
+// The dummy interface's addresses (kube-ipvs0): which ones kipvs wants,
+// counted per Service that binds them; which the link holds; and the binds
+// and unbinds that bring the one to the other. Whose an IPVS service is
+// follows from them (owned()): a service on an address kipvs binds is
+// kipvs's.
+//
+// Owned by the sync thread. A first sync's many binds may run on a worker
+// thread (bind(all, true)); the address backend is lent to that thread alone
+// until collect().
+#include <cstddef>
+#include <functional>
+#include <future>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "agent/node_facts.h"
+#include "agent/sync_observer.h"
+#include "ipvs/address_backend.h"
+#include "ipvs/table.h"
+
+namespace kipvs::agent {
+
+class AddressBinder {
+ public:
+  // backend may be null: no interface is managed (tests, `diff`).
+  AddressBinder(ipvs::AddressBackend* backend, std::string interface_name, SyncObserver& observer,
+                std::function<void(const std::string&)> log);
+
+  // A Service takes or lets go of the addresses it binds.
+  void take(const std::set<ipvs::Address>& addresses);
+  void release(const std::set<ipvs::Address>& addresses);
+
+  // Whether the link has been set up and read since forget_link().
+  [[nodiscard]] bool link_ready() const { return link_ready_; }
+  // Sets up the interface and reads its addresses, once until forget_link();
+  // false when it cannot be set up (logged).
+  bool prepare_link();
+  // Read the link again before the next bind (someone may have removed an
+  // address behind kipvs's back).
+  void forget_link();
+
+  // all: every desired and observed address is checked; otherwise only the
+  // addresses that came or went since end_sync(). in_background: when there
+  // are many to add (a first sync binds one per cluster IP, and the kernel's
+  // cost per address grows with their number), they are added on a worker
+  // thread while this one goes on; collect() waits for them.
+  void bind(bool all, bool in_background = false);
+  void collect();
+  // Deletes addresses kipvs no longer wants, except one still used by a
+  // service in `observed` that could not be removed (it keeps the service
+  // kipvs's); a node's own address is never kept that way.
+  void unbind_stale(bool all, const ipvs::Table& observed, const NodeFacts& facts);
+  // Brings owned() up to date with what is wanted and what is bound.
+  void refresh_owned(bool all);
+  // Whether the wanted set differs from what it was at the last end_sync().
+  [[nodiscard]] bool desired_changed() const;
+  void end_sync() { flips_.clear(); }
+
+  [[nodiscard]] const std::set<ipvs::Address>& desired() const { return desired_; }
+  // desired() with what the link holds: whose services are kipvs's.
+  [[nodiscard]] const std::set<ipvs::Address>& owned() const { return owned_; }
+
+ private:
+  void record_bind(const ipvs::Address& address, const std::expected<void, ipvs::Error>& added);
+
+  ipvs::AddressBackend* backend_;
+  std::string interface_name_;
+  SyncObserver& observer_;
+  std::function<void(const std::string&)> log_;
+
+  std::map<ipvs::Address, std::size_t> refs_;
+  // refs_'s keys, kept as it changes, and those that came or went since
+  // end_sync(): an incremental sync at 10,000 Services must not walk every
+  // address to change one endpoint.
+  std::set<ipvs::Address> desired_;
+  // Each with whether it was desired before (a recomputed Service lets go of
+  // its addresses and takes them again: no net change).
+  std::map<ipvs::Address, bool> flips_;
+  std::set<ipvs::Address> owned_;
+  std::set<ipvs::Address> observed_;  // on the link
+  bool link_ready_ = false;
+  struct BindJob {
+    std::vector<ipvs::Address> addresses;
+    std::future<std::vector<std::expected<void, ipvs::Error>>> results;  // one per address
+  };
+  std::optional<BindJob> job_;
+};
+
+}  // namespace kipvs::agent

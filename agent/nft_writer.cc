@@ -1,0 +1,86 @@
+#include "agent/nft_writer.h"
+
+#include <algorithm>
+#include <system_error>
+
+#include "agent/nft_state.h"
+
+namespace kipvs::agent {
+
+NftWriter::NftWriter(ipvs::NftBackend* backend, ipvs::NftConfig config, SyncObserver& observer,
+                     std::function<void(const std::string&)> log)
+    : backend_(backend), config_(std::move(config)), observer_(observer), log_(std::move(log)) {}
+
+bool NftWriter::same_origins(
+    const std::set<ipvs::ServiceKey>& keys,
+    const std::function<std::optional<ServiceOrigin>(const ipvs::ServiceKey&)>& origin_of) const {
+  return std::ranges::all_of(keys, [&](const ipvs::ServiceKey& key) {
+    const auto now = origin_of(key);
+    const auto before = origins_.find(key);
+    return before == origins_.end() ? !now.has_value() : now == before->second;
+  });
+}
+
+bool NftWriter::write(std::map<ipvs::ServiceKey, ServiceOrigin> origins,
+                      const std::set<ipvs::Address>& addresses, bool in_background) {
+  if (backend_ == nullptr) return true;
+  origins_ = std::move(origins);
+  auto desired = nft_state(origins_, addresses, config_);
+  auto update = ipvs::nft_diff(written_, desired);
+  if (update.empty()) return true;
+  const bool full = update.full.has_value();
+  constexpr std::size_t kBackgroundServices = 64;
+  if (in_background && full && origins_.size() >= kBackgroundServices && !job_) {
+    auto& job = job_.emplace(Job{.desired = std::move(desired), .update = std::move(update), .done = {}});
+    try {
+      job.done = std::async(std::launch::async,
+                            [backend = backend_, update = &job.update] { return backend->apply(*update); });
+      return true;
+    } catch (const std::system_error& error) {
+      log_(std::string("cannot start a thread for the nftables table (") + error.what() +
+           "); writing it here");
+      desired = std::move(job.desired);
+      update = std::move(job.update);
+      job_.reset();
+    }
+  }
+  const auto done = backend_->apply(update);
+  update = {};
+  return record(std::move(desired), full, done);
+}
+
+bool NftWriter::collect() {
+  if (!job_) return true;
+  const auto done = job_->done.get();
+  const bool full = job_->update.full.has_value();
+  auto desired = std::move(job_->desired);
+  job_.reset();
+  return record(std::move(desired), full, done);
+}
+
+bool NftWriter::record(ipvs::NftState desired, bool full, const std::expected<void, ipvs::Error>& done) {
+  observer_.nft_transaction(full, done.has_value());
+  if (!done) {
+    // The transaction changed nothing; the next attempt rewrites the whole
+    // table, since what the kernel holds is no longer certain.
+    written_.reset();
+    failed_ = true;
+    log_(
+        "nftables transaction failed (" + std::string(full ? "whole table" : "set elements") +
+        "), masquerading and filtering may be stale; IPVS rules are kept, retrying: " + done.error().message);
+    return false;
+  }
+  failed_ = false;
+  written_ = std::move(desired);
+  return true;
+}
+
+void NftWriter::check_present() {
+  if (backend_ == nullptr || !written_) return;
+  if (auto present = backend_->table_present(); present && !*present) {
+    log_("the nftables table inet kipvs is gone; writing it again");
+    written_.reset();
+  }
+}
+
+}  // namespace kipvs::agent
