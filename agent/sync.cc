@@ -41,18 +41,6 @@ bool is_delete(Kind kind) {
   return kind == Kind::kDeleteService || kind == Kind::kDeleteDestination;
 }
 
-std::string plan_summary(const std::array<std::size_t, 6>& by_kind) {
-  std::string out;
-  for (auto kind : {Kind::kAddService, Kind::kEditService, Kind::kDeleteService, Kind::kAddDestination,
-                    Kind::kEditDestination, Kind::kDeleteDestination}) {
-    if (auto n = by_kind[static_cast<std::size_t>(kind)]; n != 0) {
-      out += out.empty() ? " (" : ", ";
-      out += std::to_string(n) + " " + ipvs::to_string(kind);
-    }
-  }
-  return out.empty() ? out : out + ")";
-}
-
 template <typename T>
 bool parse_int(std::string_view text, T& value) {
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -513,7 +501,7 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
   if (plan.empty()) return failed;
   if (given == nullptr) record_additions(plan);  // a pipelined piece was recorded before it went
   if (reading_) {
-    for (const auto& operation : plan.operations) reading_->touched.insert(operation.service.key);
+    for (const auto& operation : plan.operations) reading_->touch(operation.service.key);
   }
   stats_.operations += plan.size();
   std::set<ipvs::ServiceKey> stale;  // the kernel disagrees with observed_
@@ -677,36 +665,6 @@ void Sync::store_record() {
 // ---------------------------------------------------------------------------
 // The syncs
 
-void Sync::PhaseTimes::start() {
-  spent.clear();
-  mark = std::chrono::steady_clock::now();
-}
-
-void Sync::PhaseTimes::lap(const char* phase) {
-  const auto now = std::chrono::steady_clock::now();
-  add(phase, now - mark);
-  mark = now;
-}
-
-void Sync::PhaseTimes::add(const char* phase, std::chrono::steady_clock::duration duration) {
-  auto it = std::find_if(spent.begin(), spent.end(), [&](const auto& entry) { return entry.first == phase; });
-  if (it == spent.end()) {
-    spent.emplace_back(phase, duration);
-  } else {
-    it->second += duration;
-  }
-}
-
-std::string Sync::PhaseTimes::summary() const {
-  std::ostringstream out;
-  for (const auto& [phase, duration] : spent) {
-    out << (out.tellp() == 0 ? " (" : ", ") << phase << ' '
-        << duration_cast<std::chrono::microseconds>(duration).count() / 1000 << " ms";
-  }
-  if (out.tellp() != 0) out << ')';
-  return out.str();
-}
-
 bool Sync::sync_dirty() {
   if (!initial_sync_done_) return sync_full();
   phases_.start();
@@ -771,107 +729,39 @@ bool Sync::sync_full() {
 
 bool Sync::start_resync() {
   if (reading_ || stopped_) return true;  // one read at a time
-  const auto started = options_.clock();
-  const auto read_started = std::chrono::steady_clock::now();
-  auto services = backend_.list_services();
-  if (!services) return false;  // sync_full reports it, and backs off
+  auto read = StepwiseKernelRead::begin(backend_, options_.clock());
+  if (!read) return false;  // sync_full reports it, and backs off
   observer_.sync_started(SyncKind::kFull);
-  reading_.emplace(KernelRead{.services = std::move(*services),
-                              .next = 0,
-                              .dump = {},
-                              .touched = {},
-                              .started = started,
-                              .spent = std::chrono::steady_clock::now() - read_started});
-  reading_->dump.reserve(reading_->services.size());
+  reading_.emplace(std::move(*read));
   boost::asio::post(io_, [this] { read_kernel_piece(); });
   return true;
 }
 
 void Sync::read_kernel_piece() {
   if (!reading_ || stopped_) return;
-  const auto piece_started = std::chrono::steady_clock::now();
-  auto& read = *reading_;
-  std::optional<ipvs::Error> failed;
-  for (std::size_t taken = 0;
-       read.next < read.services.size() &&
-       (taken == 0 || std::chrono::steady_clock::now() - piece_started < options_.resync_read_piece);
-       ++taken) {
-    auto& service = read.services[read.next++];
-    auto destinations = backend_.list_destinations(service.service.key);
-    if (!destinations) {
-      // Deleted since the list (by a sync of ours: touched; or by someone
-      // else: absent is what the kernel now holds).
-      if (destinations.error().code == ENOENT || destinations.error().code == ESRCH) continue;
-      failed = destinations.error();
-      break;
-    }
-    read.dump.push_back(ipvs::ServiceWithDestinations{std::move(service), std::move(*destinations)});
-  }
-  read.spent += std::chrono::steady_clock::now() - piece_started;
-  if (!failed && read.next < read.services.size()) {
+  if (!reading_->read_piece(backend_, options_.resync_read_piece)) {
     boost::asio::post(io_, [this] { read_kernel_piece(); });
     return;
   }
   auto done = std::move(*reading_);
   reading_.reset();
   phases_.start();
-  phases_.add("read", done.spent);
-  Dump dump = failed ? Dump(std::unexpected(*failed)) : Dump(std::move(done.dump));
-  done.services = {};
-  sync_full_from(std::move(dump), done.started, done.touched);
+  phases_.add("read", done.spent());
+  sync_full_from(done.take_dump(), done.started(), done.touched());
 }
 
 bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
                           const std::set<ipvs::ServiceKey>& touched) {
-  if (!dump) {
-    // Back off from retry_min, but never wait longer than a resync would:
-    // until the first dump succeeds nothing is programmed.
-    dump_backoff_ = dump_backoff_.count() == 0
-                        ? options_.retry_min
-                        : std::min({dump_backoff_ * 2, options_.retry_max,
-                                    duration_cast<milliseconds>(options_.sync_period)});
-    log("cannot read the IPVS table: " + dump.error().message + "; retrying in " +
-        std::to_string(dump_backoff_.count()) + " ms");
-    observer_.sync_finished(SyncKind::kFull, duration_cast<nanoseconds>(options_.clock() - started), false);
-    arm_resync(dump_backoff_);
-    return false;
-  }
+  if (!dump) return dump_failed(dump.error(), started);
   dump_backoff_ = milliseconds{0};
-  std::map<ipvs::ServiceKey, std::optional<ipvs::TableEntry>> newer;
-  for (const auto& key : touched) {
-    auto entry = observed_.find(key);
-    newer.emplace(key, entry == observed_.end() ? std::nullopt : std::optional(std::move(entry->second)));
-  }
-  observed_.clear();  // not two whole tables at once
-  observed_ = ipvs::table_from(*dump);
-  for (auto& [key, entry] : newer) {
-    if (entry) {
-      observed_.insert_or_assign(key, std::move(*entry));
-    } else {
-      observed_.erase(key);
-    }
-  }
-  const auto connections = ipvs::connections_from(*dump);
+  const auto connections = adopt_dump(*dump, touched);
   phases_.lap("read");  // the kernel's dump and the table made from it
   nft_.check_present();
   phases_.lap("nftables");
-  dump->clear();
-  binder_.forget_link();
+  binder_.forget_link();  // re-read: someone may have removed an address
 
-  if (options_.local_addresses) {
-    auto local = options_.local_addresses();
-    if (local != options_.facts.local_addresses) {
-      // Whether an external IP is bound depends on them.
-      options_.facts.local_addresses = std::move(local);
-      for (const auto& [key, service] : services_) dirty_.insert(key);
-    }
-  }
   std::set<ipvs::ServiceKey> affected;
-  const std::set<k8s::ObjectKey> recomputed = std::move(dirty_);
-  dirty_.clear();
-  dirty_keys_.clear();
-  pending_slice_changes_ = 0;
-  for (const auto& service : recomputed) recompute(service, affected);
+  const std::set<k8s::ObjectKey> recomputed = recompute_all_dirty(affected);
   phases_.lap("state");
 
   binder_.bind(/*all=*/true, /*in_background=*/true);
@@ -889,24 +779,102 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
   bool nft_ok = sync_nft(/*all=*/false, affected, /*in_background=*/true);
   phases_.lap("nftables");
 
+  const auto keys = full_sync_keys();
+  PlanCounts counts;
+  const auto failed = write_in_pieces(keys, connections, counts);
+  trim_record();
+  clear_stale_conntrack(nullptr);
+  nft_ok = nft_.collect() && nft_ok;  // the time spent waiting counts as "nftables"
+  release_free_memory();
+  phases_.lap("nftables");
+  binder_.collect();  // the time spent waiting counts as "addresses"
+  binder_.unbind_stale(/*all=*/true, observed_, options_.facts);
+  binder_.refresh_owned(/*all=*/true);
+  binder_.end_sync();
+  phases_.lap("addresses");
+  ++stats_.full_syncs;
+  const bool first = !initial_sync_done_;
+  initial_sync_done_ = true;
+  finish(SyncKind::kFull, started, counts, keys.wanted.size(), failed, recomputed);
+  release_free_memory();
+  if (first && !dirty_.empty()) request_sync();
+  arm_resync();
+  return failed.empty() && nft_ok;
+}
+
+bool Sync::dump_failed(const ipvs::Error& error, ipvs::DrainClock::time_point started) {
+  // Back off from retry_min, but never wait longer than a resync would:
+  // until the first dump succeeds nothing is programmed.
+  dump_backoff_ = dump_backoff_.count() == 0 ? options_.retry_min
+                                             : std::min({dump_backoff_ * 2, options_.retry_max,
+                                                         duration_cast<milliseconds>(options_.sync_period)});
+  log("cannot read the IPVS table: " + error.message + "; retrying in " +
+      std::to_string(dump_backoff_.count()) + " ms");
+  observer_.sync_finished(SyncKind::kFull, duration_cast<nanoseconds>(options_.clock() - started), false);
+  arm_resync(dump_backoff_);
+  return false;
+}
+
+ipvs::ConnectionTable Sync::adopt_dump(std::vector<ipvs::ServiceWithDestinations>& dump,
+                                       const std::set<ipvs::ServiceKey>& touched) {
+  std::map<ipvs::ServiceKey, std::optional<ipvs::TableEntry>> newer;
+  for (const auto& key : touched) {
+    auto entry = observed_.find(key);
+    newer.emplace(key, entry == observed_.end() ? std::nullopt : std::optional(std::move(entry->second)));
+  }
+  observed_.clear();  // not two whole tables at once
+  observed_ = ipvs::table_from(dump);
+  for (auto& [key, entry] : newer) {
+    if (entry) {
+      observed_.insert_or_assign(key, std::move(*entry));
+    } else {
+      observed_.erase(key);
+    }
+  }
+  auto connections = ipvs::connections_from(dump);
+  dump.clear();
+  return connections;
+}
+
+std::set<k8s::ObjectKey> Sync::recompute_all_dirty(std::set<ipvs::ServiceKey>& affected) {
+  if (options_.local_addresses) {
+    auto local = options_.local_addresses();
+    if (local != options_.facts.local_addresses) {
+      // Whether an external IP is bound depends on them.
+      options_.facts.local_addresses = std::move(local);
+      for (const auto& [key, service] : services_) dirty_.insert(key);
+    }
+  }
+  std::set<k8s::ObjectKey> recomputed = std::move(dirty_);
+  dirty_.clear();
+  dirty_keys_.clear();
+  pending_slice_changes_ = 0;
+  for (const auto& service : recomputed) recompute(service, affected);
+  return recomputed;
+}
+
+Sync::FullSyncKeys Sync::full_sync_keys() {
+  std::erase_if(wanted_unbound_, [this](const auto& key) {
+    return desired_entry(key) == nullptr && !observed_.contains(key);
+  });
+  FullSyncKeys keys;
+  for (const auto& [key, claimants] : claims_) {
+    if (desired_entry(key) != nullptr) keys.wanted.push_back(key);
+  }
+  for (const auto& [key, entry] : observed_) {
+    if (desired_entry(key) == nullptr && owned(key, binder_.owned())) keys.unwanted.push_back(key);
+  }
+  return keys;
+}
+
+std::set<ipvs::ServiceKey> Sync::write_in_pieces(const FullSyncKeys& keys,
+                                                 const ipvs::ConnectionTable& connections,
+                                                 PlanCounts& counts) {
   // Planned and applied a piece at a time, in key order: a first sync at
   // 10,000 Services plans 200,000 operations, and a whole plan (or a merged
   // copy of the desired table to diff against) would be tens of MB at once.
   // Whole-service deletes still come last, after every add, as in diff().
-  std::erase_if(wanted_unbound_, [this](const auto& key) {
-    return desired_entry(key) == nullptr && !observed_.contains(key);
-  });
-  std::vector<ipvs::ServiceKey> wanted;
-  std::vector<ipvs::ServiceKey> unwanted;  // observed, owned, no longer desired
-  for (const auto& [key, claimants] : claims_) {
-    if (desired_entry(key) != nullptr) wanted.push_back(key);
-  }
-  for (const auto& [key, entry] : observed_) {
-    if (desired_entry(key) == nullptr && owned(key, binder_.owned())) unwanted.push_back(key);
-  }
-  const std::size_t desired_services = wanted.size();
   auto draining = ipvs::prune_drains(draining_, observed_);
-  PlanCounts counts;
   std::set<ipvs::ServiceKey> failed;
   constexpr std::size_t kPieceOperations = 8192;
   const auto estimate = [&](const ipvs::ServiceKey& key) {  // at most this many operations
@@ -920,7 +888,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
   // the IPVS backend to itself until its results are recorded here, before
   // the next piece goes: the kernel still sees the pieces in order.
   std::size_t estimated = 0;
-  for (const auto& key : wanted) {
+  for (const auto& key : keys.wanted) {
     if (estimated > kPieceOperations) break;
     estimated += estimate(key);
   }
@@ -937,9 +905,9 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
     in_flight.reset();
     phases_.lap("ipvs");
   };
-  const auto plan_and_apply = [&](std::span<const ipvs::ServiceKey> keys) {
-    auto drained = ipvs::apply_drain_policy(plan_for({keys.begin(), keys.end()}, binder_.owned()), observed_,
-                                            connections, draining, options_.clock(),
+  const auto plan_and_apply = [&](std::span<const ipvs::ServiceKey> piece_keys) {
+    auto drained = ipvs::apply_drain_policy(plan_for({piece_keys.begin(), piece_keys.end()}, binder_.owned()),
+                                            observed_, connections, draining, options_.clock(),
                                             {.grace_period = options_.grace_period});
     draining = std::move(drained.draining);
     counts.add(drained.plan);
@@ -964,6 +932,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
     failed.merge(apply(drained.plan, binder_.owned(), /*reread=*/true));
     phases_.lap("ipvs");
   };
+  const auto& wanted = keys.wanted;
   std::size_t piece_start = 0;
   std::size_t piece_operations = 0;  // at most this many
   for (std::size_t i = 0; i < wanted.size(); ++i) {
@@ -975,42 +944,18 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
     }
   }
   land();  // every add before the deletes
-  if (!unwanted.empty()) plan_and_apply(unwanted);
+  if (!keys.unwanted.empty()) plan_and_apply(keys.unwanted);
   land();
   draining_ = std::move(draining);
+  return failed;
+}
+
+void Sync::trim_record() {
   // Recorded, yet not in the kernel: added by no one (a crash before the
   // add) or deleted by someone else.
   if (std::erase_if(recorded_, [this](const auto& key) { return !observed_.contains(key); }) > 0)
     recorded_changed_ = true;
   if (recorded_changed_) store_record();
-  clear_stale_conntrack(nullptr);
-  nft_ok = nft_.collect() && nft_ok;  // the time spent waiting counts as "nftables"
-  release_free_memory();
-  phases_.lap("nftables");
-  binder_.collect();  // the time spent waiting counts as "addresses"
-  binder_.unbind_stale(/*all=*/true, observed_, options_.facts);
-  binder_.refresh_owned(/*all=*/true);
-  binder_.end_sync();
-  phases_.lap("addresses");
-  ++stats_.full_syncs;
-  const bool first = !initial_sync_done_;
-  initial_sync_done_ = true;
-  finish(SyncKind::kFull, started, counts, desired_services, failed, recomputed);
-  release_free_memory();
-  if (first && !dirty_.empty()) request_sync();
-  arm_resync();
-  return failed.empty() && nft_ok;
-}
-
-void Sync::PlanCounts::add(const ipvs::Plan& plan) {
-  total += plan.size();
-  for (const auto& operation : plan.operations) ++by_kind[static_cast<std::size_t>(operation.kind)];
-}
-
-Sync::PlanCounts Sync::PlanCounts::of(const ipvs::Plan& plan) {
-  PlanCounts counts;
-  counts.add(plan);
-  return counts;
 }
 
 void Sync::finish(SyncKind kind, ipvs::DrainClock::time_point started, const PlanCounts& plan,

@@ -47,10 +47,12 @@
 
 #include "agent/address_binder.h"
 #include "agent/desired_state.h"
+#include "agent/kernel_read.h"
 #include "agent/nft_writer.h"
 #include "agent/node_facts.h"
 #include "agent/owned_services.h"
 #include "agent/sync_observer.h"
+#include "agent/sync_stats.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/backend.h"
 #include "ipvs/conntrack.h"
@@ -95,16 +97,6 @@ struct SyncOptions {
   // Where the virtual services kipvs adds are recorded before they are
   // added (agent/owned_services.h); default: nowhere.
   OwnedServicesFile owned_services;
-};
-
-// Counters for tests and logs.
-struct SyncStats {
-  std::size_t incremental_syncs = 0;
-  std::size_t full_syncs = 0;
-  std::size_t operations = 0;         // sent to the backend, re-diff rounds included
-  std::size_t failed_operations = 0;  // outcome kFailed
-  std::size_t last_operations = 0;    // of the last sync
-  std::size_t nft_computations = 0;   // whole nftables tables computed and compared
 };
 
 // Parses RFC 3339 ("2026-11-27T00:21:06.123456789Z", "...+02:00").
@@ -196,12 +188,29 @@ class Sync final : public k8s::ObjectSink {
   std::set<ipvs::ServiceKey> apply(const ipvs::Plan& plan, const std::set<ipvs::Address>& addresses,
                                    bool reread, const std::vector<ipvs::OperationResult>* given = nullptr);
   void update_observed(const ipvs::Operation& operation);
-  using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, ipvs::Error>;
+  using Dump = StepwiseKernelRead::Dump;
   // The rest of a full sync, once the kernel is read. touched: services
   // that syncs changed while a stepwise read went on, for which observed_
   // is newer than the dump.
   bool sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
                       const std::set<ipvs::ServiceKey>& touched);
+  // Its steps, in order.
+  bool dump_failed(const ipvs::Error& error, ipvs::DrainClock::time_point started);
+  // observed_ from the dump, keeping the newer entries of `touched`; the
+  // dump's connection counts (for the drains).
+  ipvs::ConnectionTable adopt_dump(std::vector<ipvs::ServiceWithDestinations>& dump,
+                                   const std::set<ipvs::ServiceKey>& touched);
+  // Every dirty Service (all of them when the node's local addresses
+  // changed) recomputed; returns which.
+  std::set<k8s::ObjectKey> recompute_all_dirty(std::set<ipvs::ServiceKey>& affected);
+  struct FullSyncKeys {
+    std::vector<ipvs::ServiceKey> wanted;    // desired
+    std::vector<ipvs::ServiceKey> unwanted;  // observed, owned, no longer desired
+  };
+  FullSyncKeys full_sync_keys();
+  std::set<ipvs::ServiceKey> write_in_pieces(const FullSyncKeys& keys,
+                                             const ipvs::ConnectionTable& connections, PlanCounts& counts);
+  void trim_record();
   void read_kernel_piece();
   // UDP real servers that went: their conntrack entries, which would keep
   // clients on the old server.
@@ -217,27 +226,9 @@ class Sync final : public k8s::ObjectSink {
   // writes the record after deletes took some out.
   void record_additions(const ipvs::Plan& plan);
   void store_record();
-  // How many operations of each kind a sync's plan (or its pieces) had.
-  struct PlanCounts {
-    std::size_t total = 0;
-    std::array<std::size_t, 6> by_kind{};  // by Operation::Kind
-    void add(const ipvs::Plan& plan);
-    static PlanCounts of(const ipvs::Plan& plan);
-  };
   void finish(SyncKind kind, ipvs::DrainClock::time_point started, const PlanCounts& plan,
               std::size_t services, const std::set<ipvs::ServiceKey>& failed,
               const std::set<k8s::ObjectKey>& recomputed);
-
-  // Where the current sync's time went, by phase, for its log line: the
-  // kernel's share (reading, writing) against kipvs's own (planning).
-  struct PhaseTimes {
-    std::vector<std::pair<const char*, std::chrono::steady_clock::duration>> spent;
-    std::chrono::steady_clock::time_point mark;
-    void start();
-    void lap(const char* phase);
-    void add(const char* phase, std::chrono::steady_clock::duration duration);
-    [[nodiscard]] std::string summary() const;
-  };
 
   boost::asio::io_context& io_;
   ipvs::Backend& backend_;
@@ -286,16 +277,7 @@ class Sync final : public k8s::ObjectSink {
   std::set<ipvs::ServiceKey> wanted_unbound_;
 
   ipvs::Table observed_;
-  // A stepwise resync's read, while it goes on.
-  struct KernelRead {
-    std::vector<ipvs::ServiceState> services;
-    std::size_t next = 0;
-    std::vector<ipvs::ServiceWithDestinations> dump;
-    std::set<ipvs::ServiceKey> touched;  // written by a sync since the read began
-    ipvs::DrainClock::time_point started;
-    std::chrono::steady_clock::duration spent{};  // reading, without the turns between pieces
-  };
-  std::optional<KernelRead> reading_;
+  std::optional<StepwiseKernelRead> reading_;  // a resync's, while it goes on
   ipvs::DrainSet draining_;
   std::set<ipvs::ServiceKey> retry_keys_;
   std::chrono::milliseconds backoff_{0};

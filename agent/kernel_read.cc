@@ -1,0 +1,49 @@
+#include "agent/kernel_read.h"
+
+#include <cerrno>
+#include <utility>
+
+namespace kipvs::agent {
+
+StepwiseKernelRead::StepwiseKernelRead(std::vector<ipvs::ServiceState> services,
+                                       ipvs::DrainClock::time_point started,
+                                       std::chrono::steady_clock::duration spent)
+    : services_(std::move(services)), started_(started), spent_(spent) {
+  dump_.reserve(services_.size());
+}
+
+std::expected<StepwiseKernelRead, ipvs::Error> StepwiseKernelRead::begin(
+    ipvs::Backend& backend, ipvs::DrainClock::time_point started) {
+  const auto read_started = std::chrono::steady_clock::now();
+  auto services = backend.list_services();
+  if (!services) return std::unexpected(services.error());
+  return StepwiseKernelRead(std::move(*services), started, std::chrono::steady_clock::now() - read_started);
+}
+
+bool StepwiseKernelRead::read_piece(ipvs::Backend& backend, std::chrono::milliseconds budget) {
+  const auto piece_started = std::chrono::steady_clock::now();
+  for (std::size_t taken = 0;
+       next_ < services_.size() && (taken == 0 || std::chrono::steady_clock::now() - piece_started < budget);
+       ++taken) {
+    auto& service = services_[next_++];
+    auto destinations = backend.list_destinations(service.service.key);
+    if (!destinations) {
+      // Deleted since the list (by a sync of ours: touched; or by someone
+      // else: absent is what the kernel now holds).
+      if (destinations.error().code == ENOENT || destinations.error().code == ESRCH) continue;
+      failed_ = destinations.error();
+      break;
+    }
+    dump_.push_back(ipvs::ServiceWithDestinations{std::move(service), std::move(*destinations)});
+  }
+  spent_ += std::chrono::steady_clock::now() - piece_started;
+  return failed_.has_value() || next_ == services_.size();
+}
+
+StepwiseKernelRead::Dump StepwiseKernelRead::take_dump() {
+  services_ = {};
+  if (failed_) return std::unexpected(*failed_);
+  return std::move(dump_);
+}
+
+}  // namespace kipvs::agent
