@@ -439,6 +439,231 @@ std::unique_ptr<metrics::RetryingHttpServer> serve(boost::asio::io_context& io, 
       std::chrono::seconds{5}, std::move(options));
 }
 
+// --cleanup: removes what kipvs programmed, then exits.
+int run_cleanup(const Config& config, const std::expected<AgentOptions, std::string>& options,
+                ipvs::NetlinkBackend& backend, ipvs::NetlinkAddressBackend& addresses, ipvs::NftBackend* nft,
+                Logger& logger) {
+  NodeFacts facts;
+  if (options) facts = options->sync.facts;
+  // Without --node-ip (and no Node object to ask), the node ports kipvs
+  // served are on this host's addresses.
+  if (facts.node_ips.empty()) facts.node_ips = host_addresses(config.kipvs.interface_name);
+  auto recorded = OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
+  if (!recorded) {
+    logger.error("Cleanup failed", recorded.error());
+    return 1;
+  }
+  auto done = cleanup(backend, addresses, config.kipvs.interface_name, facts, nft, *recorded);
+  if (!done) {
+    logger.error("Cleanup failed", done.error());
+    return 1;
+  }
+  for (const auto& error : done->errors) logger.error("Cleanup", error);
+  logger.info(0, "Cleaned up",
+              {{"virtualServices", boost::json::value(done->services_deleted)},
+               {"addresses", boost::json::value(done->addresses_deleted)},
+               {"nftablesTable", boost::json::value(done->nft_table_deleted)},
+               {"interface", boost::json::value(std::string_view(config.kipvs.interface_name))},
+               {"interfaceDeleted", boost::json::value(done->interface_deleted)}});
+  return done->errors.empty() ? 0 : 1;
+}
+
+// The per-Service (or per-destination) byte and packet series. Scrapes read
+// the kernel's counters on the scraper's thread, through a netlink socket of
+// their own (the sync's belongs to the sync thread): returned, to be kept
+// as long as `metrics`.
+std::unique_ptr<ipvs::NetlinkBackend> add_throughput_metrics(const Config& config, metrics::Metrics& metrics,
+                                                             ServiceNames& service_names, Logger& logger) {
+  if (config.kipvs.throughput_metrics == ThroughputMetrics::kNone) return nullptr;
+  auto opened = ipvs::NetlinkBackend::open();
+  if (!opened) {
+    logger.error("Cannot open IPVS for /metrics; no throughput series", opened.error().message);
+    return nullptr;
+  }
+  auto scrape_kernel = std::move(*opened);
+  const bool per_destination = config.kipvs.throughput_metrics == ThroughputMetrics::kDestinations;
+  auto snapshot = [&kernel = *scrape_kernel, &service_names, &logger,
+                   per_destination]() -> metrics::ThroughputSnapshot {
+    // Per-Service series need the services' dump only: one request, where
+    // the destinations take one more per service (at 10,000 Services the
+    // difference is most of a scrape's time).
+    std::expected<std::vector<ipvs::ServiceWithDestinations>, ipvs::Error> dump;
+    if (per_destination) {
+      dump = kernel.list_all();
+    } else if (auto services = kernel.list_services()) {
+      dump.emplace();
+      dump->reserve(services->size());
+      for (auto& service : *services) dump->push_back(ipvs::ServiceWithDestinations{std::move(service), {}});
+    } else {
+      dump = std::unexpected(services.error());
+    }
+    if (!dump) {
+      logger.error("Cannot read IPVS counters for /metrics", dump.error().message);
+      return {};
+    }
+    const auto names = service_names.latest();
+    return metrics::throughput_snapshot(
+        *dump, [&names](const ipvs::ServiceKey& key) -> std::optional<metrics::ServiceLabels> {
+          auto found = names->find(key);
+          if (found == names->end()) return std::nullopt;
+          return found->second;
+        });
+  };
+  metrics.add_text_collectable(std::make_shared<metrics::ThroughputCollector>(
+      snapshot,
+      metrics::ThroughputOptions{.destinations = per_destination, .max_age = std::chrono::seconds{1}}));
+  return scrape_kernel;
+}
+
+// Where Service health-check node ports are served: the node's addresses
+// inside nodePortAddresses, or (nullopt) every address.
+std::optional<std::vector<boost::asio::ip::address>> health_check_addresses(
+    const std::optional<std::vector<ipvs::Address>>& ips, Logger& logger) {
+  if (!ips) return std::nullopt;
+  std::vector<boost::asio::ip::address> addresses;
+  for (const auto& ip : *ips) {
+    boost::system::error_code error;
+    auto address = boost::asio::ip::make_address(ip.to_string(), error);
+    if (!error) addresses.push_back(address);
+  }
+  if (addresses.empty())
+    logger.error(
+        "No address of this node is inside nodePortAddresses; health-check node ports are not served", "");
+  return addresses;
+}
+
+// What the metrics observer reads from the sync and the kernel, and what it
+// does after each sync (the Service health checks follow the sync).
+MetricsObserver::Sources observer_sources(Sync& sync, ipvs::NetlinkBackend& kernel,
+                                          metrics::ServiceHealthServer& service_health, Logger& logger) {
+  return {
+      .table_size =
+          [&sync] {
+            std::size_t destinations = 0;
+            for (const auto& [key, entry] : sync.observed()) destinations += entry.destinations.size();
+            return std::pair{sync.observed().size(), destinations};
+          },
+      .socket_reopens = [&kernel] { return kernel.counters().reopens; },
+      .after_sync =
+          [&sync, &service_health, &logger] {
+            std::map<metrics::ServiceName, std::uint16_t> ports;
+            std::map<metrics::ServiceName, int> counts;
+            for (const auto& [service, check] : sync.health_checks()) {
+              const metrics::ServiceName name{service.namespace_, service.name};
+              ports[name] = check.node_port;
+              counts[name] = static_cast<int>(check.local_endpoints);
+            }
+            for (const auto& failure : service_health.sync_services(ports))
+              logger.error("Cannot serve a Service health check", failure);
+            service_health.sync_endpoints(counts);
+          },
+  };
+}
+
+// The metrics and health servers, answering on a thread of their own so
+// that /livez and /healthz answer while a sync holds the sync thread.
+class HttpServers {
+ public:
+  HttpServers(const Config& config, Logger& logger, metrics::Metrics& metrics, metrics::HealthState& health,
+              metrics::Scraper& scraper)
+      : work_(boost::asio::make_work_guard(io_)) {
+    auto dropped = [&metrics](std::string what) {
+      return [&metrics, what](metrics::DropReason reason) {
+        metrics.http_connection_dropped(what, metrics::drop_reason_label(reason));
+      };
+    };
+    const auto configz = boost::json::serialize(to_json(config));
+    metrics_ =
+        serve(io_, logger, "metrics", config.metrics_bind_address,
+              metrics::metrics_handler({.configz = [configz] { return configz; }, .scraper = &scraper}),
+              {.dropped = dropped("metrics")});
+    health_ = serve(io_, logger, "health", config.healthz_bind_address,
+                    metrics::answered_at_once(metrics::health_handler(health, &metrics)),
+                    {.dropped = dropped("health")});
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~HttpServers() { stop(); }
+  HttpServers(const HttpServers&) = delete;
+  HttpServers& operator=(const HttpServers&) = delete;
+
+  // Closes the servers on their thread, then stops it.
+  void stop() {
+    if (!thread_.joinable()) return;
+    boost::asio::post(io_, [this] {
+      if (metrics_) metrics_->close();
+      if (health_) health_->close();
+      work_.reset();
+      io_.stop();
+    });
+    thread_.join();
+  }
+
+ private:
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  std::unique_ptr<metrics::RetryingHttpServer> metrics_;
+  std::unique_ptr<metrics::RetryingHttpServer> health_;
+  std::thread thread_;
+};
+
+// The dummy interface deleted behind kipvs's back (kube-proxy --cleanup
+// deletes it and flushes IPVS): a full sync puts everything back at once,
+// half a second later so that the rest of such a cleanup is done first.
+class LinkRepair {
+ public:
+  LinkRepair(boost::asio::io_context& io, Sync& sync, std::string interface_name, Logger& logger)
+      : sync_(sync), interface_name_(std::move(interface_name)), logger_(logger), repair_(io) {
+    auto opened = ipvs::LinkWatch::open();
+    if (!opened) {
+      logger.warning("Cannot watch the links; a deleted dummy interface comes back at the next resync",
+                     {{"error", boost::json::value(opened.error().message)}});
+      return;
+    }
+    watch_ = std::move(*opened);
+    // A duplicate the descriptor may own and close; LinkWatch closes its own.
+    events_.emplace(io, ::dup(watch_->fd()));
+    wait();
+  }
+  ~LinkRepair() {
+    if (events_) events_->close();
+  }
+  LinkRepair(const LinkRepair&) = delete;
+  LinkRepair& operator=(const LinkRepair&) = delete;
+
+ private:
+  void wait() {
+    events_->async_wait(boost::asio::posix::stream_descriptor::wait_read,
+                        [this](const boost::system::error_code& error) {
+                          if (error) return;
+                          if (read()) wait();
+                        });
+  }
+  bool read() {
+    auto deleted = watch_->read_events(interface_name_);
+    if (!deleted) {
+      logger_.warning("Cannot read link events; no longer watching",
+                      {{"error", boost::json::value(deleted.error().message)}});
+      return false;
+    }
+    if (*deleted) {
+      logger_.info(0, "The dummy interface was deleted; syncing everything again",
+                   {{"interface", boost::json::value(std::string_view(interface_name_))}});
+      repair_.expires_after(std::chrono::milliseconds{500});
+      repair_.async_wait([this](const boost::system::error_code& cancelled) {
+        if (!cancelled && sync_.initial_sync_done()) (void)sync_.sync_full();
+      });
+    }
+    return true;
+  }
+
+  Sync& sync_;
+  std::string interface_name_;
+  Logger& logger_;
+  boost::asio::steady_timer repair_;
+  std::unique_ptr<ipvs::LinkWatch> watch_;
+  std::optional<boost::asio::posix::stream_descriptor> events_;
+};
+
 }  // namespace
 
 int run_agent(const Config& config, std::ostream& err) {
@@ -462,47 +687,20 @@ int run_agent(const Config& config, std::ostream& err) {
     logger.error("Cannot open rtnetlink", addresses.error().message);
     return 1;
   }
-
   // Masquerading and filtering: without the table kipvs still programs
   // IPVS, and says so.
   auto nft = ipvs::LibNftBackend::open();
   if (!nft) logger.error("Cannot open nftables; no masquerading or filtering", nft.error().message);
   ipvs::NftBackend* nft_backend = nft ? nft->get() : nullptr;
-
-  if (config.cleanup) {
-    NodeFacts facts;
-    if (options) facts = options->sync.facts;
-    // Without --node-ip (and no Node object to ask), the node ports kipvs
-    // served are on this host's addresses.
-    if (facts.node_ips.empty()) facts.node_ips = host_addresses(config.kipvs.interface_name);
-    auto recorded = OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
-    if (!recorded) {
-      logger.error("Cleanup failed", recorded.error());
-      return 1;
-    }
-    auto done = cleanup(**backend, **addresses, config.kipvs.interface_name, facts, nft_backend, *recorded);
-    if (!done) {
-      logger.error("Cleanup failed", done.error());
-      return 1;
-    }
-    for (const auto& error : done->errors) logger.error("Cleanup", error);
-    logger.info(0, "Cleaned up",
-                {{"virtualServices", boost::json::value(done->services_deleted)},
-                 {"addresses", boost::json::value(done->addresses_deleted)},
-                 {"nftablesTable", boost::json::value(done->nft_table_deleted)},
-                 {"interface", boost::json::value(std::string_view(config.kipvs.interface_name))},
-                 {"interfaceDeleted", boost::json::value(done->interface_deleted)}});
-    return done->errors.empty() ? 0 : 1;
-  }
+  if (config.cleanup) return run_cleanup(config, options, **backend, **addresses, nft_backend, logger);
 
   if (auto failed = set_ipvs_timeouts(**backend, options->timeouts))
     logger.warning("Cannot set the IPVS connection timeouts; the kernel's stay",
                    {{"error", boost::json::value(*failed)}});
 
   boost::asio::io_context io;
-  const auto families = options->sync.facts.families();
   std::vector<std::string> family_labels;
-  for (auto family : families)
+  for (auto family : options->sync.facts.families())
     family_labels.emplace_back(family == ipvs::Family::kIPv6 ? metrics::kIPv6 : metrics::kIPv4);
   if (family_labels.empty()) family_labels.emplace_back(metrics::kIPv4);
   metrics::Metrics metrics(family_labels);
@@ -516,93 +714,12 @@ int run_agent(const Config& config, std::ostream& err) {
   Agent agent(io, std::move(*options), **backend, addresses->get(), observer, logger, &observer, nft_backend,
               conntrack ? conntrack->get() : nullptr);
   auto& sync = agent.sync();
-  ipvs::NetlinkBackend& kernel = **backend;
 
   metrics.add_text_collectable(std::make_shared<metrics::ProcessCollector>());
-  // Scrapes read the kernel's counters on the scraper's thread, through a
-  // netlink socket of their own (the sync's belongs to the sync thread).
   ServiceNames service_names;
-  std::unique_ptr<ipvs::NetlinkBackend> scrape_kernel;
-  if (config.kipvs.throughput_metrics != ThroughputMetrics::kNone) {
-    if (auto opened = ipvs::NetlinkBackend::open()) {
-      scrape_kernel = std::move(*opened);
-    } else {
-      logger.error("Cannot open IPVS for /metrics; no throughput series", opened.error().message);
-    }
-  }
-  if (scrape_kernel) {
-    const bool per_destination = config.kipvs.throughput_metrics == ThroughputMetrics::kDestinations;
-    auto snapshot = [&kernel = *scrape_kernel, &service_names, &logger,
-                     per_destination]() -> metrics::ThroughputSnapshot {
-      // Per-Service series need the services' dump only: one request, where
-      // the destinations take one more per service (at 10,000 Services the
-      // difference is most of a scrape's time).
-      std::expected<std::vector<ipvs::ServiceWithDestinations>, ipvs::Error> dump;
-      if (per_destination) {
-        dump = kernel.list_all();
-      } else if (auto services = kernel.list_services()) {
-        dump.emplace();
-        dump->reserve(services->size());
-        for (auto& service : *services)
-          dump->push_back(ipvs::ServiceWithDestinations{std::move(service), {}});
-      } else {
-        dump = std::unexpected(services.error());
-      }
-      if (!dump) {
-        logger.error("Cannot read IPVS counters for /metrics", dump.error().message);
-        return {};
-      }
-      const auto names = service_names.latest();
-      return metrics::throughput_snapshot(
-          *dump, [&names](const ipvs::ServiceKey& key) -> std::optional<metrics::ServiceLabels> {
-            auto found = names->find(key);
-            if (found == names->end()) return std::nullopt;
-            return found->second;
-          });
-    };
-    metrics.add_text_collectable(std::make_shared<metrics::ThroughputCollector>(
-        snapshot,
-        metrics::ThroughputOptions{.destinations = per_destination, .max_age = std::chrono::seconds{1}}));
-  }
-
-  // Service health-check node ports: on the node's addresses inside
-  // nodePortAddresses, or on every address.
-  std::optional<std::vector<boost::asio::ip::address>> health_addresses;
-  if (health_ips) {
-    health_addresses.emplace();
-    for (const auto& ip : *health_ips) {
-      boost::system::error_code error;
-      auto address = boost::asio::ip::make_address(ip.to_string(), error);
-      if (!error) health_addresses->push_back(address);
-    }
-    if (health_addresses->empty())
-      logger.error(
-          "No address of this node is inside nodePortAddresses; health-check node ports are not served", "");
-  }
-  metrics::ServiceHealthServer service_health(io, health_addresses, health);
-
-  observer.set_sources({
-      .table_size =
-          [&sync] {
-            std::size_t destinations = 0;
-            for (const auto& [key, entry] : sync.observed()) destinations += entry.destinations.size();
-            return std::pair{sync.observed().size(), destinations};
-          },
-      .socket_reopens = [&kernel] { return kernel.counters().reopens; },
-      .after_sync =
-          [&sync, &service_health, &logger] {
-            std::map<metrics::ServiceName, std::uint16_t> ports;
-            std::map<metrics::ServiceName, int> counts;
-            for (const auto& [service, check] : sync.health_checks()) {
-              const metrics::ServiceName name{service.namespace_, service.name};
-              ports[name] = check.node_port;
-              counts[name] = static_cast<int>(check.local_endpoints);
-            }
-            for (const auto& failure : service_health.sync_services(ports))
-              logger.error("Cannot serve a Service health check", failure);
-            service_health.sync_endpoints(counts);
-          },
-  });
+  const auto scrape_kernel = add_throughput_metrics(config, metrics, service_names, logger);
+  metrics::ServiceHealthServer service_health(io, health_check_addresses(health_ips, logger), health);
+  observer.set_sources(observer_sources(sync, **backend, service_health, logger));
 
   // /metrics is built on the scraper's thread. What it needs from the sync
   // thread (gauges read from the Sync, the Service names) is refreshed
@@ -619,41 +736,12 @@ int run_agent(const Config& config, std::ostream& err) {
     done.wait_for(std::chrono::seconds{1});
     return metrics.serialize();
   });
-
-  // The metrics and health servers answer on a thread of their own, so
-  // /livez and /healthz answer while a sync holds the sync thread.
-  boost::asio::io_context http_io;
-  auto dropped = [&metrics](std::string what) {
-    return [&metrics, what](metrics::DropReason reason) {
-      metrics.http_connection_dropped(what, metrics::drop_reason_label(reason));
-    };
-  };
-  const auto configz = boost::json::serialize(to_json(config));
-  auto metrics_server =
-      serve(http_io, logger, "metrics", config.metrics_bind_address,
-            metrics::metrics_handler({.configz = [configz] { return configz; }, .scraper = &scraper}),
-            {.dropped = dropped("metrics")});
-  auto health_server = serve(http_io, logger, "health", config.healthz_bind_address,
-                             metrics::answered_at_once(metrics::health_handler(health, &metrics)),
-                             {.dropped = dropped("health")});
-  auto http_work = boost::asio::make_work_guard(http_io);
-  std::thread http_thread([&http_io] { http_io.run(); });
-  // Closes the servers on their thread, then stops it.
-  auto stop_http = [&] {
-    if (!http_thread.joinable()) return;
-    boost::asio::post(http_io, [&] {
-      if (metrics_server) metrics_server->close();
-      if (health_server) health_server->close();
-      http_work.reset();
-      http_io.stop();
-    });
-    http_thread.join();
-  };
+  HttpServers http(config, logger, metrics, health, scraper);
 
   if (auto started = agent.start(); !started) {
     logger.error("Cannot start", started.error());
     scraper.stop();
-    stop_http();
+    http.stop();
     return 1;
   }
   boost::asio::signal_set stop_signals(io, SIGINT, SIGTERM);
@@ -672,50 +760,11 @@ int run_agent(const Config& config, std::ostream& err) {
     });
   };
   wait_reload();
-
-  // The dummy interface deleted behind kipvs's back (kube-proxy --cleanup
-  // deletes it and flushes IPVS): a full sync puts everything back at once,
-  // half a second later so that the rest of such a cleanup is done first.
-  std::unique_ptr<ipvs::LinkWatch> link_watch;
-  if (auto opened = ipvs::LinkWatch::open()) {
-    link_watch = std::move(*opened);
-  } else {
-    logger.warning("Cannot watch the links; a deleted dummy interface comes back at the next resync",
-                   {{"error", boost::json::value(opened.error().message)}});
-  }
-  std::optional<boost::asio::posix::stream_descriptor> link_events;
-  boost::asio::steady_timer link_repair(io);
-  std::function<void()> wait_link = [&] {
-    link_events->async_wait(
-        boost::asio::posix::stream_descriptor::wait_read, [&](const boost::system::error_code& error) {
-          if (error) return;
-          auto deleted = link_watch->read_events(config.kipvs.interface_name);
-          if (!deleted) {
-            logger.warning("Cannot read link events; no longer watching",
-                           {{"error", boost::json::value(deleted.error().message)}});
-            return;
-          }
-          if (*deleted) {
-            logger.info(0, "The dummy interface was deleted; syncing everything again",
-                        {{"interface", boost::json::value(std::string_view(config.kipvs.interface_name))}});
-            link_repair.expires_after(std::chrono::milliseconds{500});
-            link_repair.async_wait([&sync](const boost::system::error_code& cancelled) {
-              if (!cancelled && sync.initial_sync_done()) (void)sync.sync_full();
-            });
-          }
-          wait_link();
-        });
-  };
-  if (link_watch) {
-    // A duplicate the descriptor may own and close; LinkWatch closes its own.
-    link_events.emplace(io, ::dup(link_watch->fd()));
-    wait_link();
-  }
+  LinkRepair link_repair(io, sync, config.kipvs.interface_name, logger);
   io.run();
-  if (link_events) link_events->close();
   // The scraper first: its last answer goes out through the HTTP thread.
   scraper.stop();
-  stop_http();
+  http.stop();
   return 0;
 }
 
