@@ -65,11 +65,16 @@ const FlagName* find_flag(std::string_view name) {
   return it == kFlagNames.end() ? nullptr : it;
 }
 
-std::optional<Protocol> parse_protocol(std::string_view text) {
-  if (text.empty() || text == "TCP") return Protocol::kTcp;  // the API defaults to TCP
-  if (text == "UDP") return Protocol::kUdp;
-  if (text == "SCTP") return Protocol::kSctp;
-  return std::nullopt;
+Protocol ipvs_protocol(k8s::Protocol protocol) {
+  switch (protocol) {
+    case k8s::Protocol::kUdp:
+      return Protocol::kUdp;
+    case k8s::Protocol::kSctp:
+      return Protocol::kSctp;
+    case k8s::Protocol::kTcp:
+      break;
+  }
+  return Protocol::kTcp;
 }
 
 // One endpoint of one slice, parsed once per Service.
@@ -165,10 +170,10 @@ Settings ServiceBuilder::resolve_settings() {
   };
 
   bool client_ip = false;
-  if (service_.session_affinity == "ClientIP") {
+  if (service_.session_affinity.is(k8s::SessionAffinity::kClientIP)) {
     client_ip = true;
-  } else if (!service_.session_affinity.empty() && service_.session_affinity != "None") {
-    problem(kReasonInvalidAffinity, "spec.sessionAffinity " + quoted(service_.session_affinity) +
+  } else if (!service_.session_affinity.known) {
+    problem(kReasonInvalidAffinity, "spec.sessionAffinity " + quoted(service_.session_affinity.text) +
                                         " is not None or ClientIP; using None");
   }
 
@@ -267,16 +272,20 @@ Settings ServiceBuilder::resolve_settings() {
 
 std::optional<ParsedSlice> ServiceBuilder::parse_slice(const k8s::EndpointSlice& slice) {
   ParsedSlice parsed;
-  if (slice.address_type == "IPv4") {
-    parsed.family = Family::kIPv4;
-  } else if (slice.address_type == "IPv6") {
-    parsed.family = Family::kIPv6;
-  } else if (slice.address_type == "FQDN") {
-    return std::nullopt;  // proxies ignore FQDN slices
-  } else {
+  if (!slice.address_type.known) {
     slice_problem(slice, kReasonInvalidAddressType,
-                  "addressType " + quoted(slice.address_type) + " is not IPv4, IPv6 or FQDN");
+                  "addressType " + quoted(slice.address_type.text) + " is not IPv4, IPv6 or FQDN");
     return std::nullopt;
+  }
+  switch (*slice.address_type.known) {
+    case k8s::AddressType::kIPv4:
+      parsed.family = Family::kIPv4;
+      break;
+    case k8s::AddressType::kIPv6:
+      parsed.family = Family::kIPv6;
+      break;
+    case k8s::AddressType::kFqdn:
+      return std::nullopt;  // proxies ignore FQDN slices
   }
   if (!facts_.serves(parsed.family)) return std::nullopt;
 
@@ -292,13 +301,8 @@ std::optional<ParsedSlice> ServiceBuilder::parse_slice(const k8s::EndpointSlice&
                     where + " (" + quoted(*port.name) + ") has no valid port number; ignored");
       continue;
     }
-    const auto protocol = parse_protocol(port.protocol.value_or("TCP"));
-    if (!protocol) {
-      slice_problem(slice, kReasonInvalidProtocol,
-                    where + " protocol " + quoted(*port.protocol) + " is not TCP, UDP or SCTP");
-      continue;
-    }
-    parsed.ports.push_back(SlicePort{*port.name, *protocol, static_cast<std::uint16_t>(*port.port)});
+    const auto protocol = ipvs_protocol(port.protocol.value_or(k8s::Protocol::kTcp));
+    parsed.ports.push_back(SlicePort{*port.name, protocol, static_cast<std::uint16_t>(*port.port)});
   }
 
   for (std::size_t i = 0; i < slice.endpoints.size(); ++i) {
@@ -469,7 +473,7 @@ void ServiceBuilder::add_virtual_service(const ipvs::ServiceKey& key, const std:
 }
 
 void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices) {
-  if (service_.type == "ExternalName") return;
+  if (service_.type.is(k8s::ServiceType::kExternalName)) return;
   if (!served_by_this_proxy()) return;
   // Headless: no virtual IP to serve.
   if (service_.cluster_ip.empty() || service_.cluster_ip == "None") return;
@@ -496,12 +500,14 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
   }
 
   // externalTrafficPolicy matters only where traffic can come from outside.
+  const bool load_balancer = service_.type.is(k8s::ServiceType::kLoadBalancer);
   const bool externally_accessible =
-      service_.type == "NodePort" || service_.type == "LoadBalancer" || !service_.external_ips.empty();
-  const bool external_local = externally_accessible && service_.external_traffic_policy == "Local";
-  const bool internal_local = service_.internal_traffic_policy == "Local";
+      service_.type.is(k8s::ServiceType::kNodePort) || load_balancer || !service_.external_ips.empty();
+  const bool external_local =
+      externally_accessible && service_.external_traffic_policy.is(k8s::TrafficPolicy::kLocal);
+  const bool internal_local = service_.internal_traffic_policy.is(k8s::TrafficPolicy::kLocal);
   external_local_ = external_local;
-  if (service_.type == "LoadBalancer" && external_local && service_.health_check_node_port > 0 &&
+  if (load_balancer && external_local && service_.health_check_node_port > 0 &&
       service_.health_check_node_port <= 65535)
     health_check_node_port_ = static_cast<std::uint16_t>(service_.health_check_node_port);
   for (std::size_t i = 0; i < service_.load_balancer_source_ranges.size(); ++i) {
@@ -546,12 +552,7 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
   for (std::size_t i = 0; i < service_.ports.size(); ++i) {
     const auto& port = service_.ports[i];
     const std::string where = "spec.ports[" + std::to_string(i) + "]";
-    const auto protocol = parse_protocol(port.protocol);
-    if (!protocol) {
-      problem(kReasonInvalidProtocol,
-              where + " protocol " + quoted(port.protocol) + " is not TCP, UDP or SCTP; port ignored");
-      continue;
-    }
+    const auto protocol = ipvs_protocol(port.protocol);
     if (port.port < 1 || port.port > 65535) {
       problem(kReasonInvalidPort,
               where + " port " + std::to_string(port.port) + " is outside 1..65535; port ignored");
@@ -567,7 +568,7 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
     }
 
     for (const auto& [family, cluster_ip] : cluster_ips) {
-      const auto endpoints = categorize(candidates(family, port.name, *protocol), facts_);
+      const auto endpoints = categorize(candidates(family, port.name, protocol), facts_);
       const auto& internal = internal_local ? endpoints.local : endpoints.cluster;
       const auto& external = external_local ? endpoints.local : endpoints.cluster;
       // kube-proxy counts a Service only when it has endpoints elsewhere.
@@ -577,7 +578,7 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
       }
       const auto make_key = [&](const Address& address, std::uint16_t number) {
         return ipvs::ServiceKey{
-            .family = family, .protocol = *protocol, .address = address, .port = number, .fwmark = 0};
+            .family = family, .protocol = protocol, .address = address, .port = number, .fwmark = 0};
       };
 
       add_virtual_service(make_key(cluster_ip, service_port), internal, port.name,

@@ -44,7 +44,6 @@ inline constexpr std::uint32_t kMaxAffinityTimeout = 86400;      // the API's li
 // Problem reasons (metric label values).
 inline constexpr std::string_view kReasonInvalidIp = "invalid_ip";
 inline constexpr std::string_view kReasonInvalidPort = "invalid_port";
-inline constexpr std::string_view kReasonInvalidProtocol = "invalid_protocol";
 inline constexpr std::string_view kReasonInvalidAffinity = "invalid_affinity";
 inline constexpr std::string_view kReasonInvalidAffinityTimeout = "invalid_affinity_timeout";
 inline constexpr std::string_view kReasonInvalidScheduler = "invalid_scheduler";

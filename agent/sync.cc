@@ -204,7 +204,7 @@ void Sync::endpoint_slice_changed(const k8s::ObjectKey& key, const k8s::Endpoint
     // them too: the initial list would report the cluster's age).
     if (auto when = parse_rfc3339(it->second); when && *when >= started_wall_)
       triggers_[*owner].push_back(
-          {*when, now->address_type == "IPv6" ? ipvs::Family::kIPv6 : ipvs::Family::kIPv4});
+          {*when, now->address_type.is(k8s::AddressType::kIPv6) ? ipvs::Family::kIPv6 : ipvs::Family::kIPv4});
   }
   mark_dirty(*owner);
 }

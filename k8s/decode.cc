@@ -265,13 +265,20 @@ ObjectMeta decode_meta(const Obj& root) {
   return meta;
 }
 
-std::optional<std::string> protocol(const Obj& o) {
+std::optional<Protocol> protocol(const Obj& o) {
   std::optional<std::string> p = o.opt_string("protocol");
-  if (p && *p != "TCP" && *p != "UDP" && *p != "SCTP") {
-    o.fail("protocol", kReasonBadProtocol, "expected TCP, UDP or SCTP, got \"" + *p + "\"");
-    return std::nullopt;
-  }
-  return p;
+  if (!p) return std::nullopt;
+  auto known = from_word<Protocol>(*p);
+  if (!known) o.fail("protocol", kReasonBadProtocol, "expected TCP, UDP or SCTP, got \"" + *p + "\"");
+  return known;
+}
+
+// An unset word is the API's default for the field.
+template <typename E>
+Word<E> word(const Obj& o, std::string_view key, E unset) {
+  auto text = o.opt_string(key);
+  if (!text || text->empty()) return unset;
+  return Word<E>::parse(*text);
 }
 
 // kind/apiVersion are optional (list items carry neither) but must match
@@ -299,7 +306,7 @@ std::expected<T, DecodeError> finish(const Context& ctx, T object) {
 }
 
 void decode_service_spec(const Obj& spec, Service& s) {
-  s.type = spec.string("type", "ClusterIP");
+  s.type = word(spec, "type", ServiceType::kClusterIP);
   s.cluster_ip = spec.string("clusterIP");
   s.cluster_ips = spec.strings("clusterIPs");
   s.ip_families = spec.strings("ipFamilies");
@@ -307,7 +314,7 @@ void decode_service_spec(const Obj& spec, Service& s) {
   spec.each_object("ports", [&](const Obj& p) {
     ServicePort port;
     port.name = p.string("name");
-    port.protocol = protocol(p).value_or("TCP");
+    port.protocol = protocol(p).value_or(Protocol::kTcp);
     if (auto n = p.opt_int("port", 1, kMaxPort, kReasonBadPort)) {
       port.port = static_cast<std::int32_t>(*n);
     } else if (p.get("port") == nullptr) {
@@ -319,9 +326,7 @@ void decode_service_spec(const Obj& spec, Service& s) {
   });
   s.external_ips = spec.strings("externalIPs");
   s.load_balancer_source_ranges = spec.strings("loadBalancerSourceRanges");
-  // The API defaults an unset sessionAffinity to None.
-  s.session_affinity = spec.string("sessionAffinity");
-  if (s.session_affinity.empty()) s.session_affinity = "None";
+  s.session_affinity = word(spec, "sessionAffinity", SessionAffinity::kNone);
   spec.object("sessionAffinityConfig", [&](const Obj& config) {
     config.object("clientIP", [&](const Obj& client_ip) {
       // The API allows 1..86400; 0 or less would make IPVS persistence
@@ -331,8 +336,8 @@ void decode_service_spec(const Obj& spec, Service& s) {
       }
     });
   });
-  s.external_traffic_policy = spec.string("externalTrafficPolicy");
-  s.internal_traffic_policy = spec.string("internalTrafficPolicy");
+  s.external_traffic_policy = word(spec, "externalTrafficPolicy", TrafficPolicy::kCluster);
+  s.internal_traffic_policy = word(spec, "internalTrafficPolicy", TrafficPolicy::kCluster);
   s.health_check_node_port =
       static_cast<std::int32_t>(spec.opt_int("healthCheckNodePort", 0, kMaxPort, kReasonBadPort).value_or(0));
   s.traffic_distribution = spec.opt_string("trafficDistribution");
@@ -426,7 +431,7 @@ std::expected<EndpointSlice, DecodeError> decode_endpoint_slice(const json::valu
   EndpointSlice slice;
   slice.meta = decode_meta(root);
   check_kind(root, "EndpointSlice", "discovery.k8s.io/v1");
-  slice.address_type = root.string("addressType");
+  slice.address_type = Word<AddressType>::parse(root.string("addressType"));
   slice.endpoints.reserve(root.count("endpoints"));
   slice.ports.reserve(root.count("ports"));
   root.each_object("endpoints", [&](const Obj& e) { slice.endpoints.push_back(decode_endpoint(e)); });

@@ -5,13 +5,92 @@
 // does not use are dropped. Optional fields stay optional so the desired-state
 // rules can tell "unset" from "false".
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace kipvs::k8s {
+
+// The words the API uses for a few fields, decoded once into enums.
+enum class Protocol : std::uint8_t { kTcp, kUdp, kSctp };
+enum class ServiceType : std::uint8_t { kClusterIP, kNodePort, kLoadBalancer, kExternalName };
+enum class SessionAffinity : std::uint8_t { kNone, kClientIP };
+enum class TrafficPolicy : std::uint8_t { kCluster, kLocal };
+enum class AddressType : std::uint8_t { kIPv4, kIPv6, kFqdn };
+
+// Each enum's words, in the API's spelling.
+template <typename E>
+struct Words;
+template <>
+struct Words<Protocol> {
+  static constexpr std::array<std::pair<Protocol, std::string_view>, 3> kAll{
+      {{Protocol::kTcp, "TCP"}, {Protocol::kUdp, "UDP"}, {Protocol::kSctp, "SCTP"}}};
+};
+template <>
+struct Words<ServiceType> {
+  static constexpr std::array<std::pair<ServiceType, std::string_view>, 4> kAll{
+      {{ServiceType::kClusterIP, "ClusterIP"},
+       {ServiceType::kNodePort, "NodePort"},
+       {ServiceType::kLoadBalancer, "LoadBalancer"},
+       {ServiceType::kExternalName, "ExternalName"}}};
+};
+template <>
+struct Words<SessionAffinity> {
+  static constexpr std::array<std::pair<SessionAffinity, std::string_view>, 2> kAll{
+      {{SessionAffinity::kNone, "None"}, {SessionAffinity::kClientIP, "ClientIP"}}};
+};
+template <>
+struct Words<TrafficPolicy> {
+  static constexpr std::array<std::pair<TrafficPolicy, std::string_view>, 2> kAll{
+      {{TrafficPolicy::kCluster, "Cluster"}, {TrafficPolicy::kLocal, "Local"}}};
+};
+template <>
+struct Words<AddressType> {
+  static constexpr std::array<std::pair<AddressType, std::string_view>, 3> kAll{
+      {{AddressType::kIPv4, "IPv4"}, {AddressType::kIPv6, "IPv6"}, {AddressType::kFqdn, "FQDN"}}};
+};
+
+template <typename E>
+[[nodiscard]] constexpr std::string_view to_string(E value) {
+  for (const auto& [known, word] : Words<E>::kAll) {
+    if (known == value) return word;
+  }
+  return "?";
+}
+
+template <typename E>
+[[nodiscard]] constexpr std::optional<E> from_word(std::string_view word) {
+  for (const auto& [known, spelled] : Words<E>::kAll) {
+    if (spelled == word) return known;
+  }
+  return std::nullopt;
+}
+
+// A field that holds one of an enum's words. One kipvs does not know (an
+// API newer than kipvs, a typo in a manifest) is kept as text, so the
+// desired-state rules can say what they ignored; is() never matches it.
+template <typename E>
+struct Word {
+  std::optional<E> known;
+  std::string text;  // as given; "" when the field was unset
+
+  Word() = default;
+  Word(E value) : known(value), text(to_string(value)) {}  // NOLINT: a Word is its value
+  [[nodiscard]] static Word parse(std::string_view word) {
+    Word parsed;
+    parsed.known = from_word<E>(word);
+    parsed.text = word;
+    return parsed;
+  }
+  [[nodiscard]] bool is(E value) const { return known == value; }
+  friend bool operator==(const Word&, const Word&) = default;
+  friend bool operator==(const Word& word, E value) { return word.is(value); }
+};
 
 struct ObjectMeta {
   std::string name;
@@ -27,7 +106,7 @@ struct ObjectMeta {
 
 struct ServicePort {
   std::string name;
-  std::string protocol = "TCP";  // TCP, UDP, SCTP
+  Protocol protocol = Protocol::kTcp;
   std::int32_t port = 0;
   std::int32_t node_port = 0;  // 0 when unset
   friend bool operator==(const ServicePort&, const ServicePort&) = default;
@@ -42,17 +121,17 @@ struct LoadBalancerIngress {
 
 struct Service {
   ObjectMeta meta;
-  std::string type = "ClusterIP";        // ClusterIP, NodePort, LoadBalancer, ExternalName
+  Word<ServiceType> type = ServiceType::kClusterIP;
   std::string cluster_ip;                // spec.clusterIP ("None" for headless)
   std::vector<std::string> cluster_ips;  // spec.clusterIPs (dual-stack)
   std::vector<std::string> ip_families;  // spec.ipFamilies
   std::vector<ServicePort> ports;
   std::vector<std::string> external_ips;
   std::vector<std::string> load_balancer_source_ranges;
-  std::string session_affinity = "None";                 // None, ClientIP
+  Word<SessionAffinity> session_affinity = SessionAffinity::kNone;
   std::optional<std::int32_t> affinity_timeout_seconds;  // sessionAffinityConfig.clientIP.timeoutSeconds
-  std::string external_traffic_policy;                   // Cluster, Local ("" = Cluster)
-  std::string internal_traffic_policy;                   // Cluster, Local ("" = Cluster)
+  Word<TrafficPolicy> external_traffic_policy = TrafficPolicy::kCluster;
+  Word<TrafficPolicy> internal_traffic_policy = TrafficPolicy::kCluster;
   std::int32_t health_check_node_port = 0;
   std::optional<std::string> traffic_distribution;  // spec.trafficDistribution
   std::string external_name;
@@ -85,14 +164,14 @@ struct Endpoint {
 
 struct EndpointPort {
   std::optional<std::string> name;
-  std::optional<std::string> protocol;  // unset means TCP
+  std::optional<Protocol> protocol;  // unset means TCP
   std::optional<std::int32_t> port;
   friend bool operator==(const EndpointPort&, const EndpointPort&) = default;
 };
 
 struct EndpointSlice {
   ObjectMeta meta;
-  std::string address_type;  // IPv4, IPv6, FQDN
+  Word<AddressType> address_type;
   std::vector<Endpoint> endpoints;
   std::vector<EndpointPort> ports;
   friend bool operator==(const EndpointSlice&, const EndpointSlice&) = default;

@@ -43,7 +43,8 @@ inline k8s::Service make_service(std::string_view name, std::string_view cluster
   service.meta.name = name;
   service.meta.namespace_ = "default";
   service.cluster_ip = cluster_ip;
-  service.ports.push_back(k8s::ServicePort{.name = "http", .protocol = "TCP", .port = 80, .node_port = 0});
+  service.ports.push_back(
+      k8s::ServicePort{.name = "http", .protocol = k8s::Protocol::kTcp, .port = 80, .node_port = 0});
   if (change) change(service);
   return service;
 }
@@ -57,8 +58,8 @@ inline k8s::EndpointSlice make_slice(std::string_view service, const std::vector
   slice.meta.name = std::string(service) + "-abc";
   slice.meta.namespace_ = "default";
   slice.meta.labels["kubernetes.io/service-name"] = service;
-  slice.address_type = "IPv4";
-  slice.ports.push_back(k8s::EndpointPort{.name = "http", .protocol = "TCP", .port = 8080});
+  slice.address_type = k8s::AddressType::kIPv4;
+  slice.ports.push_back(k8s::EndpointPort{.name = "http", .protocol = k8s::Protocol::kTcp, .port = 8080});
   for (const auto& address : addresses) {
     slice.endpoints.push_back(
         k8s::Endpoint{.addresses = {address}, .conditions = {}, .node_name = {}, .zone = {}, .hints = {}});
@@ -68,8 +69,8 @@ inline k8s::EndpointSlice make_slice(std::string_view service, const std::vector
 }
 
 // Mutators for the common changes.
-inline auto with_protocol(std::string protocol) {
-  return [protocol = std::move(protocol)](auto& object) {
+inline auto with_protocol(k8s::Protocol protocol) {
+  return [protocol](auto& object) {
     for (auto& port : object.ports) port.protocol = protocol;
   };
 }

@@ -60,7 +60,7 @@ TEST_CASE("affinity timeout outside 1..86400 falls back to 10800 with a problem"
                                          {-5, 10800, true}}));
   CAPTURE(row.requested);
   auto web = test::make_service("web", "10.96.0.10");
-  web.session_affinity = "ClientIP";
+  web.session_affinity = k8s::SessionAffinity::kClientIP;
   web.affinity_timeout_seconds = row.requested;
   const auto state = desired_for_service(web, {}, facts());
   const auto& programmed = state.table.at(service_key("10.96.0.10", 80)).service;
@@ -74,25 +74,27 @@ TEST_CASE("affinity timeout outside 1..86400 falls back to 10800 with a problem"
 
 TEST_CASE("an unknown sessionAffinity is treated as None with a problem", "[desired]") {
   auto web = test::make_service("web", "10.96.0.10");
-  web.session_affinity = "Cookie";
+  web.session_affinity = k8s::Word<k8s::SessionAffinity>::parse("Cookie");
   const auto state = desired_for_service(web, {}, facts());
   CHECK(state.table.at(service_key("10.96.0.10", 80)).service.flags == 0);
   CHECK(reasons(state) == std::vector<std::string>{"invalid_affinity"});
 }
 
-TEST_CASE("invalid ports and protocols skip that port only", "[desired]") {
+TEST_CASE("invalid ports skip that port only", "[desired]") {
   auto web = test::make_service("web", "10.96.0.10");
-  web.ports.push_back(k8s::ServicePort{.name = "icmp", .protocol = "ICMP", .port = 1, .node_port = 0});
-  web.ports.push_back(k8s::ServicePort{.name = "zero", .protocol = "TCP", .port = 0, .node_port = 0});
+  web.ports.push_back(
+      k8s::ServicePort{.name = "zero", .protocol = k8s::Protocol::kTcp, .port = 0, .node_port = 0});
   auto slices = slice("web-a", "web", {"10.244.1.5"});
-  slices.ports.push_back(k8s::EndpointPort{.name = std::nullopt, .protocol = "TCP", .port = 81});
-  slices.ports.push_back(k8s::EndpointPort{.name = "nope", .protocol = "TCP", .port = std::nullopt});
+  slices.ports.push_back(
+      k8s::EndpointPort{.name = std::nullopt, .protocol = k8s::Protocol::kTcp, .port = 81});
+  slices.ports.push_back(
+      k8s::EndpointPort{.name = "nope", .protocol = k8s::Protocol::kTcp, .port = std::nullopt});
   const auto state = desired_for_service(web, {&slices}, facts());
   CHECK(state.table.size() == 1);
   CHECK(state.table.at(service_key("10.96.0.10", 80)).destinations.size() == 1);
   auto got = reasons(state);
   std::ranges::sort(got);
-  CHECK(got == std::vector<std::string>{"invalid_port", "invalid_port", "invalid_port", "invalid_protocol"});
+  CHECK(got == std::vector<std::string>{"invalid_port", "invalid_port", "invalid_port"});
 }
 
 TEST_CASE("two Services claiming one virtual service: the first keeps it", "[desired]") {
@@ -121,7 +123,7 @@ TEST_CASE("two Services claiming one virtual service: the first keeps it", "[des
 
 TEST_CASE("origins name the Service, the port and the kind of address", "[desired]") {
   auto web = test::make_service("web", "10.96.0.10");
-  web.type = "NodePort";
+  web.type = k8s::ServiceType::kNodePort;
   web.ports[0].node_port = 30080;
   web.external_ips = {"203.0.113.1"};
   const auto state = desired_for_service(web, {}, facts());

@@ -38,7 +38,7 @@ using kipvs::test::ip;
 
 // Endpoints on this node (node-a) unless said otherwise.
 k8s::EndpointSlice slice(const std::string& service_name, const std::vector<std::string>& addresses,
-                         const std::string& node = "node-a", const std::string& protocol = "TCP") {
+                         const std::string& node = "node-a", k8s::Protocol protocol = k8s::Protocol::kTcp) {
   return test::make_slice(service_name, addresses, [&](k8s::EndpointSlice& slice) {
     test::on_node(node)(slice);
     test::with_protocol(protocol)(slice);
@@ -67,7 +67,7 @@ ipvs::NftState state_for(const k8s::Service& object, const std::vector<k8s::Endp
 
 TEST_CASE("nft state: cluster IP, node port by traffic policy, hairpin", "[nft]") {
   auto object = test::make_service("web", "10.96.0.10");
-  object.type = "NodePort";
+  object.type = k8s::ServiceType::kNodePort;
   object.ports[0].node_port = 30080;
   const std::vector slices{slice("web", {"10.244.0.5"}), slice("web", {"10.244.1.5"}, "node-b")};
 
@@ -82,7 +82,7 @@ TEST_CASE("nft state: cluster IP, node port by traffic policy, hairpin", "[nft]"
     CHECK(state.config.masquerade_mark == 0x4000);
   }
   SECTION("externalTrafficPolicy Local: the client's source is kept") {
-    object.external_traffic_policy = "Local";
+    object.external_traffic_policy = k8s::TrafficPolicy::kLocal;
     const auto state = state_for(object, slices);
     CHECK(set_of(state, nft_set::kMasqueradePorts).empty());
     CHECK(set_of(state, nft_set::kClusterPorts) == std::set<std::string>{"10.96.0.10 . tcp . 80"});
@@ -91,7 +91,7 @@ TEST_CASE("nft state: cluster IP, node port by traffic policy, hairpin", "[nft]"
 
 TEST_CASE("nft state: loadBalancerSourceRanges, host bits cleared, bad ranges reported", "[nft]") {
   auto object = test::make_service("lb", "10.96.0.20");
-  object.type = "LoadBalancer";
+  object.type = k8s::ServiceType::kLoadBalancer;
   object.load_balancer_ingress.push_back({.ip = "203.0.113.7", .hostname = "", .ip_mode = std::nullopt});
   object.load_balancer_source_ranges = {"192.0.2.77/24", " 198.51.100.1/32", "nonsense"};
   const auto state = state_for(object, {slice("lb", {"10.244.0.5"})});
@@ -113,7 +113,7 @@ TEST_CASE("nft state: an external or load-balancer IP that is a node address is 
   // interface's address) must keep every other port reachable: SSH, the
   // kubelet, an API server on the node.
   auto object = test::make_service("lb", "10.96.0.30");
-  object.type = "LoadBalancer";
+  object.type = k8s::ServiceType::kLoadBalancer;
   object.external_ips = {"192.168.0.10", "203.0.113.8"};
   object.load_balancer_ingress.push_back({.ip = "192.168.0.11", .hostname = "", .ip_mode = std::nullopt});
   auto node = facts();
@@ -142,8 +142,8 @@ TEST_CASE("nft state: an external or load-balancer IP that is a node address is 
 TEST_CASE("nft state: a load balancer's probe of its health-check node port passes the port filter",
           "[nft]") {
   auto object = test::make_service("lb", "10.96.0.20");
-  object.type = "LoadBalancer";
-  object.external_traffic_policy = "Local";
+  object.type = k8s::ServiceType::kLoadBalancer;
+  object.external_traffic_policy = k8s::TrafficPolicy::kLocal;
   object.health_check_node_port = 31999;
   object.ports[0].node_port = 30080;
   object.load_balancer_ingress.push_back({.ip = "203.0.113.7", .hostname = "", .ip_mode = std::nullopt});
@@ -153,7 +153,7 @@ TEST_CASE("nft state: a load balancer's probe of its health-check node port pass
                                                                    "203.0.113.7 . tcp . 31999"});
 
   // Policy Cluster has no health-check port: nothing more is let through.
-  object.external_traffic_policy = "Cluster";
+  object.external_traffic_policy = k8s::TrafficPolicy::kCluster;
   CHECK_FALSE(set_of(state_for(object, {slice("lb", {"10.244.0.5"})}), nft_set::kVipPorts)
                   .contains("203.0.113.7 . tcp . 31999"));
 }
@@ -191,7 +191,7 @@ TEST_CASE("nft state: the node's own connection to a load balancer when a source
   // kube-proxy's allowFromNode: the node's connection to an LB IP bound here
   // has that IP as its source.
   auto object = test::make_service("lb", "10.96.0.20");
-  object.type = "LoadBalancer";
+  object.type = k8s::ServiceType::kLoadBalancer;
   object.load_balancer_ingress.push_back({.ip = "203.0.113.7", .hostname = "", .ip_mode = std::nullopt});
   SECTION("a range holds the node IP 192.168.0.10: the LB IP itself is admitted") {
     object.load_balancer_source_ranges = {"192.0.2.0/24", "192.168.0.0/16"};
@@ -491,15 +491,15 @@ TEST_CASE("sync: a removed UDP real server's conntrack entries are cleared, TCP 
           "[nft][sync]") {
   Rig rig;
   auto dns = test::make_service("dns", "10.96.0.53");
-  dns.ports[0].protocol = "UDP";
+  dns.ports[0].protocol = k8s::Protocol::kUdp;
   rig.add(dns);
-  rig.add(slice("dns", {"10.244.0.5", "10.244.0.6"}, "node-a", "UDP"));
+  rig.add(slice("dns", {"10.244.0.5", "10.244.0.6"}, "node-a", k8s::Protocol::kUdp));
   rig.add(test::make_service("web", "10.96.0.80"));
   rig.add(slice("web", {"10.244.0.5", "10.244.0.6"}));
   rig.start();
   CHECK(rig.conntrack.cleared.empty());
 
-  rig.add(slice("dns", {"10.244.0.6"}, "node-a", "UDP"));
+  rig.add(slice("dns", {"10.244.0.6"}, "node-a", k8s::Protocol::kUdp));
   rig.add(slice("web", {"10.244.0.6"}));
   REQUIRE(rig.sync->sync_dirty());
   REQUIRE(rig.conntrack.cleared.size() == 1);
@@ -516,11 +516,12 @@ TEST_CASE("sync: stale UDP entries of a Service that gets its first endpoint, an
           "[nft][sync]") {
   Rig rig;
   auto dns = test::make_service("dns", "10.96.0.53");
-  dns.ports[0].protocol = "UDP";
-  dns.type = "NodePort";
+  dns.ports[0].protocol = k8s::Protocol::kUdp;
+  dns.type = k8s::ServiceType::kNodePort;
   dns.ports[0].node_port = 30053;
   rig.add(dns);
-  rig.add(slice("dns", {}, "node-a", "UDP"));  // no endpoint yet: clients' entries point nowhere
+  rig.add(
+      slice("dns", {}, "node-a", k8s::Protocol::kUdp));  // no endpoint yet: clients' entries point nowhere
   rig.add(test::make_service("web", "10.96.0.80"));
   rig.add(slice("web", {"10.244.0.5"}));
   rig.start();
@@ -529,7 +530,7 @@ TEST_CASE("sync: stale UDP entries of a Service that gets its first endpoint, an
 
   // The first endpoint: entries to the cluster IP and the node port that it
   // does not answer go (kube-proxy's CleanStaleEntries).
-  rig.add(slice("dns", {"10.244.0.6"}, "node-a", "UDP"));
+  rig.add(slice("dns", {"10.244.0.6"}, "node-a", k8s::Protocol::kUdp));
   REQUIRE(rig.sync->sync_dirty());
   REQUIRE(rig.conntrack.stale_cleanups.size() == 1);
   const std::set<ipvs::UdpEndpoint> server{{ip("10.244.0.6"), 8080}};
@@ -537,7 +538,7 @@ TEST_CASE("sync: stale UDP entries of a Service that gets its first endpoint, an
         ipvs::UdpServing{{{ip("10.96.0.53"), 80}, server}, {{ip("192.168.0.10"), 30053}, server}});
 
   // A second endpoint is an ordinary change: no conntrack dump for it.
-  rig.add(slice("dns", {"10.244.0.6", "10.244.0.7"}, "node-a", "UDP"));
+  rig.add(slice("dns", {"10.244.0.6", "10.244.0.7"}, "node-a", k8s::Protocol::kUdp));
   REQUIRE(rig.sync->sync_dirty());
   CHECK(rig.conntrack.stale_cleanups.size() == 1);
 

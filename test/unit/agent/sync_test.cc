@@ -47,12 +47,12 @@ ipvs::ServiceKey fwmark42() {
 }
 
 k8s::Service service(const std::string& name, const std::string& cluster_ip,
-                     const std::string& protocol = "TCP") {
+                     k8s::Protocol protocol = k8s::Protocol::kTcp) {
   return test::make_service(name, cluster_ip, test::with_protocol(protocol));
 }
 
 k8s::EndpointSlice slice(const std::string& service_name, const std::vector<std::string>& addresses,
-                         const std::string& protocol = "TCP") {
+                         k8s::Protocol protocol = k8s::Protocol::kTcp) {
   return test::make_slice(service_name, addresses, test::with_protocol(protocol));
 }
 
@@ -394,7 +394,7 @@ TEST_CASE("node ports outside the default range are kipvs's while it runs, and b
           "[sync]") {
   Node node;
   auto web = service("web", "10.96.0.10");
-  web.type = "NodePort";
+  web.type = k8s::ServiceType::kNodePort;
   web.ports[0].node_port = 40080;  // an API server with --service-node-port-range 40000-40999
   {
     Agent agent(node);
@@ -404,7 +404,7 @@ TEST_CASE("node ports outside the default range are kipvs's while it runs, and b
     REQUIRE(node.kernel.has_service(service_key("192.168.0.10", 40080)));
     // The Service stops being a NodePort: its node port goes.
     auto cluster_only = web;
-    cluster_only.type = "ClusterIP";
+    cluster_only.type = k8s::ServiceType::kClusterIP;
     cluster_only.ports[0].node_port = 0;
     agent.add(cluster_only);
     REQUIRE(agent.sync->sync_dirty());
@@ -699,9 +699,9 @@ TEST_CASE("graceful termination: weight 0 while connections last, then removed",
 }
 
 TEST_CASE("UDP and SCTP destinations are removed at once", "[sync]") {
-  const auto [name, protocol] =
-      GENERATE(std::pair{"UDP", ipvs::Protocol::kUdp}, std::pair{"SCTP", ipvs::Protocol::kSctp});
-  INFO(name);
+  const auto [name, protocol] = GENERATE(std::pair{k8s::Protocol::kUdp, ipvs::Protocol::kUdp},
+                                         std::pair{k8s::Protocol::kSctp, ipvs::Protocol::kSctp});
+  INFO(k8s::to_string(name));
   Node node;
   Agent agent(node);
   agent.add(service("dns", "10.96.0.10", name));
@@ -835,13 +835,13 @@ TEST_CASE("Services with a Local policy and no local endpoints are counted after
   Node node;
   Agent agent(node);
   auto internal = service("internal", cluster_ip(0));
-  internal.internal_traffic_policy = "Local";
+  internal.internal_traffic_policy = k8s::TrafficPolicy::kLocal;
   auto external = service("external", cluster_ip(1));
-  external.type = "NodePort";
+  external.type = k8s::ServiceType::kNodePort;
   external.ports[0].node_port = 30080;
-  external.external_traffic_policy = "Local";
+  external.external_traffic_policy = k8s::TrafficPolicy::kLocal;
   auto empty = service("empty", cluster_ip(2));  // Local, but no endpoints at all: not counted
-  empty.internal_traffic_policy = "Local";
+  empty.internal_traffic_policy = k8s::TrafficPolicy::kLocal;
   agent.add(internal);
   agent.add(slice("internal", {"10.244.1.5"}));  // on no node: not local
   agent.add(external);

@@ -123,20 +123,20 @@ TEST_CASE("decode_service reads a dual-stack LoadBalancer Service", "[k8s][decod
   CHECK(s.meta.labels == std::map<std::string, std::string>{{"app", "web"}, {"tier", "front"}});
   CHECK(s.meta.annotations.at("kipvs.io/scheduler") == "mh");
   CHECK_FALSE(s.meta.being_deleted);
-  CHECK(s.type == "LoadBalancer");
+  CHECK(s.type == ServiceType::kLoadBalancer);
   CHECK(s.cluster_ip == "10.96.12.34");
   CHECK(s.cluster_ips == std::vector<std::string>{"10.96.12.34", "fd00:10:96::1234"});
   CHECK(s.ip_families == std::vector<std::string>{"IPv4", "IPv6"});
   REQUIRE(s.ports.size() == 3);
-  CHECK(s.ports[0] == ServicePort{"http", "TCP", 80, 30080});
-  CHECK(s.ports[1] == ServicePort{"dns", "UDP", 53, 30053});
-  CHECK(s.ports[2] == ServicePort{"", "TCP", 9000, 0});  // protocol defaults to TCP
+  CHECK(s.ports[0] == ServicePort{"http", Protocol::kTcp, 80, 30080});
+  CHECK(s.ports[1] == ServicePort{"dns", Protocol::kUdp, 53, 30053});
+  CHECK(s.ports[2] == ServicePort{"", Protocol::kTcp, 9000, 0});  // protocol defaults to TCP
   CHECK(s.external_ips == std::vector<std::string>{"192.0.2.10"});
   CHECK(s.load_balancer_source_ranges == std::vector<std::string>{"198.51.100.0/24"});
-  CHECK(s.session_affinity == "ClientIP");
+  CHECK(s.session_affinity == SessionAffinity::kClientIP);
   CHECK(s.affinity_timeout_seconds == 600);
-  CHECK(s.external_traffic_policy == "Local");
-  CHECK(s.internal_traffic_policy == "Cluster");
+  CHECK(s.external_traffic_policy == TrafficPolicy::kLocal);
+  CHECK(s.internal_traffic_policy == TrafficPolicy::kCluster);
   CHECK(s.health_check_node_port == 31234);
   CHECK(s.traffic_distribution == "PreferClose");
   REQUIRE(s.load_balancer_ingress.size() == 3);
@@ -155,13 +155,13 @@ TEST_CASE("decode_service applies the API defaults to a minimal list item", "[k8
   REQUIRE(decoded.has_value());
   CHECK(decoded->meta.being_deleted);
   CHECK(decoded->meta.labels.empty());
-  CHECK(decoded->type == "ClusterIP");
+  CHECK(decoded->type == ServiceType::kClusterIP);
   CHECK(decoded->cluster_ip == "None");
   CHECK(decoded->cluster_ips.empty());
-  CHECK(decoded->session_affinity == "None");
+  CHECK(decoded->session_affinity == SessionAffinity::kNone);
   CHECK_FALSE(decoded->affinity_timeout_seconds.has_value());
   CHECK_FALSE(decoded->traffic_distribution.has_value());
-  CHECK(decoded->ports == std::vector<ServicePort>{{"", "TCP", 5432, 0}});
+  CHECK(decoded->ports == std::vector<ServicePort>{{"", Protocol::kTcp, 5432, 0}});
 }
 
 TEST_CASE("kubectl's last-applied-configuration annotation is not kept", "[k8s][decode]") {
@@ -182,7 +182,7 @@ TEST_CASE("decode_service keeps an ExternalName Service and IPs as given", "[k8s
     "spec": {"type": "ExternalName", "externalName": "db.example.com", "externalIPs": ["not-an-ip"]}
   })"));
   REQUIRE(decoded.has_value());
-  CHECK(decoded->type == "ExternalName");
+  CHECK(decoded->type == ServiceType::kExternalName);
   CHECK(decoded->external_name == "db.example.com");
   // IP syntax is the desired-state layer's business (it counts what it skips).
   CHECK(decoded->external_ips == std::vector<std::string>{"not-an-ip"});
@@ -196,7 +196,7 @@ TEST_CASE("decode_endpoint_slice reads conditions, hints and ports", "[k8s][deco
   CHECK(slice.meta.labels.at("kubernetes.io/service-name") == "web");
   CHECK(slice.meta.annotations.at("endpoints.kubernetes.io/last-change-trigger-time") ==
         "2024-05-01T10:00:01.123456789Z");
-  CHECK(slice.address_type == "IPv4");
+  CHECK(slice.address_type == AddressType::kIPv4);
   REQUIRE(slice.endpoints.size() == 3);
 
   const Endpoint& a = slice.endpoints[0];
@@ -220,7 +220,7 @@ TEST_CASE("decode_endpoint_slice reads conditions, hints and ports", "[k8s][deco
   CHECK_FALSE(c.zone.has_value());
 
   REQUIRE(slice.ports.size() == 2);
-  CHECK(slice.ports[0] == EndpointPort{"http", "TCP", 8080});
+  CHECK(slice.ports[0] == EndpointPort{"http", Protocol::kTcp, 8080});
   CHECK(slice.ports[1] == EndpointPort{"", std::nullopt, 9000});
 }
 

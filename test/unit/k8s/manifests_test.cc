@@ -53,27 +53,30 @@ TEST_CASE("load_manifests reads YAML, multi-document YAML, JSON and lists", "[k8
   REQUIRE(loaded->objects.size() == 7);
 
   const auto& web = std::get<Service>(loaded->objects[0]);
-  CHECK(web.type == "NodePort");
+  CHECK(web.type == ServiceType::kNodePort);
   CHECK(web.meta.labels.at("app") == "web");
   CHECK(web.cluster_ips == std::vector<std::string>{"10.96.0.10"});
-  CHECK(web.ports == std::vector<ServicePort>{{"80", "TCP", 80, 30080}, {"metrics", "UDP", 9090, 0}});
-  CHECK(web.session_affinity == "ClientIP");
+  CHECK(web.ports ==
+        std::vector<ServicePort>{{"80", Protocol::kTcp, 80, 30080}, {"metrics", Protocol::kUdp, 9090, 0}});
+  CHECK(web.session_affinity == SessionAffinity::kClientIP);
   CHECK(web.affinity_timeout_seconds == 300);
 
   const auto& slice = std::get<EndpointSlice>(loaded->objects[1]);
-  CHECK(slice.address_type == "IPv4");
+  CHECK(slice.address_type == AddressType::kIPv4);
   REQUIRE(slice.endpoints.size() == 2);
   CHECK(slice.endpoints[0].conditions == EndpointConditions{true, true, false});
   CHECK(slice.endpoints[0].node_name == "node-a");
   CHECK(slice.endpoints[1].addresses == std::vector<std::string>{"10.244.2.6"});
   CHECK(slice.endpoints[1].conditions == EndpointConditions{false, std::nullopt, true});
-  CHECK(slice.ports == std::vector<EndpointPort>{{"80", std::nullopt, 8080}, {"metrics", "UDP", 9090}});
+  CHECK(slice.ports ==
+        std::vector<EndpointPort>{{"80", std::nullopt, 8080}, {"metrics", Protocol::kUdp, 9090}});
 
   const auto& node = std::get<Node>(loaded->objects[5]);
   CHECK(node.addresses == std::vector<NodeAddress>{{"InternalIP", "192.168.1.10"}});
   CHECK(node.meta.labels.at("topology.kubernetes.io/zone") == "zone-1");
 
-  CHECK(std::get<Service>(loaded->objects[6]).ports == std::vector<ServicePort>{{"", "SCTP", 8080, 0}});
+  CHECK(std::get<Service>(loaded->objects[6]).ports ==
+        std::vector<ServicePort>{{"", Protocol::kSctp, 8080, 0}});
 }
 
 TEST_CASE("a bad document is skipped with its file and index while the others load", "[k8s][manifests]") {
