@@ -143,6 +143,20 @@ class ServiceBuilder {
   CandidateSet candidates(Family family, const std::string& port_name, Protocol protocol) const;
   void add_virtual_service(const ipvs::ServiceKey& key, const std::vector<Candidate>& endpoints,
                            const std::string& port_name, ServiceOrigin::Kind kind, bool bind);
+  // The addresses a Service port is served on.
+  struct Targets {
+    std::map<Family, Address> cluster_ips;  // one per family served
+    std::vector<Address> external_ips;
+    std::vector<Address> load_balancer_ips;
+  };
+  void add_port(std::size_t index, const Targets& targets);
+  void add_health_check();
+  void resolve_policies();
+  std::vector<Cidr> source_ranges();
+  std::vector<Address> load_balancer_ips();
+  // The valid IPs of FIELD's list; each invalid one is a problem, ignored.
+  std::vector<Address> addresses(const std::vector<std::string>& texts, std::string_view field);
+  std::optional<Address> parse_ip(const std::string& text, const std::string& where);
 
   const k8s::Service& service_;
   k8s::ObjectKey key_;
@@ -151,6 +165,7 @@ class ServiceBuilder {
   Settings settings_;
   std::vector<ParsedSlice> slices_;
   bool external_local_ = false;
+  bool internal_local_ = false;
   std::vector<Cidr> source_ranges_;
   std::uint16_t health_check_node_port_ = 0;  // LoadBalancer with externalTrafficPolicy Local
 };
@@ -482,15 +497,8 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
   std::map<Family, Address> cluster_ips;
   const auto& listed =
       service_.cluster_ips.empty() ? std::vector<std::string>{service_.cluster_ip} : service_.cluster_ips;
-  for (std::size_t i = 0; i < listed.size(); ++i) {
-    const auto address = Address::parse(listed[i]);
-    if (!address || listed[i].starts_with('[')) {
-      problem(kReasonInvalidIp, "spec.clusterIPs[" + std::to_string(i) + "] " + quoted(listed[i]) +
-                                    " is not an IP address; ignored");
-      continue;
-    }
-    cluster_ips.try_emplace(address->family, *address);
-  }
+  for (const auto& address : addresses(listed, "spec.clusterIPs"))
+    cluster_ips.try_emplace(address.family, address);
   std::erase_if(cluster_ips, [this](const auto& item) { return !facts_.serves(item.first); });
   if (cluster_ips.empty()) return;
 
@@ -498,18 +506,48 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
   for (const auto* slice : slices) {
     if (auto parsed = parse_slice(*slice)) slices_.push_back(std::move(*parsed));
   }
+  resolve_policies();
+  source_ranges_ = source_ranges();
+  const Targets targets{.cluster_ips = std::move(cluster_ips),
+                        .external_ips = addresses(service_.external_ips, "spec.externalIPs"),
+                        .load_balancer_ips = load_balancer_ips()};
+  for (std::size_t i = 0; i < service_.ports.size(); ++i) add_port(i, targets);
+  add_health_check();
+}
 
+std::vector<Address> ServiceBuilder::addresses(const std::vector<std::string>& texts,
+                                               std::string_view field) {
+  std::vector<Address> out;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    if (auto address = parse_ip(texts[i], std::string(field) + "[" + std::to_string(i) + "]"))
+      out.push_back(*address);
+  }
+  return out;
+}
+
+std::optional<Address> ServiceBuilder::parse_ip(const std::string& text, const std::string& where) {
+  const auto address = Address::parse(text);
+  if (!address || text.starts_with('[')) {
+    problem(kReasonInvalidIp, where + " " + quoted(text) + " is not an IP address; ignored");
+    return std::nullopt;
+  }
+  return address;
+}
+
+void ServiceBuilder::resolve_policies() {
   // externalTrafficPolicy matters only where traffic can come from outside.
   const bool load_balancer = service_.type.is(k8s::ServiceType::kLoadBalancer);
   const bool externally_accessible =
       service_.type.is(k8s::ServiceType::kNodePort) || load_balancer || !service_.external_ips.empty();
-  const bool external_local =
-      externally_accessible && service_.external_traffic_policy.is(k8s::TrafficPolicy::kLocal);
-  const bool internal_local = service_.internal_traffic_policy.is(k8s::TrafficPolicy::kLocal);
-  external_local_ = external_local;
-  if (load_balancer && external_local && service_.health_check_node_port > 0 &&
+  external_local_ = externally_accessible && service_.external_traffic_policy.is(k8s::TrafficPolicy::kLocal);
+  internal_local_ = service_.internal_traffic_policy.is(k8s::TrafficPolicy::kLocal);
+  if (load_balancer && external_local_ && service_.health_check_node_port > 0 &&
       service_.health_check_node_port <= 65535)
     health_check_node_port_ = static_cast<std::uint16_t>(service_.health_check_node_port);
+}
+
+std::vector<Cidr> ServiceBuilder::source_ranges() {
+  std::vector<Cidr> ranges;
   for (std::size_t i = 0; i < service_.load_balancer_source_ranges.size(); ++i) {
     // The API server trims spaces; a manifest may not have.
     auto text = service_.load_balancer_source_ranges[i];
@@ -520,104 +558,93 @@ void ServiceBuilder::build(const std::vector<const k8s::EndpointSlice*>& slices)
                                     " is not a CIDR; ignored");
       continue;
     }
-    source_ranges_.push_back(*range);
+    ranges.push_back(*range);
   }
+  return ranges;
+}
 
-  std::vector<Address> external_ips;
-  for (std::size_t i = 0; i < service_.external_ips.size(); ++i) {
-    const auto& text = service_.external_ips[i];
-    const auto address = Address::parse(text);
-    if (!address || text.starts_with('[')) {
-      problem(kReasonInvalidIp, "spec.externalIPs[" + std::to_string(i) + "] " + quoted(text) +
-                                    " is not an IP address; ignored");
-      continue;
-    }
-    external_ips.push_back(*address);
-  }
-  std::vector<Address> load_balancer_ips;
+std::vector<Address> ServiceBuilder::load_balancer_ips() {
+  std::vector<Address> out;
   for (std::size_t i = 0; i < service_.load_balancer_ingress.size(); ++i) {
     const auto& ingress = service_.load_balancer_ingress[i];
     // A hostname-only ingress has nothing to program; ipMode Proxy means the
     // load balancer delivers to the node, not to the VIP.
     if (ingress.ip.empty() || (ingress.ip_mode && *ingress.ip_mode != "VIP")) continue;
-    const auto address = Address::parse(ingress.ip);
-    if (!address || ingress.ip.starts_with('[')) {
-      problem(kReasonInvalidIp, "status.loadBalancer.ingress[" + std::to_string(i) + "].ip " +
-                                    quoted(ingress.ip) + " is not an IP address; ignored");
-      continue;
-    }
-    load_balancer_ips.push_back(*address);
+    if (auto address = parse_ip(ingress.ip, "status.loadBalancer.ingress[" + std::to_string(i) + "].ip"))
+      out.push_back(*address);
+  }
+  return out;
+}
+
+void ServiceBuilder::add_port(std::size_t index, const Targets& targets) {
+  const auto& port = service_.ports[index];
+  const std::string where = "spec.ports[" + std::to_string(index) + "]";
+  const auto protocol = ipvs_protocol(port.protocol);
+  if (port.port < 1 || port.port > 65535) {
+    problem(kReasonInvalidPort,
+            where + " port " + std::to_string(port.port) + " is outside 1..65535; port ignored");
+    return;
+  }
+  const auto service_port = static_cast<std::uint16_t>(port.port);
+  std::uint16_t node_port = 0;
+  if (port.node_port < 0 || port.node_port > 65535) {
+    problem(kReasonInvalidPort, where + " nodePort " + std::to_string(port.node_port) +
+                                    " is outside 1..65535; node port ignored");
+  } else {
+    node_port = static_cast<std::uint16_t>(port.node_port);
   }
 
-  for (std::size_t i = 0; i < service_.ports.size(); ++i) {
-    const auto& port = service_.ports[i];
-    const std::string where = "spec.ports[" + std::to_string(i) + "]";
-    const auto protocol = ipvs_protocol(port.protocol);
-    if (port.port < 1 || port.port > 65535) {
-      problem(kReasonInvalidPort,
-              where + " port " + std::to_string(port.port) + " is outside 1..65535; port ignored");
-      continue;
+  for (const auto& [family, cluster_ip] : targets.cluster_ips) {
+    const auto endpoints = categorize(candidates(family, port.name, protocol), facts_);
+    const auto& internal = internal_local_ ? endpoints.local : endpoints.cluster;
+    const auto& external = external_local_ ? endpoints.local : endpoints.cluster;
+    // kube-proxy counts a Service only when it has endpoints elsewhere.
+    if (endpoints.local.empty() && !endpoints.cluster.empty()) {
+      if (internal_local_) out_.no_local_endpoints.insert({key_, {family, true}});
+      if (external_local_) out_.no_local_endpoints.insert({key_, {family, false}});
     }
-    const auto service_port = static_cast<std::uint16_t>(port.port);
-    std::uint16_t node_port = 0;
-    if (port.node_port < 0 || port.node_port > 65535) {
-      problem(kReasonInvalidPort, where + " nodePort " + std::to_string(port.node_port) +
-                                      " is outside 1..65535; node port ignored");
-    } else {
-      node_port = static_cast<std::uint16_t>(port.node_port);
+    const auto make_key = [&](const Address& address, std::uint16_t number) {
+      return ipvs::ServiceKey{
+          .family = family, .protocol = protocol, .address = address, .port = number, .fwmark = 0};
+    };
+
+    add_virtual_service(make_key(cluster_ip, service_port), internal, port.name,
+                        ServiceOrigin::Kind::kClusterIp, true);
+    // An external or load-balancer IP that is one of the node's own
+    // addresses is served but not bound: bound, it would become a virtual
+    // IP whose other ports (SSH, the kubelet) the filter rejects.
+    for (const auto& address : targets.external_ips) {
+      if (address.family != family) continue;
+      add_virtual_service(make_key(address, service_port), external, port.name,
+                          ServiceOrigin::Kind::kExternalIp, !facts_.is_node_address(address));
     }
-
-    for (const auto& [family, cluster_ip] : cluster_ips) {
-      const auto endpoints = categorize(candidates(family, port.name, protocol), facts_);
-      const auto& internal = internal_local ? endpoints.local : endpoints.cluster;
-      const auto& external = external_local ? endpoints.local : endpoints.cluster;
-      // kube-proxy counts a Service only when it has endpoints elsewhere.
-      if (endpoints.local.empty() && !endpoints.cluster.empty()) {
-        if (internal_local) out_.no_local_endpoints.insert({key_, {family, true}});
-        if (external_local) out_.no_local_endpoints.insert({key_, {family, false}});
-      }
-      const auto make_key = [&](const Address& address, std::uint16_t number) {
-        return ipvs::ServiceKey{
-            .family = family, .protocol = protocol, .address = address, .port = number, .fwmark = 0};
-      };
-
-      add_virtual_service(make_key(cluster_ip, service_port), internal, port.name,
-                          ServiceOrigin::Kind::kClusterIp, true);
-      // An external or load-balancer IP that is one of the node's own
-      // addresses is served but not bound: bound, it would become a virtual
-      // IP whose other ports (SSH, the kubelet) the filter rejects.
-      for (const auto& address : external_ips) {
-        if (address.family != family) continue;
-        add_virtual_service(make_key(address, service_port), external, port.name,
-                            ServiceOrigin::Kind::kExternalIp, !facts_.is_node_address(address));
-      }
-      for (const auto& address : load_balancer_ips) {
-        if (address.family != family) continue;
-        add_virtual_service(make_key(address, service_port), external, port.name,
-                            ServiceOrigin::Kind::kLoadBalancer, !facts_.is_node_address(address));
-      }
-      if (node_port != 0) {
-        for (const auto& address : facts_.node_port_ips(family)) {
-          add_virtual_service(make_key(address, node_port), external, port.name,
-                              ServiceOrigin::Kind::kNodePort, false);
-        }
+    for (const auto& address : targets.load_balancer_ips) {
+      if (address.family != family) continue;
+      add_virtual_service(make_key(address, service_port), external, port.name,
+                          ServiceOrigin::Kind::kLoadBalancer, !facts_.is_node_address(address));
+    }
+    if (node_port != 0) {
+      for (const auto& address : facts_.node_port_ips(family)) {
+        add_virtual_service(make_key(address, node_port), external, port.name, ServiceOrigin::Kind::kNodePort,
+                            false);
       }
     }
   }
+}
 
-  if (health_check_node_port_ != 0) {
-    // Distinct ready local IPs over all ports: a pod serving 80 and 443 is one
-    // endpoint. Terminating ones do not count, so the node fails the check
-    // while its last pod goes away.
-    std::set<Address> local_ready;
-    for (const auto& slice : slices_) {
-      for (const auto& endpoint : slice.endpoints) {
-        if (endpoint.local && endpoint.ready) local_ready.insert(endpoint.address);
-      }
+void ServiceBuilder::add_health_check() {
+  if (health_check_node_port_ == 0) return;
+  // Distinct ready local IPs over all ports: a pod serving 80 and 443 is one
+  // endpoint. Terminating ones do not count, so the node fails the check
+  // while its last pod goes away.
+  std::set<Address> local_ready;
+  for (const auto& slice : slices_) {
+    for (const auto& endpoint : slice.endpoints) {
+      if (endpoint.local && endpoint.ready) local_ready.insert(endpoint.address);
     }
-    out_.health_checks.emplace(
-        key_, HealthCheck{health_check_node_port_, static_cast<std::uint32_t>(local_ready.size())});
   }
+  out_.health_checks.emplace(
+      key_, HealthCheck{health_check_node_port_, static_cast<std::uint32_t>(local_ready.size())});
 }
 
 }  // namespace

@@ -381,6 +381,74 @@ def change_test(agent, args, client, poller):
     return results
 
 
+def relist_test(agent, args, client):
+    """A relist of every EndpointSlice, as after a 410: kipvs is stopped
+    (SIGSTOP), one slice changes, the host compacts etcd (slices bypass the
+    API server's watch cache in bench/scale, so the watch reads etcd) and
+    kipvs's API connections are cut (`ss -K`); resumed, its watch from the
+    old resourceVersion gets 410 and it lists all slices again while the old
+    cache is still held. The peak RSS is reset just before (clear_refs 5), so
+    VmHWM afterwards is the relist's own peak."""
+    out = {}
+    requests = os.path.join(os.path.dirname(os.path.abspath(args.out)), "requests")
+    pid = agent.proc.pid
+    rss_before = agent.status("VmRSS")
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        m = args.endpoints
+        ips = [scale_cluster.pod_ip(1, j, m) for j in range(m)] + ["10.250.255.1"]
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{scale_cluster.NAMESPACE}/endpointslices/s-1-a"
+        status, _ = client.request("PATCH", path, {"endpoints": scale_cluster.endpoints(ips)},
+                                   "application/merge-patch+json")
+        if status != 200:
+            raise SystemExit(f"PATCH {path}: {status}")
+        done = os.path.join(requests, "compact.done")
+        if os.path.exists(done):
+            os.remove(done)
+        open(os.path.join(requests, "compact"), "w").close()
+        deadline = time.time() + 120
+        while not os.path.exists(done):
+            if time.time() > deadline:
+                raise SystemExit("the host did not compact etcd within 120 s (bench/scale's compactor)")
+            time.sleep(0.2)
+        run(["ss", "-K", "dst", GUEST_API[0], "dport", "=", str(GUEST_API[1])], stdout=subprocess.DEVNULL)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    t0 = time.time()
+    prober = LivezProber()
+    agent.read_syncs()
+    listed = re.compile(r"endpointslices: listed (\d+) objects")
+    offset = agent.offset
+    deadline = t0 + args.cold_timeout
+    seen = None
+    while seen is None and time.time() < deadline:
+        with open(agent.log_path, "rb") as f:
+            f.seek(offset)
+            seen = listed.search(f.read().decode(errors="replace"))
+        time.sleep(0.1)
+    if seen is None:
+        raise SystemExit(f"kipvs did not relist the EndpointSlices within {args.cold_timeout} s")
+    # The sync that applies the relist's one change.
+    poller = IpvsPoller()
+    vip = scale_cluster.service_ip(1)  # s-1: 80 -> 8080, as the change test's s-0
+    while time.time() < deadline:
+        if poller.destinations(vip, CHANGE_PORT).get(("10.250.255.1", TARGET_PORT)):
+            break
+        time.sleep(0.05)
+    out["relist_seconds"] = round(time.time() - t0, 3)
+    out["relist_objects"] = int(seen.group(1))
+    time.sleep(2)
+    (out["relist_livez_probes"], out["relist_livez_max_seconds"],
+     out["relist_livez_p99_seconds"]) = prober.stop()
+    out["relist_rss_before_kib"] = rss_before
+    out["relist_vm_hwm_kib"] = agent.status("VmHWM")
+    log(f"relist of {out['relist_objects']} slices: {out['relist_seconds']} s, peak RSS "
+        f"{out['relist_vm_hwm_kib'] // 1024} MiB (RSS before {rss_before // 1024} MiB)")
+    return out
+
+
 def percentile(values, q):
     values = sorted(v for v in values if v is not None)
     if not values:
@@ -489,6 +557,7 @@ def main():
          res["scrape_livez_p99_seconds"]) = prober.stop()
 
         if args.agent == "kipvs":
+            res.update(relist_test(agent, args, client))
             log("restart with everything programmed")
             agent.stop()
             t0 = agent.start()

@@ -88,6 +88,13 @@ def table(args):
                      "met" if rss_kp <= 0.5 else "unknown"))
     else:
         row("peak RSS VmHWM (MiB)", mib(k.get("vm_hwm_kib")), "kube-proxy", mib(p.get("vm_hwm_kib")), 0.5)
+    if k.get("relist_vm_hwm_kib") is not None:
+        # Issue 17 item 7: a relist holds the old cache while the new one is
+        # built; its peak against the cold start's.
+        row(f"relist of {k.get('relist_objects')} slices, peak RSS (MiB)", mib(k.get("relist_vm_hwm_kib")),
+            "kipvs cold start", mib(k.get("vm_hwm_kib")))
+        row("relist, RSS before (MiB)", mib(k.get("relist_rss_before_kib")), "", None)
+        row("relist until applied (s)", k.get("relist_seconds"), "kipvs cold start", k.get("cold_start_seconds"))
     row(f"idle CPU over {fmt(k.get('idle_seconds'))} s (s)", k.get("idle_cpu_seconds"), "kube-proxy",
         p.get("idle_cpu_seconds"))
     if k.get("idle_nft_transactions") is not None:
@@ -99,7 +106,7 @@ def table(args):
     row("metrics scrape (ms)", ms(k.get("scrape_seconds")), "kube-proxy", ms(p.get("scrape_seconds")))
     row("metrics scrape (KiB)", mib(k.get("scrape_bytes")), "kube-proxy", mib(p.get("scrape_bytes")))
     # The kubelet's liveness probe meanwhile (issue 17 item 9: within 100 ms).
-    for when, key in (("cold start", "cold_start"), ("scrapes", "scrape")):
+    for when, key in (("cold start", "cold_start"), ("scrapes", "scrape"), ("relist", "relist")):
         worst = k.get(f"{key}_livez_max_seconds")
         rows.append((f"/livez during {when}, max (ms)", fmt(ms(worst)), "kube-proxy",
                      fmt(ms(p.get(f"{key}_livez_max_seconds"))), "", "<= 100",
