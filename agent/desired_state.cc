@@ -139,6 +139,13 @@ class ServiceBuilder {
 
   bool served_by_this_proxy() const;
   Settings resolve_settings();
+  // Its parts; each reports what it ignores.
+  [[nodiscard]] const std::string* annotation(std::string_view name) const;
+  bool client_ip_affinity();
+  AffinityMode affinity_mode();
+  std::string scheduler(bool hash);
+  std::optional<std::uint32_t> annotated_flags(const std::string& scheduler);
+  std::uint32_t affinity_timeout();
   std::optional<ParsedSlice> parse_slice(const k8s::EndpointSlice& slice);
   CandidateSet candidates(Family family, const std::string& port_name, Protocol protocol) const;
   void add_virtual_service(const ipvs::ServiceKey& key, const std::vector<Candidate>& endpoints,
@@ -177,100 +184,106 @@ bool ServiceBuilder::served_by_this_proxy() const {
   return label != labels.end() && label->second == *facts_.proxy_name;
 }
 
-Settings ServiceBuilder::resolve_settings() {
+const std::string* ServiceBuilder::annotation(std::string_view name) const {
   const auto& annotations = service_.meta.annotations;
-  const auto annotation = [&annotations](std::string_view name) -> const std::string* {
-    auto it = annotations.find(std::string(name));
-    return it == annotations.end() ? nullptr : &it->second;
-  };
+  auto it = annotations.find(std::string(name));
+  return it == annotations.end() ? nullptr : &it->second;
+}
 
-  bool client_ip = false;
-  if (service_.session_affinity.is(k8s::SessionAffinity::kClientIP)) {
-    client_ip = true;
-  } else if (!service_.session_affinity.known) {
+bool ServiceBuilder::client_ip_affinity() {
+  if (service_.session_affinity.is(k8s::SessionAffinity::kClientIP)) return true;
+  if (!service_.session_affinity.known) {
     problem(kReasonInvalidAffinity, "spec.sessionAffinity " + quoted(service_.session_affinity.text) +
                                         " is not None or ClientIP; using None");
   }
+  return false;
+}
 
-  AffinityMode mode = facts_.affinity_mode;
-  if (const auto* value = annotation(kAffinityAnnotation)) {
-    if (*value == "hash") {
-      mode = AffinityMode::kHash;
-    } else if (*value == "persistence") {
-      mode = AffinityMode::kPersistence;
-    } else {
-      problem(kReasonInvalidAffinity, std::string(kAffinityAnnotation) + " " + quoted(*value) +
-                                          " is not hash or persistence; ignored");
-    }
-  }
+AffinityMode ServiceBuilder::affinity_mode() {
+  const auto* value = annotation(kAffinityAnnotation);
+  if (value == nullptr) return facts_.affinity_mode;
+  if (*value == "hash") return AffinityMode::kHash;
+  if (*value == "persistence") return AffinityMode::kPersistence;
+  problem(kReasonInvalidAffinity,
+          std::string(kAffinityAnnotation) + " " + quoted(*value) + " is not hash or persistence; ignored");
+  return facts_.affinity_mode;
+}
 
+std::string ServiceBuilder::scheduler(bool hash) {
   const std::string default_scheduler = facts_.scheduler.empty() ? "rr" : facts_.scheduler;
-  Settings settings;
-  settings.scheduler = default_scheduler;
-  const std::string* scheduler_annotation = annotation(kSchedulerAnnotation);
-  if (scheduler_annotation != nullptr) {
-    if (is_known_scheduler(*scheduler_annotation)) {
-      settings.scheduler = *scheduler_annotation;
+  std::string scheduler = default_scheduler;
+  const std::string* asked = annotation(kSchedulerAnnotation);
+  if (asked != nullptr) {
+    if (is_known_scheduler(*asked)) {
+      scheduler = *asked;
     } else {
-      problem(kReasonInvalidScheduler, std::string(kSchedulerAnnotation) + " " +
-                                           quoted(*scheduler_annotation) +
+      problem(kReasonInvalidScheduler, std::string(kSchedulerAnnotation) + " " + quoted(*asked) +
                                            " is not a known IPVS scheduler; using " + default_scheduler);
-      scheduler_annotation = nullptr;
+      asked = nullptr;
     }
   }
-
-  const bool hash = client_ip && mode == AffinityMode::kHash;
-  if (hash && settings.scheduler != "mh" && settings.scheduler != "sh") {
+  if (hash && scheduler != "mh" && scheduler != "sh") {
     // Only the hashing schedulers give affinity without persistence. Maglev
     // (mh) moves the fewest clients when endpoints change.
-    if (scheduler_annotation != nullptr) {
-      problem(kReasonInvalidScheduler, std::string(kSchedulerAnnotation) + " " +
-                                           quoted(*scheduler_annotation) +
+    if (asked != nullptr) {
+      problem(kReasonInvalidScheduler, std::string(kSchedulerAnnotation) + " " + quoted(*asked) +
                                            " cannot give ClientIP affinity in hash mode; using mh");
     }
-    settings.scheduler = "mh";
+    scheduler = "mh";
   }
+  return scheduler;
+}
 
-  bool flags_set = false;
-  bool flags_from_annotation = false;
-  if (const auto* value = annotation(kSchedulerFlagsAnnotation)) {
-    const auto bits = parse_scheduler_flags(*value);
-    if (!bits) {
-      problem(kReasonInvalidSchedulerFlags, std::string(kSchedulerFlagsAnnotation) + " " + quoted(*value) +
-                                                " names an unknown flag; ignored");
-    } else if (!flags_fit_scheduler(*value, settings.scheduler)) {
-      problem(kReasonInvalidSchedulerFlags, std::string(kSchedulerFlagsAnnotation) + " " + quoted(*value) +
-                                                " does not fit scheduler " + settings.scheduler +
-                                                "; ignored");
-    } else {
-      settings.flags = *bits;
-      flags_set = true;
-      flags_from_annotation = true;
-    }
+std::optional<std::uint32_t> ServiceBuilder::annotated_flags(const std::string& scheduler) {
+  const auto* value = annotation(kSchedulerFlagsAnnotation);
+  if (value == nullptr) return std::nullopt;
+  const auto bits = parse_scheduler_flags(*value);
+  if (!bits) {
+    problem(kReasonInvalidSchedulerFlags, std::string(kSchedulerFlagsAnnotation) + " " + quoted(*value) +
+                                              " names an unknown flag; ignored");
+    return std::nullopt;
   }
-  if (!flags_set && settings.scheduler == default_scheduler) settings.flags = facts_.scheduler_flags;
+  if (!flags_fit_scheduler(*value, scheduler)) {
+    problem(kReasonInvalidSchedulerFlags, std::string(kSchedulerFlagsAnnotation) + " " + quoted(*value) +
+                                              " does not fit scheduler " + scheduler + "; ignored");
+    return std::nullopt;
+  }
+  return bits;
+}
 
+std::uint32_t ServiceBuilder::affinity_timeout() {
+  if (!service_.affinity_timeout_seconds) return kDefaultAffinityTimeout;
+  const auto requested = *service_.affinity_timeout_seconds;
+  if (requested >= 1 && static_cast<std::uint32_t>(requested) <= kMaxAffinityTimeout) {
+    return static_cast<std::uint32_t>(requested);
+  }
+  problem(kReasonInvalidAffinityTimeout,
+          "sessionAffinityConfig.clientIP.timeoutSeconds " + std::to_string(requested) + " is outside 1.." +
+              std::to_string(kMaxAffinityTimeout) + "; using " + std::to_string(kDefaultAffinityTimeout));
+  return kDefaultAffinityTimeout;
+}
+
+Settings ServiceBuilder::resolve_settings() {
+  const bool client_ip = client_ip_affinity();
+  const AffinityMode mode = affinity_mode();
+  const bool hash = client_ip && mode == AffinityMode::kHash;
+  Settings settings;
+  settings.scheduler = scheduler(hash);
+  const auto flags = annotated_flags(settings.scheduler);
+  if (flags) {
+    settings.flags = *flags;
+  } else if (settings.scheduler == (facts_.scheduler.empty() ? "rr" : facts_.scheduler)) {
+    settings.flags = facts_.scheduler_flags;
+  }
   if (!client_ip) return settings;
 
-  std::uint32_t timeout = kDefaultAffinityTimeout;
-  if (service_.affinity_timeout_seconds) {
-    const auto requested = *service_.affinity_timeout_seconds;
-    if (requested >= 1 && static_cast<std::uint32_t>(requested) <= kMaxAffinityTimeout) {
-      timeout = static_cast<std::uint32_t>(requested);
-    } else {
-      problem(kReasonInvalidAffinityTimeout, "sessionAffinityConfig.clientIP.timeoutSeconds " +
-                                                 std::to_string(requested) + " is outside 1.." +
-                                                 std::to_string(kMaxAffinityTimeout) + "; using " +
-                                                 std::to_string(kDefaultAffinityTimeout));
-    }
-  }
-
+  const std::uint32_t timeout = affinity_timeout();
   if (hash) {
     // Hash on the client address alone: the port flag would mix in the
     // client's source port and give every connection its own choice. The
     // fallback flag sends a client whose backend is draining (weight 0)
     // elsewhere instead of dropping it.
-    if (flags_from_annotation && (settings.flags & ipvs::flags::kSchedMhPort) != 0) {
+    if (flags && (settings.flags & ipvs::flags::kSchedMhPort) != 0) {
       problem(kReasonInvalidSchedulerFlags,
               std::string(kSchedulerFlagsAnnotation) +
                   ": the port flag defeats ClientIP affinity in hash mode; dropped");
