@@ -517,56 +517,70 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
     if (given == nullptr && i == 0)
       asked = backend_.apply(all_operations.subspan(at, std::min(kPiece, all_operations.size() - at)));
     const auto& operation = all_operations[at];
-    const auto& key = operation.service.key;
     if (i < results.size() && results[i]) {
-      if (key.protocol == ipvs::Protocol::kUdp && key.fwmark == 0) {
-        if (operation.kind == Kind::kDeleteDestination) {
-          gone.push_back(
-              {key.address, key.port, operation.destination.key.address, operation.destination.key.port});
-        } else if (operation.kind == Kind::kDeleteService) {
-          if (auto entry = observed_.find(key); entry != observed_.end()) {
-            for (const auto& [destination, unused] : entry->second.destinations)
-              gone.push_back({key.address, key.port, destination.address, destination.port});
-          }
-        }
-      }
-      update_observed(operation);
-      observer_.operation_applied(operation.kind, OperationOutcome::kOk);
-      continue;
-    }
-    const int code = i < results.size() ? results[i].error().code : EIO;
-    const std::string message = i < results.size() ? results[i].error().message : "no answer";
-    if (is_delete(operation.kind) && (code == ESRCH || code == ENOENT)) {
-      // Already gone: what the delete wanted.
-      if (operation.kind == Kind::kDeleteService || code == ESRCH) {
-        observed_.erase(key);
-        if (operation.kind == Kind::kDeleteService && recorded_.erase(key) > 0) recorded_changed_ = true;
-      } else {
-        update_observed(operation);
-      }
-      observer_.operation_applied(operation.kind, OperationOutcome::kMissing);
-    } else if (reread && (code == EEXIST || code == ESRCH || code == ENOENT)) {
-      log(message + ": the kernel differs from what kipvs saw; re-reading " + ipvs::to_string(key));
-      stale.insert(key);
-      observer_.operation_applied(operation.kind,
-                                  code == EEXIST ? OperationOutcome::kExists : OperationOutcome::kMissing);
+      applied(operation, gone);
     } else {
-      log(message + "; will retry");
-      failed.insert(key);
-      ++stats_.failed_operations;
-      observer_.operation_applied(operation.kind, OperationOutcome::kFailed);
+      const ipvs::Error error = i < results.size() ? results[i].error() : ipvs::Error{EIO, "no answer"};
+      refused(operation, error, reread, stale, failed);
     }
   }
   clear_conntrack(gone);
-  if (stale.empty()) return failed;
+  if (!stale.empty()) failed.merge(reread_and_apply(stale, addresses));
+  return failed;
+}
 
+void Sync::applied(const ipvs::Operation& operation, std::vector<ipvs::ConntrackFlow>& gone) {
+  const auto& key = operation.service.key;
+  if (key.protocol == ipvs::Protocol::kUdp && key.fwmark == 0) {
+    if (operation.kind == Kind::kDeleteDestination) {
+      gone.push_back(
+          {key.address, key.port, operation.destination.key.address, operation.destination.key.port});
+    } else if (operation.kind == Kind::kDeleteService) {
+      if (auto entry = observed_.find(key); entry != observed_.end()) {
+        for (const auto& [destination, unused] : entry->second.destinations)
+          gone.push_back({key.address, key.port, destination.address, destination.port});
+      }
+    }
+  }
+  update_observed(operation);
+  observer_.operation_applied(operation.kind, OperationOutcome::kOk);
+}
+
+void Sync::refused(const ipvs::Operation& operation, const ipvs::Error& error, bool reread,
+                   std::set<ipvs::ServiceKey>& stale, std::set<ipvs::ServiceKey>& failed) {
+  const auto& key = operation.service.key;
+  const int code = error.code;
+  if (is_delete(operation.kind) && (code == ESRCH || code == ENOENT)) {
+    // Already gone: what the delete wanted.
+    if (operation.kind == Kind::kDeleteService || code == ESRCH) {
+      observed_.erase(key);
+      if (operation.kind == Kind::kDeleteService && recorded_.erase(key) > 0) recorded_changed_ = true;
+    } else {
+      update_observed(operation);
+    }
+    observer_.operation_applied(operation.kind, OperationOutcome::kMissing);
+  } else if (reread && (code == EEXIST || code == ESRCH || code == ENOENT)) {
+    log(error.message + ": the kernel differs from what kipvs saw; re-reading " + ipvs::to_string(key));
+    stale.insert(key);
+    observer_.operation_applied(operation.kind,
+                                code == EEXIST ? OperationOutcome::kExists : OperationOutcome::kMissing);
+  } else {
+    log(error.message + "; will retry");
+    failed.insert(key);
+    ++stats_.failed_operations;
+    observer_.operation_applied(operation.kind, OperationOutcome::kFailed);
+  }
+}
+
+std::set<ipvs::ServiceKey> Sync::reread_and_apply(const std::set<ipvs::ServiceKey>& stale,
+                                                  const std::set<ipvs::Address>& addresses) {
   // Adopt what the kernel has for those services, then diff them again.
+  std::set<ipvs::ServiceKey> failed;
   auto services = backend_.list_services();
   if (!services) {
     log("cannot list IPVS services: " + services.error().message + "; will retry");
-    failed.insert(stale.begin(), stale.end());
     for (const auto& key : stale) observed_.erase(key);
-    return failed;
+    return stale;
   }
   ipvs::ConnectionTable connections;
   for (const auto& key : stale) {
@@ -589,8 +603,7 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
   auto drained = ipvs::apply_drain_policy(plan_for(stale, addresses), observed_, connections, draining_,
                                           options_.clock(), {.grace_period = options_.grace_period});
   draining_ = std::move(drained.draining);
-  auto again = apply(drained.plan, addresses, /*reread=*/false);
-  failed.insert(again.begin(), again.end());
+  failed.merge(apply(drained.plan, addresses, /*reread=*/false));
   return failed;
 }
 

@@ -187,6 +187,15 @@ class Sync final : public k8s::ObjectSink {
   // piece written on a worker thread); otherwise they are asked for here.
   std::set<ipvs::ServiceKey> apply(const ipvs::Plan& plan, const std::set<ipvs::Address>& addresses,
                                    bool reread, const std::vector<ipvs::OperationResult>* given = nullptr);
+  // apply's answers: an operation done (observed_ follows; a UDP real server
+  // gone adds its flows to `gone`), or refused (already gone, the kernel
+  // differs: `stale`, or failed).
+  void applied(const ipvs::Operation& operation, std::vector<ipvs::ConntrackFlow>& gone);
+  void refused(const ipvs::Operation& operation, const ipvs::Error& error, bool reread,
+               std::set<ipvs::ServiceKey>& stale, std::set<ipvs::ServiceKey>& failed);
+  // Adopts what the kernel has for `stale` and diffs them again, once.
+  std::set<ipvs::ServiceKey> reread_and_apply(const std::set<ipvs::ServiceKey>& stale,
+                                              const std::set<ipvs::Address>& addresses);
   void update_observed(const ipvs::Operation& operation);
   using Dump = StepwiseKernelRead::Dump;
   // The rest of a full sync, once the kernel is read. touched: services
