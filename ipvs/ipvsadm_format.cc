@@ -244,151 +244,194 @@ struct Rule {
   Destination destination;
 };
 
-std::expected<Rule, LineError> parse_rule(const std::vector<std::string_view>& words) {
+// A rule while its options are read.
+struct RuleDraft {
   Rule rule;
-  const std::string_view command = words[0];
-  if (command == "-A" || command == "--add-service") {
-    rule.is_service = true;
-  } else if (command != "-a" && command != "--add-server") {
-    return std::unexpected(LineError{"unsupported command " + std::string(command)});
-  }
   bool have_service = false;
   bool have_server = false;
-  bool have_netmask = false;
   std::optional<std::uint16_t> server_port;
   std::optional<std::string_view> netmask_text;
   std::optional<std::string_view> sched_flags_text;
-  rule.service.scheduler = "wlc";
-  rule.destination.forwarding = Forwarding::kRoute;
-  rule.destination.weight = 1;
+};
 
-  for (std::size_t i = 1; i < words.size(); ++i) {
-    const std::string_view option = words[i];
-    auto value = [&]() -> std::expected<std::string_view, LineError> {
-      if (i + 1 >= words.size()) return std::unexpected(LineError{std::string(option) + " needs a value"});
-      return words[++i];
-    };
-    if (option == "-t" || option == "--tcp-service" || option == "-u" || option == "--udp-service" ||
-        option == "--sctp-service") {
-      auto text = value();
-      if (!text) return std::unexpected(text.error());
-      auto parsed = address_and_port(*text);
-      if (!parsed) return std::unexpected(LineError{"bad service address " + std::string(*text)});
-      ServiceKey& key = rule.service.key;
-      key.protocol = option == "-t" || option == "--tcp-service"   ? Protocol::kTcp
-                     : option == "-u" || option == "--udp-service" ? Protocol::kUdp
-                                                                   : Protocol::kSctp;
-      key.family = parsed->first.family;
-      key.address = parsed->first;
-      key.port = parsed->second.value_or(0);
-      key.fwmark = 0;
-      have_service = true;
-    } else if (option == "-f" || option == "--fwmark-service") {
-      auto text = value();
-      if (!text) return std::unexpected(text.error());
-      auto mark = number<std::uint32_t>(*text);
-      if (!mark || *mark == 0) return std::unexpected(LineError{"bad firewall mark " + std::string(*text)});
-      ServiceKey& key = rule.service.key;
-      key = ServiceKey{};
-      key.fwmark = *mark;
-      have_service = true;
-    } else if (option == "-6" || option == "--ipv6") {
-      if (rule.service.key.fwmark == 0) return std::unexpected(LineError{"-6 used before -f"});
-      rule.service.key.family = Family::kIPv6;
-      rule.service.key.address.family = Family::kIPv6;
-    } else if (option == "-s" || option == "--scheduler") {
-      auto text = value();
-      if (!text) return std::unexpected(text.error());
-      rule.service.scheduler = std::string(*text);
-    } else if (option == "-p" || option == "--persistent") {
-      rule.service.flags |= flags::kPersistent;
-      rule.service.timeout = 300;  // ipvsadm's default for a bare -p
-      if (i + 1 < words.size() && !words[i + 1].starts_with('-')) {
-        auto timeout = number<std::uint32_t>(words[++i]);
-        if (!timeout) return std::unexpected(LineError{"bad persistence timeout " + std::string(words[i])});
-        rule.service.timeout = *timeout;
-      }
-    } else if (option == "-M" || option == "--netmask") {
-      auto text = value();
-      if (!text) return std::unexpected(text.error());
-      netmask_text = *text;
-      have_netmask = true;
-    } else if (option == "-o" || option == "--ops") {
-      rule.service.flags |= flags::kOnePacket;
-    } else if (option == "-b" || option == "--sched-flags") {
-      auto text = value();
-      if (!text) return std::unexpected(text.error());
-      sched_flags_text = *text;
-    } else if (option == "-r" || option == "--real-server") {
-      auto text = value();
-      if (!text) return std::unexpected(text.error());
-      auto parsed = address_and_port(*text);
-      if (!parsed) return std::unexpected(LineError{"bad real server address " + std::string(*text)});
-      rule.destination.key.address = parsed->first;
-      server_port = parsed->second;
-      have_server = true;
-    } else if (option == "-m" || option == "--masquerading") {
-      rule.destination.forwarding = Forwarding::kMasq;
-    } else if (option == "-i" || option == "--ipip") {
-      rule.destination.forwarding = Forwarding::kTunnel;
-    } else if (option == "-g" || option == "--gatewaying") {
-      rule.destination.forwarding = Forwarding::kRoute;
-    } else if (option == "-w" || option == "--weight" || option == "-x" || option == "--u-threshold" ||
-               option == "-y" || option == "--l-threshold") {
-      auto text = value();
-      if (!text) return std::unexpected(text.error());
-      auto parsed = number<std::uint32_t>(*text);
-      if (!parsed) return std::unexpected(LineError{"bad value for " + std::string(option)});
-      if (option == "-w" || option == "--weight") {
-        if (*parsed > 65535) return std::unexpected(LineError{"weight out of range"});
-        rule.destination.weight = static_cast<std::int32_t>(*parsed);
-      } else if (option == "-x" || option == "--u-threshold") {
-        rule.destination.upper_threshold = *parsed;
-      } else {
-        rule.destination.lower_threshold = *parsed;
-      }
-    } else if (option == "--tun-type") {
-      auto text = value();
-      if (!text) return std::unexpected(text.error());
-      // The model has no tunnel types besides the kernel's default, IPIP.
-      if (*text != "ipip") return std::unexpected(LineError{"unsupported tunnel type " + std::string(*text)});
-    } else {
-      return std::unexpected(LineError{"unsupported option " + std::string(option)});
-    }
+// An option's value: the next word (an error when there is none), or, for
+// an optional value, the next word unless it is an option itself.
+struct OptionValues {
+  const std::vector<std::string_view>& words;
+  std::size_t& i;
+  std::string_view option;
+  std::expected<std::string_view, LineError> next() const {
+    if (i + 1 >= words.size()) return std::unexpected(LineError{std::string(option) + " needs a value"});
+    return words[++i];
   }
+  std::optional<std::string_view> next_if_value() const {
+    if (i + 1 < words.size() && !words[i + 1].starts_with('-')) return words[++i];
+    return std::nullopt;
+  }
+};
 
-  if (!have_service) return std::unexpected(LineError{"no service given"});
+// Reads one of the virtual service's options; false when it is not one.
+std::expected<bool, LineError> service_option(const OptionValues& values, RuleDraft& draft) {
+  const std::string_view option = values.option;
+  ServiceKey& key = draft.rule.service.key;
+  if (option == "-t" || option == "--tcp-service" || option == "-u" || option == "--udp-service" ||
+      option == "--sctp-service") {
+    auto text = values.next();
+    if (!text) return std::unexpected(text.error());
+    auto parsed = address_and_port(*text);
+    if (!parsed) return std::unexpected(LineError{"bad service address " + std::string(*text)});
+    key.protocol = option == "-t" || option == "--tcp-service"   ? Protocol::kTcp
+                   : option == "-u" || option == "--udp-service" ? Protocol::kUdp
+                                                                 : Protocol::kSctp;
+    key.family = parsed->first.family;
+    key.address = parsed->first;
+    key.port = parsed->second.value_or(0);
+    key.fwmark = 0;
+    draft.have_service = true;
+  } else if (option == "-f" || option == "--fwmark-service") {
+    auto text = values.next();
+    if (!text) return std::unexpected(text.error());
+    auto mark = number<std::uint32_t>(*text);
+    if (!mark || *mark == 0) return std::unexpected(LineError{"bad firewall mark " + std::string(*text)});
+    key = ServiceKey{};
+    key.fwmark = *mark;
+    draft.have_service = true;
+  } else if (option == "-6" || option == "--ipv6") {
+    if (key.fwmark == 0) return std::unexpected(LineError{"-6 used before -f"});
+    key.family = Family::kIPv6;
+    key.address.family = Family::kIPv6;
+  } else if (option == "-s" || option == "--scheduler") {
+    auto text = values.next();
+    if (!text) return std::unexpected(text.error());
+    draft.rule.service.scheduler = std::string(*text);
+  } else if (option == "-p" || option == "--persistent") {
+    draft.rule.service.flags |= flags::kPersistent;
+    draft.rule.service.timeout = 300;  // ipvsadm's default for a bare -p
+    if (auto text = values.next_if_value()) {
+      auto timeout = number<std::uint32_t>(*text);
+      if (!timeout) return std::unexpected(LineError{"bad persistence timeout " + std::string(*text)});
+      draft.rule.service.timeout = *timeout;
+    }
+  } else if (option == "-M" || option == "--netmask") {
+    auto text = values.next();
+    if (!text) return std::unexpected(text.error());
+    draft.netmask_text = *text;
+  } else if (option == "-o" || option == "--ops") {
+    draft.rule.service.flags |= flags::kOnePacket;
+  } else if (option == "-b" || option == "--sched-flags") {
+    auto text = values.next();
+    if (!text) return std::unexpected(text.error());
+    draft.sched_flags_text = *text;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Reads one of the real server's options; false when it is not one.
+std::expected<bool, LineError> server_option(const OptionValues& values, RuleDraft& draft) {
+  const std::string_view option = values.option;
+  Destination& destination = draft.rule.destination;
+  if (option == "-r" || option == "--real-server") {
+    auto text = values.next();
+    if (!text) return std::unexpected(text.error());
+    auto parsed = address_and_port(*text);
+    if (!parsed) return std::unexpected(LineError{"bad real server address " + std::string(*text)});
+    destination.key.address = parsed->first;
+    draft.server_port = parsed->second;
+    draft.have_server = true;
+  } else if (option == "-m" || option == "--masquerading") {
+    destination.forwarding = Forwarding::kMasq;
+  } else if (option == "-i" || option == "--ipip") {
+    destination.forwarding = Forwarding::kTunnel;
+  } else if (option == "-g" || option == "--gatewaying") {
+    destination.forwarding = Forwarding::kRoute;
+  } else if (option == "-w" || option == "--weight" || option == "-x" || option == "--u-threshold" ||
+             option == "-y" || option == "--l-threshold") {
+    auto text = values.next();
+    if (!text) return std::unexpected(text.error());
+    auto parsed = number<std::uint32_t>(*text);
+    if (!parsed) return std::unexpected(LineError{"bad value for " + std::string(option)});
+    if (option == "-w" || option == "--weight") {
+      if (*parsed > 65535) return std::unexpected(LineError{"weight out of range"});
+      destination.weight = static_cast<std::int32_t>(*parsed);
+    } else if (option == "-x" || option == "--u-threshold") {
+      destination.upper_threshold = *parsed;
+    } else {
+      destination.lower_threshold = *parsed;
+    }
+  } else if (option == "--tun-type") {
+    auto text = values.next();
+    if (!text) return std::unexpected(text.error());
+    // The model has no tunnel types besides the kernel's default, IPIP.
+    if (*text != "ipip") return std::unexpected(LineError{"unsupported tunnel type " + std::string(*text)});
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// The netmask in the model's form: a prefix length for IPv6, the mask as a
+// host-order number for IPv4.
+std::expected<std::uint32_t, LineError> parse_netmask(Family family, std::string_view text) {
+  if (family == Family::kIPv6) {
+    auto prefix = number<std::uint32_t>(text);
+    if (!prefix || *prefix < 1 || *prefix > 128)
+      return std::unexpected(LineError{"bad IPv6 netmask " + std::string(text)});
+    return *prefix;
+  }
+  auto mask = Address::parse(text);
+  if (!mask || mask->family != Family::kIPv4)
+    return std::unexpected(LineError{"bad netmask " + std::string(text)});
+  std::uint32_t wire = 0;
+  std::memcpy(&wire, mask->bytes.data(), 4);
+  return ntohl(wire);
+}
+
+std::expected<Rule, LineError> finish_rule(RuleDraft draft) {
+  Rule& rule = draft.rule;
+  if (!draft.have_service) return std::unexpected(LineError{"no service given"});
   ServiceKey& key = rule.service.key;
   if (key.fwmark != 0) key.address = Address{key.family, {}};
   rule.service.netmask = default_netmask(key.family);
-  if (have_netmask) {
-    if (key.family == Family::kIPv6) {
-      auto prefix = number<std::uint32_t>(*netmask_text);
-      if (!prefix || *prefix < 1 || *prefix > 128) {
-        return std::unexpected(LineError{"bad IPv6 netmask " + std::string(*netmask_text)});
-      }
-      rule.service.netmask = *prefix;
-    } else {
-      auto mask = Address::parse(*netmask_text);
-      if (!mask || mask->family != Family::kIPv4) {
-        return std::unexpected(LineError{"bad netmask " + std::string(*netmask_text)});
-      }
-      std::uint32_t wire = 0;
-      std::memcpy(&wire, mask->bytes.data(), 4);
-      rule.service.netmask = ntohl(wire);
-    }
+  if (draft.netmask_text) {
+    auto netmask = parse_netmask(key.family, *draft.netmask_text);
+    if (!netmask) return std::unexpected(netmask.error());
+    rule.service.netmask = *netmask;
   }
-  if (sched_flags_text) {
-    auto bits = parse_sched_flags(*sched_flags_text);
-    if (!bits) return std::unexpected(LineError{"bad scheduler flags " + std::string(*sched_flags_text)});
+  if (draft.sched_flags_text) {
+    auto bits = parse_sched_flags(*draft.sched_flags_text);
+    if (!bits)
+      return std::unexpected(LineError{"bad scheduler flags " + std::string(*draft.sched_flags_text)});
     rule.service.flags |= *bits;
   }
   if (!rule.is_service) {
-    if (!have_server) return std::unexpected(LineError{"-a needs -r"});
+    if (!draft.have_server) return std::unexpected(LineError{"-a needs -r"});
     // ipvsadm copies the service port when the real server has none.
-    rule.destination.key.port = server_port.value_or(key.port);
+    rule.destination.key.port = draft.server_port.value_or(key.port);
   }
-  return rule;
+  return std::move(rule);
+}
+
+std::expected<Rule, LineError> parse_rule(const std::vector<std::string_view>& words) {
+  RuleDraft draft;
+  const std::string_view command = words[0];
+  if (command == "-A" || command == "--add-service") {
+    draft.rule.is_service = true;
+  } else if (command != "-a" && command != "--add-server") {
+    return std::unexpected(LineError{"unsupported command " + std::string(command)});
+  }
+  draft.rule.service.scheduler = "wlc";
+  draft.rule.destination.forwarding = Forwarding::kRoute;
+  draft.rule.destination.weight = 1;
+  for (std::size_t i = 1; i < words.size(); ++i) {
+    const OptionValues values{words, i, words[i]};
+    auto known = service_option(values, draft);
+    if (known && !*known) known = server_option(values, draft);
+    if (!known) return std::unexpected(known.error());
+    if (!*known) return std::unexpected(LineError{"unsupported option " + std::string(values.option)});
+  }
+  return finish_rule(std::move(draft));
 }
 
 }  // namespace
