@@ -146,338 +146,363 @@ std::optional<std::string> check_interface_name(const std::string& text) {
   return std::nullopt;
 }
 
+// The document itself and the kube-proxy basics: where the API is, who this node is, where the servers
+// listen.
+void add_document_settings(std::vector<Setting>& s) {
+  s.push_back(
+      {"apiVersion", "", Kind::kString, "", "", [](Config&, const Value& v) -> std::optional<std::string> {
+         const auto& text = std::get<std::string>(v);
+         if (text != kApiVersion) return quoted(kApiVersion) + ", got " + quoted(text);
+         return std::nullopt;
+       }});
+  s.push_back({"kind", "", Kind::kString, "", "", [](Config&, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (text != kKind) return quoted(kKind) + ", got " + quoted(text);
+                 return std::nullopt;
+               }});
+  s.push_back({"", "config", Kind::kString, "path",
+               "The configuration file (a KubeProxyConfiguration, optionally with a kipvs: section). Flags "
+               "override it.",
+               set_string(&Config::config_file)});
+  s.push_back({"mode", "proxy-mode", Kind::kString, "mode",
+               "Which proxy mode to use: only \"ipvs\" (or empty).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (text != "ipvs" && !text.empty())
+                   return "\"ipvs\" or \"\" (kipvs only does IPVS), got " + quoted(text);
+                 c.mode = text;
+                 return std::nullopt;
+               }});
+  s.push_back(
+      {"clientConnection.kubeconfig", "kubeconfig", Kind::kString, "path",
+       "Path to a kubeconfig file with the API server and credentials (in-cluster config when empty).",
+       set_string(&Config::kubeconfig)});
+  s.push_back({"", "master", Kind::kString, "url",
+               "The address of the Kubernetes API server (overrides any value in the kubeconfig).",
+               set_string(&Config::master)});
+  s.push_back({"hostnameOverride", "hostname-override", Kind::kString, "name",
+               "The name of this node, instead of the hostname.", set_string(&Config::hostname_override)});
+  s.push_back({"bindAddress", "bind-address", Kind::kString, "ip",
+               "Overrides kipvs's idea of this node's primary IP (kube-proxy's meaning; no socket binds it).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (!text.empty() && !ipvs::Address::parse(text))
+                   return "an IP address, got " + quoted(text);
+                 c.bind_address = text;
+                 return std::nullopt;
+               }});
+  s.push_back(
+      {"metricsBindAddress", "metrics-bind-address", Kind::kString, "ip:port",
+       "Where /metrics, /proxyMode, /healthz, /livez and /configz are served (default 127.0.0.1:10249; "
+       "empty disables).",
+       [](Config& c, const Value& v) -> std::optional<std::string> {
+         const auto& text = std::get<std::string>(v);
+         if (auto error = check_bind_address(text)) return error;
+         c.metrics_bind_address = text;
+         return std::nullopt;
+       }});
+  s.push_back(
+      {"healthzBindAddress", "healthz-bind-address", Kind::kString, "ip:port",
+       "Where the health server's /healthz and /livez are served (default 0.0.0.0:10256; empty disables).",
+       [](Config& c, const Value& v) -> std::optional<std::string> {
+         const auto& text = std::get<std::string>(v);
+         if (auto error = check_bind_address(text)) return error;
+         c.healthz_bind_address = text;
+         return std::nullopt;
+       }});
+}
+
+// The ipvs section: scheduler, sync periods, strict ARP, excluded prefixes, connection timeouts.
+void add_ipvs_settings(std::vector<Setting>& s) {
+  s.push_back({"ipvs.scheduler", "ipvs-scheduler", Kind::kString, "name",
+               "The IPVS scheduler: rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf (empty means rr).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (!text.empty() && !is_known_scheduler(text)) {
+                   return "an IPVS scheduler (rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf), got " +
+                          quoted(text);
+                 }
+                 c.ipvs.scheduler = text;
+                 return std::nullopt;
+               }});
+  s.push_back(
+      {"ipvs.syncPeriod", "ipvs-sync-period", Kind::kDuration, "duration",
+       "How often the full resync runs, e.g. 30s, 1m (default 30s; must be greater than 0).",
+       set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.sync_period; }, true)});
+  s.push_back(
+      {"ipvs.minSyncPeriod", "ipvs-min-sync-period", Kind::kDuration, "duration",
+       "The minimum time between syncs, e.g. 1s (default 0: every change syncs at once).",
+       set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.min_sync_period; }, false)});
+  s.push_back(
+      {"ipvs.strictARP", "ipvs-strict-arp", Kind::kBool, "",
+       "Set arp_ignore=1 and arp_announce=2 so the node does not answer ARP for kube-ipvs0's addresses.",
+       [](Config& c, const Value& v) -> std::optional<std::string> {
+         c.ipvs.strict_arp = std::get<bool>(v);
+         return std::nullopt;
+       }});
+  s.push_back({"ipvs.excludeCIDRs", "ipvs-exclude-cidrs", Kind::kStringList, "cidr,...",
+               "IPVS services on these prefixes are never cleaned up.", [](Config& c, const Value& v) {
+                 return parse_cidr_list(std::get<std::vector<std::string>>(v), c.ipvs.exclude_cidrs);
+               }});
+  s.push_back(
+      {"ipvs.tcpTimeout", "ipvs-tcp-timeout", Kind::kDuration, "duration",
+       "Idle timeout of IPVS TCP connections (0 keeps the kernel's).",
+       set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.tcp_timeout; }, false)});
+  s.push_back(
+      {"ipvs.tcpFinTimeout", "ipvs-tcpfin-timeout", Kind::kDuration, "duration",
+       "Timeout of IPVS TCP connections after a FIN (0 keeps the kernel's).",
+       set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.tcp_fin_timeout; }, false)});
+  s.push_back(
+      {"ipvs.udpTimeout", "ipvs-udp-timeout", Kind::kDuration, "duration",
+       "Timeout of IPVS UDP entries (0 keeps the kernel's).",
+       set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.udp_timeout; }, false)});
+}
+
+// What is local and what is masqueraded: cluster CIDRs, local detection, node port addresses.
+void add_network_settings(std::vector<Setting>& s) {
+  s.push_back({"clusterCIDR", "cluster-cidr", Kind::kString, "cidr[,cidr]",
+               "The pods' CIDR range (a dual-stack pair may be given, comma-separated).",
+               [](Config& c, const Value& v) {
+                 return parse_cidr_list(split_commas(std::get<std::string>(v)), c.cluster_cidrs);
+               }});
+  s.push_back(
+      {"detectLocalMode", "detect-local-mode", Kind::kString, "mode",
+       "How traffic from this node's pods is told apart: ClusterCIDR (the default), BridgeInterface "
+       "or InterfaceNamePrefix (NodeCIDR is not supported).",
+       [](Config& c, const Value& v) -> std::optional<std::string> {
+         const auto& text = std::get<std::string>(v);
+         if (text.empty() || text == "ClusterCIDR") {
+           c.detect_local.mode = DetectLocalMode::kClusterCidr;
+         } else if (text == "BridgeInterface") {
+           c.detect_local.mode = DetectLocalMode::kBridgeInterface;
+         } else if (text == "InterfaceNamePrefix") {
+           c.detect_local.mode = DetectLocalMode::kInterfaceNamePrefix;
+         } else if (text == "NodeCIDR") {
+           return "ClusterCIDR, BridgeInterface or InterfaceNamePrefix (kipvs does not implement "
+                  "NodeCIDR: set clusterCIDR to the pods' range and use ClusterCIDR), got \"NodeCIDR\"";
+         } else {
+           return "ClusterCIDR, BridgeInterface or InterfaceNamePrefix, got " + quoted(text);
+         }
+         return std::nullopt;
+       }});
+  s.push_back({"detectLocal.bridgeInterface", "pod-bridge-interface", Kind::kString, "name",
+               "With detectLocalMode BridgeInterface: the pods' bridge (e.g. cni0).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (auto error = check_interface_name(text)) return error;
+                 c.detect_local.bridge_interface = text;
+                 return std::nullopt;
+               }});
+  s.push_back({"detectLocal.interfaceNamePrefix", "pod-interface-name-prefix", Kind::kString, "prefix",
+               "With detectLocalMode InterfaceNamePrefix: the prefix of the pods' interfaces (e.g. veth).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (auto error = check_interface_name(text)) return error;
+                 c.detect_local.interface_name_prefix = text;
+                 return std::nullopt;
+               }});
+  s.push_back(
+      {"nodePortAddresses", "nodeport-addresses", Kind::kStringList, "cidr,...",
+       "Node IPs inside these prefixes serve NodePorts (keywords: all, primary; default: every node IP).",
+       [](Config& c, const Value& v) -> std::optional<std::string> {
+         std::vector<std::string> cidrs;
+         bool every = false;
+         for (const auto& item : std::get<std::vector<std::string>>(v)) {
+           if (item == "all" || item == "primary") {
+             every = true;  // kipvs's node IPs are the Node's own addresses
+           } else if (item == "localhost") {
+             return "CIDRs or the keywords all, primary (IPVS cannot serve NodePorts on localhost), got "
+                    "\"localhost\"";
+           } else {
+             cidrs.push_back(item);
+           }
+         }
+         if (auto error = parse_cidr_list(cidrs, c.node_port_addresses)) return error;
+         if (every) c.node_port_addresses.clear();
+         return std::nullopt;
+       }});
+  s.push_back({"iptables.masqueradeAll", "masquerade-all", Kind::kBool, "",
+               "SNAT all traffic sent to Service cluster IPs.", set_bool(&Config::masquerade_all)});
+  s.push_back({"iptables.masqueradeBit", "iptables-masquerade-bit", Kind::kInt, "0..31",
+               "The fwmark bit that marks packets for SNAT (default 14).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto bit = std::get<std::int64_t>(v);
+                 if (bit < 0 || bit > 31) return "an integer from 0 to 31, got " + std::to_string(bit);
+                 c.masquerade_bit = static_cast<std::int32_t>(bit);
+                 return std::nullopt;
+               }});
+}
+
+// Logging, and --cleanup.
+void add_logging_settings(std::vector<Setting>& s) {
+  s.push_back({"logging.verbosity", "v", Kind::kInt, "N", "Log verbosity: 0 (default) to 10.",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto level = std::get<std::int64_t>(v);
+                 if (level < 0 || level > 10) return "a verbosity from 0 to 10, got " + std::to_string(level);
+                 c.verbosity = static_cast<int>(level);
+                 return std::nullopt;
+               }});
+  s.push_back({"logging.format", "logging-format", Kind::kString, "text|json",
+               "Log format: text (klog-like lines, the default) or json (one object per line).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (text == "text" || text.empty()) {
+                   c.log_format = LogFormat::kText;
+                 } else if (text == "json") {
+                   c.log_format = LogFormat::kJson;
+                 } else {
+                   return "\"text\" or \"json\", got " + quoted(text);
+                 }
+                 return std::nullopt;
+               }});
+  s.push_back({"", "cleanup", Kind::kBool, "",
+               "Remove everything kipvs created (its IPVS services, addresses, interface, rules) and exit.",
+               set_bool(&Config::cleanup)});
+}
+
+// kipvs's own section, how it programs: affinity, proxy name, interface, state, grace period.
+void add_kipvs_behaviour_settings(std::vector<Setting>& s) {
+  s.push_back({"kipvs.affinityMode", "affinity-mode", Kind::kString, "persistence|hash",
+               "How sessionAffinity: ClientIP is done: IPVS persistence (kube-proxy's way, the default) or "
+               "hashing on the client address.",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (text == "persistence" || text.empty()) {
+                   c.kipvs.affinity_mode = AffinityMode::kPersistence;
+                 } else if (text == "hash") {
+                   c.kipvs.affinity_mode = AffinityMode::kHash;
+                 } else {
+                   return "\"persistence\" or \"hash\", got " + quoted(text);
+                 }
+                 return std::nullopt;
+               }});
+  s.push_back({"kipvs.proxyName", "proxy-name", Kind::kString, "name",
+               "Serve the Services labelled service.kubernetes.io/service-proxy-name=NAME (default: the "
+               "unlabelled ones).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (text.empty()) {
+                   c.kipvs.proxy_name.reset();
+                 } else {
+                   c.kipvs.proxy_name = text;
+                 }
+                 return std::nullopt;
+               }});
+  s.push_back({"kipvs.interfaceName", "dummy-interface", Kind::kString, "name",
+               "The dummy interface that holds Service addresses (default kube-ipvs0).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 // IFNAMSIZ is 16 with the terminator.
+                 if (text.empty() || text.size() > 15 || text.find_first_of("/ :") != std::string::npos) {
+                   return "an interface name of 1 to 15 characters without '/', ':' or spaces, got " +
+                          quoted(text);
+                 }
+                 c.kipvs.interface_name = text;
+                 return std::nullopt;
+               }});
+  s.push_back({"kipvs.stateDir", "state-dir", Kind::kString, "path",
+               "Where kipvs records the virtual services it added, so that they stay its own after a crash "
+               "(default /run/kipvs, a tmpfs; \"\" keeps no record).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (!text.empty() && !text.starts_with('/')) return "an absolute path, got " + quoted(text);
+                 c.kipvs.state_dir = text;
+                 return std::nullopt;
+               }});
+  s.push_back(
+      {"kipvs.gracePeriod", "graceful-termination-period", Kind::kDuration, "duration",
+       "How long a removed endpoint drains at weight 0 before it is deleted (default 15m; 0 waits for its "
+       "connections however long).",
+       set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.kipvs.grace_period; }, false)});
+}
+
+// kipvs's own section, how it runs: scheduler flags, metrics, manifests, drains, zone, /proc/sys.
+void add_kipvs_operation_settings(std::vector<Setting>& s) {
+  s.push_back({"kipvs.schedulerFlags", "ipvs-scheduler-flags", Kind::kString, "flag,...",
+               "Scheduler flags: sh-fallback, sh-port (with sh), mh-fallback, mh-port (with mh).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 const auto bits = parse_scheduler_flags(text);
+                 if (!bits)
+                   return "scheduler flags from sh-fallback, sh-port, mh-fallback, mh-port, got " +
+                          quoted(text);
+                 c.kipvs.scheduler_flags = text;
+                 c.kipvs.scheduler_flag_bits = *bits;
+                 return std::nullopt;
+               }});
+  s.push_back({"kipvs.throughputMetrics", "throughput-metrics", Kind::kString, "none|services|destinations",
+               "Kernel throughput series in /metrics: per Service (the default), also per endpoint, or none.",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (text == "services" || text.empty()) {
+                   c.kipvs.throughput_metrics = ThroughputMetrics::kServices;
+                 } else if (text == "destinations") {
+                   c.kipvs.throughput_metrics = ThroughputMetrics::kDestinations;
+                 } else if (text == "none") {
+                   c.kipvs.throughput_metrics = ThroughputMetrics::kNone;
+                 } else {
+                   return "\"none\", \"services\" or \"destinations\", got " + quoted(text);
+                 }
+                 return std::nullopt;
+               }});
+  s.push_back({"kipvs.manifests", "manifests", Kind::kString, "dir",
+               "Read Services and EndpointSlices from manifests in this directory instead of an API server.",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 c.kipvs.manifests = std::get<std::string>(v);
+                 return std::nullopt;
+               }});
+  s.push_back({"kipvs.drainCheckPeriod", "drain-check-period", Kind::kDuration, "duration",
+               "How often draining endpoints' connections are counted (default 5s; must be greater than 0).",
+               set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.kipvs.drain_check_period; },
+                            true)});
+  s.push_back({"kipvs.zone", "zone", Kind::kString, "zone",
+               "This node's topology zone, instead of its Node's topology.kubernetes.io/zone label.",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 c.kipvs.zone = std::get<std::string>(v);
+                 return std::nullopt;
+               }});
+  s.push_back({"kipvs.procSys", "proc-sys", Kind::kString, "dir",
+               "Where the node's /proc/sys is mounted, for the sysctls kipvs sets (default /proc/sys).",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 if (!text.starts_with('/')) return "an absolute path, got " + quoted(text);
+                 c.kipvs.proc_sys = text;
+                 return std::nullopt;
+               }});
+  s.push_back({"kipvs.nodePortRange", "service-node-port-range", Kind::kString, "min-max",
+               "The API server's --service-node-port-range (default 30000-32767): node-port services in it "
+               "found at start-up and no longer wanted are removed.",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 const auto& text = std::get<std::string>(v);
+                 const auto range = parse_port_range(text);
+                 if (!range) return "a port range such as 30000-32767, got " + quoted(text);
+                 c.kipvs.node_port_min = range->first;
+                 c.kipvs.node_port_max = range->second;
+                 return std::nullopt;
+               }});
+  s.push_back({"kipvs.nodeIPs", "node-ip", Kind::kStringList, "ip,...",
+               "This node's addresses, instead of those of its Node object.",
+               [](Config& c, const Value& v) -> std::optional<std::string> {
+                 std::vector<ipvs::Address> ips;
+                 for (const auto& item : std::get<std::vector<std::string>>(v)) {
+                   const auto ip = ipvs::Address::parse(item);
+                   if (!ip) return "IP addresses, got " + quoted(item);
+                   ips.push_back(*ip);
+                 }
+                 c.kipvs.node_ips = std::move(ips);
+                 return std::nullopt;
+               }});
+}
+
 const std::vector<Setting>& settings() {
   static const std::vector<Setting> kSettings = [] {
     std::vector<Setting> s;
-    s.push_back(
-        {"apiVersion", "", Kind::kString, "", "", [](Config&, const Value& v) -> std::optional<std::string> {
-           const auto& text = std::get<std::string>(v);
-           if (text != kApiVersion) return quoted(kApiVersion) + ", got " + quoted(text);
-           return std::nullopt;
-         }});
-    s.push_back(
-        {"kind", "", Kind::kString, "", "", [](Config&, const Value& v) -> std::optional<std::string> {
-           const auto& text = std::get<std::string>(v);
-           if (text != kKind) return quoted(kKind) + ", got " + quoted(text);
-           return std::nullopt;
-         }});
-    s.push_back({"", "config", Kind::kString, "path",
-                 "The configuration file (a KubeProxyConfiguration, optionally with a kipvs: section). Flags "
-                 "override it.",
-                 set_string(&Config::config_file)});
-    s.push_back({"mode", "proxy-mode", Kind::kString, "mode",
-                 "Which proxy mode to use: only \"ipvs\" (or empty).",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   if (text != "ipvs" && !text.empty())
-                     return "\"ipvs\" or \"\" (kipvs only does IPVS), got " + quoted(text);
-                   c.mode = text;
-                   return std::nullopt;
-                 }});
-    s.push_back(
-        {"clientConnection.kubeconfig", "kubeconfig", Kind::kString, "path",
-         "Path to a kubeconfig file with the API server and credentials (in-cluster config when empty).",
-         set_string(&Config::kubeconfig)});
-    s.push_back({"", "master", Kind::kString, "url",
-                 "The address of the Kubernetes API server (overrides any value in the kubeconfig).",
-                 set_string(&Config::master)});
-    s.push_back({"hostnameOverride", "hostname-override", Kind::kString, "name",
-                 "The name of this node, instead of the hostname.", set_string(&Config::hostname_override)});
-    s.push_back(
-        {"bindAddress", "bind-address", Kind::kString, "ip",
-         "Overrides kipvs's idea of this node's primary IP (kube-proxy's meaning; no socket binds it).",
-         [](Config& c, const Value& v) -> std::optional<std::string> {
-           const auto& text = std::get<std::string>(v);
-           if (!text.empty() && !ipvs::Address::parse(text)) return "an IP address, got " + quoted(text);
-           c.bind_address = text;
-           return std::nullopt;
-         }});
-    s.push_back(
-        {"metricsBindAddress", "metrics-bind-address", Kind::kString, "ip:port",
-         "Where /metrics, /proxyMode, /healthz, /livez and /configz are served (default 127.0.0.1:10249; "
-         "empty disables).",
-         [](Config& c, const Value& v) -> std::optional<std::string> {
-           const auto& text = std::get<std::string>(v);
-           if (auto error = check_bind_address(text)) return error;
-           c.metrics_bind_address = text;
-           return std::nullopt;
-         }});
-    s.push_back(
-        {"healthzBindAddress", "healthz-bind-address", Kind::kString, "ip:port",
-         "Where the health server's /healthz and /livez are served (default 0.0.0.0:10256; empty disables).",
-         [](Config& c, const Value& v) -> std::optional<std::string> {
-           const auto& text = std::get<std::string>(v);
-           if (auto error = check_bind_address(text)) return error;
-           c.healthz_bind_address = text;
-           return std::nullopt;
-         }});
-    s.push_back({"ipvs.scheduler", "ipvs-scheduler", Kind::kString, "name",
-                 "The IPVS scheduler: rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf (empty means rr).",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   if (!text.empty() && !is_known_scheduler(text)) {
-                     return "an IPVS scheduler (rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf), got " +
-                            quoted(text);
-                   }
-                   c.ipvs.scheduler = text;
-                   return std::nullopt;
-                 }});
-    s.push_back(
-        {"ipvs.syncPeriod", "ipvs-sync-period", Kind::kDuration, "duration",
-         "How often the full resync runs, e.g. 30s, 1m (default 30s; must be greater than 0).",
-         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.sync_period; }, true)});
-    s.push_back(
-        {"ipvs.minSyncPeriod", "ipvs-min-sync-period", Kind::kDuration, "duration",
-         "The minimum time between syncs, e.g. 1s (default 0: every change syncs at once).",
-         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.min_sync_period; }, false)});
-    s.push_back(
-        {"ipvs.strictARP", "ipvs-strict-arp", Kind::kBool, "",
-         "Set arp_ignore=1 and arp_announce=2 so the node does not answer ARP for kube-ipvs0's addresses.",
-         [](Config& c, const Value& v) -> std::optional<std::string> {
-           c.ipvs.strict_arp = std::get<bool>(v);
-           return std::nullopt;
-         }});
-    s.push_back({"ipvs.excludeCIDRs", "ipvs-exclude-cidrs", Kind::kStringList, "cidr,...",
-                 "IPVS services on these prefixes are never cleaned up.", [](Config& c, const Value& v) {
-                   return parse_cidr_list(std::get<std::vector<std::string>>(v), c.ipvs.exclude_cidrs);
-                 }});
-    s.push_back(
-        {"ipvs.tcpTimeout", "ipvs-tcp-timeout", Kind::kDuration, "duration",
-         "Idle timeout of IPVS TCP connections (0 keeps the kernel's).",
-         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.tcp_timeout; }, false)});
-    s.push_back(
-        {"ipvs.tcpFinTimeout", "ipvs-tcpfin-timeout", Kind::kDuration, "duration",
-         "Timeout of IPVS TCP connections after a FIN (0 keeps the kernel's).",
-         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.tcp_fin_timeout; }, false)});
-    s.push_back(
-        {"ipvs.udpTimeout", "ipvs-udp-timeout", Kind::kDuration, "duration",
-         "Timeout of IPVS UDP entries (0 keeps the kernel's).",
-         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.ipvs.udp_timeout; }, false)});
-    s.push_back({"clusterCIDR", "cluster-cidr", Kind::kString, "cidr[,cidr]",
-                 "The pods' CIDR range (a dual-stack pair may be given, comma-separated).",
-                 [](Config& c, const Value& v) {
-                   return parse_cidr_list(split_commas(std::get<std::string>(v)), c.cluster_cidrs);
-                 }});
-    s.push_back(
-        {"detectLocalMode", "detect-local-mode", Kind::kString, "mode",
-         "How traffic from this node's pods is told apart: ClusterCIDR (the default), BridgeInterface "
-         "or InterfaceNamePrefix (NodeCIDR is not supported).",
-         [](Config& c, const Value& v) -> std::optional<std::string> {
-           const auto& text = std::get<std::string>(v);
-           if (text.empty() || text == "ClusterCIDR") {
-             c.detect_local.mode = DetectLocalMode::kClusterCidr;
-           } else if (text == "BridgeInterface") {
-             c.detect_local.mode = DetectLocalMode::kBridgeInterface;
-           } else if (text == "InterfaceNamePrefix") {
-             c.detect_local.mode = DetectLocalMode::kInterfaceNamePrefix;
-           } else if (text == "NodeCIDR") {
-             return "ClusterCIDR, BridgeInterface or InterfaceNamePrefix (kipvs does not implement "
-                    "NodeCIDR: set clusterCIDR to the pods' range and use ClusterCIDR), got \"NodeCIDR\"";
-           } else {
-             return "ClusterCIDR, BridgeInterface or InterfaceNamePrefix, got " + quoted(text);
-           }
-           return std::nullopt;
-         }});
-    s.push_back({"detectLocal.bridgeInterface", "pod-bridge-interface", Kind::kString, "name",
-                 "With detectLocalMode BridgeInterface: the pods' bridge (e.g. cni0).",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   if (auto error = check_interface_name(text)) return error;
-                   c.detect_local.bridge_interface = text;
-                   return std::nullopt;
-                 }});
-    s.push_back({"detectLocal.interfaceNamePrefix", "pod-interface-name-prefix", Kind::kString, "prefix",
-                 "With detectLocalMode InterfaceNamePrefix: the prefix of the pods' interfaces (e.g. veth).",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   if (auto error = check_interface_name(text)) return error;
-                   c.detect_local.interface_name_prefix = text;
-                   return std::nullopt;
-                 }});
-    s.push_back(
-        {"nodePortAddresses", "nodeport-addresses", Kind::kStringList, "cidr,...",
-         "Node IPs inside these prefixes serve NodePorts (keywords: all, primary; default: every node IP).",
-         [](Config& c, const Value& v) -> std::optional<std::string> {
-           std::vector<std::string> cidrs;
-           bool every = false;
-           for (const auto& item : std::get<std::vector<std::string>>(v)) {
-             if (item == "all" || item == "primary") {
-               every = true;  // kipvs's node IPs are the Node's own addresses
-             } else if (item == "localhost") {
-               return "CIDRs or the keywords all, primary (IPVS cannot serve NodePorts on localhost), got "
-                      "\"localhost\"";
-             } else {
-               cidrs.push_back(item);
-             }
-           }
-           if (auto error = parse_cidr_list(cidrs, c.node_port_addresses)) return error;
-           if (every) c.node_port_addresses.clear();
-           return std::nullopt;
-         }});
-    s.push_back({"iptables.masqueradeAll", "masquerade-all", Kind::kBool, "",
-                 "SNAT all traffic sent to Service cluster IPs.", set_bool(&Config::masquerade_all)});
-    s.push_back({"iptables.masqueradeBit", "iptables-masquerade-bit", Kind::kInt, "0..31",
-                 "The fwmark bit that marks packets for SNAT (default 14).",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto bit = std::get<std::int64_t>(v);
-                   if (bit < 0 || bit > 31) return "an integer from 0 to 31, got " + std::to_string(bit);
-                   c.masquerade_bit = static_cast<std::int32_t>(bit);
-                   return std::nullopt;
-                 }});
-    s.push_back({"logging.verbosity", "v", Kind::kInt, "N", "Log verbosity: 0 (default) to 10.",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto level = std::get<std::int64_t>(v);
-                   if (level < 0 || level > 10)
-                     return "a verbosity from 0 to 10, got " + std::to_string(level);
-                   c.verbosity = static_cast<int>(level);
-                   return std::nullopt;
-                 }});
-    s.push_back({"logging.format", "logging-format", Kind::kString, "text|json",
-                 "Log format: text (klog-like lines, the default) or json (one object per line).",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   if (text == "text" || text.empty()) {
-                     c.log_format = LogFormat::kText;
-                   } else if (text == "json") {
-                     c.log_format = LogFormat::kJson;
-                   } else {
-                     return "\"text\" or \"json\", got " + quoted(text);
-                   }
-                   return std::nullopt;
-                 }});
-    s.push_back({"", "cleanup", Kind::kBool, "",
-                 "Remove everything kipvs created (its IPVS services, addresses, interface, rules) and exit.",
-                 set_bool(&Config::cleanup)});
-    s.push_back({"kipvs.affinityMode", "affinity-mode", Kind::kString, "persistence|hash",
-                 "How sessionAffinity: ClientIP is done: IPVS persistence (kube-proxy's way, the default) or "
-                 "hashing on the client address.",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   if (text == "persistence" || text.empty()) {
-                     c.kipvs.affinity_mode = AffinityMode::kPersistence;
-                   } else if (text == "hash") {
-                     c.kipvs.affinity_mode = AffinityMode::kHash;
-                   } else {
-                     return "\"persistence\" or \"hash\", got " + quoted(text);
-                   }
-                   return std::nullopt;
-                 }});
-    s.push_back({"kipvs.proxyName", "proxy-name", Kind::kString, "name",
-                 "Serve the Services labelled service.kubernetes.io/service-proxy-name=NAME (default: the "
-                 "unlabelled ones).",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   if (text.empty()) {
-                     c.kipvs.proxy_name.reset();
-                   } else {
-                     c.kipvs.proxy_name = text;
-                   }
-                   return std::nullopt;
-                 }});
-    s.push_back({"kipvs.interfaceName", "dummy-interface", Kind::kString, "name",
-                 "The dummy interface that holds Service addresses (default kube-ipvs0).",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   // IFNAMSIZ is 16 with the terminator.
-                   if (text.empty() || text.size() > 15 || text.find_first_of("/ :") != std::string::npos) {
-                     return "an interface name of 1 to 15 characters without '/', ':' or spaces, got " +
-                            quoted(text);
-                   }
-                   c.kipvs.interface_name = text;
-                   return std::nullopt;
-                 }});
-    s.push_back({"kipvs.stateDir", "state-dir", Kind::kString, "path",
-                 "Where kipvs records the virtual services it added, so that they stay its own after a crash "
-                 "(default /run/kipvs, a tmpfs; \"\" keeps no record).",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   if (!text.empty() && !text.starts_with('/'))
-                     return "an absolute path, got " + quoted(text);
-                   c.kipvs.state_dir = text;
-                   return std::nullopt;
-                 }});
-    s.push_back(
-        {"kipvs.gracePeriod", "graceful-termination-period", Kind::kDuration, "duration",
-         "How long a removed endpoint drains at weight 0 before it is deleted (default 15m; 0 waits for its "
-         "connections however long).",
-         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.kipvs.grace_period; }, false)});
-    s.push_back({"kipvs.schedulerFlags", "ipvs-scheduler-flags", Kind::kString, "flag,...",
-                 "Scheduler flags: sh-fallback, sh-port (with sh), mh-fallback, mh-port (with mh).",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   const auto bits = parse_scheduler_flags(text);
-                   if (!bits)
-                     return "scheduler flags from sh-fallback, sh-port, mh-fallback, mh-port, got " +
-                            quoted(text);
-                   c.kipvs.scheduler_flags = text;
-                   c.kipvs.scheduler_flag_bits = *bits;
-                   return std::nullopt;
-                 }});
-    s.push_back(
-        {"kipvs.throughputMetrics", "throughput-metrics", Kind::kString, "none|services|destinations",
-         "Kernel throughput series in /metrics: per Service (the default), also per endpoint, or none.",
-         [](Config& c, const Value& v) -> std::optional<std::string> {
-           const auto& text = std::get<std::string>(v);
-           if (text == "services" || text.empty()) {
-             c.kipvs.throughput_metrics = ThroughputMetrics::kServices;
-           } else if (text == "destinations") {
-             c.kipvs.throughput_metrics = ThroughputMetrics::kDestinations;
-           } else if (text == "none") {
-             c.kipvs.throughput_metrics = ThroughputMetrics::kNone;
-           } else {
-             return "\"none\", \"services\" or \"destinations\", got " + quoted(text);
-           }
-           return std::nullopt;
-         }});
-    s.push_back(
-        {"kipvs.manifests", "manifests", Kind::kString, "dir",
-         "Read Services and EndpointSlices from manifests in this directory instead of an API server.",
-         [](Config& c, const Value& v) -> std::optional<std::string> {
-           c.kipvs.manifests = std::get<std::string>(v);
-           return std::nullopt;
-         }});
-    s.push_back(
-        {"kipvs.drainCheckPeriod", "drain-check-period", Kind::kDuration, "duration",
-         "How often draining endpoints' connections are counted (default 5s; must be greater than 0).",
-         set_duration([](Config& c) -> std::chrono::nanoseconds& { return c.kipvs.drain_check_period; },
-                      true)});
-    s.push_back({"kipvs.zone", "zone", Kind::kString, "zone",
-                 "This node's topology zone, instead of its Node's topology.kubernetes.io/zone label.",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   c.kipvs.zone = std::get<std::string>(v);
-                   return std::nullopt;
-                 }});
-    s.push_back({"kipvs.procSys", "proc-sys", Kind::kString, "dir",
-                 "Where the node's /proc/sys is mounted, for the sysctls kipvs sets (default /proc/sys).",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   if (!text.starts_with('/')) return "an absolute path, got " + quoted(text);
-                   c.kipvs.proc_sys = text;
-                   return std::nullopt;
-                 }});
-    s.push_back({"kipvs.nodePortRange", "service-node-port-range", Kind::kString, "min-max",
-                 "The API server's --service-node-port-range (default 30000-32767): node-port services in it "
-                 "found at start-up and no longer wanted are removed.",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   const auto& text = std::get<std::string>(v);
-                   const auto range = parse_port_range(text);
-                   if (!range) return "a port range such as 30000-32767, got " + quoted(text);
-                   c.kipvs.node_port_min = range->first;
-                   c.kipvs.node_port_max = range->second;
-                   return std::nullopt;
-                 }});
-    s.push_back({"kipvs.nodeIPs", "node-ip", Kind::kStringList, "ip,...",
-                 "This node's addresses, instead of those of its Node object.",
-                 [](Config& c, const Value& v) -> std::optional<std::string> {
-                   std::vector<ipvs::Address> ips;
-                   for (const auto& item : std::get<std::vector<std::string>>(v)) {
-                     const auto ip = ipvs::Address::parse(item);
-                     if (!ip) return "IP addresses, got " + quoted(item);
-                     ips.push_back(*ip);
-                   }
-                   c.kipvs.node_ips = std::move(ips);
-                   return std::nullopt;
-                 }});
+    add_document_settings(s);
+    add_ipvs_settings(s);
+    add_network_settings(s);
+    add_logging_settings(s);
+    add_kipvs_behaviour_settings(s);
+    add_kipvs_operation_settings(s);
     return s;
   }();
   return kSettings;
