@@ -128,6 +128,42 @@ std::string scalar_or(const YAML::Node& node, const char* key, std::string fallb
   return value.as<std::string>();
 }
 
+// A user's credentials into `config`: a client certificate and key, a
+// token, or a token file (read now, and again later).
+std::expected<void, ConfigError> read_user(const YAML::Node& user, const std::string& user_where,
+                                           const fs::path& file, ClientConfig& config) {
+  const std::string name = file.string();
+  for (const char* unsupported : {"exec", "auth-provider", "username"}) {
+    if (user[unsupported]) {
+      return std::unexpected(
+          ConfigError{name, user_where + "." + unsupported,
+                      "not supported by kipvs: use a token, tokenFile or client certificate"});
+    }
+  }
+  auto cert =
+      read_pem_field(user, {"client-certificate", "client-certificate-data", false}, user_where, file);
+  if (!cert) return std::unexpected(cert.error());
+  auto key = read_pem_field(user, {"client-key", "client-key-data", true}, user_where, file);
+  if (!key) return std::unexpected(key.error());
+  if (cert->has_value() != key->has_value()) {
+    return std::unexpected(
+        ConfigError{name, user_where, "client-certificate and client-key must be given together"});
+  }
+  config.client_certificate = std::move(*cert);
+  config.client_key = std::move(*key);
+  config.token = scalar_or(user, "token");
+  if (const std::string token_file = scalar_or(user, "tokenFile"); !token_file.empty()) {
+    fs::path path = token_file;
+    if (path.is_relative()) path = file.parent_path() / path;
+    // Like client-go: the file must be readable at start; it is re-read later.
+    auto text = read_file(path);
+    if (!text) return std::unexpected(ConfigError{path.string(), user_where + ".tokenFile", text.error()});
+    config.token = trim(*text);
+    config.token_file = path;
+  }
+  return {};
+}
+
 std::expected<ClientConfig, ConfigError> parse_kubeconfig(const YAML::Node& root, const fs::path& file,
                                                           const std::string& context_override) {
   const std::string name = file.string();
@@ -175,40 +211,13 @@ std::expected<ClientConfig, ConfigError> parse_kubeconfig(const YAML::Node& root
   config.certificate_authority = std::move(*ca);
 
   if (user_name.empty()) return config;
-  const std::string user_where = "users[" + user_name + "].user";
   const YAML::Node user = find_named(root, "users", user_name, "user");
   if (!user || !user.IsMap()) {
     return std::unexpected(ConfigError{name, "users[" + user_name + "]",
                                        "no such user (named by context " + context_name + ")"});
   }
-  for (const char* unsupported : {"exec", "auth-provider", "username"}) {
-    if (user[unsupported]) {
-      return std::unexpected(
-          ConfigError{name, user_where + "." + unsupported,
-                      "not supported by kipvs: use a token, tokenFile or client certificate"});
-    }
-  }
-  auto cert =
-      read_pem_field(user, {"client-certificate", "client-certificate-data", false}, user_where, file);
-  if (!cert) return std::unexpected(cert.error());
-  auto key = read_pem_field(user, {"client-key", "client-key-data", true}, user_where, file);
-  if (!key) return std::unexpected(key.error());
-  if (cert->has_value() != key->has_value()) {
-    return std::unexpected(
-        ConfigError{name, user_where, "client-certificate and client-key must be given together"});
-  }
-  config.client_certificate = std::move(*cert);
-  config.client_key = std::move(*key);
-  config.token = scalar_or(user, "token");
-  if (const std::string token_file = scalar_or(user, "tokenFile"); !token_file.empty()) {
-    fs::path path = token_file;
-    if (path.is_relative()) path = file.parent_path() / path;
-    // Like client-go: the file must be readable at start; it is re-read later.
-    auto text = read_file(path);
-    if (!text) return std::unexpected(ConfigError{path.string(), user_where + ".tokenFile", text.error()});
-    config.token = trim(*text);
-    config.token_file = path;
-  }
+  if (auto credentials = read_user(user, "users[" + user_name + "].user", file, config); !credentials)
+    return std::unexpected(credentials.error());
   return config;
 }
 
