@@ -606,6 +606,61 @@ class HttpServers {
   std::thread thread_;
 };
 
+// The ip_family label values of the families this node serves.
+std::vector<std::string> family_labels(const NodeFacts& facts) {
+  std::vector<std::string> labels;
+  for (auto family : facts.families())
+    labels.emplace_back(family == ipvs::Family::kIPv6 ? metrics::kIPv6 : metrics::kIPv4);
+  if (labels.empty()) labels.emplace_back(metrics::kIPv4);
+  return labels;
+}
+
+// Called on the scraper's thread: what /metrics needs from the sync thread
+// (gauges read from the Sync, the Service names) is refreshed there first.
+// A scrape waits for that at most a second, so during a long first sync it
+// serves what was published before.
+void refresh_for_scrape(boost::asio::io_context& io, MetricsObserver& observer, ServiceNames& names,
+                        Sync& sync) {
+  auto refreshed = std::make_shared<std::promise<void>>();
+  auto done = refreshed->get_future();
+  boost::asio::post(io, [&observer, &names, &sync, refreshed] {
+    observer.refresh();
+    names.refresh(sync);
+    refreshed->set_value();
+  });
+  done.wait_for(std::chrono::seconds{1});
+}
+
+// SIGINT and SIGTERM stop kipvs, its rules left in place; SIGHUP reloads.
+class Signals {
+ public:
+  Signals(boost::asio::io_context& io, Agent& agent, Logger& logger)
+      : io_(io), agent_(agent), logger_(logger), stop_(io, SIGINT, SIGTERM), reload_(io, SIGHUP) {
+    stop_.async_wait([this](const boost::system::error_code& error, int signal) {
+      if (error) return;
+      logger_.info(0, "Stopping; the rules stay in place", {{"signal", boost::json::value(signal)}});
+      agent_.stop();
+      io_.stop();
+    });
+    wait_reload();
+  }
+
+ private:
+  void wait_reload() {
+    reload_.async_wait([this](const boost::system::error_code& error, int) {
+      if (error) return;
+      agent_.reload();
+      wait_reload();
+    });
+  }
+
+  boost::asio::io_context& io_;
+  Agent& agent_;
+  Logger& logger_;
+  boost::asio::signal_set stop_;
+  boost::asio::signal_set reload_;
+};
+
 // The dummy interface deleted behind kipvs's back (kube-proxy --cleanup
 // deletes it and flushes IPVS): a full sync puts everything back at once,
 // half a second later so that the rest of such a cleanup is done first.
@@ -673,6 +728,8 @@ int run_agent(const Config& config, std::ostream& err) {
     logger.info(2, "Ignored", {{"field", boost::json::value(std::string_view(field))}});
 
   auto options = agent_options(config, [](const char* name) { return std::getenv(name); });
+  // The backends: IPVS and rtnetlink are required; without nftables kipvs
+  // still programs IPVS (no masquerading or filtering), and says so.
   if (!options && !config.cleanup) {
     logger.error("Cannot start", options.error());
     return 1;
@@ -687,8 +744,6 @@ int run_agent(const Config& config, std::ostream& err) {
     logger.error("Cannot open rtnetlink", addresses.error().message);
     return 1;
   }
-  // Masquerading and filtering: without the table kipvs still programs
-  // IPVS, and says so.
   auto nft = ipvs::LibNftBackend::open();
   if (!nft) logger.error("Cannot open nftables; no masquerading or filtering", nft.error().message);
   ipvs::NftBackend* nft_backend = nft ? nft->get() : nullptr;
@@ -699,11 +754,7 @@ int run_agent(const Config& config, std::ostream& err) {
                    {{"error", boost::json::value(*failed)}});
 
   boost::asio::io_context io;
-  std::vector<std::string> family_labels;
-  for (auto family : options->sync.facts.families())
-    family_labels.emplace_back(family == ipvs::Family::kIPv6 ? metrics::kIPv6 : metrics::kIPv4);
-  if (family_labels.empty()) family_labels.emplace_back(metrics::kIPv4);
-  metrics::Metrics metrics(family_labels);
+  metrics::Metrics metrics(family_labels(options->sync.facts));
   metrics::HealthState health(config.health_timeout());
   MetricsObserver observer(metrics, &health);
   auto conntrack = ipvs::NetlinkConntrackBackend::open();
@@ -721,19 +772,9 @@ int run_agent(const Config& config, std::ostream& err) {
   metrics::ServiceHealthServer service_health(io, health_check_addresses(health_ips, logger), health);
   observer.set_sources(observer_sources(sync, **backend, service_health, logger));
 
-  // /metrics is built on the scraper's thread. What it needs from the sync
-  // thread (gauges read from the Sync, the Service names) is refreshed
-  // there first; a scrape waits for that at most a second, so during a long
-  // first sync it serves what was published before.
+  // /metrics is built on the scraper's thread.
   metrics::Scraper scraper([&] {
-    auto refreshed = std::make_shared<std::promise<void>>();
-    auto done = refreshed->get_future();
-    boost::asio::post(io, [&observer, &service_names, &sync, refreshed] {
-      observer.refresh();
-      service_names.refresh(sync);
-      refreshed->set_value();
-    });
-    done.wait_for(std::chrono::seconds{1});
+    refresh_for_scrape(io, observer, service_names, sync);
     return metrics.serialize();
   });
   HttpServers http(config, logger, metrics, health, scraper);
@@ -744,22 +785,7 @@ int run_agent(const Config& config, std::ostream& err) {
     http.stop();
     return 1;
   }
-  boost::asio::signal_set stop_signals(io, SIGINT, SIGTERM);
-  stop_signals.async_wait([&](const boost::system::error_code& error, int signal) {
-    if (error) return;
-    logger.info(0, "Stopping; the rules stay in place", {{"signal", boost::json::value(signal)}});
-    agent.stop();
-    io.stop();
-  });
-  boost::asio::signal_set reload_signal(io, SIGHUP);
-  std::function<void()> wait_reload = [&] {
-    reload_signal.async_wait([&](const boost::system::error_code& error, int) {
-      if (error) return;
-      agent.reload();
-      wait_reload();
-    });
-  };
-  wait_reload();
+  Signals signals(io, agent, logger);
   LinkRepair link_repair(io, sync, config.kipvs.interface_name, logger);
   io.run();
   // The scraper first: its last answer goes out through the HTTP thread.
