@@ -482,23 +482,28 @@ std::expected<std::vector<ServiceWithDestinations>, Error> NetlinkBackend::list_
   return all;
 }
 
-std::expected<Timeouts, Error> NetlinkBackend::get_timeouts() {
-  Timeouts timeouts;
+template <typename T, typename EncodeFn, typename DecodeFn>
+std::expected<T, Error> NetlinkBackend::get_one(const std::string& what, EncodeFn encode, DecodeFn decode) {
+  T value{};
   auto outcome = exchange(
-      "get timeouts", Reply::kData, false,
+      what, Reply::kData, false,
       [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
-        nl::encode_get_config(
-            out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()});
+        encode(out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()});
       },
       [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
-        auto decoded = nl::decode_config(message);
+        auto decoded = decode(message);
         if (!decoded) return std::unexpected(decoded.error());
-        timeouts = *decoded;
+        value = *decoded;
         return {};
       },
       [] {});
   if (!outcome) return std::unexpected(outcome.error());
-  return timeouts;
+  return value;
+}
+
+std::expected<Timeouts, Error> NetlinkBackend::get_timeouts() {
+  return get_one<Timeouts>("get timeouts", nl::encode_get_config,
+                           [](const nl::GenlMessage& message) { return nl::decode_config(message); });
 }
 
 std::expected<void, Error> NetlinkBackend::set_timeouts(const Timeouts& timeouts) {
@@ -515,22 +520,8 @@ std::expected<void, Error> NetlinkBackend::set_timeouts(const Timeouts& timeouts
 }
 
 std::expected<Info, Error> NetlinkBackend::get_info() {
-  Info info;
-  auto outcome = exchange(
-      "get info", Reply::kData, false,
-      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
-        nl::encode_get_info(
-            out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()});
-      },
-      [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
-        auto decoded = nl::decode_info(message);
-        if (!decoded) return std::unexpected(decoded.error());
-        info = *decoded;
-        return {};
-      },
-      [] {});
-  if (!outcome) return std::unexpected(outcome.error());
-  return info;
+  return get_one<Info>("get info", nl::encode_get_info,
+                       [](const nl::GenlMessage& message) { return nl::decode_info(message); });
 }
 
 std::expected<void, Error> NetlinkBackend::flush() {

@@ -125,6 +125,9 @@ class NetlinkBackend final : public Backend {
   // NLMSG_DONE (dump = true). Data goes to on_data. A transport failure
   // reopens the socket and runs the exchange once more (reset is called
   // first, so on_data can start over).
+  // One request whose one answer decodes into a T (the config, the info).
+  template <typename T, typename EncodeFn, typename DecodeFn>
+  [[nodiscard]] std::expected<T, Error> get_one(const std::string& what, EncodeFn encode, DecodeFn decode);
   [[nodiscard]] std::expected<void, Error> exchange(const std::string& what, Reply reply, bool dump,
                                                     const Encode& encode, const OnData& on_data,
                                                     const std::function<void()>& reset);
