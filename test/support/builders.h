@@ -6,6 +6,7 @@
 // wrapper of its own only to name its own vocabulary (a slice on a node).
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,6 +15,7 @@
 
 #include "ipvs/model.h"
 #include "k8s/objects.h"
+#include "k8s/sink.h"
 
 namespace kipvs::test {
 
@@ -79,5 +81,30 @@ inline auto on_node(std::string node) {
     for (auto& endpoint : slice.endpoints) endpoint.node_name = node;
   };
 }
+
+// Objects handed to a sink the way a source does: the sink keeps pointers,
+// as into a source's cache, so the objects live here.
+class SourceCache {
+ public:
+  explicit SourceCache(k8s::ObjectSink& sink) : sink_(sink) {}
+  void add(const k8s::Service& object) {
+    const auto key = k8s::key_of(object);
+    sink_.service_changed(key, &services_.insert_or_assign(key, object).first->second);
+  }
+  void add(const k8s::EndpointSlice& object) {
+    const auto key = k8s::key_of(object);
+    sink_.endpoint_slice_changed(key, &slices_.insert_or_assign(key, object).first->second);
+  }
+  // Both kinds have been listed.
+  void synced() {
+    sink_.synced(k8s::ResourceKind::kService);
+    sink_.synced(k8s::ResourceKind::kEndpointSlice);
+  }
+
+ private:
+  k8s::ObjectSink& sink_;
+  std::map<k8s::ObjectKey, k8s::Service> services_;
+  std::map<k8s::ObjectKey, k8s::EndpointSlice> slices_;
+};
 
 }  // namespace kipvs::test

@@ -277,21 +277,13 @@ struct Rig {
     options.nft = nft_config(config);
     options.log = [this](std::string_view line) { logs.emplace_back(line); };
     sync = std::make_unique<Sync>(io, ordering, &links, observer, std::move(options), &nft, &conntrack);
+    source = std::make_unique<test::SourceCache>(*sync);
   }
-  // The sink keeps pointers, as into a source's cache: the objects live here.
-  std::map<k8s::ObjectKey, k8s::Service> services;
-  std::map<k8s::ObjectKey, k8s::EndpointSlice> slices;
-  void add(const k8s::Service& object) {
-    const auto key = k8s::key_of(object);
-    sync->service_changed(key, &services.insert_or_assign(key, object).first->second);
-  }
-  void add(const k8s::EndpointSlice& object) {
-    const auto key = k8s::key_of(object);
-    sync->endpoint_slice_changed(key, &slices.insert_or_assign(key, object).first->second);
-  }
+  std::unique_ptr<test::SourceCache> source;
+  void add(const k8s::Service& object) { source->add(object); }
+  void add(const k8s::EndpointSlice& object) { source->add(object); }
   void start() {
-    sync->synced(k8s::ResourceKind::kService);
-    sync->synced(k8s::ResourceKind::kEndpointSlice);
+    source->synced();
     io.restart();
     io.poll();
     REQUIRE(sync->initial_sync_done());
