@@ -410,62 +410,73 @@ std::string_view kind_name(ResourceKind kind) {
   return "?";
 }
 
-std::expected<Service, DecodeError> decode_service(const json::value& json) {
-  if (!json.is_object()) return not_an_object<Service>(json);
+namespace {
+
+template <typename T>
+constexpr std::string_view kKind = "";
+template <>
+constexpr std::string_view kKind<Service> = "Service";
+template <>
+constexpr std::string_view kKind<EndpointSlice> = "EndpointSlice";
+template <>
+constexpr std::string_view kKind<Node> = "Node";
+
+// One object of kind T: its metadata, its kind and apiVersion checked, and
+// the rest read by `body`; the first failure on the way is the error.
+template <typename T, typename Body>
+std::expected<T, DecodeError> decode_object(const json::value& json, std::string_view api_version,
+                                            Body body) {
+  if (!json.is_object()) return not_an_object<T>(json);
   Context ctx;
   Path root_path;
   Obj root(ctx, &json.get_object(), root_path);
-  Service s;
-  s.meta = decode_meta(root);
-  check_kind(root, "Service", "v1");
-  root.object("spec", [&](const Obj& spec) { decode_service_spec(spec, s); });
-  root.object("status", [&](const Obj& status) { decode_service_status(status, s); });
-  return finish(ctx, std::move(s));
+  T object;
+  object.meta = decode_meta(root);
+  check_kind(root, kKind<T>, api_version);
+  body(root, object);
+  return finish(ctx, std::move(object));
+}
+
+}  // namespace
+
+std::expected<Service, DecodeError> decode_service(const json::value& json) {
+  return decode_object<Service>(json, "v1", [](const Obj& root, Service& s) {
+    root.object("spec", [&](const Obj& spec) { decode_service_spec(spec, s); });
+    root.object("status", [&](const Obj& status) { decode_service_status(status, s); });
+  });
 }
 
 std::expected<EndpointSlice, DecodeError> decode_endpoint_slice(const json::value& json) {
-  if (!json.is_object()) return not_an_object<EndpointSlice>(json);
-  Context ctx;
-  Path root_path;
-  Obj root(ctx, &json.get_object(), root_path);
-  EndpointSlice slice;
-  slice.meta = decode_meta(root);
-  check_kind(root, "EndpointSlice", "discovery.k8s.io/v1");
-  slice.address_type = Word<AddressType>::parse(root.string("addressType"));
-  slice.endpoints.reserve(root.count("endpoints"));
-  slice.ports.reserve(root.count("ports"));
-  root.each_object("endpoints", [&](const Obj& e) { slice.endpoints.push_back(decode_endpoint(e)); });
-  root.each_object("ports", [&](const Obj& p) {
-    EndpointPort port;
-    port.name = p.opt_string("name");
-    port.protocol = protocol(p);
-    // Port 0 is tolerated: kube-proxy skips such a port rather than the
-    // whole slice, and so does the desired-state layer.
-    if (auto n = p.opt_int("port", 0, kMaxPort, kReasonBadPort)) port.port = static_cast<std::int32_t>(*n);
-    slice.ports.push_back(std::move(port));
+  return decode_object<EndpointSlice>(json, "discovery.k8s.io/v1", [](const Obj& root, EndpointSlice& slice) {
+    slice.address_type = Word<AddressType>::parse(root.string("addressType"));
+    slice.endpoints.reserve(root.count("endpoints"));
+    slice.ports.reserve(root.count("ports"));
+    root.each_object("endpoints", [&](const Obj& e) { slice.endpoints.push_back(decode_endpoint(e)); });
+    root.each_object("ports", [&](const Obj& p) {
+      EndpointPort port;
+      port.name = p.opt_string("name");
+      port.protocol = protocol(p);
+      // Port 0 is tolerated: kube-proxy skips such a port rather than the
+      // whole slice, and so does the desired-state layer.
+      if (auto n = p.opt_int("port", 0, kMaxPort, kReasonBadPort)) port.port = static_cast<std::int32_t>(*n);
+      slice.ports.push_back(std::move(port));
+    });
   });
-  return finish(ctx, std::move(slice));
 }
 
 std::expected<Node, DecodeError> decode_node(const json::value& json) {
-  if (!json.is_object()) return not_an_object<Node>(json);
-  Context ctx;
-  Path root_path;
-  Obj root(ctx, &json.get_object(), root_path);
-  Node node;
-  node.meta = decode_meta(root);
-  check_kind(root, "Node", "v1");
-  root.object("spec", [&](const Obj& spec) {
-    spec.each_object("taints", [&](const Obj& t) {
-      node.taints.push_back(Taint{t.string("key"), t.string("value"), t.string("effect")});
+  return decode_object<Node>(json, "v1", [](const Obj& root, Node& node) {
+    root.object("spec", [&](const Obj& spec) {
+      spec.each_object("taints", [&](const Obj& t) {
+        node.taints.push_back(Taint{t.string("key"), t.string("value"), t.string("effect")});
+      });
+    });
+    root.object("status", [&](const Obj& status) {
+      status.each_object("addresses", [&](const Obj& a) {
+        node.addresses.push_back(NodeAddress{a.string("type"), a.string("address")});
+      });
     });
   });
-  root.object("status", [&](const Obj& status) {
-    status.each_object("addresses", [&](const Obj& a) {
-      node.addresses.push_back(NodeAddress{a.string("type"), a.string("address")});
-    });
-  });
-  return finish(ctx, std::move(node));
 }
 
 std::expected<AnyObject, DecodeError> decode_object(const json::value& json) {

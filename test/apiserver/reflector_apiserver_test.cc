@@ -175,6 +175,30 @@ struct Client {
   }
 };
 
+// A reflector of T against the control plane as the kipvs service
+// account, with quick tuning that a case may change first; started.
+template <typename T>
+struct Watching {
+  Client client;
+  RecordingSink sink;
+  std::unique_ptr<Reflector<T>> reflector;
+
+  explicit Watching(const std::function<void(ReflectorOptions&)>& tune = {}, const fs::path& token_file = {})
+      : client(token_file) {
+    ApiSourceOptions options;
+    options.tuning = quick(options.tuning);
+    if (tune) tune(options.tuning);
+    if constexpr (std::is_same_v<T, Service>) {
+      reflector =
+          std::make_unique<Reflector<T>>(client.io, *client.http, sink, service_reflector_options(options));
+    } else {
+      reflector = std::make_unique<Reflector<T>>(client.io, *client.http, sink,
+                                                 endpoint_slice_reflector_options(options));
+    }
+    reflector->start();
+  }
+};
+
 std::string service_yaml(const std::string& ns, const std::string& name, int port = 80) {
   return "apiVersion: v1\nkind: Service\nmetadata: {name: " + name + ", namespace: " + ns +
          "}\nspec:\n  ports: [{port: " + std::to_string(port) + ", protocol: TCP}]\n";
@@ -202,12 +226,10 @@ TEST_CASE("initial list: the Services kubectl made are in the cache with their c
               ", labels: {service.kubernetes.io/service-proxy-name: other}}\nspec: {ports: [{port: 1}]}\n");
   const std::string ip_a = plane.kubectl("-n " + ns + " get service a -o jsonpath={.spec.clusterIP}");
 
-  Client client;
-  RecordingSink sink;
-  ApiSourceOptions options;
-  options.tuning = quick(options.tuning);
-  Reflector<Service> services(client.io, *client.http, sink, service_reflector_options(options));
-  services.start();
+  Watching<Service> watch;
+  auto& services = *watch.reflector;
+  auto& sink = watch.sink;
+  auto& client = watch.client;
   REQUIRE(run_until(client.io, [&] { return sink.synced_kinds.contains(ResourceKind::kService); }));
   // Headless (field selector) and other-proxy (label selector) are left out.
   CHECK(sink.in(ns) == std::vector<std::string>{"a", "b"});
@@ -223,12 +245,10 @@ TEST_CASE("initial list: the Services kubectl made are in the cache with their c
 TEST_CASE("watch: adds, edits and deletes arrive in order", "[apiserver]") {
   auto& plane = ControlPlane::get();
   const std::string ns = unique_namespace("order");
-  Client client;
-  RecordingSink sink;
-  ApiSourceOptions options;
-  options.tuning = quick(options.tuning);
-  Reflector<Service> services(client.io, *client.http, sink, service_reflector_options(options));
-  services.start();
+  Watching<Service> watch;
+  auto& services = *watch.reflector;
+  auto& sink = watch.sink;
+  auto& client = watch.client;
   REQUIRE(run_until(client.io, [&] { return services.status().synced; }));
 
   plane.apply(service_yaml(ns, "web"));
@@ -255,12 +275,10 @@ TEST_CASE("pagination: more than 500 EndpointSlices come in pages of 500 at one 
   }
   plane.apply(yaml);
 
-  Client client;
-  RecordingSink sink;
-  ApiSourceOptions options;
-  options.tuning = quick(options.tuning);
-  Reflector<EndpointSlice> slices(client.io, *client.http, sink, endpoint_slice_reflector_options(options));
-  slices.start();
+  Watching<EndpointSlice> watch;
+  auto& slices = *watch.reflector;
+  auto& sink = watch.sink;
+  auto& client = watch.client;
   REQUIRE(run_until(
       client.io, [&] { return slices.status().synced; }, 120s));
   CHECK(slices.status().list_pages >= 2);
@@ -278,15 +296,14 @@ TEST_CASE("pagination: more than 500 EndpointSlices come in pages of 500 at one 
 TEST_CASE("bookmarks advance the resourceVersion while nothing we watch changes", "[apiserver]") {
   auto& plane = ControlPlane::get();
   const std::string ns = unique_namespace("bookmark");
-  Client client;
-  RecordingSink sink;
-  ApiSourceOptions options;
-  options.tuning = quick(options.tuning);
   // The watch cache sends a bookmark shortly before a watch's deadline.
-  options.tuning.min_watch_timeout = 5s;
-  options.tuning.max_watch_timeout = 6s;
-  Reflector<Service> services(client.io, *client.http, sink, service_reflector_options(options));
-  services.start();
+  Watching<Service> watch([](ReflectorOptions& tuning) {
+    tuning.min_watch_timeout = 5s;
+    tuning.max_watch_timeout = 6s;
+  });
+  auto& services = *watch.reflector;
+  auto& sink = watch.sink;
+  auto& client = watch.client;
   REQUIRE(run_until(client.io, [&] { return services.status().synced; }));
   const auto synced_rv = std::stoull(services.status().resource_version);
   // Changes to a kind kipvs does not watch move the global resourceVersion.
@@ -302,12 +319,10 @@ TEST_CASE("bookmarks advance the resourceVersion while nothing we watch changes"
 TEST_CASE("restart: the watch resumes after kube-apiserver restarts, no event lost", "[apiserver]") {
   auto& plane = ControlPlane::get();
   const std::string ns = unique_namespace("restart");
-  Client client;
-  RecordingSink sink;
-  ApiSourceOptions options;
-  options.tuning = quick(options.tuning);
-  Reflector<Service> services(client.io, *client.http, sink, service_reflector_options(options));
-  services.start();
+  Watching<Service> watch;
+  auto& services = *watch.reflector;
+  auto& sink = watch.sink;
+  auto& client = watch.client;
   REQUIRE(run_until(client.io, [&] { return services.status().synced; }));
   plane.apply(service_yaml(ns, "before"));
   REQUIRE(run_until(client.io, [&] { return sink.in(ns).size() == 1; }));
@@ -330,16 +345,15 @@ TEST_CASE("compaction: a watch from a compacted resourceVersion gets 410 and a r
           "[apiserver]") {
   auto& plane = ControlPlane::get();
   const std::string ns = unique_namespace("compact");
-  Client client;
-  RecordingSink sink;
-  ApiSourceOptions options;
-  options.tuning = quick(options.tuning);
-  options.tuning.min_watch_timeout = 2s;
-  options.tuning.max_watch_timeout = 3s;
   // EndpointSlices bypass the watch cache on this control plane (see
   // scripts/apiserver), so a watch reads etcd and sees its compaction.
-  Reflector<EndpointSlice> slices(client.io, *client.http, sink, endpoint_slice_reflector_options(options));
-  slices.start();
+  Watching<EndpointSlice> watch([](ReflectorOptions& tuning) {
+    tuning.min_watch_timeout = 2s;
+    tuning.max_watch_timeout = 3s;
+  });
+  auto& slices = *watch.reflector;
+  auto& sink = watch.sink;
+  auto& client = watch.client;
   plane.apply(slice_yaml(ns, "old"));
   REQUIRE(run_until(client.io, [&] { return slices.cache().find({ns, "old"}) != nullptr; }));
 
@@ -382,14 +396,15 @@ TEST_CASE("tokens: a revoked token gives 401, a rotated token file is picked up"
   const fs::path token_file = plane.dir / (stem + ".token");
   write_token(token_file, first);
 
-  Client client(token_file);
-  RecordingSink sink;
-  ApiSourceOptions options;
-  options.tuning = quick(options.tuning);
-  options.tuning.min_watch_timeout = 2s;
-  options.tuning.max_watch_timeout = 3s;
-  Reflector<Service> services(client.io, *client.http, sink, service_reflector_options(options));
-  services.start();
+  Watching<Service> watch(
+      [](ReflectorOptions& tuning) {
+        tuning.min_watch_timeout = 2s;
+        tuning.max_watch_timeout = 3s;
+      },
+      token_file);
+  auto& services = *watch.reflector;
+  auto& sink = watch.sink;
+  auto& client = watch.client;
   REQUIRE(run_until(client.io, [&] { return services.status().synced; }));
 
   // Revoke: deleting the service account invalidates its tokens.
@@ -421,12 +436,10 @@ TEST_CASE("RBAC: a service account without list/watch gets a clear 403 error", "
   const fs::path token_file = plane.dir / (name + ".token");
   write_token(token_file, make_account(name, false));
 
-  Client client(token_file);
-  RecordingSink sink;
-  ApiSourceOptions options;
-  options.tuning = quick(options.tuning);
-  Reflector<EndpointSlice> slices(client.io, *client.http, sink, endpoint_slice_reflector_options(options));
-  slices.start();
+  Watching<EndpointSlice> watch({}, token_file);
+  auto& slices = *watch.reflector;
+  auto& sink = watch.sink;
+  auto& client = watch.client;
   REQUIRE(run_until(
       client.io, [&] { return slices.status().failures >= 2; }, 30s));
   const auto& status = slices.status();
