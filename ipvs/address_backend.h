@@ -71,32 +71,4 @@ class NetlinkAddressBackend final : public AddressBackend {
   std::map<std::string, int> link_indexes_;  // by link name
 };
 
-// In memory, for unit tests: links, their up state and addresses, with
-// counters of the writes.
-class FakeAddressBackend final : public AddressBackend {
- public:
-  [[nodiscard]] std::expected<void, Error> ensure_link(const std::string& name) override;
-  [[nodiscard]] std::expected<std::set<Address>, Error> list_addresses(const std::string& name) override;
-  [[nodiscard]] std::expected<void, Error> add_address(const std::string& name,
-                                                       const Address& address) override;
-  [[nodiscard]] std::expected<void, Error> delete_address(const std::string& name,
-                                                          const Address& address) override;
-  [[nodiscard]] std::expected<void, Error> delete_link(const std::string& name) override;
-
-  [[nodiscard]] bool has_link(const std::string& name) const { return links_.contains(name); }
-  [[nodiscard]] std::set<Address> addresses(const std::string& name) const;
-  // Direct access for arranging a test (an address left by a previous run).
-  void put(const std::string& name, const Address& address) { links_[name].insert(address); }
-
-  std::size_t links_created = 0;
-  std::size_t links_deleted = 0;
-  std::size_t adds = 0;
-  std::size_t deletes = 0;
-  int fail_writes = 0;                    // errno for every add/delete while non-zero
-  std::set<std::thread::id> add_threads;  // which threads added addresses
-
- private:
-  std::map<std::string, std::set<Address>> links_;
-};
-
 }  // namespace kipvs::ipvs

@@ -11,6 +11,7 @@
 #include "agent/agent.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/fake_backend.h"
+#include "ipvs/fake_kernel_parts.h"
 #include "test/support/builders.h"
 
 namespace kipvs::agent {

@@ -23,6 +23,7 @@
 #include "agent/sync.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/fake_backend.h"
+#include "ipvs/fake_kernel_parts.h"
 #include "ipvs/nft_backend.h"
 #include "metrics/metrics.h"
 #include "test/support/builders.h"

@@ -27,6 +27,7 @@
 #include "agent/sysctl.h"
 #include "ipvs/address_backend.h"
 #include "ipvs/fake_backend.h"
+#include "ipvs/fake_kernel_parts.h"
 #include "test/support/builders.h"
 
 namespace kipvs::agent {

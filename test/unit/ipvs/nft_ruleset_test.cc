@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <string>
 
+#include "ipvs/fake_kernel_parts.h"
 #include "ipvs/nft_backend.h"
 #include "ipvs/nft_ruleset.h"
 #include "test/support/builders.h"
