@@ -358,7 +358,13 @@ void ReflectorBase::start_watch() {
   handlers.on_done = [this](std::optional<HttpError> error) { on_watch_done(std::move(error)); };
   HttpRequestOptions http = options_.http;
   http.keep_alive = false;  // a watch's connection is closed when it ends
-  http.idle_timeout = options_.watch_silence_limit;
+  // Only a server that has sent bookmarks is held to the silence limit: one
+  // that sends none (a resource the API server does not cache, whose watch
+  // reads etcd) is quiet for as long as nothing changes. Its dead connections
+  // are found by TCP keepalive, and it must end the watch by timeoutSeconds.
+  http.idle_timeout = expect_bookmarks_
+                          ? options_.watch_silence_limit
+                          : std::chrono::milliseconds(options_.max_watch_timeout) + std::chrono::seconds(30);
   call_ = client_.get(target(true, ""), http, std::move(handlers));
 }
 
@@ -425,6 +431,7 @@ void ReflectorBase::handle_frame(const boost::json::value& frame) {
   status_.last_error.clear();
   if (kind == "BOOKMARK") {
     ++status_.bookmarks;
+    expect_bookmarks_ = true;
     return;
   }
   if (kind == "ADDED" || kind == "MODIFIED" || kind == "DELETED") {
@@ -449,6 +456,9 @@ void ReflectorBase::on_watch_done(std::optional<HttpError> error) {
     if (!relist_reason_.empty()) return relist(relist_reason_);
     if (error && error->kind == HttpError::Kind::kTimeout) {
       ++status_.silent_watches;
+      // Until a bookmark comes again: a server that stopped sending them
+      // (restarted without its watch cache) must not lose every watch.
+      expect_bookmarks_ = false;
       return retry_later("watch silent for " + std::to_string(options_.watch_silence_limit.count()) +
                          " ms (no event, no bookmark): taking the connection for dead, resuming from " +
                          resource_version_);

@@ -104,10 +104,11 @@ struct ReflectorOptions {
   std::chrono::seconds min_watch_timeout{300};  // timeoutSeconds in [min, max)
   std::chrono::seconds max_watch_timeout{600};
   // A watch that asked for bookmarks hears from the API server's watch cache
-  // at least once a minute, even when nothing changes. Silence much longer
-  // than that is a dead connection (a NAT or load balancer dropped it, the
-  // server's host died): the watch is closed and resumed from the last
-  // resourceVersion.
+  // at least once a minute, even when nothing changes. Once a bookmark has
+  // come, silence much longer than that is a dead connection (a NAT or load
+  // balancer dropped it, the server's host died): the watch is closed and
+  // resumed from the last resourceVersion. Watches of a server that sends no
+  // bookmarks (a resource it does not cache) are not held to it.
   std::chrono::milliseconds watch_silence_limit{std::chrono::seconds(75)};
   // An object whose DELETED frame shows it left the label selection (moved to
   // another proxy by a label, not deleted) is removed only after
@@ -212,8 +213,9 @@ class ReflectorBase {
   Phase phase_ = Phase::kIdle;
   bool stopped_ = true;
   bool use_field_selector_ = true;
-  std::string relist_reason_;  // set mid-watch (an ERROR 410, a skipped frame): relist
-  bool relisting_ = false;     // the current list is a relist
+  bool expect_bookmarks_ = false;  // this server sends bookmarks: a silent watch is dead
+  std::string relist_reason_;      // set mid-watch (an ERROR 410, a skipped frame): relist
+  bool relisting_ = false;         // the current list is a relist
   // When the current list's first page was asked for, and its items so far:
   // for the line that reports how long a list took.
   std::chrono::steady_clock::time_point list_started_{};

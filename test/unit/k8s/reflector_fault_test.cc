@@ -486,18 +486,21 @@ TEST_CASE("reflector fault: a watch silent past the limit is taken for dead and 
   Rig rig(
       [&](const std::string& target, const std::string&) -> Script {
         if (!is_watch(target)) return {{response(200, list({service("a", "10")}, "10"))}};
-        // The first watch carries one event, then goes silent without closing
-        // (a half-open connection); the second is healthy.
-        if (++watches == 1) return {{chunked_head() + chunk(event("ADDED", service("b", "11")))}};
+        // The first watch shows that this server sends bookmarks, and ends;
+        // the second carries one event, then goes silent without closing (a
+        // half-open connection); the third is healthy.
+        ++watches;
+        if (watches == 1) return {{chunked_head() + chunk(bookmark("10")) + kLastChunk}};
+        if (watches == 2) return {{chunked_head() + chunk(event("ADDED", service("b", "11")))}};
         return {{chunked_head() + chunk(event("ADDED", service("c", "12")))}};
       },
       {}, 300ms);
   rig.reflector->start();
   REQUIRE(run_until(
-      rig.io, [&] { return watches >= 2 && rig.sink.events.size() == 3; }, 4s));
+      rig.io, [&] { return watches >= 3 && rig.sink.events.size() == 3; }, 4s));
   const auto times = request_times(*rig.server, true);
-  REQUIRE(times.size() == 2);
-  CHECK(times[1] - times[0] >= 300ms);
+  REQUIRE(times.size() == 3);
+  CHECK(times[2] - times[1] >= 300ms);
   // Resumed from the silent watch's last event, no relist.
   CHECK(has(rig.server->targets.back(), "resourceVersion=11&"));
   CHECK(rig.reflector->status().lists == 1);
@@ -505,6 +508,26 @@ TEST_CASE("reflector fault: a watch silent past the limit is taken for dead and 
   CHECK(rig.sink.events == std::vector<std::string>{"a", "b", "c"});
   CHECK(std::ranges::any_of(
       rig.log, [](const std::string& l) { return l.find("watch silent") != std::string::npos; }));
+}
+
+TEST_CASE("reflector fault: a server that sends no bookmarks is not held to the silence limit") {
+  // A resource the API server does not cache: its watch reads etcd and sends
+  // no bookmarks, so it is quiet whenever nothing changes.
+  int watches = 0;
+  Rig rig(
+      [&](const std::string& target, const std::string&) -> Script {
+        if (!is_watch(target)) return {{response(200, list({service("a", "10")}, "10"))}};
+        ++watches;
+        return {{chunked_head() + chunk(event("ADDED", service("b", "11")))}};
+      },
+      {}, 300ms);
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return rig.sink.events.size() == 2; }));
+  run_until(
+      rig.io, [] { return false; }, 1500ms);  // five silence limits
+  CHECK(watches == 1);
+  CHECK(rig.reflector->status().silent_watches == 0);
+  CHECK(rig.reflector->status().failures == 0);
 }
 
 TEST_CASE("reflector: the default silence limit notices a dead watch within 90 s, past a bookmark's minute") {
