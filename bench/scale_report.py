@@ -148,6 +148,8 @@ def table(args):
 def plot(args):
     runs = []
     for path in glob.glob(os.path.join(args.results, "scale-*.json")):
+        if not re.fullmatch(r"scale-\d+\.json", os.path.basename(path)):
+            continue  # one run per N: scale-<N>.json (others are extra runs)
         try:
             runs.append(json.load(open(path)))
         except (OSError, ValueError):
