@@ -34,6 +34,29 @@ FIRST_VIP = int(ipaddress.IPv4Address("10.96.4.0"))
 FIRST_POD = int(ipaddress.IPv4Address("10.128.0.0"))
 
 
+def write_guest_kubeconfig(path, apidir, server, user):
+    """A kubeconfig for the guest: the API server through the rig's guestfwd
+    (its certificate names localhost), and `user`, the lines under `user:`."""
+    with open(path, "w") as f:
+        f.write(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: rig
+  cluster:
+    server: https://{server[0]}:{server[1]}
+    certificate-authority: {apidir}/pki/ca.crt
+    tls-server-name: localhost
+contexts:
+- name: rig
+  context: {{cluster: rig, user: u}}
+current-context: rig
+users:
+- name: u
+  user:
+{user}
+""")
+
+
 def ports_for(i):
     kind = i % 3
     if kind == 0:

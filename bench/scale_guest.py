@@ -122,24 +122,7 @@ class Agent:
         d = args.apidir
         user = (f"    tokenFile: {d}/kipvs.token" if kind == "kipvs" else
                 f"    client-certificate: {d}/pki/admin.crt\n    client-key: {d}/pki/admin.key")
-        with open(self.kubeconfig, "w") as f:
-            f.write(f"""apiVersion: v1
-kind: Config
-clusters:
-- name: bench
-  cluster:
-    server: https://{GUEST_API[0]}:{GUEST_API[1]}
-    certificate-authority: {d}/pki/ca.crt
-    tls-server-name: localhost
-contexts:
-- name: bench
-  context: {{cluster: bench, user: u}}
-current-context: bench
-users:
-- name: u
-  user:
-{user}
-""")
+        scale_cluster.write_guest_kubeconfig(self.kubeconfig, d, GUEST_API, user)
 
     def command(self):
         if self.kind == "kipvs":

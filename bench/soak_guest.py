@@ -321,24 +321,7 @@ class Kipvs:
         shutil.copy2(args.kipvs, self.binary)  # off the 9p share, and fixed for the run
         self.kubeconfig = os.path.join(WORK, "kipvs.kubeconfig")
         d = args.apidir
-        with open(self.kubeconfig, "w") as f:
-            f.write(f"""apiVersion: v1
-kind: Config
-clusters:
-- name: soak
-  cluster:
-    server: https://{GUEST_API[0]}:{GUEST_API[1]}
-    certificate-authority: {d}/pki/ca.crt
-    tls-server-name: localhost
-contexts:
-- name: soak
-  context: {{cluster: soak, user: u}}
-current-context: soak
-users:
-- name: u
-  user:
-    tokenFile: {d}/kipvs.token
-""")
+        scale_cluster.write_guest_kubeconfig(self.kubeconfig, d, GUEST_API, f"    tokenFile: {d}/kipvs.token")
 
     def start(self):
         self.lifetime += 1
