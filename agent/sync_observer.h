@@ -51,7 +51,7 @@ class SyncObserver {
 };
 
 // Does nothing: until metrics are plugged in, and in tests.
-class NoopSyncObserver final : public SyncObserver {
+class NoopSyncObserver : public SyncObserver {
  public:
   void sync_started(SyncKind) override {}
   void sync_finished(SyncKind, std::chrono::nanoseconds, bool) override {}

@@ -243,19 +243,11 @@ class OrderingBackend final : public ipvs::Backend {
   ipvs::FakeNftBackend& nft_;
 };
 
-struct NftObserver final : SyncObserver {
+struct NftObserver final : NoopSyncObserver {
   int nft_ok = 0;
   int nft_failed = 0;
   int finished_failed = 0;
-  void sync_started(SyncKind) override {}
   void sync_finished(SyncKind, std::chrono::nanoseconds, bool ok) override { finished_failed += ok ? 0 : 1; }
-  void operation_applied(ipvs::Operation::Kind, OperationOutcome) override {}
-  void object_skipped(k8s::ResourceKind, std::string_view) override {}
-  void network_programming_latency(ipvs::Family, std::chrono::duration<double>) override {}
-  void drains_in_progress(std::size_t) override {}
-  void pending_changes(std::size_t, std::size_t) override {}
-  void address_operation(bool, bool) override {}
-  void no_local_endpoints(ipvs::Family, std::size_t, std::size_t) override {}
   void nft_transaction(bool, bool ok) override { ++(ok ? nft_ok : nft_failed); }
 };
 
