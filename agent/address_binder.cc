@@ -7,7 +7,7 @@
 
 namespace kipvs::agent {
 
-AddressBinder::AddressBinder(ipvs::AddressBackend* backend, std::string interface_name,
+AddressBinder::AddressBinder(address::AddressBackend* backend, std::string interface_name,
                              SyncObserver& observer, std::function<void(const std::string&)> log)
     : backend_(backend),
       interface_name_(std::move(interface_name)),

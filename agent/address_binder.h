@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "address/address_backend.h"
 #include "agent/node_facts.h"
 #include "agent/sync_observer.h"
-#include "ipvs/address_backend.h"
 #include "ipvs/table.h"
 
 namespace kipvs::agent {
@@ -27,7 +27,7 @@ namespace kipvs::agent {
 class AddressBinder {
  public:
   // backend may be null: no interface is managed (tests, `diff`).
-  AddressBinder(ipvs::AddressBackend* backend, std::string interface_name, SyncObserver& observer,
+  AddressBinder(address::AddressBackend* backend, std::string interface_name, SyncObserver& observer,
                 std::function<void(const std::string&)> log);
 
   // A Service takes or lets go of the addresses it binds.
@@ -67,7 +67,7 @@ class AddressBinder {
  private:
   void record_bind(const ipvs::Address& address, const std::expected<void, ipvs::Error>& added);
 
-  ipvs::AddressBackend* backend_;
+  address::AddressBackend* backend_;
   std::string interface_name_;
   SyncObserver& observer_;
   std::function<void(const std::string&)> log_;

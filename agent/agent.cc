@@ -27,6 +27,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/serialize.hpp>
 
+#include "address/link_watch.h"
 #include "agent/metrics_observer.h"
 #include "agent/nft_state.h"
 #include "agent/render.h"
@@ -34,7 +35,6 @@
 #include "agent/sysctl.h"
 #include "ipvs/diff.h"
 #include "ipvs/ipvsadm_format.h"
-#include "ipvs/link_watch.h"
 #include "ipvs/netlink_backend.h"
 #include "k8s/api_source.h"
 #include "k8s/http_client.h"
@@ -240,8 +240,8 @@ std::string format_operation(const ipvs::Operation& operation) {
 // ---------------------------------------------------------------------------
 
 Agent::Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
-             ipvs::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
-             MetricsObserver* changes, ipvs::NftBackend* nft, ipvs::ConntrackBackend* conntrack)
+             address::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
+             MetricsObserver* changes, nftables::NftBackend* nft, conntrack::ConntrackBackend* conntrack)
     : io_(io),
       options_(std::move(options)),
       logger_(logger),
@@ -323,9 +323,10 @@ void Agent::reload() {
   if (manifests_) manifests_->reload();
 }
 
-std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, ipvs::AddressBackend& addresses,
+std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, address::AddressBackend& addresses,
                                                   const std::string& interface, const NodeFacts& facts,
-                                                  ipvs::NftBackend* nft, const OwnedServicesFile& recorded) {
+                                                  nftables::NftBackend* nft,
+                                                  const OwnedServicesFile& recorded) {
   // No interface: a node kipvs never ran on, or one already cleaned up. Its
   // node-port services can still be there.
   auto on_link = addresses.list_addresses(interface);
@@ -441,8 +442,8 @@ std::unique_ptr<metrics::RetryingHttpServer> serve(boost::asio::io_context& io, 
 
 // --cleanup: removes what kipvs programmed, then exits.
 int run_cleanup(const Config& config, const std::expected<AgentOptions, std::string>& options,
-                ipvs::NetlinkBackend& backend, ipvs::NetlinkAddressBackend& addresses, ipvs::NftBackend* nft,
-                Logger& logger) {
+                ipvs::NetlinkBackend& backend, address::NetlinkAddressBackend& addresses,
+                nftables::NftBackend* nft, Logger& logger) {
   NodeFacts facts;
   if (options) facts = options->sync.facts;
   // Without --node-ip (and no Node object to ask), the node ports kipvs
@@ -668,7 +669,7 @@ class LinkRepair {
  public:
   LinkRepair(boost::asio::io_context& io, Sync& sync, std::string interface_name, Logger& logger)
       : sync_(sync), interface_name_(std::move(interface_name)), logger_(logger), repair_(io) {
-    auto opened = ipvs::LinkWatch::open();
+    auto opened = address::LinkWatch::open();
     if (!opened) {
       logger.warning("Cannot watch the links; a deleted dummy interface comes back at the next resync",
                      {{"error", boost::json::value(opened.error().message)}});
@@ -715,7 +716,7 @@ class LinkRepair {
   std::string interface_name_;
   Logger& logger_;
   boost::asio::steady_timer repair_;
-  std::unique_ptr<ipvs::LinkWatch> watch_;
+  std::unique_ptr<address::LinkWatch> watch_;
   std::optional<boost::asio::posix::stream_descriptor> events_;
 };
 
@@ -739,14 +740,14 @@ int run_agent(const Config& config, std::ostream& err) {
     logger.error("Cannot open IPVS (is the ip_vs kernel module available?)", backend.error().message);
     return 1;
   }
-  auto addresses = ipvs::NetlinkAddressBackend::open();
+  auto addresses = address::NetlinkAddressBackend::open();
   if (!addresses) {
     logger.error("Cannot open rtnetlink", addresses.error().message);
     return 1;
   }
-  auto nft = ipvs::LibNftBackend::open();
+  auto nft = nftables::LibNftBackend::open();
   if (!nft) logger.error("Cannot open nftables; no masquerading or filtering", nft.error().message);
-  ipvs::NftBackend* nft_backend = nft ? nft->get() : nullptr;
+  nftables::NftBackend* nft_backend = nft ? nft->get() : nullptr;
   if (config.cleanup) return run_cleanup(config, options, **backend, **addresses, nft_backend, logger);
 
   if (auto failed = set_ipvs_timeouts(**backend, options->timeouts))
@@ -757,7 +758,7 @@ int run_agent(const Config& config, std::ostream& err) {
   metrics::Metrics metrics(family_labels(options->sync.facts));
   metrics::HealthState health(config.health_timeout());
   MetricsObserver observer(metrics, &health);
-  auto conntrack = ipvs::NetlinkConntrackBackend::open();
+  auto conntrack = conntrack::NetlinkConntrackBackend::open();
   if (!conntrack)
     logger.error("Cannot open ctnetlink; UDP conntrack entries are not cleared", conntrack.error().message);
   // The host's addresses are what matters here: read before options go.
@@ -835,7 +836,7 @@ int run_diff(std::span<const std::string_view> args, std::ostream& out, std::ost
   }
   const std::string interface = "kube-ipvs0";
   std::set<ipvs::Address> on_link;
-  if (auto link = ipvs::NetlinkAddressBackend::open()) {
+  if (auto link = address::NetlinkAddressBackend::open()) {
     if (auto listed = (*link)->list_addresses(interface)) on_link = *listed;
   }
   const auto& state = rendered->state;

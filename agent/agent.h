@@ -26,12 +26,12 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "address/address_backend.h"
 #include "agent/config.h"
 #include "agent/log.h"
 #include "agent/metrics_observer.h"
 #include "agent/owned_services.h"
 #include "agent/sync.h"
-#include "ipvs/address_backend.h"
 #include "ipvs/backend.h"
 
 namespace kipvs::k8s {
@@ -81,8 +81,8 @@ struct CleanupResult {
   std::vector<std::string> errors;  // per operation; the others still ran
 };
 [[nodiscard]] std::expected<CleanupResult, std::string> cleanup(
-    ipvs::Backend& backend, ipvs::AddressBackend& addresses, const std::string& interface,
-    const NodeFacts& facts, ipvs::NftBackend* nft = nullptr, const OwnedServicesFile& recorded = {});
+    ipvs::Backend& backend, address::AddressBackend& addresses, const std::string& interface,
+    const NodeFacts& facts, nftables::NftBackend* nft = nullptr, const OwnedServicesFile& recorded = {});
 
 // ipvs.tcpTimeout and the others, when any is set: the error text when the
 // kernel refused them. Not fatal, as in kube-proxy: the kernel's values stay.
@@ -107,9 +107,9 @@ class Agent {
   // changes (may be null) hears of Service and EndpointSlice changes as
   // they arrive from the source, before the Sync does.
   Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
-        ipvs::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
-        MetricsObserver* changes = nullptr, ipvs::NftBackend* nft = nullptr,
-        ipvs::ConntrackBackend* conntrack = nullptr);
+        address::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
+        MetricsObserver* changes = nullptr, nftables::NftBackend* nft = nullptr,
+        conntrack::ConntrackBackend* conntrack = nullptr);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;

@@ -2,8 +2,8 @@
 
 namespace kipvs::agent {
 
-using ipvs::NftState;
-namespace nft_set = ipvs::nft_set;
+using nftables::NftState;
+namespace nft_set = nftables::nft_set;
 
 Cidr network_of(const Cidr& cidr) {
   Cidr out = cidr;
@@ -17,8 +17,8 @@ Cidr network_of(const Cidr& cidr) {
   return out;
 }
 
-ipvs::NftConfig nft_config(const Config& config) {
-  ipvs::NftConfig out;
+nftables::NftConfig nft_config(const Config& config) {
+  nftables::NftConfig out;
   switch (config.detect_local.mode) {
     case DetectLocalMode::kClusterCidr:
       for (const auto& cidr : config.cluster_cidrs) out.cluster_cidrs.push_back(network_of(cidr).to_string());
@@ -36,23 +36,24 @@ ipvs::NftConfig nft_config(const Config& config) {
 }
 
 NftState nft_state(const std::map<ipvs::ServiceKey, ServiceOrigin>& origins,
-                   const std::set<ipvs::Address>& bound, const ipvs::NftConfig& config) {
+                   const std::set<ipvs::Address>& bound, const nftables::NftConfig& config) {
   NftState state;
   state.config = config;
   const auto add = [&state](std::string_view set, ipvs::Family family, std::string element) {
-    state.elements[ipvs::nft_set_name(set, family)].insert(std::move(element));
+    state.elements[nftables::nft_set_name(set, family)].insert(std::move(element));
   };
-  for (const auto& address : bound) add(nft_set::kVipAddresses, address.family, ipvs::nft_element(address));
+  for (const auto& address : bound)
+    add(nft_set::kVipAddresses, address.family, nftables::nft_element(address));
   for (const auto& [key, origin] : origins) {
     if (key.fwmark != 0) continue;
-    const auto element = ipvs::nft_element(key.address, key.protocol, key.port);
+    const auto element = nftables::nft_element(key.address, key.protocol, key.port);
     if (bound.contains(key.address)) {
       add(nft_set::kVipPorts, key.family, element);
       // kube-proxy's KUBE-HEALTH-CHECK-NODE-PORT: the health check is served
       // on the node's addresses, and a load balancer probes its own IP.
       if (origin.health_check_node_port != 0)
         add(nft_set::kVipPorts, key.family,
-            ipvs::nft_element(key.address, ipvs::Protocol::kTcp, origin.health_check_node_port));
+            nftables::nft_element(key.address, ipvs::Protocol::kTcp, origin.health_check_node_port));
     }
     if (origin.kind == ServiceOrigin::Kind::kClusterIp) {
       add(nft_set::kClusterPorts, key.family, element);
@@ -65,14 +66,14 @@ NftState nft_state(const std::map<ipvs::ServiceKey, ServiceOrigin>& origins,
         if (range.address.family != key.family) continue;
         const auto network = network_of(range);
         add(nft_set::kFirewallAllow, key.family,
-            ipvs::nft_range_element(key.address, key.protocol, key.port, network.address,
-                                    network.prefix_length));
+            nftables::nft_range_element(key.address, key.protocol, key.port, network.address,
+                                        network.prefix_length));
       }
     }
     for (const auto& endpoint : origin.local_endpoints) {
       if (endpoint.address.family != key.family) continue;
       add(nft_set::kHairpin, key.family,
-          ipvs::nft_hairpin_element(endpoint.address, key.protocol, endpoint.port));
+          nftables::nft_hairpin_element(endpoint.address, key.protocol, endpoint.port));
     }
   }
   return state;

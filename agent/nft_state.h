@@ -1,5 +1,5 @@
 #pragma once
-// The desired state's part for kipvs's nftables table (ipvs/nft_ruleset.h):
+// The desired state's part for kipvs's nftables table (nftables/nft_ruleset.h):
 // which virtual services need source NAT, which virtual IPs must not expose
 // other ports, which local endpoints can hairpin, and which load balancers
 // take only some sources. Pure, like desired_state.h.
@@ -13,18 +13,19 @@
 #include "agent/desired_state.h"
 #include "agent/node_facts.h"
 #include "ipvs/model.h"
-#include "ipvs/nft_ruleset.h"
+#include "nftables/nft_ruleset.h"
 
 namespace kipvs::agent {
 
 // clusterCIDR, detectLocalMode, iptables.masqueradeAll and
 // iptables.masqueradeBit -> the rules' shape.
-[[nodiscard]] ipvs::NftConfig nft_config(const Config& config);
+[[nodiscard]] nftables::NftConfig nft_config(const Config& config);
 
 // origins: one per desired virtual service; bound: the virtual IPs on the
 // dummy interface (cluster, external, load-balancer IPs).
-[[nodiscard]] ipvs::NftState nft_state(const std::map<ipvs::ServiceKey, ServiceOrigin>& origins,
-                                       const std::set<ipvs::Address>& bound, const ipvs::NftConfig& config);
+[[nodiscard]] nftables::NftState nft_state(const std::map<ipvs::ServiceKey, ServiceOrigin>& origins,
+                                           const std::set<ipvs::Address>& bound,
+                                           const nftables::NftConfig& config);
 
 // The prefix with its host bits cleared (10.1.2.3/8 -> 10.0.0.0/8): the
 // kernel stores intervals, and lists them that way.

@@ -7,7 +7,7 @@
 
 namespace kipvs::agent {
 
-NftWriter::NftWriter(ipvs::NftBackend* backend, ipvs::NftConfig config, SyncObserver& observer,
+NftWriter::NftWriter(nftables::NftBackend* backend, nftables::NftConfig config, SyncObserver& observer,
                      std::function<void(const std::string&)> log)
     : backend_(backend), config_(std::move(config)), observer_(observer), log_(std::move(log)) {}
 
@@ -26,7 +26,7 @@ bool NftWriter::write(std::map<ipvs::ServiceKey, ServiceOrigin> origins,
   if (backend_ == nullptr) return true;
   origins_ = std::move(origins);
   auto desired = nft_state(origins_, addresses, config_);
-  auto update = ipvs::nft_diff(written_, desired);
+  auto update = nftables::nft_diff(written_, desired);
   if (update.empty()) return true;
   const bool full = update.full.has_value();
   constexpr std::size_t kBackgroundServices = 64;
@@ -58,7 +58,7 @@ bool NftWriter::collect() {
   return record(std::move(desired), full, done);
 }
 
-bool NftWriter::record(ipvs::NftState desired, bool full, const std::expected<void, ipvs::Error>& done) {
+bool NftWriter::record(nftables::NftState desired, bool full, const std::expected<void, ipvs::Error>& done) {
   observer_.nft_transaction(full, done.has_value());
   if (!done) {
     // The transaction changed nothing; the next attempt rewrites the whole

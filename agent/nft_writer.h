@@ -16,15 +16,15 @@
 
 #include "agent/desired_state.h"
 #include "agent/sync_observer.h"
-#include "ipvs/nft_backend.h"
-#include "ipvs/nft_ruleset.h"
+#include "nftables/nft_backend.h"
+#include "nftables/nft_ruleset.h"
 
 namespace kipvs::agent {
 
 class NftWriter {
  public:
   // backend may be null: no table is written.
-  NftWriter(ipvs::NftBackend* backend, ipvs::NftConfig config, SyncObserver& observer,
+  NftWriter(nftables::NftBackend* backend, nftables::NftConfig config, SyncObserver& observer,
             std::function<void(const std::string&)> log);
 
   [[nodiscard]] bool enabled() const { return backend_ != nullptr; }
@@ -50,22 +50,22 @@ class NftWriter {
   void check_present();
 
   // What it last wrote (nullopt before the first write and after a failed one).
-  [[nodiscard]] const std::optional<ipvs::NftState>& written() const { return written_; }
+  [[nodiscard]] const std::optional<nftables::NftState>& written() const { return written_; }
 
  private:
-  bool record(ipvs::NftState desired, bool full, const std::expected<void, ipvs::Error>& done);
+  bool record(nftables::NftState desired, bool full, const std::expected<void, ipvs::Error>& done);
 
-  ipvs::NftBackend* backend_;
-  ipvs::NftConfig config_;
+  nftables::NftBackend* backend_;
+  nftables::NftConfig config_;
   SyncObserver& observer_;
   std::function<void(const std::string&)> log_;
-  std::optional<ipvs::NftState> written_;
+  std::optional<nftables::NftState> written_;
   bool failed_ = false;
   // What each virtual service contributed to the table last written.
   std::map<ipvs::ServiceKey, ServiceOrigin> origins_;
   struct Job {
-    ipvs::NftState desired;  // written_ once the job succeeds
-    ipvs::NftUpdate update;
+    nftables::NftState desired;  // written_ once the job succeeds
+    nftables::NftUpdate update;
     std::future<std::expected<void, ipvs::Error>> done;
   };
   std::optional<Job> job_;

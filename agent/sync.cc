@@ -115,9 +115,9 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
 
 // ---------------------------------------------------------------------------
 
-Sync::Sync(boost::asio::io_context& io, ipvs::Backend& backend, ipvs::AddressBackend* addresses,
-           SyncObserver& observer, SyncOptions options, ipvs::NftBackend* nft,
-           ipvs::ConntrackBackend* conntrack)
+Sync::Sync(boost::asio::io_context& io, ipvs::Backend& backend, address::AddressBackend* addresses,
+           SyncObserver& observer, SyncOptions options, nftables::NftBackend* nft,
+           conntrack::ConntrackBackend* conntrack)
     : io_(io),
       backend_(backend),
       conntrack_(conntrack),
@@ -402,7 +402,7 @@ std::map<ipvs::ServiceKey, ServiceOrigin> Sync::origins() const {
   return all;
 }
 
-ipvs::NftState Sync::desired_nft() const {
+nftables::NftState Sync::desired_nft() const {
   return nft_state(origins(), binder_.desired(), options_.nft);
 }
 
@@ -505,7 +505,7 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
   }
   stats_.operations += plan.size();
   std::set<ipvs::ServiceKey> stale;  // the kernel disagrees with observed_
-  std::vector<ipvs::ConntrackFlow> gone;
+  std::vector<conntrack::ConntrackFlow> gone;
   // In pieces, in order: a first sync's 200,000 results at once would be a
   // transient 20 MB; the backend batches within each piece.
   constexpr std::size_t kPiece = 8192;
@@ -529,7 +529,7 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
   return failed;
 }
 
-void Sync::applied(const ipvs::Operation& operation, std::vector<ipvs::ConntrackFlow>& gone) {
+void Sync::applied(const ipvs::Operation& operation, std::vector<conntrack::ConntrackFlow>& gone) {
   const auto& key = operation.service.key;
   if (key.protocol == ipvs::Protocol::kUdp && key.fwmark == 0) {
     if (operation.kind == Kind::kDeleteDestination) {
@@ -609,7 +609,7 @@ std::set<ipvs::ServiceKey> Sync::reread_and_apply(const std::set<ipvs::ServiceKe
 
 void Sync::clear_stale_conntrack(const std::set<ipvs::ServiceKey>* keys) {
   if (conntrack_ == nullptr) return;
-  ipvs::UdpServing serving;
+  conntrack::UdpServing serving;
   const auto add = [&](const ipvs::ServiceKey& key) {
     if (key.protocol != ipvs::Protocol::kUdp || key.fwmark != 0) return;
     const auto* entry = desired_entry(key);
@@ -632,7 +632,7 @@ void Sync::clear_stale_conntrack(const std::set<ipvs::ServiceKey>* keys) {
   }
 }
 
-void Sync::clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows) {
+void Sync::clear_conntrack(const std::vector<conntrack::ConntrackFlow>& flows) {
   if (conntrack_ == nullptr || flows.empty()) return;
   // A failure is logged only: the entries time out by themselves (udp
   // conntrack timeout), and the IPVS state is already right.

@@ -45,6 +45,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "address/address_backend.h"
 #include "agent/address_binder.h"
 #include "agent/desired_state.h"
 #include "agent/kernel_read.h"
@@ -53,14 +54,13 @@
 #include "agent/owned_services.h"
 #include "agent/sync_observer.h"
 #include "agent/sync_stats.h"
-#include "ipvs/address_backend.h"
+#include "conntrack/conntrack.h"
 #include "ipvs/backend.h"
-#include "ipvs/conntrack.h"
 #include "ipvs/diff.h"
-#include "ipvs/nft_backend.h"
-#include "ipvs/nft_ruleset.h"
 #include "ipvs/table.h"
 #include "k8s/sink.h"
+#include "nftables/nft_backend.h"
+#include "nftables/nft_ruleset.h"
 
 namespace kipvs::agent {
 
@@ -81,7 +81,7 @@ struct SyncOptions {
   std::chrono::milliseconds retry_max{30'000};
   std::string interface_name = "kube-ipvs0";
   // The nftables table's shape (clusterCIDR, masqueradeAll, masqueradeBit).
-  ipvs::NftConfig nft;
+  nftables::NftConfig nft;
   // Take zone and node IPs from the Node object (when flags left them unset).
   bool zone_from_node = false;
   bool node_ips_from_node = false;
@@ -107,9 +107,9 @@ class Sync final : public k8s::ObjectSink {
   // addresses may be null: no dummy interface is managed (tests, `diff`).
   // nft may be null: no nftables table is written. conntrack may be null:
   // no conntrack entries are cleared.
-  Sync(boost::asio::io_context& io, ipvs::Backend& backend, ipvs::AddressBackend* addresses,
-       SyncObserver& observer, SyncOptions options, ipvs::NftBackend* nft = nullptr,
-       ipvs::ConntrackBackend* conntrack = nullptr);
+  Sync(boost::asio::io_context& io, ipvs::Backend& backend, address::AddressBackend* addresses,
+       SyncObserver& observer, SyncOptions options, nftables::NftBackend* nft = nullptr,
+       conntrack::ConntrackBackend* conntrack = nullptr);
   ~Sync() override;
   Sync(const Sync&) = delete;
   Sync& operator=(const Sync&) = delete;
@@ -146,14 +146,14 @@ class Sync final : public k8s::ObjectSink {
   [[nodiscard]] std::map<k8s::ObjectKey, HealthCheck> health_checks() const;
   // The nftables table kipvs wants now, and what it last wrote (nullopt
   // before the first write and after a failed one).
-  [[nodiscard]] ipvs::NftState desired_nft() const;
+  [[nodiscard]] nftables::NftState desired_nft() const;
   // Every virtual service's part of the nftables table, by key.
   [[nodiscard]] std::map<ipvs::ServiceKey, ServiceOrigin> origins() const;
   // The same without copies; and a number that changes whenever they may
   // have (so a reader can keep what it built from them).
   void visit_origins(const std::function<void(const ipvs::ServiceKey&, const ServiceOrigin&)>& visit) const;
   [[nodiscard]] std::uint64_t origins_generation() const { return origins_generation_; }
-  [[nodiscard]] const std::optional<ipvs::NftState>& written_nft() const { return nft_.written(); }
+  [[nodiscard]] const std::optional<nftables::NftState>& written_nft() const { return nft_.written(); }
 
  private:
   // One Service's contribution.
@@ -190,7 +190,7 @@ class Sync final : public k8s::ObjectSink {
   // apply's answers: an operation done (observed_ follows; a UDP real server
   // gone adds its flows to `gone`), or refused (already gone, the kernel
   // differs: `stale`, or failed).
-  void applied(const ipvs::Operation& operation, std::vector<ipvs::ConntrackFlow>& gone);
+  void applied(const ipvs::Operation& operation, std::vector<conntrack::ConntrackFlow>& gone);
   void refused(const ipvs::Operation& operation, const ipvs::Error& error, bool reread,
                std::set<ipvs::ServiceKey>& stale, std::set<ipvs::ServiceKey>& failed);
   // Adopts what the kernel has for `stale` and diffs them again, once.
@@ -226,7 +226,7 @@ class Sync final : public k8s::ObjectSink {
   // kube-proxy's stale UDP entries: to one of these UDP services (all with
   // keys null) and not answered by one of its real servers.
   void clear_stale_conntrack(const std::set<ipvs::ServiceKey>* keys);
-  void clear_conntrack(const std::vector<ipvs::ConntrackFlow>& flows);
+  void clear_conntrack(const std::vector<conntrack::ConntrackFlow>& flows);
   // The nftables table through nft_ (see NftWriter::write); all: the whole
   // table is computed and compared; otherwise only when a changed virtual
   // service's nftables part (or a bound address) changed.
@@ -241,7 +241,7 @@ class Sync final : public k8s::ObjectSink {
 
   boost::asio::io_context& io_;
   ipvs::Backend& backend_;
-  ipvs::ConntrackBackend* conntrack_;
+  conntrack::ConntrackBackend* conntrack_;
   SyncObserver& observer_;
   SyncOptions options_;
   std::chrono::system_clock::time_point started_wall_;

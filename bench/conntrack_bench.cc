@@ -38,13 +38,13 @@
 #include <netlink/netfilter/nfnl.h>
 #include <netlink/netlink.h>
 
-#include "ipvs/conntrack.h"
+#include "conntrack/conntrack.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using kipvs::ipvs::UdpEndpoint;
-using kipvs::ipvs::UdpServing;
+using kipvs::conntrack::UdpEndpoint;
+using kipvs::conntrack::UdpServing;
 
 long status_kib(const char* field) {
   std::ifstream status("/proc/self/status");
@@ -260,7 +260,7 @@ int main(int argc, char** argv) {
   }
 
   const auto kipvs_run = in_child([&] {
-    auto backend = kipvs::ipvs::NetlinkConntrackBackend::open();
+    auto backend = kipvs::conntrack::NetlinkConntrackBackend::open();
     if (!backend) return -1L;
     auto deleted = (*backend)->delete_stale_udp(serving);
     if (deleted) std::cout << "kipvs: its dumps returned " << (*backend)->last_dump_entries() << " entries\n";
@@ -275,10 +275,10 @@ int main(int argc, char** argv) {
   // One removed endpoint of one Service: the kernel sends that Service's
   // entries only.
   const auto one_service = in_child([&] {
-    auto backend = kipvs::ipvs::NetlinkConntrackBackend::open();
+    auto backend = kipvs::conntrack::NetlinkConntrackBackend::open();
     if (!backend) return -1L;
     const auto& [service, servers] = *serving.begin();
-    const kipvs::ipvs::ConntrackFlow flow{service.address, service.port, servers.begin()->address, 53};
+    const kipvs::conntrack::ConntrackFlow flow{service.address, service.port, servers.begin()->address, 53};
     auto deleted = (*backend)->delete_udp_flows(std::span(&flow, 1));
     return deleted ? static_cast<long>(*deleted) : -1L;
   });

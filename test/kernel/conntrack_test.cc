@@ -17,16 +17,16 @@
 #include <netlink/netlink.h>
 #include <catch2/catch.hpp>
 
-#include "ipvs/conntrack.h"
+#include "conntrack/conntrack.h"
 #include "netns.h"
 #include "test/support/builders.h"
 
 namespace {
 
-using kipvs::ipvs::ConntrackFlow;
-using kipvs::ipvs::NetlinkConntrackBackend;
-using kipvs::ipvs::UdpEndpoint;
-using kipvs::ipvs::UdpServing;
+using kipvs::conntrack::ConntrackFlow;
+using kipvs::conntrack::NetlinkConntrackBackend;
+using kipvs::conntrack::UdpEndpoint;
+using kipvs::conntrack::UdpServing;
 
 using kipvs::test::ip;
 

@@ -8,10 +8,10 @@
 
 #include <catch2/catch.hpp>
 
+#include "address/address_backend.h"
+#include "address/fake_address_backend.h"
 #include "agent/agent.h"
-#include "ipvs/address_backend.h"
 #include "ipvs/fake_backend.h"
-#include "ipvs/fake_kernel_parts.h"
 #include "test/support/builders.h"
 
 namespace kipvs::agent {
@@ -31,7 +31,7 @@ ipvs::Operation add_service(std::string_view address, std::uint16_t port) {
 
 TEST_CASE("cleanup removes kipvs's services, addresses and interface, and nothing else", "[agent]") {
   ipvs::FakeBackend kernel;
-  ipvs::FakeAddressBackend addresses;
+  address::FakeAddressBackend addresses;
   REQUIRE(addresses.ensure_link("kube-ipvs0"));
   addresses.put("kube-ipvs0", ip("10.96.0.10"));
   addresses.put("kube-ipvs0", ip("10.96.0.20"));
@@ -69,7 +69,7 @@ TEST_CASE("cleanup removes kipvs's services, addresses and interface, and nothin
 
 TEST_CASE("cleanup on a node without the interface still removes kipvs's node ports", "[agent]") {
   ipvs::FakeBackend kernel;
-  ipvs::FakeAddressBackend addresses;
+  address::FakeAddressBackend addresses;
   NodeFacts facts;
   facts.node_ips = {ip("192.168.1.5")};
   const ipvs::Operation setup[] = {add_service("192.168.1.5", 31000), add_service("172.16.0.1", 80)};
@@ -83,7 +83,7 @@ TEST_CASE("cleanup on a node without the interface still removes kipvs's node po
 
 TEST_CASE("cleanup reports a failed read instead of guessing", "[agent]") {
   ipvs::FakeBackend kernel;
-  ipvs::FakeAddressBackend addresses;
+  address::FakeAddressBackend addresses;
   REQUIRE(addresses.ensure_link("kube-ipvs0"));
   kernel.fail_reads(EPERM);
   auto done = cleanup(kernel, addresses, "kube-ipvs0", NodeFacts{});

@@ -16,24 +16,26 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "address/address_backend.h"
+#include "address/fake_address_backend.h"
 #include "agent/agent.h"
 #include "agent/desired_state.h"
 #include "agent/metrics_observer.h"
 #include "agent/nft_state.h"
 #include "agent/sync.h"
-#include "ipvs/address_backend.h"
+#include "conntrack/fake_conntrack_backend.h"
 #include "ipvs/fake_backend.h"
-#include "ipvs/fake_kernel_parts.h"
-#include "ipvs/nft_backend.h"
 #include "metrics/metrics.h"
+#include "nftables/fake_nft_backend.h"
+#include "nftables/nft_backend.h"
 #include "test/support/builders.h"
 
 namespace kipvs::agent {
 namespace {
 
 using ipvs::Family;
-using ipvs::nft_set_name;
-namespace nft_set = ipvs::nft_set;
+using nftables::nft_set_name;
+namespace nft_set = nftables::nft_set;
 
 using kipvs::test::ip;
 
@@ -53,13 +55,13 @@ NodeFacts facts() {
   return facts;
 }
 
-const std::set<std::string>& set_of(const ipvs::NftState& state, std::string_view base) {
+const std::set<std::string>& set_of(const nftables::NftState& state, std::string_view base) {
   static const std::set<std::string> kEmpty;
   auto it = state.elements.find(nft_set_name(base, Family::kIPv4));
   return it == state.elements.end() ? kEmpty : it->second;
 }
 
-ipvs::NftState state_for(const k8s::Service& object, const std::vector<k8s::EndpointSlice>& slices) {
+nftables::NftState state_for(const k8s::Service& object, const std::vector<k8s::EndpointSlice>& slices) {
   std::vector<const k8s::EndpointSlice*> pointers;
   for (const auto& s : slices) pointers.push_back(&s);
   const auto desired = desired_for_service(object, pointers, facts());
@@ -212,7 +214,7 @@ TEST_CASE("nft state: the node's own connection to a load balancer when a source
 // first IPVS write came.
 class OrderingBackend final : public ipvs::Backend {
  public:
-  OrderingBackend(ipvs::FakeBackend& kernel, ipvs::FakeNftBackend& nft) : kernel_(kernel), nft_(nft) {}
+  OrderingBackend(ipvs::FakeBackend& kernel, nftables::FakeNftBackend& nft) : kernel_(kernel), nft_(nft) {}
   std::vector<ipvs::OperationResult> apply(std::span<const ipvs::Operation> operations) override {
     if (check_order && !operations.empty() && !first_write_saw_table)
       first_write_saw_table = nft_.table().has_value();
@@ -240,7 +242,7 @@ class OrderingBackend final : public ipvs::Backend {
 
  private:
   ipvs::FakeBackend& kernel_;
-  ipvs::FakeNftBackend& nft_;
+  nftables::FakeNftBackend& nft_;
 };
 
 struct NftObserver final : NoopSyncObserver {
@@ -254,9 +256,9 @@ struct NftObserver final : NoopSyncObserver {
 struct Rig {
   boost::asio::io_context io;
   ipvs::FakeBackend kernel;
-  ipvs::FakeAddressBackend links;
-  ipvs::FakeNftBackend nft;
-  ipvs::FakeConntrackBackend conntrack;
+  address::FakeAddressBackend links;
+  nftables::FakeNftBackend nft;
+  conntrack::FakeConntrackBackend conntrack;
   OrderingBackend ordering{kernel, nft};
   NftObserver observer;
   std::vector<std::string> logs;
@@ -488,13 +490,13 @@ TEST_CASE("sync: a removed UDP real server's conntrack entries are cleared, TCP 
   rig.add(slice("web", {"10.244.0.6"}));
   REQUIRE(rig.sync->sync_dirty());
   REQUIRE(rig.conntrack.cleared.size() == 1);
-  CHECK(rig.conntrack.cleared[0] == ipvs::ConntrackFlow{ip("10.96.0.53"), 80, ip("10.244.0.5"), 8080});
+  CHECK(rig.conntrack.cleared[0] == conntrack::ConntrackFlow{ip("10.96.0.53"), 80, ip("10.244.0.5"), 8080});
 
   // The whole Service goes: its last real server's entries too.
   rig.sync->service_changed(k8s::key_of(dns), nullptr);
   REQUIRE(rig.sync->sync_dirty());
   REQUIRE(rig.conntrack.cleared.size() == 2);
-  CHECK(rig.conntrack.cleared[1] == ipvs::ConntrackFlow{ip("10.96.0.53"), 80, ip("10.244.0.6"), 8080});
+  CHECK(rig.conntrack.cleared[1] == conntrack::ConntrackFlow{ip("10.96.0.53"), 80, ip("10.244.0.6"), 8080});
 }
 
 TEST_CASE("sync: stale UDP entries of a Service that gets its first endpoint, and of every one at a resync",
@@ -518,9 +520,9 @@ TEST_CASE("sync: stale UDP entries of a Service that gets its first endpoint, an
   rig.add(slice("dns", {"10.244.0.6"}, "node-a", k8s::Protocol::kUdp));
   REQUIRE(rig.sync->sync_dirty());
   REQUIRE(rig.conntrack.stale_cleanups.size() == 1);
-  const std::set<ipvs::UdpEndpoint> server{{ip("10.244.0.6"), 8080}};
+  const std::set<conntrack::UdpEndpoint> server{{ip("10.244.0.6"), 8080}};
   CHECK(rig.conntrack.stale_cleanups[0] ==
-        ipvs::UdpServing{{{ip("10.96.0.53"), 80}, server}, {{ip("192.168.0.10"), 30053}, server}});
+        conntrack::UdpServing{{{ip("10.96.0.53"), 80}, server}, {{ip("192.168.0.10"), 30053}, server}});
 
   // A second endpoint is an ordinary change: no conntrack dump for it.
   rig.add(slice("dns", {"10.244.0.6", "10.244.0.7"}, "node-a", k8s::Protocol::kUdp));
@@ -537,7 +539,7 @@ TEST_CASE("sync: stale UDP entries of a Service that gets its first endpoint, an
 TEST_CASE("a failed nftables transaction shows in kipvs_nftables_failures_total", "[nft][metrics]") {
   boost::asio::io_context io;
   ipvs::FakeBackend kernel;
-  ipvs::FakeNftBackend nft;
+  nftables::FakeNftBackend nft;
   nft.fail_code = EPROTONOSUPPORT;
   metrics::Metrics metrics;
   MetricsObserver observer(metrics, nullptr);

@@ -21,13 +21,13 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "address/address_backend.h"
+#include "address/fake_address_backend.h"
 #include "agent/agent.h"
 #include "agent/service_names.h"
 #include "agent/sync.h"
 #include "agent/sysctl.h"
-#include "ipvs/address_backend.h"
 #include "ipvs/fake_backend.h"
-#include "ipvs/fake_kernel_parts.h"
 #include "test/support/builders.h"
 
 namespace kipvs::agent {
@@ -102,8 +102,8 @@ struct RecordingObserver final : SyncObserver {
 // The fake kernel, with the order of the operations it was given.
 struct Kernel : ipvs::FakeBackend {
   std::vector<std::pair<Kind, ipvs::ServiceKey>> applied;
-  const ipvs::FakeAddressBackend* links = nullptr;    // the node's, when set
-  std::vector<ipvs::ServiceKey> added_already_bound;  // services whose address was local first
+  const address::FakeAddressBackend* links = nullptr;  // the node's, when set
+  std::vector<ipvs::ServiceKey> added_already_bound;   // services whose address was local first
   std::vector<ipvs::OperationResult> apply(std::span<const ipvs::Operation> operations) override {
     for (const auto& operation : operations) {
       applied.emplace_back(operation.kind, operation.service.key);
@@ -133,7 +133,7 @@ struct Kernel : ipvs::FakeBackend {
 
 struct Node {
   Kernel kernel;
-  ipvs::FakeAddressBackend links;
+  address::FakeAddressBackend links;
 };
 
 struct Agent {

@@ -12,8 +12,8 @@
 #include <cerrno>
 #include <chrono>
 
-#include "ipvs/address_backend.h"
-#include "ipvs/conntrack.h"
+#include "address/address_backend.h"
+#include "conntrack/conntrack.h"
 #include "ipvs/netlink_socket.h"
 
 namespace kipvs::ipvs {
@@ -41,11 +41,11 @@ TEST_CASE("a receive on a netlink socket with timeouts gives up with EAGAIN", "[
 
 TEST_CASE("the rtnetlink and ctnetlink sockets wait for the kernel as long as the IPVS one",
           "[ipvs][netlink]") {
-  auto addresses = NetlinkAddressBackend::open();
+  auto addresses = address::NetlinkAddressBackend::open();
   REQUIRE(addresses);
   CHECK((*addresses)->receive_timeout() == kNetlinkTimeout);
 
-  auto conntrack = NetlinkConntrackBackend::open();
+  auto conntrack = conntrack::NetlinkConntrackBackend::open();
   REQUIRE(conntrack);
   CHECK((*conntrack)->receive_timeout() == kNetlinkTimeout);
 }

@@ -1,4 +1,4 @@
-#include "ipvs/conntrack.h"
+#include "conntrack/conntrack.h"
 
 #include <netinet/in.h>
 
@@ -20,18 +20,18 @@
 
 #include "ipvs/netlink_socket.h"
 
-namespace kipvs::ipvs {
+namespace kipvs::conntrack {
 
 namespace {
 
-std::optional<Address> address_of(const nl_addr* address) {
+std::optional<ipvs::Address> address_of(const nl_addr* address) {
   if (address == nullptr) return std::nullopt;
-  Address out;
+  ipvs::Address out;
   const auto length = nl_addr_get_len(address);
   if (length == 4) {
-    out.family = Family::kIPv4;
+    out.family = ipvs::Family::kIPv4;
   } else if (length == 16) {
-    out.family = Family::kIPv6;
+    out.family = ipvs::Family::kIPv6;
   } else {
     return std::nullopt;
   }
@@ -39,8 +39,8 @@ std::optional<Address> address_of(const nl_addr* address) {
   return out;
 }
 
-Error nl_error(const std::string& what, int code) {
-  return Error{EIO, what + ": " + nl_geterror(code)};
+ipvs::Error nl_error(const std::string& what, int code) {
+  return ipvs::Error{EIO, what + ": " + nl_geterror(code)};
 }
 
 }  // namespace
@@ -56,12 +56,14 @@ NetlinkConntrackBackend::NetlinkConntrackBackend(std::unique_ptr<Socket> socket)
     : socket_(std::move(socket)) {}
 NetlinkConntrackBackend::~NetlinkConntrackBackend() = default;
 
-std::expected<std::unique_ptr<NetlinkConntrackBackend>, Error> NetlinkConntrackBackend::open() {
+std::expected<std::unique_ptr<NetlinkConntrackBackend>, ipvs::Error> NetlinkConntrackBackend::open() {
   auto socket = std::make_unique<Socket>();
   socket->sock = nl_socket_alloc();
-  if (socket->sock == nullptr) return std::unexpected(Error{ENOMEM, "cannot allocate a netlink socket"});
+  if (socket->sock == nullptr)
+    return std::unexpected(ipvs::Error{ENOMEM, "cannot allocate a netlink socket"});
   if (int rc = nfnl_connect(socket->sock); rc < 0) return std::unexpected(nl_error("ctnetlink connect", rc));
-  if (auto bounded = set_socket_timeouts(nl_socket_get_fd(socket->sock), kNetlinkTimeout, "ctnetlink");
+  if (auto bounded =
+          ipvs::set_socket_timeouts(nl_socket_get_fd(socket->sock), ipvs::kNetlinkTimeout, "ctnetlink");
       !bounded)
     return std::unexpected(bounded.error());
   return std::unique_ptr<NetlinkConntrackBackend>(new NetlinkConntrackBackend(std::move(socket)));
@@ -93,8 +95,9 @@ using CtRef = std::unique_ptr<nfnl_ct, CtPut>;
 // A dump request for the UDP entries of one family, and when `to` is given
 // only those sent to that address and port. Kernels before 5.8 ignore the
 // filter and send every entry: the caller checks each entry either way.
-std::unique_ptr<nl_msg, MsgDeleter> udp_dump_request(Family family, const std::optional<UdpEndpoint>& to) {
-  const int af = family == Family::kIPv6 ? AF_INET6 : AF_INET;
+std::unique_ptr<nl_msg, MsgDeleter> udp_dump_request(ipvs::Family family,
+                                                     const std::optional<UdpEndpoint>& to) {
+  const int af = family == ipvs::Family::kIPv6 ? AF_INET6 : AF_INET;
   std::unique_ptr<nl_msg, MsgDeleter> msg(nfnlmsg_alloc_simple(NFNL_SUBSYS_CTNETLINK, IPCTNL_MSG_CT_GET,
                                                                NLM_F_DUMP, static_cast<std::uint8_t>(af), 0));
   if (!msg) return nullptr;
@@ -104,8 +107,8 @@ std::unique_ptr<nl_msg, MsgDeleter> udp_dump_request(Family family, const std::o
   if (to) {
     auto* ip = nla_nest_start(m, CTA_TUPLE_IP);
     if (ip == nullptr) return nullptr;
-    const int length = family == Family::kIPv6 ? 16 : 4;
-    if (nla_put(m, family == Family::kIPv6 ? CTA_IP_V6_DST : CTA_IP_V4_DST, length,
+    const int length = family == ipvs::Family::kIPv6 ? 16 : 4;
+    if (nla_put(m, family == ipvs::Family::kIPv6 ? CTA_IP_V6_DST : CTA_IP_V4_DST, length,
                 to->address.bytes.data()) < 0)
       return nullptr;
     nla_nest_end(m, ip);
@@ -153,20 +156,20 @@ int on_entry(nl_msg* msg, void* arg) {
 
 }  // namespace
 
-std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_udp_where(
-    const std::vector<std::pair<Family, std::optional<UdpEndpoint>>>& dumps,
+std::expected<std::size_t, ipvs::Error> NetlinkConntrackBackend::delete_udp_where(
+    const std::vector<std::pair<ipvs::Family, std::optional<UdpEndpoint>>>& dumps,
     const std::function<bool(const ConntrackFlow&)>& doomed) {
   // The kernel deletes by exact tuple only: dump what the kernel can narrow
   // down, one message at a time (only the doomed entries are kept), then
   // delete those.
   std::vector<CtRef> picked;
   std::unique_ptr<nl_cb, CbDeleter> cb(nl_cb_clone(nl_socket_get_cb(socket_->sock)));
-  if (!cb) return std::unexpected(Error{ENOMEM, "conntrack dump: cannot allocate a callback"});
+  if (!cb) return std::unexpected(ipvs::Error{ENOMEM, "conntrack dump: cannot allocate a callback"});
   DumpState state{&doomed, &picked};
   nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, on_entry, &state);
   for (const auto& [family, to] : dumps) {
     auto request = udp_dump_request(family, to);
-    if (!request) return std::unexpected(Error{ENOMEM, "conntrack dump: cannot build the request"});
+    if (!request) return std::unexpected(ipvs::Error{ENOMEM, "conntrack dump: cannot build the request"});
     if (int rc = nl_send_auto(socket_->sock, request.get()); rc < 0)
       return std::unexpected(nl_error("conntrack dump", rc));
     if (int rc = nl_recvmsgs(socket_->sock, cb.get()); rc < 0)
@@ -184,7 +187,7 @@ std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_udp_where(
       ++deleted;
     }
   }
-  if (!first_error.empty()) return std::unexpected(Error{EIO, "conntrack delete: " + first_error});
+  if (!first_error.empty()) return std::unexpected(ipvs::Error{EIO, "conntrack delete: " + first_error});
   return deleted;
 }
 
@@ -195,13 +198,14 @@ namespace {
 // since each dump walks the whole table in the kernel.
 constexpr std::size_t kDumpsPerService = 16;
 
-std::vector<std::pair<Family, std::optional<UdpEndpoint>>> dumps_for(const std::set<UdpEndpoint>& services) {
-  std::vector<std::pair<Family, std::optional<UdpEndpoint>>> dumps;
+std::vector<std::pair<ipvs::Family, std::optional<UdpEndpoint>>> dumps_for(
+    const std::set<UdpEndpoint>& services) {
+  std::vector<std::pair<ipvs::Family, std::optional<UdpEndpoint>>> dumps;
   if (services.size() <= kDumpsPerService) {
     for (const auto& service : services) dumps.emplace_back(service.address.family, service);
     return dumps;
   }
-  std::set<Family> families;
+  std::set<ipvs::Family> families;
   for (const auto& service : services) families.insert(service.address.family);
   for (auto family : families) dumps.emplace_back(family, std::nullopt);
   return dumps;
@@ -209,7 +213,7 @@ std::vector<std::pair<Family, std::optional<UdpEndpoint>>> dumps_for(const std::
 
 }  // namespace
 
-std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_udp_flows(
+std::expected<std::size_t, ipvs::Error> NetlinkConntrackBackend::delete_udp_flows(
     std::span<const ConntrackFlow> flows) {
   if (flows.empty()) return 0;
   const std::set<ConntrackFlow> wanted(flows.begin(), flows.end());
@@ -219,7 +223,7 @@ std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_udp_flows(
                           [&wanted](const ConntrackFlow& flow) { return wanted.contains(flow); });
 }
 
-std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_stale_udp(const UdpServing& serving) {
+std::expected<std::size_t, ipvs::Error> NetlinkConntrackBackend::delete_stale_udp(const UdpServing& serving) {
   if (serving.empty()) return 0;
   std::set<UdpEndpoint> services;
   for (const auto& [service, servers] : serving) services.insert(service);
@@ -230,4 +234,4 @@ std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_stale_udp(cons
   });
 }
 
-}  // namespace kipvs::ipvs
+}  // namespace kipvs::conntrack

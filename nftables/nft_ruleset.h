@@ -32,7 +32,7 @@
 
 #include "ipvs/model.h"
 
-namespace kipvs::ipvs {
+namespace kipvs::nftables {
 
 inline constexpr std::string_view kNftFamily = "inet";
 inline constexpr std::string_view kNftTable = "kipvs";
@@ -75,18 +75,20 @@ inline constexpr std::string_view kFirewallAllow = "fw_allow";
 }  // namespace nft_set
 
 // "vip_ports_v4", "vip_ports_v6".
-[[nodiscard]] std::string nft_set_name(std::string_view base, Family family);
+[[nodiscard]] std::string nft_set_name(std::string_view base, ipvs::Family family);
 
 // Element texts in nft syntax.
-[[nodiscard]] std::string nft_element(const Address& address);  // "10.96.0.1", "fd00::1"
-[[nodiscard]] std::string nft_element(const Address& address, Protocol protocol,
+[[nodiscard]] std::string nft_element(const ipvs::Address& address);  // "10.96.0.1", "fd00::1"
+[[nodiscard]] std::string nft_element(const ipvs::Address& address, ipvs::Protocol protocol,
                                       std::uint16_t port);  // "10.96.0.1 . tcp . 80"
 // "10.244.0.5 . tcp . 8080 . 10.244.0.5"
-[[nodiscard]] std::string nft_hairpin_element(const Address& endpoint, Protocol protocol, std::uint16_t port);
+[[nodiscard]] std::string nft_hairpin_element(const ipvs::Address& endpoint, ipvs::Protocol protocol,
+                                              std::uint16_t port);
 // "203.0.113.10 . tcp . 80 . 192.0.2.0/24"; prefix is a network address
 // (host bits clear), as the kernel stores intervals.
-[[nodiscard]] std::string nft_range_element(const Address& address, Protocol protocol, std::uint16_t port,
-                                            const Address& prefix, std::uint8_t prefix_length);
+[[nodiscard]] std::string nft_range_element(const ipvs::Address& address, ipvs::Protocol protocol,
+                                            std::uint16_t port, const ipvs::Address& prefix,
+                                            std::uint8_t prefix_length);
 
 // The whole table as kipvs wants it.
 struct NftState {
@@ -124,4 +126,4 @@ struct NftUpdate {
 // The set names every table declares, both families.
 [[nodiscard]] std::vector<std::string> nft_set_names();
 
-}  // namespace kipvs::ipvs
+}  // namespace kipvs::nftables

@@ -1,15 +1,15 @@
-#include "ipvs/nft_ruleset.h"
+#include "nftables/nft_ruleset.h"
 
 #include <algorithm>
 #include <array>
 #include <cstdio>
 #include <sstream>
 
-namespace kipvs::ipvs {
+namespace kipvs::nftables {
 
 namespace {
 
-constexpr std::array kFamilies{Family::kIPv4, Family::kIPv6};
+constexpr std::array kFamilies{ipvs::Family::kIPv4, ipvs::Family::kIPv6};
 
 struct SetShape {
   std::string_view base;
@@ -28,13 +28,13 @@ constexpr std::array kSets{
     SetShape{nft_set::kFirewallAllow, true, true, false},
 };
 
-std::string_view nft_protocol(Protocol protocol) {
+std::string_view nft_protocol(ipvs::Protocol protocol) {
   switch (protocol) {
-    case Protocol::kTcp:
+    case ipvs::Protocol::kTcp:
       return "tcp";
-    case Protocol::kUdp:
+    case ipvs::Protocol::kUdp:
       return "udp";
-    case Protocol::kSctp:
+    case ipvs::Protocol::kSctp:
       return "sctp";
   }
   return "tcp";
@@ -46,12 +46,12 @@ std::string hex(std::uint32_t value) {
   return text;
 }
 
-std::string_view address_type(Family family) {
-  return family == Family::kIPv6 ? "ipv6_addr" : "ipv4_addr";
+std::string_view address_type(ipvs::Family family) {
+  return family == ipvs::Family::kIPv6 ? "ipv6_addr" : "ipv4_addr";
 }
 
-std::string match(Family family) {
-  return family == Family::kIPv6 ? "ip6" : "ip";
+std::string match(ipvs::Family family) {
+  return family == ipvs::Family::kIPv6 ? "ip6" : "ip";
 }
 
 std::string table_name() {
@@ -73,7 +73,7 @@ std::string join(const std::set<std::string>& elements) {
   return out;
 }
 
-void render_set(std::ostringstream& out, const NftState& state, const SetShape& shape, Family family) {
+void render_set(std::ostringstream& out, const NftState& state, const SetShape& shape, ipvs::Family family) {
   const auto name = nft_set_name(shape.base, family);
   const auto type = address_type(family);
   out << "  set " << name << " {\n    type " << type;
@@ -89,7 +89,7 @@ void render_set(std::ostringstream& out, const NftState& state, const SetShape& 
 // Rules of one family. The cluster CIDRs are the family's own.
 void render_rules(std::ostringstream& nat_pre, std::ostringstream& nat_out, std::ostringstream& nat_post,
                   std::ostringstream& filter_in, std::ostringstream& filter_out, const NftConfig& config,
-                  Family family) {
+                  ipvs::Family family) {
   const auto ip = match(family);
   const auto set = [family](std::string_view base) { return "@" + nft_set_name(base, family); };
   const auto vip = ip + " daddr . meta l4proto . th dport";
@@ -97,7 +97,7 @@ void render_rules(std::ostringstream& nat_pre, std::ostringstream& nat_out, std:
 
   std::vector<std::string> cidrs;
   for (const auto& cidr : config.cluster_cidrs) {
-    if ((cidr.find(':') != std::string::npos) == (family == Family::kIPv6)) cidrs.push_back(cidr);
+    if ((cidr.find(':') != std::string::npos) == (family == ipvs::Family::kIPv6)) cidrs.push_back(cidr);
   }
   if (config.masquerade_all) {
     nat_pre << "    " << vip << " " << set(nft_set::kClusterPorts) << " " << mark << "\n";
@@ -140,8 +140,8 @@ void render_elements(std::ostringstream& out, std::string_view verb,
 
 }  // namespace
 
-std::string nft_set_name(std::string_view base, Family family) {
-  return std::string(base) + (family == Family::kIPv6 ? "_v6" : "_v4");
+std::string nft_set_name(std::string_view base, ipvs::Family family) {
+  return std::string(base) + (family == ipvs::Family::kIPv6 ? "_v6" : "_v4");
 }
 
 std::vector<std::string> nft_set_names() {
@@ -152,20 +152,20 @@ std::vector<std::string> nft_set_names() {
   return names;
 }
 
-std::string nft_element(const Address& address) {
+std::string nft_element(const ipvs::Address& address) {
   return address.to_string();
 }
 
-std::string nft_element(const Address& address, Protocol protocol, std::uint16_t port) {
+std::string nft_element(const ipvs::Address& address, ipvs::Protocol protocol, std::uint16_t port) {
   return address.to_string() + " . " + std::string(nft_protocol(protocol)) + " . " + std::to_string(port);
 }
 
-std::string nft_hairpin_element(const Address& endpoint, Protocol protocol, std::uint16_t port) {
+std::string nft_hairpin_element(const ipvs::Address& endpoint, ipvs::Protocol protocol, std::uint16_t port) {
   return nft_element(endpoint, protocol, port) + " . " + endpoint.to_string();
 }
 
-std::string nft_range_element(const Address& address, Protocol protocol, std::uint16_t port,
-                              const Address& prefix, std::uint8_t prefix_length) {
+std::string nft_range_element(const ipvs::Address& address, ipvs::Protocol protocol, std::uint16_t port,
+                              const ipvs::Address& prefix, std::uint8_t prefix_length) {
   return nft_element(address, protocol, port) + " . " + prefix.to_string() + "/" +
          std::to_string(prefix_length);
 }
@@ -236,4 +236,4 @@ std::string render_nft_delete_table() {
   return "delete table " + table_name() + "\n";
 }
 
-}  // namespace kipvs::ipvs
+}  // namespace kipvs::nftables

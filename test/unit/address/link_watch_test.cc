@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "ipvs/link_watch.h"
+#include "address/link_watch.h"
 
-namespace kipvs::ipvs {
+namespace kipvs::address {
 namespace {
 
 // One link message with an IFLA_IFNAME attribute (and an IFLA_MTU before it).
@@ -36,7 +36,7 @@ std::vector<char> link_message(std::uint16_t type, const std::string& name) {
   return out;
 }
 
-TEST_CASE("the link watch recognises the deletion of one link by name", "[ipvs][link]") {
+TEST_CASE("the link watch recognises the deletion of one link by name", "[address][link]") {
   const auto deleted = link_message(RTM_DELLINK, "kube-ipvs0");
   CHECK(deletes_link(deleted, "kube-ipvs0"));
   CHECK_FALSE(deletes_link(deleted, "kube-ipvs1"));
@@ -58,4 +58,4 @@ TEST_CASE("the link watch recognises the deletion of one link by name", "[ipvs][
 }
 
 }  // namespace
-}  // namespace kipvs::ipvs
+}  // namespace kipvs::address

@@ -6,14 +6,16 @@
 #include <cerrno>
 #include <string>
 
-#include "ipvs/fake_kernel_parts.h"
-#include "ipvs/nft_backend.h"
-#include "ipvs/nft_ruleset.h"
+#include "nftables/fake_nft_backend.h"
+#include "nftables/nft_backend.h"
+#include "nftables/nft_ruleset.h"
 #include "test/support/builders.h"
 
-namespace kipvs::ipvs {
+namespace kipvs::nftables {
 namespace {
 
+using ipvs::Family;
+using ipvs::Protocol;
 using kipvs::test::ip;
 
 NftState sample() {
@@ -193,4 +195,4 @@ TEST_CASE("fake backend: the kernel's answers, one transaction at a time", "[nft
 }
 
 }  // namespace
-}  // namespace kipvs::ipvs
+}  // namespace kipvs::nftables

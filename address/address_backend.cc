@@ -1,4 +1,4 @@
-#include "ipvs/address_backend.h"
+#include "address/address_backend.h"
 
 #include <net/if.h>
 #include <netlink/addr.h>
@@ -16,7 +16,7 @@
 
 #include "ipvs/netlink_socket.h"
 
-namespace kipvs::ipvs {
+namespace kipvs::address {
 
 namespace {
 
@@ -46,12 +46,12 @@ int errno_from_nl(int nl_error) {
   }
 }
 
-Error nl_failure(const std::string& what, int nl_error) {
-  return Error{errno_from_nl(nl_error), what + ": " + nl_geterror(nl_error)};
+ipvs::Error nl_failure(const std::string& what, int nl_error) {
+  return ipvs::Error{errno_from_nl(nl_error), what + ": " + nl_geterror(nl_error)};
 }
 
-int af_of(Family family) {
-  return family == Family::kIPv6 ? AF_INET6 : AF_INET;
+int af_of(ipvs::Family family) {
+  return family == ipvs::Family::kIPv6 ? AF_INET6 : AF_INET;
 }
 
 template <typename T, void (*Free)(T*)>
@@ -89,13 +89,15 @@ struct NetlinkAddressBackend::Socket {
 NetlinkAddressBackend::NetlinkAddressBackend(std::unique_ptr<Socket> socket) : socket_(std::move(socket)) {}
 NetlinkAddressBackend::~NetlinkAddressBackend() = default;
 
-std::expected<std::unique_ptr<NetlinkAddressBackend>, Error> NetlinkAddressBackend::open() {
+std::expected<std::unique_ptr<NetlinkAddressBackend>, ipvs::Error> NetlinkAddressBackend::open() {
   auto socket = std::make_unique<Socket>();
   socket->sock = nl_socket_alloc();
-  if (socket->sock == nullptr) return std::unexpected(Error{ENOMEM, "rtnetlink: cannot allocate a socket"});
+  if (socket->sock == nullptr)
+    return std::unexpected(ipvs::Error{ENOMEM, "rtnetlink: cannot allocate a socket"});
   if (int rc = nl_connect(socket->sock, NETLINK_ROUTE); rc < 0)
     return std::unexpected(nl_failure("rtnetlink connect", rc));
-  if (auto bounded = set_socket_timeouts(nl_socket_get_fd(socket->sock), kNetlinkTimeout, "rtnetlink");
+  if (auto bounded =
+          ipvs::set_socket_timeouts(nl_socket_get_fd(socket->sock), ipvs::kNetlinkTimeout, "rtnetlink");
       !bounded)
     return std::unexpected(bounded.error());
   return std::unique_ptr<NetlinkAddressBackend>(new NetlinkAddressBackend(std::move(socket)));
@@ -105,7 +107,7 @@ std::chrono::milliseconds NetlinkAddressBackend::receive_timeout() const {
   return ipvs::receive_timeout(nl_socket_get_fd(socket_->sock));
 }
 
-std::expected<int, Error> NetlinkAddressBackend::link_index(const std::string& name) {
+std::expected<int, ipvs::Error> NetlinkAddressBackend::link_index(const std::string& name) {
   if (auto it = link_indexes_.find(name); it != link_indexes_.end()) return it->second;
   rtnl_link* raw = nullptr;
   if (int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw); rc < 0) {
@@ -117,13 +119,13 @@ std::expected<int, Error> NetlinkAddressBackend::link_index(const std::string& n
   return index;
 }
 
-std::expected<void, Error> NetlinkAddressBackend::ensure_link(const std::string& name) {
+std::expected<void, ipvs::Error> NetlinkAddressBackend::ensure_link(const std::string& name) {
   link_indexes_.erase(name);
   rtnl_link* raw = nullptr;
   int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw);
   if (rc < 0) {
     LinkPtr created(rtnl_link_alloc());
-    if (!created) return std::unexpected(Error{ENOMEM, "create link " + name + ": out of memory"});
+    if (!created) return std::unexpected(ipvs::Error{ENOMEM, "create link " + name + ": out of memory"});
     rtnl_link_set_name(created.get(), name.c_str());
     if (int type_rc = rtnl_link_set_type(created.get(), "dummy"); type_rc < 0) {
       return std::unexpected(nl_failure("create link " + name, type_rc));
@@ -147,7 +149,8 @@ std::expected<void, Error> NetlinkAddressBackend::ensure_link(const std::string&
   return {};
 }
 
-std::expected<std::set<Address>, Error> NetlinkAddressBackend::list_addresses(const std::string& name) {
+std::expected<std::set<ipvs::Address>, ipvs::Error> NetlinkAddressBackend::list_addresses(
+    const std::string& name) {
   auto index = link_index(name);
   if (!index) return std::unexpected(index.error());
   nl_cache* raw = nullptr;
@@ -155,7 +158,7 @@ std::expected<std::set<Address>, Error> NetlinkAddressBackend::list_addresses(co
     return std::unexpected(nl_failure("list addresses of " + name, rc));
   }
   CachePtr cache(raw);
-  std::set<Address> addresses;
+  std::set<ipvs::Address> addresses;
   for (nl_object* object = nl_cache_get_first(cache.get()); object != nullptr;
        object = nl_cache_get_next(object)) {
     auto* addr = reinterpret_cast<rtnl_addr*>(object);
@@ -165,13 +168,13 @@ std::expected<std::set<Address>, Error> NetlinkAddressBackend::list_addresses(co
     if (rtnl_addr_get_scope(addr) != RT_SCOPE_UNIVERSE) continue;
     nl_addr* local = rtnl_addr_get_local(addr);
     if (local == nullptr) continue;
-    Address address;
+    ipvs::Address address;
     const auto family = nl_addr_get_family(local);
     const auto length = nl_addr_get_len(local);
     if (family == AF_INET && length == 4) {
-      address.family = Family::kIPv4;
+      address.family = ipvs::Family::kIPv4;
     } else if (family == AF_INET6 && length == 16) {
-      address.family = Family::kIPv6;
+      address.family = ipvs::Family::kIPv6;
     } else {
       continue;
     }
@@ -183,11 +186,12 @@ std::expected<std::set<Address>, Error> NetlinkAddressBackend::list_addresses(co
 
 namespace {
 
-std::expected<AddrPtr, Error> make_addr(int index, const Address& address, const std::string& what) {
-  const bool v6 = address.family == Family::kIPv6;
+std::expected<AddrPtr, ipvs::Error> make_addr(int index, const ipvs::Address& address,
+                                              const std::string& what) {
+  const bool v6 = address.family == ipvs::Family::kIPv6;
   NlAddrPtr local(nl_addr_build(af_of(address.family), address.bytes.data(), v6 ? 16 : 4));
   AddrPtr addr(rtnl_addr_alloc());
-  if (!local || !addr) return std::unexpected(Error{ENOMEM, what + ": out of memory"});
+  if (!local || !addr) return std::unexpected(ipvs::Error{ENOMEM, what + ": out of memory"});
   nl_addr_set_prefixlen(local.get(), v6 ? 128 : 32);
   rtnl_addr_set_ifindex(addr.get(), index);
   if (int rc = rtnl_addr_set_local(addr.get(), local.get()); rc < 0)
@@ -200,18 +204,19 @@ std::expected<AddrPtr, Error> make_addr(int index, const Address& address, const
 
 }  // namespace
 
-std::expected<void, Error> NetlinkAddressBackend::add_address(const std::string& name,
-                                                              const Address& address) {
+std::expected<void, ipvs::Error> NetlinkAddressBackend::add_address(const std::string& name,
+                                                                    const ipvs::Address& address) {
   return change_address(name, address, true);
 }
 
-std::expected<void, Error> NetlinkAddressBackend::delete_address(const std::string& name,
-                                                                 const Address& address) {
+std::expected<void, ipvs::Error> NetlinkAddressBackend::delete_address(const std::string& name,
+                                                                       const ipvs::Address& address) {
   return change_address(name, address, false);
 }
 
-std::expected<void, Error> NetlinkAddressBackend::change_address(const std::string& name,
-                                                                 const Address& address, bool add) {
+std::expected<void, ipvs::Error> NetlinkAddressBackend::change_address(const std::string& name,
+                                                                       const ipvs::Address& address,
+                                                                       bool add) {
   const std::string what =
       (add ? "add address " : "delete address ") + address.to_string() + (add ? " to " : " from ") + name;
   // A sync binds every cluster IP: looking the link up for each would double
@@ -233,7 +238,7 @@ std::expected<void, Error> NetlinkAddressBackend::change_address(const std::stri
   }
 }
 
-std::expected<void, Error> NetlinkAddressBackend::delete_link(const std::string& name) {
+std::expected<void, ipvs::Error> NetlinkAddressBackend::delete_link(const std::string& name) {
   link_indexes_.erase(name);
   rtnl_link* raw = nullptr;
   if (int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw); rc < 0) {
@@ -250,4 +255,4 @@ std::expected<void, Error> NetlinkAddressBackend::delete_link(const std::string&
 
 // ---------------------------------------------------------------------------
 
-}  // namespace kipvs::ipvs
+}  // namespace kipvs::address

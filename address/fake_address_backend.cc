@@ -1,0 +1,61 @@
+#include "address/fake_address_backend.h"
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace kipvs::address {
+
+std::expected<void, ipvs::Error> FakeAddressBackend::ensure_link(const std::string& name) {
+  if (!links_.contains(name)) {
+    links_[name];
+    ++links_created;
+  }
+  return {};
+}
+
+std::expected<std::set<ipvs::Address>, ipvs::Error> FakeAddressBackend::list_addresses(
+    const std::string& name) {
+  auto it = links_.find(name);
+  if (it == links_.end())
+    return std::unexpected(ipvs::Error{ENODEV, "get link " + name + ": no such device"});
+  return it->second;
+}
+
+std::expected<void, ipvs::Error> FakeAddressBackend::add_address(const std::string& name,
+                                                                 const ipvs::Address& address) {
+  ++adds;
+  add_threads.insert(std::this_thread::get_id());
+  if (fail_writes != 0) return std::unexpected(ipvs::Error{fail_writes, "add address (injected failure)"});
+  auto it = links_.find(name);
+  if (it == links_.end())
+    return std::unexpected(ipvs::Error{ENODEV, "get link " + name + ": no such device"});
+  if (!it->second.insert(address).second) return std::unexpected(ipvs::Error{EEXIST, "add address: exists"});
+  return {};
+}
+
+std::expected<void, ipvs::Error> FakeAddressBackend::delete_address(const std::string& name,
+                                                                    const ipvs::Address& address) {
+  ++deletes;
+  if (fail_writes != 0) return std::unexpected(ipvs::Error{fail_writes, "delete address (injected failure)"});
+  auto it = links_.find(name);
+  if (it == links_.end())
+    return std::unexpected(ipvs::Error{ENODEV, "get link " + name + ": no such device"});
+  if (it->second.erase(address) == 0)
+    return std::unexpected(ipvs::Error{EADDRNOTAVAIL, "delete address: not there"});
+  return {};
+}
+
+std::expected<void, ipvs::Error> FakeAddressBackend::delete_link(const std::string& name) {
+  if (links_.erase(name) == 0)
+    return std::unexpected(ipvs::Error{ENODEV, "get link " + name + ": no such device"});
+  ++links_deleted;
+  return {};
+}
+
+std::set<ipvs::Address> FakeAddressBackend::addresses(const std::string& name) const {
+  auto it = links_.find(name);
+  return it == links_.end() ? std::set<ipvs::Address>{} : it->second;
+}
+
+}  // namespace kipvs::address

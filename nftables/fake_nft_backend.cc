@@ -1,0 +1,47 @@
+#include "nftables/fake_nft_backend.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+namespace kipvs::nftables {
+
+std::expected<void, ipvs::Error> FakeNftBackend::apply(const NftUpdate& update) {
+  apply_threads.insert(std::this_thread::get_id());
+  if (fail_code != 0) return std::unexpected(ipvs::Error{fail_code, std::strerror(fail_code)});
+  if (update.empty()) return {};
+  if (update.full) {
+    table_ = *update.full;
+    ++full_writes;
+    ++transactions;
+    return {};
+  }
+  if (!table_) return std::unexpected(ipvs::Error{ENOENT, "no table inet kipvs"});
+  auto next = *table_;
+  for (const auto& change : update.removed) {
+    if (next.elements[change.set].erase(change.element) == 0)
+      return std::unexpected(ipvs::Error{
+          ENOENT, "delete element " + change.set + " { " + change.element + " }: " + std::strerror(ENOENT)});
+  }
+  for (const auto& change : update.added) next.elements[change.set].insert(change.element);
+  std::erase_if(next.elements, [](const auto& item) { return item.second.empty(); });
+  table_ = std::move(next);
+  element_changes += update.removed.size() + update.added.size();
+  ++transactions;
+  return {};
+}
+
+std::expected<void, ipvs::Error> FakeNftBackend::delete_table() {
+  if (fail_code != 0) return std::unexpected(ipvs::Error{fail_code, std::strerror(fail_code)});
+  if (!table_) return std::unexpected(ipvs::Error{ENOENT, "no table inet kipvs"});
+  table_.reset();
+  return {};
+}
+
+std::expected<std::string, ipvs::Error> FakeNftBackend::list_table() {
+  if (!table_) return std::unexpected(ipvs::Error{ENOENT, "no table inet kipvs"});
+  return render_nft_table(*table_);
+}
+
+}  // namespace kipvs::nftables
