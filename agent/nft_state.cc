@@ -17,24 +17,6 @@ Cidr network_of(const Cidr& cidr) {
   return out;
 }
 
-nftables::NftConfig nft_config(const Config& config) {
-  nftables::NftConfig out;
-  switch (config.detect_local.mode) {
-    case DetectLocalMode::kClusterCidr:
-      for (const auto& cidr : config.cluster_cidrs) out.cluster_cidrs.push_back(network_of(cidr).to_string());
-      break;
-    case DetectLocalMode::kBridgeInterface:
-      out.local_interface = config.detect_local.bridge_interface;
-      break;
-    case DetectLocalMode::kInterfaceNamePrefix:
-      out.local_interface = config.detect_local.interface_name_prefix + "*";
-      break;
-  }
-  out.masquerade_all = config.masquerade_all;
-  out.masquerade_mark = std::uint32_t{1} << (config.masquerade_bit & 31);
-  return out;
-}
-
 NftState nft_state(const std::map<ipvs::ServiceKey, ServiceOrigin>& origins,
                    const std::set<ipvs::Address>& bound, const nftables::NftConfig& config) {
   NftState state;

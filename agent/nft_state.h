@@ -9,17 +9,12 @@
 #include <set>
 #include <vector>
 
-#include "agent/config.h"
 #include "agent/desired_state.h"
 #include "agent/node_facts.h"
 #include "ipvs/model.h"
 #include "nftables/nft_ruleset.h"
 
 namespace kipvs::agent {
-
-// clusterCIDR, detectLocalMode, iptables.masqueradeAll and
-// iptables.masqueradeBit -> the rules' shape.
-[[nodiscard]] nftables::NftConfig nft_config(const Config& config);
 
 // origins: one per desired virtual service; bound: the virtual IPs on the
 // dummy interface (cluster, external, load-balancer IPs).

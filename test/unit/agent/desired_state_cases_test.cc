@@ -18,12 +18,15 @@
 #include <string>
 #include <vector>
 
-#include "agent/render.h"
+#include "app/render.h"
 
 namespace kipvs::agent {
 namespace {
 
 namespace fs = std::filesystem;
+using app::parse_render_args;
+using app::render;
+using app::RenderResult;
 
 const fs::path kCases = KIPVS_AGENT_CASES_DIR;
 

@@ -18,11 +18,11 @@
 
 #include "address/address_backend.h"
 #include "address/fake_address_backend.h"
-#include "agent/agent.h"
 #include "agent/desired_state.h"
-#include "agent/metrics_observer.h"
 #include "agent/nft_state.h"
 #include "agent/sync.h"
+#include "app/agent.h"
+#include "app/metrics_observer.h"
 #include "conntrack/fake_conntrack_backend.h"
 #include "ipvs/fake_backend.h"
 #include "metrics/metrics.h"
@@ -33,6 +33,11 @@
 namespace kipvs::agent {
 namespace {
 
+using app::Config;
+using app::DetectLocalMode;
+using app::MetricsObserver;
+using app::nft_config;
+using app::parse_agent_args;
 using ipvs::Family;
 using nftables::nft_set_name;
 namespace nft_set = nftables::nft_set;

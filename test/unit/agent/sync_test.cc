@@ -23,10 +23,10 @@
 
 #include "address/address_backend.h"
 #include "address/fake_address_backend.h"
-#include "agent/agent.h"
-#include "agent/service_names.h"
 #include "agent/sync.h"
-#include "agent/sysctl.h"
+#include "app/agent.h"
+#include "app/service_names.h"
+#include "app/sysctl.h"
 #include "ipvs/fake_backend.h"
 #include "test/support/builders.h"
 
@@ -35,6 +35,14 @@ namespace {
 
 using Kind = ipvs::Operation::Kind;
 using namespace std::chrono_literals;
+using app::apply_sysctls;
+using app::format_operation;
+using app::kube_proxy_sysctls;
+using app::node_name;
+using app::parse_agent_args;
+using app::parse_go_duration;
+using app::ServiceNames;
+using app::set_ipvs_timeouts;
 
 using kipvs::test::ip;
 

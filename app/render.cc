@@ -1,4 +1,4 @@
-#include "agent/render.h"
+#include "app/render.h"
 
 #include <ostream>
 #include <variant>
@@ -6,7 +6,7 @@
 #include "ipvs/ipvsadm_format.h"
 #include "k8s/manifests.h"
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 namespace {
 
@@ -30,10 +30,11 @@ std::vector<std::string_view> split_list(std::string_view text) {
   return items;
 }
 
-std::expected<std::vector<Cidr>, std::string> parse_cidrs(std::string_view flag, std::string_view value) {
-  std::vector<Cidr> cidrs;
+std::expected<std::vector<agent::Cidr>, std::string> parse_cidrs(std::string_view flag,
+                                                                 std::string_view value) {
+  std::vector<agent::Cidr> cidrs;
   for (auto item : split_list(value)) {
-    auto cidr = Cidr::parse(item);
+    auto cidr = agent::Cidr::parse(item);
     if (!cidr) return std::unexpected(std::string(flag) + ": \"" + std::string(item) + "\" is not a CIDR");
     cidrs.push_back(*cidr);
   }
@@ -77,13 +78,13 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
       facts.zone = std::string(value);
       options.zone_set = true;
     } else if (flag == "--ipvs-scheduler") {
-      if (!value.empty() && !is_known_scheduler(value)) {
+      if (!value.empty() && !agent::is_known_scheduler(value)) {
         return std::unexpected("--ipvs-scheduler: \"" + std::string(value) +
                                "\" is not a known IPVS scheduler");
       }
       facts.scheduler = value.empty() ? "rr" : std::string(value);
     } else if (flag == "--ipvs-scheduler-flags") {
-      auto bits = parse_scheduler_flags(value);
+      auto bits = agent::parse_scheduler_flags(value);
       if (!bits)
         return std::unexpected("--ipvs-scheduler-flags: \"" + std::string(value) +
                                "\" names an unknown flag");
@@ -91,9 +92,9 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
       flags_given = true;
     } else if (flag == "--affinity-mode") {
       if (value == "persistence") {
-        facts.affinity_mode = AffinityMode::kPersistence;
+        facts.affinity_mode = agent::AffinityMode::kPersistence;
       } else if (value == "hash") {
-        facts.affinity_mode = AffinityMode::kHash;
+        facts.affinity_mode = agent::AffinityMode::kHash;
       } else {
         return std::unexpected("--affinity-mode: \"" + std::string(value) + "\" is not persistence or hash");
       }
@@ -112,7 +113,7 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
     }
   }
   if (options.manifests.empty()) return std::unexpected(std::string("--manifests DIR is required"));
-  if (!flags_given) facts.scheduler_flags = default_scheduler_flags(facts.scheduler);
+  if (!flags_given) facts.scheduler_flags = agent::default_scheduler_flags(facts.scheduler);
   // The configured flags must suit the configured scheduler, as an
   // annotation's must (checked by name, so re-check the bits here).
   const auto shared = ipvs::flags::kSchedShFallback | ipvs::flags::kSchedShPort;
@@ -129,9 +130,9 @@ std::expected<RenderResult, std::string> render(const RenderOptions& options) {
   RenderResult result;
   for (const auto& error : loaded->errors) result.warnings.push_back(k8s::to_string(error));
 
-  NodeFacts facts = options.facts;
-  ServiceMap services;
-  EndpointSliceMap slices;
+  agent::NodeFacts facts = options.facts;
+  agent::ServiceMap services;
+  agent::EndpointSliceMap slices;
   for (const auto& object : loaded->objects) {
     if (const auto* service = std::get_if<k8s::Service>(&object)) {
       services.emplace(k8s::key_of(*service), *service);
@@ -153,7 +154,7 @@ std::expected<RenderResult, std::string> render(const RenderOptions& options) {
     }
   }
 
-  result.state = compute_desired_state(services, slices, facts);
+  result.state = agent::compute_desired_state(services, slices, facts);
   for (const auto& problem : result.state.problems)
     result.warnings.push_back(problem.message + " (" + problem.reason + ")");
   result.text = ipvs::format_ipvsadm_save(result.state.table);
@@ -176,4 +177,4 @@ int run_render(std::span<const std::string_view> args, std::ostream& out, std::o
   return 0;
 }
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

@@ -9,7 +9,7 @@
 #include <string>
 #include <string_view>
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 // Parses a Go duration: an optional sign, then one or more decimal numbers,
 // each with an optional fraction and a unit (ns, us, µs, ms, s, m, h). "0"
@@ -19,4 +19,4 @@ namespace kipvs::agent {
 // Go's Duration.String(): "1h0m0s", "1m30s", "1.5s", "500ms", "0s".
 [[nodiscard]] std::string format_duration(std::chrono::nanoseconds duration);
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

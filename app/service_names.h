@@ -14,7 +14,7 @@
 #include "ipvs/model.h"
 #include "metrics/throughput.h"
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 class ServiceNames {
  public:
@@ -22,7 +22,7 @@ class ServiceNames {
 
   // On the sync thread: copies the names out of sync, unless nothing they
   // come from changed since the last call.
-  void refresh(const Sync& sync);
+  void refresh(const agent::Sync& sync);
   // From any thread: the names as last published (empty before the first
   // refresh).
   [[nodiscard]] std::shared_ptr<const Map> latest() const;
@@ -33,4 +33,4 @@ class ServiceNames {
   std::shared_ptr<const Map> published_ = std::make_shared<const Map>();
 };
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

@@ -1,11 +1,11 @@
-#include "agent/service_names.h"
+#include "app/service_names.h"
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
-void ServiceNames::refresh(const Sync& sync) {
+void ServiceNames::refresh(const agent::Sync& sync) {
   if (generation_ == sync.origins_generation()) return;
   auto names = std::make_shared<Map>();
-  sync.visit_origins([&](const ipvs::ServiceKey& key, const ServiceOrigin& origin) {
+  sync.visit_origins([&](const ipvs::ServiceKey& key, const agent::ServiceOrigin& origin) {
     names->emplace_hint(
         names->end(), key,
         metrics::ServiceLabels{origin.service.namespace_, origin.service.name, origin.port_name});
@@ -20,4 +20,4 @@ std::shared_ptr<const ServiceNames::Map> ServiceNames::latest() const {
   return published_;
 }
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

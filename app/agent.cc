@@ -1,4 +1,4 @@
-#include "agent/agent.h"
+#include "app/agent.h"
 
 #include <ifaddrs.h>
 #include <netinet/in.h>
@@ -28,11 +28,11 @@
 #include <boost/json/serialize.hpp>
 
 #include "address/link_watch.h"
-#include "agent/metrics_observer.h"
 #include "agent/nft_state.h"
-#include "agent/render.h"
-#include "agent/service_names.h"
-#include "agent/sysctl.h"
+#include "app/metrics_observer.h"
+#include "app/render.h"
+#include "app/service_names.h"
+#include "app/sysctl.h"
 #include "ipvs/diff.h"
 #include "ipvs/ipvsadm_format.h"
 #include "ipvs/netlink_backend.h"
@@ -48,7 +48,7 @@
 #include "metrics/service_health.h"
 #include "metrics/throughput.h"
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 namespace {
 
@@ -160,8 +160,9 @@ std::expected<AgentOptions, std::string> agent_options(
     }
   }
   facts.scheduler = config.ipvs.scheduler.empty() ? "rr" : config.ipvs.scheduler;
-  facts.scheduler_flags = config.kipvs.scheduler_flags.empty() ? default_scheduler_flags(facts.scheduler)
-                                                               : config.kipvs.scheduler_flag_bits;
+  facts.scheduler_flags = config.kipvs.scheduler_flags.empty()
+                              ? agent::default_scheduler_flags(facts.scheduler)
+                              : config.kipvs.scheduler_flag_bits;
   facts.proxy_name = config.kipvs.proxy_name;
   facts.affinity_mode = config.kipvs.affinity_mode;
   facts.node_port_addresses = config.node_port_addresses;
@@ -187,7 +188,7 @@ std::expected<AgentOptions, std::string> agent_options(
     return std::unexpected(std::string("--drain-check-period must be greater than 0"));
   sync.interface_name = config.kipvs.interface_name;
   sync.nft = nft_config(config);
-  auto owned_services = OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
+  auto owned_services = agent::OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
   if (!owned_services) return std::unexpected("kipvs.stateDir: " + owned_services.error());
   sync.owned_services = std::move(*owned_services);
   options.strict_arp = config.ipvs.strict_arp;
@@ -240,7 +241,7 @@ std::string format_operation(const ipvs::Operation& operation) {
 // ---------------------------------------------------------------------------
 
 Agent::Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
-             address::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
+             address::AddressBackend* addresses, agent::SyncObserver& observer, Logger& logger,
              MetricsObserver* changes, nftables::NftBackend* nft, conntrack::ConntrackBackend* conntrack)
     : io_(io),
       options_(std::move(options)),
@@ -324,9 +325,9 @@ void Agent::reload() {
 }
 
 std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, address::AddressBackend& addresses,
-                                                  const std::string& interface, const NodeFacts& facts,
+                                                  const std::string& interface, const agent::NodeFacts& facts,
                                                   nftables::NftBackend* nft,
-                                                  const OwnedServicesFile& recorded) {
+                                                  const agent::OwnedServicesFile& recorded) {
   // No interface: a node kipvs never ran on, or one already cleaned up. Its
   // node-port services can still be there.
   auto on_link = addresses.list_addresses(interface);
@@ -444,12 +445,12 @@ std::unique_ptr<metrics::RetryingHttpServer> serve(boost::asio::io_context& io, 
 int run_cleanup(const Config& config, const std::expected<AgentOptions, std::string>& options,
                 ipvs::NetlinkBackend& backend, address::NetlinkAddressBackend& addresses,
                 nftables::NftBackend* nft, Logger& logger) {
-  NodeFacts facts;
+  agent::NodeFacts facts;
   if (options) facts = options->sync.facts;
   // Without --node-ip (and no Node object to ask), the node ports kipvs
   // served are on this host's addresses.
   if (facts.node_ips.empty()) facts.node_ips = host_addresses(config.kipvs.interface_name);
-  auto recorded = OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
+  auto recorded = agent::OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
   if (!recorded) {
     logger.error("Cleanup failed", recorded.error());
     return 1;
@@ -535,7 +536,7 @@ std::optional<std::vector<boost::asio::ip::address>> health_check_addresses(
 
 // What the metrics observer reads from the sync and the kernel, and what it
 // does after each sync (the Service health checks follow the sync).
-MetricsObserver::Sources observer_sources(Sync& sync, ipvs::NetlinkBackend& kernel,
+MetricsObserver::Sources observer_sources(agent::Sync& sync, ipvs::NetlinkBackend& kernel,
                                           metrics::ServiceHealthServer& service_health, Logger& logger) {
   return {
       .table_size =
@@ -608,7 +609,7 @@ class HttpServers {
 };
 
 // The ip_family label values of the families this node serves.
-std::vector<std::string> family_labels(const NodeFacts& facts) {
+std::vector<std::string> family_labels(const agent::NodeFacts& facts) {
   std::vector<std::string> labels;
   for (auto family : facts.families())
     labels.emplace_back(family == ipvs::Family::kIPv6 ? metrics::kIPv6 : metrics::kIPv4);
@@ -621,7 +622,7 @@ std::vector<std::string> family_labels(const NodeFacts& facts) {
 // A scrape waits for that at most a second, so during a long first sync it
 // serves what was published before.
 void refresh_for_scrape(boost::asio::io_context& io, MetricsObserver& observer, ServiceNames& names,
-                        Sync& sync) {
+                        agent::Sync& sync) {
   auto refreshed = std::make_shared<std::promise<void>>();
   auto done = refreshed->get_future();
   boost::asio::post(io, [&observer, &names, &sync, refreshed] {
@@ -667,7 +668,7 @@ class Signals {
 // half a second later so that the rest of such a cleanup is done first.
 class LinkRepair {
  public:
-  LinkRepair(boost::asio::io_context& io, Sync& sync, std::string interface_name, Logger& logger)
+  LinkRepair(boost::asio::io_context& io, agent::Sync& sync, std::string interface_name, Logger& logger)
       : sync_(sync), interface_name_(std::move(interface_name)), logger_(logger), repair_(io) {
     auto opened = address::LinkWatch::open();
     if (!opened) {
@@ -712,7 +713,7 @@ class LinkRepair {
     return true;
   }
 
-  Sync& sync_;
+  agent::Sync& sync_;
   std::string interface_name_;
   Logger& logger_;
   boost::asio::steady_timer repair_;
@@ -865,4 +866,4 @@ int run_diff(std::span<const std::string_view> args, std::ostream& out, std::ost
   return 0;
 }
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

@@ -9,14 +9,17 @@
 
 #include <catch2/catch.hpp>
 
-#include "agent/agent.h"
-#include "agent/config.h"
-#include "agent/metrics_observer.h"
+#include "app/agent.h"
+#include "app/config.h"
+#include "app/metrics_observer.h"
 #include "metrics/health.h"
 #include "metrics/metrics.h"
 
-namespace kipvs::agent {
+namespace kipvs::app {
 namespace {
+
+using agent::OperationOutcome;
+using agent::SyncKind;
 
 using namespace std::chrono_literals;
 
@@ -150,4 +153,4 @@ TEST_CASE("agent options from the configuration", "[agent]") {
 }
 
 }  // namespace
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

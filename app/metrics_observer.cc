@@ -1,8 +1,8 @@
-#include "agent/metrics_observer.h"
+#include "app/metrics_observer.h"
 
 #include <algorithm>
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 std::string_view operation_kind_label(ipvs::Operation::Kind kind) {
   using Kind = ipvs::Operation::Kind;
@@ -23,17 +23,17 @@ std::string_view operation_kind_label(ipvs::Operation::Kind kind) {
   return "unknown";
 }
 
-std::string_view operation_result_label(OperationOutcome outcome) {
+std::string_view operation_result_label(agent::OperationOutcome outcome) {
   switch (outcome) {
-    case OperationOutcome::kOk:
+    case agent::OperationOutcome::kOk:
       return "ok";
-    case OperationOutcome::kExists:
+    case agent::OperationOutcome::kExists:
       return "EEXIST";
-    case OperationOutcome::kMissing:
+    case agent::OperationOutcome::kMissing:
       // The sync loop folds ESRCH and ENOENT into one outcome; both are
       // ordinary answers to the chart's alert.
       return "ENOENT";
-    case OperationOutcome::kFailed:
+    case agent::OperationOutcome::kFailed:
       return "error";
   }
   return "error";
@@ -84,9 +84,9 @@ void MetricsObserver::refresh() {
   }
 }
 
-void MetricsObserver::sync_started(SyncKind) {}
+void MetricsObserver::sync_started(agent::SyncKind) {}
 
-void MetricsObserver::sync_finished(SyncKind, std::chrono::nanoseconds duration, bool ok) {
+void MetricsObserver::sync_finished(agent::SyncKind, std::chrono::nanoseconds duration, bool ok) {
   metrics_.observe_sync(duration);
   if (ok) {
     metrics_.synced_at(wall_clock_());
@@ -96,7 +96,7 @@ void MetricsObserver::sync_finished(SyncKind, std::chrono::nanoseconds duration,
   if (sources_.after_sync) sources_.after_sync();
 }
 
-void MetricsObserver::operation_applied(ipvs::Operation::Kind kind, OperationOutcome outcome) {
+void MetricsObserver::operation_applied(ipvs::Operation::Kind kind, agent::OperationOutcome outcome) {
   metrics_.netlink_operations(operation_kind_label(kind), operation_result_label(outcome));
 }
 
@@ -185,4 +185,4 @@ void ChangeNotifyingSink::endpoint_slice_changed(const k8s::ObjectKey& key, cons
   target_.endpoint_slice_changed(key, now);
 }
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

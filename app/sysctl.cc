@@ -1,4 +1,4 @@
-#include "agent/sysctl.h"
+#include "app/sysctl.h"
 
 #include <cerrno>
 #include <charconv>
@@ -6,7 +6,7 @@
 #include <fstream>
 #include <sstream>
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 namespace {
 
@@ -68,4 +68,4 @@ SysctlReport apply_sysctls(const std::filesystem::path& root, const std::vector<
   return report;
 }
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

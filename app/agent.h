@@ -4,7 +4,7 @@
 // a Backend and kube-ipvs0 through an AddressBackend; sysctls are set once at
 // start. Everything lives on one io_context thread.
 //
-// Flags and the configuration file are agent/config.h's (kube-proxy's
+// Flags and the configuration file are app/config.h's (kube-proxy's
 // KubeProxyConfiguration and flags); `kipvs --help` lists them. The object
 // source is --manifests DIR, or the Kubernetes API (--kubeconfig, --master,
 // $KUBECONFIG, or in-cluster when $KUBERNETES_SERVICE_HOST is set).
@@ -27,11 +27,11 @@
 #include <boost/asio/io_context.hpp>
 
 #include "address/address_backend.h"
-#include "agent/config.h"
-#include "agent/log.h"
-#include "agent/metrics_observer.h"
 #include "agent/owned_services.h"
 #include "agent/sync.h"
+#include "app/config.h"
+#include "app/log.h"
+#include "app/metrics_observer.h"
 #include "ipvs/backend.h"
 
 namespace kipvs::k8s {
@@ -41,14 +41,14 @@ class HttpClient;
 class TokenSource;
 }  // namespace kipvs::k8s
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 struct AgentOptions {
   std::filesystem::path manifests;  // static source, or
   std::string kubeconfig;           // the API (kubeconfig, $KUBECONFIG, in-cluster)
   std::string master;
   bool use_api = false;
-  SyncOptions sync;
+  agent::SyncOptions sync;
   bool strict_arp = false;
   std::filesystem::path proc_sys = "/proc/sys";
   ipvs::Timeouts timeouts;  // 0 leaves the kernel's value
@@ -82,7 +82,8 @@ struct CleanupResult {
 };
 [[nodiscard]] std::expected<CleanupResult, std::string> cleanup(
     ipvs::Backend& backend, address::AddressBackend& addresses, const std::string& interface,
-    const NodeFacts& facts, nftables::NftBackend* nft = nullptr, const OwnedServicesFile& recorded = {});
+    const agent::NodeFacts& facts, nftables::NftBackend* nft = nullptr,
+    const agent::OwnedServicesFile& recorded = {});
 
 // ipvs.tcpTimeout and the others, when any is set: the error text when the
 // kernel refused them. Not fatal, as in kube-proxy: the kernel's values stay.
@@ -107,7 +108,7 @@ class Agent {
   // changes (may be null) hears of Service and EndpointSlice changes as
   // they arrive from the source, before the Sync does.
   Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
-        address::AddressBackend* addresses, SyncObserver& observer, Logger& logger,
+        address::AddressBackend* addresses, agent::SyncObserver& observer, Logger& logger,
         MetricsObserver* changes = nullptr, nftables::NftBackend* nft = nullptr,
         conntrack::ConntrackBackend* conntrack = nullptr);
   ~Agent();
@@ -121,13 +122,13 @@ class Agent {
   // SIGHUP: re-read the manifests now.
   void reload();
 
-  [[nodiscard]] Sync& sync() { return sync_; }
+  [[nodiscard]] agent::Sync& sync() { return sync_; }
 
  private:
   boost::asio::io_context& io_;
   AgentOptions options_;
   Logger& logger_;
-  Sync sync_;
+  agent::Sync sync_;
   MetricsObserver* metrics_;  // may be null
   std::unique_ptr<ChangeNotifyingSink> changes_;
   k8s::ObjectSink* sink_;
@@ -150,4 +151,4 @@ int run_main(std::span<const std::string_view> args, std::ostream& out, std::ost
 // `kipvs diff`. Returns the exit status.
 int run_diff(std::span<const std::string_view> args, std::ostream& out, std::ostream& err);
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

@@ -21,7 +21,7 @@
 
 #include <boost/json/value.hpp>
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 enum class LogFormat { kText, kJson };
 
@@ -59,4 +59,4 @@ class Logger {
   Clock clock_;
 };
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

@@ -21,16 +21,16 @@
 #include "metrics/health.h"
 #include "metrics/metrics.h"
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 // The label values of kipvs_netlink_operations_total: kind "add_service",
 // "delete_destination", ...; result "ok" or an errno name ("EEXIST",
 // "ENOENT"), or "error" for a failure whose errno the sync loop does not
 // pass on.
 [[nodiscard]] std::string_view operation_kind_label(ipvs::Operation::Kind kind);
-[[nodiscard]] std::string_view operation_result_label(OperationOutcome outcome);
+[[nodiscard]] std::string_view operation_result_label(agent::OperationOutcome outcome);
 
-class MetricsObserver final : public SyncObserver {
+class MetricsObserver final : public agent::SyncObserver {
  public:
   using WallClock = std::function<std::chrono::system_clock::time_point()>;
 
@@ -64,9 +64,9 @@ class MetricsObserver final : public SyncObserver {
   // the node may still take load-balancer traffic.
   void node_changed(const k8s::Node* now);
 
-  void sync_started(SyncKind kind) override;
-  void sync_finished(SyncKind kind, std::chrono::nanoseconds duration, bool ok) override;
-  void operation_applied(ipvs::Operation::Kind kind, OperationOutcome outcome) override;
+  void sync_started(agent::SyncKind kind) override;
+  void sync_finished(agent::SyncKind kind, std::chrono::nanoseconds duration, bool ok) override;
+  void operation_applied(ipvs::Operation::Kind kind, agent::OperationOutcome outcome) override;
   void object_skipped(k8s::ResourceKind kind, std::string_view reason) override;
   void network_programming_latency(ipvs::Family family, std::chrono::duration<double> latency) override;
   void drains_in_progress(std::size_t destinations) override;
@@ -111,4 +111,4 @@ class ChangeNotifyingSink final : public k8s::ObjectSink {
   MetricsObserver& observer_;
 };
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

@@ -1,4 +1,4 @@
-#include "agent/config.h"
+#include "app/config.h"
 
 #include <algorithm>
 #include <cctype>
@@ -14,9 +14,10 @@
 #include <boost/json.hpp>
 
 #include "agent/desired_state.h"
-#include "agent/duration.h"
+#include "agent/nft_state.h"
+#include "app/duration.h"
 
-namespace kipvs::agent {
+namespace kipvs::app {
 namespace {
 
 using namespace std::chrono_literals;
@@ -94,10 +95,11 @@ Apply set_duration(std::chrono::nanoseconds& (*field)(Config&), bool positive) {
   };
 }
 
-std::optional<std::string> parse_cidr_list(const std::vector<std::string>& items, std::vector<Cidr>& out) {
-  std::vector<Cidr> cidrs;
+std::optional<std::string> parse_cidr_list(const std::vector<std::string>& items,
+                                           std::vector<agent::Cidr>& out) {
+  std::vector<agent::Cidr> cidrs;
   for (const auto& item : items) {
-    const auto cidr = Cidr::parse(item);
+    const auto cidr = agent::Cidr::parse(item);
     // A bare address parses as a host prefix, but the fields want prefixes.
     if (!cidr || item.find('/') == std::string::npos)
       return "a CIDR such as 10.0.0.0/8 or fd00::/64, got " + quoted(item);
@@ -218,7 +220,7 @@ void add_ipvs_settings(std::vector<Setting>& s) {
                "The IPVS scheduler: rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf (empty means rr).",
                [](Config& c, const Value& v) -> std::optional<std::string> {
                  const auto& text = std::get<std::string>(v);
-                 if (!text.empty() && !is_known_scheduler(text)) {
+                 if (!text.empty() && !agent::is_known_scheduler(text)) {
                    return "an IPVS scheduler (rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf), got " +
                           quoted(text);
                  }
@@ -368,9 +370,9 @@ void add_kipvs_behaviour_settings(std::vector<Setting>& s) {
                [](Config& c, const Value& v) -> std::optional<std::string> {
                  const auto& text = std::get<std::string>(v);
                  if (text == "persistence" || text.empty()) {
-                   c.kipvs.affinity_mode = AffinityMode::kPersistence;
+                   c.kipvs.affinity_mode = agent::AffinityMode::kPersistence;
                  } else if (text == "hash") {
-                   c.kipvs.affinity_mode = AffinityMode::kHash;
+                   c.kipvs.affinity_mode = agent::AffinityMode::kHash;
                  } else {
                    return "\"persistence\" or \"hash\", got " + quoted(text);
                  }
@@ -422,7 +424,7 @@ void add_kipvs_operation_settings(std::vector<Setting>& s) {
                "Scheduler flags: sh-fallback, sh-port (with sh), mh-fallback, mh-port (with mh).",
                [](Config& c, const Value& v) -> std::optional<std::string> {
                  const auto& text = std::get<std::string>(v);
-                 const auto bits = parse_scheduler_flags(text);
+                 const auto bits = agent::parse_scheduler_flags(text);
                  if (!bits)
                    return "scheduler flags from sh-fallback, sh-port, mh-fallback, mh-port, got " +
                           quoted(text);
@@ -807,7 +809,7 @@ void validate(Config& config, std::string_view source) {
   }
   if (!config.kipvs.scheduler_flags.empty()) {
     const std::string scheduler = config.ipvs.scheduler.empty() ? "rr" : config.ipvs.scheduler;
-    if (!flags_fit_scheduler(config.kipvs.scheduler_flags, scheduler)) {
+    if (!agent::flags_fit_scheduler(config.kipvs.scheduler_flags, scheduler)) {
       throw ConfigError(prefix + "kipvs.schedulerFlags: expected flags that fit the scheduler " +
                         quoted(scheduler) + ", got " + quoted(config.kipvs.scheduler_flags));
     }
@@ -982,12 +984,12 @@ std::string help_text() {
 }
 
 boost::json::value to_json(const Config& c) {
-  auto cidrs = [](const std::vector<Cidr>& list) {
+  auto cidrs = [](const std::vector<agent::Cidr>& list) {
     boost::json::array out;
     for (const auto& cidr : list) out.emplace_back(cidr.to_string());
     return out;
   };
-  auto join = [](const std::vector<Cidr>& list) {
+  auto join = [](const std::vector<agent::Cidr>& list) {
     std::string out;
     for (const auto& cidr : list) out += (out.empty() ? "" : ",") + cidr.to_string();
     return out;
@@ -995,7 +997,7 @@ boost::json::value to_json(const Config& c) {
   boost::json::array node_ips;
   for (const auto& ip : c.kipvs.node_ips) node_ips.emplace_back(ip.to_string());
   boost::json::object kipvs{
-      {"affinityMode", c.kipvs.affinity_mode == AffinityMode::kHash ? "hash" : "persistence"},
+      {"affinityMode", c.kipvs.affinity_mode == agent::AffinityMode::kHash ? "hash" : "persistence"},
       {"interfaceName", c.kipvs.interface_name},
       {"stateDir", c.kipvs.state_dir},
       {"gracePeriod", format_duration(c.kipvs.grace_period)},
@@ -1045,4 +1047,23 @@ boost::json::value to_json(const Config& c) {
   };
 }
 
-}  // namespace kipvs::agent
+nftables::NftConfig nft_config(const Config& config) {
+  nftables::NftConfig out;
+  switch (config.detect_local.mode) {
+    case DetectLocalMode::kClusterCidr:
+      for (const auto& cidr : config.cluster_cidrs)
+        out.cluster_cidrs.push_back(agent::network_of(cidr).to_string());
+      break;
+    case DetectLocalMode::kBridgeInterface:
+      out.local_interface = config.detect_local.bridge_interface;
+      break;
+    case DetectLocalMode::kInterfaceNamePrefix:
+      out.local_interface = config.detect_local.interface_name_prefix + "*";
+      break;
+  }
+  out.masquerade_all = config.masquerade_all;
+  out.masquerade_mark = std::uint32_t{1} << (config.masquerade_bit & 31);
+  return out;
+}
+
+}  // namespace kipvs::app

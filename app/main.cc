@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "agent/agent.h"
-#include "agent/render.h"
+#include "app/agent.h"
+#include "app/render.h"
 
 int main(int argc, char** argv) {
 #if defined(__GLIBC__)
@@ -22,10 +22,10 @@ int main(int argc, char** argv) {
 #endif
   const std::vector<std::string_view> args(argv + 1, argv + argc);
   if (!args.empty() && args.front() == "render") {
-    return kipvs::agent::run_render(std::span(args).subspan(1), std::cout, std::cerr);
+    return kipvs::app::run_render(std::span(args).subspan(1), std::cout, std::cerr);
   }
   if (!args.empty() && args.front() == "diff") {
-    return kipvs::agent::run_diff(std::span(args).subspan(1), std::cout, std::cerr);
+    return kipvs::app::run_diff(std::span(args).subspan(1), std::cout, std::cerr);
   }
-  return kipvs::agent::run_main(args, std::cout, std::cerr);
+  return kipvs::app::run_main(args, std::cout, std::cerr);
 }

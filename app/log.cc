@@ -1,4 +1,4 @@
-#include "agent/log.h"
+#include "app/log.h"
 
 #include <cstdio>
 #include <ctime>
@@ -9,7 +9,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/string.hpp>
 
-namespace kipvs::agent {
+namespace kipvs::app {
 namespace {
 
 std::string_view base_name(std::string_view path) {
@@ -88,4 +88,4 @@ void Logger::write(char severity, int level, std::string_view message, std::stri
   out_.flush();
 }
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

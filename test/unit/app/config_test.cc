@@ -13,14 +13,14 @@
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
-#include "agent/config.h"
-#include "agent/duration.h"
+#include "app/config.h"
+#include "app/duration.h"
 
 namespace {
 
 using namespace std::chrono_literals;
-using kipvs::agent::Config;
-using kipvs::agent::ConfigError;
+using kipvs::app::Config;
+using kipvs::app::ConfigError;
 namespace fs = std::filesystem;
 
 const fs::path kCases = KIPVS_CONFIG_CASES_DIR;
@@ -34,7 +34,7 @@ std::string first_line(const fs::path& path) {
 
 std::string error_of(const std::string& path) {
   try {
-    (void)kipvs::agent::load_config_file(path);
+    (void)kipvs::app::load_config_file(path);
   } catch (const ConfigError& e) {
     return e.what();
   }
@@ -43,7 +43,7 @@ std::string error_of(const std::string& path) {
 
 Config from_args(std::vector<std::string> args) {
   std::vector<std::string_view> views(args.begin(), args.end());
-  return kipvs::agent::parse_command_line(views);
+  return kipvs::app::parse_command_line(views);
 }
 
 std::string flag_error(std::vector<std::string> args) {
@@ -67,7 +67,7 @@ struct TempFile {
 }  // namespace
 
 TEST_CASE("Go durations parse as time.ParseDuration does", "[config][duration]") {
-  using kipvs::agent::parse_duration;
+  using kipvs::app::parse_duration;
   CHECK(parse_duration("30s").value() == 30s);
   CHECK(parse_duration("1m30s").value() == 90s);
   CHECK(parse_duration("500ms").value() == 500ms);
@@ -98,7 +98,7 @@ TEST_CASE("Go durations parse as time.ParseDuration does", "[config][duration]")
 }
 
 TEST_CASE("Go durations print as Duration.String does", "[config][duration]") {
-  using kipvs::agent::format_duration;
+  using kipvs::app::format_duration;
   CHECK(format_duration(0s) == "0s");
   CHECK(format_duration(30s) == "30s");
   CHECK(format_duration(90s) == "1m30s");
@@ -111,7 +111,7 @@ TEST_CASE("Go durations print as Duration.String does", "[config][duration]") {
   CHECK(format_duration(7ns) == "7ns");
   CHECK(format_duration(-90s) == "-1m30s");
   for (const auto text : {"1h2m3.5s", "250ms", "26h0m0.001s"}) {
-    const auto parsed = kipvs::agent::parse_duration(text);
+    const auto parsed = kipvs::app::parse_duration(text);
     REQUIRE(parsed);
     CHECK(format_duration(*parsed) == text);
   }
@@ -128,7 +128,7 @@ TEST_CASE("defaults are kube-proxy's", "[config]") {
   CHECK(c.masquerade_bit == 14);
   CHECK(c.kipvs.interface_name == "kube-ipvs0");
   CHECK(c.kipvs.grace_period == 15min);
-  CHECK(c.kipvs.throughput_metrics == kipvs::agent::ThroughputMetrics::kServices);
+  CHECK(c.kipvs.throughput_metrics == kipvs::app::ThroughputMetrics::kServices);
   CHECK(c.kipvs.affinity_mode == kipvs::agent::AffinityMode::kPersistence);
   CHECK(c.health_timeout() == 60s);
   CHECK(c.config_file.empty());
@@ -137,7 +137,7 @@ TEST_CASE("defaults are kube-proxy's", "[config]") {
 
 TEST_CASE("kube-proxy's own v1.35 configuration is accepted without warnings", "[config]") {
   const auto path = kCases / "good" / "kube-proxy-v1.35.yaml";
-  const Config c = kipvs::agent::load_config_file(path.string());
+  const Config c = kipvs::app::load_config_file(path.string());
   for (const auto& warning : c.warnings) UNSCOPED_INFO(warning);
   CHECK(c.warnings.empty());
   CHECK(c.mode == "ipvs");
@@ -155,13 +155,13 @@ TEST_CASE("kube-proxy's own v1.35 configuration is accepted without warnings", "
 }
 
 TEST_CASE("every field kipvs reads is read", "[config]") {
-  const Config c = kipvs::agent::load_config_file((kCases / "good" / "kipvs-full.yaml").string());
+  const Config c = kipvs::app::load_config_file((kCases / "good" / "kipvs-full.yaml").string());
   CHECK(c.warnings.empty());
   CHECK(c.bind_address == "192.168.1.10");
   CHECK(c.kubeconfig == "/etc/kipvs/kubeconfig");
   REQUIRE(c.cluster_cidrs.size() == 2);
   CHECK(c.cluster_cidrs[1].to_string() == "fd00:10:244::/56");
-  CHECK(c.detect_local.mode == kipvs::agent::DetectLocalMode::kBridgeInterface);
+  CHECK(c.detect_local.mode == kipvs::app::DetectLocalMode::kBridgeInterface);
   CHECK(c.detect_local.bridge_interface == "cni0");
   CHECK(c.detect_local.interface_name_prefix == "veth");
   CHECK(c.hostname_override == "node-a");
@@ -180,7 +180,7 @@ TEST_CASE("every field kipvs reads is read", "[config]") {
   CHECK(c.ipvs.tcp_timeout == 15min);
   CHECK(c.ipvs.tcp_fin_timeout == 2min);
   CHECK(c.ipvs.udp_timeout == 30s);
-  CHECK(c.log_format == kipvs::agent::LogFormat::kJson);
+  CHECK(c.log_format == kipvs::app::LogFormat::kJson);
   CHECK(c.verbosity == 4);
   CHECK(c.kipvs.affinity_mode == kipvs::agent::AffinityMode::kHash);
   CHECK(c.kipvs.proxy_name == "kipvs");
@@ -189,7 +189,7 @@ TEST_CASE("every field kipvs reads is read", "[config]") {
   CHECK(c.kipvs.scheduler_flags == "mh-fallback,mh-port");
   CHECK(c.kipvs.scheduler_flag_bits != 0);
   CHECK(c.kipvs.manifests == "/etc/kipvs/manifests");
-  CHECK(c.kipvs.throughput_metrics == kipvs::agent::ThroughputMetrics::kDestinations);
+  CHECK(c.kipvs.throughput_metrics == kipvs::app::ThroughputMetrics::kDestinations);
   REQUIRE(c.kipvs.node_ips.size() == 2);
   CHECK(c.kipvs.node_ips[1].to_string() == "fd00:1::10");
   CHECK(c.kipvs.zone == "zone-a");
@@ -199,7 +199,7 @@ TEST_CASE("every field kipvs reads is read", "[config]") {
 
 TEST_CASE("an unknown field is a warning naming its path and line", "[config]") {
   const Config c =
-      kipvs::agent::parse_config_yaml("ipvs:\n  syncPeriodd: 10s\n  scheduler: wrr\nbogus: 1\n", "cm.yaml");
+      kipvs::app::parse_config_yaml("ipvs:\n  syncPeriodd: 10s\n  scheduler: wrr\nbogus: 1\n", "cm.yaml");
   CHECK(c.ipvs.scheduler == "wrr");
   CHECK(c.ipvs.sync_period == 30s);
   REQUIRE(c.warnings.size() == 2);
@@ -209,16 +209,16 @@ TEST_CASE("an unknown field is a warning naming its path and line", "[config]") 
 
 TEST_CASE("null and empty values keep the defaults", "[config]") {
   const Config c =
-      kipvs::agent::parse_config_yaml("ipvs:\n  syncPeriod:\n  excludeCIDRs: null\nmode: \"\"\n", "x");
+      kipvs::app::parse_config_yaml("ipvs:\n  syncPeriod:\n  excludeCIDRs: null\nmode: \"\"\n", "x");
   CHECK(c.ipvs.sync_period == 30s);
   CHECK(c.mode.empty());
-  CHECK(kipvs::agent::parse_config_yaml("", "empty.yaml").ipvs.sync_period == 30s);
+  CHECK(kipvs::app::parse_config_yaml("", "empty.yaml").ipvs.sync_period == 30s);
 }
 
 TEST_CASE("nodePortAddresses keywords all and primary mean every node IP", "[config]") {
-  const Config c = kipvs::agent::parse_config_yaml("nodePortAddresses: [10.0.0.0/8, primary]\n", "x");
+  const Config c = kipvs::app::parse_config_yaml("nodePortAddresses: [10.0.0.0/8, primary]\n", "x");
   CHECK(c.node_port_addresses.empty());
-  CHECK_THROWS_WITH(kipvs::agent::parse_config_yaml("nodePortAddresses: [localhost]\n", "x"),
+  CHECK_THROWS_WITH(kipvs::app::parse_config_yaml("nodePortAddresses: [localhost]\n", "x"),
                     Catch::Contains("nodePortAddresses: expected CIDRs or the keywords all, primary"));
 }
 
@@ -239,12 +239,12 @@ TEST_CASE("bad configuration files fail with the file, line, field and what was 
 }
 
 TEST_CASE("errors carry the line of the bad value", "[config]") {
-  CHECK_THROWS_WITH(kipvs::agent::parse_config_yaml("mode: ipvs\nipvs:\n  strictARP: maybe\n", "f.yaml"),
+  CHECK_THROWS_WITH(kipvs::app::parse_config_yaml("mode: ipvs\nipvs:\n  strictARP: maybe\n", "f.yaml"),
                     "f.yaml:3: ipvs.strictARP: expected true or false, got \"maybe\"");
 }
 
 TEST_CASE("a missing file is an error naming it", "[config]") {
-  CHECK_THROWS_WITH(kipvs::agent::load_config_file("/nonexistent/kipvs.yaml"),
+  CHECK_THROWS_WITH(kipvs::app::load_config_file("/nonexistent/kipvs.yaml"),
                     "/nonexistent/kipvs.yaml: cannot read the configuration file");
 }
 
@@ -299,7 +299,7 @@ TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]")
   CHECK(c.healthz_bind_address == "[::1]:10256");
   CHECK(c.mode == "ipvs");
   CHECK(c.verbosity == 3);
-  CHECK(c.log_format == kipvs::agent::LogFormat::kJson);
+  CHECK(c.log_format == kipvs::app::LogFormat::kJson);
   CHECK(c.cleanup);
   CHECK(c.kipvs.manifests == "/m");
   CHECK(c.kipvs.node_ips.size() == 2);
@@ -310,12 +310,12 @@ TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]")
   CHECK(c.kipvs.node_port_max == 40999);
   CHECK(c.kipvs.interface_name == "kipvs9");
   CHECK(c.kipvs.proc_sys == "/host/proc/sys");
-  CHECK(c.detect_local.mode == kipvs::agent::DetectLocalMode::kBridgeInterface);
+  CHECK(c.detect_local.mode == kipvs::app::DetectLocalMode::kBridgeInterface);
   CHECK(c.detect_local.bridge_interface == "cni0");
   CHECK(c.detect_local.interface_name_prefix == "veth");
   CHECK(from_args({"--v=5"}).verbosity == 5);
   CHECK(from_args({"--throughput-metrics=none"}).kipvs.throughput_metrics ==
-        kipvs::agent::ThroughputMetrics::kNone);
+        kipvs::app::ThroughputMetrics::kNone);
   CHECK(from_args({"-v=2"}).verbosity == 2);
   CHECK_FALSE(from_args({"--ipvs-strict-arp=false"}).ipvs.strict_arp);
   CHECK(from_args({"--help"}).help);
@@ -379,7 +379,7 @@ TEST_CASE("flag errors name the flag", "[config][flags]") {
 }
 
 TEST_CASE("--help lists every kube-proxy flag with a description", "[config][flags]") {
-  const std::string help = kipvs::agent::help_text();
+  const std::string help = kipvs::app::help_text();
   for (const char* flag : {"--config path",
                            "--kubeconfig path",
                            "--master url",
@@ -408,7 +408,7 @@ TEST_CASE("--help lists every kube-proxy flag with a description", "[config][fla
 
 TEST_CASE("to_json is the effective configuration for /configz", "[config]") {
   const Config c = from_args({"--ipvs-sync-period=45s", "--ipvs-exclude-cidrs=10.0.0.0/8", "--proxy-name=p"});
-  const auto json = kipvs::agent::to_json(c);
+  const auto json = kipvs::app::to_json(c);
   CHECK(json.at("kind") == "KubeProxyConfiguration");
   CHECK(json.at("mode") == "ipvs");
   CHECK(json.at("ipvs").at("syncPeriod") == "45s");
@@ -422,7 +422,7 @@ TEST_CASE("to_json is the effective configuration for /configz", "[config]") {
   CHECK(json.at("kipvs").at("throughputMetrics") == "services");
   // What /configz prints reads back as the same configuration.
   const TempFile file(boost::json::serialize(json));  // JSON is YAML
-  const Config again = kipvs::agent::load_config_file(file.path.string());
+  const Config again = kipvs::app::load_config_file(file.path.string());
   CHECK(again.warnings.empty());
   CHECK(again.ipvs.sync_period == 45s);
   CHECK(again.ipvs.exclude_cidrs == c.ipvs.exclude_cidrs);
@@ -430,7 +430,7 @@ TEST_CASE("to_json is the effective configuration for /configz", "[config]") {
 }
 
 TEST_CASE("host:port addresses", "[config]") {
-  using kipvs::agent::parse_host_port;
+  using kipvs::app::parse_host_port;
   CHECK(parse_host_port("0.0.0.0:10256")->port == 10256);
   CHECK(parse_host_port("[::]:10256")->address.family == kipvs::ipvs::Family::kIPv6);
   CHECK(parse_host_port("[fd00::1]:0")->port == 0);
@@ -445,7 +445,7 @@ TEST_CASE("host:port addresses", "[config]") {
 
 TEST_CASE("in the file a zero sync period or an empty address means the default, as kube-proxy's defaulting",
           "[config]") {
-  const Config c = kipvs::agent::parse_config_yaml(
+  const Config c = kipvs::app::parse_config_yaml(
       "ipvs:\n  syncPeriod: 0s\nmetricsBindAddress: \"\"\nhealthzBindAddress: \"\"\n", "kubeadm.conf");
   CHECK(c.ipvs.sync_period == 30s);
   CHECK(c.metrics_bind_address == "127.0.0.1:10249");
@@ -460,7 +460,7 @@ TEST_CASE("in the file a zero sync period or an empty address means the default,
 TEST_CASE("kubeadm's kube-proxy ConfigMap (the chart's test copy) is accepted", "[config]") {
   const YAML::Node configmap = YAML::LoadFile(KIPVS_KUBEADM_CONFIGMAP);
   const std::string conf = configmap["data"]["config.conf"].as<std::string>();
-  const Config c = kipvs::agent::parse_config_yaml(conf, "config.conf");
+  const Config c = kipvs::app::parse_config_yaml(conf, "config.conf");
   CHECK(c.mode == "ipvs");
   CHECK(c.ipvs.sync_period == 30s);
   CHECK(c.masquerade_bit == 14);
@@ -479,7 +479,7 @@ TEST_CASE("kubeadm's kube-proxy ConfigMap (the chart's test copy) is accepted", 
 TEST_CASE("kipvs check-config reports ok, warnings and errors with an exit status", "[config]") {
   auto run = [](std::vector<std::string_view> args, std::string& out, std::string& err) {
     std::ostringstream o, e;
-    const int status = kipvs::agent::run_check_config(args, o, e);
+    const int status = kipvs::app::run_check_config(args, o, e);
     out = o.str();
     err = e.str();
     return status;
@@ -501,5 +501,5 @@ TEST_CASE("kipvs check-config reports ok, warnings and errors with an exit statu
 
   CHECK(run({}, out, err) == 2);
   CHECK(err == "usage: kipvs check-config FILE\n");
-  CHECK(kipvs::agent::help_text().find("kipvs check-config FILE") != std::string::npos);
+  CHECK(kipvs::app::help_text().find("kipvs check-config FILE") != std::string::npos);
 }

@@ -26,11 +26,11 @@
 #include "agent/desired_state.h"
 #include "agent/node_facts.h"
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 struct RenderOptions {
   std::filesystem::path manifests;
-  NodeFacts facts;
+  agent::NodeFacts facts;
   bool zone_set = false;      // --zone given (else the Node's label)
   bool node_ips_set = false;  // --node-ip given (else the Node's addresses)
 };
@@ -40,7 +40,7 @@ struct RenderOptions {
     std::span<const std::string_view> args);
 
 struct RenderResult {
-  DesiredState state;
+  agent::DesiredState state;
   std::string text;                   // ipvsadm -Sn lines
   std::vector<std::string> warnings;  // skipped documents and desired-state problems, one line each
 };
@@ -53,4 +53,4 @@ struct RenderResult {
 // process exit status (0, or 2 for a usage error, 1 when loading failed).
 int run_render(std::span<const std::string_view> args, std::ostream& out, std::ostream& err);
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

@@ -24,10 +24,11 @@
 
 #include <boost/json/value.hpp>
 
-#include "agent/log.h"
 #include "agent/node_facts.h"
+#include "app/log.h"
+#include "nftables/nft_ruleset.h"
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 // A start-up configuration error, with a message a person can act on.
 class ConfigError : public std::runtime_error {
@@ -60,7 +61,7 @@ struct IpvsConfig {
   // a sync is running.
   std::chrono::nanoseconds min_sync_period{0};
   bool strict_arp = false;
-  std::vector<Cidr> exclude_cidrs;
+  std::vector<agent::Cidr> exclude_cidrs;
   // IPVS connection timeouts; 0 leaves the kernel's value unchanged.
   std::chrono::nanoseconds tcp_timeout{0};
   std::chrono::nanoseconds tcp_fin_timeout{0};
@@ -70,7 +71,7 @@ struct IpvsConfig {
 // kipvs's own settings, in the file's top-level `kipvs:` section (kube-proxy
 // ignores nothing there because it never sees it: kipvs reads its own file).
 struct KipvsConfig {
-  AffinityMode affinity_mode = AffinityMode::kPersistence;  // affinityMode: persistence|hash
+  agent::AffinityMode affinity_mode = agent::AffinityMode::kPersistence;  // affinityMode: persistence|hash
   // proxyName: serve Services labelled service.kubernetes.io/service-proxy-name
   // with this value (unset: the unlabelled ones, as kube-proxy).
   std::optional<std::string> proxy_name;
@@ -110,9 +111,9 @@ struct Config {
   std::string mode;  // "ipvs" or "" (kube-proxy's default would be iptables; here it means ipvs)
   IpvsConfig ipvs;
   // clusterCIDR: one CIDR, or a comma-separated dual-stack pair.
-  std::vector<Cidr> cluster_cidrs;
+  std::vector<agent::Cidr> cluster_cidrs;
   DetectLocal detect_local;
-  std::vector<Cidr> node_port_addresses;  // empty: every node IP
+  std::vector<agent::Cidr> node_port_addresses;  // empty: every node IP
   std::string hostname_override;
   std::string bind_address;                              // an IP or ""; kube-proxy's node-IP override
   std::string metrics_bind_address = "127.0.0.1:10249";  // "" disables the server
@@ -177,4 +178,8 @@ struct HostPort {
 };
 [[nodiscard]] std::optional<HostPort> parse_host_port(std::string_view text);
 
-}  // namespace kipvs::agent
+// clusterCIDR, detectLocalMode, iptables.masqueradeAll and
+// iptables.masqueradeBit -> the rules' shape.
+[[nodiscard]] nftables::NftConfig nft_config(const Config& config);
+
+}  // namespace kipvs::app

@@ -1,11 +1,11 @@
-#include "agent/duration.h"
+#include "app/duration.h"
 
 #include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <utility>
 
-namespace kipvs::agent {
+namespace kipvs::app {
 namespace {
 
 struct Unit {
@@ -142,4 +142,4 @@ std::string format_duration(std::chrono::nanoseconds duration) {
   return negative ? "-" + out : out;
 }
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

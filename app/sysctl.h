@@ -9,7 +9,7 @@
 #include <string_view>
 #include <vector>
 
-namespace kipvs::agent {
+namespace kipvs::app {
 
 struct SysctlSetting {
   std::string name;   // "net/ipv4/vs/conntrack", relative to the root
@@ -40,4 +40,4 @@ struct SysctlReport {
 [[nodiscard]] SysctlReport apply_sysctls(const std::filesystem::path& root,
                                          const std::vector<SysctlSetting>& settings);
 
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

@@ -10,12 +10,14 @@
 
 #include "address/address_backend.h"
 #include "address/fake_address_backend.h"
-#include "agent/agent.h"
+#include "app/agent.h"
 #include "ipvs/fake_backend.h"
 #include "test/support/builders.h"
 
-namespace kipvs::agent {
+namespace kipvs::app {
 namespace {
+
+using agent::NodeFacts;
 
 using kipvs::test::ip;
 
@@ -101,4 +103,4 @@ TEST_CASE("host addresses: every interface's but the one named", "[agent]") {
 }
 
 }  // namespace
-}  // namespace kipvs::agent
+}  // namespace kipvs::app

@@ -6,13 +6,13 @@
 #include <boost/json.hpp>
 #include <catch2/catch.hpp>
 
-#include "agent/log.h"
+#include "app/log.h"
 
 namespace {
 
 using namespace std::chrono_literals;
-using kipvs::agent::LogFormat;
-using kipvs::agent::Logger;
+using kipvs::app::LogFormat;
+using kipvs::app::Logger;
 
 const auto kWhen = std::chrono::sys_days{std::chrono::year{2026} / 11 / 26} + 12h + 123456us;
 Logger::Clock fixed() {
