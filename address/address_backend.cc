@@ -46,8 +46,8 @@ int errno_from_nl(int nl_error) {
   }
 }
 
-ipvs::Error nl_failure(const std::string& what, int nl_error) {
-  return ipvs::Error{errno_from_nl(nl_error), what + ": " + nl_geterror(nl_error)};
+Error nl_failure(const std::string& what, int nl_error) {
+  return Error{errno_from_nl(nl_error), what + ": " + nl_geterror(nl_error)};
 }
 
 int af_of(ipvs::Family family) {
@@ -89,11 +89,10 @@ struct NetlinkAddressBackend::Socket {
 NetlinkAddressBackend::NetlinkAddressBackend(std::unique_ptr<Socket> socket) : socket_(std::move(socket)) {}
 NetlinkAddressBackend::~NetlinkAddressBackend() = default;
 
-std::expected<std::unique_ptr<NetlinkAddressBackend>, ipvs::Error> NetlinkAddressBackend::open() {
+std::expected<std::unique_ptr<NetlinkAddressBackend>, Error> NetlinkAddressBackend::open() {
   auto socket = std::make_unique<Socket>();
   socket->sock = nl_socket_alloc();
-  if (socket->sock == nullptr)
-    return std::unexpected(ipvs::Error{ENOMEM, "rtnetlink: cannot allocate a socket"});
+  if (socket->sock == nullptr) return std::unexpected(Error{ENOMEM, "rtnetlink: cannot allocate a socket"});
   if (int rc = nl_connect(socket->sock, NETLINK_ROUTE); rc < 0)
     return std::unexpected(nl_failure("rtnetlink connect", rc));
   if (auto bounded =
@@ -107,7 +106,7 @@ std::chrono::milliseconds NetlinkAddressBackend::receive_timeout() const {
   return ipvs::receive_timeout(nl_socket_get_fd(socket_->sock));
 }
 
-std::expected<int, ipvs::Error> NetlinkAddressBackend::link_index(const std::string& name) {
+std::expected<int, Error> NetlinkAddressBackend::link_index(const std::string& name) {
   if (auto it = link_indexes_.find(name); it != link_indexes_.end()) return it->second;
   rtnl_link* raw = nullptr;
   if (int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw); rc < 0) {
@@ -119,13 +118,13 @@ std::expected<int, ipvs::Error> NetlinkAddressBackend::link_index(const std::str
   return index;
 }
 
-std::expected<void, ipvs::Error> NetlinkAddressBackend::ensure_link(const std::string& name) {
+std::expected<void, Error> NetlinkAddressBackend::ensure_link(const std::string& name) {
   link_indexes_.erase(name);
   rtnl_link* raw = nullptr;
   int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw);
   if (rc < 0) {
     LinkPtr created(rtnl_link_alloc());
-    if (!created) return std::unexpected(ipvs::Error{ENOMEM, "create link " + name + ": out of memory"});
+    if (!created) return std::unexpected(Error{ENOMEM, "create link " + name + ": out of memory"});
     rtnl_link_set_name(created.get(), name.c_str());
     if (int type_rc = rtnl_link_set_type(created.get(), "dummy"); type_rc < 0) {
       return std::unexpected(nl_failure("create link " + name, type_rc));
@@ -149,8 +148,7 @@ std::expected<void, ipvs::Error> NetlinkAddressBackend::ensure_link(const std::s
   return {};
 }
 
-std::expected<std::set<ipvs::Address>, ipvs::Error> NetlinkAddressBackend::list_addresses(
-    const std::string& name) {
+std::expected<std::set<ipvs::Address>, Error> NetlinkAddressBackend::list_addresses(const std::string& name) {
   auto index = link_index(name);
   if (!index) return std::unexpected(index.error());
   nl_cache* raw = nullptr;
@@ -186,12 +184,11 @@ std::expected<std::set<ipvs::Address>, ipvs::Error> NetlinkAddressBackend::list_
 
 namespace {
 
-std::expected<AddrPtr, ipvs::Error> make_addr(int index, const ipvs::Address& address,
-                                              const std::string& what) {
+std::expected<AddrPtr, Error> make_addr(int index, const ipvs::Address& address, const std::string& what) {
   const bool v6 = address.family == ipvs::Family::kIPv6;
   NlAddrPtr local(nl_addr_build(af_of(address.family), address.bytes.data(), v6 ? 16 : 4));
   AddrPtr addr(rtnl_addr_alloc());
-  if (!local || !addr) return std::unexpected(ipvs::Error{ENOMEM, what + ": out of memory"});
+  if (!local || !addr) return std::unexpected(Error{ENOMEM, what + ": out of memory"});
   nl_addr_set_prefixlen(local.get(), v6 ? 128 : 32);
   rtnl_addr_set_ifindex(addr.get(), index);
   if (int rc = rtnl_addr_set_local(addr.get(), local.get()); rc < 0)
@@ -204,19 +201,18 @@ std::expected<AddrPtr, ipvs::Error> make_addr(int index, const ipvs::Address& ad
 
 }  // namespace
 
-std::expected<void, ipvs::Error> NetlinkAddressBackend::add_address(const std::string& name,
-                                                                    const ipvs::Address& address) {
+std::expected<void, Error> NetlinkAddressBackend::add_address(const std::string& name,
+                                                              const ipvs::Address& address) {
   return change_address(name, address, true);
 }
 
-std::expected<void, ipvs::Error> NetlinkAddressBackend::delete_address(const std::string& name,
-                                                                       const ipvs::Address& address) {
+std::expected<void, Error> NetlinkAddressBackend::delete_address(const std::string& name,
+                                                                 const ipvs::Address& address) {
   return change_address(name, address, false);
 }
 
-std::expected<void, ipvs::Error> NetlinkAddressBackend::change_address(const std::string& name,
-                                                                       const ipvs::Address& address,
-                                                                       bool add) {
+std::expected<void, Error> NetlinkAddressBackend::change_address(const std::string& name,
+                                                                 const ipvs::Address& address, bool add) {
   const std::string what =
       (add ? "add address " : "delete address ") + address.to_string() + (add ? " to " : " from ") + name;
   // A sync binds every cluster IP: looking the link up for each would double
@@ -238,7 +234,7 @@ std::expected<void, ipvs::Error> NetlinkAddressBackend::change_address(const std
   }
 }
 
-std::expected<void, ipvs::Error> NetlinkAddressBackend::delete_link(const std::string& name) {
+std::expected<void, Error> NetlinkAddressBackend::delete_link(const std::string& name) {
   link_indexes_.erase(name);
   rtnl_link* raw = nullptr;
   if (int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw); rc < 0) {

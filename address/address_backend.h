@@ -29,35 +29,35 @@ class AddressBackend {
  public:
   virtual ~AddressBackend() = default;
   // Creates the dummy link when it is missing and sets it up.
-  [[nodiscard]] virtual std::expected<void, ipvs::Error> ensure_link(const std::string& name) = 0;
+  [[nodiscard]] virtual std::expected<void, Error> ensure_link(const std::string& name) = 0;
   // The addresses on the link (host addresses; prefix lengths are not kept).
-  [[nodiscard]] virtual std::expected<std::set<ipvs::Address>, ipvs::Error> list_addresses(
+  [[nodiscard]] virtual std::expected<std::set<ipvs::Address>, Error> list_addresses(
       const std::string& name) = 0;
   // Adds address/32 (IPv4) or /128 (IPv6, without duplicate address detection).
-  [[nodiscard]] virtual std::expected<void, ipvs::Error> add_address(const std::string& name,
-                                                                     const ipvs::Address& address) = 0;
-  [[nodiscard]] virtual std::expected<void, ipvs::Error> delete_address(const std::string& name,
-                                                                        const ipvs::Address& address) = 0;
+  [[nodiscard]] virtual std::expected<void, Error> add_address(const std::string& name,
+                                                               const ipvs::Address& address) = 0;
+  [[nodiscard]] virtual std::expected<void, Error> delete_address(const std::string& name,
+                                                                  const ipvs::Address& address) = 0;
   // Removes the link (and with it its addresses). A missing link is ENODEV.
-  [[nodiscard]] virtual std::expected<void, ipvs::Error> delete_link(const std::string& name) = 0;
+  [[nodiscard]] virtual std::expected<void, Error> delete_link(const std::string& name) = 0;
 };
 
 // rtnetlink through libnl-route-3; one socket, opened in open().
 class NetlinkAddressBackend final : public AddressBackend {
  public:
-  [[nodiscard]] static std::expected<std::unique_ptr<NetlinkAddressBackend>, ipvs::Error> open();
+  [[nodiscard]] static std::expected<std::unique_ptr<NetlinkAddressBackend>, Error> open();
   ~NetlinkAddressBackend() override;
   NetlinkAddressBackend(const NetlinkAddressBackend&) = delete;
   NetlinkAddressBackend& operator=(const NetlinkAddressBackend&) = delete;
 
-  [[nodiscard]] std::expected<void, ipvs::Error> ensure_link(const std::string& name) override;
-  [[nodiscard]] std::expected<std::set<ipvs::Address>, ipvs::Error> list_addresses(
+  [[nodiscard]] std::expected<void, Error> ensure_link(const std::string& name) override;
+  [[nodiscard]] std::expected<std::set<ipvs::Address>, Error> list_addresses(
       const std::string& name) override;
-  [[nodiscard]] std::expected<void, ipvs::Error> add_address(const std::string& name,
-                                                             const ipvs::Address& address) override;
-  [[nodiscard]] std::expected<void, ipvs::Error> delete_address(const std::string& name,
-                                                                const ipvs::Address& address) override;
-  [[nodiscard]] std::expected<void, ipvs::Error> delete_link(const std::string& name) override;
+  [[nodiscard]] std::expected<void, Error> add_address(const std::string& name,
+                                                       const ipvs::Address& address) override;
+  [[nodiscard]] std::expected<void, Error> delete_address(const std::string& name,
+                                                          const ipvs::Address& address) override;
+  [[nodiscard]] std::expected<void, Error> delete_link(const std::string& name) override;
 
   // How long the socket waits for the kernel's answer.
   [[nodiscard]] std::chrono::milliseconds receive_timeout() const;
@@ -65,9 +65,9 @@ class NetlinkAddressBackend final : public AddressBackend {
  private:
   struct Socket;
   explicit NetlinkAddressBackend(std::unique_ptr<Socket> socket);
-  [[nodiscard]] std::expected<int, ipvs::Error> link_index(const std::string& name);
-  [[nodiscard]] std::expected<void, ipvs::Error> change_address(const std::string& name,
-                                                                const ipvs::Address& address, bool add);
+  [[nodiscard]] std::expected<int, Error> link_index(const std::string& name);
+  [[nodiscard]] std::expected<void, Error> change_address(const std::string& name,
+                                                          const ipvs::Address& address, bool add);
 
   std::unique_ptr<Socket> socket_;
   std::map<std::string, int> link_indexes_;  // by link name

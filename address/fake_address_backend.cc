@@ -6,7 +6,7 @@
 
 namespace kipvs::address {
 
-std::expected<void, ipvs::Error> FakeAddressBackend::ensure_link(const std::string& name) {
+std::expected<void, Error> FakeAddressBackend::ensure_link(const std::string& name) {
   if (!links_.contains(name)) {
     links_[name];
     ++links_created;
@@ -14,41 +14,36 @@ std::expected<void, ipvs::Error> FakeAddressBackend::ensure_link(const std::stri
   return {};
 }
 
-std::expected<std::set<ipvs::Address>, ipvs::Error> FakeAddressBackend::list_addresses(
-    const std::string& name) {
+std::expected<std::set<ipvs::Address>, Error> FakeAddressBackend::list_addresses(const std::string& name) {
   auto it = links_.find(name);
-  if (it == links_.end())
-    return std::unexpected(ipvs::Error{ENODEV, "get link " + name + ": no such device"});
+  if (it == links_.end()) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});
   return it->second;
 }
 
-std::expected<void, ipvs::Error> FakeAddressBackend::add_address(const std::string& name,
-                                                                 const ipvs::Address& address) {
+std::expected<void, Error> FakeAddressBackend::add_address(const std::string& name,
+                                                           const ipvs::Address& address) {
   ++adds;
   add_threads.insert(std::this_thread::get_id());
-  if (fail_writes != 0) return std::unexpected(ipvs::Error{fail_writes, "add address (injected failure)"});
+  if (fail_writes != 0) return std::unexpected(Error{fail_writes, "add address (injected failure)"});
   auto it = links_.find(name);
-  if (it == links_.end())
-    return std::unexpected(ipvs::Error{ENODEV, "get link " + name + ": no such device"});
-  if (!it->second.insert(address).second) return std::unexpected(ipvs::Error{EEXIST, "add address: exists"});
+  if (it == links_.end()) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});
+  if (!it->second.insert(address).second) return std::unexpected(Error{EEXIST, "add address: exists"});
   return {};
 }
 
-std::expected<void, ipvs::Error> FakeAddressBackend::delete_address(const std::string& name,
-                                                                    const ipvs::Address& address) {
+std::expected<void, Error> FakeAddressBackend::delete_address(const std::string& name,
+                                                              const ipvs::Address& address) {
   ++deletes;
-  if (fail_writes != 0) return std::unexpected(ipvs::Error{fail_writes, "delete address (injected failure)"});
+  if (fail_writes != 0) return std::unexpected(Error{fail_writes, "delete address (injected failure)"});
   auto it = links_.find(name);
-  if (it == links_.end())
-    return std::unexpected(ipvs::Error{ENODEV, "get link " + name + ": no such device"});
+  if (it == links_.end()) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});
   if (it->second.erase(address) == 0)
-    return std::unexpected(ipvs::Error{EADDRNOTAVAIL, "delete address: not there"});
+    return std::unexpected(Error{EADDRNOTAVAIL, "delete address: not there"});
   return {};
 }
 
-std::expected<void, ipvs::Error> FakeAddressBackend::delete_link(const std::string& name) {
-  if (links_.erase(name) == 0)
-    return std::unexpected(ipvs::Error{ENODEV, "get link " + name + ": no such device"});
+std::expected<void, Error> FakeAddressBackend::delete_link(const std::string& name) {
+  if (links_.erase(name) == 0) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});
   ++links_deleted;
   return {};
 }

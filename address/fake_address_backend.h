@@ -15,14 +15,14 @@ namespace kipvs::address {
 // counters of the writes.
 class FakeAddressBackend final : public AddressBackend {
  public:
-  [[nodiscard]] std::expected<void, ipvs::Error> ensure_link(const std::string& name) override;
-  [[nodiscard]] std::expected<std::set<ipvs::Address>, ipvs::Error> list_addresses(
+  [[nodiscard]] std::expected<void, Error> ensure_link(const std::string& name) override;
+  [[nodiscard]] std::expected<std::set<ipvs::Address>, Error> list_addresses(
       const std::string& name) override;
-  [[nodiscard]] std::expected<void, ipvs::Error> add_address(const std::string& name,
-                                                             const ipvs::Address& address) override;
-  [[nodiscard]] std::expected<void, ipvs::Error> delete_address(const std::string& name,
-                                                                const ipvs::Address& address) override;
-  [[nodiscard]] std::expected<void, ipvs::Error> delete_link(const std::string& name) override;
+  [[nodiscard]] std::expected<void, Error> add_address(const std::string& name,
+                                                       const ipvs::Address& address) override;
+  [[nodiscard]] std::expected<void, Error> delete_address(const std::string& name,
+                                                          const ipvs::Address& address) override;
+  [[nodiscard]] std::expected<void, Error> delete_link(const std::string& name) override;
 
   [[nodiscard]] bool has_link(const std::string& name) const { return links_.contains(name); }
   [[nodiscard]] std::set<ipvs::Address> addresses(const std::string& name) const;

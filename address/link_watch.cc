@@ -11,17 +11,16 @@
 
 namespace kipvs::address {
 
-std::expected<std::unique_ptr<LinkWatch>, ipvs::Error> LinkWatch::open() {
+std::expected<std::unique_ptr<LinkWatch>, Error> LinkWatch::open() {
   const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0)
-    return std::unexpected(ipvs::Error{errno, std::string("rtnetlink socket: ") + std::strerror(errno)});
+  if (fd < 0) return std::unexpected(Error{errno, std::string("rtnetlink socket: ") + std::strerror(errno)});
   sockaddr_nl address{};
   address.nl_family = AF_NETLINK;
   address.nl_groups = RTMGRP_LINK;
   if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
     const int error = errno;
     ::close(fd);
-    return std::unexpected(ipvs::Error{error, std::string("rtnetlink link group: ") + std::strerror(error)});
+    return std::unexpected(Error{error, std::string("rtnetlink link group: ") + std::strerror(error)});
   }
   return std::unique_ptr<LinkWatch>(new LinkWatch(fd));
 }
@@ -30,7 +29,7 @@ LinkWatch::~LinkWatch() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::expected<bool, ipvs::Error> LinkWatch::read_events(const std::string& name) {
+std::expected<bool, Error> LinkWatch::read_events(const std::string& name) {
   std::vector<char> buffer(64 * 1024);
   bool deleted = false;
   for (;;) {
@@ -42,7 +41,7 @@ std::expected<bool, ipvs::Error> LinkWatch::read_events(const std::string& name)
         deleted = true;  // messages were lost: assume the worst
         continue;
       }
-      return std::unexpected(ipvs::Error{errno, std::string("rtnetlink read: ") + std::strerror(errno)});
+      return std::unexpected(Error{errno, std::string("rtnetlink read: ") + std::strerror(errno)});
     }
     if (deletes_link(std::span<const char>(buffer.data(), static_cast<std::size_t>(got)), name))
       deleted = true;

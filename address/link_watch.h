@@ -18,7 +18,7 @@ namespace kipvs::address {
 
 class LinkWatch {
  public:
-  [[nodiscard]] static std::expected<std::unique_ptr<LinkWatch>, ipvs::Error> open();
+  [[nodiscard]] static std::expected<std::unique_ptr<LinkWatch>, Error> open();
   ~LinkWatch();
   LinkWatch(const LinkWatch&) = delete;
   LinkWatch& operator=(const LinkWatch&) = delete;
@@ -27,7 +27,7 @@ class LinkWatch {
   // Reads every queued message; true when one of them deleted the link
   // named `name`. ENOBUFS (the kernel dropped messages) also answers true:
   // the deletion may have been among them.
-  [[nodiscard]] std::expected<bool, ipvs::Error> read_events(const std::string& name);
+  [[nodiscard]] std::expected<bool, Error> read_events(const std::string& name);
 
  private:
   explicit LinkWatch(int fd) : fd_(fd) {}

@@ -71,7 +71,7 @@ void AddressBinder::bind(bool all, bool in_background) {
       job.results =
           std::async(std::launch::async, [backend = backend_, name = interface_name_,
                                           addresses = std::span<const ipvs::Address>(job.addresses)] {
-            std::vector<std::expected<void, ipvs::Error>> results;
+            std::vector<std::expected<void, Error>> results;
             results.reserve(addresses.size());
             for (const auto& address : addresses) results.push_back(backend->add_address(name, address));
             return results;
@@ -94,7 +94,7 @@ void AddressBinder::collect() {
   job_.reset();
 }
 
-void AddressBinder::record_bind(const ipvs::Address& address, const std::expected<void, ipvs::Error>& added) {
+void AddressBinder::record_bind(const ipvs::Address& address, const std::expected<void, Error>& added) {
   const bool ok = added || added.error().code == EEXIST;
   observer_.address_operation(true, ok);
   if (ok) {

@@ -65,7 +65,7 @@ class AddressBinder {
   [[nodiscard]] const std::set<ipvs::Address>& owned() const { return owned_; }
 
  private:
-  void record_bind(const ipvs::Address& address, const std::expected<void, ipvs::Error>& added);
+  void record_bind(const ipvs::Address& address, const std::expected<void, Error>& added);
 
   address::AddressBackend* backend_;
   std::string interface_name_;
@@ -85,7 +85,7 @@ class AddressBinder {
   bool link_ready_ = false;
   struct BindJob {
     std::vector<ipvs::Address> addresses;
-    std::future<std::vector<std::expected<void, ipvs::Error>>> results;  // one per address
+    std::future<std::vector<std::expected<void, Error>>> results;  // one per address
   };
   std::optional<BindJob> job_;
 };

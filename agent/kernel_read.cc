@@ -12,8 +12,8 @@ StepwiseKernelRead::StepwiseKernelRead(std::vector<ipvs::ServiceState> services,
   dump_.reserve(services_.size());
 }
 
-std::expected<StepwiseKernelRead, ipvs::Error> StepwiseKernelRead::begin(
-    ipvs::Backend& backend, ipvs::DrainClock::time_point started) {
+std::expected<StepwiseKernelRead, Error> StepwiseKernelRead::begin(ipvs::Backend& backend,
+                                                                   ipvs::DrainClock::time_point started) {
   const auto read_started = std::chrono::steady_clock::now();
   auto services = backend.list_services();
   if (!services) return std::unexpected(services.error());

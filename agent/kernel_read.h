@@ -19,11 +19,11 @@ namespace kipvs::agent {
 
 class StepwiseKernelRead {
  public:
-  using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, ipvs::Error>;
+  using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, Error>;
 
   // Lists the services; an error when even that fails.
-  [[nodiscard]] static std::expected<StepwiseKernelRead, ipvs::Error> begin(
-      ipvs::Backend& backend, ipvs::DrainClock::time_point started);
+  [[nodiscard]] static std::expected<StepwiseKernelRead, Error> begin(ipvs::Backend& backend,
+                                                                      ipvs::DrainClock::time_point started);
 
   // Reads destinations for about `budget` (one service at least); true once
   // every service is read or a read failed.
@@ -44,7 +44,7 @@ class StepwiseKernelRead {
   std::vector<ipvs::ServiceState> services_;
   std::size_t next_ = 0;
   std::vector<ipvs::ServiceWithDestinations> dump_;
-  std::optional<ipvs::Error> failed_;
+  std::optional<Error> failed_;
   std::set<ipvs::ServiceKey> touched_;
   ipvs::DrainClock::time_point started_;
   std::chrono::steady_clock::duration spent_{};

@@ -58,7 +58,7 @@ bool NftWriter::collect() {
   return record(std::move(desired), full, done);
 }
 
-bool NftWriter::record(nftables::NftState desired, bool full, const std::expected<void, ipvs::Error>& done) {
+bool NftWriter::record(nftables::NftState desired, bool full, const std::expected<void, Error>& done) {
   observer_.nft_transaction(full, done.has_value());
   if (!done) {
     // The transaction changed nothing; the next attempt rewrites the whole

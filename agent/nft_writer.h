@@ -53,7 +53,7 @@ class NftWriter {
   [[nodiscard]] const std::optional<nftables::NftState>& written() const { return written_; }
 
  private:
-  bool record(nftables::NftState desired, bool full, const std::expected<void, ipvs::Error>& done);
+  bool record(nftables::NftState desired, bool full, const std::expected<void, Error>& done);
 
   nftables::NftBackend* backend_;
   nftables::NftConfig config_;
@@ -66,7 +66,7 @@ class NftWriter {
   struct Job {
     nftables::NftState desired;  // written_ once the job succeeds
     nftables::NftUpdate update;
-    std::future<std::expected<void, ipvs::Error>> done;
+    std::future<std::expected<void, Error>> done;
   };
   std::optional<Job> job_;
 };

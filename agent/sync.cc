@@ -520,7 +520,7 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
     if (i < results.size() && results[i]) {
       applied(operation, gone);
     } else {
-      const ipvs::Error error = i < results.size() ? results[i].error() : ipvs::Error{EIO, "no answer"};
+      const Error error = i < results.size() ? results[i].error() : Error{EIO, "no answer"};
       refused(operation, error, reread, stale, failed);
     }
   }
@@ -546,7 +546,7 @@ void Sync::applied(const ipvs::Operation& operation, std::vector<conntrack::Conn
   observer_.operation_applied(operation.kind, OperationOutcome::kOk);
 }
 
-void Sync::refused(const ipvs::Operation& operation, const ipvs::Error& error, bool reread,
+void Sync::refused(const ipvs::Operation& operation, const Error& error, bool reread,
                    std::set<ipvs::ServiceKey>& stale, std::set<ipvs::ServiceKey>& failed) {
   const auto& key = operation.service.key;
   const int code = error.code;
@@ -815,7 +815,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
   return failed.empty() && nft_ok;
 }
 
-bool Sync::dump_failed(const ipvs::Error& error, ipvs::DrainClock::time_point started) {
+bool Sync::dump_failed(const Error& error, ipvs::DrainClock::time_point started) {
   // Back off from retry_min, but never wait longer than a resync would:
   // until the first dump succeeds nothing is programmed.
   dump_backoff_ = dump_backoff_.count() == 0 ? options_.retry_min

@@ -191,7 +191,7 @@ class Sync final : public k8s::ObjectSink {
   // gone adds its flows to `gone`), or refused (already gone, the kernel
   // differs: `stale`, or failed).
   void applied(const ipvs::Operation& operation, std::vector<conntrack::ConntrackFlow>& gone);
-  void refused(const ipvs::Operation& operation, const ipvs::Error& error, bool reread,
+  void refused(const ipvs::Operation& operation, const Error& error, bool reread,
                std::set<ipvs::ServiceKey>& stale, std::set<ipvs::ServiceKey>& failed);
   // Adopts what the kernel has for `stale` and diffs them again, once.
   std::set<ipvs::ServiceKey> reread_and_apply(const std::set<ipvs::ServiceKey>& stale,
@@ -204,7 +204,7 @@ class Sync final : public k8s::ObjectSink {
   bool sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
                       const std::set<ipvs::ServiceKey>& touched);
   // Its steps, in order.
-  bool dump_failed(const ipvs::Error& error, ipvs::DrainClock::time_point started);
+  bool dump_failed(const Error& error, ipvs::DrainClock::time_point started);
   // observed_ from the dump, keeping the newer entries of `touched`; the
   // dump's connection counts (for the drains).
   ipvs::ConnectionTable adopt_dump(std::vector<ipvs::ServiceWithDestinations>& dump,

@@ -207,12 +207,9 @@ std::expected<AgentOptions, std::string> agent_options(
 
 std::expected<AgentOptions, std::string> parse_agent_args(std::span<const std::string_view> args) {
   if (!args.empty() && args.front() == "run") args = args.subspan(1);
-  try {
-    const Config config = parse_command_line(args);
-    return agent_options(config, [](const char* name) { return std::getenv(name); });
-  } catch (const ConfigError& e) {
-    return std::unexpected(std::string(e.what()));
-  }
+  const auto config = parse_command_line(args);
+  if (!config) return std::unexpected(config.error().text());
+  return agent_options(*config, [](const char* name) { return std::getenv(name); });
 }
 
 std::string format_operation(const ipvs::Operation& operation) {
@@ -280,7 +277,7 @@ std::expected<void, std::string> Agent::start() {
   }
   auto config = k8s::load_client_config({.kubeconfig = options_.kubeconfig, .master = options_.master},
                                         k8s::process_environment());
-  if (!config) return std::unexpected(k8s::to_string(config.error()));
+  if (!config) return std::unexpected(config.error().text());
   for (const auto& warning : k8s::client_config_warnings(*config)) logger_.warning(warning);
   tokens_ = std::make_shared<k8s::TokenSource>(config->token, config->token_file);
   k8s::HttpClientOptions client_options;
@@ -295,7 +292,7 @@ std::expected<void, std::string> Agent::start() {
     };
   }
   auto client = k8s::HttpClient::create(io_, *config, tokens_, client_options);
-  if (!client) return std::unexpected(k8s::to_string(client.error()));
+  if (!client) return std::unexpected(client.error().text());
   http_ = std::move(*client);
   k8s::ApiSourceOptions api{
       .node_name = node_name, .proxy_name = options_.sync.facts.proxy_name.value_or(""), .tuning = {}};
@@ -489,7 +486,7 @@ std::unique_ptr<ipvs::NetlinkBackend> add_throughput_metrics(const Config& confi
     // Per-Service series need the services' dump only: one request, where
     // the destinations take one more per service (at 10,000 Services the
     // difference is most of a scrape's time).
-    std::expected<std::vector<ipvs::ServiceWithDestinations>, ipvs::Error> dump;
+    std::expected<std::vector<ipvs::ServiceWithDestinations>, Error> dump;
     if (per_destination) {
       dump = kernel.list_all();
     } else if (auto services = kernel.list_services()) {
@@ -799,13 +796,12 @@ int run_agent(const Config& config, std::ostream& err) {
 int run_main(std::span<const std::string_view> args, std::ostream& out, std::ostream& err) {
   if (!args.empty() && args.front() == "check-config") return run_check_config(args.subspan(1), out, err);
   if (!args.empty() && args.front() == "run") args = args.subspan(1);
-  Config config;
-  try {
-    config = parse_command_line(args);
-  } catch (const ConfigError& e) {
-    err << "kipvs: " << e.what() << '\n';
+  auto parsed = parse_command_line(args);
+  if (!parsed) {
+    err << "kipvs: " << parsed.error().text() << '\n';
     return 1;
   }
+  Config config = std::move(*parsed);
   if (config.help) {
     out << help_text();
     return 0;

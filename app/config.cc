@@ -619,6 +619,13 @@ std::string describe(const YAML::Node& node) {
   }
 }
 
+// Reading a file or the flags stops at the first bad value, from deep in the
+// walk of a YAML tree (yaml-cpp throws too): a ConfigFailure carries the
+// Error out, and the public functions below catch it at this file's edge.
+struct ConfigFailure {
+  Error error;
+};
+
 // Reads a YAML document into a Config, failing with file:line: path.
 class FileReader {
  public:
@@ -634,11 +641,9 @@ class FileReader {
 
  private:
   [[noreturn]] void fail(const YAML::Node& node, std::string_view path, const std::string& what) const {
-    std::string message = source_;
-    if (!node.Mark().is_null()) message += ":" + std::to_string(node.Mark().line + 1);
-    message += ": ";
-    if (!path.empty()) message += std::string(path) + ": ";
-    throw ConfigError(message + what);
+    std::string source = source_;
+    if (!node.Mark().is_null()) source += ":" + std::to_string(node.Mark().line + 1);
+    throw ConfigFailure{Error{.message = what, .field = std::string(path), .source = std::move(source)}};
   }
 
   void walk(const YAML::Node& map, const std::string& prefix) {
@@ -734,7 +739,7 @@ class FileReader {
 };
 
 [[noreturn]] void flag_error(std::string_view flag, const std::string& what) {
-  throw ConfigError("flag --" + std::string(flag) + ": " + what);
+  throw ConfigFailure{Error{.message = what, .field = "flag --" + std::string(flag)}};
 }
 
 Value flag_value(const Setting& setting, std::string_view text) {
@@ -800,35 +805,37 @@ std::optional<HostPort> parse_host_port(std::string_view text) {
   return HostPort{*address, static_cast<std::uint16_t>(value)};
 }
 
-void validate(Config& config, std::string_view source) {
-  const std::string prefix = source.empty() ? std::string() : std::string(source) + ": ";
+std::expected<void, Error> validate(const Config& config, std::string_view source) {
+  const auto fault = [&](std::string field, std::string message) {
+    return std::unexpected(
+        Error{.message = std::move(message), .field = std::move(field), .source = std::string(source)});
+  };
   if (config.ipvs.min_sync_period > config.ipvs.sync_period) {
-    throw ConfigError(prefix + "ipvs.minSyncPeriod: expected at most ipvs.syncPeriod (" +
-                      format_duration(config.ipvs.sync_period) + "), got " +
-                      format_duration(config.ipvs.min_sync_period));
+    return fault("ipvs.minSyncPeriod", "expected at most ipvs.syncPeriod (" +
+                                           format_duration(config.ipvs.sync_period) + "), got " +
+                                           format_duration(config.ipvs.min_sync_period));
   }
   if (!config.kipvs.scheduler_flags.empty()) {
     const std::string scheduler = config.ipvs.scheduler.empty() ? "rr" : config.ipvs.scheduler;
     if (!agent::flags_fit_scheduler(config.kipvs.scheduler_flags, scheduler)) {
-      throw ConfigError(prefix + "kipvs.schedulerFlags: expected flags that fit the scheduler " +
-                        quoted(scheduler) + ", got " + quoted(config.kipvs.scheduler_flags));
+      return fault("kipvs.schedulerFlags", "expected flags that fit the scheduler " + quoted(scheduler) +
+                                               ", got " + quoted(config.kipvs.scheduler_flags));
     }
   }
   if (config.detect_local.mode == DetectLocalMode::kBridgeInterface &&
       config.detect_local.bridge_interface.empty())
-    throw ConfigError(prefix +
-                      "detectLocal.bridgeInterface: expected an interface name with detectLocalMode "
-                      "BridgeInterface, got none");
+    return fault("detectLocal.bridgeInterface",
+                 "expected an interface name with detectLocalMode BridgeInterface, got none");
   if (config.detect_local.mode == DetectLocalMode::kInterfaceNamePrefix &&
       config.detect_local.interface_name_prefix.empty())
-    throw ConfigError(prefix +
-                      "detectLocal.interfaceNamePrefix: expected a prefix with detectLocalMode "
-                      "InterfaceNamePrefix, got none");
+    return fault("detectLocal.interfaceNamePrefix",
+                 "expected a prefix with detectLocalMode InterfaceNamePrefix, got none");
   if (config.cluster_cidrs.size() > 2 ||
       (config.cluster_cidrs.size() == 2 &&
        config.cluster_cidrs[0].address.family == config.cluster_cidrs[1].address.family)) {
-    throw ConfigError(prefix + "clusterCIDR: expected one CIDR or a dual-stack pair (one IPv4, one IPv6)");
+    return fault("clusterCIDR", "expected one CIDR or a dual-stack pair (one IPv4, one IPv6)");
   }
+  return {};
 }
 
 namespace {
@@ -841,8 +848,8 @@ Config read_config_yaml(std::string_view text, std::string_view source) {
   try {
     root = YAML::Load(std::string(text));
   } catch (const YAML::Exception& e) {
-    throw ConfigError(std::string(source) + ":" + std::to_string(e.mark.line + 1) +
-                      ": not valid YAML: " + e.msg);
+    throw ConfigFailure{Error{.message = "not valid YAML: " + e.msg,
+                              .source = std::string(source) + ":" + std::to_string(e.mark.line + 1)}};
   }
   FileReader(config, source).read(root);
   config.config_file = std::string(source);
@@ -851,27 +858,30 @@ Config read_config_yaml(std::string_view text, std::string_view source) {
 
 Config read_config_file(const std::string& path) {
   std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot read the configuration file");
+  if (!in) throw ConfigFailure{Error{.message = "cannot read the configuration file", .source = path}};
   std::stringstream buffer;
   buffer << in.rdbuf();
   return read_config_yaml(buffer.str(), path);
 }
 
-}  // namespace
-
-Config parse_config_yaml(std::string_view text, std::string_view source) {
-  Config config = read_config_yaml(text, source);
-  validate(config, source);
+// Runs a reader, turning its ConfigFailure into the Error it carries, and
+// checks the result across fields. `after_file` follows the file's name in
+// a cross-field error (the flags may have set one of the fields).
+template <typename Read>
+std::expected<Config, Error> checked_config(Read&& read, std::string_view after_file = "") {
+  Config config;
+  try {
+    config = read();
+  } catch (const ConfigFailure& failure) {
+    return std::unexpected(failure.error);
+  }
+  const std::string source = config.config_file.empty() ? "" : config.config_file + std::string(after_file);
+  if (auto valid = validate(config, source); !valid) return std::unexpected(valid.error());
   return config;
 }
 
-Config load_config_file(const std::string& path) {
-  Config config = read_config_file(path);
-  validate(config, path);
-  return config;
-}
-
-Config parse_command_line(std::span<const std::string_view> args) {
+// Kube-proxy's flags -> a Config, before the cross-field checks.
+Config read_command_line(std::span<const std::string_view> args) {
   struct Parsed {
     const Setting* setting;
     std::string_view name;
@@ -887,7 +897,8 @@ Config parse_command_line(std::span<const std::string_view> args) {
       continue;
     }
     if (!arg.starts_with('-') || arg == "-" || arg == "--") {
-      throw ConfigError("unexpected argument " + quoted(arg) + " (flags start with --; see --help)");
+      throw ConfigFailure{
+          Error{.message = "unexpected argument " + quoted(arg) + " (flags start with --; see --help)"}};
     }
     arg.remove_prefix(arg.starts_with("--") ? 2 : 1);
     std::string_view name = arg;
@@ -902,10 +913,10 @@ Config parse_command_line(std::span<const std::string_view> args) {
       // warning, so a kube-proxy command line keeps working.
       const bool ignored_bool = kIgnoredBoolFlags.contains(name);
       if (!ignored_bool && !kIgnoredValueFlags.contains(name)) {
-        throw ConfigError("flag --" + std::string(name) + ": unknown flag (see --help)");
+        flag_error(name, "unknown flag (see --help)");
       }
       if (!value && !ignored_bool) {
-        if (i + 1 >= args.size()) throw ConfigError("flag --" + std::string(name) + ": needs a value");
+        if (i + 1 >= args.size()) flag_error(name, "needs a value");
         ++i;
       }
       ignored_flags.push_back("flag --" + std::string(name) +
@@ -935,8 +946,21 @@ Config parse_command_line(std::span<const std::string_view> args) {
     const Value value = flag_value(*p.setting, p.value);
     if (auto expected = p.setting->apply(config, value)) flag_error(p.setting->flag, "expected " + *expected);
   }
-  validate(config, config.config_file.empty() ? "" : config.config_file + " with the command-line flags");
   return config;
+}
+
+}  // namespace
+
+std::expected<Config, Error> parse_config_yaml(std::string_view text, std::string_view source) {
+  return checked_config([&] { return read_config_yaml(text, source); });
+}
+
+std::expected<Config, Error> load_config_file(const std::string& path) {
+  return checked_config([&] { return read_config_file(path); });
+}
+
+std::expected<Config, Error> parse_command_line(std::span<const std::string_view> args) {
+  return checked_config([&] { return read_command_line(args); }, " with the command-line flags");
 }
 
 int run_check_config(std::span<const std::string_view> args, std::ostream& out, std::ostream& err) {
@@ -944,15 +968,14 @@ int run_check_config(std::span<const std::string_view> args, std::ostream& out, 
     err << "usage: kipvs check-config FILE\n";
     return 2;
   }
-  try {
-    const Config config = load_config_file(std::string(args[0]));
-    for (const auto& warning : config.warnings) err << "warning: " << warning << "\n";
-    out << args[0] << ": ok\n";
-    return 0;
-  } catch (const ConfigError& e) {
-    err << e.what() << "\n";
+  const auto config = load_config_file(std::string(args[0]));
+  if (!config) {
+    err << config.error().text() << "\n";
     return 1;
   }
+  for (const auto& warning : config->warnings) err << "warning: " << warning << "\n";
+  out << args[0] << ": ok\n";
+  return 0;
 }
 
 std::string help_text() {

@@ -5,19 +5,19 @@
 // and kube-proxy's command-line flags on top.
 //
 // Precedence: built-in defaults (kube-proxy's), then the file given with
-// --config, then the flags. A wrong type or value anywhere is a ConfigError
-// naming the file (or flag), the field's path and what was expected; it is a
-// start-up failure. An unknown field is a warning. Fields kube-proxy knows but
+// --config, then the flags. A wrong type or value anywhere is an Error naming
+// the file and line (or flag), the field's path and what was expected; it is
+// a start-up failure. An unknown field is a warning. Fields kube-proxy knows but
 // kipvs does not use (iptables.localhostNodePorts, nftables.*, conntrack.*,
 // winkernel.*, featureGates, ...) are accepted silently and listed in
 // Config::ignored_fields when they are set.
 
 #include <chrono>
 #include <cstdint>
+#include <expected>
 #include <iosfwd>
 #include <optional>
 #include <span>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,15 +26,10 @@
 
 #include "agent/node_facts.h"
 #include "app/log.h"
+#include "base/error.h"
 #include "nftables/nft_ruleset.h"
 
 namespace kipvs::app {
-
-// A start-up configuration error, with a message a person can act on.
-class ConfigError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 // Which kernel throughput series /metrics exports (kipvs.throughputMetrics).
 enum class ThroughputMetrics { kNone, kServices, kDestinations };
@@ -142,21 +137,21 @@ struct Config {
 };
 
 // Parses a KubeProxyConfiguration document. `source` names it in errors (the
-// file's path). Throws ConfigError.
-[[nodiscard]] Config parse_config_yaml(std::string_view text, std::string_view source);
+// file's path).
+[[nodiscard]] std::expected<Config, Error> parse_config_yaml(std::string_view text, std::string_view source);
 
-// Reads and parses a file. Throws ConfigError (also when it cannot be read).
-[[nodiscard]] Config load_config_file(const std::string& path);
+// Reads and parses a file (an unreadable file is an Error too).
+[[nodiscard]] std::expected<Config, Error> load_config_file(const std::string& path);
 
 // Parses kube-proxy's flags (args without the program name): reads --config
 // first when given, then applies every flag on top, in order. Accepts
 // "--flag=value", "--flag value", "-v N", "-v=N"; boolean flags also stand
-// alone. Throws ConfigError naming the flag.
-[[nodiscard]] Config parse_command_line(std::span<const std::string_view> args);
+// alone. An Error names the flag.
+[[nodiscard]] std::expected<Config, Error> parse_command_line(std::span<const std::string_view> args);
 
 // Applies the checks that span fields (scheduler flags against the
 // scheduler). parse_* call it; exposed for configs built by hand.
-void validate(Config& config, std::string_view source);
+[[nodiscard]] std::expected<void, Error> validate(const Config& config, std::string_view source);
 
 // `kipvs check-config FILE`: parses and validates a configuration file as
 // start-up would, prints its warnings to err and "FILE: ok" to out. Returns

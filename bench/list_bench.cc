@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 1;
   auto config = k8s::load_client_config({.kubeconfig = argv[1], .master = ""}, k8s::process_environment());
   if (!config) {
-    std::fprintf(stderr, "%s\n", k8s::to_string(config.error()).c_str());
+    std::fprintf(stderr, "%s\n", config.error().text().c_str());
     return 1;
   }
   for (int round = 0; round < rounds; ++round) {
@@ -58,7 +58,7 @@ int main(int argc, char** argv) {
     auto tokens = std::make_shared<k8s::TokenSource>(config->token, config->token_file);
     auto client = k8s::HttpClient::create(io, *config, tokens);
     if (!client) {
-      std::fprintf(stderr, "%s\n", k8s::to_string(client.error()).c_str());
+      std::fprintf(stderr, "%s\n", client.error().text().c_str());
       return 1;
     }
     CountingSink sink(io);

@@ -39,8 +39,8 @@ std::optional<ipvs::Address> address_of(const nl_addr* address) {
   return out;
 }
 
-ipvs::Error nl_error(const std::string& what, int code) {
-  return ipvs::Error{EIO, what + ": " + nl_geterror(code)};
+Error nl_error(const std::string& what, int code) {
+  return Error{EIO, what + ": " + nl_geterror(code)};
 }
 
 }  // namespace
@@ -56,11 +56,10 @@ NetlinkConntrackBackend::NetlinkConntrackBackend(std::unique_ptr<Socket> socket)
     : socket_(std::move(socket)) {}
 NetlinkConntrackBackend::~NetlinkConntrackBackend() = default;
 
-std::expected<std::unique_ptr<NetlinkConntrackBackend>, ipvs::Error> NetlinkConntrackBackend::open() {
+std::expected<std::unique_ptr<NetlinkConntrackBackend>, Error> NetlinkConntrackBackend::open() {
   auto socket = std::make_unique<Socket>();
   socket->sock = nl_socket_alloc();
-  if (socket->sock == nullptr)
-    return std::unexpected(ipvs::Error{ENOMEM, "cannot allocate a netlink socket"});
+  if (socket->sock == nullptr) return std::unexpected(Error{ENOMEM, "cannot allocate a netlink socket"});
   if (int rc = nfnl_connect(socket->sock); rc < 0) return std::unexpected(nl_error("ctnetlink connect", rc));
   if (auto bounded =
           ipvs::set_socket_timeouts(nl_socket_get_fd(socket->sock), ipvs::kNetlinkTimeout, "ctnetlink");
@@ -156,7 +155,7 @@ int on_entry(nl_msg* msg, void* arg) {
 
 }  // namespace
 
-std::expected<std::size_t, ipvs::Error> NetlinkConntrackBackend::delete_udp_where(
+std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_udp_where(
     const std::vector<std::pair<ipvs::Family, std::optional<UdpEndpoint>>>& dumps,
     const std::function<bool(const ConntrackFlow&)>& doomed) {
   // The kernel deletes by exact tuple only: dump what the kernel can narrow
@@ -164,12 +163,12 @@ std::expected<std::size_t, ipvs::Error> NetlinkConntrackBackend::delete_udp_wher
   // delete those.
   std::vector<CtRef> picked;
   std::unique_ptr<nl_cb, CbDeleter> cb(nl_cb_clone(nl_socket_get_cb(socket_->sock)));
-  if (!cb) return std::unexpected(ipvs::Error{ENOMEM, "conntrack dump: cannot allocate a callback"});
+  if (!cb) return std::unexpected(Error{ENOMEM, "conntrack dump: cannot allocate a callback"});
   DumpState state{&doomed, &picked};
   nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, on_entry, &state);
   for (const auto& [family, to] : dumps) {
     auto request = udp_dump_request(family, to);
-    if (!request) return std::unexpected(ipvs::Error{ENOMEM, "conntrack dump: cannot build the request"});
+    if (!request) return std::unexpected(Error{ENOMEM, "conntrack dump: cannot build the request"});
     if (int rc = nl_send_auto(socket_->sock, request.get()); rc < 0)
       return std::unexpected(nl_error("conntrack dump", rc));
     if (int rc = nl_recvmsgs(socket_->sock, cb.get()); rc < 0)
@@ -187,7 +186,7 @@ std::expected<std::size_t, ipvs::Error> NetlinkConntrackBackend::delete_udp_wher
       ++deleted;
     }
   }
-  if (!first_error.empty()) return std::unexpected(ipvs::Error{EIO, "conntrack delete: " + first_error});
+  if (!first_error.empty()) return std::unexpected(Error{EIO, "conntrack delete: " + first_error});
   return deleted;
 }
 
@@ -213,7 +212,7 @@ std::vector<std::pair<ipvs::Family, std::optional<UdpEndpoint>>> dumps_for(
 
 }  // namespace
 
-std::expected<std::size_t, ipvs::Error> NetlinkConntrackBackend::delete_udp_flows(
+std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_udp_flows(
     std::span<const ConntrackFlow> flows) {
   if (flows.empty()) return 0;
   const std::set<ConntrackFlow> wanted(flows.begin(), flows.end());
@@ -223,7 +222,7 @@ std::expected<std::size_t, ipvs::Error> NetlinkConntrackBackend::delete_udp_flow
                           [&wanted](const ConntrackFlow& flow) { return wanted.contains(flow); });
 }
 
-std::expected<std::size_t, ipvs::Error> NetlinkConntrackBackend::delete_stale_udp(const UdpServing& serving) {
+std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_stale_udp(const UdpServing& serving) {
   if (serving.empty()) return 0;
   std::set<UdpEndpoint> services;
   for (const auto& [service, servers] : serving) services.insert(service);

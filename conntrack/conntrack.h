@@ -49,15 +49,14 @@ class ConntrackBackend {
  public:
   virtual ~ConntrackBackend() = default;
   // Deletes the UDP entries of these flows; returns how many went.
-  [[nodiscard]] virtual std::expected<std::size_t, ipvs::Error> delete_udp_flows(
+  [[nodiscard]] virtual std::expected<std::size_t, Error> delete_udp_flows(
       std::span<const ConntrackFlow> flows) = 0;
   // Deletes the UDP entries sent to one of these virtual services whose
   // replies do not come from one of its real servers (kube-proxy's
   // CleanStaleEntries): an entry made while the service had no endpoint
   // sends a client's every datagram into the void until it expires, since
   // the client keeps its source port. Returns how many went.
-  [[nodiscard]] virtual std::expected<std::size_t, ipvs::Error> delete_stale_udp(
-      const UdpServing& serving) = 0;
+  [[nodiscard]] virtual std::expected<std::size_t, Error> delete_stale_udp(const UdpServing& serving) = 0;
 };
 
 // ctnetlink through libnl-nf-3: dumps the kernel filters (UDP only, and to
@@ -65,14 +64,14 @@ class ConntrackBackend {
 // delete per matching entry. Memory is the matching entries, not the table.
 class NetlinkConntrackBackend final : public ConntrackBackend {
  public:
-  [[nodiscard]] static std::expected<std::unique_ptr<NetlinkConntrackBackend>, ipvs::Error> open();
+  [[nodiscard]] static std::expected<std::unique_ptr<NetlinkConntrackBackend>, Error> open();
   ~NetlinkConntrackBackend() override;
   NetlinkConntrackBackend(const NetlinkConntrackBackend&) = delete;
   NetlinkConntrackBackend& operator=(const NetlinkConntrackBackend&) = delete;
 
-  [[nodiscard]] std::expected<std::size_t, ipvs::Error> delete_udp_flows(
+  [[nodiscard]] std::expected<std::size_t, Error> delete_udp_flows(
       std::span<const ConntrackFlow> flows) override;
-  [[nodiscard]] std::expected<std::size_t, ipvs::Error> delete_stale_udp(const UdpServing& serving) override;
+  [[nodiscard]] std::expected<std::size_t, Error> delete_stale_udp(const UdpServing& serving) override;
 
   // How long the socket waits for the kernel's answer.
   [[nodiscard]] std::chrono::milliseconds receive_timeout() const;
@@ -82,7 +81,7 @@ class NetlinkConntrackBackend final : public ConntrackBackend {
  private:
   // The dumps (a family, and a virtual service or every UDP entry); deletes
   // the entries `doomed` picks.
-  std::expected<std::size_t, ipvs::Error> delete_udp_where(
+  std::expected<std::size_t, Error> delete_udp_where(
       const std::vector<std::pair<ipvs::Family, std::optional<UdpEndpoint>>>& dumps,
       const std::function<bool(const ConntrackFlow&)>& doomed);
   struct Socket;

@@ -12,14 +12,14 @@ namespace kipvs::conntrack {
 // Records the flows it was asked to clear.
 class FakeConntrackBackend final : public ConntrackBackend {
  public:
-  [[nodiscard]] std::expected<std::size_t, ipvs::Error> delete_udp_flows(
+  [[nodiscard]] std::expected<std::size_t, Error> delete_udp_flows(
       std::span<const ConntrackFlow> flows) override {
-    if (fail_code != 0) return std::unexpected(ipvs::Error{fail_code, "conntrack"});
+    if (fail_code != 0) return std::unexpected(Error{fail_code, "conntrack"});
     cleared.insert(cleared.end(), flows.begin(), flows.end());
     return flows.size();
   }
-  [[nodiscard]] std::expected<std::size_t, ipvs::Error> delete_stale_udp(const UdpServing& serving) override {
-    if (fail_code != 0) return std::unexpected(ipvs::Error{fail_code, "conntrack"});
+  [[nodiscard]] std::expected<std::size_t, Error> delete_stale_udp(const UdpServing& serving) override {
+    if (fail_code != 0) return std::unexpected(Error{fail_code, "conntrack"});
     stale_cleanups.push_back(serving);
     return 0;
   }

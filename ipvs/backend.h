@@ -9,16 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
 #include "ipvs/model.h"
 
 namespace kipvs::ipvs {
 
-// errno-style failure. EEXIST, ENOENT and ESRCH are ordinary answers the
-// reconciler handles per operation.
-struct Error {
-  int code = 0;         // errno value (positive)
-  std::string message;  // names the operation and the service
-};
+// Failures carry the errno (kipvs::Error::code). EEXIST, ENOENT and ESRCH
+// are ordinary answers the reconciler handles per operation.
 
 struct Operation {
   enum class Kind : std::uint8_t {

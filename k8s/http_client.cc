@@ -539,21 +539,26 @@ std::expected<ServerUrl, std::string> parse_server_url(std::string_view url) {
   return out;
 }
 
-std::expected<std::unique_ptr<HttpClient>, ConfigError> HttpClient::create(
-    asio::io_context& io, const ClientConfig& config, std::shared_ptr<TokenSource> tokens,
-    HttpClientOptions options) {
+std::expected<std::unique_ptr<HttpClient>, Error> HttpClient::create(asio::io_context& io,
+                                                                     const ClientConfig& config,
+                                                                     std::shared_ptr<TokenSource> tokens,
+                                                                     HttpClientOptions options) {
   auto url = parse_server_url(config.server);
-  if (!url) return std::unexpected(ConfigError{config.source, "server", url.error() + ": " + config.server});
+  if (!url)
+    return std::unexpected(
+        Error{.message = url.error() + ": " + config.server, .field = "server", .source = config.source});
   std::string verify_name = config.tls_server_name.empty() ? url->host : config.tls_server_name;
   std::optional<ssl::context> tls;
   if (url->tls) {
     tls.emplace(ssl::context::tls_client);
     tls->set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                      ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-    auto load = [&](const PemSource& pem, const char* what, auto&& use) -> std::optional<ConfigError> {
+    auto load = [&](const PemSource& pem, const char* what, auto&& use) -> std::optional<Error> {
       boost::system::error_code ec;
       use(asio::buffer(pem.pem), ec);
-      if (ec) return ConfigError{pem.origin, what, "OpenSSL could not load it: " + ec.message()};
+      if (ec)
+        return Error{
+            .message = "OpenSSL could not load it: " + ec.message(), .field = what, .source = pem.origin};
       return std::nullopt;
     };
     if (config.insecure_skip_tls_verify) {
@@ -580,8 +585,9 @@ std::expected<std::unique_ptr<HttpClient>, ConfigError> HttpClient::create(
         return std::unexpected(*error);
       }
       if (SSL_CTX_check_private_key(tls->native_handle()) != 1) {
-        return std::unexpected(
-            ConfigError{config.client_key->origin, "client-key", "does not match the client certificate"});
+        return std::unexpected(Error{.message = "does not match the client certificate",
+                                     .field = "client-key",
+                                     .source = config.client_key->origin});
       }
     }
   }

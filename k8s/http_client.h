@@ -103,7 +103,7 @@ class HttpCall {
 class HttpClient {
  public:
   // Fails when the TLS material does not load, naming where it came from.
-  [[nodiscard]] static std::expected<std::unique_ptr<HttpClient>, ConfigError> create(
+  [[nodiscard]] static std::expected<std::unique_ptr<HttpClient>, Error> create(
       boost::asio::io_context& io, const ClientConfig& config, std::shared_ptr<TokenSource> tokens,
       HttpClientOptions options = {});
 

@@ -81,32 +81,34 @@ struct PemField {
   bool is_key;
 };
 
-std::expected<std::optional<PemSource>, ConfigError> read_pem_field(const YAML::Node& node,
-                                                                    const PemField& field,
-                                                                    const std::string& where,
-                                                                    const fs::path& kubeconfig) {
+std::expected<std::optional<PemSource>, Error> read_pem_field(const YAML::Node& node, const PemField& field,
+                                                              const std::string& where,
+                                                              const fs::path& kubeconfig) {
   const std::string kubeconfig_name = kubeconfig.string();
   std::optional<PemSource> result;
   if (const auto data = node[field.data_key]; data && !data.IsNull()) {
     auto decoded = decode_base64(data.as<std::string>());
     if (!decoded)
-      return std::unexpected(ConfigError{kubeconfig_name, where + "." + field.data_key, "not valid base64"});
+      return std::unexpected(Error{
+          .message = "not valid base64", .field = where + "." + field.data_key, .source = kubeconfig_name});
     result =
         PemSource{std::move(*decoded), "kubeconfig " + kubeconfig_name + ": " + where + "." + field.data_key};
   } else if (const auto file = node[field.file_key]; file && !file.IsNull()) {
     fs::path path = file.as<std::string>();
     if (path.is_relative()) path = kubeconfig.parent_path() / path;
     auto text = read_file(path);
-    if (!text) return std::unexpected(ConfigError{path.string(), where + "." + field.file_key, text.error()});
+    if (!text)
+      return std::unexpected(
+          Error{.message = text.error(), .field = where + "." + field.file_key, .source = path.string()});
     result = PemSource{std::move(*text), path.string()};
   }
   if (result) {
     auto ok = field.is_key ? check_private_key(result->pem) : check_certificates(result->pem);
     if (!ok) {
       const bool from_data = result->origin.starts_with("kubeconfig ");
-      return std::unexpected(ConfigError{from_data ? kubeconfig_name : result->origin,
-                                         where + "." + (from_data ? field.data_key : field.file_key),
-                                         ok.error()});
+      return std::unexpected(Error{.message = ok.error(),
+                                   .field = where + "." + (from_data ? field.data_key : field.file_key),
+                                   .source = from_data ? kubeconfig_name : result->origin});
     }
   }
   return result;
@@ -130,14 +132,15 @@ std::string scalar_or(const YAML::Node& node, const char* key, std::string fallb
 
 // A user's credentials into `config`: a client certificate and key, a
 // token, or a token file (read now, and again later).
-std::expected<void, ConfigError> read_user(const YAML::Node& user, const std::string& user_where,
-                                           const fs::path& file, ClientConfig& config) {
+std::expected<void, Error> read_user(const YAML::Node& user, const std::string& user_where,
+                                     const fs::path& file, ClientConfig& config) {
   const std::string name = file.string();
   for (const char* unsupported : {"exec", "auth-provider", "username"}) {
     if (user[unsupported]) {
       return std::unexpected(
-          ConfigError{name, user_where + "." + unsupported,
-                      "not supported by kipvs: use a token, tokenFile or client certificate"});
+          Error{.message = "not supported by kipvs: use a token, tokenFile or client certificate",
+                .field = user_where + "." + unsupported,
+                .source = name});
     }
   }
   auto cert =
@@ -146,8 +149,9 @@ std::expected<void, ConfigError> read_user(const YAML::Node& user, const std::st
   auto key = read_pem_field(user, {"client-key", "client-key-data", true}, user_where, file);
   if (!key) return std::unexpected(key.error());
   if (cert->has_value() != key->has_value()) {
-    return std::unexpected(
-        ConfigError{name, user_where, "client-certificate and client-key must be given together"});
+    return std::unexpected(Error{.message = "client-certificate and client-key must be given together",
+                                 .field = user_where,
+                                 .source = name});
   }
   config.client_certificate = std::move(*cert);
   config.client_key = std::move(*key);
@@ -157,36 +161,42 @@ std::expected<void, ConfigError> read_user(const YAML::Node& user, const std::st
     if (path.is_relative()) path = file.parent_path() / path;
     // Like client-go: the file must be readable at start; it is re-read later.
     auto text = read_file(path);
-    if (!text) return std::unexpected(ConfigError{path.string(), user_where + ".tokenFile", text.error()});
+    if (!text)
+      return std::unexpected(
+          Error{.message = text.error(), .field = user_where + ".tokenFile", .source = path.string()});
     config.token = trim(*text);
     config.token_file = path;
   }
   return {};
 }
 
-std::expected<ClientConfig, ConfigError> parse_kubeconfig(const YAML::Node& root, const fs::path& file,
-                                                          const std::string& context_override) {
+std::expected<ClientConfig, Error> parse_kubeconfig(const YAML::Node& root, const fs::path& file,
+                                                    const std::string& context_override) {
   const std::string name = file.string();
   const std::string context_name =
       context_override.empty() ? scalar_or(root, "current-context") : context_override;
-  if (context_name.empty()) return std::unexpected(ConfigError{name, "current-context", "not set"});
+  if (context_name.empty())
+    return std::unexpected(Error{.message = "not set", .field = "current-context", .source = name});
   const YAML::Node context = find_named(root, "contexts", context_name, "context");
   if (!context || !context.IsMap()) {
-    return std::unexpected(ConfigError{name, "contexts[" + context_name + "]", "no such context"});
+    return std::unexpected(
+        Error{.message = "no such context", .field = "contexts[" + context_name + "]", .source = name});
   }
   const std::string cluster_name = scalar_or(context, "cluster");
   const std::string user_name = scalar_or(context, "user");
   const std::string cluster_where = "clusters[" + cluster_name + "].cluster";
   const YAML::Node cluster = find_named(root, "clusters", cluster_name, "cluster");
   if (!cluster || !cluster.IsMap()) {
-    return std::unexpected(ConfigError{name, "clusters[" + cluster_name + "]",
-                                       "no such cluster (named by context " + context_name + ")"});
+    return std::unexpected(Error{.message = "no such cluster (named by context " + context_name + ")",
+                                 .field = "clusters[" + cluster_name + "]",
+                                 .source = name});
   }
 
   ClientConfig config;
   config.source = "kubeconfig " + name;
   config.server = scalar_or(cluster, "server");
-  if (config.server.empty()) return std::unexpected(ConfigError{name, cluster_where + ".server", "not set"});
+  if (config.server.empty())
+    return std::unexpected(Error{.message = "not set", .field = cluster_where + ".server", .source = name});
   config.tls_server_name = scalar_or(cluster, "tls-server-name");
   if (const auto insecure = cluster["insecure-skip-tls-verify"]; insecure && !insecure.IsNull()) {
     config.insecure_skip_tls_verify = insecure.as<bool>();
@@ -197,11 +207,12 @@ std::expected<ClientConfig, ConfigError> parse_kubeconfig(const YAML::Node& root
     // insecure flag is not allowed".
     for (const char* ca : {"certificate-authority-data", "certificate-authority"}) {
       if (const auto value = cluster[ca]; value && !value.IsNull()) {
-        return std::unexpected(ConfigError{
-            name, cluster_where + ".insecure-skip-tls-verify",
-            "true together with " + cluster_where + "." + ca +
-                ": a CA to verify with and no verification contradict each other (kubectl refuses "
-                "this too); remove one of them"});
+        return std::unexpected(Error{
+            .message = "true together with " + cluster_where + "." + ca +
+                       ": a CA to verify with and no verification contradict each other (kubectl refuses "
+                       "this too); remove one of them",
+            .field = cluster_where + ".insecure-skip-tls-verify",
+            .source = name});
       }
     }
   }
@@ -213,8 +224,9 @@ std::expected<ClientConfig, ConfigError> parse_kubeconfig(const YAML::Node& root
   if (user_name.empty()) return config;
   const YAML::Node user = find_named(root, "users", user_name, "user");
   if (!user || !user.IsMap()) {
-    return std::unexpected(ConfigError{name, "users[" + user_name + "]",
-                                       "no such user (named by context " + context_name + ")"});
+    return std::unexpected(Error{.message = "no such user (named by context " + context_name + ")",
+                                 .field = "users[" + user_name + "]",
+                                 .source = name});
   }
   if (auto credentials = read_user(user, "users[" + user_name + "].user", file, config); !credentials)
     return std::unexpected(credentials.error());
@@ -222,13 +234,6 @@ std::expected<ClientConfig, ConfigError> parse_kubeconfig(const YAML::Node& root
 }
 
 }  // namespace
-
-std::string to_string(const ConfigError& error) {
-  std::string out;
-  if (!error.file.empty()) out += error.file + ": ";
-  if (!error.field.empty()) out += error.field + ": ";
-  return out + error.message;
-}
 
 Getenv process_environment() {
   return [](const std::string& name) -> std::optional<std::string> {
@@ -238,13 +243,15 @@ Getenv process_environment() {
   };
 }
 
-std::expected<ClientConfig, ConfigError> load_in_cluster(const Getenv& getenv, const fs::path& root) {
+std::expected<ClientConfig, Error> load_in_cluster(const Getenv& getenv, const fs::path& root) {
   const auto host = getenv("KUBERNETES_SERVICE_HOST");
   const auto port = getenv("KUBERNETES_SERVICE_PORT");
   if (!host || host->empty()) {
-    return std::unexpected(ConfigError{"", "KUBERNETES_SERVICE_HOST", "not set (not running in a pod?)"});
+    return std::unexpected(
+        Error{.message = "not set (not running in a pod?)", .field = "KUBERNETES_SERVICE_HOST"});
   }
-  if (!port || port->empty()) return std::unexpected(ConfigError{"", "KUBERNETES_SERVICE_PORT", "not set"});
+  if (!port || port->empty())
+    return std::unexpected(Error{.message = "not set", .field = "KUBERNETES_SERVICE_PORT"});
   ClientConfig config;
   config.source = "in-cluster";
   const bool ipv6 = host->find(':') != std::string::npos;
@@ -252,40 +259,44 @@ std::expected<ClientConfig, ConfigError> load_in_cluster(const Getenv& getenv, c
 
   const fs::path token_file = root / "token";
   auto token = read_file(token_file);
-  if (!token) return std::unexpected(ConfigError{token_file.string(), "token", token.error()});
+  if (!token)
+    return std::unexpected(Error{.message = token.error(), .field = "token", .source = token_file.string()});
   config.token = trim(*token);
   config.token_file = token_file;
 
   const fs::path ca_file = root / "ca.crt";
   auto ca = read_file(ca_file);
-  if (!ca) return std::unexpected(ConfigError{ca_file.string(), "ca.crt", ca.error()});
+  if (!ca)
+    return std::unexpected(Error{.message = ca.error(), .field = "ca.crt", .source = ca_file.string()});
   if (auto ok = check_certificates(*ca); !ok) {
-    return std::unexpected(ConfigError{ca_file.string(), "ca.crt", ok.error()});
+    return std::unexpected(Error{.message = ok.error(), .field = "ca.crt", .source = ca_file.string()});
   }
   config.certificate_authority = PemSource{std::move(*ca), ca_file.string()};
   return config;
 }
 
-std::expected<ClientConfig, ConfigError> load_kubeconfig(const fs::path& file, const std::string& context) {
+std::expected<ClientConfig, Error> load_kubeconfig(const fs::path& file, const std::string& context) {
   YAML::Node root;
   try {
     root = YAML::LoadFile(file.string());
   } catch (const YAML::BadFile&) {
-    return std::unexpected(ConfigError{file.string(), "", "cannot read the kubeconfig"});
+    return std::unexpected(Error{.message = "cannot read the kubeconfig", .source = file.string()});
   } catch (const YAML::Exception& e) {
-    return std::unexpected(ConfigError{file.string(), "", std::string("not valid YAML: ") + e.what()});
+    return std::unexpected(
+        Error{.message = std::string("not valid YAML: ") + e.what(), .source = file.string()});
   }
   try {
     return parse_kubeconfig(root, file, context);
   } catch (const YAML::Exception& e) {
     // A field of the wrong shape (a list where a string belongs, ...).
-    return std::unexpected(ConfigError{file.string(), "", std::string("unexpected structure: ") + e.what()});
+    return std::unexpected(
+        Error{.message = std::string("unexpected structure: ") + e.what(), .source = file.string()});
   }
 }
 
-std::expected<ClientConfig, ConfigError> load_client_config(const ConfigFlags& flags, const Getenv& getenv,
-                                                            const fs::path& service_account_root) {
-  auto with_master = [&](std::expected<ClientConfig, ConfigError> config) {
+std::expected<ClientConfig, Error> load_client_config(const ConfigFlags& flags, const Getenv& getenv,
+                                                      const fs::path& service_account_root) {
+  auto with_master = [&](std::expected<ClientConfig, Error> config) {
     if (config && !flags.master.empty()) config->server = flags.master;
     return config;
   };
@@ -297,7 +308,8 @@ std::expected<ClientConfig, ConfigError> load_client_config(const ConfigFlags& f
       if (!entry.empty() && fs::exists(entry)) return with_master(load_kubeconfig(entry));
     }
     if (flags.master.empty()) {
-      return std::unexpected(ConfigError{*env, "KUBECONFIG", "none of these files exists"});
+      return std::unexpected(
+          Error{.message = "none of these files exists", .field = "KUBECONFIG", .source = *env});
     }
   }
   if (flags.master.empty()) {
@@ -324,9 +336,8 @@ std::expected<ClientConfig, ConfigError> load_client_config(const ConfigFlags& f
     return config;
   }
   return std::unexpected(
-      ConfigError{"", "",
-                  "no API server configuration: pass --kubeconfig or --master, set $KUBECONFIG, "
-                  "or run in a pod"});
+      Error{.message = "no API server configuration: pass --kubeconfig or --master, set $KUBECONFIG, "
+                       "or run in a pod"});
 }
 
 std::vector<std::string> client_config_warnings(const ClientConfig& config) {

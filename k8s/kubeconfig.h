@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "base/error.h"
+
 namespace kipvs::k8s {
 
 // PEM text and where it came from ("/path/ca.crt" or
@@ -37,13 +39,9 @@ struct ClientConfig {
   std::string source;                // "in-cluster" or "kubeconfig <path>", for logs
 };
 
-// A configuration that cannot be used, naming the file and the field.
-struct ConfigError {
-  std::string file;   // may be empty (e.g. a missing environment variable)
-  std::string field;  // e.g. "clusters[prod].cluster.server"
-  std::string message;
-};
-[[nodiscard]] std::string to_string(const ConfigError& error);
+// A configuration that cannot be used is an Error naming the file (source,
+// empty for a missing environment variable) and the field (e.g.
+// "clusters[prod].cluster.server").
 
 // The process environment, injectable for tests.
 using Getenv = std::function<std::optional<std::string>(const std::string&)>;
@@ -52,13 +50,13 @@ using Getenv = std::function<std::optional<std::string>(const std::string&)>;
 // In-cluster: KUBERNETES_SERVICE_HOST / _PORT (an IPv6 host goes in
 // brackets), <root>/token and <root>/ca.crt.
 inline constexpr const char* kServiceAccountRoot = "/var/run/secrets/kubernetes.io/serviceaccount";
-[[nodiscard]] std::expected<ClientConfig, ConfigError> load_in_cluster(
+[[nodiscard]] std::expected<ClientConfig, Error> load_in_cluster(
     const Getenv& getenv, const std::filesystem::path& service_account_root = kServiceAccountRoot);
 
 // One kubeconfig file, its current-context (or `context` when given).
 // Relative paths resolve against the file's folder.
-[[nodiscard]] std::expected<ClientConfig, ConfigError> load_kubeconfig(const std::filesystem::path& file,
-                                                                       const std::string& context = "");
+[[nodiscard]] std::expected<ClientConfig, Error> load_kubeconfig(const std::filesystem::path& file,
+                                                                 const std::string& context = "");
 
 // What the command line says (kube-proxy's --kubeconfig and --master).
 struct ConfigFlags {
@@ -72,7 +70,7 @@ struct ConfigFlags {
 // --master overrides the server; in a pod (KUBERNETES_SERVICE_HOST and the
 // service-account token) it keeps the pod's token and CA, as client-go
 // does; elsewhere --master alone is enough (no auth).
-[[nodiscard]] std::expected<ClientConfig, ConfigError> load_client_config(
+[[nodiscard]] std::expected<ClientConfig, Error> load_client_config(
     const ConfigFlags& flags, const Getenv& getenv,
     const std::filesystem::path& service_account_root = kServiceAccountRoot);
 

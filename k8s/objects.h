@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -56,6 +57,7 @@ struct Words<AddressType> {
 };
 
 template <typename E>
+requires std::is_enum_v<E>
 [[nodiscard]] constexpr std::string_view to_string(E value) {
   for (const auto& [known, word] : Words<E>::kAll) {
     if (known == value) return word;

@@ -7,9 +7,9 @@
 
 namespace kipvs::nftables {
 
-std::expected<void, ipvs::Error> FakeNftBackend::apply(const NftUpdate& update) {
+std::expected<void, Error> FakeNftBackend::apply(const NftUpdate& update) {
   apply_threads.insert(std::this_thread::get_id());
-  if (fail_code != 0) return std::unexpected(ipvs::Error{fail_code, std::strerror(fail_code)});
+  if (fail_code != 0) return std::unexpected(Error{fail_code, std::strerror(fail_code)});
   if (update.empty()) return {};
   if (update.full) {
     table_ = *update.full;
@@ -17,11 +17,11 @@ std::expected<void, ipvs::Error> FakeNftBackend::apply(const NftUpdate& update) 
     ++transactions;
     return {};
   }
-  if (!table_) return std::unexpected(ipvs::Error{ENOENT, "no table inet kipvs"});
+  if (!table_) return std::unexpected(Error{ENOENT, "no table inet kipvs"});
   auto next = *table_;
   for (const auto& change : update.removed) {
     if (next.elements[change.set].erase(change.element) == 0)
-      return std::unexpected(ipvs::Error{
+      return std::unexpected(Error{
           ENOENT, "delete element " + change.set + " { " + change.element + " }: " + std::strerror(ENOENT)});
   }
   for (const auto& change : update.added) next.elements[change.set].insert(change.element);
@@ -32,15 +32,15 @@ std::expected<void, ipvs::Error> FakeNftBackend::apply(const NftUpdate& update) 
   return {};
 }
 
-std::expected<void, ipvs::Error> FakeNftBackend::delete_table() {
-  if (fail_code != 0) return std::unexpected(ipvs::Error{fail_code, std::strerror(fail_code)});
-  if (!table_) return std::unexpected(ipvs::Error{ENOENT, "no table inet kipvs"});
+std::expected<void, Error> FakeNftBackend::delete_table() {
+  if (fail_code != 0) return std::unexpected(Error{fail_code, std::strerror(fail_code)});
+  if (!table_) return std::unexpected(Error{ENOENT, "no table inet kipvs"});
   table_.reset();
   return {};
 }
 
-std::expected<std::string, ipvs::Error> FakeNftBackend::list_table() {
-  if (!table_) return std::unexpected(ipvs::Error{ENOENT, "no table inet kipvs"});
+std::expected<std::string, Error> FakeNftBackend::list_table() {
+  if (!table_) return std::unexpected(Error{ENOENT, "no table inet kipvs"});
   return render_nft_table(*table_);
 }
 

@@ -17,10 +17,10 @@ namespace kipvs::nftables {
 // `add element`).
 class FakeNftBackend final : public NftBackend {
  public:
-  [[nodiscard]] std::expected<void, ipvs::Error> apply(const NftUpdate& update) override;
-  [[nodiscard]] std::expected<void, ipvs::Error> delete_table() override;
-  [[nodiscard]] std::expected<std::string, ipvs::Error> list_table() override;
-  [[nodiscard]] std::expected<bool, ipvs::Error> table_present() override { return table_.has_value(); }
+  [[nodiscard]] std::expected<void, Error> apply(const NftUpdate& update) override;
+  [[nodiscard]] std::expected<void, Error> delete_table() override;
+  [[nodiscard]] std::expected<std::string, Error> list_table() override;
+  [[nodiscard]] std::expected<bool, Error> table_present() override { return table_.has_value(); }
 
   [[nodiscard]] const std::optional<NftState>& table() const { return table_; }
   // What `nft flush ruleset` does behind kipvs's back.

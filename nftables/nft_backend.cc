@@ -48,53 +48,51 @@ struct LibNftBackend::Context {
 LibNftBackend::LibNftBackend(std::unique_ptr<Context> context) : context_(std::move(context)) {}
 LibNftBackend::~LibNftBackend() = default;
 
-std::expected<std::unique_ptr<LibNftBackend>, ipvs::Error> LibNftBackend::open() {
+std::expected<std::unique_ptr<LibNftBackend>, Error> LibNftBackend::open() {
   auto context = std::make_unique<Context>();
   context->ctx = nft_ctx_new(NFT_CTX_DEFAULT);
-  if (context->ctx == nullptr)
-    return std::unexpected(ipvs::Error{ENOMEM, "cannot create an nftables context"});
+  if (context->ctx == nullptr) return std::unexpected(Error{ENOMEM, "cannot create an nftables context"});
   if (nft_ctx_buffer_output(context->ctx) != 0 || nft_ctx_buffer_error(context->ctx) != 0)
-    return std::unexpected(ipvs::Error{ENOMEM, "cannot buffer nftables output"});
+    return std::unexpected(Error{ENOMEM, "cannot buffer nftables output"});
   return std::unique_ptr<LibNftBackend>(new LibNftBackend(std::move(context)));
 }
 
-std::expected<std::string, ipvs::Error> LibNftBackend::run(const std::string& script) {
+std::expected<std::string, Error> LibNftBackend::run(const std::string& script) {
   const int rc = nft_run_cmd_from_buffer(context_->ctx, script.c_str());
   // Reading a buffer resets it, so both are read on every run.
   std::string output = nft_ctx_get_output_buffer(context_->ctx);
   std::string errors = trimmed(nft_ctx_get_error_buffer(context_->ctx));
   if (rc != 0) {
     if (errors.empty()) errors = "nftables transaction failed";
-    return std::unexpected(ipvs::Error{code_of(errors), errors});
+    return std::unexpected(Error{code_of(errors), errors});
   }
   return output;
 }
 
-std::expected<void, ipvs::Error> LibNftBackend::apply(const NftUpdate& update) {
+std::expected<void, Error> LibNftBackend::apply(const NftUpdate& update) {
   if (update.empty()) return {};
   auto done = run(render_nft_update(update));
   if (!done) return std::unexpected(std::move(done.error()));
   return {};
 }
 
-std::expected<void, ipvs::Error> LibNftBackend::delete_table() {
+std::expected<void, Error> LibNftBackend::delete_table() {
   auto done = run(render_nft_delete_table());
   if (!done) return std::unexpected(std::move(done.error()));
   return {};
 }
 
-std::expected<std::string, ipvs::Error> LibNftBackend::list_table() {
+std::expected<std::string, Error> LibNftBackend::list_table() {
   return run(std::string("list table ") + std::string(kNftFamily) + " " + std::string(kNftTable) + "\n");
 }
 
-std::expected<bool, ipvs::Error> LibNftBackend::table_present() {
+std::expected<bool, Error> LibNftBackend::table_present() {
   // One NFT_MSG_GETTABLE over a netfilter netlink socket. libnftables's
   // `list` commands fetch every set's elements first (seconds at 10,000
   // Services, on every resync).
   const int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
   if (fd < 0)
-    return std::unexpected(
-        ipvs::Error{errno, std::string("netfilter netlink socket: ") + std::strerror(errno)});
+    return std::unexpected(Error{errno, std::string("netfilter netlink socket: ") + std::strerror(errno)});
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
@@ -120,7 +118,7 @@ std::expected<bool, ipvs::Error> LibNftBackend::table_present() {
   kernel.nl_family = AF_NETLINK;
   if (::sendto(fd, request.data(), request.size(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) <
       0)
-    return std::unexpected(ipvs::Error{errno, std::string("nftables get table: ") + std::strerror(errno)});
+    return std::unexpected(Error{errno, std::string("nftables get table: ") + std::strerror(errno)});
   // The table (NFT_MSG_NEWTABLE), then the acknowledgement; or an error.
   std::vector<char> answer(16384);
   bool found = false;
@@ -128,7 +126,7 @@ std::expected<bool, ipvs::Error> LibNftBackend::table_present() {
     const ssize_t got = ::recv(fd, answer.data(), answer.size(), 0);
     if (got < 0) {
       if (errno == EINTR) continue;
-      return std::unexpected(ipvs::Error{errno, std::string("nftables get table: ") + std::strerror(errno)});
+      return std::unexpected(Error{errno, std::string("nftables get table: ") + std::strerror(errno)});
     }
     auto length = static_cast<std::uint32_t>(got);
     for (auto* message = reinterpret_cast<nlmsghdr*>(answer.data()); NLMSG_OK(message, length);
@@ -137,8 +135,7 @@ std::expected<bool, ipvs::Error> LibNftBackend::table_present() {
         const int error = -static_cast<const nlmsgerr*>(NLMSG_DATA(message))->error;
         if (error == 0) return found;
         if (error == ENOENT) return false;
-        return std::unexpected(
-            ipvs::Error{error, std::string("nftables get table: ") + std::strerror(error)});
+        return std::unexpected(Error{error, std::string("nftables get table: ") + std::strerror(error)});
       }
       if (message->nlmsg_type == ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE)) found = true;
       if (message->nlmsg_type == NLMSG_DONE) return found;

@@ -24,30 +24,30 @@ namespace kipvs::nftables {
 class NftBackend {
  public:
   virtual ~NftBackend() = default;
-  [[nodiscard]] virtual std::expected<void, ipvs::Error> apply(const NftUpdate& update) = 0;
+  [[nodiscard]] virtual std::expected<void, Error> apply(const NftUpdate& update) = 0;
   // ENOENT when there is no table.
-  [[nodiscard]] virtual std::expected<void, ipvs::Error> delete_table() = 0;
+  [[nodiscard]] virtual std::expected<void, Error> delete_table() = 0;
   // `nft list table inet kipvs` output.
-  [[nodiscard]] virtual std::expected<std::string, ipvs::Error> list_table() = 0;
+  [[nodiscard]] virtual std::expected<std::string, Error> list_table() = 0;
   // Whether the table is there (someone may have flushed the ruleset); a
   // cheap question, without the sets' elements.
-  [[nodiscard]] virtual std::expected<bool, ipvs::Error> table_present() = 0;
+  [[nodiscard]] virtual std::expected<bool, Error> table_present() = 0;
 };
 
 // libnftables: one context, output and errors captured in buffers.
 class LibNftBackend final : public NftBackend {
  public:
-  [[nodiscard]] static std::expected<std::unique_ptr<LibNftBackend>, ipvs::Error> open();
+  [[nodiscard]] static std::expected<std::unique_ptr<LibNftBackend>, Error> open();
   ~LibNftBackend() override;
   LibNftBackend(const LibNftBackend&) = delete;
   LibNftBackend& operator=(const LibNftBackend&) = delete;
 
-  [[nodiscard]] std::expected<void, ipvs::Error> apply(const NftUpdate& update) override;
-  [[nodiscard]] std::expected<void, ipvs::Error> delete_table() override;
-  [[nodiscard]] std::expected<std::string, ipvs::Error> list_table() override;
-  [[nodiscard]] std::expected<bool, ipvs::Error> table_present() override;
+  [[nodiscard]] std::expected<void, Error> apply(const NftUpdate& update) override;
+  [[nodiscard]] std::expected<void, Error> delete_table() override;
+  [[nodiscard]] std::expected<std::string, Error> list_table() override;
+  [[nodiscard]] std::expected<bool, Error> table_present() override;
   // Runs any script as one transaction; returns its output.
-  [[nodiscard]] std::expected<std::string, ipvs::Error> run(const std::string& script);
+  [[nodiscard]] std::expected<std::string, Error> run(const std::string& script);
 
  private:
   struct Context;

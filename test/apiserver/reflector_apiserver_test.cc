@@ -162,7 +162,7 @@ struct Client {
   explicit Client(const fs::path& token_file = {}) {
     auto& plane = ControlPlane::get();
     auto config = load_kubeconfig(plane.dir / "kipvs.kubeconfig");
-    INFO((config ? "" : to_string(config.error())));
+    INFO((config ? "" : config.error().text()));
     REQUIRE(config.has_value());
     if (!token_file.empty()) {
       config->token.clear();

@@ -18,6 +18,7 @@
 namespace {
 
 using namespace kipvs::ipvs;
+using kipvs::Error;
 namespace nl = kipvs::ipvs::netlink;
 
 void check(bool condition) {

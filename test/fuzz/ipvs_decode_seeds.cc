@@ -13,6 +13,7 @@
 namespace {
 
 using namespace kipvs::ipvs;
+using kipvs::Error;
 namespace nl = kipvs::ipvs::netlink;
 constexpr std::uint16_t kFamily = 0x1d;
 

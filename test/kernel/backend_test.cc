@@ -16,6 +16,7 @@
 
 namespace {
 
+using kipvs::Error;
 using kipvs::ipvs::Address;
 using kipvs::ipvs::Destination;
 using kipvs::ipvs::Family;
@@ -306,7 +307,7 @@ TEST_CASE("real traffic through a virtual service raises the dumped counters", "
 
   // The kernel folds its per-CPU counters into what it reports only when its
   // rate estimator runs, every 2 s: wait for the third connection to show.
-  std::expected<std::vector<kipvs::ipvs::ServiceWithDestinations>, kipvs::ipvs::Error> after;
+  std::expected<std::vector<kipvs::ipvs::ServiceWithDestinations>, Error> after;
   for (int attempt = 0; attempt < 50; ++attempt) {
     after = backend->list_all();
     REQUIRE(after.has_value());

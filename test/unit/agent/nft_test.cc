@@ -225,22 +225,22 @@ class OrderingBackend final : public ipvs::Backend {
       first_write_saw_table = nft_.table().has_value();
     return kernel_.apply(operations);
   }
-  std::expected<std::vector<ipvs::ServiceState>, ipvs::Error> list_services() override {
+  std::expected<std::vector<ipvs::ServiceState>, Error> list_services() override {
     return kernel_.list_services();
   }
-  std::expected<std::vector<ipvs::DestinationState>, ipvs::Error> list_destinations(
+  std::expected<std::vector<ipvs::DestinationState>, Error> list_destinations(
       const ipvs::ServiceKey& key) override {
     return kernel_.list_destinations(key);
   }
-  std::expected<std::vector<ipvs::ServiceWithDestinations>, ipvs::Error> list_all() override {
+  std::expected<std::vector<ipvs::ServiceWithDestinations>, Error> list_all() override {
     return kernel_.list_all();
   }
-  std::expected<ipvs::Timeouts, ipvs::Error> get_timeouts() override { return kernel_.get_timeouts(); }
-  std::expected<void, ipvs::Error> set_timeouts(const ipvs::Timeouts& timeouts) override {
+  std::expected<ipvs::Timeouts, Error> get_timeouts() override { return kernel_.get_timeouts(); }
+  std::expected<void, Error> set_timeouts(const ipvs::Timeouts& timeouts) override {
     return kernel_.set_timeouts(timeouts);
   }
-  std::expected<ipvs::Info, ipvs::Error> get_info() override { return kernel_.get_info(); }
-  std::expected<void, ipvs::Error> flush() override { return kernel_.flush(); }
+  std::expected<ipvs::Info, Error> get_info() override { return kernel_.get_info(); }
+  std::expected<void, Error> flush() override { return kernel_.flush(); }
 
   std::optional<bool> first_write_saw_table;
   bool check_order = true;  // off where the table is written on another thread

@@ -125,10 +125,10 @@ struct Kernel : ipvs::FakeBackend {
   std::set<std::thread::id> apply_threads;
   std::size_t destination_reads = 0;
   std::optional<ipvs::ServiceKey> fail_destinations_of;  // EIO for this service's destinations
-  std::expected<std::vector<ipvs::DestinationState>, ipvs::Error> list_destinations(
+  std::expected<std::vector<ipvs::DestinationState>, Error> list_destinations(
       const ipvs::ServiceKey& key) override {
     ++destination_reads;
-    if (key == fail_destinations_of) return std::unexpected(ipvs::Error{EIO, "injected read failure"});
+    if (key == fail_destinations_of) return std::unexpected(Error{EIO, "injected read failure"});
     return FakeBackend::list_destinations(key);
   }
   [[nodiscard]] bool has_destination(const ipvs::ServiceKey& key, const ipvs::DestinationKey& destination) {

@@ -140,14 +140,15 @@ TEST_CASE("agent options from the configuration", "[agent]") {
   using Args = std::vector<std::string_view>;
   auto config = parse_command_line(Args{"--manifests", "/m", "--graceful-termination-period", "0s",
                                         "--ipvs-min-sync-period", "100ms", "--ipvs-sync-period", "10s"});
-  auto options = agent_options(config, no_env);
+  REQUIRE(config);
+  auto options = agent_options(*config, no_env);
   REQUIRE(options);
   CHECK(options->sync.grace_period == std::nullopt);  // 0s: wait for the connections
   CHECK(options->sync.min_sync_period == 100ms);
   CHECK(options->sync.sync_period == 10s);
   // No source: the API only in a cluster.
-  CHECK_FALSE(agent_options(parse_command_line(Args{}), no_env));
-  CHECK(agent_options(parse_command_line(Args{}), [](const char* name) -> const char* {
+  CHECK_FALSE(agent_options(parse_command_line(Args{}).value(), no_env));
+  CHECK(agent_options(parse_command_line(Args{}).value(), [](const char* name) -> const char* {
           return std::string_view(name) == "KUBERNETES_SERVICE_HOST" ? "10.96.0.1" : nullptr;
         })->use_api);
 }

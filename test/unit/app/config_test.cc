@@ -20,7 +20,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using kipvs::app::Config;
-using kipvs::app::ConfigError;
 namespace fs = std::filesystem;
 
 const fs::path kCases = KIPVS_CONFIG_CASES_DIR;
@@ -32,27 +31,33 @@ std::string first_line(const fs::path& path) {
   return line;
 }
 
-std::string error_of(const std::string& path) {
-  try {
-    (void)kipvs::app::load_config_file(path);
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
+// The configuration, failing the case when it is refused.
+Config must(std::expected<Config, kipvs::Error> config) {
+  INFO((config ? "" : config.error().text()));
+  REQUIRE(config.has_value());
+  return std::move(*config);
 }
 
-Config from_args(std::vector<std::string> args) {
+// The error's text, or "(no error)".
+std::string error_text(const std::expected<Config, kipvs::Error>& config) {
+  return config ? "(no error)" : config.error().text();
+}
+
+std::string error_of(const std::string& path) {
+  return error_text(kipvs::app::load_config_file(path));
+}
+
+std::expected<Config, kipvs::Error> parse_args(std::vector<std::string> args) {
   std::vector<std::string_view> views(args.begin(), args.end());
   return kipvs::app::parse_command_line(views);
 }
 
+Config from_args(std::vector<std::string> args) {
+  return must(parse_args(std::move(args)));
+}
+
 std::string flag_error(std::vector<std::string> args) {
-  try {
-    (void)from_args(std::move(args));
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
+  return error_text(parse_args(std::move(args)));
 }
 
 struct TempFile {
@@ -137,7 +142,7 @@ TEST_CASE("defaults are kube-proxy's", "[config]") {
 
 TEST_CASE("kube-proxy's own v1.35 configuration is accepted without warnings", "[config]") {
   const auto path = kCases / "good" / "kube-proxy-v1.35.yaml";
-  const Config c = kipvs::app::load_config_file(path.string());
+  const Config c = must(kipvs::app::load_config_file(path.string()));
   for (const auto& warning : c.warnings) UNSCOPED_INFO(warning);
   CHECK(c.warnings.empty());
   CHECK(c.mode == "ipvs");
@@ -155,7 +160,7 @@ TEST_CASE("kube-proxy's own v1.35 configuration is accepted without warnings", "
 }
 
 TEST_CASE("every field kipvs reads is read", "[config]") {
-  const Config c = kipvs::app::load_config_file((kCases / "good" / "kipvs-full.yaml").string());
+  const Config c = must(kipvs::app::load_config_file((kCases / "good" / "kipvs-full.yaml").string()));
   CHECK(c.warnings.empty());
   CHECK(c.bind_address == "192.168.1.10");
   CHECK(c.kubeconfig == "/etc/kipvs/kubeconfig");
@@ -198,8 +203,8 @@ TEST_CASE("every field kipvs reads is read", "[config]") {
 }
 
 TEST_CASE("an unknown field is a warning naming its path and line", "[config]") {
-  const Config c =
-      kipvs::app::parse_config_yaml("ipvs:\n  syncPeriodd: 10s\n  scheduler: wrr\nbogus: 1\n", "cm.yaml");
+  const Config c = must(
+      kipvs::app::parse_config_yaml("ipvs:\n  syncPeriodd: 10s\n  scheduler: wrr\nbogus: 1\n", "cm.yaml"));
   CHECK(c.ipvs.scheduler == "wrr");
   CHECK(c.ipvs.sync_period == 30s);
   REQUIRE(c.warnings.size() == 2);
@@ -209,17 +214,17 @@ TEST_CASE("an unknown field is a warning naming its path and line", "[config]") 
 
 TEST_CASE("null and empty values keep the defaults", "[config]") {
   const Config c =
-      kipvs::app::parse_config_yaml("ipvs:\n  syncPeriod:\n  excludeCIDRs: null\nmode: \"\"\n", "x");
+      must(kipvs::app::parse_config_yaml("ipvs:\n  syncPeriod:\n  excludeCIDRs: null\nmode: \"\"\n", "x"));
   CHECK(c.ipvs.sync_period == 30s);
   CHECK(c.mode.empty());
-  CHECK(kipvs::app::parse_config_yaml("", "empty.yaml").ipvs.sync_period == 30s);
+  CHECK(must(kipvs::app::parse_config_yaml("", "empty.yaml")).ipvs.sync_period == 30s);
 }
 
 TEST_CASE("nodePortAddresses keywords all and primary mean every node IP", "[config]") {
-  const Config c = kipvs::app::parse_config_yaml("nodePortAddresses: [10.0.0.0/8, primary]\n", "x");
+  const Config c = must(kipvs::app::parse_config_yaml("nodePortAddresses: [10.0.0.0/8, primary]\n", "x"));
   CHECK(c.node_port_addresses.empty());
-  CHECK_THROWS_WITH(kipvs::app::parse_config_yaml("nodePortAddresses: [localhost]\n", "x"),
-                    Catch::Contains("nodePortAddresses: expected CIDRs or the keywords all, primary"));
+  CHECK_THAT(error_text(kipvs::app::parse_config_yaml("nodePortAddresses: [localhost]\n", "x")),
+             Catch::Contains("nodePortAddresses: expected CIDRs or the keywords all, primary"));
 }
 
 TEST_CASE("bad configuration files fail with the file, line, field and what was expected", "[config]") {
@@ -239,13 +244,16 @@ TEST_CASE("bad configuration files fail with the file, line, field and what was 
 }
 
 TEST_CASE("errors carry the line of the bad value", "[config]") {
-  CHECK_THROWS_WITH(kipvs::app::parse_config_yaml("mode: ipvs\nipvs:\n  strictARP: maybe\n", "f.yaml"),
-                    "f.yaml:3: ipvs.strictARP: expected true or false, got \"maybe\"");
+  const auto refused = kipvs::app::parse_config_yaml("mode: ipvs\nipvs:\n  strictARP: maybe\n", "f.yaml");
+  CHECK(error_text(refused) == "f.yaml:3: ipvs.strictARP: expected true or false, got \"maybe\"");
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().source == "f.yaml:3");
+  CHECK(refused.error().field == "ipvs.strictARP");
 }
 
 TEST_CASE("a missing file is an error naming it", "[config]") {
-  CHECK_THROWS_WITH(kipvs::app::load_config_file("/nonexistent/kipvs.yaml"),
-                    "/nonexistent/kipvs.yaml: cannot read the configuration file");
+  CHECK(error_text(kipvs::app::load_config_file("/nonexistent/kipvs.yaml")) ==
+        "/nonexistent/kipvs.yaml: cannot read the configuration file");
 }
 
 TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]") {
@@ -422,7 +430,7 @@ TEST_CASE("to_json is the effective configuration for /configz", "[config]") {
   CHECK(json.at("kipvs").at("throughputMetrics") == "services");
   // What /configz prints reads back as the same configuration.
   const TempFile file(boost::json::serialize(json));  // JSON is YAML
-  const Config again = kipvs::app::load_config_file(file.path.string());
+  const Config again = must(kipvs::app::load_config_file(file.path.string()));
   CHECK(again.warnings.empty());
   CHECK(again.ipvs.sync_period == 45s);
   CHECK(again.ipvs.exclude_cidrs == c.ipvs.exclude_cidrs);
@@ -445,8 +453,8 @@ TEST_CASE("host:port addresses", "[config]") {
 
 TEST_CASE("in the file a zero sync period or an empty address means the default, as kube-proxy's defaulting",
           "[config]") {
-  const Config c = kipvs::app::parse_config_yaml(
-      "ipvs:\n  syncPeriod: 0s\nmetricsBindAddress: \"\"\nhealthzBindAddress: \"\"\n", "kubeadm.conf");
+  const Config c = must(kipvs::app::parse_config_yaml(
+      "ipvs:\n  syncPeriod: 0s\nmetricsBindAddress: \"\"\nhealthzBindAddress: \"\"\n", "kubeadm.conf"));
   CHECK(c.ipvs.sync_period == 30s);
   CHECK(c.metrics_bind_address == "127.0.0.1:10249");
   CHECK(c.healthz_bind_address == "0.0.0.0:10256");
@@ -460,7 +468,7 @@ TEST_CASE("in the file a zero sync period or an empty address means the default,
 TEST_CASE("kubeadm's kube-proxy ConfigMap (the chart's test copy) is accepted", "[config]") {
   const YAML::Node configmap = YAML::LoadFile(KIPVS_KUBEADM_CONFIGMAP);
   const std::string conf = configmap["data"]["config.conf"].as<std::string>();
-  const Config c = kipvs::app::parse_config_yaml(conf, "config.conf");
+  const Config c = must(kipvs::app::parse_config_yaml(conf, "config.conf"));
   CHECK(c.mode == "ipvs");
   CHECK(c.ipvs.sync_period == 30s);
   CHECK(c.masquerade_bit == 14);

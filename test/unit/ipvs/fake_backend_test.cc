@@ -9,6 +9,7 @@
 namespace {
 
 using namespace kipvs::ipvs;
+using kipvs::Error;
 using Kind = Operation::Kind;
 
 Service service(const char* address = "10.96.0.10", std::uint16_t port = 80, const char* scheduler = "rr") {

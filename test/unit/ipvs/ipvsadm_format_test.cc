@@ -9,6 +9,7 @@
 namespace {
 
 using namespace kipvs::ipvs;
+using kipvs::Error;
 
 ServiceWithDestinations entry(Protocol protocol, const char* address, std::uint16_t port,
                               const char* scheduler,

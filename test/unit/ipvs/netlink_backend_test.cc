@@ -19,6 +19,7 @@
 namespace {
 
 using namespace kipvs::ipvs;
+using kipvs::Error;
 namespace nl = kipvs::ipvs::netlink;
 using Kind = Operation::Kind;
 

@@ -105,8 +105,8 @@ TEST_CASE("kubeconfig: in-cluster errors name the variable or the file") {
   auto bad_ca = load_in_cluster(env_of({{"KUBERNETES_SERVICE_HOST", "h"}, {"KUBERNETES_SERVICE_PORT", "1"}}),
                                 s.dir / "sa-badca");
   REQUIRE_FALSE(bad_ca.has_value());
-  CHECK(bad_ca.error().file == (s.dir / "sa-badca" / "ca.crt").string());
-  CHECK(to_string(bad_ca.error()).find("no PEM certificate") != std::string::npos);
+  CHECK(bad_ca.error().source == (s.dir / "sa-badca" / "ca.crt").string());
+  CHECK(bad_ca.error().text().find("no PEM certificate") != std::string::npos);
 }
 
 TEST_CASE("kubeconfig: current-context, relative paths, data fields, tokenFile") {
@@ -165,7 +165,7 @@ TEST_CASE("kubeconfig: errors name the file and the field") {
   struct Case {
     const char* name;
     std::string yaml;
-    std::string field;  // expected ConfigError.field
+    std::string field;  // expected Error.field
     std::string file;   // expected file name suffix
   };
   const std::string head = "current-context: c\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\n";
@@ -205,9 +205,9 @@ TEST_CASE("kubeconfig: errors name the file and the field") {
   const fs::path file = s.write("bad/config", c.yaml);
   auto config = load_kubeconfig(file);
   REQUIRE_FALSE(config.has_value());
-  CAPTURE(to_string(config.error()));
+  CAPTURE(config.error().text());
   CHECK(config.error().field == c.field);
-  CHECK(config.error().file.ends_with(c.file));
+  CHECK(config.error().source.ends_with(c.file));
 }
 
 TEST_CASE("kubeconfig: insecure-skip-tls-verify with a CA is refused, as kubectl refuses it") {
