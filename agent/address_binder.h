@@ -20,6 +20,7 @@
 #include "address/address_backend.h"
 #include "agent/node_facts.h"
 #include "agent/sync_observer.h"
+#include "base/error.h"
 #include "ipvs/table.h"
 
 namespace kipvs::agent {

@@ -12,6 +12,7 @@
 #include <set>
 #include <vector>
 
+#include "base/error.h"
 #include "ipvs/backend.h"
 #include "ipvs/diff.h"
 

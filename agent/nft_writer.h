@@ -16,6 +16,7 @@
 
 #include "agent/desired_state.h"
 #include "agent/sync_observer.h"
+#include "base/error.h"
 #include "nftables/nft_backend.h"
 #include "nftables/nft_ruleset.h"
 

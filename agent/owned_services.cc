@@ -43,47 +43,48 @@ std::optional<ipvs::ServiceKey> parse_line(std::string_view line) {
 
 }  // namespace
 
-std::expected<OwnedServicesFile, std::string> OwnedServicesFile::for_this_namespace(const std::string& dir) {
+std::expected<OwnedServicesFile, Error> OwnedServicesFile::for_this_namespace(const std::string& dir) {
   if (dir.empty()) return OwnedServicesFile();
   struct stat namespace_stat {};
   if (::stat("/proc/self/ns/net", &namespace_stat) != 0)
-    return std::unexpected(std::string("cannot identify the network namespace: ") + std::strerror(errno));
+    return std::unexpected(
+        Error{.message = std::string("cannot identify the network namespace: ") + std::strerror(errno)});
   return OwnedServicesFile(
       std::filesystem::path(dir) /
       ("services-" + std::to_string(static_cast<unsigned long long>(namespace_stat.st_ino))));
 }
 
-std::expected<std::set<ipvs::ServiceKey>, std::string> OwnedServicesFile::load() const {
+std::expected<std::set<ipvs::ServiceKey>, Error> OwnedServicesFile::load() const {
   std::set<ipvs::ServiceKey> keys;
   if (!enabled()) return keys;
   std::error_code error;
   const auto size = std::filesystem::file_size(path_, error);
   if (error == std::errc::no_such_file_or_directory) return keys;
-  if (error) return std::unexpected(path_.string() + ": " + error.message());
+  if (error) return std::unexpected(Error{.message = path_.string() + ": " + error.message()});
   if (size > kMaxFileBytes)
-    return std::unexpected(path_.string() + ": " + std::to_string(size) +
-                           " bytes, more than the 64 MiB allowed");
+    return std::unexpected(Error{.message = path_.string() + ": " + std::to_string(size) +
+                                            " bytes, more than the 64 MiB allowed"});
   std::ifstream in(path_);
-  if (!in) return std::unexpected(path_.string() + ": cannot be read");
+  if (!in) return std::unexpected(Error{.message = path_.string() + ": cannot be read"});
   std::size_t number = 0;
   for (std::string line; std::getline(in, line);) {
     ++number;
     if (line.empty() || line.starts_with('#')) continue;
     auto key = parse_line(line);
     if (!key) {
-      return std::unexpected(path_.string() + ":" + std::to_string(number) + ": \"" + line.substr(0, 80) +
-                             "\" is not \"PROTOCOL ADDRESS PORT\"");
+      return std::unexpected(Error{.message = path_.string() + ":" + std::to_string(number) + ": \"" +
+                                              line.substr(0, 80) + "\" is not \"PROTOCOL ADDRESS PORT\""});
     }
     keys.insert(*key);
   }
   return keys;
 }
 
-std::expected<void, std::string> OwnedServicesFile::store(const std::set<ipvs::ServiceKey>& keys) const {
+std::expected<void, Error> OwnedServicesFile::store(const std::set<ipvs::ServiceKey>& keys) const {
   if (!enabled()) return {};
   std::error_code error;
   std::filesystem::create_directories(path_.parent_path(), error);
-  if (error) return std::unexpected(path_.parent_path().string() + ": " + error.message());
+  if (error) return std::unexpected(Error{.message = path_.parent_path().string() + ": " + error.message()});
   std::string text = "# The IPVS virtual services kipvs added in this network namespace.\n";
   for (const auto& key : keys) {
     if (key.fwmark != 0) continue;
@@ -98,18 +99,18 @@ std::expected<void, std::string> OwnedServicesFile::store(const std::set<ipvs::S
   {
     std::ofstream out(partial, std::ios::trunc);
     out << text;
-    if (!out.flush()) return std::unexpected(partial + ": cannot be written");
+    if (!out.flush()) return std::unexpected(Error{.message = partial + ": cannot be written"});
   }
   std::filesystem::rename(partial, path_, error);
-  if (error) return std::unexpected(path_.string() + ": " + error.message());
+  if (error) return std::unexpected(Error{.message = path_.string() + ": " + error.message()});
   return {};
 }
 
-std::expected<void, std::string> OwnedServicesFile::remove() const {
+std::expected<void, Error> OwnedServicesFile::remove() const {
   if (!enabled()) return {};
   std::error_code error;
   std::filesystem::remove(path_, error);
-  if (error) return std::unexpected(path_.string() + ": " + error.message());
+  if (error) return std::unexpected(Error{.message = path_.string() + ": " + error.message()});
   return {};
 }
 

@@ -19,6 +19,7 @@
 #include <set>
 #include <string>
 
+#include "base/error.h"
 #include "ipvs/model.h"
 
 namespace kipvs::agent {
@@ -30,19 +31,18 @@ class OwnedServicesFile {
   explicit OwnedServicesFile(std::filesystem::path path) : path_(std::move(path)) {}
   // dir/services-<inode of this process's network namespace>; disabled when
   // dir is empty.
-  [[nodiscard]] static std::expected<OwnedServicesFile, std::string> for_this_namespace(
-      const std::string& dir);
+  [[nodiscard]] static std::expected<OwnedServicesFile, Error> for_this_namespace(const std::string& dir);
 
   [[nodiscard]] bool enabled() const { return !path_.empty(); }
   [[nodiscard]] const std::filesystem::path& path() const { return path_; }
 
   // The recorded keys; none when the file does not exist. A file that is not
   // kipvs's format, or larger than 64 MiB, is an error naming the line.
-  [[nodiscard]] std::expected<std::set<ipvs::ServiceKey>, std::string> load() const;
+  [[nodiscard]] std::expected<std::set<ipvs::ServiceKey>, Error> load() const;
   // Replaces the record (creating the folder if needed).
-  [[nodiscard]] std::expected<void, std::string> store(const std::set<ipvs::ServiceKey>& keys) const;
+  [[nodiscard]] std::expected<void, Error> store(const std::set<ipvs::ServiceKey>& keys) const;
   // Deletes the file (--cleanup); absent is fine.
-  [[nodiscard]] std::expected<void, std::string> remove() const;
+  [[nodiscard]] std::expected<void, Error> remove() const;
 
  private:
   std::filesystem::path path_;

@@ -134,7 +134,7 @@ Sync::Sync(boost::asio::io_context& io, ipvs::Backend& backend, address::Address
     recorded_ = std::move(*recorded);
   } else {
     log("cannot read the record of kipvs's virtual services; only those on its addresses count as its own: " +
-        recorded.error());
+        recorded.error().text());
   }
 }
 
@@ -670,7 +670,7 @@ void Sync::store_record() {
   if (!stored && !record_failing_) {
     log("cannot record kipvs's virtual services (a crash before their addresses are bound would leave them "
         "to no one): " +
-        stored.error());
+        stored.error().text());
   }
   record_failing_ = !stored;
 }

@@ -54,6 +54,7 @@
 #include "agent/owned_services.h"
 #include "agent/sync_observer.h"
 #include "agent/sync_stats.h"
+#include "base/error.h"
 #include "conntrack/conntrack.h"
 #include "ipvs/backend.h"
 #include "ipvs/diff.h"

@@ -60,10 +60,9 @@ std::string hostname() {
 
 }  // namespace
 
-std::optional<std::string> set_ipvs_timeouts(ipvs::Backend& backend, const ipvs::Timeouts& timeouts) {
-  if (timeouts == ipvs::Timeouts{}) return std::nullopt;
-  if (auto set = backend.set_timeouts(timeouts); !set) return set.error().message;
-  return std::nullopt;
+std::expected<void, Error> set_ipvs_timeouts(ipvs::Backend& backend, const ipvs::Timeouts& timeouts) {
+  if (timeouts == ipvs::Timeouts{}) return {};
+  return backend.set_timeouts(timeouts);
 }
 
 std::string node_name(std::string_view host) {
@@ -123,8 +122,8 @@ std::optional<std::chrono::milliseconds> parse_go_duration(std::string_view text
   return std::chrono::milliseconds{static_cast<std::int64_t>(total_ms)};
 }
 
-std::expected<AgentOptions, std::string> agent_options(
-    const Config& config, const std::function<const char*(const char*)>& getenv) {
+std::expected<AgentOptions, Error> agent_options(const Config& config,
+                                                 const std::function<const char*(const char*)>& getenv) {
   using std::chrono::duration_cast;
   using std::chrono::milliseconds;
   AgentOptions options;
@@ -133,7 +132,8 @@ std::expected<AgentOptions, std::string> agent_options(
   options.master = config.master;
   const bool api_named = !config.kubeconfig.empty() || !config.master.empty();
   if (!options.manifests.empty() && api_named) {
-    return std::unexpected(std::string("give one object source: --manifests DIR, or --kubeconfig/--master"));
+    return std::unexpected(
+        Error{.message = "give one object source: --manifests DIR, or --kubeconfig/--master"});
   }
   const auto set = [&](const char* name) {
     const char* value = getenv(name);
@@ -141,15 +141,16 @@ std::expected<AgentOptions, std::string> agent_options(
   };
   options.use_api = options.manifests.empty();
   if (options.use_api && !api_named && !set("KUBECONFIG") && !set("KUBERNETES_SERVICE_HOST")) {
-    return std::unexpected(std::string(
-        "no object source: give --manifests DIR, --kubeconfig FILE or --master URL (or run in a cluster)"));
+    return std::unexpected(
+        Error{.message = std::string("no object source: give --manifests DIR, --kubeconfig FILE or --master "
+                                     "URL (or run in a cluster)")});
   }
 
   auto& sync = options.sync;
   auto& facts = sync.facts;
   facts.node_name = node_name(config.hostname_override.empty() ? hostname() : config.hostname_override);
   if (facts.node_name.empty())
-    return std::unexpected(std::string("--hostname-override: an empty host name is invalid"));
+    return std::unexpected(Error{.message = "--hostname-override: an empty host name is invalid"});
   facts.zone = config.kipvs.zone;
   facts.node_ips = config.kipvs.node_ips;
   // kube-proxy's bindAddress, when it is a real address, is the node IP.
@@ -176,7 +177,7 @@ std::expected<AgentOptions, std::string> agent_options(
   sync.min_sync_period = duration_cast<milliseconds>(config.ipvs.min_sync_period);
   sync.sync_period = duration_cast<milliseconds>(config.ipvs.sync_period);
   if (sync.sync_period.count() <= 0)
-    return std::unexpected(std::string("--ipvs-sync-period must be greater than 0"));
+    return std::unexpected(Error{.message = "--ipvs-sync-period must be greater than 0"});
   // gracePeriod 0s: wait for the connections however long they last.
   if (config.kipvs.grace_period.count() == 0) {
     sync.grace_period = std::nullopt;
@@ -185,11 +186,12 @@ std::expected<AgentOptions, std::string> agent_options(
   }
   sync.drain_check_period = duration_cast<milliseconds>(config.kipvs.drain_check_period);
   if (sync.drain_check_period.count() <= 0)
-    return std::unexpected(std::string("--drain-check-period must be greater than 0"));
+    return std::unexpected(Error{.message = "--drain-check-period must be greater than 0"});
   sync.interface_name = config.kipvs.interface_name;
   sync.nft = nft_config(config);
   auto owned_services = agent::OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
-  if (!owned_services) return std::unexpected("kipvs.stateDir: " + owned_services.error());
+  if (!owned_services)
+    return std::unexpected(Error{.message = owned_services.error().message, .field = "kipvs.stateDir"});
   sync.owned_services = std::move(*owned_services);
   options.strict_arp = config.ipvs.strict_arp;
   options.proc_sys = config.kipvs.proc_sys;
@@ -205,10 +207,10 @@ std::expected<AgentOptions, std::string> agent_options(
   return options;
 }
 
-std::expected<AgentOptions, std::string> parse_agent_args(std::span<const std::string_view> args) {
+std::expected<AgentOptions, Error> parse_agent_args(std::span<const std::string_view> args) {
   if (!args.empty() && args.front() == "run") args = args.subspan(1);
   const auto config = parse_command_line(args);
-  if (!config) return std::unexpected(config.error().text());
+  if (!config) return std::unexpected(Error{.message = config.error().text()});
   return agent_options(*config, [](const char* name) { return std::getenv(name); });
 }
 
@@ -259,7 +261,7 @@ Agent::~Agent() {
   stop();
 }
 
-std::expected<void, std::string> Agent::start() {
+std::expected<void, Error> Agent::start() {
   utsname host{};
   const std::string release = ::uname(&host) == 0 ? host.release : "";
   const auto report = apply_sysctls(options_.proc_sys, kube_proxy_sysctls(options_.strict_arp, release));
@@ -277,7 +279,7 @@ std::expected<void, std::string> Agent::start() {
   }
   auto config = k8s::load_client_config({.kubeconfig = options_.kubeconfig, .master = options_.master},
                                         k8s::process_environment());
-  if (!config) return std::unexpected(config.error().text());
+  if (!config) return std::unexpected(Error{.message = config.error().text()});
   for (const auto& warning : k8s::client_config_warnings(*config)) logger_.warning(warning);
   tokens_ = std::make_shared<k8s::TokenSource>(config->token, config->token_file);
   k8s::HttpClientOptions client_options;
@@ -292,7 +294,7 @@ std::expected<void, std::string> Agent::start() {
     };
   }
   auto client = k8s::HttpClient::create(io_, *config, tokens_, client_options);
-  if (!client) return std::unexpected(client.error().text());
+  if (!client) return std::unexpected(Error{.message = client.error().text()});
   http_ = std::move(*client);
   k8s::ApiSourceOptions api{
       .node_name = node_name, .proxy_name = options_.sync.facts.proxy_name.value_or(""), .tuning = {}};
@@ -321,24 +323,27 @@ void Agent::reload() {
   if (manifests_) manifests_->reload();
 }
 
-std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, address::AddressBackend& addresses,
-                                                  const std::string& interface, const agent::NodeFacts& facts,
-                                                  nftables::NftBackend* nft,
-                                                  const agent::OwnedServicesFile& recorded) {
+std::expected<CleanupResult, Error> cleanup(ipvs::Backend& backend, address::AddressBackend& addresses,
+                                            const std::string& interface, const agent::NodeFacts& facts,
+                                            nftables::NftBackend* nft,
+                                            const agent::OwnedServicesFile& recorded) {
   // No interface: a node kipvs never ran on, or one already cleaned up. Its
   // node-port services can still be there.
   auto on_link = addresses.list_addresses(interface);
   const bool link_missing = !on_link && (on_link.error().code == ENODEV || on_link.error().code == ENOENT);
   if (link_missing) on_link = std::set<ipvs::Address>{};
   if (!on_link)
-    return std::unexpected("cannot list the addresses of " + interface + ": " + on_link.error().message);
+    return std::unexpected(
+        Error{.message = "cannot list the addresses of " + interface + ": " + on_link.error().message});
   auto services = backend.list_services();
-  if (!services) return std::unexpected("cannot list IPVS services: " + services.error().message);
+  if (!services)
+    return std::unexpected(Error{.message = "cannot list IPVS services: " + services.error().message});
   CleanupResult result;
   // Those it added whose address a crash left unbound, too.
   auto recorded_keys = recorded.load();
   if (!recorded_keys) {
-    result.errors.push_back("cannot read the record of kipvs's virtual services: " + recorded_keys.error());
+    result.errors.push_back("cannot read the record of kipvs's virtual services: " +
+                            recorded_keys.error().text());
     recorded_keys.emplace();
   }
   std::vector<ipvs::Operation> operations;
@@ -373,7 +378,7 @@ std::expected<CleanupResult, std::string> cleanup(ipvs::Backend& backend, addres
     }
   }
   if (result.errors.empty()) {
-    if (auto removed = recorded.remove(); !removed) result.errors.push_back(removed.error());
+    if (auto removed = recorded.remove(); !removed) result.errors.push_back(removed.error().text());
   }
   if (nft != nullptr) {
     if (auto deleted = nft->delete_table(); deleted) {
@@ -421,7 +426,7 @@ std::unique_ptr<metrics::RetryingHttpServer> serve(boost::asio::io_context& io, 
   if (address.empty()) return nullptr;
   auto endpoint = metrics::parse_endpoint(address);
   if (!endpoint) {
-    logger.error("Cannot serve " + std::string(what), endpoint.error(),
+    logger.error("Cannot serve " + std::string(what), endpoint.error().text(),
                  {{"address", boost::json::value(std::string_view(address))}});
     return nullptr;
   }
@@ -439,7 +444,7 @@ std::unique_ptr<metrics::RetryingHttpServer> serve(boost::asio::io_context& io, 
 }
 
 // --cleanup: removes what kipvs programmed, then exits.
-int run_cleanup(const Config& config, const std::expected<AgentOptions, std::string>& options,
+int run_cleanup(const Config& config, const std::expected<AgentOptions, Error>& options,
                 ipvs::NetlinkBackend& backend, address::NetlinkAddressBackend& addresses,
                 nftables::NftBackend* nft, Logger& logger) {
   agent::NodeFacts facts;
@@ -449,12 +454,12 @@ int run_cleanup(const Config& config, const std::expected<AgentOptions, std::str
   if (facts.node_ips.empty()) facts.node_ips = host_addresses(config.kipvs.interface_name);
   auto recorded = agent::OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
   if (!recorded) {
-    logger.error("Cleanup failed", recorded.error());
+    logger.error("Cleanup failed", recorded.error().text());
     return 1;
   }
   auto done = cleanup(backend, addresses, config.kipvs.interface_name, facts, nft, *recorded);
   if (!done) {
-    logger.error("Cleanup failed", done.error());
+    logger.error("Cleanup failed", done.error().text());
     return 1;
   }
   for (const auto& error : done->errors) logger.error("Cleanup", error);
@@ -730,7 +735,7 @@ int run_agent(const Config& config, std::ostream& err) {
   // The backends: IPVS and rtnetlink are required; without nftables kipvs
   // still programs IPVS (no masquerading or filtering), and says so.
   if (!options && !config.cleanup) {
-    logger.error("Cannot start", options.error());
+    logger.error("Cannot start", options.error().text());
     return 1;
   }
   auto backend = ipvs::NetlinkBackend::open();
@@ -748,9 +753,9 @@ int run_agent(const Config& config, std::ostream& err) {
   nftables::NftBackend* nft_backend = nft ? nft->get() : nullptr;
   if (config.cleanup) return run_cleanup(config, options, **backend, **addresses, nft_backend, logger);
 
-  if (auto failed = set_ipvs_timeouts(**backend, options->timeouts))
+  if (auto set = set_ipvs_timeouts(**backend, options->timeouts); !set)
     logger.warning("Cannot set the IPVS connection timeouts; the kernel's stay",
-                   {{"error", boost::json::value(*failed)}});
+                   {{"error", boost::json::value(set.error().message)}});
 
   boost::asio::io_context io;
   metrics::Metrics metrics(family_labels(options->sync.facts));
@@ -779,7 +784,7 @@ int run_agent(const Config& config, std::ostream& err) {
   HttpServers http(config, logger, metrics, health, scraper);
 
   if (auto started = agent.start(); !started) {
-    logger.error("Cannot start", started.error());
+    logger.error("Cannot start", started.error().text());
     scraper.stop();
     http.stop();
     return 1;
@@ -812,12 +817,12 @@ int run_main(std::span<const std::string_view> args, std::ostream& out, std::ost
 int run_diff(std::span<const std::string_view> args, std::ostream& out, std::ostream& err) {
   auto options = parse_render_args(args);
   if (!options) {
-    err << "kipvs diff: " << options.error() << "\nusage: kipvs diff <the flags of kipvs render>\n";
+    err << "kipvs diff: " << options.error().text() << "\nusage: kipvs diff <the flags of kipvs render>\n";
     return 2;
   }
   auto rendered = render(*options);
   if (!rendered) {
-    err << "kipvs diff: " << rendered.error() << '\n';
+    err << "kipvs diff: " << rendered.error().text() << '\n';
     return 1;
   }
   for (const auto& warning : rendered->warnings) err << "kipvs diff: warning: " << warning << '\n';

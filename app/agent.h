@@ -32,6 +32,7 @@
 #include "app/config.h"
 #include "app/log.h"
 #include "app/metrics_observer.h"
+#include "base/error.h"
 #include "ipvs/backend.h"
 
 namespace kipvs::k8s {
@@ -57,7 +58,7 @@ struct AgentOptions {
 // The agent's options from the effective configuration. An error names what
 // is wrong: no object source, or two. getenv looks up $KUBECONFIG and
 // $KUBERNETES_SERVICE_HOST (injected so tests do not depend on the process).
-[[nodiscard]] std::expected<AgentOptions, std::string> agent_options(
+[[nodiscard]] std::expected<AgentOptions, Error> agent_options(
     const Config& config, const std::function<const char*(const char*)>& getenv);
 
 // A Go duration: "300ms", "30s", "1m30s", "2h", "0". Negative values are refused.
@@ -65,8 +66,7 @@ struct AgentOptions {
 
 // Parses the agent's flags (after an optional "run") with parse_command_line,
 // then agent_options with the process environment. Errors name the flag.
-[[nodiscard]] std::expected<AgentOptions, std::string> parse_agent_args(
-    std::span<const std::string_view> args);
+[[nodiscard]] std::expected<AgentOptions, Error> parse_agent_args(std::span<const std::string_view> args);
 
 // --cleanup: deletes the virtual services kipvs owns (on the dummy
 // interface's addresses, node ports on the node IPs in facts, or recorded as
@@ -80,14 +80,16 @@ struct CleanupResult {
   bool nft_table_deleted = false;
   std::vector<std::string> errors;  // per operation; the others still ran
 };
-[[nodiscard]] std::expected<CleanupResult, std::string> cleanup(
-    ipvs::Backend& backend, address::AddressBackend& addresses, const std::string& interface,
-    const agent::NodeFacts& facts, nftables::NftBackend* nft = nullptr,
-    const agent::OwnedServicesFile& recorded = {});
+[[nodiscard]] std::expected<CleanupResult, Error> cleanup(ipvs::Backend& backend,
+                                                          address::AddressBackend& addresses,
+                                                          const std::string& interface,
+                                                          const agent::NodeFacts& facts,
+                                                          nftables::NftBackend* nft = nullptr,
+                                                          const agent::OwnedServicesFile& recorded = {});
 
 // ipvs.tcpTimeout and the others, when any is set: the error text when the
 // kernel refused them. Not fatal, as in kube-proxy: the kernel's values stay.
-[[nodiscard]] std::optional<std::string> set_ipvs_timeouts(ipvs::Backend& backend,
+[[nodiscard]] std::expected<void, Error> set_ipvs_timeouts(ipvs::Backend& backend,
                                                            const ipvs::Timeouts& timeouts);
 
 // The Node's name from a host name or --hostname-override, as kube-proxy
@@ -117,7 +119,7 @@ class Agent {
 
   // Sysctls, then the object source. Fails (a start-up error) when the
   // source cannot start: a missing manifest directory, a bad kubeconfig.
-  [[nodiscard]] std::expected<void, std::string> start();
+  [[nodiscard]] std::expected<void, Error> start();
   void stop();
   // SIGHUP: re-read the manifests now.
   void reload();

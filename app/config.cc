@@ -32,8 +32,13 @@ enum class Kind { kString, kBool, kInt, kDuration, kStringList };
 using Value =
     std::variant<std::string, bool, std::int64_t, std::chrono::nanoseconds, std::vector<std::string>>;
 
-// nullopt: applied; a string: what was expected, for the error message.
-using Apply = std::function<std::optional<std::string>(Config&, const Value&)>;
+// A setting's value taken, or an Error saying what was expected instead.
+using Applied = std::expected<void, Error>;
+using Apply = std::function<Applied(Config&, const Value&)>;
+
+std::unexpected<Error> expecting(std::string what) {
+  return std::unexpected(Error{.message = "expected " + std::move(what)});
+}
 
 // One setting: where it sits in the file, its flag, and how to apply it.
 // Either path or flag may be empty (file-only, flag-only).
@@ -71,42 +76,41 @@ std::vector<std::string> split_commas(std::string_view text) {
 
 // Setters for each kind; a setter's check returns what was expected.
 Apply set_string(std::string Config::*field) {
-  return [field](Config& c, const Value& v) -> std::optional<std::string> {
+  return [field](Config& c, const Value& v) -> Applied {
     c.*field = std::get<std::string>(v);
-    return std::nullopt;
+    return {};
   };
 }
 
 Apply set_bool(bool Config::*field) {
-  return [field](Config& c, const Value& v) -> std::optional<std::string> {
+  return [field](Config& c, const Value& v) -> Applied {
     c.*field = std::get<bool>(v);
-    return std::nullopt;
+    return {};
   };
 }
 
 // A duration inside ipvs or kipvs, with its lower bound.
 Apply set_duration(std::chrono::nanoseconds& (*field)(Config&), bool positive) {
-  return [field, positive](Config& c, const Value& v) -> std::optional<std::string> {
+  return [field, positive](Config& c, const Value& v) -> Applied {
     const auto d = std::get<std::chrono::nanoseconds>(v);
-    if (positive && d <= 0ns) return "a duration greater than 0, got " + format_duration(d);
-    if (d < 0ns) return "a duration of 0 or more, got " + format_duration(d);
+    if (positive && d <= 0ns) return expecting("a duration greater than 0, got " + format_duration(d));
+    if (d < 0ns) return expecting("a duration of 0 or more, got " + format_duration(d));
     field(c) = d;
-    return std::nullopt;
+    return {};
   };
 }
 
-std::optional<std::string> parse_cidr_list(const std::vector<std::string>& items,
-                                           std::vector<agent::Cidr>& out) {
+Applied parse_cidr_list(const std::vector<std::string>& items, std::vector<agent::Cidr>& out) {
   std::vector<agent::Cidr> cidrs;
   for (const auto& item : items) {
     const auto cidr = agent::Cidr::parse(item);
     // A bare address parses as a host prefix, but the fields want prefixes.
     if (!cidr || item.find('/') == std::string::npos)
-      return "a CIDR such as 10.0.0.0/8 or fd00::/64, got " + quoted(item);
+      return expecting("a CIDR such as 10.0.0.0/8 or fd00::/64, got " + quoted(item));
     cidrs.push_back(*cidr);
   }
   out = std::move(cidrs);
-  return std::nullopt;
+  return {};
 }
 
 // "30000-32767" (the API server's syntax); "30000+767" is not accepted.
@@ -127,40 +131,40 @@ std::optional<std::pair<std::uint16_t, std::uint16_t>> parse_port_range(std::str
   return std::pair{*low, *high};
 }
 
-std::optional<std::string> check_bind_address(const std::string& text) {
-  if (text.empty()) return std::nullopt;  // disables the server, as kube-proxy
+Applied check_bind_address(const std::string& text) {
+  if (text.empty()) return {};  // disables the server, as kube-proxy
   if (!parse_host_port(text)) {
-    return "an address and port such as 0.0.0.0:10256 or [::]:10256, got " + quoted(text);
+    return expecting("an address and port such as 0.0.0.0:10256 or [::]:10256, got " + quoted(text));
   }
-  return std::nullopt;
+  return {};
 }
 
 // An interface name (or prefix) that goes into the nftables rules as a
 // quoted string: at most 15 characters (IFNAMSIZ - 1) of letters, digits and
 // . _ - @, so no text can end the string early.
-std::optional<std::string> check_interface_name(const std::string& text) {
-  if (text.empty()) return std::nullopt;
+Applied check_interface_name(const std::string& text) {
+  if (text.empty()) return {};
   const bool ok = text.size() <= 15 && std::ranges::all_of(text, [](char ch) {
                     return std::isalnum(static_cast<unsigned char>(ch)) != 0 || ch == '.' || ch == '_' ||
                            ch == '-' || ch == '@';
                   });
-  if (!ok) return "an interface name of at most 15 letters, digits and . _ - @, got " + quoted(text);
-  return std::nullopt;
+  if (!ok)
+    return expecting("an interface name of at most 15 letters, digits and . _ - @, got " + quoted(text));
+  return {};
 }
 
 // The document itself and the kube-proxy basics: where the API is, who this node is, where the servers
 // listen.
 void add_document_settings(std::vector<Setting>& s) {
-  s.push_back(
-      {"apiVersion", "", Kind::kString, "", "", [](Config&, const Value& v) -> std::optional<std::string> {
-         const auto& text = std::get<std::string>(v);
-         if (text != kApiVersion) return quoted(kApiVersion) + ", got " + quoted(text);
-         return std::nullopt;
-       }});
-  s.push_back({"kind", "", Kind::kString, "", "", [](Config&, const Value& v) -> std::optional<std::string> {
+  s.push_back({"apiVersion", "", Kind::kString, "", "", [](Config&, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
-                 if (text != kKind) return quoted(kKind) + ", got " + quoted(text);
-                 return std::nullopt;
+                 if (text != kApiVersion) return expecting(quoted(kApiVersion) + ", got " + quoted(text));
+                 return {};
+               }});
+  s.push_back({"kind", "", Kind::kString, "", "", [](Config&, const Value& v) -> Applied {
+                 const auto& text = std::get<std::string>(v);
+                 if (text != kKind) return expecting(quoted(kKind) + ", got " + quoted(text));
+                 return {};
                }});
   s.push_back({"", "config", Kind::kString, "path",
                "The configuration file (a KubeProxyConfiguration, optionally with a kipvs: section). Flags "
@@ -168,12 +172,12 @@ void add_document_settings(std::vector<Setting>& s) {
                set_string(&Config::config_file)});
   s.push_back({"mode", "proxy-mode", Kind::kString, "mode",
                "Which proxy mode to use: only \"ipvs\" (or empty).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
                  if (text != "ipvs" && !text.empty())
-                   return "\"ipvs\" or \"\" (kipvs only does IPVS), got " + quoted(text);
+                   return expecting("\"ipvs\" or \"\" (kipvs only does IPVS), got " + quoted(text));
                  c.mode = text;
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back(
       {"clientConnection.kubeconfig", "kubeconfig", Kind::kString, "path",
@@ -186,31 +190,31 @@ void add_document_settings(std::vector<Setting>& s) {
                "The name of this node, instead of the hostname.", set_string(&Config::hostname_override)});
   s.push_back({"bindAddress", "bind-address", Kind::kString, "ip",
                "Overrides kipvs's idea of this node's primary IP (kube-proxy's meaning; no socket binds it).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
                  if (!text.empty() && !ipvs::Address::parse(text))
-                   return "an IP address, got " + quoted(text);
+                   return expecting("an IP address, got " + quoted(text));
                  c.bind_address = text;
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back(
       {"metricsBindAddress", "metrics-bind-address", Kind::kString, "ip:port",
        "Where /metrics, /proxyMode, /healthz, /livez and /configz are served (default 127.0.0.1:10249; "
        "empty disables).",
-       [](Config& c, const Value& v) -> std::optional<std::string> {
+       [](Config& c, const Value& v) -> Applied {
          const auto& text = std::get<std::string>(v);
-         if (auto error = check_bind_address(text)) return error;
+         if (auto applied = check_bind_address(text); !applied) return applied;
          c.metrics_bind_address = text;
-         return std::nullopt;
+         return {};
        }});
   s.push_back(
       {"healthzBindAddress", "healthz-bind-address", Kind::kString, "ip:port",
        "Where the health server's /healthz and /livez are served (default 0.0.0.0:10256; empty disables).",
-       [](Config& c, const Value& v) -> std::optional<std::string> {
+       [](Config& c, const Value& v) -> Applied {
          const auto& text = std::get<std::string>(v);
-         if (auto error = check_bind_address(text)) return error;
+         if (auto applied = check_bind_address(text); !applied) return applied;
          c.healthz_bind_address = text;
-         return std::nullopt;
+         return {};
        }});
 }
 
@@ -218,14 +222,15 @@ void add_document_settings(std::vector<Setting>& s) {
 void add_ipvs_settings(std::vector<Setting>& s) {
   s.push_back({"ipvs.scheduler", "ipvs-scheduler", Kind::kString, "name",
                "The IPVS scheduler: rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf (empty means rr).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
                  if (!text.empty() && !agent::is_known_scheduler(text)) {
-                   return "an IPVS scheduler (rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf), got " +
-                          quoted(text);
+                   return expecting(
+                       "an IPVS scheduler (rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf), got " +
+                       quoted(text));
                  }
                  c.ipvs.scheduler = text;
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back(
       {"ipvs.syncPeriod", "ipvs-sync-period", Kind::kDuration, "duration",
@@ -238,9 +243,9 @@ void add_ipvs_settings(std::vector<Setting>& s) {
   s.push_back(
       {"ipvs.strictARP", "ipvs-strict-arp", Kind::kBool, "",
        "Set arp_ignore=1 and arp_announce=2 so the node does not answer ARP for kube-ipvs0's addresses.",
-       [](Config& c, const Value& v) -> std::optional<std::string> {
+       [](Config& c, const Value& v) -> Applied {
          c.ipvs.strict_arp = std::get<bool>(v);
-         return std::nullopt;
+         return {};
        }});
   s.push_back({"ipvs.excludeCIDRs", "ipvs-exclude-cidrs", Kind::kStringList, "cidr,...",
                "IPVS services on these prefixes are never cleaned up.", [](Config& c, const Value& v) {
@@ -267,95 +272,99 @@ void add_network_settings(std::vector<Setting>& s) {
                [](Config& c, const Value& v) {
                  return parse_cidr_list(split_commas(std::get<std::string>(v)), c.cluster_cidrs);
                }});
-  s.push_back(
-      {"detectLocalMode", "detect-local-mode", Kind::kString, "mode",
-       "How traffic from this node's pods is told apart: ClusterCIDR (the default), BridgeInterface "
-       "or InterfaceNamePrefix (NodeCIDR is not supported).",
-       [](Config& c, const Value& v) -> std::optional<std::string> {
-         const auto& text = std::get<std::string>(v);
-         if (text.empty() || text == "ClusterCIDR") {
-           c.detect_local.mode = DetectLocalMode::kClusterCidr;
-         } else if (text == "BridgeInterface") {
-           c.detect_local.mode = DetectLocalMode::kBridgeInterface;
-         } else if (text == "InterfaceNamePrefix") {
-           c.detect_local.mode = DetectLocalMode::kInterfaceNamePrefix;
-         } else if (text == "NodeCIDR") {
-           return "ClusterCIDR, BridgeInterface or InterfaceNamePrefix (kipvs does not implement "
-                  "NodeCIDR: set clusterCIDR to the pods' range and use ClusterCIDR), got \"NodeCIDR\"";
-         } else {
-           return "ClusterCIDR, BridgeInterface or InterfaceNamePrefix, got " + quoted(text);
-         }
-         return std::nullopt;
-       }});
+  s.push_back({"detectLocalMode", "detect-local-mode", Kind::kString, "mode",
+               "How traffic from this node's pods is told apart: ClusterCIDR (the default), BridgeInterface "
+               "or InterfaceNamePrefix (NodeCIDR is not supported).",
+               [](Config& c, const Value& v) -> Applied {
+                 const auto& text = std::get<std::string>(v);
+                 if (text.empty() || text == "ClusterCIDR") {
+                   c.detect_local.mode = DetectLocalMode::kClusterCidr;
+                 } else if (text == "BridgeInterface") {
+                   c.detect_local.mode = DetectLocalMode::kBridgeInterface;
+                 } else if (text == "InterfaceNamePrefix") {
+                   c.detect_local.mode = DetectLocalMode::kInterfaceNamePrefix;
+                 } else if (text == "NodeCIDR") {
+                   return expecting(
+                       "ClusterCIDR, BridgeInterface or InterfaceNamePrefix (kipvs does not implement "
+                       "NodeCIDR: set clusterCIDR to the pods' range and use ClusterCIDR), got \"NodeCIDR\"");
+                 } else {
+                   return expecting("ClusterCIDR, BridgeInterface or InterfaceNamePrefix, got " +
+                                    quoted(text));
+                 }
+                 return {};
+               }});
   s.push_back({"detectLocal.bridgeInterface", "pod-bridge-interface", Kind::kString, "name",
                "With detectLocalMode BridgeInterface: the pods' bridge (e.g. cni0).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
-                 if (auto error = check_interface_name(text)) return error;
+                 if (auto applied = check_interface_name(text); !applied) return applied;
                  c.detect_local.bridge_interface = text;
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"detectLocal.interfaceNamePrefix", "pod-interface-name-prefix", Kind::kString, "prefix",
                "With detectLocalMode InterfaceNamePrefix: the prefix of the pods' interfaces (e.g. veth).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
-                 if (auto error = check_interface_name(text)) return error;
+                 if (auto applied = check_interface_name(text); !applied) return applied;
                  c.detect_local.interface_name_prefix = text;
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back(
       {"nodePortAddresses", "nodeport-addresses", Kind::kStringList, "cidr,...",
        "Node IPs inside these prefixes serve NodePorts (keywords: all, primary; default: every node IP).",
-       [](Config& c, const Value& v) -> std::optional<std::string> {
+       [](Config& c, const Value& v) -> Applied {
          std::vector<std::string> cidrs;
          bool every = false;
          for (const auto& item : std::get<std::vector<std::string>>(v)) {
            if (item == "all" || item == "primary") {
              every = true;  // kipvs's node IPs are the Node's own addresses
            } else if (item == "localhost") {
-             return "CIDRs or the keywords all, primary (IPVS cannot serve NodePorts on localhost), got "
-                    "\"localhost\"";
+             return expecting(
+                 "CIDRs or the keywords all, primary (IPVS cannot serve NodePorts on localhost), got "
+                 "\"localhost\"");
            } else {
              cidrs.push_back(item);
            }
          }
-         if (auto error = parse_cidr_list(cidrs, c.node_port_addresses)) return error;
+         if (auto applied = parse_cidr_list(cidrs, c.node_port_addresses); !applied) return applied;
          if (every) c.node_port_addresses.clear();
-         return std::nullopt;
+         return {};
        }});
   s.push_back({"iptables.masqueradeAll", "masquerade-all", Kind::kBool, "",
                "SNAT all traffic sent to Service cluster IPs.", set_bool(&Config::masquerade_all)});
   s.push_back({"iptables.masqueradeBit", "iptables-masquerade-bit", Kind::kInt, "0..31",
                "The fwmark bit that marks packets for SNAT (default 14).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto bit = std::get<std::int64_t>(v);
-                 if (bit < 0 || bit > 31) return "an integer from 0 to 31, got " + std::to_string(bit);
+                 if (bit < 0 || bit > 31)
+                   return expecting("an integer from 0 to 31, got " + std::to_string(bit));
                  c.masquerade_bit = static_cast<std::int32_t>(bit);
-                 return std::nullopt;
+                 return {};
                }});
 }
 
 // Logging, and --cleanup.
 void add_logging_settings(std::vector<Setting>& s) {
   s.push_back({"logging.verbosity", "v", Kind::kInt, "N", "Log verbosity: 0 (default) to 10.",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto level = std::get<std::int64_t>(v);
-                 if (level < 0 || level > 10) return "a verbosity from 0 to 10, got " + std::to_string(level);
+                 if (level < 0 || level > 10)
+                   return expecting("a verbosity from 0 to 10, got " + std::to_string(level));
                  c.verbosity = static_cast<int>(level);
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"logging.format", "logging-format", Kind::kString, "text|json",
                "Log format: text (klog-like lines, the default) or json (one object per line).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
                  if (text == "text" || text.empty()) {
                    c.log_format = LogFormat::kText;
                  } else if (text == "json") {
                    c.log_format = LogFormat::kJson;
                  } else {
-                   return "\"text\" or \"json\", got " + quoted(text);
+                   return expecting("\"text\" or \"json\", got " + quoted(text));
                  }
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"", "cleanup", Kind::kBool, "",
                "Remove everything kipvs created (its IPVS services, addresses, interface, rules) and exit.",
@@ -367,49 +376,51 @@ void add_kipvs_behaviour_settings(std::vector<Setting>& s) {
   s.push_back({"kipvs.affinityMode", "affinity-mode", Kind::kString, "persistence|hash",
                "How sessionAffinity: ClientIP is done: IPVS persistence (kube-proxy's way, the default) or "
                "hashing on the client address.",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
                  if (text == "persistence" || text.empty()) {
                    c.kipvs.affinity_mode = agent::AffinityMode::kPersistence;
                  } else if (text == "hash") {
                    c.kipvs.affinity_mode = agent::AffinityMode::kHash;
                  } else {
-                   return "\"persistence\" or \"hash\", got " + quoted(text);
+                   return expecting("\"persistence\" or \"hash\", got " + quoted(text));
                  }
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"kipvs.proxyName", "proxy-name", Kind::kString, "name",
                "Serve the Services labelled service.kubernetes.io/service-proxy-name=NAME (default: the "
                "unlabelled ones).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
                  if (text.empty()) {
                    c.kipvs.proxy_name.reset();
                  } else {
                    c.kipvs.proxy_name = text;
                  }
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"kipvs.interfaceName", "dummy-interface", Kind::kString, "name",
                "The dummy interface that holds Service addresses (default kube-ipvs0).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
                  // IFNAMSIZ is 16 with the terminator.
                  if (text.empty() || text.size() > 15 || text.find_first_of("/ :") != std::string::npos) {
-                   return "an interface name of 1 to 15 characters without '/', ':' or spaces, got " +
-                          quoted(text);
+                   return expecting(
+                       "an interface name of 1 to 15 characters without '/', ':' or spaces, got " +
+                       quoted(text));
                  }
                  c.kipvs.interface_name = text;
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"kipvs.stateDir", "state-dir", Kind::kString, "path",
                "Where kipvs records the virtual services it added, so that they stay its own after a crash "
                "(default /run/kipvs, a tmpfs; \"\" keeps no record).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
-                 if (!text.empty() && !text.starts_with('/')) return "an absolute path, got " + quoted(text);
+                 if (!text.empty() && !text.starts_with('/'))
+                   return expecting("an absolute path, got " + quoted(text));
                  c.kipvs.state_dir = text;
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back(
       {"kipvs.gracePeriod", "graceful-termination-period", Kind::kDuration, "duration",
@@ -422,19 +433,19 @@ void add_kipvs_behaviour_settings(std::vector<Setting>& s) {
 void add_kipvs_operation_settings(std::vector<Setting>& s) {
   s.push_back({"kipvs.schedulerFlags", "ipvs-scheduler-flags", Kind::kString, "flag,...",
                "Scheduler flags: sh-fallback, sh-port (with sh), mh-fallback, mh-port (with mh).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
                  const auto bits = agent::parse_scheduler_flags(text);
                  if (!bits)
-                   return "scheduler flags from sh-fallback, sh-port, mh-fallback, mh-port, got " +
-                          quoted(text);
+                   return expecting("scheduler flags from sh-fallback, sh-port, mh-fallback, mh-port, got " +
+                                    quoted(text));
                  c.kipvs.scheduler_flags = text;
                  c.kipvs.scheduler_flag_bits = *bits;
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"kipvs.throughputMetrics", "throughput-metrics", Kind::kString, "none|services|destinations",
                "Kernel throughput series in /metrics: per Service (the default), also per endpoint, or none.",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
                  if (text == "services" || text.empty()) {
                    c.kipvs.throughput_metrics = ThroughputMetrics::kServices;
@@ -443,15 +454,15 @@ void add_kipvs_operation_settings(std::vector<Setting>& s) {
                  } else if (text == "none") {
                    c.kipvs.throughput_metrics = ThroughputMetrics::kNone;
                  } else {
-                   return "\"none\", \"services\" or \"destinations\", got " + quoted(text);
+                   return expecting("\"none\", \"services\" or \"destinations\", got " + quoted(text));
                  }
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"kipvs.manifests", "manifests", Kind::kString, "dir",
                "Read Services and EndpointSlices from manifests in this directory instead of an API server.",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  c.kipvs.manifests = std::get<std::string>(v);
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"kipvs.drainCheckPeriod", "drain-check-period", Kind::kDuration, "duration",
                "How often draining endpoints' connections are counted (default 5s; must be greater than 0).",
@@ -459,40 +470,40 @@ void add_kipvs_operation_settings(std::vector<Setting>& s) {
                             true)});
   s.push_back({"kipvs.zone", "zone", Kind::kString, "zone",
                "This node's topology zone, instead of its Node's topology.kubernetes.io/zone label.",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  c.kipvs.zone = std::get<std::string>(v);
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"kipvs.procSys", "proc-sys", Kind::kString, "dir",
                "Where the node's /proc/sys is mounted, for the sysctls kipvs sets (default /proc/sys).",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
-                 if (!text.starts_with('/')) return "an absolute path, got " + quoted(text);
+                 if (!text.starts_with('/')) return expecting("an absolute path, got " + quoted(text));
                  c.kipvs.proc_sys = text;
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"kipvs.nodePortRange", "service-node-port-range", Kind::kString, "min-max",
                "The API server's --service-node-port-range (default 30000-32767): node-port services in it "
                "found at start-up and no longer wanted are removed.",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
                  const auto range = parse_port_range(text);
-                 if (!range) return "a port range such as 30000-32767, got " + quoted(text);
+                 if (!range) return expecting("a port range such as 30000-32767, got " + quoted(text));
                  c.kipvs.node_port_min = range->first;
                  c.kipvs.node_port_max = range->second;
-                 return std::nullopt;
+                 return {};
                }});
   s.push_back({"kipvs.nodeIPs", "node-ip", Kind::kStringList, "ip,...",
                "This node's addresses, instead of those of its Node object.",
-               [](Config& c, const Value& v) -> std::optional<std::string> {
+               [](Config& c, const Value& v) -> Applied {
                  std::vector<ipvs::Address> ips;
                  for (const auto& item : std::get<std::vector<std::string>>(v)) {
                    const auto ip = ipvs::Address::parse(item);
-                   if (!ip) return "IP addresses, got " + quoted(item);
+                   if (!ip) return expecting("IP addresses, got " + quoted(item));
                    ips.push_back(*ip);
                  }
                  c.kipvs.node_ips = std::move(ips);
-                 return std::nullopt;
+                 return {};
                }});
 }
 
@@ -709,7 +720,8 @@ class FileReader {
         const auto d = parse_duration(node.Scalar());
         if (!d) {
           fail(node, path,
-               "expected a duration such as 30s or 1m30s, got " + describe(node) + " (" + d.error() + ")");
+               "expected a duration such as 30s or 1m30s, got " + describe(node) + " (" + d.error().message +
+                   ")");
         }
         value = *d;
         break;
@@ -731,7 +743,7 @@ class FileReader {
       const auto* duration = std::get_if<std::chrono::nanoseconds>(&value);
       if ((text != nullptr && text->empty()) || (duration != nullptr && duration->count() == 0)) return;
     }
-    if (auto expected = setting.apply(config_, value)) fail(node, path, "expected " + *expected);
+    if (auto applied = setting.apply(config_, value); !applied) fail(node, path, applied.error().message);
   }
 
   Config& config_;
@@ -761,8 +773,8 @@ Value flag_value(const Setting& setting, std::string_view text) {
     case Kind::kDuration: {
       const auto d = parse_duration(text);
       if (!d) {
-        flag_error(setting.flag,
-                   "expected a duration such as 30s or 1m30s, got " + quoted(text) + " (" + d.error() + ")");
+        flag_error(setting.flag, "expected a duration such as 30s or 1m30s, got " + quoted(text) + " (" +
+                                     d.error().message + ")");
       }
       return *d;
     }
@@ -944,7 +956,8 @@ Config read_command_line(std::span<const std::string_view> args) {
   for (const auto& p : parsed) {
     if (p.setting->flag == "config") continue;
     const Value value = flag_value(*p.setting, p.value);
-    if (auto expected = p.setting->apply(config, value)) flag_error(p.setting->flag, "expected " + *expected);
+    if (auto applied = p.setting->apply(config, value); !applied)
+      flag_error(p.setting->flag, applied.error().message);
   }
   return config;
 }

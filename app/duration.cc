@@ -30,15 +30,15 @@ bool is_digit(char c) {
 
 }  // namespace
 
-std::expected<std::chrono::nanoseconds, std::string> parse_duration(std::string_view text) {
-  if (text.empty()) return std::unexpected("empty duration");
+std::expected<std::chrono::nanoseconds, Error> parse_duration(std::string_view text) {
+  if (text.empty()) return std::unexpected(Error{.message = "empty duration"});
   bool negative = false;
   if (text.front() == '-' || text.front() == '+') {
     negative = text.front() == '-';
     text.remove_prefix(1);
   }
   if (text == "0") return std::chrono::nanoseconds{0};
-  if (text.empty()) return std::unexpected("a sign without a number");
+  if (text.empty()) return std::unexpected(Error{.message = "a sign without a number"});
 
   // Each step is checked against the int64 range, as Go does (durations up
   // to about 292 years).
@@ -49,7 +49,7 @@ std::expected<std::chrono::nanoseconds, std::string> parse_duration(std::string_
     std::uint64_t whole = 0;
     while (i < text.size() && is_digit(text[i])) {
       const auto digit = static_cast<std::uint64_t>(text[i] - '0');
-      if (whole > (kMax - digit) / 10) return std::unexpected("duration out of range");
+      if (whole > (kMax - digit) / 10) return std::unexpected(Error{.message = "duration out of range"});
       whole = whole * 10 + digit;
       ++i;
     }
@@ -69,7 +69,7 @@ std::expected<std::chrono::nanoseconds, std::string> parse_duration(std::string_
         ++i;
       }
     }
-    if (!had_whole && !had_fraction) return std::unexpected("expected a number");
+    if (!had_whole && !had_fraction) return std::unexpected(Error{.message = "expected a number"});
     text.remove_prefix(i);
 
     // The unit is everything up to the next number, as Go reads it.
@@ -78,18 +78,20 @@ std::expected<std::chrono::nanoseconds, std::string> parse_duration(std::string_
     const std::string_view unit_name = text.substr(0, unit_end);
     const auto unit = std::ranges::find(kUnits, unit_name, &Unit::name);
     if (unit == std::ranges::end(kUnits)) {
-      if (unit_name.empty()) return std::unexpected("missing unit (one of ns, us, ms, s, m, h)");
-      return std::unexpected("unknown unit (expected one of ns, us, ms, s, m, h)");
+      if (unit_name.empty())
+        return std::unexpected(Error{.message = "missing unit (one of ns, us, ms, s, m, h)"});
+      return std::unexpected(Error{.message = "unknown unit (expected one of ns, us, ms, s, m, h)"});
     }
     text.remove_prefix(unit->name.size());
 
     const auto per_unit = static_cast<std::uint64_t>(unit->nanoseconds);
     std::uint64_t term = 0;
-    if (__builtin_mul_overflow(whole, per_unit, &term)) return std::unexpected("duration out of range");
+    if (__builtin_mul_overflow(whole, per_unit, &term))
+      return std::unexpected(Error{.message = "duration out of range"});
     // The fraction in floating point, as Go computes it; below a nanosecond
     // it is truncated.
     term += static_cast<std::uint64_t>(static_cast<long double>(fraction) * per_unit / scale);
-    if (term > kMax || total > kMax - term) return std::unexpected("duration out of range");
+    if (term > kMax || total > kMax - term) return std::unexpected(Error{.message = "duration out of range"});
     total += term;
   }
   const auto value = static_cast<std::int64_t>(total);

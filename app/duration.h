@@ -9,12 +9,14 @@
 #include <string>
 #include <string_view>
 
+#include "base/error.h"
+
 namespace kipvs::app {
 
 // Parses a Go duration: an optional sign, then one or more decimal numbers,
 // each with an optional fraction and a unit (ns, us, µs, ms, s, m, h). "0"
 // alone needs no unit. The error says what is wrong, without the input.
-[[nodiscard]] std::expected<std::chrono::nanoseconds, std::string> parse_duration(std::string_view text);
+[[nodiscard]] std::expected<std::chrono::nanoseconds, Error> parse_duration(std::string_view text);
 
 // Go's Duration.String(): "1h0m0s", "1m30s", "1.5s", "500ms", "0s".
 [[nodiscard]] std::string format_duration(std::chrono::nanoseconds duration);

@@ -30,12 +30,13 @@ std::vector<std::string_view> split_list(std::string_view text) {
   return items;
 }
 
-std::expected<std::vector<agent::Cidr>, std::string> parse_cidrs(std::string_view flag,
-                                                                 std::string_view value) {
+std::expected<std::vector<agent::Cidr>, Error> parse_cidrs(std::string_view flag, std::string_view value) {
   std::vector<agent::Cidr> cidrs;
   for (auto item : split_list(value)) {
     auto cidr = agent::Cidr::parse(item);
-    if (!cidr) return std::unexpected(std::string(flag) + ": \"" + std::string(item) + "\" is not a CIDR");
+    if (!cidr)
+      return std::unexpected(
+          Error{.message = std::string(flag) + ": \"" + std::string(item) + "\" is not a CIDR"});
     cidrs.push_back(*cidr);
   }
   return cidrs;
@@ -43,7 +44,7 @@ std::expected<std::vector<agent::Cidr>, std::string> parse_cidrs(std::string_vie
 
 }  // namespace
 
-std::expected<RenderOptions, std::string> parse_render_args(std::span<const std::string_view> args) {
+std::expected<RenderOptions, Error> parse_render_args(std::span<const std::string_view> args) {
   RenderOptions options;
   auto& facts = options.facts;
   bool flags_given = false;  // --ipvs-scheduler-flags (else the scheduler's default flags)
@@ -56,8 +57,8 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
     } else if (flag.starts_with("--") && i + 1 < args.size()) {
       value = args[++i];
     } else {
-      return std::unexpected("unexpected argument \"" + std::string(flag) +
-                             "\" (or a flag without its value)");
+      return std::unexpected(Error{.message = "unexpected argument \"" + std::string(flag) +
+                                              "\" (or a flag without its value)"});
     }
 
     if (flag == "--manifests") {
@@ -69,7 +70,8 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
       for (auto item : split_list(value)) {
         auto address = ipvs::Address::parse(item);
         if (!address || item.starts_with('[')) {
-          return std::unexpected("--node-ip: \"" + std::string(item) + "\" is not an IP address");
+          return std::unexpected(
+              Error{.message = "--node-ip: \"" + std::string(item) + "\" is not an IP address"});
         }
         facts.node_ips.push_back(*address);
       }
@@ -79,15 +81,15 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
       options.zone_set = true;
     } else if (flag == "--ipvs-scheduler") {
       if (!value.empty() && !agent::is_known_scheduler(value)) {
-        return std::unexpected("--ipvs-scheduler: \"" + std::string(value) +
-                               "\" is not a known IPVS scheduler");
+        return std::unexpected(Error{.message = "--ipvs-scheduler: \"" + std::string(value) +
+                                                "\" is not a known IPVS scheduler"});
       }
       facts.scheduler = value.empty() ? "rr" : std::string(value);
     } else if (flag == "--ipvs-scheduler-flags") {
       auto bits = agent::parse_scheduler_flags(value);
       if (!bits)
-        return std::unexpected("--ipvs-scheduler-flags: \"" + std::string(value) +
-                               "\" names an unknown flag");
+        return std::unexpected(
+            Error{.message = "--ipvs-scheduler-flags: \"" + std::string(value) + "\" names an unknown flag"});
       facts.scheduler_flags = *bits;
       flags_given = true;
     } else if (flag == "--affinity-mode") {
@@ -96,7 +98,8 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
       } else if (value == "hash") {
         facts.affinity_mode = agent::AffinityMode::kHash;
       } else {
-        return std::unexpected("--affinity-mode: \"" + std::string(value) + "\" is not persistence or hash");
+        return std::unexpected(
+            Error{.message = "--affinity-mode: \"" + std::string(value) + "\" is not persistence or hash"});
       }
     } else if (flag == "--proxy-name") {
       facts.proxy_name = std::string(value);
@@ -109,21 +112,22 @@ std::expected<RenderOptions, std::string> parse_render_args(std::span<const std:
       if (!cidrs) return std::unexpected(cidrs.error());
       facts.exclude_cidrs = std::move(*cidrs);
     } else {
-      return std::unexpected("unknown flag " + std::string(flag));
+      return std::unexpected(Error{.message = "unknown flag " + std::string(flag)});
     }
   }
-  if (options.manifests.empty()) return std::unexpected(std::string("--manifests DIR is required"));
+  if (options.manifests.empty()) return std::unexpected(Error{.message = "--manifests DIR is required"});
   if (!flags_given) facts.scheduler_flags = agent::default_scheduler_flags(facts.scheduler);
   // The configured flags must suit the configured scheduler, as an
   // annotation's must (checked by name, so re-check the bits here).
   const auto shared = ipvs::flags::kSchedShFallback | ipvs::flags::kSchedShPort;
   if ((facts.scheduler_flags & shared) != 0 && facts.scheduler != "sh" && facts.scheduler != "mh") {
-    return std::unexpected("--ipvs-scheduler-flags: sh-*/mh-* flags need the sh or mh scheduler");
+    return std::unexpected(
+        Error{.message = "--ipvs-scheduler-flags: sh-*/mh-* flags need the sh or mh scheduler"});
   }
   return options;
 }
 
-std::expected<RenderResult, std::string> render(const RenderOptions& options) {
+std::expected<RenderResult, Error> render(const RenderOptions& options) {
   auto loaded = k8s::load_manifests(options.manifests);
   if (!loaded) return std::unexpected(loaded.error());
 
@@ -164,12 +168,12 @@ std::expected<RenderResult, std::string> render(const RenderOptions& options) {
 int run_render(std::span<const std::string_view> args, std::ostream& out, std::ostream& err) {
   auto options = parse_render_args(args);
   if (!options) {
-    err << "kipvs render: " << options.error() << '\n' << kUsage;
+    err << "kipvs render: " << options.error().text() << '\n' << kUsage;
     return 2;
   }
   auto result = render(*options);
   if (!result) {
-    err << "kipvs render: " << result.error() << '\n';
+    err << "kipvs render: " << result.error().text() << '\n';
     return 1;
   }
   for (const auto& warning : result->warnings) err << "warning: " << warning << '\n';

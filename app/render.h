@@ -25,6 +25,7 @@
 
 #include "agent/desired_state.h"
 #include "agent/node_facts.h"
+#include "base/error.h"
 
 namespace kipvs::app {
 
@@ -36,8 +37,7 @@ struct RenderOptions {
 };
 
 // Parses the arguments after "render". Errors name the flag.
-[[nodiscard]] std::expected<RenderOptions, std::string> parse_render_args(
-    std::span<const std::string_view> args);
+[[nodiscard]] std::expected<RenderOptions, Error> parse_render_args(std::span<const std::string_view> args);
 
 struct RenderResult {
   agent::DesiredState state;
@@ -47,7 +47,7 @@ struct RenderResult {
 
 // Loads the manifests and computes the table. Fails only when the directory
 // cannot be read; bad documents and values become warnings.
-[[nodiscard]] std::expected<RenderResult, std::string> render(const RenderOptions& options);
+[[nodiscard]] std::expected<RenderResult, Error> render(const RenderOptions& options);
 
 // The subcommand: prints the table to out and warnings to err. Returns the
 // process exit status (0, or 2 for a usage error, 1 when loading failed).

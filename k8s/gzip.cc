@@ -26,18 +26,19 @@ void GzipDecoder::InflateEnd::operator()(z_stream* stream) const {
   delete stream;
 }
 
-std::expected<void, std::string> GzipDecoder::fail(std::string message) {
+std::expected<void, Error> GzipDecoder::fail(std::string message) {
   state_ = State::kFailed;
-  return std::unexpected("gzip: " + std::move(message));
+  return std::unexpected(Error{.message = "gzip: " + std::move(message)});
 }
 
-std::expected<std::size_t, std::string> GzipDecoder::header_size() {
+std::expected<std::size_t, Error> GzipDecoder::header_size() {
   if (header_.size() < kFixedHeader) return 0;
   const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(header_[i]); };
-  if (byte(0) != kId1 || byte(1) != kId2) return std::unexpected(std::string("not a gzip stream"));
-  if (byte(2) != kDeflate) return std::unexpected("compression method " + std::to_string(byte(2)));
+  if (byte(0) != kId1 || byte(1) != kId2) return std::unexpected(Error{.message = "not a gzip stream"});
+  if (byte(2) != kDeflate)
+    return std::unexpected(Error{.message = "compression method " + std::to_string(byte(2))});
   const unsigned char flags = byte(3);
-  if ((flags & kFlagsReserved) != 0) return std::unexpected(std::string("reserved header flags set"));
+  if ((flags & kFlagsReserved) != 0) return std::unexpected(Error{.message = "reserved header flags set"});
   std::size_t at = kFixedHeader;
   if ((flags & kFlagExtra) != 0) {
     if (header_.size() < at + 2) return 0;
@@ -59,12 +60,12 @@ std::expected<std::size_t, std::string> GzipDecoder::header_size() {
   return header_.size() < at ? 0 : at;
 }
 
-std::expected<void, std::string> GzipDecoder::write(std::string_view compressed, const Output& out) {
-  if (state_ == State::kFailed) return std::unexpected(std::string("gzip: the stream failed earlier"));
+std::expected<void, Error> GzipDecoder::write(std::string_view compressed, const Output& out) {
+  if (state_ == State::kFailed) return std::unexpected(Error{.message = "gzip: the stream failed earlier"});
   if (state_ == State::kHeader) {
     header_.append(compressed);
     auto size = header_size();
-    if (!size) return fail(size.error());
+    if (!size) return fail(size.error().message);
     if (*size == 0) {
       if (header_.size() > kMaxHeader)
         return fail("header longer than " + std::to_string(kMaxHeader / 1024) +
@@ -122,14 +123,14 @@ std::expected<void, std::string> GzipDecoder::write(std::string_view compressed,
   return {};
 }
 
-std::expected<void, std::string> GzipDecoder::finish() const {
+std::expected<void, Error> GzipDecoder::finish() const {
   switch (state_) {
     case State::kDone:
       return {};
     case State::kFailed:
-      return std::unexpected(std::string("gzip: the stream failed"));
+      return std::unexpected(Error{.message = "gzip: the stream failed"});
     default:
-      return std::unexpected(std::string("gzip: the stream ends early"));
+      return std::unexpected(Error{.message = "gzip: the stream ends early"});
   }
 }
 

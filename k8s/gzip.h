@@ -17,6 +17,8 @@
 
 #include <zlib.h>
 
+#include "base/error.h"
+
 namespace kipvs::k8s {
 
 class GzipDecoder {
@@ -26,17 +28,17 @@ class GzipDecoder {
   // Feeds the next compressed bytes; the decoded bytes go to `out` as they
   // come. An error names what is wrong with the stream; after one, the
   // decoder refuses everything.
-  [[nodiscard]] std::expected<void, std::string> write(std::string_view compressed, const Output& out);
+  [[nodiscard]] std::expected<void, Error> write(std::string_view compressed, const Output& out);
   // The whole stream has been fed: fails unless the member ended, with its
   // checksum and size right.
-  [[nodiscard]] std::expected<void, std::string> finish() const;
+  [[nodiscard]] std::expected<void, Error> finish() const;
 
  private:
   enum class State : std::uint8_t { kHeader, kBody, kTrailer, kDone, kFailed };
 
   // How many bytes of header_ the header takes, 0 while incomplete.
-  [[nodiscard]] std::expected<std::size_t, std::string> header_size();
-  std::expected<void, std::string> fail(std::string message);
+  [[nodiscard]] std::expected<std::size_t, Error> header_size();
+  std::expected<void, Error> fail(std::string message);
 
   State state_ = State::kHeader;
   std::string header_;  // buffered until it is complete (at most 64 KiB)

@@ -216,7 +216,8 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
     }
     pool_->count_opened();
     if (auto set = set_api_socket_options(beast::get_lowest_layer(stream()).socket().native_handle()); !set) {
-      return fail(HttpError::Kind::kConnect, "connecting to " + pool_->url().host + ": " + set.error());
+      return fail(HttpError::Kind::kConnect,
+                  "connecting to " + pool_->url().host + ": " + set.error().message);
     }
     if constexpr (std::is_same_v<Stream, beast::tcp_stream>) {
       write_request();
@@ -326,7 +327,7 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
         if (!done_ && handlers_.on_body) handlers_.on_body(plain);
       });
       if (done_) return;
-      if (!decoded) return fail(HttpError::Kind::kProtocol, "reading the body: " + decoded.error());
+      if (!decoded) return fail(HttpError::Kind::kProtocol, "reading the body: " + decoded.error().message);
     } else if (got > 0 && handlers_.on_body) {
       handlers_.on_body(std::string_view(body_.data(), got));
     }
@@ -340,7 +341,7 @@ class Session : public HttpCall, public std::enable_shared_from_this<Session<Str
     if (done_) return;
     if (gzip_) {
       if (auto complete = gzip_->finish(); !complete) {
-        return fail(HttpError::Kind::kProtocol, "reading the body: " + complete.error());
+        return fail(HttpError::Kind::kProtocol, "reading the body: " + complete.error().message);
       }
     }
     done_ = true;
@@ -455,7 +456,7 @@ std::string_view kind_name(HttpError::Kind kind) {
   return "unknown";
 }
 
-std::expected<void, std::string> set_api_socket_options(int fd) {
+std::expected<void, Error> set_api_socket_options(int fd) {
   // Probes after 30 s idle, every 10 s (client-go's dialer also keeps alive
   // at 30 s); TCP_USER_TIMEOUT bounds both unacknowledged data and
   // unanswered probes to 60 s.
@@ -470,7 +471,8 @@ std::expected<void, std::string> set_api_socket_options(int fd) {
                             {IPPROTO_TCP, TCP_USER_TIMEOUT, 60000, "TCP_USER_TIMEOUT"}};
   for (const auto& o : options) {
     if (setsockopt(fd, o.level, o.name, &o.value, sizeof o.value) != 0) {
-      return std::unexpected(std::string("setting ") + o.what + ": " + std::strerror(errno));
+      return std::unexpected(
+          Error{.message = std::string("setting ") + o.what + ": " + std::strerror(errno)});
     }
   }
   return {};
@@ -489,7 +491,7 @@ std::optional<std::chrono::seconds> parse_retry_after(std::string_view value) {
   return std::chrono::seconds(static_cast<std::int64_t>(seconds));
 }
 
-std::expected<ServerUrl, std::string> parse_server_url(std::string_view url) {
+std::expected<ServerUrl, Error> parse_server_url(std::string_view url) {
   ServerUrl out;
   if (url.starts_with("https://")) {
     url.remove_prefix(8);
@@ -497,7 +499,7 @@ std::expected<ServerUrl, std::string> parse_server_url(std::string_view url) {
     out.tls = false;
     url.remove_prefix(7);
   } else {
-    return std::unexpected("the server URL must start with https:// (or http://)");
+    return std::unexpected(Error{.message = "the server URL must start with https:// (or http://)"});
   }
   const auto slash = url.find('/');
   std::string_view authority = url.substr(0, slash);
@@ -505,34 +507,37 @@ std::expected<ServerUrl, std::string> parse_server_url(std::string_view url) {
     out.prefix = std::string(url.substr(slash));
     while (!out.prefix.empty() && out.prefix.back() == '/') out.prefix.pop_back();
   }
-  if (authority.empty()) return std::unexpected("the server URL has no host");
+  if (authority.empty()) return std::unexpected(Error{.message = "the server URL has no host"});
   std::string_view port;
   if (authority.front() == '[') {
     const auto close = authority.find(']');
-    if (close == std::string_view::npos) return std::unexpected("unclosed '[' in the server URL");
+    if (close == std::string_view::npos)
+      return std::unexpected(Error{.message = "unclosed '[' in the server URL"});
     out.host = std::string(authority.substr(1, close - 1));
     std::string_view rest = authority.substr(close + 1);
     if (!rest.empty()) {
-      if (rest.front() != ':') return std::unexpected("unexpected text after ']' in the server URL");
+      if (rest.front() != ':')
+        return std::unexpected(Error{.message = "unexpected text after ']' in the server URL"});
       port = rest.substr(1);
     }
   } else {
     const auto colon = authority.rfind(':');
     if (colon != std::string_view::npos) {
-      if (authority.find(':') != colon) return std::unexpected("an IPv6 address in a URL goes in brackets");
+      if (authority.find(':') != colon)
+        return std::unexpected(Error{.message = "an IPv6 address in a URL goes in brackets"});
       port = authority.substr(colon + 1);
       authority = authority.substr(0, colon);
     }
     out.host = std::string(authority);
   }
-  if (out.host.empty()) return std::unexpected("the server URL has no host");
+  if (out.host.empty()) return std::unexpected(Error{.message = "the server URL has no host"});
   if (port.empty()) {
     out.port = out.tls ? "443" : "80";
   } else {
     unsigned value = 0;
     auto [ptr, err] = std::from_chars(port.data(), port.data() + port.size(), value);
     if (err != std::errc() || ptr != port.data() + port.size() || value == 0 || value > 65535) {
-      return std::unexpected("bad port in the server URL: " + std::string(port));
+      return std::unexpected(Error{.message = "bad port in the server URL: " + std::string(port)});
     }
     out.port = std::string(port);
   }
@@ -545,8 +550,8 @@ std::expected<std::unique_ptr<HttpClient>, Error> HttpClient::create(asio::io_co
                                                                      HttpClientOptions options) {
   auto url = parse_server_url(config.server);
   if (!url)
-    return std::unexpected(
-        Error{.message = url.error() + ": " + config.server, .field = "server", .source = config.source});
+    return std::unexpected(Error{
+        .message = url.error().message + ": " + config.server, .field = "server", .source = config.source});
   std::string verify_name = config.tls_server_name.empty() ? url->host : config.tls_server_name;
   std::optional<ssl::context> tls;
   if (url->tls) {

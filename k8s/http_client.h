@@ -29,6 +29,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "base/error.h"
 #include "k8s/kubeconfig.h"
 
 namespace kipvs::k8s {
@@ -128,7 +129,7 @@ inline constexpr std::chrono::seconds kMaxRetryAfter{24 * 60 * 60};
 // TCP keepalive and TCP_USER_TIMEOUT on a socket to the API server, so a
 // connection whose peer vanished (no FIN, no RST) fails within about a minute
 // whether it is idle or has data in flight. An error names the option.
-[[nodiscard]] std::expected<void, std::string> set_api_socket_options(int fd);
+[[nodiscard]] std::expected<void, Error> set_api_socket_options(int fd);
 
 // A parsed server URL.
 struct ServerUrl {
@@ -138,6 +139,6 @@ struct ServerUrl {
   std::string prefix;  // path prefix without trailing '/', often ""
   friend bool operator==(const ServerUrl&, const ServerUrl&) = default;
 };
-[[nodiscard]] std::expected<ServerUrl, std::string> parse_server_url(std::string_view url);
+[[nodiscard]] std::expected<ServerUrl, Error> parse_server_url(std::string_view url);
 
 }  // namespace kipvs::k8s

@@ -16,12 +16,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::expected<std::string, std::string> read_file(const fs::path& path) {
+std::expected<std::string, Error> read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return std::unexpected("cannot read " + path.string());
+  if (!in) return std::unexpected(Error{.message = "cannot read " + path.string()});
   std::ostringstream out;
   out << in.rdbuf();
-  if (in.bad()) return std::unexpected("cannot read " + path.string());
+  if (in.bad()) return std::unexpected(Error{.message = "cannot read " + path.string()});
   return out.str();
 }
 
@@ -55,21 +55,21 @@ using BioPtr = std::unique_ptr<BIO, decltype(&BIO_free)>;
 
 // OpenSSL must read it as at least one certificate: a wrong file fails at
 // start-up, naming it, instead of at the first handshake.
-std::expected<void, std::string> check_certificates(const std::string& pem) {
+std::expected<void, Error> check_certificates(const std::string& pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
   int count = 0;
   while (X509* cert = PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr)) {
     X509_free(cert);
     ++count;
   }
-  if (count == 0) return std::unexpected("no PEM certificate in it");
+  if (count == 0) return std::unexpected(Error{.message = "no PEM certificate in it"});
   return {};
 }
 
-std::expected<void, std::string> check_private_key(const std::string& pem) {
+std::expected<void, Error> check_private_key(const std::string& pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
   EVP_PKEY* key = PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr);
-  if (key == nullptr) return std::unexpected("no PEM private key in it");
+  if (key == nullptr) return std::unexpected(Error{.message = "no PEM private key in it"});
   EVP_PKEY_free(key);
   return {};
 }
@@ -98,15 +98,15 @@ std::expected<std::optional<PemSource>, Error> read_pem_field(const YAML::Node& 
     if (path.is_relative()) path = kubeconfig.parent_path() / path;
     auto text = read_file(path);
     if (!text)
-      return std::unexpected(
-          Error{.message = text.error(), .field = where + "." + field.file_key, .source = path.string()});
+      return std::unexpected(Error{
+          .message = text.error().message, .field = where + "." + field.file_key, .source = path.string()});
     result = PemSource{std::move(*text), path.string()};
   }
   if (result) {
     auto ok = field.is_key ? check_private_key(result->pem) : check_certificates(result->pem);
     if (!ok) {
       const bool from_data = result->origin.starts_with("kubeconfig ");
-      return std::unexpected(Error{.message = ok.error(),
+      return std::unexpected(Error{.message = ok.error().message,
                                    .field = where + "." + (from_data ? field.data_key : field.file_key),
                                    .source = from_data ? kubeconfig_name : result->origin});
     }
@@ -162,8 +162,8 @@ std::expected<void, Error> read_user(const YAML::Node& user, const std::string& 
     // Like client-go: the file must be readable at start; it is re-read later.
     auto text = read_file(path);
     if (!text)
-      return std::unexpected(
-          Error{.message = text.error(), .field = user_where + ".tokenFile", .source = path.string()});
+      return std::unexpected(Error{
+          .message = text.error().message, .field = user_where + ".tokenFile", .source = path.string()});
     config.token = trim(*text);
     config.token_file = path;
   }
@@ -260,16 +260,19 @@ std::expected<ClientConfig, Error> load_in_cluster(const Getenv& getenv, const f
   const fs::path token_file = root / "token";
   auto token = read_file(token_file);
   if (!token)
-    return std::unexpected(Error{.message = token.error(), .field = "token", .source = token_file.string()});
+    return std::unexpected(
+        Error{.message = token.error().message, .field = "token", .source = token_file.string()});
   config.token = trim(*token);
   config.token_file = token_file;
 
   const fs::path ca_file = root / "ca.crt";
   auto ca = read_file(ca_file);
   if (!ca)
-    return std::unexpected(Error{.message = ca.error(), .field = "ca.crt", .source = ca_file.string()});
+    return std::unexpected(
+        Error{.message = ca.error().message, .field = "ca.crt", .source = ca_file.string()});
   if (auto ok = check_certificates(*ca); !ok) {
-    return std::unexpected(Error{.message = ok.error(), .field = "ca.crt", .source = ca_file.string()});
+    return std::unexpected(
+        Error{.message = ok.error().message, .field = "ca.crt", .source = ca_file.string()});
   }
   config.certificate_authority = PemSource{std::move(*ca), ca_file.string()};
   return config;
@@ -371,7 +374,7 @@ void TokenSource::invalidate() {
   stale_ = true;
 }
 
-std::expected<void, std::string> TokenSource::reload() {
+std::expected<void, Error> TokenSource::reload() {
   std::lock_guard lock(mutex_);
   if (file_.empty()) return {};
   auto text = read_file(file_);
@@ -379,7 +382,7 @@ std::expected<void, std::string> TokenSource::reload() {
   stale_ = false;
   if (!text) return std::unexpected(text.error());
   std::string fresh = trim(*text);
-  if (fresh.empty()) return std::unexpected(file_.string() + " is empty");
+  if (fresh.empty()) return std::unexpected(Error{.message = file_.string() + " is empty"});
   token_ = std::move(fresh);
   return {};
 }

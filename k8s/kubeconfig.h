@@ -96,7 +96,7 @@ class TokenSource {
   // The server said 401: the next token() re-reads the file.
   void invalidate();
   // Reads the file now; the error when it failed (the old token stays).
-  [[nodiscard]] std::expected<void, std::string> reload();
+  [[nodiscard]] std::expected<void, Error> reload();
 
  private:
   std::mutex mutex_;

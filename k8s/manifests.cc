@@ -256,21 +256,24 @@ class AliasExpansion final : public YAML::EventHandler {
   std::map<YAML::anchor_t, std::uint64_t> sizes_;
 };
 
-// Why a document's aliases are refused, or nullopt. The text has parsed
-// once already, so it parses again.
-std::optional<std::string> excessive_aliasing(const std::string& text) {
+// Whether a document's aliases stay within bounds, or why not. The text has
+// parsed once already, so it parses again.
+std::expected<void, Error> check_aliasing(const std::string& text) {
   std::istringstream in(text);
   YAML::Parser parser(in);
   AliasExpansion count;
   parser.HandleNextDocument(count);
-  if (count.self_reference) return "an alias names the node that contains it";
+  if (count.self_reference)
+    return std::unexpected(Error{.message = "an alias names the node that contains it"});
   if (count.expanded - count.written > kMaxAliasNodes) {
-    return "aliases would expand the document from " + std::to_string(count.written) + " to " +
-           (count.expanded == std::numeric_limits<std::uint64_t>::max() ? std::string("more than 2^64")
-                                                                        : std::to_string(count.expanded)) +
-           " nodes; at most " + std::to_string(kMaxAliasNodes) + " may come from aliases";
+    return std::unexpected(
+        Error{.message = "aliases would expand the document from " + std::to_string(count.written) + " to " +
+                         (count.expanded == std::numeric_limits<std::uint64_t>::max()
+                              ? std::string("more than 2^64")
+                              : std::to_string(count.expanded)) +
+                         " nodes; at most " + std::to_string(kMaxAliasNodes) + " may come from aliases"});
   }
-  return std::nullopt;
+  return {};
 }
 
 std::optional<ResourceKind> kind_from_name(std::string_view kind) {
@@ -456,10 +459,10 @@ void parse_yaml(std::string_view text, const fs::path& file, ManifestFile& out) 
     }
     ++document;
     // Checked before to_json, which expands every alias.
-    if (auto aliasing = excessive_aliasing(chunk.text)) {
+    if (auto aliasing = check_aliasing(chunk.text); !aliasing) {
       out.errors.push_back(ManifestError{file, document, chunk.line, std::nullopt, std::nullopt, "?",
                                          std::string(kManifestReasonExcessiveAliasing),
-                                         std::move(*aliasing)});
+                                         std::move(aliasing.error().message)});
       continue;
     }
     auto value = to_json(node, 0);
@@ -600,13 +603,17 @@ ManifestFile load_manifest_file(const fs::path& file) {
   return parse_manifests(text, format, file);
 }
 
-std::expected<std::vector<fs::path>, std::string> list_manifest_files(const fs::path& dir) {
+std::expected<std::vector<fs::path>, Error> list_manifest_files(const fs::path& dir) {
   std::error_code ec;
   fs::directory_iterator it(dir, ec);
-  if (ec) return std::unexpected("cannot list manifest directory " + dir.string() + ": " + ec.message());
+  if (ec)
+    return std::unexpected(
+        Error{.message = "cannot list manifest directory " + dir.string() + ": " + ec.message()});
   std::vector<fs::path> files;
   for (; it != fs::directory_iterator(); it.increment(ec)) {
-    if (ec) return std::unexpected("cannot list manifest directory " + dir.string() + ": " + ec.message());
+    if (ec)
+      return std::unexpected(
+          Error{.message = "cannot list manifest directory " + dir.string() + ": " + ec.message()});
     const fs::path& path = it->path();
     std::error_code type_ec;
     if (!is_manifest_name(path.filename().string()) || !fs::is_regular_file(path, type_ec)) continue;
@@ -616,7 +623,7 @@ std::expected<std::vector<fs::path>, std::string> list_manifest_files(const fs::
   return files;
 }
 
-std::expected<Manifests, std::string> load_manifests(const fs::path& dir) {
+std::expected<Manifests, Error> load_manifests(const fs::path& dir) {
   auto paths = list_manifest_files(dir);
   if (!paths) return std::unexpected(std::move(paths.error()));
   std::vector<ManifestFile> files;
@@ -650,17 +657,17 @@ ManifestSource::~ManifestSource() {
   stop();
 }
 
-std::expected<void, std::string> ManifestSource::start() {
+std::expected<void, Error> ManifestSource::start() {
   // Watch before the first read, so a change made while reading is not lost.
   const int fd = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-  if (fd < 0) return std::unexpected("inotify_init1: " + errno_text(errno));
+  if (fd < 0) return std::unexpected(Error{.message = "inotify_init1: " + errno_text(errno)});
   constexpr std::uint32_t kMask = IN_CLOSE_WRITE | IN_MODIFY | IN_CREATE | IN_DELETE | IN_MOVED_FROM |
                                   IN_MOVED_TO | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF;
   if (::inotify_add_watch(fd, options_.dir.c_str(), kMask) < 0) {
     const int error = errno;
     ::close(fd);
-    return std::unexpected("cannot watch manifest directory " + options_.dir.string() + ": " +
-                           errno_text(error));
+    return std::unexpected(Error{.message = "cannot watch manifest directory " + options_.dir.string() +
+                                            ": " + errno_text(error)});
   }
   inotify_.emplace(io_, fd);
   if (auto files = list_manifest_files(options_.dir); !files) {
@@ -775,7 +782,7 @@ void ManifestSource::reload() {
   scanned_ = fingerprint();  // before reading: a write meanwhile shows at the next rescan
   auto paths = list_manifest_files(options_.dir);
   if (!paths) {
-    options_.log("manifests: " + paths.error() + "; keeping the current objects");
+    options_.log("manifests: " + paths.error().text() + "; keeping the current objects");
     return;
   }
   ++loads_;

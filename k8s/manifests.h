@@ -43,6 +43,7 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "base/error.h"
 #include "k8s/decode.h"
 #include "k8s/object_cache.h"
 #include "k8s/sink.h"
@@ -103,7 +104,7 @@ enum class ManifestFormat { kYaml, kJson };
 
 // The manifest files of `dir` as described above, sorted by name. Fails when
 // the directory cannot be listed.
-[[nodiscard]] std::expected<std::vector<std::filesystem::path>, std::string> list_manifest_files(
+[[nodiscard]] std::expected<std::vector<std::filesystem::path>, Error> list_manifest_files(
     const std::filesystem::path& dir);
 
 // Everything in `dir`. The same kind and namespace/name defined twice keeps
@@ -112,7 +113,7 @@ struct Manifests {
   std::vector<AnyObject> objects;
   std::vector<ManifestError> errors;
 };
-[[nodiscard]] std::expected<Manifests, std::string> load_manifests(const std::filesystem::path& dir);
+[[nodiscard]] std::expected<Manifests, Error> load_manifests(const std::filesystem::path& dir);
 
 // Feeds an ObjectSink from a manifest directory and follows its changes.
 //
@@ -150,7 +151,7 @@ class ManifestSource {
 
   // The first load and delivery, then watching. Fails when the directory
   // cannot be listed or watched (a start-up error).
-  [[nodiscard]] std::expected<void, std::string> start();
+  [[nodiscard]] std::expected<void, Error> start();
   // Stops watching; the sink is not called afterwards.
   void stop();
   // Reloads now (also for a SIGHUP), passing on the differences.

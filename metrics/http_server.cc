@@ -262,15 +262,14 @@ HttpServer::~HttpServer() {
   close();
 }
 
-std::expected<tcp::endpoint, std::string> HttpServer::listen(const tcp::endpoint& endpoint) {
-  auto fail = [&](const char* what,
-                  const beast::error_code& ec) -> std::expected<tcp::endpoint, std::string> {
+std::expected<tcp::endpoint, Error> HttpServer::listen(const tcp::endpoint& endpoint) {
+  auto fail = [&](const char* what, const beast::error_code& ec) -> std::expected<tcp::endpoint, Error> {
     beast::error_code ignored;
     state_->acceptor.close(ignored);
     std::string address = endpoint.address().to_string();
     if (endpoint.address().is_v6()) address = "[" + address + "]";
-    return std::unexpected(std::string(what) + " " + address + ":" + std::to_string(endpoint.port()) + ": " +
-                           ec.message());
+    return std::unexpected(Error{.message = std::string(what) + " " + address + ":" +
+                                            std::to_string(endpoint.port()) + ": " + ec.message()});
   };
   beast::error_code ec;
   state_->acceptor.open(endpoint.protocol(), ec);
@@ -320,9 +319,9 @@ void RetryingHttpServer::attempt() {
     log_(true, last_error_.empty() ? "" : "bound after: " + last_error_);
     return;
   }
-  if (bound.error() != last_error_) {
-    log_(false, bound.error() + "; trying again every " + std::to_string(retry_period_.count()) + " ms");
-    last_error_ = bound.error();
+  if (bound.error().text() != last_error_) {
+    last_error_ = bound.error().text();
+    log_(false, last_error_ + "; trying again every " + std::to_string(retry_period_.count()) + " ms");
   }
   timer_.expires_after(retry_period_);
   timer_.async_wait([this](const beast::error_code& ec) {
@@ -330,19 +329,20 @@ void RetryingHttpServer::attempt() {
   });
 }
 
-std::expected<tcp::endpoint, std::string> parse_endpoint(std::string_view host_port) {
+std::expected<tcp::endpoint, Error> parse_endpoint(std::string_view host_port) {
   std::string_view host;
   std::string_view port;
   if (host_port.starts_with('[')) {
     const auto close = host_port.find("]:");
     if (close == std::string_view::npos)
-      return std::unexpected("\"" + std::string(host_port) + "\" is not [ipv6]:port");
+      return std::unexpected(Error{.message = "\"" + std::string(host_port) + "\" is not [ipv6]:port"});
     host = host_port.substr(1, close - 1);
     port = host_port.substr(close + 2);
   } else {
     const auto colon = host_port.rfind(':');
     if (colon == std::string_view::npos || host_port.substr(0, colon).find(':') != std::string_view::npos) {
-      return std::unexpected("\"" + std::string(host_port) + "\" is not ip:port (IPv6 in brackets)");
+      return std::unexpected(
+          Error{.message = "\"" + std::string(host_port) + "\" is not ip:port (IPv6 in brackets)"});
     }
     host = host_port.substr(0, colon);
     port = host_port.substr(colon + 1);
@@ -352,7 +352,8 @@ std::expected<tcp::endpoint, std::string> parse_endpoint(std::string_view host_p
   unsigned number = 0;
   const auto [end, parse_ec] = std::from_chars(port.data(), port.data() + port.size(), number);
   if (ec || port.empty() || parse_ec != std::errc{} || end != port.data() + port.size() || number > 65535) {
-    return std::unexpected("\"" + std::string(host_port) + "\" is not ip:port (IPv6 in brackets)");
+    return std::unexpected(
+        Error{.message = "\"" + std::string(host_port) + "\" is not ip:port (IPv6 in brackets)"});
   }
   return tcp::endpoint(address, static_cast<std::uint16_t>(number));
 }

@@ -26,6 +26,7 @@
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "base/error.h"
 #include "metrics/health.h"
 
 namespace kipvs::metrics {
@@ -80,7 +81,7 @@ class HttpServer {
 
   // Binds and starts accepting. Returns the bound endpoint (port 0 picks an
   // ephemeral one), or the error naming the address.
-  [[nodiscard]] std::expected<boost::asio::ip::tcp::endpoint, std::string> listen(
+  [[nodiscard]] std::expected<boost::asio::ip::tcp::endpoint, Error> listen(
       const boost::asio::ip::tcp::endpoint& endpoint);
   // Stops accepting and closes open connections.
   void close();
@@ -124,8 +125,7 @@ class RetryingHttpServer {
 
 // "127.0.0.1:10249" or "[::]:10256" (the configuration's bind addresses) as
 // an endpoint for listen().
-[[nodiscard]] std::expected<boost::asio::ip::tcp::endpoint, std::string> parse_endpoint(
-    std::string_view host_port);
+[[nodiscard]] std::expected<boost::asio::ip::tcp::endpoint, Error> parse_endpoint(std::string_view host_port);
 
 class Metrics;
 class Scraper;

@@ -66,7 +66,7 @@ std::vector<std::string> ServiceHealthServer::sync_services(
       auto bound = server->listen({address, port});
       if (!bound) {
         errors.push_back("health check for Service " + service.namespace_name + "/" + service.name + ": " +
-                         bound.error());
+                         bound.error().text());
         failed = true;
         break;
       }

@@ -90,7 +90,7 @@ TEST_CASE("cleanup reports a failed read instead of guessing", "[agent]") {
   kernel.fail_reads(EPERM);
   auto done = cleanup(kernel, addresses, "kube-ipvs0", NodeFacts{});
   REQUIRE_FALSE(done);
-  CHECK_THAT(done.error(), Catch::Contains("cannot list IPVS services"));
+  CHECK_THAT(done.error().text(), Catch::Contains("cannot list IPVS services"));
   CHECK(addresses.has_link("kube-ipvs0"));
 }
 

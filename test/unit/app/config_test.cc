@@ -90,16 +90,16 @@ TEST_CASE("Go durations parse as time.ParseDuration does", "[config][duration]")
   CHECK(parse_duration("1h0m0s").value() == 1h);
   CHECK(parse_duration("2562047h").value() == 2562047h);
 
-  CHECK(parse_duration("").error() == "empty duration");
-  CHECK(parse_duration("30").error().starts_with("missing unit"));
-  CHECK(parse_duration("30 s").error().starts_with("unknown unit"));
-  CHECK(parse_duration("30sec").error().starts_with("unknown unit"));
-  CHECK(parse_duration("1d").error().starts_with("unknown unit"));
-  CHECK(parse_duration("s").error() == "expected a number");
-  CHECK(parse_duration(".s").error() == "expected a number");
-  CHECK(parse_duration("-").error() == "a sign without a number");
-  CHECK(parse_duration("2562048h").error() == "duration out of range");
-  CHECK(parse_duration("99999999999999999999s").error() == "duration out of range");
+  CHECK(parse_duration("").error().text() == "empty duration");
+  CHECK(parse_duration("30").error().text().starts_with("missing unit"));
+  CHECK(parse_duration("30 s").error().text().starts_with("unknown unit"));
+  CHECK(parse_duration("30sec").error().text().starts_with("unknown unit"));
+  CHECK(parse_duration("1d").error().text().starts_with("unknown unit"));
+  CHECK(parse_duration("s").error().text() == "expected a number");
+  CHECK(parse_duration(".s").error().text() == "expected a number");
+  CHECK(parse_duration("-").error().text() == "a sign without a number");
+  CHECK(parse_duration("2562048h").error().text() == "duration out of range");
+  CHECK(parse_duration("99999999999999999999s").error().text() == "duration out of range");
 }
 
 TEST_CASE("Go durations print as Duration.String does", "[config][duration]") {

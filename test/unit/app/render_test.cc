@@ -37,7 +37,7 @@ TEST_CASE("render flags: errors name the flag", "[desired][render]") {
   }));
   const auto options = parse_render_args(row.args);
   REQUIRE_FALSE(options.has_value());
-  CHECK_THAT(options.error(), Catch::Contains(row.error));
+  CHECK_THAT(options.error().text(), Catch::Contains(row.error));
 }
 
 TEST_CASE("render flags: both spellings, last --node-ip wins", "[desired][render]") {

@@ -46,10 +46,10 @@ Decoded decode(const std::string& stream, std::size_t piece) {
   for (std::size_t at = 0; at < stream.size() && result.error.empty(); at += piece) {
     auto fed = decoder.write(std::string_view(stream).substr(at, piece),
                              [&](std::string_view bytes) { result.text.append(bytes); });
-    if (!fed) result.error = fed.error();
+    if (!fed) result.error = fed.error().text();
   }
   if (result.error.empty()) {
-    if (auto done = decoder.finish(); !done) result.error = done.error();
+    if (auto done = decoder.finish(); !done) result.error = done.error().text();
   }
   return result;
 }

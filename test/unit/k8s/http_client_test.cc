@@ -295,7 +295,7 @@ TEST_CASE("http client: API sockets probe a silent peer and give up on it within
   // A closed descriptor is an error naming the option, not a silent success.
   const auto refused = set_api_socket_options(fd);
   REQUIRE_FALSE(refused.has_value());
-  CHECK(refused.error().find("SO_KEEPALIVE") != std::string::npos);
+  CHECK(refused.error().text().find("SO_KEEPALIVE") != std::string::npos);
 }
 
 }  // namespace

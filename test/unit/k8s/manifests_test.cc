@@ -128,7 +128,7 @@ TEST_CASE("a bad document is skipped with its file and index while the others lo
 TEST_CASE("load_manifests fails on a directory it cannot list", "[k8s][manifests]") {
   auto loaded = load_manifests(kData / "no-such-dir");
   REQUIRE_FALSE(loaded.has_value());
-  CHECK_THAT(loaded.error(), Catch::Contains("no-such-dir"));
+  CHECK_THAT(loaded.error().text(), Catch::Contains("no-such-dir"));
 }
 
 // YAML scalars are untyped; the API's types decide what is accepted.
@@ -574,7 +574,7 @@ TEST_CASE("ManifestSource refuses a directory it cannot watch", "[k8s][manifests
   ManifestSource source(io, ManifestSource::Options{kScratch / "does-not-exist", "", 20ms, 500ms, {}}, sink);
   auto started = source.start();
   REQUIRE_FALSE(started.has_value());
-  CHECK_THAT(started.error(), Catch::Contains("does-not-exist"));
+  CHECK_THAT(started.error().text(), Catch::Contains("does-not-exist"));
   CHECK(sink.events.empty());
 }
 

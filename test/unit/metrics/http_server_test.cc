@@ -201,7 +201,7 @@ TEST_CASE("listening on a taken port reports the address", "[metrics][http]") {
   kipvs::metrics::HttpServer second(io, kipvs::metrics::metrics_handler({}));
   const auto again = second.listen(*bound);
   REQUIRE_FALSE(again);
-  CHECK(again.error().find("cannot bind 127.0.0.1:" + std::to_string(bound->port())) == 0);
+  CHECK(again.error().text().find("cannot bind 127.0.0.1:" + std::to_string(bound->port())) == 0);
 }
 
 TEST_CASE("Go's time format", "[metrics][health]") {
@@ -413,7 +413,7 @@ TEST_CASE("bind addresses as the configuration writes them", "[metrics][http]") 
         tcp::endpoint(asio::ip::make_address("127.0.0.1"), 10249));
   CHECK(parse_endpoint("[::]:10256").value() == tcp::endpoint(asio::ip::make_address("::"), 10256));
   CHECK(parse_endpoint("[fd00::1]:0").value().port() == 0);
-  CHECK(parse_endpoint("::1:10256").error() == "\"::1:10256\" is not ip:port (IPv6 in brackets)");
+  CHECK(parse_endpoint("::1:10256").error().text() == "\"::1:10256\" is not ip:port (IPv6 in brackets)");
   CHECK_FALSE(parse_endpoint("localhost:80"));
   CHECK_FALSE(parse_endpoint("10.0.0.1"));
   CHECK_FALSE(parse_endpoint("10.0.0.1:99999"));
@@ -425,7 +425,7 @@ TEST_CASE("[::] serves IPv4 clients too", "[metrics][http]") {
   kipvs::metrics::HttpServer server(io, kipvs::metrics::metrics_handler({}));
   const auto bound = server.listen(kipvs::metrics::parse_endpoint("[::]:0").value());
   if (!bound) {
-    WARN("no IPv6 here: " << bound.error());
+    WARN("no IPv6 here: " << bound.error().text());
     return;
   }
   const tcp::endpoint v4(asio::ip::make_address("127.0.0.1"), bound->port());

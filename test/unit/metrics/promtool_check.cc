@@ -80,7 +80,7 @@ int main() {
       io, kipvs::metrics::metrics_handler({[&] { return metrics.serialize(); }, {}}));
   const auto bound = server.listen({asio::ip::make_address("127.0.0.1"), 0});
   if (!bound) {
-    std::cerr << bound.error() << "\n";
+    std::cerr << bound.error().text() << "\n";
     return 1;
   }
   const std::string response =
