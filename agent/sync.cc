@@ -880,6 +880,22 @@ Sync::FullSyncKeys Sync::full_sync_keys() {
   return keys;
 }
 
+std::size_t Sync::most_operations(const ipvs::ServiceKey& key) const {
+  const auto* entry = desired_entry(key);
+  auto observed = observed_.find(key);
+  return 1 + entry->destinations.size() +
+         (observed == observed_.end() ? 0 : observed->second.destinations.size());
+}
+
+std::size_t Sync::most_operations(std::span<const ipvs::ServiceKey> keys, std::size_t enough) const {
+  std::size_t total = 0;
+  for (const auto& key : keys) {
+    if (total > enough) break;
+    total += most_operations(key);
+  }
+  return total;
+}
+
 std::set<ipvs::ServiceKey> Sync::write_in_pieces(const FullSyncKeys& keys,
                                                  const ipvs::ConnectionTable& connections,
                                                  PlanCounts& counts) {
@@ -890,22 +906,12 @@ std::set<ipvs::ServiceKey> Sync::write_in_pieces(const FullSyncKeys& keys,
   auto draining = ipvs::prune_drains(draining_, observed_);
   std::set<ipvs::ServiceKey> failed;
   constexpr std::size_t kPieceOperations = 8192;
-  const auto estimate = [&](const ipvs::ServiceKey& key) {  // at most this many operations
-    const auto* entry = desired_entry(key);
-    auto observed = observed_.find(key);
-    return 1 + entry->destinations.size() +
-           (observed == observed_.end() ? 0 : observed->second.destinations.size());
-  };
+  const auto estimate = [&](const ipvs::ServiceKey& key) { return most_operations(key); };
   // With more than one piece to write (a first sync), a piece's writes go to
   // a worker thread while the next piece is planned here. The worker has
   // the IPVS backend to itself until its results are recorded here, before
   // the next piece goes: the kernel still sees the pieces in order.
-  std::size_t estimated = 0;
-  for (const auto& key : keys.wanted) {
-    if (estimated > kPieceOperations) break;
-    estimated += estimate(key);
-  }
-  const bool pipelined = estimated > kPieceOperations;
+  const bool pipelined = most_operations(keys.wanted, kPieceOperations) > kPieceOperations;
   struct PieceInFlight {
     ipvs::Plan plan;
     std::future<std::vector<ipvs::OperationResult>> results;

@@ -38,6 +38,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -218,6 +219,10 @@ class Sync final : public k8s::ObjectSink {
     std::vector<ipvs::ServiceKey> unwanted;  // observed, owned, no longer desired
   };
   FullSyncKeys full_sync_keys();
+  // At most how many operations bring one virtual service (or these, counted
+  // until the total passes `enough`) to its desired state.
+  [[nodiscard]] std::size_t most_operations(const ipvs::ServiceKey& key) const;
+  [[nodiscard]] std::size_t most_operations(std::span<const ipvs::ServiceKey> keys, std::size_t enough) const;
   std::set<ipvs::ServiceKey> write_in_pieces(const FullSyncKeys& keys,
                                              const ipvs::ConnectionTable& connections, PlanCounts& counts);
   void trim_record();

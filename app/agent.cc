@@ -122,6 +122,43 @@ std::optional<std::chrono::milliseconds> parse_go_duration(std::string_view text
   return std::chrono::milliseconds{static_cast<std::int64_t>(total_ms)};
 }
 
+namespace {
+
+// What the configuration says about this node: its name, addresses and
+// zone, the scheduler, the NodePort addresses and range.
+std::expected<agent::NodeFacts, Error> node_facts(const Config& config) {
+  agent::NodeFacts facts;
+  facts.node_name = node_name(config.hostname_override.empty() ? hostname() : config.hostname_override);
+  if (facts.node_name.empty())
+    return std::unexpected(Error{.message = "an empty host name is invalid", .field = "--hostname-override"});
+  facts.zone = config.kipvs.zone;
+  facts.node_ips = config.kipvs.node_ips;
+  // kube-proxy's bindAddress, when it is a real address, is the node IP.
+  if (facts.node_ips.empty() && !config.bind_address.empty()) {
+    if (auto address = ipvs::Address::parse(config.bind_address);
+        address && *address != ipvs::Address::parse("0.0.0.0") && *address != ipvs::Address::parse("::")) {
+      facts.node_ips.push_back(*address);
+    }
+  }
+  facts.scheduler = config.ipvs.scheduler.empty() ? "rr" : config.ipvs.scheduler;
+  facts.scheduler_flags = config.kipvs.scheduler_flags.empty()
+                              ? agent::default_scheduler_flags(facts.scheduler)
+                              : config.kipvs.scheduler_flag_bits;
+  facts.proxy_name = config.kipvs.proxy_name;
+  facts.affinity_mode = config.kipvs.affinity_mode;
+  facts.node_port_addresses = config.node_port_addresses;
+  facts.exclude_cidrs = config.ipvs.exclude_cidrs;
+  facts.node_port_min = config.kipvs.node_port_min;
+  facts.node_port_max = config.kipvs.node_port_max;
+  facts.local_addresses = host_addresses(config.kipvs.interface_name);
+  // Both families unless the kernel has no IPv6 (booted with ipv6.disable=1).
+  if (std::error_code error; !std::filesystem::exists("/proc/net/if_inet6", error))
+    facts.ip_families = {ipvs::Family::kIPv4};
+  return facts;
+}
+
+}  // namespace
+
 std::expected<AgentOptions, Error> agent_options(const Config& config,
                                                  const std::function<const char*(const char*)>& getenv) {
   using std::chrono::duration_cast;
@@ -147,33 +184,12 @@ std::expected<AgentOptions, Error> agent_options(const Config& config,
   }
 
   auto& sync = options.sync;
-  auto& facts = sync.facts;
-  facts.node_name = node_name(config.hostname_override.empty() ? hostname() : config.hostname_override);
-  if (facts.node_name.empty())
-    return std::unexpected(Error{.message = "--hostname-override: an empty host name is invalid"});
-  facts.zone = config.kipvs.zone;
-  facts.node_ips = config.kipvs.node_ips;
-  // kube-proxy's bindAddress, when it is a real address, is the node IP.
-  if (facts.node_ips.empty() && !config.bind_address.empty()) {
-    if (auto address = ipvs::Address::parse(config.bind_address);
-        address && *address != ipvs::Address::parse("0.0.0.0") && *address != ipvs::Address::parse("::")) {
-      facts.node_ips.push_back(*address);
-    }
-  }
-  facts.scheduler = config.ipvs.scheduler.empty() ? "rr" : config.ipvs.scheduler;
-  facts.scheduler_flags = config.kipvs.scheduler_flags.empty()
-                              ? agent::default_scheduler_flags(facts.scheduler)
-                              : config.kipvs.scheduler_flag_bits;
-  facts.proxy_name = config.kipvs.proxy_name;
-  facts.affinity_mode = config.kipvs.affinity_mode;
-  facts.node_port_addresses = config.node_port_addresses;
-  facts.exclude_cidrs = config.ipvs.exclude_cidrs;
-  facts.node_port_min = config.kipvs.node_port_min;
-  facts.node_port_max = config.kipvs.node_port_max;
-  facts.local_addresses = host_addresses(config.kipvs.interface_name);
+  auto facts = node_facts(config);
+  if (!facts) return std::unexpected(facts.error());
+  sync.facts = std::move(*facts);
   sync.local_addresses = [interface = config.kipvs.interface_name] { return host_addresses(interface); };
-  sync.node_ips_from_node = facts.node_ips.empty();
-  sync.zone_from_node = facts.zone.empty();
+  sync.node_ips_from_node = sync.facts.node_ips.empty();
+  sync.zone_from_node = sync.facts.zone.empty();
   sync.min_sync_period = duration_cast<milliseconds>(config.ipvs.min_sync_period);
   sync.sync_period = duration_cast<milliseconds>(config.ipvs.sync_period);
   if (sync.sync_period.count() <= 0)
@@ -195,9 +211,6 @@ std::expected<AgentOptions, Error> agent_options(const Config& config,
   sync.owned_services = std::move(*owned_services);
   options.strict_arp = config.ipvs.strict_arp;
   options.proc_sys = config.kipvs.proc_sys;
-  // Both families unless the kernel has no IPv6 (booted with ipv6.disable=1).
-  if (std::error_code error; !std::filesystem::exists("/proc/net/if_inet6", error))
-    facts.ip_families = {ipvs::Family::kIPv4};
   const auto seconds = [](std::chrono::nanoseconds d) {
     return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
   };

@@ -36,7 +36,7 @@ std::expected<std::vector<agent::Cidr>, Error> parse_cidrs(std::string_view flag
     auto cidr = agent::Cidr::parse(item);
     if (!cidr)
       return std::unexpected(
-          Error{.message = std::string(flag) + ": \"" + std::string(item) + "\" is not a CIDR"});
+          Error{.message = "\"" + std::string(item) + "\" is not a CIDR", .field = std::string(flag)});
     cidrs.push_back(*cidr);
   }
   return cidrs;
@@ -44,10 +44,66 @@ std::expected<std::vector<agent::Cidr>, Error> parse_cidrs(std::string_view flag
 
 }  // namespace
 
+namespace {
+
+// One of render's flags with its value; `flags_given` notes
+// --ipvs-scheduler-flags (else the scheduler's default flags apply).
+std::expected<void, Error> apply_render_flag(RenderOptions& options, std::string_view flag,
+                                             std::string_view value, bool& flags_given) {
+  auto& facts = options.facts;
+  const auto refuse = [&](std::string message) {
+    return std::unexpected(Error{.message = std::move(message), .field = std::string(flag)});
+  };
+  const auto quoted = [](std::string_view text) { return "\"" + std::string(text) + "\""; };
+  if (flag == "--manifests") {
+    options.manifests = std::filesystem::path(value);
+  } else if (flag == "--hostname-override") {
+    facts.node_name = std::string(value);
+  } else if (flag == "--node-ip") {
+    facts.node_ips.clear();  // the last occurrence wins, as for every flag
+    for (auto item : split_list(value)) {
+      auto address = ipvs::Address::parse(item);
+      if (!address || item.starts_with('[')) return refuse(quoted(item) + " is not an IP address");
+      facts.node_ips.push_back(*address);
+    }
+    options.node_ips_set = true;
+  } else if (flag == "--zone") {
+    facts.zone = std::string(value);
+    options.zone_set = true;
+  } else if (flag == "--ipvs-scheduler") {
+    if (!value.empty() && !agent::is_known_scheduler(value))
+      return refuse(quoted(value) + " is not a known IPVS scheduler");
+    facts.scheduler = value.empty() ? "rr" : std::string(value);
+  } else if (flag == "--ipvs-scheduler-flags") {
+    auto bits = agent::parse_scheduler_flags(value);
+    if (!bits) return refuse(quoted(value) + " names an unknown flag");
+    facts.scheduler_flags = *bits;
+    flags_given = true;
+  } else if (flag == "--affinity-mode") {
+    if (value == "persistence") {
+      facts.affinity_mode = agent::AffinityMode::kPersistence;
+    } else if (value == "hash") {
+      facts.affinity_mode = agent::AffinityMode::kHash;
+    } else {
+      return refuse(quoted(value) + " is not persistence or hash");
+    }
+  } else if (flag == "--proxy-name") {
+    facts.proxy_name = std::string(value);
+  } else if (flag == "--nodeport-addresses" || flag == "--ipvs-exclude-cidrs") {
+    auto cidrs = parse_cidrs(flag, value);
+    if (!cidrs) return std::unexpected(cidrs.error());
+    (flag == "--nodeport-addresses" ? facts.node_port_addresses : facts.exclude_cidrs) = std::move(*cidrs);
+  } else {
+    return std::unexpected(Error{.message = "unknown flag " + std::string(flag)});
+  }
+  return {};
+}
+
+}  // namespace
+
 std::expected<RenderOptions, Error> parse_render_args(std::span<const std::string_view> args) {
   RenderOptions options;
-  auto& facts = options.facts;
-  bool flags_given = false;  // --ipvs-scheduler-flags (else the scheduler's default flags)
+  bool flags_given = false;
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string_view flag = args[i];
     std::string_view value;
@@ -60,61 +116,10 @@ std::expected<RenderOptions, Error> parse_render_args(std::span<const std::strin
       return std::unexpected(Error{.message = "unexpected argument \"" + std::string(flag) +
                                               "\" (or a flag without its value)"});
     }
-
-    if (flag == "--manifests") {
-      options.manifests = std::filesystem::path(value);
-    } else if (flag == "--hostname-override") {
-      facts.node_name = std::string(value);
-    } else if (flag == "--node-ip") {
-      facts.node_ips.clear();  // the last occurrence wins, as for every flag
-      for (auto item : split_list(value)) {
-        auto address = ipvs::Address::parse(item);
-        if (!address || item.starts_with('[')) {
-          return std::unexpected(
-              Error{.message = "--node-ip: \"" + std::string(item) + "\" is not an IP address"});
-        }
-        facts.node_ips.push_back(*address);
-      }
-      options.node_ips_set = true;
-    } else if (flag == "--zone") {
-      facts.zone = std::string(value);
-      options.zone_set = true;
-    } else if (flag == "--ipvs-scheduler") {
-      if (!value.empty() && !agent::is_known_scheduler(value)) {
-        return std::unexpected(Error{.message = "--ipvs-scheduler: \"" + std::string(value) +
-                                                "\" is not a known IPVS scheduler"});
-      }
-      facts.scheduler = value.empty() ? "rr" : std::string(value);
-    } else if (flag == "--ipvs-scheduler-flags") {
-      auto bits = agent::parse_scheduler_flags(value);
-      if (!bits)
-        return std::unexpected(
-            Error{.message = "--ipvs-scheduler-flags: \"" + std::string(value) + "\" names an unknown flag"});
-      facts.scheduler_flags = *bits;
-      flags_given = true;
-    } else if (flag == "--affinity-mode") {
-      if (value == "persistence") {
-        facts.affinity_mode = agent::AffinityMode::kPersistence;
-      } else if (value == "hash") {
-        facts.affinity_mode = agent::AffinityMode::kHash;
-      } else {
-        return std::unexpected(
-            Error{.message = "--affinity-mode: \"" + std::string(value) + "\" is not persistence or hash"});
-      }
-    } else if (flag == "--proxy-name") {
-      facts.proxy_name = std::string(value);
-    } else if (flag == "--nodeport-addresses") {
-      auto cidrs = parse_cidrs(flag, value);
-      if (!cidrs) return std::unexpected(cidrs.error());
-      facts.node_port_addresses = std::move(*cidrs);
-    } else if (flag == "--ipvs-exclude-cidrs") {
-      auto cidrs = parse_cidrs(flag, value);
-      if (!cidrs) return std::unexpected(cidrs.error());
-      facts.exclude_cidrs = std::move(*cidrs);
-    } else {
-      return std::unexpected(Error{.message = "unknown flag " + std::string(flag)});
-    }
+    if (auto applied = apply_render_flag(options, flag, value, flags_given); !applied)
+      return std::unexpected(applied.error());
   }
+  auto& facts = options.facts;
   if (options.manifests.empty()) return std::unexpected(Error{.message = "--manifests DIR is required"});
   if (!flags_given) facts.scheduler_flags = agent::default_scheduler_flags(facts.scheduler);
   // The configured flags must suit the configured scheduler, as an
@@ -122,7 +127,7 @@ std::expected<RenderOptions, Error> parse_render_args(std::span<const std::strin
   const auto shared = ipvs::flags::kSchedShFallback | ipvs::flags::kSchedShPort;
   if ((facts.scheduler_flags & shared) != 0 && facts.scheduler != "sh" && facts.scheduler != "mh") {
     return std::unexpected(
-        Error{.message = "--ipvs-scheduler-flags: sh-*/mh-* flags need the sh or mh scheduler"});
+        Error{.message = "sh-*/mh-* flags need the sh or mh scheduler", .field = "--ipvs-scheduler-flags"});
   }
   return options;
 }

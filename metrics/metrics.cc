@@ -5,9 +5,19 @@
 namespace kipvs::metrics {
 namespace {
 
-using prometheus::BuildCounter;
-using prometheus::BuildGauge;
-using prometheus::BuildHistogram;
+// A metric family registered in `registry`, by its name and help text.
+prometheus::Family<prometheus::Counter>& counters(prometheus::Registry& registry, std::string name,
+                                                  std::string help) {
+  return prometheus::BuildCounter().Name(std::move(name)).Help(std::move(help)).Register(registry);
+}
+prometheus::Family<prometheus::Gauge>& gauges(prometheus::Registry& registry, std::string name,
+                                              std::string help) {
+  return prometheus::BuildGauge().Name(std::move(name)).Help(std::move(help)).Register(registry);
+}
+prometheus::Family<prometheus::Histogram>& histograms(prometheus::Registry& registry, std::string name,
+                                                      std::string help) {
+  return prometheus::BuildHistogram().Name(std::move(name)).Help(std::move(help)).Register(registry);
+}
 
 double seconds(std::chrono::system_clock::time_point when) {
   return std::chrono::duration<double>(when.time_since_epoch()).count();
@@ -37,114 +47,62 @@ prometheus::Histogram::BucketBoundaries network_programming_buckets() {
 Metrics::Metrics(std::vector<std::string> families)
     : families_(std::move(families)),
       registry_(std::make_shared<prometheus::Registry>()),
-      sync_duration_(BuildHistogram()
-                         .Name("kubeproxy_sync_proxy_rules_duration_seconds")
-                         .Help("SyncProxyRules latency in seconds")
-                         .Register(*registry_)),
-      last_sync_(BuildGauge()
-                     .Name("kubeproxy_sync_proxy_rules_last_timestamp_seconds")
-                     .Help("The last time proxy rules were successfully synced")
-                     .Register(*registry_)),
-      last_queued_(BuildGauge()
-                       .Name("kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds")
-                       .Help("The last time a sync of proxy rules was queued")
-                       .Register(*registry_)),
-      network_programming_(BuildHistogram()
-                               .Name("kubeproxy_network_programming_duration_seconds")
-                               .Help("In Cluster Network Programming Latency in seconds")
-                               .Register(*registry_)),
-      endpoint_changes_(BuildCounter()
-                            .Name("kubeproxy_sync_proxy_rules_endpoint_changes_total")
-                            .Help("Cumulative proxy rules Endpoint changes")
-                            .Register(*registry_)
+      sync_duration_(histograms(*registry_, "kubeproxy_sync_proxy_rules_duration_seconds",
+                                "SyncProxyRules latency in seconds")),
+      last_sync_(gauges(*registry_, "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+                        "The last time proxy rules were successfully synced")),
+      last_queued_(gauges(*registry_, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+                          "The last time a sync of proxy rules was queued")),
+      network_programming_(histograms(*registry_, "kubeproxy_network_programming_duration_seconds",
+                                      "In Cluster Network Programming Latency in seconds")),
+      endpoint_changes_(counters(*registry_, "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+                                 "Cumulative proxy rules Endpoint changes")
                             .Add({})),
-      endpoint_changes_pending_(BuildGauge()
-                                    .Name("kubeproxy_sync_proxy_rules_endpoint_changes_pending")
-                                    .Help("Pending proxy rules Endpoint changes")
-                                    .Register(*registry_)
+      endpoint_changes_pending_(gauges(*registry_, "kubeproxy_sync_proxy_rules_endpoint_changes_pending",
+                                       "Pending proxy rules Endpoint changes")
                                     .Add({})),
-      service_changes_(BuildCounter()
-                           .Name("kubeproxy_sync_proxy_rules_service_changes_total")
-                           .Help("Cumulative proxy rules Service changes")
-                           .Register(*registry_)
+      service_changes_(counters(*registry_, "kubeproxy_sync_proxy_rules_service_changes_total",
+                                "Cumulative proxy rules Service changes")
                            .Add({})),
-      service_changes_pending_(BuildGauge()
-                                   .Name("kubeproxy_sync_proxy_rules_service_changes_pending")
-                                   .Help("Pending proxy rules Service changes")
-                                   .Register(*registry_)
+      service_changes_pending_(gauges(*registry_, "kubeproxy_sync_proxy_rules_service_changes_pending",
+                                      "Pending proxy rules Service changes")
                                    .Add({})),
-      no_local_endpoints_(BuildGauge()
-                              .Name(std::string(kNoLocalEndpointsName))
-                              .Help("Number of services with a Local traffic policy and no endpoints")
-                              .Register(*registry_)),
-      healthz_(BuildCounter()
-                   .Name("kubeproxy_proxy_healthz_total")
-                   .Help("Cumulative proxy healthz HTTP status")
-                   .Register(*registry_)),
-      livez_(BuildCounter()
-                 .Name("kubeproxy_proxy_livez_total")
-                 .Help("Cumulative proxy livez HTTP status")
-                 .Register(*registry_)),
+      no_local_endpoints_(gauges(*registry_, std::string(kNoLocalEndpointsName),
+                                 "Number of services with a Local traffic policy and no endpoints")),
+      healthz_(counters(*registry_, "kubeproxy_proxy_healthz_total", "Cumulative proxy healthz HTTP status")),
+      livez_(counters(*registry_, "kubeproxy_proxy_livez_total", "Cumulative proxy livez HTTP status")),
       rest_client_requests_(
-          BuildCounter()
-              .Name("rest_client_requests_total")
-              .Help("Number of HTTP requests, partitioned by status code, method, and host.")
-              .Register(*registry_)),
-      rest_client_duration_(BuildHistogram()
-                                .Name("rest_client_request_duration_seconds")
-                                .Help("Request latency in seconds. Broken down by verb, and host.")
-                                .Register(*registry_)),
-      netlink_operations_(BuildCounter()
-                              .Name("kipvs_netlink_operations_total")
-                              .Help("IPVS netlink operations sent to the kernel, by kind and result")
-                              .Register(*registry_)),
-      socket_reopens_(BuildCounter()
-                          .Name("kipvs_netlink_socket_reopens_total")
-                          .Help("Times the IPVS netlink socket was closed and opened again after an error")
-                          .Register(*registry_)
+          counters(*registry_, "rest_client_requests_total",
+                   "Number of HTTP requests, partitioned by status code, method, and host.")),
+      rest_client_duration_(histograms(*registry_, "rest_client_request_duration_seconds",
+                                       "Request latency in seconds. Broken down by verb, and host.")),
+      netlink_operations_(counters(*registry_, "kipvs_netlink_operations_total",
+                                   "IPVS netlink operations sent to the kernel, by kind and result")),
+      socket_reopens_(counters(*registry_, "kipvs_netlink_socket_reopens_total",
+                               "Times the IPVS netlink socket was closed and opened again after an error")
                           .Add({})),
-      objects_skipped_(BuildCounter()
-                           .Name("kipvs_objects_skipped_total")
-                           .Help("API objects or parts of them skipped as invalid, by kind and reason")
-                           .Register(*registry_)),
-      watch_events_(BuildCounter()
-                        .Name("kipvs_watch_events_total")
-                        .Help("Watch events received from the API server, by resource and type")
-                        .Register(*registry_)),
-      relists_(BuildCounter()
-                   .Name("kipvs_relists_total")
-                   .Help("Full lists of a resource after the first (expired watches, errors)")
-                   .Register(*registry_)),
-      virtual_services_(BuildGauge()
-                            .Name("kipvs_virtual_services")
-                            .Help("IPVS virtual services kipvs has programmed")
-                            .Register(*registry_)
-                            .Add({})),
-      destinations_(BuildGauge()
-                        .Name("kipvs_destinations")
-                        .Help("IPVS destinations (real servers) kipvs has programmed")
-                        .Register(*registry_)
-                        .Add({})),
-      drains_(BuildGauge()
-                  .Name("kipvs_drains_in_progress")
-                  .Help("Destinations at weight 0 waiting for their connections to end")
-                  .Register(*registry_)
+      objects_skipped_(counters(*registry_, "kipvs_objects_skipped_total",
+                                "API objects or parts of them skipped as invalid, by kind and reason")),
+      watch_events_(counters(*registry_, "kipvs_watch_events_total",
+                             "Watch events received from the API server, by resource and type")),
+      relists_(counters(*registry_, "kipvs_relists_total",
+                        "Full lists of a resource after the first (expired watches, errors)")),
+      virtual_services_(
+          gauges(*registry_, "kipvs_virtual_services", "IPVS virtual services kipvs has programmed").Add({})),
+      destinations_(
+          gauges(*registry_, "kipvs_destinations", "IPVS destinations (real servers) kipvs has programmed")
+              .Add({})),
+      drains_(gauges(*registry_, "kipvs_drains_in_progress",
+                     "Destinations at weight 0 waiting for their connections to end")
                   .Add({})),
-      nftables_failures_(BuildCounter()
-                             .Name("kipvs_nftables_failures_total")
-                             .Help("Failed nftables rule updates")
-                             .Register(*registry_)
-                             .Add({})),
-      nftables_transactions_(BuildCounter()
-                                 .Name("kipvs_nftables_transactions_total")
-                                 .Help("nftables transactions written, by scope: the whole table, or set "
-                                       "elements only")
-                                 .Register(*registry_)),
-      http_dropped_(BuildCounter()
-                        .Name("kipvs_http_connections_dropped_total")
-                        .Help("Connections to kipvs's metrics and health servers closed unanswered, by "
-                              "server and reason: over_limit, replaced, request_timeout, write_timeout")
-                        .Register(*registry_)) {
+      nftables_failures_(
+          counters(*registry_, "kipvs_nftables_failures_total", "Failed nftables rule updates").Add({})),
+      nftables_transactions_(
+          counters(*registry_, "kipvs_nftables_transactions_total",
+                   "nftables transactions written, by scope: the whole table, or set elements only")),
+      http_dropped_(counters(*registry_, "kipvs_http_connections_dropped_total",
+                             "Connections to kipvs's metrics and health servers closed unanswered, by server "
+                             "and reason: over_limit, replaced, request_timeout, write_timeout")) {
   // Create the per-family series up front so a dashboard sees them (at 0)
   // before the first sync, as kube-proxy's do.
   for (const auto& family : families_) {

@@ -205,16 +205,23 @@ std::vector<MetricFamily> ThroughputCollector::families(const ThroughputSnapshot
   return out;
 }
 
-void ThroughputCollector::write_text(const ThroughputSnapshot& snapshot, bool destinations,
-                                     std::string& out) {
-  // Label sets are built once and reused by every family.
-  std::vector<std::string> service_text;
-  std::vector<std::vector<std::string>> endpoint_text;
-  service_text.reserve(snapshot.size());
-  endpoint_text.reserve(snapshot.size());
+namespace {
+
+// Every sample's label text, built once and used by every family: a
+// Service's, and (when destinations are exported) each destination's
+// endpoint label to follow it.
+struct LabelTexts {
+  std::vector<std::string> services;
+  std::vector<std::vector<std::string>> endpoints;  // per Service, per destination
+};
+
+LabelTexts label_texts(const ThroughputSnapshot& snapshot, bool destinations) {
+  LabelTexts texts;
+  texts.services.reserve(snapshot.size());
+  texts.endpoints.reserve(snapshot.size());
   for (const auto& svc : snapshot) {
-    service_text.push_back(label_text(service_labels(svc)));
-    auto& endpoints = endpoint_text.emplace_back();
+    texts.services.push_back(label_text(service_labels(svc)));
+    auto& endpoints = texts.endpoints.emplace_back();
     if (!destinations) continue;
     endpoints.reserve(svc.destinations.size());
     for (const auto& dst : svc.destinations) {
@@ -223,7 +230,40 @@ void ThroughputCollector::write_text(const ThroughputSnapshot& snapshot, bool de
       endpoints.push_back(text + '"');
     }
   }
+  return texts;
+}
 
+// At most how many bytes the text takes, so it is reserved once: at 10,000
+// Services it is over 12 MB, and growing into it by doubling holds one and
+// a half times that at the last step.
+std::size_t text_bound(const ThroughputSnapshot& snapshot, bool destinations, const LabelTexts& texts) {
+  std::size_t bound = 0;
+  for (const auto& def : family_defs()) {
+    bound += 2 * def.name.size() + def.help.size() + 32;
+    if (def.per_destination && !destinations) continue;
+    for (std::size_t i = 0; i < snapshot.size(); ++i) {
+      for (const auto& [direction, get] : def.values) {
+        // name{labels,direction="..."} value\n, the value at most 20 digits
+        const std::size_t sample_bound = def.name.size() + direction.size() + 40;
+        if (!def.per_destination) {
+          bound += sample_bound + texts.services[i].size();
+          continue;
+        }
+        for (const auto& endpoint : texts.endpoints[i])
+          bound += sample_bound + texts.services[i].size() + endpoint.size();
+      }
+    }
+  }
+  return bound;
+}
+
+}  // namespace
+
+void ThroughputCollector::write_text(const ThroughputSnapshot& snapshot, bool destinations,
+                                     std::string& out) {
+  const LabelTexts texts = label_texts(snapshot, destinations);
+  const auto& service_text = texts.services;
+  const auto& endpoint_text = texts.endpoints;
   auto sample = [&](std::string_view name, const std::string& labels, std::string_view extra,
                     std::string_view direction, std::uint64_t value) {
     out += name;
@@ -240,26 +280,7 @@ void ThroughputCollector::write_text(const ThroughputSnapshot& snapshot, bool de
     out += '\n';
   };
 
-  // Reserved once: at 10,000 Services the text is over 12 MB, and growing
-  // into it by doubling holds one and a half times that at the last step.
-  std::size_t bound = out.size();
-  for (const auto& def : family_defs()) {
-    bound += 2 * def.name.size() + def.help.size() + 32;
-    if (def.per_destination && !destinations) continue;
-    for (std::size_t i = 0; i < snapshot.size(); ++i) {
-      for (const auto& [direction, get] : def.values) {
-        // name{labels,direction="..."} value\n, the value at most 20 digits
-        const std::size_t sample_bound = def.name.size() + direction.size() + 40;
-        if (!def.per_destination) {
-          bound += sample_bound + service_text[i].size();
-          continue;
-        }
-        for (const auto& endpoint : endpoint_text[i])
-          bound += sample_bound + service_text[i].size() + endpoint.size();
-      }
-    }
-  }
-  out.reserve(bound);
+  out.reserve(out.size() + text_bound(snapshot, destinations, texts));
 
   for (const auto& def : family_defs()) {
     out += "# HELP ";
