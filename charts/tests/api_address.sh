@@ -7,9 +7,7 @@
 # KUBERNETES_SERVICE_HOST/PORT on the container, and only then.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_helm
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-fail=0
+begin_test
 
 # The container's KUBERNETES_* variables, one NAME=VALUE per line.
 api_env() {

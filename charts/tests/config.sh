@@ -18,9 +18,7 @@ if ! grep -q 'check-config' <<<"$help"; then
   missing "'kipvs check-config FILE' (kipvs --help does not list it)" \
     "The agent needs a check-config subcommand that parses and validates a KubeProxyConfiguration file."
 fi
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-fail=0
+begin_test
 accept() {  # accept NAME FILE
   local out
   if ! out="$("$bin" check-config "$2" 2>&1)"; then

@@ -15,9 +15,7 @@ if [[ -z "$dir" || ! -f "$dir/admin.kubeconfig" ]]; then
     "Run: scripts/apiserver build && scripts/apiserver start DIR, then KIPVS_APISERVER_DIR=DIR $0"
 fi
 k() { "$KUBECTL" --kubeconfig "$dir/admin.kubeconfig" --request-timeout=60s "$@"; }
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-fail=0
+begin_test
 
 k apply -f "$tests_dir/crds/monitoring.coreos.com.yaml" >/dev/null
 k wait --for=condition=Established --timeout=60s \

@@ -2,6 +2,7 @@
 #   need_helm / need_kubectl / need_promtool: set HELM, KUBECTL, PROMTOOL or
 #   skip (exit 77, outside CI) / fail (CI=true) with what to run.
 #   render OUT [helm args...]: helm template the chart into OUT.
+#   begin_test: a scratch folder $work, removed at exit, and fail=0.
 set -euo pipefail
 tests_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 chart_dir="$(cd "$tests_dir/../kipvs" && pwd)"
@@ -9,6 +10,12 @@ root="$(cd "$tests_dir/../.." && pwd)"
 values_files=("$tests_dir"/values/*.yaml)
 release=kipvs-test
 namespace=kube-system
+
+begin_test() {
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  fail=0
+}
 
 missing() {  # missing WHAT HOWTO
   if [[ "${CI:-}" == "true" ]]; then

@@ -4,9 +4,7 @@
 # expectations).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_helm
-work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
-fail=0
+begin_test
 one() {
   local name="$1"
   shift

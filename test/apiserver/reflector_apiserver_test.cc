@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -197,6 +198,10 @@ struct Watching {
     }
     reflector->start();
   }
+
+  // The reflector, the sink and the client, for a case to name:
+  // `auto [services, sink, client] = watch.parts();`.
+  std::tuple<Reflector<T>&, RecordingSink&, Client&> parts() { return {*reflector, sink, client}; }
 };
 
 std::string service_yaml(const std::string& ns, const std::string& name, int port = 80) {
@@ -227,9 +232,7 @@ TEST_CASE("initial list: the Services kubectl made are in the cache with their c
   const std::string ip_a = plane.kubectl("-n " + ns + " get service a -o jsonpath={.spec.clusterIP}");
 
   Watching<Service> watch;
-  auto& services = *watch.reflector;
-  auto& sink = watch.sink;
-  auto& client = watch.client;
+  auto [services, sink, client] = watch.parts();
   REQUIRE(run_until(client.io, [&] { return sink.synced_kinds.contains(ResourceKind::kService); }));
   // Headless (field selector) and other-proxy (label selector) are left out.
   CHECK(sink.in(ns) == std::vector<std::string>{"a", "b"});
@@ -246,9 +249,7 @@ TEST_CASE("watch: adds, edits and deletes arrive in order", "[apiserver]") {
   auto& plane = ControlPlane::get();
   const std::string ns = unique_namespace("order");
   Watching<Service> watch;
-  auto& services = *watch.reflector;
-  auto& sink = watch.sink;
-  auto& client = watch.client;
+  auto [services, sink, client] = watch.parts();
   REQUIRE(run_until(client.io, [&] { return services.status().synced; }));
 
   plane.apply(service_yaml(ns, "web"));
@@ -276,9 +277,7 @@ TEST_CASE("pagination: more than 500 EndpointSlices come in pages of 500 at one 
   plane.apply(yaml);
 
   Watching<EndpointSlice> watch;
-  auto& slices = *watch.reflector;
-  auto& sink = watch.sink;
-  auto& client = watch.client;
+  auto [slices, sink, client] = watch.parts();
   REQUIRE(run_until(
       client.io, [&] { return slices.status().synced; }, 120s));
   CHECK(slices.status().list_pages >= 2);
@@ -301,9 +300,7 @@ TEST_CASE("bookmarks advance the resourceVersion while nothing we watch changes"
     tuning.min_watch_timeout = 5s;
     tuning.max_watch_timeout = 6s;
   });
-  auto& services = *watch.reflector;
-  auto& sink = watch.sink;
-  auto& client = watch.client;
+  auto [services, sink, client] = watch.parts();
   REQUIRE(run_until(client.io, [&] { return services.status().synced; }));
   const auto synced_rv = std::stoull(services.status().resource_version);
   // Changes to a kind kipvs does not watch move the global resourceVersion.
@@ -320,9 +317,7 @@ TEST_CASE("restart: the watch resumes after kube-apiserver restarts, no event lo
   auto& plane = ControlPlane::get();
   const std::string ns = unique_namespace("restart");
   Watching<Service> watch;
-  auto& services = *watch.reflector;
-  auto& sink = watch.sink;
-  auto& client = watch.client;
+  auto [services, sink, client] = watch.parts();
   REQUIRE(run_until(client.io, [&] { return services.status().synced; }));
   plane.apply(service_yaml(ns, "before"));
   REQUIRE(run_until(client.io, [&] { return sink.in(ns).size() == 1; }));
@@ -351,9 +346,7 @@ TEST_CASE("compaction: a watch from a compacted resourceVersion gets 410 and a r
     tuning.min_watch_timeout = 2s;
     tuning.max_watch_timeout = 3s;
   });
-  auto& slices = *watch.reflector;
-  auto& sink = watch.sink;
-  auto& client = watch.client;
+  auto [slices, sink, client] = watch.parts();
   plane.apply(slice_yaml(ns, "old"));
   REQUIRE(run_until(client.io, [&] { return slices.cache().find({ns, "old"}) != nullptr; }));
 
@@ -402,9 +395,7 @@ TEST_CASE("tokens: a revoked token gives 401, a rotated token file is picked up"
         tuning.max_watch_timeout = 3s;
       },
       token_file);
-  auto& services = *watch.reflector;
-  auto& sink = watch.sink;
-  auto& client = watch.client;
+  auto [services, sink, client] = watch.parts();
   REQUIRE(run_until(client.io, [&] { return services.status().synced; }));
 
   // Revoke: deleting the service account invalidates its tokens.
@@ -437,9 +428,7 @@ TEST_CASE("RBAC: a service account without list/watch gets a clear 403 error", "
   write_token(token_file, make_account(name, false));
 
   Watching<EndpointSlice> watch({}, token_file);
-  auto& slices = *watch.reflector;
-  auto& sink = watch.sink;
-  auto& client = watch.client;
+  auto [slices, sink, client] = watch.parts();
   REQUIRE(run_until(
       client.io, [&] { return slices.status().failures >= 2; }, 30s));
   const auto& status = slices.status();

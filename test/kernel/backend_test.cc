@@ -148,23 +148,13 @@ const std::vector<std::string> kSchedulers = {"rr", "wrr", "lc",  "wlc", "lblc",
 
 }  // namespace
 
-TEST_CASE("TCP over IPv4: every scheduler, full lifecycle agrees with ipvsadm", "[kernel]") {
-  lifecycle(Family::kIPv4, Protocol::kTcp, GENERATE(from_range(kSchedulers)));
-}
-TEST_CASE("UDP over IPv4: every scheduler, full lifecycle agrees with ipvsadm", "[kernel]") {
-  lifecycle(Family::kIPv4, Protocol::kUdp, GENERATE(from_range(kSchedulers)));
-}
-TEST_CASE("SCTP over IPv4: every scheduler, full lifecycle agrees with ipvsadm", "[kernel]") {
-  lifecycle(Family::kIPv4, Protocol::kSctp, GENERATE(from_range(kSchedulers)));
-}
-TEST_CASE("TCP over IPv6: every scheduler, full lifecycle agrees with ipvsadm", "[kernel]") {
-  lifecycle(Family::kIPv6, Protocol::kTcp, GENERATE(from_range(kSchedulers)));
-}
-TEST_CASE("UDP over IPv6: every scheduler, full lifecycle agrees with ipvsadm", "[kernel]") {
-  lifecycle(Family::kIPv6, Protocol::kUdp, GENERATE(from_range(kSchedulers)));
-}
-TEST_CASE("SCTP over IPv6: every scheduler, full lifecycle agrees with ipvsadm", "[kernel]") {
-  lifecycle(Family::kIPv6, Protocol::kSctp, GENERATE(from_range(kSchedulers)));
+TEST_CASE("every protocol, address family and scheduler: a full lifecycle agrees with ipvsadm", "[kernel]") {
+  const auto family = GENERATE(Family::kIPv4, Family::kIPv6);
+  const auto protocol = GENERATE(Protocol::kTcp, Protocol::kUdp, Protocol::kSctp);
+  const auto scheduler = GENERATE(from_range(kSchedulers));
+  INFO((family == Family::kIPv4 ? "IPv4 " : "IPv6 ")
+       << kipvs::ipvs::protocol_name(protocol) << " " << scheduler);
+  lifecycle(family, protocol, scheduler);
 }
 
 TEST_CASE("scheduler flags, one-packet and firewall-mark services agree with ipvsadm", "[kernel]") {

@@ -36,16 +36,7 @@
 
 namespace {
 
-using kipvs::test::eventually;
-using kipvs::test::Kipvs;
-using kipvs::test::kipvs_binary;
-using kipvs::test::kPython;
-using kipvs::test::PeerNamespace;
-using kipvs::test::read_file;
-using kipvs::test::run;
-using kipvs::test::run_ok;
-using kipvs::test::Running;
-using kipvs::test::write_file;
+using namespace kipvs::test;  // the lab (lab.h) and its namespaces (netns.h)
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
@@ -447,16 +438,20 @@ TEST_CASE("nft: a pod reaches itself through its Service (hairpin)", "[kernel][n
   CHECK(Lab::tcp(lab.p0().exec(), "10.96.0.64", 80) == "p0 10.244.0.1");
 }
 
+// A load balancer at 10.97.0.70 (endpoint p0) that lets in only `range`.
+Svc source_ranged_lb(const std::string& range) {
+  return Svc{.name = "lb",
+             .cluster_ip = "10.96.0.65",
+             .type = "LoadBalancer",
+             .node_port = 30082,
+             .lb_ip = "10.97.0.70",
+             .source_ranges = {range},
+             .endpoints = {"p0"}};
+}
+
 TEST_CASE("nft: loadBalancerSourceRanges lets one client in and keeps another out", "[kernel][nft]") {
   Lab lab;
-  const Svc lb{.name = "lb",
-               .cluster_ip = "10.96.0.65",
-               .type = "LoadBalancer",
-               .node_port = 30082,
-               .lb_ip = "10.97.0.70",
-               .source_ranges = {"10.250.0.0/24"},
-               .endpoints = {"p0"}};
-  auto running = start("source-ranges", {lb, kRemote});
+  auto running = start("source-ranges", {source_ranged_lb("10.250.0.0/24"), kRemote});
   INFO("kipvs log:\n" << running.kipvs->log() << "table:\n" << nft_table());
   CHECK(Lab::tcp(lab.c1().exec(), "10.97.0.70", 80) == "p0 10.244.0.1");
   // c2 reaches the node (a cluster IP), but not the load balancer.
@@ -470,14 +465,7 @@ TEST_CASE("nft: loadBalancerSourceRanges lets one client in and keeps another ou
 TEST_CASE("nft: loadBalancerSourceRanges keep the node's own connections out when no range holds the node",
           "[kernel][nft]") {
   Lab lab;
-  const Svc lb{.name = "lb",
-               .cluster_ip = "10.96.0.65",
-               .type = "LoadBalancer",
-               .node_port = 30082,
-               .lb_ip = "10.97.0.70",
-               .source_ranges = {"10.252.0.0/24"},
-               .endpoints = {"p0"}};
-  auto running = start("source-ranges-node", {lb, kRemote});
+  auto running = start("source-ranges-node", {source_ranged_lb("10.252.0.0/24"), kRemote});
   INFO("kipvs log:\n" << running.kipvs->log() << "table:\n" << nft_table());
   CHECK(Lab::tcp(lab.c2().exec(), "10.97.0.70", 80) == "p0 10.244.0.1");
   CHECK_THAT(Lab::tcp(lab.c1().exec(), "10.97.0.70", 80, 5), Catch::Contains("[exit 124]"));

@@ -33,16 +33,7 @@
 
 namespace {
 
-using kipvs::test::eventually;
-using kipvs::test::Kipvs;
-using kipvs::test::kipvs_binary;
-using kipvs::test::kPython;
-using kipvs::test::PeerNamespace;
-using kipvs::test::read_file;
-using kipvs::test::run;
-using kipvs::test::run_ok;
-using kipvs::test::Running;
-using kipvs::test::write_file;
+using namespace kipvs::test;  // the lab (lab.h) and its namespaces (netns.h)
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 

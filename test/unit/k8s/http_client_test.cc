@@ -24,13 +24,7 @@ namespace kipvs::k8s {
 namespace {
 
 using namespace std::chrono_literals;
-using test::chunk;
-using test::chunked_head;
-using test::FaultServer;
-using test::kLastChunk;
-using test::response;
-using test::run_until;
-using test::Script;
+using namespace test;  // the fault-injecting server (fault_server.h)
 
 constexpr bool kKeepAlive = true;
 

@@ -26,13 +26,7 @@ namespace {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
-using test::chunk;
-using test::chunked_head;
-using test::FaultServer;
-using test::kLastChunk;
-using test::response;
-using test::run_until;
-using test::Script;
+using namespace test;  // the fault-injecting server (fault_server.h)
 
 std::string service(const std::string& name, const std::string& rv, int port = 80,
                     const std::string& cluster_ip = "10.96.0.10") {
