@@ -7,7 +7,7 @@
 
 namespace kipvs::agent {
 
-AddressBinder::AddressBinder(address::AddressBackend* backend, std::string interface_name,
+AddressBinder::AddressBinder(address::AddressBackend& backend, std::string interface_name,
                              SyncObserver& observer, std::function<void(const std::string&)> log)
     : backend_(backend),
       interface_name_(std::move(interface_name)),
@@ -34,23 +34,21 @@ void AddressBinder::release(const std::set<ipvs::Address>& addresses) {
 }
 
 bool AddressBinder::prepare_link() {
-  if (backend_ == nullptr) return false;
   if (link_ready_) return true;
-  if (auto ready = backend_->ensure_link(interface_name_); !ready) {
+  if (auto ready = backend_.ensure_link(interface_name_); !ready) {
     log_("cannot set up " + interface_name_ + ": " + ready.error().message);
     return false;
   }
   link_ready_ = true;
-  if (auto listed = backend_->list_addresses(interface_name_)) observed_ = *listed;
+  if (auto listed = backend_.list_addresses(interface_name_)) observed_ = *listed;
   return true;
 }
 
 void AddressBinder::forget_link() {
-  if (backend_ != nullptr) link_ready_ = false;
+  link_ready_ = false;
 }
 
 void AddressBinder::bind(bool all, bool in_background) {
-  if (backend_ == nullptr) return;
   if (!link_ready_) {
     if (!prepare_link()) return;
     all = true;
@@ -69,7 +67,7 @@ void AddressBinder::bind(bool all, bool in_background) {
     auto& job = job_.emplace(BindJob{.addresses = std::move(wanted), .results = {}});
     try {
       job.results =
-          std::async(std::launch::async, [backend = backend_, name = interface_name_,
+          std::async(std::launch::async, [backend = &backend_, name = interface_name_,
                                           addresses = std::span<const ipvs::Address>(job.addresses)] {
             std::vector<std::expected<void, Error>> results;
             results.reserve(addresses.size());
@@ -84,7 +82,7 @@ void AddressBinder::bind(bool all, bool in_background) {
       job_.reset();
     }
   }
-  for (const auto& address : wanted) record_bind(address, backend_->add_address(interface_name_, address));
+  for (const auto& address : wanted) record_bind(address, backend_.add_address(interface_name_, address));
 }
 
 void AddressBinder::collect() {
@@ -105,7 +103,7 @@ void AddressBinder::record_bind(const ipvs::Address& address, const std::expecte
 }
 
 void AddressBinder::unbind_stale(bool all, const ipvs::Table& observed, const NodeFacts& facts) {
-  if (backend_ == nullptr || !link_ready_) return;
+  if (!link_ready_) return;
   const auto stale = [&](const ipvs::Address& address) {
     return observed_.contains(address) && !desired_.contains(address);
   };
@@ -130,7 +128,7 @@ void AddressBinder::unbind_stale(bool all, const ipvs::Table& observed, const No
     // A node's own address (bound by an older kipvs) is never kept for its
     // services: those are not kipvs's by that address.
     if (in_use.contains(address) && !facts.is_node_address(address)) continue;
-    auto deleted = backend_->delete_address(interface_name_, address);
+    auto deleted = backend_.delete_address(interface_name_, address);
     const bool ok = deleted || deleted.error().code == EADDRNOTAVAIL;
     observer_.address_operation(false, ok);
     if (ok) {

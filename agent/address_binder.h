@@ -27,8 +27,7 @@ namespace kipvs::agent {
 
 class AddressBinder {
  public:
-  // backend may be null: no interface is managed (tests, `diff`).
-  AddressBinder(address::AddressBackend* backend, std::string interface_name, SyncObserver& observer,
+  AddressBinder(address::AddressBackend& backend, std::string interface_name, SyncObserver& observer,
                 std::function<void(const std::string&)> log);
 
   // A Service takes or lets go of the addresses it binds.
@@ -68,7 +67,7 @@ class AddressBinder {
  private:
   void record_bind(const ipvs::Address& address, const std::expected<void, Error>& added);
 
-  address::AddressBackend* backend_;
+  address::AddressBackend& backend_;
   std::string interface_name_;
   SyncObserver& observer_;
   std::function<void(const std::string&)> log_;

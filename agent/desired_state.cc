@@ -582,7 +582,7 @@ std::vector<Address> ServiceBuilder::load_balancer_ips() {
     const auto& ingress = service_.load_balancer_ingress[i];
     // A hostname-only ingress has nothing to program; ipMode Proxy means the
     // load balancer delivers to the node, not to the VIP.
-    if (ingress.ip.empty() || (ingress.ip_mode && *ingress.ip_mode != "VIP")) continue;
+    if (ingress.ip.empty() || !ingress.ip_mode.is(k8s::IngressIpMode::kVip)) continue;
     if (auto address = parse_ip(ingress.ip, "status.loadBalancer.ingress[" + std::to_string(i) + "].ip"))
       out.push_back(*address);
   }

@@ -112,4 +112,15 @@ std::optional<std::vector<ipvs::Address>> NodeFacts::health_check_ips() const {
   return result;
 }
 
+std::vector<ipvs::Address> node_ips_of(const k8s::Node& node) {
+  std::vector<ipvs::Address> ips;
+  for (const auto& address : node.addresses) {
+    if (!address.type.is(k8s::NodeAddressType::kInternalIP) &&
+        !address.type.is(k8s::NodeAddressType::kExternalIP))
+      continue;
+    if (auto ip = ipvs::Address::parse(address.address)) ips.push_back(*ip);
+  }
+  return ips;
+}
+
 }  // namespace kipvs::agent

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "ipvs/model.h"
+#include "k8s/objects.h"
 
 namespace kipvs::agent {
 
@@ -91,5 +92,9 @@ struct NodeFacts {
   // them, which may be none.
   [[nodiscard]] std::optional<std::vector<ipvs::Address>> health_check_ips() const;
 };
+
+// The Node object's InternalIP and ExternalIP addresses, in its order: the
+// node's own addresses (host names and unparsable ones are left out).
+[[nodiscard]] std::vector<ipvs::Address> node_ips_of(const k8s::Node& node);
 
 }  // namespace kipvs::agent

@@ -115,9 +115,9 @@ std::optional<std::chrono::system_clock::time_point> parse_rfc3339(std::string_v
 
 // ---------------------------------------------------------------------------
 
-Sync::Sync(boost::asio::io_context& io, ipvs::Backend& backend, address::AddressBackend* addresses,
+Sync::Sync(boost::asio::io_context& io, ipvs::Backend& backend, address::AddressBackend& addresses,
            SyncObserver& observer, SyncOptions options, nftables::NftBackend* nft,
-           conntrack::ConntrackBackend* conntrack)
+           conntrack::ConntrackBackend& conntrack)
     : io_(io),
       backend_(backend),
       conntrack_(conntrack),
@@ -220,11 +220,7 @@ void Sync::node_changed(const k8s::Node* now) {
     options_.facts.zone = zone;
   }
   if (options_.node_ips_from_node) {
-    std::vector<ipvs::Address> ips;
-    for (const auto& address : now->addresses) {
-      if (address.type != "InternalIP" && address.type != "ExternalIP") continue;
-      if (auto ip = ipvs::Address::parse(address.address)) ips.push_back(*ip);
-    }
+    auto ips = node_ips_of(*now);
     changed |= ips != options_.facts.node_ips;
     options_.facts.node_ips = std::move(ips);
   }
@@ -608,7 +604,6 @@ std::set<ipvs::ServiceKey> Sync::reread_and_apply(const std::set<ipvs::ServiceKe
 }
 
 void Sync::clear_stale_conntrack(const std::set<ipvs::ServiceKey>* keys) {
-  if (conntrack_ == nullptr) return;
   conntrack::UdpServing serving;
   const auto add = [&](const ipvs::ServiceKey& key) {
     if (key.protocol != ipvs::Protocol::kUdp || key.fwmark != 0) return;
@@ -624,7 +619,7 @@ void Sync::clear_stale_conntrack(const std::set<ipvs::ServiceKey>* keys) {
     for (const auto& [key, claimants] : claims_) add(key);
   }
   if (serving.empty()) return;
-  if (auto deleted = conntrack_->delete_stale_udp(serving); !deleted) {
+  if (auto deleted = conntrack_.delete_stale_udp(serving); !deleted) {
     log("cannot clear stale UDP conntrack entries: " + deleted.error().message);
   } else if (*deleted > 0) {
     log("cleared " + std::to_string(*deleted) +
@@ -633,10 +628,10 @@ void Sync::clear_stale_conntrack(const std::set<ipvs::ServiceKey>* keys) {
 }
 
 void Sync::clear_conntrack(const std::vector<conntrack::ConntrackFlow>& flows) {
-  if (conntrack_ == nullptr || flows.empty()) return;
+  if (flows.empty()) return;
   // A failure is logged only: the entries time out by themselves (udp
   // conntrack timeout), and the IPVS state is already right.
-  if (auto deleted = conntrack_->delete_udp_flows(flows); !deleted) {
+  if (auto deleted = conntrack_.delete_udp_flows(flows); !deleted) {
     log("cannot clear conntrack entries of " + std::to_string(flows.size()) +
         " removed UDP real server(s): " + deleted.error().message);
   } else if (*deleted > 0) {

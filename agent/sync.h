@@ -106,12 +106,13 @@ struct SyncOptions {
 
 class Sync final : public k8s::ObjectSink {
  public:
-  // addresses may be null: no dummy interface is managed (tests, `diff`).
-  // nft may be null: no nftables table is written. conntrack may be null:
-  // no conntrack entries are cleared.
-  Sync(boost::asio::io_context& io, ipvs::Backend& backend, address::AddressBackend* addresses,
-       SyncObserver& observer, SyncOptions options, nftables::NftBackend* nft = nullptr,
-       conntrack::ConntrackBackend* conntrack = nullptr);
+  // nft may be null: no nftables table is written, none is computed, and
+  // the metrics count no transaction (a backend that pretended to write
+  // would report tables that do not exist). conntrack may be a
+  // conntrack::NoConntrack.
+  Sync(boost::asio::io_context& io, ipvs::Backend& backend, address::AddressBackend& addresses,
+       SyncObserver& observer, SyncOptions options, nftables::NftBackend* nft,
+       conntrack::ConntrackBackend& conntrack);
   ~Sync() override;
   Sync(const Sync&) = delete;
   Sync& operator=(const Sync&) = delete;
@@ -247,7 +248,7 @@ class Sync final : public k8s::ObjectSink {
 
   boost::asio::io_context& io_;
   ipvs::Backend& backend_;
-  conntrack::ConntrackBackend* conntrack_;
+  conntrack::ConntrackBackend& conntrack_;
   SyncObserver& observer_;
   SyncOptions options_;
   std::chrono::system_clock::time_point started_wall_;

@@ -253,8 +253,8 @@ std::string format_operation(const ipvs::Operation& operation) {
 // ---------------------------------------------------------------------------
 
 Agent::Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
-             address::AddressBackend* addresses, agent::SyncObserver& observer, Logger& logger,
-             MetricsObserver* changes, nftables::NftBackend* nft, conntrack::ConntrackBackend* conntrack)
+             address::AddressBackend& addresses, agent::SyncObserver& observer, Logger& logger,
+             MetricsObserver* changes, nftables::NftBackend* nft, conntrack::ConntrackBackend& conntrack)
     : io_(io),
       options_(std::move(options)),
       logger_(logger),
@@ -779,8 +779,9 @@ int run_agent(const Config& config, std::ostream& err) {
     logger.error("Cannot open ctnetlink; UDP conntrack entries are not cleared", conntrack.error().message);
   // The host's addresses are what matters here: read before options go.
   const auto health_ips = options->sync.facts.health_check_ips();
-  Agent agent(io, std::move(*options), **backend, addresses->get(), observer, logger, &observer, nft_backend,
-              conntrack ? conntrack->get() : nullptr);
+  conntrack::NoConntrack no_conntrack;
+  Agent agent(io, std::move(*options), **backend, **addresses, observer, logger, &observer, nft_backend,
+              conntrack ? static_cast<conntrack::ConntrackBackend&>(**conntrack) : no_conntrack);
   auto& sync = agent.sync();
 
   metrics.add_text_collectable(std::make_shared<metrics::ProcessCollector>());

@@ -108,11 +108,11 @@ struct CleanupResult {
 class Agent {
  public:
   // changes (may be null) hears of Service and EndpointSlice changes as
-  // they arrive from the source, before the Sync does.
+  // they arrive from the source, before the Sync does. nft and conntrack:
+  // as agent::Sync takes them.
   Agent(boost::asio::io_context& io, AgentOptions options, ipvs::Backend& backend,
-        address::AddressBackend* addresses, agent::SyncObserver& observer, Logger& logger,
-        MetricsObserver* changes = nullptr, nftables::NftBackend* nft = nullptr,
-        conntrack::ConntrackBackend* conntrack = nullptr);
+        address::AddressBackend& addresses, agent::SyncObserver& observer, Logger& logger,
+        MetricsObserver* changes, nftables::NftBackend* nft, conntrack::ConntrackBackend& conntrack);
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;

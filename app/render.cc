@@ -1,5 +1,7 @@
 #include "app/render.h"
 
+#include <algorithm>
+#include <iterator>
 #include <ostream>
 #include <variant>
 
@@ -155,10 +157,7 @@ std::expected<RenderResult, Error> render(const RenderOptions& options) {
         }
       }
       if (!options.node_ips_set) {
-        for (const auto& address : node->addresses) {
-          if (address.type != "InternalIP" && address.type != "ExternalIP") continue;
-          if (auto ip = ipvs::Address::parse(address.address)) facts.node_ips.push_back(*ip);
-        }
+        std::ranges::copy(agent::node_ips_of(*node), std::back_inserter(facts.node_ips));
       }
     }
   }

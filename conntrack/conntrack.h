@@ -59,6 +59,16 @@ class ConntrackBackend {
   [[nodiscard]] virtual std::expected<std::size_t, Error> delete_stale_udp(const UdpServing& serving) = 0;
 };
 
+// Clears nothing: the agent's conntrack when ctnetlink cannot be opened
+// (said once at start-up), and the tests that do not look at conntrack.
+class NoConntrack final : public ConntrackBackend {
+ public:
+  [[nodiscard]] std::expected<std::size_t, Error> delete_udp_flows(std::span<const ConntrackFlow>) override {
+    return 0;
+  }
+  [[nodiscard]] std::expected<std::size_t, Error> delete_stale_udp(const UdpServing&) override { return 0; }
+};
+
 // ctnetlink through libnl-nf-3: dumps the kernel filters (UDP only, and to
 // one virtual service when there are few), read one entry at a time, then a
 // delete per matching entry. Memory is the matching entries, not the table.

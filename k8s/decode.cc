@@ -299,10 +299,22 @@ std::expected<T, DecodeError> not_an_object(const json::value& json) {
                                      "expected a JSON object, got " + std::string(type_name(json))});
 }
 
-template <typename T>
-std::expected<T, DecodeError> finish(const Context& ctx, T object) {
-  if (ctx.failed()) return std::unexpected(ctx.error(object_name(object.meta)));
-  return object;
+// A JSON object read into a T by `body`; the first failure on the way is
+// the error, which names the object when T has metadata.
+template <typename T, typename Body>
+std::expected<T, DecodeError> decode_root(const json::value& json, Body body) {
+  if (!json.is_object()) return not_an_object<T>(json);
+  Context ctx;
+  Path root_path;
+  Obj root(ctx, &json.get_object(), root_path);
+  T value;
+  body(root, value);
+  if (!ctx.failed()) return value;
+  if constexpr (requires { value.meta; }) {
+    return std::unexpected(ctx.error(object_name(value.meta)));
+  } else {
+    return std::unexpected(ctx.error("?"));
+  }
 }
 
 void decode_service_spec(const Obj& spec, Service& s) {
@@ -350,7 +362,7 @@ void decode_service_status(const Obj& status, Service& s) {
       LoadBalancerIngress ingress;
       ingress.ip = i.string("ip");
       ingress.hostname = i.string("hostname");
-      ingress.ip_mode = i.opt_string("ipMode");
+      ingress.ip_mode = word(i, "ipMode", IngressIpMode::kVip);
       s.load_balancer_ingress.push_back(std::move(ingress));
     });
   });
@@ -426,15 +438,11 @@ constexpr std::string_view kKind<Node> = "Node";
 template <typename T, typename Body>
 std::expected<T, DecodeError> decode_object(const json::value& json, std::string_view api_version,
                                             Body body) {
-  if (!json.is_object()) return not_an_object<T>(json);
-  Context ctx;
-  Path root_path;
-  Obj root(ctx, &json.get_object(), root_path);
-  T object;
-  object.meta = decode_meta(root);
-  check_kind(root, kKind<T>, api_version);
-  body(root, object);
-  return finish(ctx, std::move(object));
+  return decode_root<T>(json, [&](const Obj& root, T& object) {
+    object.meta = decode_meta(root);
+    check_kind(root, kKind<T>, api_version);
+    body(root, object);
+  });
 }
 
 }  // namespace
@@ -473,7 +481,8 @@ std::expected<Node, DecodeError> decode_node(const json::value& json) {
     });
     root.object("status", [&](const Obj& status) {
       status.each_object("addresses", [&](const Obj& a) {
-        node.addresses.push_back(NodeAddress{a.string("type"), a.string("address")});
+        node.addresses.push_back(
+            NodeAddress{Word<NodeAddressType>::parse(a.string("type")), a.string("address")});
       });
     });
   });
@@ -512,36 +521,26 @@ std::expected<AnyObject, DecodeError> decode_object(const json::value& json) {
 }
 
 std::expected<Status, DecodeError> decode_status(const json::value& json) {
-  if (!json.is_object()) return not_an_object<Status>(json);
-  Context ctx;
-  Path root_path;
-  Obj root(ctx, &json.get_object(), root_path);
-  Status status;
-  status.status = root.string("status");
-  status.code =
-      static_cast<std::int32_t>(root.opt_int("code", std::numeric_limits<std::int32_t>::min(),
-                                             std::numeric_limits<std::int32_t>::max(), kReasonBadType)
-                                    .value_or(0));
-  status.reason = root.string("reason");
-  status.message = root.string("message");
-  if (ctx.failed()) return std::unexpected(ctx.error("?"));
-  return status;
+  return decode_root<Status>(json, [](const Obj& root, Status& status) {
+    status.status = root.string("status");
+    status.code =
+        static_cast<std::int32_t>(root.opt_int("code", std::numeric_limits<std::int32_t>::min(),
+                                               std::numeric_limits<std::int32_t>::max(), kReasonBadType)
+                                      .value_or(0));
+    status.reason = root.string("reason");
+    status.message = root.string("message");
+  });
 }
 
 std::expected<ListMeta, DecodeError> decode_list_meta(const json::value& json) {
-  if (!json.is_object()) return not_an_object<ListMeta>(json);
-  Context ctx;
-  Path root_path;
-  Obj root(ctx, &json.get_object(), root_path);
-  ListMeta list;
-  root.object("metadata", [&](const Obj& m) {
-    list.resource_version = m.string("resourceVersion");
-    list.continue_token = m.string("continue");
-    list.remaining_item_count =
-        m.opt_int("remainingItemCount", 0, std::numeric_limits<std::int64_t>::max(), kReasonBadType);
+  return decode_root<ListMeta>(json, [](const Obj& root, ListMeta& list) {
+    root.object("metadata", [&](const Obj& m) {
+      list.resource_version = m.string("resourceVersion");
+      list.continue_token = m.string("continue");
+      list.remaining_item_count =
+          m.opt_int("remainingItemCount", 0, std::numeric_limits<std::int64_t>::max(), kReasonBadType);
+    });
   });
-  if (ctx.failed()) return std::unexpected(ctx.error("?"));
-  return list;
 }
 
 std::optional<std::string> resource_version_of(const json::value& json) {

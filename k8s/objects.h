@@ -23,6 +23,8 @@ enum class ServiceType : std::uint8_t { kClusterIP, kNodePort, kLoadBalancer, kE
 enum class SessionAffinity : std::uint8_t { kNone, kClientIP };
 enum class TrafficPolicy : std::uint8_t { kCluster, kLocal };
 enum class AddressType : std::uint8_t { kIPv4, kIPv6, kFqdn };
+enum class IngressIpMode : std::uint8_t { kVip, kProxy };
+enum class NodeAddressType : std::uint8_t { kHostname, kInternalIP, kExternalIP, kInternalDNS, kExternalDNS };
 
 // Each enum's words, in the API's spelling.
 template <typename E>
@@ -54,6 +56,20 @@ template <>
 struct Words<AddressType> {
   static constexpr std::array<std::pair<AddressType, std::string_view>, 3> kAll{
       {{AddressType::kIPv4, "IPv4"}, {AddressType::kIPv6, "IPv6"}, {AddressType::kFqdn, "FQDN"}}};
+};
+template <>
+struct Words<IngressIpMode> {
+  static constexpr std::array<std::pair<IngressIpMode, std::string_view>, 2> kAll{
+      {{IngressIpMode::kVip, "VIP"}, {IngressIpMode::kProxy, "Proxy"}}};
+};
+template <>
+struct Words<NodeAddressType> {
+  static constexpr std::array<std::pair<NodeAddressType, std::string_view>, 5> kAll{
+      {{NodeAddressType::kHostname, "Hostname"},
+       {NodeAddressType::kInternalIP, "InternalIP"},
+       {NodeAddressType::kExternalIP, "ExternalIP"},
+       {NodeAddressType::kInternalDNS, "InternalDNS"},
+       {NodeAddressType::kExternalDNS, "ExternalDNS"}}};
 };
 
 template <typename E>
@@ -117,7 +133,7 @@ struct ServicePort {
 struct LoadBalancerIngress {
   std::string ip;
   std::string hostname;
-  std::optional<std::string> ip_mode;  // "VIP" or "Proxy"
+  Word<IngressIpMode> ip_mode = IngressIpMode::kVip;  // unset is VIP
   friend bool operator==(const LoadBalancerIngress&, const LoadBalancerIngress&) = default;
 };
 
@@ -180,7 +196,7 @@ struct EndpointSlice {
 };
 
 struct NodeAddress {
-  std::string type;  // InternalIP, ExternalIP, Hostname, ...
+  Word<NodeAddressType> type;
   std::string address;
   friend bool operator==(const NodeAddress&, const NodeAddress&) = default;
 };

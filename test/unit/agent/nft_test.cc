@@ -100,7 +100,8 @@ TEST_CASE("nft state: cluster IP, node port by traffic policy, hairpin", "[nft]"
 TEST_CASE("nft state: loadBalancerSourceRanges, host bits cleared, bad ranges reported", "[nft]") {
   auto object = test::make_service("lb", "10.96.0.20");
   object.type = k8s::ServiceType::kLoadBalancer;
-  object.load_balancer_ingress.push_back({.ip = "203.0.113.7", .hostname = "", .ip_mode = std::nullopt});
+  object.load_balancer_ingress.push_back(
+      {.ip = "203.0.113.7", .hostname = "", .ip_mode = k8s::IngressIpMode::kVip});
   object.load_balancer_source_ranges = {"192.0.2.77/24", " 198.51.100.1/32", "nonsense"};
   const auto state = state_for(object, {slice("lb", {"10.244.0.5"})});
   CHECK(set_of(state, nft_set::kFirewallPorts) == std::set<std::string>{"203.0.113.7 . tcp . 80"});
@@ -123,7 +124,8 @@ TEST_CASE("nft state: an external or load-balancer IP that is a node address is 
   auto object = test::make_service("lb", "10.96.0.30");
   object.type = k8s::ServiceType::kLoadBalancer;
   object.external_ips = {"192.168.0.10", "203.0.113.8"};
-  object.load_balancer_ingress.push_back({.ip = "192.168.0.11", .hostname = "", .ip_mode = std::nullopt});
+  object.load_balancer_ingress.push_back(
+      {.ip = "192.168.0.11", .hostname = "", .ip_mode = k8s::IngressIpMode::kVip});
   auto node = facts();
   node.local_addresses = {ip("192.168.0.11"), ip("127.0.0.1")};
   const auto endpoints = slice("lb", {"10.244.0.5"});
@@ -154,7 +156,8 @@ TEST_CASE("nft state: a load balancer's probe of its health-check node port pass
   object.external_traffic_policy = k8s::TrafficPolicy::kLocal;
   object.health_check_node_port = 31999;
   object.ports[0].node_port = 30080;
-  object.load_balancer_ingress.push_back({.ip = "203.0.113.7", .hostname = "", .ip_mode = std::nullopt});
+  object.load_balancer_ingress.push_back(
+      {.ip = "203.0.113.7", .hostname = "", .ip_mode = k8s::IngressIpMode::kVip});
   const auto state = state_for(object, {slice("lb", {"10.244.0.5"})});
   CHECK(set_of(state, nft_set::kVipPorts) == std::set<std::string>{"10.96.0.20 . tcp . 80",
                                                                    "203.0.113.7 . tcp . 80",
@@ -200,7 +203,8 @@ TEST_CASE("nft state: the node's own connection to a load balancer when a source
   // has that IP as its source.
   auto object = test::make_service("lb", "10.96.0.20");
   object.type = k8s::ServiceType::kLoadBalancer;
-  object.load_balancer_ingress.push_back({.ip = "203.0.113.7", .hostname = "", .ip_mode = std::nullopt});
+  object.load_balancer_ingress.push_back(
+      {.ip = "203.0.113.7", .hostname = "", .ip_mode = k8s::IngressIpMode::kVip});
   SECTION("a range holds the node IP 192.168.0.10: the LB IP itself is admitted") {
     object.load_balancer_source_ranges = {"192.0.2.0/24", "192.168.0.0/16"};
     CHECK(set_of(state_for(object, {slice("lb", {"10.244.0.5"})}), nft_set::kFirewallAllow) ==
@@ -276,7 +280,7 @@ struct Rig {
     config.cluster_cidrs = {*Cidr::parse("10.244.0.0/16")};
     options.nft = nft_config(config);
     options.log = [this](std::string_view line) { logs.emplace_back(line); };
-    sync = std::make_unique<Sync>(io, ordering, &links, observer, std::move(options), &nft, &conntrack);
+    sync = std::make_unique<Sync>(io, ordering, links, observer, std::move(options), &nft, conntrack);
     source = std::make_unique<test::SourceCache>(*sync);
   }
   std::unique_ptr<test::SourceCache> source;
@@ -546,12 +550,14 @@ TEST_CASE("a failed nftables transaction shows in kipvs_nftables_failures_total"
   ipvs::FakeBackend kernel;
   nftables::FakeNftBackend nft;
   nft.fail_code = EPROTONOSUPPORT;
+  address::FakeAddressBackend links;
+  conntrack::NoConntrack no_conntrack;
   metrics::Metrics metrics;
   MetricsObserver observer(metrics, nullptr);
   SyncOptions options;
   options.facts = facts();
   options.log = [](std::string_view) {};
-  Sync sync(io, kernel, nullptr, observer, std::move(options), &nft);
+  Sync sync(io, kernel, links, observer, std::move(options), &nft, no_conntrack);
   const auto web = test::make_service("web", "10.96.0.10");
   sync.service_changed(k8s::key_of(web), &web);
   sync.synced(k8s::ResourceKind::kService);

@@ -140,9 +140,10 @@ TEST_CASE("decode_service reads a dual-stack LoadBalancer Service", "[k8s][decod
   CHECK(s.health_check_node_port == 31234);
   CHECK(s.traffic_distribution == "PreferClose");
   REQUIRE(s.load_balancer_ingress.size() == 3);
-  CHECK(s.load_balancer_ingress[0] == LoadBalancerIngress{"203.0.113.7", "", "VIP"});
-  CHECK(s.load_balancer_ingress[1] == LoadBalancerIngress{"203.0.113.8", "", "Proxy"});
-  CHECK(s.load_balancer_ingress[2] == LoadBalancerIngress{"", "lb.example.com", std::nullopt});
+  CHECK(s.load_balancer_ingress[0] == LoadBalancerIngress{"203.0.113.7", "", IngressIpMode::kVip});
+  CHECK(s.load_balancer_ingress[1] == LoadBalancerIngress{"203.0.113.8", "", IngressIpMode::kProxy});
+  // Unset is the API's default, VIP.
+  CHECK(s.load_balancer_ingress[2] == LoadBalancerIngress{"", "lb.example.com", IngressIpMode::kVip});
 }
 
 TEST_CASE("decode_service applies the API defaults to a minimal list item", "[k8s][decode]") {
@@ -245,9 +246,9 @@ TEST_CASE("decode_node reads addresses, taints and labels", "[k8s][decode]") {
   CHECK(decoded->meta.name == "node-a");
   CHECK(decoded->meta.namespace_.empty());
   CHECK(decoded->meta.labels.at("topology.kubernetes.io/zone") == "zone-1");
-  CHECK(decoded->addresses == std::vector<NodeAddress>{{"InternalIP", "192.168.1.10"},
-                                                       {"InternalIP", "fd00::10"},
-                                                       {"Hostname", "node-a"}});
+  CHECK(decoded->addresses == std::vector<NodeAddress>{{NodeAddressType::kInternalIP, "192.168.1.10"},
+                                                       {NodeAddressType::kInternalIP, "fd00::10"},
+                                                       {NodeAddressType::kHostname, "node-a"}});
   CHECK(decoded->taints == std::vector<Taint>{{"node.kubernetes.io/unschedulable", "", "NoSchedule"},
                                               {"dedicated", "lb", "NoExecute"}});
 }

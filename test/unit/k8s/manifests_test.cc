@@ -72,7 +72,7 @@ TEST_CASE("load_manifests reads YAML, multi-document YAML, JSON and lists", "[k8
         std::vector<EndpointPort>{{"80", std::nullopt, 8080}, {"metrics", Protocol::kUdp, 9090}});
 
   const auto& node = std::get<Node>(loaded->objects[5]);
-  CHECK(node.addresses == std::vector<NodeAddress>{{"InternalIP", "192.168.1.10"}});
+  CHECK(node.addresses == std::vector<NodeAddress>{{NodeAddressType::kInternalIP, "192.168.1.10"}});
   CHECK(node.meta.labels.at("topology.kubernetes.io/zone") == "zone-1");
 
   CHECK(std::get<Service>(loaded->objects[6]).ports ==
