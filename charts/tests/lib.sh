@@ -3,6 +3,7 @@
 #   skip (exit 77, outside CI) / fail (CI=true) with what to run.
 #   render OUT [helm args...]: helm template the chart into OUT.
 #   begin_test: a scratch folder $work, removed at exit, and fail=0.
+#   expect_refusal WHAT WORD COMMAND...: COMMAND must fail naming WORD.
 set -euo pipefail
 tests_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 chart_dir="$(cd "$tests_dir/../kipvs" && pwd)"
@@ -15,6 +16,23 @@ begin_test() {
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   fail=0
+}
+
+# Says ok, or FAIL and sets fail=1, when COMMAND succeeds or its output
+# does not name WORD.
+expect_refusal() {  # expect_refusal WHAT WORD COMMAND...
+  local what="$1" word="$2" out
+  shift 2
+  out="$(mktemp -p "$work")"
+  if "$@" >"$out" 2>&1; then
+    echo "FAIL: $what: accepted"
+    fail=1
+  elif ! grep -q -- "$word" "$out"; then
+    echo "FAIL: $what: refused without naming $word: $(cat "$out")"
+    fail=1
+  else
+    echo "ok: $what: refused, naming $word: $(head -c 160 "$out")..."
+  fi
 }
 
 missing() {  # missing WHAT HOWTO

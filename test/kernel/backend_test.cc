@@ -31,6 +31,8 @@ using kipvs::test::run_ok;
 namespace flags = kipvs::ipvs::flags;
 
 using kipvs::test::ip;
+using kipvs::test::real_server;
+using kipvs::test::virtual_service;
 
 std::unique_ptr<NetlinkBackend> open_backend() {
   auto backend = NetlinkBackend::open();
@@ -159,9 +161,7 @@ TEST_CASE("every protocol, address family and scheduler: a full lifecycle agrees
 
 TEST_CASE("scheduler flags, one-packet and firewall-mark services agree with ipvsadm", "[kernel]") {
   auto backend = open_backend();
-  Service sh;
-  sh.key.address = ip("10.96.0.20");
-  sh.key.port = 443;
+  Service sh = virtual_service("10.96.0.20", 443);
   sh.scheduler = "sh";
   sh.flags = flags::kSchedShFallback | flags::kSchedShPort;
   Service mh = sh;
@@ -180,9 +180,7 @@ TEST_CASE("scheduler flags, one-packet and firewall-mark services agree with ipv
   fwmark.scheduler = "rr";
   fwmark.flags = flags::kPersistent;
   fwmark.timeout = 300;
-  Destination d;
-  d.key.address = ip("10.244.0.9");
-  d.key.port = 0;
+  const Destination d = real_server("10.244.0.9", 0);
   apply_ok(*backend, {op(Operation::Kind::kAddService, sh), op(Operation::Kind::kAddService, mh),
                       op(Operation::Kind::kAddService, udp_ops), op(Operation::Kind::kAddService, fwmark),
                       op(Operation::Kind::kAddDestination, fwmark, d)});
@@ -196,15 +194,9 @@ TEST_CASE("scheduler flags, one-packet and firewall-mark services agree with ipv
 
 TEST_CASE("kernel errors come back per operation with errno and a message naming it", "[kernel]") {
   auto backend = open_backend();
-  Service service;
-  service.key.address = ip("10.96.0.30");
-  service.key.port = 80;
-  Destination present;
-  present.key.address = ip("10.244.0.1");
-  present.key.port = 80;
-  Destination missing;
-  missing.key.address = ip("10.244.0.2");
-  missing.key.port = 80;
+  const Service service = virtual_service("10.96.0.30", 80);
+  const Destination present = real_server("10.244.0.1", 80);
+  const Destination missing = real_server("10.244.0.2", 80);
   Service unknown_scheduler = service;
   unknown_scheduler.key.port = 81;
   unknown_scheduler.scheduler = "nosuchsched";
@@ -279,12 +271,8 @@ TEST_CASE("real traffic through a virtual service raises the dumped counters", "
          "for i in $(seq 100); do (echo > /dev/tcp/10.244.0.2/8080) 2>/dev/null && exit 0; "
          "sleep 0.1; done; exit 1' ");
 
-  Service service;
-  service.key.address = ip("10.96.0.50");
-  service.key.port = 80;
-  Destination d;
-  d.key.address = ip("10.244.0.2");
-  d.key.port = 8080;
+  const Service service = virtual_service("10.96.0.50", 80);
+  const Destination d = real_server("10.244.0.2", 8080);
   apply_ok(*backend,
            {op(Operation::Kind::kAddService, service), op(Operation::Kind::kAddDestination, service, d)});
 

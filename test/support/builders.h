@@ -38,6 +38,19 @@ inline ipvs::DestinationKey destination_key(std::string_view address, std::uint1
   return {ip(address), port};
 }
 
+// A TCP virtual service and a real server, the rest as ipvs::Service and
+// ipvs::Destination default it.
+inline ipvs::Service virtual_service(std::string_view address, std::uint16_t port) {
+  ipvs::Service service;
+  service.key = service_key(address, port);
+  return service;
+}
+inline ipvs::Destination real_server(std::string_view address, std::uint16_t port) {
+  ipvs::Destination destination;
+  destination.key = destination_key(address, port);
+  return destination;
+}
+
 // A ClusterIP Service default/NAME with one port, "http" 80/TCP.
 inline k8s::Service make_service(std::string_view name, std::string_view cluster_ip,
                                  const std::function<void(k8s::Service&)>& change = {}) {

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -149,6 +150,15 @@ struct Node {
     REQUIRE(std::ranges::all_of(kernel.apply(ipvs::diff(table, {}, {}).operations),
                                 [](const auto& result) { return result.has_value(); }));
   }
+  // One operation behind kipvs's back.
+  void change(const ipvs::Operation& operation) { REQUIRE(kernel.apply(std::span(&operation, 1))[0]); }
+  void delete_service(const ipvs::ServiceKey& service) {
+    change({.kind = Kind::kDeleteService, .service = {.key = service}, .destination = {}});
+  }
+  void delete_destination(const ipvs::ServiceKey& service, const ipvs::DestinationKey& destination) {
+    change(
+        {.kind = Kind::kDeleteDestination, .service = {.key = service}, .destination = {.key = destination}});
+  }
 };
 
 struct Agent {
@@ -156,6 +166,7 @@ struct Agent {
   RecordingObserver observer;
   ipvs::DrainClock::time_point now = ipvs::DrainClock::time_point{} + 1000h;
   std::vector<std::string> logs;
+  conntrack::NoConntrack no_conntrack;
   std::unique_ptr<Sync> sync;
 
   explicit Agent(Node& node, SyncOptions options = {}) {
@@ -163,7 +174,8 @@ struct Agent {
     options.facts.node_ips = {ip("192.168.0.10")};
     options.clock = [this] { return now; };
     options.log = [this](std::string_view line) { logs.emplace_back(line); };
-    sync = std::make_unique<Sync>(io, node.kernel, &node.links, observer, std::move(options));
+    sync = std::make_unique<Sync>(io, node.kernel, node.links, observer, std::move(options), nullptr,
+                                  no_conntrack);
     source = std::make_unique<test::SourceCache>(*sync);
   }
 
@@ -174,10 +186,21 @@ struct Agent {
   std::unique_ptr<test::SourceCache> source;
   void add(const k8s::Service& object) { source->add(object); }
   void add(const k8s::EndpointSlice& object) { source->add(object); }
-  void start() {
+  // The lists are done: the first sync runs (and may fail).
+  void lists_synced() {
     source->synced();
     pump();
+  }
+  void start() {
+    lists_synced();
     REQUIRE(sync->initial_sync_done());
+  }
+  // Runs the loop until `done` holds or `deadline` passes.
+  void run_until(const std::function<bool()>& done, std::chrono::steady_clock::time_point deadline) {
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      io.restart();
+      io.run_for(5ms);
+    }
   }
 };
 
@@ -307,15 +330,11 @@ TEST_CASE("a destination deleted behind kipvs's back comes back at the resync", 
   Agent agent(node);
   populate(agent, 5);
   agent.start();
-  const ipvs::Operation removal{.kind = Kind::kDeleteDestination,
-                                .service = {.key = service_key(cluster_ip(2), 80)},
-                                .destination = {.key = destination_key("10.244.2.5", 8080)}};
-  REQUIRE(node.kernel.apply(std::span(&removal, 1))[0]);
+  node.delete_destination(service_key(cluster_ip(2), 80), destination_key("10.244.2.5", 8080));
   // An edited scheduler too.
   ipvs::Service edited = agent.sync->observed().at(service_key(cluster_ip(3), 80)).service;
   edited.scheduler = "wlc";
-  const ipvs::Operation edit{.kind = Kind::kEditService, .service = edited, .destination = {}};
-  REQUIRE(node.kernel.apply(std::span(&edit, 1))[0]);
+  node.change({.kind = Kind::kEditService, .service = edited, .destination = {}});
   node.kernel.reset_counts();
 
   REQUIRE(agent.sync->sync_dirty());  // nothing changed in the cluster: no write, no dump
@@ -482,15 +501,10 @@ TEST_CASE("ESRCH and ENOENT on a delete mean already gone", "[sync]") {
   agent.start();
 
   // The whole virtual service of svc-0 vanished; then svc-0 is deleted.
-  const ipvs::Operation gone{
-      .kind = Kind::kDeleteService, .service = {.key = service_key(cluster_ip(0), 80)}, .destination = {}};
-  REQUIRE(node.kernel.apply(std::span(&gone, 1))[0]);
+  node.delete_service(service_key(cluster_ip(0), 80));
   // One destination of svc-1 vanished; then it leaves the slice (UDP-free,
   // idle: a plain delete).
-  const ipvs::Operation dest_gone{.kind = Kind::kDeleteDestination,
-                                  .service = {.key = service_key(cluster_ip(1), 80)},
-                                  .destination = {.key = destination_key("10.244.2.5", 8080)}};
-  REQUIRE(node.kernel.apply(std::span(&dest_gone, 1))[0]);
+  node.delete_destination(service_key(cluster_ip(1), 80), destination_key("10.244.2.5", 8080));
 
   agent.sync->service_changed({"default", name(0)}, nullptr);
   agent.add(slice(name(1), {"10.244.1.5"}));
@@ -507,9 +521,7 @@ TEST_CASE("an ESRCH on a destination add re-creates the service", "[sync]") {
   Agent agent(node);
   populate(agent, 1);
   agent.start();
-  const ipvs::Operation gone{
-      .kind = Kind::kDeleteService, .service = {.key = service_key(cluster_ip(0), 80)}, .destination = {}};
-  REQUIRE(node.kernel.apply(std::span(&gone, 1))[0]);
+  node.delete_service(service_key(cluster_ip(0), 80));
 
   agent.add(slice(name(0), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
   REQUIRE(agent.sync->sync_dirty());
@@ -551,10 +563,7 @@ TEST_CASE("a periodic resync reads the kernel in pieces, and a change made meanw
   const auto first = service_key(cluster_ip(0), 80);  // read first: the smallest key
   const auto last = service_key(cluster_ip(19), 80);
   // Someone else deletes a destination of the last service.
-  const ipvs::Operation removal{.kind = Kind::kDeleteDestination,
-                                .service = {.key = last},
-                                .destination = {.key = destination_key("10.244.2.5", 8080)}};
-  REQUIRE(node.kernel.apply(std::span(&removal, 1))[0]);
+  node.delete_destination(last, destination_key("10.244.2.5", 8080));
   node.kernel.reset_counts();
   node.kernel.destination_reads = 0;
   const auto logs_before = agent.logs.size();
@@ -608,9 +617,7 @@ TEST_CASE("a failed dump fails the sync without writing", "[sync]") {
   Agent agent(node);
   populate(agent, 1);
   node.kernel.fail_reads(EIO);
-  agent.sync->synced(k8s::ResourceKind::kService);
-  agent.sync->synced(k8s::ResourceKind::kEndpointSlice);
-  agent.pump();
+  agent.lists_synced();
   CHECK_FALSE(agent.sync->initial_sync_done());
   CHECK(node.kernel.total_operations() == 0);
   CHECK(agent.observer.finished_failed == 1);
@@ -628,22 +635,14 @@ TEST_CASE("a failed first dump is retried with backoff, not after a whole sync p
   Agent agent(node, options);
   populate(agent, 1);
   node.kernel.fail_reads(EIO);
-  agent.sync->synced(k8s::ResourceKind::kService);
-  agent.sync->synced(k8s::ResourceKind::kEndpointSlice);
-  agent.pump();
+  agent.lists_synced();
   CHECK(agent.observer.finished_failed == 1);
   // Retries at 5, 10, 20, 20 ms... well within the hour-long sync period.
   const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (agent.observer.finished_failed < 3 && std::chrono::steady_clock::now() < deadline) {
-    agent.io.restart();
-    agent.io.run_for(5ms);
-  }
+  agent.run_until([&] { return agent.observer.finished_failed >= 3; }, deadline);
   CHECK(agent.observer.finished_failed >= 3);
   node.kernel.fail_reads(0);
-  while (!agent.sync->initial_sync_done() && std::chrono::steady_clock::now() < deadline) {
-    agent.io.restart();
-    agent.io.run_for(5ms);
-  }
+  agent.run_until([&] { return agent.sync->initial_sync_done(); }, deadline);
   CHECK(agent.sync->initial_sync_done());
   CHECK(node.kernel.service_count() == 1);
 }
@@ -730,10 +729,9 @@ TEST_CASE("a restart restores weights a previous drain left at 0", "[sync]") {
     populate(agent, 1);
     agent.start();
   }
-  const ipvs::Operation zero{.kind = Kind::kEditDestination,
-                             .service = {.key = service_key(cluster_ip(0), 80)},
-                             .destination = {.key = destination_key("10.244.2.5", 8080), .weight = 0}};
-  REQUIRE(node.kernel.apply(std::span(&zero, 1))[0]);
+  node.change({.kind = Kind::kEditDestination,
+               .service = {.key = service_key(cluster_ip(0), 80)},
+               .destination = {.key = destination_key("10.244.2.5", 8080), .weight = 0}});
   node.kernel.reset_counts();
 
   Agent restarted(node);
