@@ -500,7 +500,7 @@ def migrate_from_iptables(h, d, svc, client_ip, run_helm, kube_proxy, poll):
     root = os.path.dirname(HERE)
     log("from kube-proxy in iptables mode: helm uninstall kipvs, kipvs --cleanup, kube-proxy --proxy-mode=iptables")
     run_helm("uninstall", "kipvs", "-n", "kube-system", "--wait", "--timeout", "5m")
-    h.guest(os.path.join(root, "build/agent/kipvs"), "--cleanup")
+    h.guest(os.path.join(root, "build/app/kipvs"), "--cleanup")
     with open(os.path.join(d, "node/kube-proxy-iptables.yaml"), "w") as f:
         f.write(KUBE_PROXY_CONFIG.format(dir=d).replace("mode: ipvs", "mode: iptables"))
     h.guest("sh", "-c", f"nohup '{kube_proxy}' --config '{d}/node/kube-proxy-iptables.yaml' -v=2 "

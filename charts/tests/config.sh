@@ -9,7 +9,7 @@
 # when the file would start kipvs. KIPVS_BIN: the kipvs binary.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 need_helm
-bin="${KIPVS_BIN:-$root/build/agent/kipvs}"
+bin="${KIPVS_BIN:-$root/build/app/kipvs}"
 [[ -x "$bin" ]] || missing "the kipvs binary ($bin)" "Run: cmake --preset default && cmake --build build"
 # Read the help whole first: `grep -q` in a pipe closes it early, and under
 # pipefail kipvs's SIGPIPE would read as "not listed".

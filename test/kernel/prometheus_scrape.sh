@@ -12,7 +12,7 @@ if [[ "${KIPVS_OWN_NETNS:-}" != 1 ]]; then
   exec unshare -n env KIPVS_OWN_NETNS=1 bash "$0" "$@"
 fi
 build="$1"
-kipvs="$build/agent/kipvs"
+kipvs="$build/app/kipvs"
 # Debian's python3: a version-manager shim on PATH can take many seconds to
 # start in the emulated guest.
 python=/usr/bin/python3
