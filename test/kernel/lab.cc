@@ -52,7 +52,7 @@ void start_listener(const std::string& prefix, const std::string& command, const
 }
 
 fs::path kipvs_binary() {
-  return fs::read_symlink("/proc/self/exe").parent_path().parent_path().parent_path() / "agent" / "kipvs";
+  return KIPVS_BINARY;  // the build's, set by CMake
 }
 
 Kipvs::Kipvs(const fs::path& manifests, const fs::path& log, const std::vector<std::string>& extra)

@@ -34,7 +34,7 @@ bool eventually(const std::function<bool()>& pred, std::chrono::seconds limit = 
 void start_listener(const std::string& prefix, const std::string& command, const std::string& address,
                     int port);
 
-// The real binary, next to the tests' in the build tree.
+// The kipvs binary this build made (CMake passes its path).
 std::filesystem::path kipvs_binary();
 
 // kipvs run as node-a (node IP 10.250.0.1) from a folder of manifests, its

@@ -6,13 +6,12 @@
 # promtool must accept the live scrape. Runs in a network namespace of its
 # own, so it can share the guest with the other kernel cases.
 #
-#   prometheus_scrape.sh BUILD_DIR     (run through scripts/rig exec)
+#   prometheus_scrape.sh KIPVS_BINARY     (run through scripts/rig exec)
 set -euo pipefail
 if [[ "${KIPVS_OWN_NETNS:-}" != 1 ]]; then
   exec unshare -n env KIPVS_OWN_NETNS=1 bash "$0" "$@"
 fi
-build="$1"
-kipvs="$build/app/kipvs"
+kipvs="$1"
 # Debian's python3: a version-manager shim on PATH can take many seconds to
 # start in the emulated guest.
 python=/usr/bin/python3
