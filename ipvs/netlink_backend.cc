@@ -29,6 +29,32 @@ Error system_error(int code, const std::string& what) {
 // truesize), used to size batches to the buffer the kernel granted.
 constexpr std::size_t kAckBufferCost = 1024;
 
+// Reads one datagram and hands its messages to `visit` in order, until one
+// makes it answer true (the exchange is over: returns true) or the datagram
+// ends (returns false). An overrun means the kernel dropped answers.
+// transport_failed says whether a failure was the socket's (worth a new
+// socket) rather than an answer that would come again.
+template <typename Visit>
+std::expected<bool, Error> read_datagram(NetlinkTransport& transport, Visit&& visit, bool& transport_failed) {
+  transport_failed = true;
+  auto datagram = transport.receive();
+  if (!datagram) return std::unexpected(datagram.error());
+  transport_failed = false;
+  nl::MessageReader reader(*datagram);
+  for (;;) {
+    auto message = reader.next();
+    if (!message) return std::unexpected(message.error());
+    if (!message->has_value()) return false;
+    const nl::Message& m = **message;
+    if (m.type == nl::kMsgOverrun) {
+      transport_failed = true;
+      return std::unexpected(system_error(ENOBUFS, "netlink overrun"));
+    }
+    std::expected<bool, Error> done = visit(m);
+    if (!done || *done) return done;
+  }
+}
+
 // ---- libnl transport ---------------------------------------------------------------
 
 class LibnlTransport final : public NetlinkTransport {
@@ -269,30 +295,26 @@ std::expected<void, Error> NetlinkBackend::run_batches(std::span<const Operation
     // sequence number does not rely on it.
     const std::uint32_t first = batch.front().sequence;
     std::size_t unanswered = batch.size();
-    while (unanswered > 0) {
-      auto datagram = transport_->receive();
-      if (!datagram) return std::unexpected(datagram.error());
-      nl::MessageReader reader(*datagram);
-      for (;;) {
-        auto message = reader.next();
-        if (!message) return std::unexpected(message.error());
-        if (!message->has_value()) break;
-        const nl::Message& m = **message;
-        if (m.type == nl::kMsgOverrun) return std::unexpected(system_error(ENOBUFS, "netlink overrun"));
-        if (m.type != nl::kMsgError) continue;  // NOOP or a stray answer
-        auto ack = nl::decode_ack(m);
-        if (!ack) return std::unexpected(ack.error());
-        const std::uint32_t offset = ack->sequence - first;  // wraps like the sequence does
-        if (offset >= batch.size()) continue;                // from an earlier exchange
-        const std::size_t index = batch[offset].index;
-        if (results[index].has_value()) continue;
-        if (ack->error == 0) {
-          results[index] = OperationResult{};
-        } else {
-          results[index] = std::unexpected(operation_error(operations[index], ack->error));
-        }
-        --unanswered;
+    const auto record_ack = [&](const nl::Message& m) -> std::expected<bool, Error> {
+      if (m.type != nl::kMsgError) return false;  // NOOP or a stray answer
+      auto ack = nl::decode_ack(m);
+      if (!ack) return std::unexpected(ack.error());
+      const std::uint32_t offset = ack->sequence - first;  // wraps like the sequence does
+      if (offset >= batch.size()) return false;            // from an earlier exchange
+      const std::size_t index = batch[offset].index;
+      if (results[index].has_value()) return false;
+      if (ack->error == 0) {
+        results[index] = OperationResult{};
+      } else {
+        results[index] = std::unexpected(operation_error(operations[index], ack->error));
       }
+      --unanswered;
+      return false;  // the rest of the datagram may hold more acks
+    };
+    while (unanswered > 0) {
+      bool transport_failed = false;  // apply() retries on a new socket either way
+      if (auto read = read_datagram(*transport_, record_ack, transport_failed); !read)
+        return std::unexpected(read.error());
     }
   }
   return {};
@@ -337,42 +359,32 @@ std::expected<void, Error> NetlinkBackend::exchange_once(const std::string& what
   ++counters_.sendmsg_calls;
   ++counters_.messages_sent;
   const std::uint16_t family = transport_->family_id();
-  for (;;) {
-    transport_failed = true;
-    auto datagram = transport_->receive();
-    if (!datagram) return std::unexpected(datagram.error());
-    transport_failed = false;
-    nl::MessageReader reader(*datagram);
-    for (;;) {
-      auto message = reader.next();
-      if (!message) return std::unexpected(message.error());
-      if (!message->has_value()) break;
-      const nl::Message& m = **message;
-      if (m.type == nl::kMsgOverrun) {
-        transport_failed = true;
-        return std::unexpected(system_error(ENOBUFS, "netlink overrun"));
-      }
-      if (m.sequence != sequence) continue;  // left over from an earlier exchange
-      if (m.type == nl::kMsgError) {
-        auto ack = nl::decode_ack(m);
-        if (!ack) return std::unexpected(ack.error());
-        if (ack->error != 0) return std::unexpected(system_error(ack->error, what));
-        if (reply == Reply::kAck && !dump) return {};
-        continue;
-      }
-      if (m.type == nl::kMsgDone) {
-        auto done = nl::decode_done(m);
-        if (!done) return std::unexpected(done.error());
-        // A dump can end in an error of its own (e.g. EMSGSIZE).
-        if (*done != 0) return std::unexpected(system_error(*done, what));
-        return {};
-      }
-      if (m.type == nl::kMsgNoop) continue;
-      auto genl = nl::decode_genl(m, family);
-      if (!genl) return std::unexpected(genl.error());
-      if (auto handled = on_data(*genl); !handled) return std::unexpected(handled.error());
-      if (!dump && reply == Reply::kData) return {};
+  // True when the exchange is over.
+  const auto answer = [&](const nl::Message& m) -> std::expected<bool, Error> {
+    if (m.sequence != sequence) return false;  // left over from an earlier exchange
+    if (m.type == nl::kMsgError) {
+      auto ack = nl::decode_ack(m);
+      if (!ack) return std::unexpected(ack.error());
+      if (ack->error != 0) return std::unexpected(system_error(ack->error, what));
+      return reply == Reply::kAck && !dump;
     }
+    if (m.type == nl::kMsgDone) {
+      auto done = nl::decode_done(m);
+      if (!done) return std::unexpected(done.error());
+      // A dump can end in an error of its own (e.g. EMSGSIZE).
+      if (*done != 0) return std::unexpected(system_error(*done, what));
+      return true;
+    }
+    if (m.type == nl::kMsgNoop) return false;
+    auto genl = nl::decode_genl(m, family);
+    if (!genl) return std::unexpected(genl.error());
+    if (auto handled = on_data(*genl); !handled) return std::unexpected(handled.error());
+    return !dump && reply == Reply::kData;
+  };
+  for (;;) {
+    auto read = read_datagram(*transport_, answer, transport_failed);
+    if (!read) return std::unexpected(read.error());
+    if (*read) return {};
   }
 }
 
