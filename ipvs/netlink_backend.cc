@@ -6,6 +6,7 @@
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -72,9 +73,11 @@ class LibnlTransport final : public NetlinkTransport {
       close();
       return std::unexpected(Error{EIO, std::string("generic netlink connect: ") + nl_geterror(rc)});
     }
-    // Resolving the family is the one libnl round trip; everything after it
-    // is raw sendmsg/recvmmsg on the same socket.
-    const int family = genl_ctrl_resolve(socket_, "IPVS");
+    // Resolving the family is the one libnl round trip, on a socket of its
+    // own: libnl reads 16 KiB at a time, and the kernel would size every
+    // later dump datagram of this socket by that read (datagram_size()).
+    // Everything on this one is raw sendmsg/recvmmsg.
+    const int family = resolve_family();
     if (family < 0) {
       close();
       return std::unexpected(Error{ENOENT, std::string("IPVS generic netlink family not found (") +
@@ -103,7 +106,7 @@ class LibnlTransport final : public NetlinkTransport {
     const int one = 1;
     (void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
 
-    buffers_.assign(kDatagrams, std::vector<std::uint8_t>(kDatagramSize));
+    buffers_.assign(kDatagrams, std::vector<std::uint8_t>(datagram_size()));
     lengths_.assign(kDatagrams, 0);
     next_ = count_ = 0;
     return {};
@@ -197,8 +200,26 @@ class LibnlTransport final : public NetlinkTransport {
   std::uint64_t receive_syscalls() const override { return receive_syscalls_; }
 
  private:
-  // The kernel caps a dump's datagram at 32 KiB; room for twice that.
-  static constexpr std::size_t kDatagramSize = 64 * 1024;
+  static int resolve_family() {
+    nl_sock* resolver = nl_socket_alloc();
+    if (resolver == nullptr) return -NLE_NOMEM;
+    int family = genl_connect(resolver);
+    if (family == 0) family = genl_ctrl_resolve(resolver, "IPVS");
+    nl_socket_free(resolver);
+    return family;
+  }
+
+  // The kernel sizes each datagram of a dump by the largest read the socket
+  // has asked for (up to 32 KiB), and with init_on_alloc (Debian's default)
+  // zeroes all of it: with 64 KiB reads, a resync at 10,000 Services zeroed
+  // two 32 KiB buffers per virtual service, a fifth of its CPU in an
+  // emulated guest. A read of one page keeps them at one page. A dump's
+  // datagram is never larger than that read or NLMSG_GOODSIZE (a page, at
+  // most 8 KiB), and acknowledgements are a datagram each.
+  static std::size_t datagram_size() {
+    const long page = sysconf(_SC_PAGESIZE);
+    return std::clamp<std::size_t>(page > 0 ? static_cast<std::size_t>(page) : 4096, 4096, 8192);
+  }
   static constexpr std::size_t kDatagrams = 32;
 
   NetlinkOptions options_;
