@@ -6,21 +6,18 @@
 namespace kipvs::agent {
 
 StepwiseKernelRead::StepwiseKernelRead(std::vector<ipvs::ServiceState> services,
-                                       ipvs::DrainClock::time_point started,
-                                       std::chrono::steady_clock::duration spent)
-    : services_(std::move(services)), started_(started), spent_(spent) {
-  dump_.reserve(services_.size());
-}
+                                       ipvs::DrainClock::time_point started)
+    : services_(std::move(services)), started_(started) {}
 
 std::expected<StepwiseKernelRead, Error> StepwiseKernelRead::begin(ipvs::Backend& backend,
                                                                    ipvs::DrainClock::time_point started) {
-  const auto read_started = std::chrono::steady_clock::now();
   auto services = backend.list_services();
   if (!services) return std::unexpected(services.error());
-  return StepwiseKernelRead(std::move(*services), started, std::chrono::steady_clock::now() - read_started);
+  return StepwiseKernelRead(std::move(*services), started);
 }
 
-bool StepwiseKernelRead::read_piece(ipvs::Backend& backend, std::chrono::milliseconds budget) {
+bool StepwiseKernelRead::read_piece(ipvs::Backend& backend, std::chrono::milliseconds budget,
+                                    const Visit& visit) {
   const auto piece_started = std::chrono::steady_clock::now();
   for (std::size_t taken = 0;
        next_ < services_.size() && (taken == 0 || std::chrono::steady_clock::now() - piece_started < budget);
@@ -34,16 +31,12 @@ bool StepwiseKernelRead::read_piece(ipvs::Backend& backend, std::chrono::millise
       failed_ = destinations.error();
       break;
     }
-    dump_.push_back(ipvs::ServiceWithDestinations{std::move(service), std::move(*destinations)});
+    read_.insert(service.service.key);
+    visit(ipvs::ServiceWithDestinations{std::move(service), std::move(*destinations)});
   }
-  spent_ += std::chrono::steady_clock::now() - piece_started;
-  return failed_.has_value() || next_ == services_.size();
-}
-
-StepwiseKernelRead::Dump StepwiseKernelRead::take_dump() {
-  services_ = {};
-  if (failed_) return std::unexpected(*failed_);
-  return std::move(dump_);
+  const bool done = failed_.has_value() || next_ == services_.size();
+  if (done) services_ = {};
+  return done;
 }
 
 }  // namespace kipvs::agent

@@ -2,12 +2,14 @@
 // A periodic resync's read of the IPVS table, a few services at a time: at
 // 10,000 Services the whole read takes seconds, and a change must not wait
 // for it. The services are listed at once; their destinations are read in
-// pieces between which the sync thread runs. A sync that writes a service
-// meanwhile marks it touched: for those, what the sync wrote is newer than
-// what the read saw.
+// pieces between which the sync thread runs, and each service read goes to
+// the caller at once (the sync compares and repairs it while the read is
+// fresh: no whole-table copy is kept). A sync that writes a service
+// meanwhile marks it touched: one the list did not have is not missing.
 #include <chrono>
 #include <cstddef>
 #include <expected>
+#include <functional>
 #include <optional>
 #include <set>
 #include <vector>
@@ -20,35 +22,34 @@ namespace kipvs::agent {
 
 class StepwiseKernelRead {
  public:
-  using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, Error>;
-
   // Lists the services; an error when even that fails.
   [[nodiscard]] static std::expected<StepwiseKernelRead, Error> begin(ipvs::Backend& backend,
                                                                       ipvs::DrainClock::time_point started);
 
-  // Reads destinations for about `budget` (one service at least); true once
-  // every service is read or a read failed.
-  bool read_piece(ipvs::Backend& backend, std::chrono::milliseconds budget);
+  // Reads destinations for about `budget` (one service at least), handing
+  // each service read to `visit`; true once every service is read or a read
+  // failed.
+  using Visit = std::function<void(ipvs::ServiceWithDestinations&&)>;
+  bool read_piece(ipvs::Backend& backend, std::chrono::milliseconds budget, const Visit& visit);
   void touch(const ipvs::ServiceKey& key) { touched_.insert(key); }
 
-  // When done: the dump (or the error that ended it).
-  [[nodiscard]] Dump take_dump();
-  [[nodiscard]] const std::set<ipvs::ServiceKey>& touched() const { return touched_; }
+  // Whether the kernel had the service when it was read, or a sync wrote it
+  // since the list: the others are gone from the kernel.
+  [[nodiscard]] bool present(const ipvs::ServiceKey& key) const {
+    return read_.contains(key) || touched_.contains(key);
+  }
+  [[nodiscard]] const std::optional<Error>& failure() const { return failed_; }
   [[nodiscard]] ipvs::DrainClock::time_point started() const { return started_; }
-  // Time spent reading, without the turns between pieces.
-  [[nodiscard]] std::chrono::steady_clock::duration spent() const { return spent_; }
 
  private:
-  StepwiseKernelRead(std::vector<ipvs::ServiceState> services, ipvs::DrainClock::time_point started,
-                     std::chrono::steady_clock::duration spent);
+  StepwiseKernelRead(std::vector<ipvs::ServiceState> services, ipvs::DrainClock::time_point started);
 
   std::vector<ipvs::ServiceState> services_;
   std::size_t next_ = 0;
-  std::vector<ipvs::ServiceWithDestinations> dump_;
+  std::set<ipvs::ServiceKey> read_;
   std::optional<Error> failed_;
   std::set<ipvs::ServiceKey> touched_;
   ipvs::DrainClock::time_point started_;
-  std::chrono::steady_clock::duration spent_{};
 };
 
 }  // namespace kipvs::agent

@@ -496,8 +496,8 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
   std::set<ipvs::ServiceKey> failed;
   if (plan.empty()) return failed;
   if (given == nullptr) record_additions(plan);  // a pipelined piece was recorded before it went
-  if (reading_) {
-    for (const auto& operation : plan.operations) reading_->touch(operation.service.key);
+  if (resync_) {
+    for (const auto& operation : plan.operations) resync_->read.touch(operation.service.key);
   }
   stats_.operations += plan.size();
   std::set<ipvs::ServiceKey> stale;  // the kernel disagrees with observed_
@@ -732,37 +732,107 @@ bool Sync::sync_full() {
   phases_.start();
   const auto started = options_.clock();
   observer_.sync_started(SyncKind::kFull);
-  return sync_full_from(backend_.list_all(), started, {});
+  return sync_full_from(backend_.list_all(), started);
 }
 
 bool Sync::start_resync() {
-  if (reading_ || stopped_) return true;  // one read at a time
+  if (resync_ || stopped_) return true;  // one read at a time
+  PhaseTimes phases;
+  phases.start();
   auto read = StepwiseKernelRead::begin(backend_, options_.clock());
-  if (!read) return false;  // sync_full reports it, and backs off
+  if (!read) return false;
+  phases.lap("read");
   observer_.sync_started(SyncKind::kFull);
-  reading_.emplace(std::move(*read));
+  resync_.emplace(Resync{
+      .read = std::move(*read), .phases = std::move(phases), .counts = {}, .failed = {}, .connections = {}});
+  refresh_local_addresses();
   boost::asio::post(io_, [this] { read_kernel_piece(); });
   return true;
 }
 
 void Sync::read_kernel_piece() {
-  if (!reading_ || stopped_) return;
-  if (!reading_->read_piece(backend_, options_.resync_read_piece)) {
+  if (!resync_ || stopped_) return;
+  auto& resync = *resync_;
+  resync.phases.resume();
+  std::set<ipvs::ServiceKey> keys;
+  const bool done =
+      resync.read.read_piece(backend_, options_.resync_read_piece, [&](ipvs::ServiceWithDestinations&& read) {
+        resync.phases.lap("read");
+        const auto key = read.service.service.key;
+        ipvs::add_connections(resync.connections, read);
+        // Newer than what observed_ had: a sync's writes happen on this
+        // thread, so none came between the read and now.
+        observed_.insert_or_assign(key, ipvs::entry_from(read));
+        // kipvs's unwanted services go at the end, after every add.
+        if (desired_entry(key) != nullptr) keys.insert(key);
+        resync.phases.lap("diff");
+      });
+  resync.phases.lap("read");
+  repair_piece(resync, keys);
+  if (!done) {
     boost::asio::post(io_, [this] { read_kernel_piece(); });
     return;
   }
-  auto done = std::move(*reading_);
-  reading_.reset();
-  phases_.start();
-  phases_.add("read", done.spent());
-  sync_full_from(done.take_dump(), done.started(), done.touched());
+  finish_resync();
 }
 
-bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
-                          const std::set<ipvs::ServiceKey>& touched) {
+void Sync::repair_piece(Resync& resync, const std::set<ipvs::ServiceKey>& keys) {
+  if (keys.empty()) return;
+  auto drained =
+      ipvs::apply_drain_policy(plan_for(keys, binder_.owned()), observed_, resync.connections, draining_,
+                               options_.clock(), {.grace_period = options_.grace_period});
+  draining_ = std::move(drained.draining);
+  resync.phases.lap("diff");
+  if (drained.plan.empty()) return;
+  resync.counts.add(drained.plan);
+  resync.failed.merge(apply(drained.plan, binder_.owned(), /*reread=*/true));
+  resync.phases.lap("ipvs");
+}
+
+bool Sync::finish_resync() {
+  Resync resync = std::move(*resync_);
+  resync_.reset();
+  phases_ = std::move(resync.phases);
+  phases_.resume();
+  const auto started = resync.read.started();
+  // A piece that could not be read: what was read is repaired, the rest
+  // (and anything that needs the whole table) waits for the next resync.
+  if (const auto& failure = resync.read.failure()) return dump_failed(*failure, started);
+  dump_backoff_ = milliseconds{0};
+  // Gone from the kernel since the last look, behind kipvs's back.
+  std::erase_if(observed_, [&resync](const auto& item) { return !resync.read.present(item.first); });
+  nft_.check_present();
+  phases_.lap("nftables");
+  binder_.forget_link();  // re-read: someone may have removed an address
+  binder_.bind(/*all=*/true);
+  binder_.refresh_owned(/*all=*/true);
+  phases_.lap("addresses");
+  bool nft_ok = sync_nft(/*all=*/false, {});
+  phases_.lap("nftables");
+
+  auto keys = full_sync_keys();
+  const std::size_t desired = keys.wanted.size();
+  std::erase_if(keys.wanted, [this](const auto& key) { return observed_.contains(key); });
+  PlanCounts counts = resync.counts;
+  auto failed = std::move(resync.failed);
+  failed.merge(write_in_pieces(keys, resync.connections, counts));
+  trim_record();
+  clear_stale_conntrack(nullptr);
+  binder_.unbind_stale(/*all=*/true, observed_, options_.facts);
+  binder_.refresh_owned(/*all=*/true);
+  binder_.end_sync();
+  phases_.lap("addresses");
+  ++stats_.full_syncs;
+  finish(SyncKind::kFull, started, counts, desired, failed, {});
+  release_free_memory();
+  arm_resync();
+  return failed.empty() && nft_ok;
+}
+
+bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started) {
   if (!dump) return dump_failed(dump.error(), started);
   dump_backoff_ = milliseconds{0};
-  const auto connections = adopt_dump(*dump, touched);
+  const auto connections = adopt_dump(*dump);
   phases_.lap("read");  // the kernel's dump and the table made from it
   nft_.check_present();
   phases_.lap("nftables");
@@ -823,36 +893,26 @@ bool Sync::dump_failed(const Error& error, ipvs::DrainClock::time_point started)
   return false;
 }
 
-ipvs::ConnectionTable Sync::adopt_dump(std::vector<ipvs::ServiceWithDestinations>& dump,
-                                       const std::set<ipvs::ServiceKey>& touched) {
-  std::map<ipvs::ServiceKey, std::optional<ipvs::TableEntry>> newer;
-  for (const auto& key : touched) {
-    auto entry = observed_.find(key);
-    newer.emplace(key, entry == observed_.end() ? std::nullopt : std::optional(std::move(entry->second)));
-  }
+ipvs::ConnectionTable Sync::adopt_dump(std::vector<ipvs::ServiceWithDestinations>& dump) {
   observed_.clear();  // not two whole tables at once
   observed_ = ipvs::table_from(dump);
-  for (auto& [key, entry] : newer) {
-    if (entry) {
-      observed_.insert_or_assign(key, std::move(*entry));
-    } else {
-      observed_.erase(key);
-    }
-  }
   auto connections = ipvs::connections_from(dump);
   dump.clear();
   return connections;
 }
 
+void Sync::refresh_local_addresses() {
+  if (!options_.local_addresses) return;
+  auto local = options_.local_addresses();
+  if (local == options_.facts.local_addresses) return;
+  options_.facts.local_addresses = std::move(local);
+  for (const auto& [key, service] : services_) dirty_.insert(key);
+  report_pending();
+  request_sync();
+}
+
 std::set<k8s::ObjectKey> Sync::recompute_all_dirty(std::set<ipvs::ServiceKey>& affected) {
-  if (options_.local_addresses) {
-    auto local = options_.local_addresses();
-    if (local != options_.facts.local_addresses) {
-      // Whether an external IP is bound depends on them.
-      options_.facts.local_addresses = std::move(local);
-      for (const auto& [key, service] : services_) dirty_.insert(key);
-    }
-  }
+  refresh_local_addresses();
   std::set<k8s::ObjectKey> recomputed = std::move(dirty_);
   dirty_.clear();
   dirty_keys_.clear();

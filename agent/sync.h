@@ -10,10 +10,15 @@
 //    kernel dump, and costs operations proportional to the change.
 //  - Changes that arrive within min_sync_period of the last sync are
 //    coalesced into one.
-//  - The first sync (once every kind has synced) and the periodic resync
-//    (every sync_period) dump the kernel once, rebuild `observed`, and diff
-//    the whole desired table: a restart adopts what is there (no flush),
-//    drift is repaired, and nothing is written when nothing drifted.
+//  - The first sync (once every kind has synced) dumps the kernel once,
+//    rebuilds `observed`, and diffs the whole desired table: a restart
+//    adopts what is there (no flush).
+//  - The periodic resync (every sync_period) reads the kernel a few services
+//    at a time, and compares and repairs each service as it is read, the
+//    loop running between pieces; at the end, desired services the kernel
+//    lacks are added and kipvs's unwanted ones deleted. Drift is repaired,
+//    nothing is written when nothing drifted, and no change waits for more
+//    than a piece.
 //  - Only virtual services kipvs owns are edited or removed: on an address
 //    bound to the dummy interface, or node ports on node addresses, never in
 //    excludeCIDRs (owns_service).
@@ -73,8 +78,8 @@ struct SyncOptions {
   NodeFacts facts;
   std::chrono::milliseconds min_sync_period{0};
   std::chrono::milliseconds sync_period{30'000};
-  // How long a periodic resync reads the kernel before the loop runs again
-  // (at least one service each time).
+  // How long a periodic resync reads (and compares) before the loop runs
+  // again (at least one service each time).
   std::chrono::milliseconds resync_read_piece{5};
   // nullopt: wait for connections however long they last (kube-proxy).
   std::optional<std::chrono::seconds> grace_period = std::chrono::seconds{900};
@@ -127,11 +132,12 @@ class Sync final : public k8s::ObjectSink {
   // return false when an operation failed or the kernel could not be read.
   bool sync_dirty();
   bool sync_full();
-  // The periodic resync: sync_full, with the kernel read a few services at
-  // a time, the loop running between pieces (at 10,000 Services the read
-  // is seconds, and a change must not wait for it). False: it did not start.
+  // The periodic resync: the kernel read, compared and repaired a few
+  // services at a time, the loop running between pieces (at 10,000 Services
+  // the read is seconds, and a change must not wait for it). False: the
+  // services could not be listed (sync_full then reports it).
   bool start_resync();
-  [[nodiscard]] bool resync_reading() const { return reading_.has_value(); }
+  [[nodiscard]] bool resync_reading() const { return resync_.has_value(); }
   // Cancels the timers; the sink may still be called but nothing syncs.
   void stop();
 
@@ -200,18 +206,16 @@ class Sync final : public k8s::ObjectSink {
   std::set<ipvs::ServiceKey> reread_and_apply(const std::set<ipvs::ServiceKey>& stale,
                                               const std::set<ipvs::Address>& addresses);
   void update_observed(const ipvs::Operation& operation);
-  using Dump = StepwiseKernelRead::Dump;
-  // The rest of a full sync, once the kernel is read. touched: services
-  // that syncs changed while a stepwise read went on, for which observed_
-  // is newer than the dump.
-  bool sync_full_from(Dump dump, ipvs::DrainClock::time_point started,
-                      const std::set<ipvs::ServiceKey>& touched);
+  using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, Error>;
+  // The rest of a full sync, once the kernel is read.
+  bool sync_full_from(Dump dump, ipvs::DrainClock::time_point started);
   // Its steps, in order.
   bool dump_failed(const Error& error, ipvs::DrainClock::time_point started);
-  // observed_ from the dump, keeping the newer entries of `touched`; the
-  // dump's connection counts (for the drains).
-  ipvs::ConnectionTable adopt_dump(std::vector<ipvs::ServiceWithDestinations>& dump,
-                                   const std::set<ipvs::ServiceKey>& touched);
+  // observed_ from the dump; the dump's connection counts (for the drains).
+  ipvs::ConnectionTable adopt_dump(std::vector<ipvs::ServiceWithDestinations>& dump);
+  // Reads the node's local addresses again; when they changed, every
+  // Service is dirty (whether an external IP is bound depends on them).
+  void refresh_local_addresses();
   // Every dirty Service (all of them when the node's local addresses
   // changed) recomputed; returns which.
   std::set<k8s::ObjectKey> recompute_all_dirty(std::set<ipvs::ServiceKey>& affected);
@@ -227,7 +231,20 @@ class Sync final : public k8s::ObjectSink {
   std::set<ipvs::ServiceKey> write_in_pieces(const FullSyncKeys& keys,
                                              const ipvs::ConnectionTable& connections, PlanCounts& counts);
   void trim_record();
+  // A periodic resync in progress: what it read, wrote and spent so far.
+  struct Resync {
+    StepwiseKernelRead read;
+    PhaseTimes phases;
+    PlanCounts counts;
+    std::set<ipvs::ServiceKey> failed;
+    ipvs::ConnectionTable connections;  // busy destinations read
+  };
   void read_kernel_piece();
+  // Compares and repairs the services of one piece, just read.
+  void repair_piece(Resync& resync, const std::set<ipvs::ServiceKey>& keys);
+  // What the pieces cannot see: desired services the kernel lacks, and
+  // kipvs's unwanted ones; then addresses and nftables, as a full sync.
+  bool finish_resync();
   // UDP real servers that went: their conntrack entries, which would keep
   // clients on the old server.
   // kube-proxy's stale UDP entries: to one of these UDP services (all with
@@ -293,7 +310,7 @@ class Sync final : public k8s::ObjectSink {
   std::set<ipvs::ServiceKey> wanted_unbound_;
 
   ipvs::Table observed_;
-  std::optional<StepwiseKernelRead> reading_;  // a resync's, while it goes on
+  std::optional<Resync> resync_;
   ipvs::DrainSet draining_;
   std::set<ipvs::ServiceKey> retry_keys_;
   std::chrono::milliseconds backoff_{0};

@@ -36,6 +36,9 @@ struct PhaseTimes {
   std::vector<std::pair<const char*, std::chrono::steady_clock::duration>> spent;
   std::chrono::steady_clock::time_point mark;
   void start();
+  // Goes on after a pause (the loop's turns between a resync's pieces do
+  // not count).
+  void resume() { mark = std::chrono::steady_clock::now(); }
   void lap(const char* phase);
   void add(const char* phase, std::chrono::steady_clock::duration duration);
   [[nodiscard]] std::string summary() const;

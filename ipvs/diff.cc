@@ -122,17 +122,19 @@ Plan diff(const Table& desired, const Table& observed, const Ownership& owned) {
 
 // ---------------------------------------------------------------------------
 
+void add_connections(ConnectionTable& table, const ServiceWithDestinations& read) {
+  for (const auto& state : read.destinations) {
+    // Idle ones are left out: a missing destination counts as idle, and at
+    // 10,000 Services an idle node's resync would hold 180,000 entries.
+    if (state.active_connections == 0 && state.inactive_connections == 0) continue;
+    table.insert_or_assign(DestinationRef{read.service.service.key, state.destination.key},
+                           Connections{state.active_connections, state.inactive_connections});
+  }
+}
+
 ConnectionTable connections_from(const std::vector<ServiceWithDestinations>& dump) {
   ConnectionTable table;
-  for (const auto& item : dump) {
-    for (const auto& state : item.destinations) {
-      // Idle ones are left out: a missing destination counts as idle, and at
-      // 10,000 Services an idle node's resync would hold 180,000 entries.
-      if (state.active_connections == 0 && state.inactive_connections == 0) continue;
-      table.insert_or_assign(DestinationRef{item.service.service.key, state.destination.key},
-                             Connections{state.active_connections, state.inactive_connections});
-    }
-  }
+  for (const auto& item : dump) add_connections(table, item);
   return table;
 }
 

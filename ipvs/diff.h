@@ -83,6 +83,8 @@ using ConnectionTable = std::map<DestinationRef, Connections>;
 // Counts from a backend dump, busy destinations only (a missing destination
 // counts as idle).
 [[nodiscard]] ConnectionTable connections_from(const std::vector<ServiceWithDestinations>& dump);
+// The same for one service read, added to `table`.
+void add_connections(ConnectionTable& table, const ServiceWithDestinations& read);
 
 using DrainClock = std::chrono::steady_clock;
 

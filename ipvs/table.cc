@@ -2,14 +2,21 @@
 
 namespace kipvs::ipvs {
 
+TableEntry entry_from(const ServiceWithDestinations& read) {
+  TableEntry entry{.service = read.service.service, .destinations = {}};
+  entry.destinations.reserve(read.destinations.size());
+  for (const auto& state : read.destinations) {
+    entry.destinations.insert_or_assign(state.destination.key, state.destination);
+  }
+  return entry;
+}
+
 Table table_from(const std::vector<ServiceWithDestinations>& dump) {
   Table table;
   for (const auto& item : dump) {
-    TableEntry entry{.service = item.service.service, .destinations = {}};
-    for (const auto& state : item.destinations) {
-      entry.destinations.insert_or_assign(state.destination.key, state.destination);
-    }
-    table.insert_or_assign(entry.service.key, std::move(entry));
+    auto entry = entry_from(item);
+    const auto key = entry.service.key;
+    table.insert_or_assign(key, std::move(entry));
   }
   return table;
 }

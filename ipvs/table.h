@@ -29,6 +29,9 @@ struct TableEntry {
 // Keyed by service identity; table[k].service.key == k always holds.
 using Table = std::map<ServiceKey, TableEntry>;
 
+// One service of a backend dump as a table entry, dropping counters.
+[[nodiscard]] TableEntry entry_from(const ServiceWithDestinations& read);
+
 // Builds a table from a backend dump, dropping counters. A duplicate service
 // or destination (which the kernel never reports) keeps the last copy.
 [[nodiscard]] Table table_from(const std::vector<ServiceWithDestinations>& dump);

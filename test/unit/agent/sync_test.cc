@@ -552,8 +552,10 @@ TEST_CASE("other failures retry with backoff", "[sync]") {
   CHECK(agent.sync->observed() == agent.sync->desired());
 }
 
-TEST_CASE("a periodic resync reads the kernel in pieces, and a change made meanwhile is applied at once",
-          "[sync]") {
+TEST_CASE(
+    "a periodic resync reads and repairs the kernel in pieces, and a change made meanwhile is applied at "
+    "once",
+    "[sync]") {
   Node node;
   SyncOptions options;
   options.resync_read_piece = 0ms;  // one service per turn of the loop
@@ -561,9 +563,14 @@ TEST_CASE("a periodic resync reads the kernel in pieces, and a change made meanw
   populate(agent, 20);
   agent.start();
   const auto first = service_key(cluster_ip(0), 80);  // read first: the smallest key
+  const auto second = service_key(cluster_ip(1), 80);
   const auto last = service_key(cluster_ip(19), 80);
-  // Someone else deletes a destination of the last service.
+  const auto gone = service_key(cluster_ip(7), 80);
+  // Someone else deletes a destination of the second and of the last
+  // service, and a whole virtual service.
+  node.delete_destination(second, destination_key("10.244.2.5", 8080));
   node.delete_destination(last, destination_key("10.244.2.5", 8080));
+  node.delete_service(gone);
   node.kernel.reset_counts();
   node.kernel.destination_reads = 0;
   const auto logs_before = agent.logs.size();
@@ -573,22 +580,27 @@ TEST_CASE("a periodic resync reads the kernel in pieces, and a change made meanw
   for (int i = 0; i < 5; ++i) REQUIRE(agent.io.poll_one() == 1);
   REQUIRE(agent.sync->resync_reading());
   CHECK(node.kernel.destination_reads == 5);
+  // Repaired as soon as it was read, not after the whole table.
+  CHECK(node.kernel.has_destination(second, destination_key("10.244.2.5", 8080)));
+  CHECK(node.kernel.total_operations() == 1);
 
   // A change to a service already read: applied now, not after the read.
   agent.add(slice(name(0), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
   REQUIRE(agent.sync->sync_dirty());
   CHECK(node.kernel.has_destination(first, destination_key("10.244.3.5", 8080)));
   CHECK(agent.sync->resync_reading());
-  CHECK(node.kernel.total_operations() == 1);
+  CHECK(node.kernel.total_operations() == 2);
 
   while (agent.sync->resync_reading()) REQUIRE(agent.io.poll_one() == 1);
-  CHECK(node.kernel.destination_reads == 20);
+  CHECK(node.kernel.destination_reads == 19);  // the deleted one is not listed
   // The read of the first service was older than the change: what kipvs
-  // wrote since is kept, so nothing is added twice. The other's deletion is
-  // repaired.
-  CHECK(node.kernel.count(Kind::kAddDestination) == 2);
-  CHECK(node.kernel.total_operations() == 2);
+  // wrote since is kept, so nothing is added twice. The other deletions are
+  // repaired: the virtual service the kernel no longer listed at the end.
+  CHECK(node.kernel.count(Kind::kAddDestination) == 5);
+  CHECK(node.kernel.count(Kind::kAddService) == 1);
+  CHECK(node.kernel.total_operations() == 6);
   CHECK(node.kernel.has_destination(last, destination_key("10.244.2.5", 8080)));
+  CHECK(node.kernel.has_destination(gone, destination_key("10.244.1.5", 8080)));
   CHECK(agent.sync->observed() == agent.sync->desired());
   const std::vector<std::string> new_logs(agent.logs.begin() + static_cast<std::ptrdiff_t>(logs_before),
                                           agent.logs.end());
@@ -596,7 +608,7 @@ TEST_CASE("a periodic resync reads the kernel in pieces, and a change made meanw
     return line.find("the kernel differs") != std::string::npos;
   }));
   CHECK(std::ranges::count_if(new_logs, [](const std::string& line) {
-          return line.starts_with("sync full: 20 virtual services, 1 operations");
+          return line.starts_with("sync full: 20 virtual services, 5 operations");
         }) == 1);
 
   // A read that fails part way: no write, and the next resync is sooner.
