@@ -80,6 +80,24 @@ struct Cluster {
   std::uint32_t next_pod = (10u << 24) | (128u << 16);
 };
 
+// The ports of bench/scale_cluster.py's mix: a third 80/TCP, a third
+// 80/TCP + 443/TCP, a third 53/UDP + 53/TCP (1.67 virtual services per
+// Service, as in bench/scale).
+std::vector<std::pair<k8s::ServicePort, k8s::EndpointPort>> ports_for(int i) {
+  const auto port = [](const char* name, k8s::Protocol protocol, std::int32_t number, std::int32_t target) {
+    return std::pair{k8s::ServicePort{.name = name, .protocol = protocol, .port = number, .node_port = 0},
+                     k8s::EndpointPort{.name = name, .protocol = protocol, .port = target}};
+  };
+  switch (i % 3) {
+    case 0:
+      return {port("http", k8s::Protocol::kTcp, 80, 8080)};
+    case 1:
+      return {port("http", k8s::Protocol::kTcp, 80, 8080), port("https", k8s::Protocol::kTcp, 443, 8443)};
+    default:
+      return {port("dns", k8s::Protocol::kUdp, 53, 5353), port("dns-tcp", k8s::Protocol::kTcp, 53, 5353)};
+  }
+}
+
 Cluster make_cluster(int services, int endpoints) {
   Cluster cluster;
   for (int s = 0; s < services; ++s) {
@@ -88,16 +106,15 @@ Cluster make_cluster(int services, int endpoints) {
     service.meta.name = name;
     service.meta.namespace_ = "bench";
     service.cluster_ip = ipv4((10u << 24) | (96u << 16) | static_cast<std::uint32_t>(s));
-    service.ports.push_back(
-        k8s::ServicePort{.name = "http", .protocol = k8s::Protocol::kTcp, .port = 80, .node_port = 0});
-    cluster.services.emplace(k8s::ObjectKey{"bench", name}, std::move(service));
-
     k8s::EndpointSlice slice;
     slice.meta.name = name + "-abc";
     slice.meta.namespace_ = "bench";
     slice.meta.labels["kubernetes.io/service-name"] = name;
     slice.address_type = k8s::AddressType::kIPv4;
-    slice.ports.push_back(k8s::EndpointPort{.name = "http", .protocol = k8s::Protocol::kTcp, .port = 8080});
+    for (auto& [service_port, endpoint_port] : ports_for(s)) {
+      service.ports.push_back(std::move(service_port));
+      slice.ports.push_back(std::move(endpoint_port));
+    }
     for (int e = 0; e < endpoints; ++e) {
       slice.endpoints.push_back(k8s::Endpoint{.addresses = {ipv4(cluster.next_pod++)},
                                               .conditions = {},
@@ -105,6 +122,7 @@ Cluster make_cluster(int services, int endpoints) {
                                               .zone = {},
                                               .hints = {}});
     }
+    cluster.services.emplace(k8s::ObjectKey{"bench", name}, std::move(service));
     cluster.slices.emplace(k8s::ObjectKey{"bench", name + "-abc"}, std::move(slice));
   }
   return cluster;
@@ -149,7 +167,7 @@ int failed(const std::string& what) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int services = 18000;
+  int services = 10000;
   int endpoints = 10;
   int resyncs = 3;
   int change_every_ms = 50;
@@ -232,7 +250,9 @@ int main(int argc, char** argv) {
                              static_cast<std::ptrdiff_t>((next_change++ * 7919) % cluster.slices.size()));
       slice->second.endpoints.back().addresses = {ipv4(cluster.next_pod++)};
       const k8s::ObjectKey service{"bench", slice->second.meta.labels["kubernetes.io/service-name"]};
-      pending.emplace(service, Clock::now());
+      // When it was due: a change that arrives while the sync thread is
+      // busy waits like this timer did.
+      pending.emplace(service, change_timer.expiry());
       sync.endpoint_slice_changed(slice->first, &slice->second);
       arm_change();
     });

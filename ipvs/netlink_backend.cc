@@ -60,7 +60,9 @@ std::expected<bool, Error> read_datagram(NetlinkTransport& transport, Visit&& vi
 
 class LibnlTransport final : public NetlinkTransport {
  public:
-  explicit LibnlTransport(NetlinkOptions options) : options_(options) {}
+  // datagram_bytes: how much each read takes (see read_one_page()).
+  LibnlTransport(NetlinkOptions options, std::size_t datagram_bytes)
+      : options_(options), datagram_bytes_(datagram_bytes) {}
   ~LibnlTransport() override { close(); }
   LibnlTransport(const LibnlTransport&) = delete;
   LibnlTransport& operator=(const LibnlTransport&) = delete;
@@ -75,8 +77,8 @@ class LibnlTransport final : public NetlinkTransport {
     }
     // Resolving the family is the one libnl round trip, on a socket of its
     // own: libnl reads 16 KiB at a time, and the kernel would size every
-    // later dump datagram of this socket by that read (datagram_size()).
-    // Everything on this one is raw sendmsg/recvmmsg.
+    // later dump datagram of this socket by that read (see
+    // one_page_reads()). Everything on this one is raw sendmsg/recvmmsg.
     const int family = resolve_family();
     if (family < 0) {
       close();
@@ -106,7 +108,7 @@ class LibnlTransport final : public NetlinkTransport {
     const int one = 1;
     (void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
 
-    buffers_.assign(kDatagrams, std::vector<std::uint8_t>(datagram_size()));
+    buffers_.assign(kDatagrams, std::vector<std::uint8_t>(datagram_bytes_));
     lengths_.assign(kDatagrams, 0);
     next_ = count_ = 0;
     return {};
@@ -209,20 +211,10 @@ class LibnlTransport final : public NetlinkTransport {
     return family;
   }
 
-  // The kernel sizes each datagram of a dump by the largest read the socket
-  // has asked for (up to 32 KiB), and with init_on_alloc (Debian's default)
-  // zeroes all of it: with 64 KiB reads, a resync at 10,000 Services zeroed
-  // two 32 KiB buffers per virtual service, a fifth of its CPU in an
-  // emulated guest. A read of one page keeps them at one page. A dump's
-  // datagram is never larger than that read or NLMSG_GOODSIZE (a page, at
-  // most 8 KiB), and acknowledgements are a datagram each.
-  static std::size_t datagram_size() {
-    const long page = sysconf(_SC_PAGESIZE);
-    return std::clamp<std::size_t>(page > 0 ? static_cast<std::size_t>(page) : 4096, 4096, 8192);
-  }
   static constexpr std::size_t kDatagrams = 32;
 
   NetlinkOptions options_;
+  std::size_t datagram_bytes_;
   nl_sock* socket_ = nullptr;
   std::uint16_t family_id_ = 0;
   std::vector<std::vector<std::uint8_t>> buffers_;
@@ -234,24 +226,43 @@ class LibnlTransport final : public NetlinkTransport {
 
 }  // namespace
 
+// The kernel caps a dump's datagram at 32 KiB; room for twice that.
+constexpr std::size_t kLargeReads = 64 * 1024;
+
+// The kernel sizes each datagram of a dump by the largest read the socket
+// has asked for (up to 32 KiB), and with init_on_alloc (Debian's default)
+// zeroes all of it, twice per dump (the data, then NLMSG_DONE): at 10,000
+// Services a resync's per-service dumps zeroed 1 GiB, a fifth of its CPU
+// in an emulated guest. Reads of one page keep them at one page: a dump's
+// datagram is never larger than the read or NLMSG_GOODSIZE (a page, at most
+// 8 KiB). The service list stays on large reads: the kernel resumes that
+// dump by walking its hash table from the start, once per datagram.
+std::size_t one_page_reads() {
+  const long page = sysconf(_SC_PAGESIZE);
+  return std::clamp<std::size_t>(page > 0 ? static_cast<std::size_t>(page) : 4096, 4096, 8192);
+}
+
 std::unique_ptr<NetlinkTransport> make_libnl_transport(const NetlinkOptions& options) {
-  return std::make_unique<LibnlTransport>(options);
+  return std::make_unique<LibnlTransport>(options, kLargeReads);
 }
 
 // ---- NetlinkBackend ----------------------------------------------------------------
 
 std::expected<std::unique_ptr<NetlinkBackend>, Error> NetlinkBackend::open(NetlinkOptions options) {
-  auto transport = std::make_unique<LibnlTransport>(options);
+  auto transport = std::make_unique<LibnlTransport>(options, kLargeReads);
   if (auto opened = transport->open(); !opened) return std::unexpected(opened.error());
   // Fit a batch's acknowledgements into the buffer the kernel granted.
   const auto granted = static_cast<std::size_t>(std::max(transport->receive_buffer(), 0));
   options.max_batch_messages =
       std::clamp<std::size_t>(granted / kAckBufferCost, 1, options.max_batch_messages);
-  return std::make_unique<NetlinkBackend>(std::move(transport), options);
+  return std::make_unique<NetlinkBackend>(std::move(transport), options,
+                                          std::make_unique<LibnlTransport>(options, one_page_reads()));
 }
 
-NetlinkBackend::NetlinkBackend(std::unique_ptr<NetlinkTransport> transport, NetlinkOptions options)
+NetlinkBackend::NetlinkBackend(std::unique_ptr<NetlinkTransport> transport, NetlinkOptions options,
+                               std::unique_ptr<NetlinkTransport> service_dumps)
     : transport_(std::move(transport)),
+      service_dumps_(std::move(service_dumps)),
       options_(options),
       // Any start works; a time-based one keeps restarts from reusing the
       // previous process's numbers.
@@ -259,19 +270,20 @@ NetlinkBackend::NetlinkBackend(std::unique_ptr<NetlinkTransport> transport, Netl
 
 NetlinkBackend::Counters NetlinkBackend::counters() const {
   Counters counters = counters_;
-  counters.receive_syscalls = transport_->receive_syscalls();
+  counters.receive_syscalls =
+      transport_->receive_syscalls() + (service_dumps_ ? service_dumps_->receive_syscalls() : 0);
   return counters;
 }
 
-std::expected<void, Error> NetlinkBackend::ensure_open() {
-  if (transport_->is_open()) return {};
-  return transport_->open();
+std::expected<void, Error> NetlinkBackend::ensure_open(NetlinkTransport& transport) {
+  if (transport.is_open()) return {};
+  return transport.open();
 }
 
-void NetlinkBackend::reopen_after(const Error& /*failure*/) {
+void NetlinkBackend::reopen_after(NetlinkTransport& transport, const Error& /*failure*/) {
   // Answers still queued on the old socket belong to requests we no longer
   // wait for; a new socket starts clean.
-  transport_->close();
+  transport.close();
   ++counters_.reopens;
 }
 
@@ -288,7 +300,7 @@ std::expected<void, Error> NetlinkBackend::run_batches(std::span<const Operation
   };
   advance();
   while (next < operations.size()) {
-    if (auto opened = ensure_open(); !opened) return std::unexpected(opened.error());
+    if (auto opened = ensure_open(*transport_); !opened) return std::unexpected(opened.error());
     buffer_.clear();
     batch.clear();
     const std::uint16_t family = transport_->family_id();
@@ -348,9 +360,9 @@ std::vector<OperationResult> NetlinkBackend::apply(std::span<const Operation> op
     // Retry once what was not answered, on a new socket. An answer lost with
     // the old socket may mean the kernel applied the request: its retry then
     // reports EEXIST/ENOENT, which the reconciler treats as any other.
-    reopen_after(outcome.error());
+    reopen_after(*transport_, outcome.error());
     outcome = run_batches(operations, results);
-    if (!outcome) reopen_after(outcome.error());
+    if (!outcome) reopen_after(*transport_, outcome.error());
   }
   std::vector<OperationResult> out;
   out.reserve(operations.size());
@@ -366,20 +378,20 @@ std::vector<OperationResult> NetlinkBackend::apply(std::span<const Operation> op
   return out;
 }
 
-std::expected<void, Error> NetlinkBackend::exchange_once(const std::string& what, Reply reply, bool dump,
-                                                         const Encode& encode, const OnData& on_data,
-                                                         bool& transport_failed) {
+std::expected<void, Error> NetlinkBackend::exchange_once(NetlinkTransport& transport, const std::string& what,
+                                                         Reply reply, bool dump, const Encode& encode,
+                                                         const OnData& on_data, bool& transport_failed) {
   // Only failures of the socket itself are worth a new socket; an error the
   // kernel answered with, or an answer we cannot decode, would come again.
   transport_failed = true;
-  if (auto opened = ensure_open(); !opened) return std::unexpected(opened.error());
+  if (auto opened = ensure_open(transport); !opened) return std::unexpected(opened.error());
   const std::uint32_t sequence = next_sequence();
   buffer_.clear();
-  encode(buffer_, sequence);
-  if (auto sent = transport_->send(buffer_); !sent) return std::unexpected(sent.error());
+  encode(buffer_, nl::Header{transport.family_id(), sequence, nl::kFlagRequest, transport.port_id()});
+  if (auto sent = transport.send(buffer_); !sent) return std::unexpected(sent.error());
   ++counters_.sendmsg_calls;
   ++counters_.messages_sent;
-  const std::uint16_t family = transport_->family_id();
+  const std::uint16_t family = transport.family_id();
   // True when the exchange is over.
   const auto answer = [&](const nl::Message& m) -> std::expected<bool, Error> {
     if (m.sequence != sequence) return false;  // left over from an earlier exchange
@@ -403,22 +415,23 @@ std::expected<void, Error> NetlinkBackend::exchange_once(const std::string& what
     return !dump && reply == Reply::kData;
   };
   for (;;) {
-    auto read = read_datagram(*transport_, answer, transport_failed);
+    auto read = read_datagram(transport, answer, transport_failed);
     if (!read) return std::unexpected(read.error());
     if (*read) return {};
   }
 }
 
-std::expected<void, Error> NetlinkBackend::exchange(const std::string& what, Reply reply, bool dump,
-                                                    const Encode& encode, const OnData& on_data,
+std::expected<void, Error> NetlinkBackend::exchange(NetlinkTransport& transport, const std::string& what,
+                                                    Reply reply, bool dump, const Encode& encode,
+                                                    const OnData& on_data,
                                                     const std::function<void()>& reset) {
   bool transport_failed = false;
-  auto outcome = exchange_once(what, reply, dump, encode, on_data, transport_failed);
+  auto outcome = exchange_once(transport, what, reply, dump, encode, on_data, transport_failed);
   if (outcome || !transport_failed) return outcome;
-  reopen_after(outcome.error());
+  reopen_after(transport, outcome.error());
   reset();
-  outcome = exchange_once(what, reply, dump, encode, on_data, transport_failed);
-  if (!outcome && transport_failed) reopen_after(outcome.error());
+  outcome = exchange_once(transport, what, reply, dump, encode, on_data, transport_failed);
+  if (!outcome && transport_failed) reopen_after(transport, outcome.error());
   if (!outcome && outcome.error().message.find(what) == std::string::npos) {
     return std::unexpected(Error{outcome.error().code, what + ": " + outcome.error().message});
   }
@@ -456,10 +469,9 @@ void drop_repeated_services(std::vector<ServiceState>& services) {
 std::expected<std::vector<ServiceState>, Error> NetlinkBackend::list_services() {
   std::vector<ServiceState> services;
   auto outcome = exchange(
-      "list services", Reply::kData, true,
-      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
-        nl::encode_dump_services(
-            out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()});
+      *transport_, "list services", Reply::kData, true,
+      [&](std::vector<std::uint8_t>& out, const nl::Header& header) {
+        nl::encode_dump_services(out, header);
       },
       [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
         auto service = nl::decode_service(message);
@@ -477,11 +489,10 @@ std::expected<std::vector<DestinationState>, Error> NetlinkBackend::dump_destina
     const ServiceKey& service) {
   std::vector<DestinationState> destinations;
   auto outcome = exchange(
-      "list destinations of " + to_string(service), Reply::kData, true,
-      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
-        nl::encode_dump_destinations(
-            out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()},
-            service);
+      service_dumps_ ? *service_dumps_ : *transport_, "list destinations of " + to_string(service),
+      Reply::kData, true,
+      [&](std::vector<std::uint8_t>& out, const nl::Header& header) {
+        nl::encode_dump_destinations(out, header, service);
       },
       [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
         auto destination = nl::decode_destination(message, service.family);
@@ -519,10 +530,8 @@ template <typename T, typename EncodeFn, typename DecodeFn>
 std::expected<T, Error> NetlinkBackend::get_one(const std::string& what, EncodeFn encode, DecodeFn decode) {
   T value{};
   auto outcome = exchange(
-      what, Reply::kData, false,
-      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
-        encode(out, nl::Header{transport_->family_id(), sequence, nl::kFlagRequest, transport_->port_id()});
-      },
+      *transport_, what, Reply::kData, false,
+      [&](std::vector<std::uint8_t>& out, const nl::Header& header) { encode(out, header); },
       [&](const nl::GenlMessage& message) -> std::expected<void, Error> {
         auto decoded = decode(message);
         if (!decoded) return std::unexpected(decoded.error());
@@ -541,13 +550,10 @@ std::expected<Timeouts, Error> NetlinkBackend::get_timeouts() {
 
 std::expected<void, Error> NetlinkBackend::set_timeouts(const Timeouts& timeouts) {
   return exchange(
-      "set timeouts", Reply::kAck, false,
-      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
-        nl::encode_set_config(
-            out,
-            nl::Header{transport_->family_id(), sequence,
-                       static_cast<std::uint16_t>(nl::kFlagRequest | nl::kFlagAck), transport_->port_id()},
-            timeouts);
+      *transport_, "set timeouts", Reply::kAck, false,
+      [&](std::vector<std::uint8_t>& out, nl::Header header) {
+        header.flags |= nl::kFlagAck;
+        nl::encode_set_config(out, header, timeouts);
       },
       [](const nl::GenlMessage&) -> std::expected<void, Error> { return {}; }, [] {});
 }
@@ -559,11 +565,10 @@ std::expected<Info, Error> NetlinkBackend::get_info() {
 
 std::expected<void, Error> NetlinkBackend::flush() {
   return exchange(
-      "flush", Reply::kAck, false,
-      [&](std::vector<std::uint8_t>& out, std::uint32_t sequence) {
-        nl::encode_flush(out, nl::Header{transport_->family_id(), sequence,
-                                         static_cast<std::uint16_t>(nl::kFlagRequest | nl::kFlagAck),
-                                         transport_->port_id()});
+      *transport_, "flush", Reply::kAck, false,
+      [&](std::vector<std::uint8_t>& out, nl::Header header) {
+        header.flags |= nl::kFlagAck;
+        nl::encode_flush(out, header);
       },
       [](const nl::GenlMessage&) -> std::expected<void, Error> { return {}; }, [] {});
 }

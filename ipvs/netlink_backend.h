@@ -16,6 +16,9 @@
 // list_all() dumps the services, then each service's destinations. The kernel
 // runs one dump at a time per socket, so the destination dumps go one after
 // the other, each costing one sendmsg and (with recvmmsg) usually one receive.
+// They go through a second socket that reads a page at a time: the kernel
+// sizes (and zeroes) each dump datagram by the socket's largest read, and
+// the service list wants large ones (netlink_backend.cc, one_page_reads).
 //
 // Not thread-safe: one thread owns it, like the rest of the agent's state.
 
@@ -34,7 +37,8 @@ namespace kipvs::ipvs {
 
 namespace netlink {
 struct GenlMessage;
-}
+struct Header;
+}  // namespace netlink
 
 // The socket under NetlinkBackend. The real one is libnl's; tests substitute
 // a scripted kernel.
@@ -92,8 +96,10 @@ class NetlinkBackend final : public Backend {
   [[nodiscard]] static std::expected<std::unique_ptr<NetlinkBackend>, Error> open(
       NetlinkOptions options = {});
 
-  // Over any transport (tests). The transport is opened on first use.
-  NetlinkBackend(std::unique_ptr<NetlinkTransport> transport, NetlinkOptions options);
+  // Over any transport (tests). The transport is opened on first use;
+  // service_dumps, when given, carries the per-service destination dumps.
+  NetlinkBackend(std::unique_ptr<NetlinkTransport> transport, NetlinkOptions options,
+                 std::unique_ptr<NetlinkTransport> service_dumps = nullptr);
 
   [[nodiscard]] std::vector<OperationResult> apply(std::span<const Operation> operations) override;
   [[nodiscard]] std::expected<std::vector<ServiceState>, Error> list_services() override;
@@ -109,11 +115,13 @@ class NetlinkBackend final : public Backend {
 
  private:
   enum class Reply : std::uint8_t { kAck, kData };
-  using Encode = std::function<void(std::vector<std::uint8_t>&, std::uint32_t sequence)>;
+  // Writes the request under the header exchange() gives it (family,
+  // sequence, the socket's port).
+  using Encode = std::function<void(std::vector<std::uint8_t>&, const netlink::Header&)>;
   using OnData = std::function<std::expected<void, Error>(const netlink::GenlMessage&)>;
 
-  [[nodiscard]] std::expected<void, Error> ensure_open();
-  void reopen_after(const Error& failure);
+  [[nodiscard]] std::expected<void, Error> ensure_open(NetlinkTransport& transport);
+  void reopen_after(NetlinkTransport& transport, const Error& failure);
   [[nodiscard]] std::uint32_t next_sequence() { return sequence_++; }
   // Sends the pending operations in batches; fills results[i] as answers
   // arrive. A transport failure stops it and is returned; the operations
@@ -128,16 +136,18 @@ class NetlinkBackend final : public Backend {
   // One request whose one answer decodes into a T (the config, the info).
   template <typename T, typename EncodeFn, typename DecodeFn>
   [[nodiscard]] std::expected<T, Error> get_one(const std::string& what, EncodeFn encode, DecodeFn decode);
-  [[nodiscard]] std::expected<void, Error> exchange(const std::string& what, Reply reply, bool dump,
-                                                    const Encode& encode, const OnData& on_data,
+  [[nodiscard]] std::expected<void, Error> exchange(NetlinkTransport& transport, const std::string& what,
+                                                    Reply reply, bool dump, const Encode& encode,
+                                                    const OnData& on_data,
                                                     const std::function<void()>& reset);
-  [[nodiscard]] std::expected<void, Error> exchange_once(const std::string& what, Reply reply, bool dump,
-                                                         const Encode& encode, const OnData& on_data,
-                                                         bool& transport_failed);
+  [[nodiscard]] std::expected<void, Error> exchange_once(NetlinkTransport& transport, const std::string& what,
+                                                         Reply reply, bool dump, const Encode& encode,
+                                                         const OnData& on_data, bool& transport_failed);
   [[nodiscard]] std::expected<std::vector<DestinationState>, Error> dump_destinations(
       const ServiceKey& service);
 
   std::unique_ptr<NetlinkTransport> transport_;
+  std::unique_ptr<NetlinkTransport> service_dumps_;  // null: transport_ carries them too
   NetlinkOptions options_;
   Counters counters_;
   std::uint32_t sequence_;
