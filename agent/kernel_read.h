@@ -6,6 +6,7 @@
 // the caller at once (the sync compares and repairs it while the read is
 // fresh: no whole-table copy is kept). A sync that writes a service
 // meanwhile marks it touched: one the list did not have is not missing.
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <expected>
@@ -36,7 +37,7 @@ class StepwiseKernelRead {
   // Whether the kernel had the service when it was read, or a sync wrote it
   // since the list: the others are gone from the kernel.
   [[nodiscard]] bool present(const ipvs::ServiceKey& key) const {
-    return read_.contains(key) || touched_.contains(key);
+    return std::ranges::binary_search(read_, key) || touched_.contains(key);
   }
   [[nodiscard]] const std::optional<Error>& failure() const { return failed_; }
   [[nodiscard]] ipvs::DrainClock::time_point started() const { return started_; }
@@ -46,7 +47,7 @@ class StepwiseKernelRead {
 
   std::vector<ipvs::ServiceState> services_;
   std::size_t next_ = 0;
-  std::set<ipvs::ServiceKey> read_;
+  std::vector<ipvs::ServiceKey> read_;  // sorted once the read is done
   std::optional<Error> failed_;
   std::set<ipvs::ServiceKey> touched_;
   ipvs::DrainClock::time_point started_;

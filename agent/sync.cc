@@ -754,21 +754,24 @@ void Sync::read_kernel_piece() {
   if (!resync_ || stopped_) return;
   auto& resync = *resync_;
   resync.phases.resume();
-  std::set<ipvs::ServiceKey> keys;
+  ipvs::Plan repairs;
+  // The comparison counts as "read": a clock read per service would cost
+  // more than the comparison in an emulated guest (HPET).
   const bool done =
       resync.read.read_piece(backend_, options_.resync_read_piece, [&](ipvs::ServiceWithDestinations&& read) {
-        resync.phases.lap("read");
         const auto key = read.service.service.key;
         ipvs::add_connections(resync.connections, read);
         // Newer than what observed_ had: a sync's writes happen on this
         // thread, so none came between the read and now.
-        observed_.insert_or_assign(key, ipvs::entry_from(read));
+        auto entry = ipvs::entry_from(read);
+        auto [observed, added] = observed_.try_emplace(key);
+        if (added || observed->second != entry) observed->second = std::move(entry);
         // kipvs's unwanted services go at the end, after every add.
-        if (desired_entry(key) != nullptr) keys.insert(key);
-        resync.phases.lap("diff");
+        if (const auto* desired = desired_entry(key))
+          repairs.append(ipvs::diff_service(key, desired, &observed->second));
       });
   resync.phases.lap("read");
-  repair_piece(resync, keys);
+  repair_piece(resync, std::move(repairs));
   if (!done) {
     boost::asio::post(io_, [this] { read_kernel_piece(); });
     return;
@@ -776,11 +779,10 @@ void Sync::read_kernel_piece() {
   finish_resync();
 }
 
-void Sync::repair_piece(Resync& resync, const std::set<ipvs::ServiceKey>& keys) {
-  if (keys.empty()) return;
-  auto drained =
-      ipvs::apply_drain_policy(plan_for(keys, binder_.owned()), observed_, resync.connections, draining_,
-                               options_.clock(), {.grace_period = options_.grace_period});
+void Sync::repair_piece(Resync& resync, ipvs::Plan repairs) {
+  if (repairs.empty()) return;
+  auto drained = ipvs::apply_drain_policy(std::move(repairs), observed_, resync.connections, draining_,
+                                          options_.clock(), {.grace_period = options_.grace_period});
   draining_ = std::move(drained.draining);
   resync.phases.lap("diff");
   if (drained.plan.empty()) return;

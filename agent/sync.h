@@ -240,8 +240,8 @@ class Sync final : public k8s::ObjectSink {
     ipvs::ConnectionTable connections;  // busy destinations read
   };
   void read_kernel_piece();
-  // Compares and repairs the services of one piece, just read.
-  void repair_piece(Resync& resync, const std::set<ipvs::ServiceKey>& keys);
+  // Applies what the comparison of one piece's services found.
+  void repair_piece(Resync& resync, ipvs::Plan repairs);
   // What the pieces cannot see: desired services the kernel lacks, and
   // kipvs's unwanted ones; then addresses and nftables, as a full sync.
   bool finish_resync();
