@@ -12,7 +12,10 @@
 #include <linux/if_addr.h>
 #include <linux/rtnetlink.h>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <vector>
 
 #include "ipvs/netlink_socket.h"
 
@@ -69,13 +72,9 @@ void put_addr(rtnl_addr* addr) {
 void put_nl_addr(nl_addr* addr) {
   nl_addr_put(addr);
 }
-void free_cache(nl_cache* cache) {
-  nl_cache_free(cache);
-}
 using LinkPtr = std::unique_ptr<rtnl_link, Deleter<rtnl_link, put_link>>;
 using AddrPtr = std::unique_ptr<rtnl_addr, Deleter<rtnl_addr, put_addr>>;
 using NlAddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, put_nl_addr>>;
-using CachePtr = std::unique_ptr<nl_cache, Deleter<nl_cache, free_cache>>;
 
 }  // namespace
 
@@ -148,36 +147,85 @@ std::expected<void, Error> NetlinkAddressBackend::ensure_link(const std::string&
   return {};
 }
 
+namespace {
+
+// One address of an RTM_NEWADDR message: IFA_LOCAL when there is one (IPv4
+// has both), else IFA_ADDRESS (IPv6 has only that).
+std::optional<ipvs::Address> local_address_of(nlmsghdr* header) {
+  const auto* message = static_cast<const ifaddrmsg*>(NLMSG_DATA(header));
+  const rtattr* local = nullptr;
+  const rtattr* address = nullptr;
+  int length = static_cast<int>(IFA_PAYLOAD(header));
+  for (const auto* attribute = IFA_RTA(message); RTA_OK(attribute, length);
+       attribute = RTA_NEXT(attribute, length)) {
+    if (attribute->rta_type == IFA_LOCAL) local = attribute;
+    if (attribute->rta_type == IFA_ADDRESS) address = attribute;
+  }
+  const rtattr* chosen = local != nullptr ? local : address;
+  if (chosen == nullptr) return std::nullopt;
+  const std::size_t size = RTA_PAYLOAD(chosen);
+  ipvs::Address result;
+  if (message->ifa_family == AF_INET && size == 4) {
+    result.family = ipvs::Family::kIPv4;
+  } else if (message->ifa_family == AF_INET6 && size == 16) {
+    result.family = ipvs::Family::kIPv6;
+  } else {
+    return std::nullopt;
+  }
+  std::memcpy(result.bytes.data(), RTA_DATA(chosen), size);
+  return result;
+}
+
+}  // namespace
+
 std::expected<std::set<ipvs::Address>, Error> NetlinkAddressBackend::list_addresses(const std::string& name) {
   auto index = link_index(name);
   if (!index) return std::unexpected(index.error());
-  nl_cache* raw = nullptr;
-  if (int rc = rtnl_addr_alloc_cache(socket_->sock, &raw); rc < 0) {
-    return std::unexpected(nl_failure("list addresses of " + name, rc));
-  }
-  CachePtr cache(raw);
+  // A raw dump parsed here: libnl's address cache makes an object per
+  // address, and a resync reads kipvs's 10,000 addresses every period.
+  // Sent and read past libnl (which would expect the next sequence number
+  // on its next request), with a sequence number of its own.
+  struct {
+    nlmsghdr header;
+    ifaddrmsg message;
+  } request{};
+  request.header.nlmsg_len = sizeof request;
+  request.header.nlmsg_type = RTM_GETADDR;
+  request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  request.header.nlmsg_seq = ++dump_sequence_;
+  request.message.ifa_family = AF_UNSPEC;
+  request.message.ifa_index = static_cast<std::uint32_t>(*index);
+  const std::string what = "list addresses of " + name;
+  const int fd = nl_socket_get_fd(socket_->sock);
+  if (send(fd, &request, sizeof request, 0) != static_cast<ssize_t>(sizeof request))
+    return std::unexpected(Error{errno, what + ": " + std::strerror(errno)});
   std::set<ipvs::Address> addresses;
-  for (nl_object* object = nl_cache_get_first(cache.get()); object != nullptr;
-       object = nl_cache_get_next(object)) {
-    auto* addr = reinterpret_cast<rtnl_addr*>(object);
-    if (rtnl_addr_get_ifindex(addr) != *index) continue;
-    // The kernel gives the link an IPv6 link-local address when it comes up:
-    // not kipvs's, and never to be removed.
-    if (rtnl_addr_get_scope(addr) != RT_SCOPE_UNIVERSE) continue;
-    nl_addr* local = rtnl_addr_get_local(addr);
-    if (local == nullptr) continue;
-    ipvs::Address address;
-    const auto family = nl_addr_get_family(local);
-    const auto length = nl_addr_get_len(local);
-    if (family == AF_INET && length == 4) {
-      address.family = ipvs::Family::kIPv4;
-    } else if (family == AF_INET6 && length == 16) {
-      address.family = ipvs::Family::kIPv6;
-    } else {
-      continue;
+  // The kernel caps a dump's datagram at 32 KiB.
+  std::vector<unsigned char> buffer(64 * 1024);
+  for (bool done = false; !done;) {
+    const ssize_t received = recv(fd, buffer.data(), buffer.size(), 0);
+    if (received < 0) {
+      if (errno == EINTR) continue;
+      return std::unexpected(Error{errno, what + ": " + std::strerror(errno)});
     }
-    std::memcpy(address.bytes.data(), nl_addr_get_binary_addr(local), length);
-    addresses.insert(address);
+    if (received == 0) return std::unexpected(Error{EIO, what + ": the socket closed"});
+    int remaining = static_cast<int>(received);
+    for (auto* header = reinterpret_cast<nlmsghdr*>(buffer.data()); !done && NLMSG_OK(header, remaining);
+         header = NLMSG_NEXT(header, remaining)) {
+      if (header->nlmsg_seq != request.header.nlmsg_seq) continue;  // left over from an earlier request
+      if (header->nlmsg_type == NLMSG_DONE) done = true;
+      if (header->nlmsg_type == NLMSG_ERROR) {
+        const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(header));
+        return std::unexpected(Error{-error->error, what + ": " + std::strerror(-error->error)});
+      }
+      if (header->nlmsg_type != RTM_NEWADDR) continue;
+      const auto* message = static_cast<const ifaddrmsg*>(NLMSG_DATA(header));
+      // The kernel gives the link an IPv6 link-local address when it comes
+      // up: not kipvs's, and never to be removed. Without strict checking
+      // the kernel sends every link's addresses.
+      if (static_cast<int>(message->ifa_index) != *index || message->ifa_scope != RT_SCOPE_UNIVERSE) continue;
+      if (auto address = local_address_of(header)) addresses.insert(*address);
+    }
   }
   return addresses;
 }

@@ -71,6 +71,7 @@ class NetlinkAddressBackend final : public AddressBackend {
 
   std::unique_ptr<Socket> socket_;
   std::map<std::string, int> link_indexes_;  // by link name
+  std::uint32_t dump_sequence_ = 1U << 31;   // the raw address dumps' (libnl numbers from the time)
 };
 
 }  // namespace kipvs::address

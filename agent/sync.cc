@@ -791,44 +791,65 @@ void Sync::repair_piece(Resync& resync, ipvs::Plan repairs) {
   resync.phases.lap("ipvs");
 }
 
-bool Sync::finish_resync() {
-  Resync resync = std::move(*resync_);
-  resync_.reset();
-  phases_ = std::move(resync.phases);
-  phases_.resume();
-  const auto started = resync.read.started();
-  // A piece that could not be read: what was read is repaired, the rest
-  // (and anything that needs the whole table) waits for the next resync.
-  if (const auto& failure = resync.read.failure()) return dump_failed(*failure, started);
-  dump_backoff_ = milliseconds{0};
-  // Gone from the kernel since the last look, behind kipvs's back.
-  std::erase_if(observed_, [&resync](const auto& item) { return !resync.read.present(item.first); });
-  nft_.check_present();
-  phases_.lap("nftables");
-  binder_.forget_link();  // re-read: someone may have removed an address
-  binder_.bind(/*all=*/true);
-  binder_.refresh_owned(/*all=*/true);
-  phases_.lap("addresses");
-  bool nft_ok = sync_nft(/*all=*/false, {});
-  phases_.lap("nftables");
-
-  auto keys = full_sync_keys();
-  const std::size_t desired = keys.wanted.size();
-  std::erase_if(keys.wanted, [this](const auto& key) { return observed_.contains(key); });
-  PlanCounts counts = resync.counts;
-  auto failed = std::move(resync.failed);
-  failed.merge(write_in_pieces(keys, resync.connections, counts));
-  trim_record();
-  clear_stale_conntrack(nullptr);
-  binder_.unbind_stale(/*all=*/true, observed_, options_.facts);
-  binder_.refresh_owned(/*all=*/true);
-  binder_.end_sync();
-  phases_.lap("addresses");
-  ++stats_.full_syncs;
-  finish(SyncKind::kFull, started, counts, desired, failed, {});
-  release_free_memory();
-  arm_resync();
-  return failed.empty() && nft_ok;
+void Sync::finish_resync() {
+  if (!resync_ || stopped_) return;
+  Resync& resync = *resync_;
+  resync.phases.resume();
+  switch (resync.step++) {
+    case 0: {
+      // A piece that could not be read: what was read is repaired, the rest
+      // (and anything that needs the whole table) waits for the next resync.
+      if (resync.read.failure()) {
+        Resync failed = std::move(*resync_);
+        resync_.reset();
+        phases_ = std::move(failed.phases);
+        dump_failed(*failed.read.failure(), failed.read.started());
+        return;
+      }
+      dump_backoff_ = milliseconds{0};
+      // Gone from the kernel since the last look, behind kipvs's back.
+      std::erase_if(observed_, [&resync](const auto& item) { return !resync.read.present(item.first); });
+      nft_.check_present();
+      resync.phases.lap("nftables");
+      break;
+    }
+    case 1:
+      binder_.forget_link();  // re-read: someone may have removed an address
+      binder_.bind(/*all=*/true);
+      binder_.refresh_owned(/*all=*/true);
+      resync.phases.lap("addresses");
+      sync_nft(/*all=*/false, {});  // a failure is retried (finish() sees nft_.failed())
+      resync.phases.lap("nftables");
+      break;
+    case 2: {
+      auto keys = full_sync_keys();
+      resync.desired = keys.wanted.size();
+      std::erase_if(keys.wanted, [this](const auto& key) { return observed_.contains(key); });
+      resync.failed.merge(write_in_pieces(keys, resync.connections, resync.counts));
+      trim_record();
+      resync.phases.lap("ipvs");
+      break;
+    }
+    case 3:
+      clear_stale_conntrack(nullptr);
+      resync.phases.lap("conntrack");
+      break;
+    default: {
+      binder_.unbind_stale(/*all=*/true, observed_, options_.facts);
+      binder_.refresh_owned(/*all=*/true);
+      binder_.end_sync();
+      resync.phases.lap("addresses");
+      Resync done = std::move(*resync_);
+      resync_.reset();
+      phases_ = std::move(done.phases);
+      ++stats_.full_syncs;
+      finish(SyncKind::kFull, done.read.started(), done.counts, done.desired, done.failed, {});
+      release_free_memory();
+      arm_resync();
+      return;
+    }
+  }
+  boost::asio::post(io_, [this] { finish_resync(); });
 }
 
 bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started) {

@@ -97,6 +97,10 @@ def table(args):
         row("relist until applied (s)", k.get("relist_seconds"), "kipvs cold start", k.get("cold_start_seconds"))
     row(f"idle CPU over {fmt(k.get('idle_seconds'))} s (s)", k.get("idle_cpu_seconds"), "kube-proxy",
         p.get("idle_cpu_seconds"))
+    idle_cpu_per_resync = None
+    if k.get("idle_cpu_seconds") is not None and k.get("idle_syncs"):
+        idle_cpu_per_resync = round(k["idle_cpu_seconds"] / k["idle_syncs"], 2)
+    row("idle CPU per resync (s)", idle_cpu_per_resync, "", None)
     if k.get("idle_nft_transactions") is not None:
         rows.append(("idle, nftables transactions", str(k.get("idle_nft_transactions")), "", "", "", "== 0",
                      "met" if k.get("idle_nft_transactions") == 0 else "NOT met"))
@@ -136,7 +140,8 @@ def table(args):
     lines.append(f"cold_vs_ipvsadm={fr(cold_ipvsadm)} cold_vs_kubeproxy={bound}{fr(cold_kp)} "
                  f"change_vs_kubeproxy={fr(change_kp)} rss_vs_kubeproxy={bound if rss_kp is not None else ''}"
                  f"{fr(rss_kp)} "
-                 f"restart_writes={k.get('restart_writes')} idle_writes={k.get('idle_writes')}")
+                 f"restart_writes={k.get('restart_writes')} idle_writes={k.get('idle_writes')} "
+                 f"p99_change_ms={fmt(ms(k.get('change_p99_seconds')))} idle_cpu_per_resync_s={fmt(idle_cpu_per_resync)}")
     text = "\n".join(lines) + "\n"
     with open(args.out, "w") as f:
         f.write(text)
