@@ -822,15 +822,16 @@ void Sync::finish_resync() {
       resync.phases.lap("nftables");
       break;
     case 2: {
-      auto keys = full_sync_keys();
-      resync.desired = keys.wanted.size();
-      std::erase_if(keys.wanted, [this](const auto& key) { return observed_.contains(key); });
+      const auto keys = resync_keys(resync.desired);
       resync.failed.merge(write_in_pieces(keys, resync.connections, resync.counts));
-      trim_record();
       resync.phases.lap("ipvs");
       break;
     }
     case 3:
+      trim_record();
+      resync.phases.lap("ipvs");
+      break;
+    case 4:
       clear_stale_conntrack(nullptr);
       resync.phases.lap("conntrack");
       break;
@@ -954,6 +955,30 @@ Sync::FullSyncKeys Sync::full_sync_keys() {
   }
   for (const auto& [key, entry] : observed_) {
     if (desired_entry(key) == nullptr && owned(key, binder_.owned())) keys.unwanted.push_back(key);
+  }
+  return keys;
+}
+
+Sync::FullSyncKeys Sync::resync_keys(std::size_t& desired) {
+  std::erase_if(wanted_unbound_, [this](const auto& key) {
+    return desired_entry(key) == nullptr && !observed_.contains(key);
+  });
+  // Both maps are sorted by key: one walk of the two, no lookups.
+  FullSyncKeys keys;
+  desired = 0;
+  auto claim = claims_.begin();
+  auto seen = observed_.begin();
+  while (claim != claims_.end() || seen != observed_.end()) {
+    const bool claimed = claim != claims_.end() && (seen == observed_.end() || claim->first <= seen->first);
+    const bool present = seen != observed_.end() && (claim == claims_.end() || seen->first <= claim->first);
+    const ipvs::ServiceKey& key = claimed ? claim->first : seen->first;
+    // A claim names Services whose part has the key (recompute keeps it so).
+    const bool wanted = claimed && !claim->second.empty();
+    desired += wanted ? 1 : 0;
+    if (wanted && !present) keys.wanted.push_back(key);
+    if (!wanted && present && owned(key, binder_.owned())) keys.unwanted.push_back(key);
+    if (claimed) ++claim;
+    if (present) ++seen;
   }
   return keys;
 }

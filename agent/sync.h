@@ -224,6 +224,10 @@ class Sync final : public k8s::ObjectSink {
     std::vector<ipvs::ServiceKey> unwanted;  // observed, owned, no longer desired
   };
   FullSyncKeys full_sync_keys();
+  // For a resync, whose pieces compared what the kernel has: only the
+  // desired services it lacks, and kipvs's unwanted ones; desired counts
+  // the desired services.
+  FullSyncKeys resync_keys(std::size_t& desired);
   // At most how many operations bring one virtual service (or these, counted
   // until the total passes `enough`) to its desired state.
   [[nodiscard]] std::size_t most_operations(const ipvs::ServiceKey& key) const;
