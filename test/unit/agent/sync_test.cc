@@ -385,6 +385,24 @@ TEST_CASE("foreign services are never touched, stale owned ones are removed", "[
   // And at every resync.
   CHECK(resync_writes_nothing(node, agent));
   CHECK(node.kernel.has_service(service_key("192.168.0.10", 443)));
+
+  // The periodic resync, piece by piece, keeps the same rules: a service
+  // that turned up on an address of kube-ipvs0 goes, the foreign ones stay.
+  node.links.put("kube-ipvs0", ip("10.96.200.2"));
+  ipvs::Table late;
+  ipvs::put(late, ipvs::Service{.key = service_key("10.96.200.2", 80)});
+  node.put(late);
+  node.kernel.reset_counts();
+  REQUIRE(agent.sync->start_resync());
+  agent.io.restart();
+  while (agent.sync->resync_reading()) REQUIRE(agent.io.poll_one() == 1);
+  CHECK_FALSE(node.kernel.has_service(service_key("10.96.200.2", 80)));
+  CHECK(node.kernel.count(Kind::kDeleteService) == 1);
+  CHECK(node.kernel.total_operations() == 1);
+  CHECK(node.kernel.has_service(service_key("192.168.0.10", 443)));
+  CHECK(node.kernel.has_service(fwmark42()));
+  CHECK(node.kernel.has_service(service_key("10.250.0.1", 80)));
+  CHECK_FALSE(node.links.addresses("kube-ipvs0").contains(ip("10.96.200.2")));
 }
 
 TEST_CASE("an external IP that is a node address is served, never bound, and its neighbours stay foreign",
