@@ -10,7 +10,6 @@
 // falls on kipvs, never the other way round.
 
 #include <fcntl.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -21,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/fresh_netns.h"
 #include "ipvs/ipvsadm_format.h"
 #include "ipvs/netlink_backend.h"
 #include "ipvs/table.h"
@@ -80,16 +80,6 @@ std::vector<Operation> operations_for(const Table& table) {
   return operations;
 }
 
-void fresh_netns() {
-  if (unshare(CLONE_NEWNET) != 0) {
-    std::perror("unshare(CLONE_NEWNET)");
-    std::exit(1);
-  }
-  // The kernel refuses masquerading destinations (EINVAL) in a namespace
-  // whose local routing table does not exist yet: bring lo up first.
-  if (std::system("ip link set lo up") != 0) std::exit(1);
-}
-
 double timed_shell(const std::string& command) {
   const auto start = Clock::now();
   if (std::system(command.c_str()) != 0) {
@@ -125,13 +115,13 @@ int main(int argc, char** argv) {
             << " destinations + the services)\n";
 
   // ipvsadm, the reference.
-  fresh_netns();
+  kipvs::bench::fresh_netns();
   const int ipvsadm_netns = open("/proc/self/ns/net", O_RDONLY);  // kept open: see the top comment
   const double ipvsadm_program = timed_shell("ipvsadm -R < " + rules);
   const double ipvsadm_dump = timed_shell("ipvsadm -Sn > " + work + "/kipvs-bench-ipvsadm-dump.txt");
 
   // kipvs.
-  fresh_netns();
+  kipvs::bench::fresh_netns();
   auto opened = NetlinkBackend::open();
   if (!opened) {
     std::cerr << "bench: " << opened.error().message << "\n";

@@ -10,7 +10,6 @@
 //    and whether the next resync put them back.
 // See bench/resync for the driver; it ends with the line
 //   resync_cpu_s=<median> resync_wall_s=<median> stall_max_ms=<max> change_p99_ms=<p99> drift_repaired=<n>/2
-#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -28,6 +27,7 @@
 
 #include "address/address_backend.h"
 #include "agent/sync.h"
+#include "bench/fresh_netns.h"
 #include "conntrack/conntrack.h"
 #include "ipvs/diff.h"
 #include "ipvs/netlink_backend.h"
@@ -130,14 +130,6 @@ Cluster make_cluster(int services, int endpoints) {
   return cluster;
 }
 
-void fresh_netns() {
-  if (unshare(CLONE_NEWNET) != 0) {
-    std::perror("unshare(CLONE_NEWNET)");
-    std::exit(1);
-  }
-  if (std::system("ip link set lo up") != 0) std::exit(1);
-}
-
 // Runs the loop until `done`; returns the longest gap between two ticks of
 // a 5 ms timer meanwhile (how long a change would have waited at most).
 double run_until(boost::asio::io_context& io, const std::function<bool()>& done) {
@@ -182,7 +174,7 @@ int main(int argc, char** argv) {
     if (flag == "--resyncs") resyncs = value;
     if (flag == "--change-every") change_every_ms = value;
   }
-  fresh_netns();
+  kipvs::bench::fresh_netns();
   auto backend = ipvs::NetlinkBackend::open();
   auto addresses = address::NetlinkAddressBackend::open();
   if (!backend || !addresses) {
