@@ -11,9 +11,9 @@ StepwiseKernelRead::StepwiseKernelRead(std::vector<ipvs::ServiceState> services,
   read_.reserve(services_.size());
 }
 
-std::expected<StepwiseKernelRead, Error> StepwiseKernelRead::begin(ipvs::Backend& backend,
+std::expected<StepwiseKernelRead, Error> StepwiseKernelRead::begin(ipvs::Backend& backend, bool ipv4_only,
                                                                    ipvs::DrainClock::time_point started) {
-  auto services = backend.list_services();
+  auto services = backend.list_service_settings(ipv4_only);
   if (!services) return std::unexpected(services.error());
   return StepwiseKernelRead(std::move(*services), started);
 }

@@ -23,8 +23,9 @@ namespace kipvs::agent {
 
 class StepwiseKernelRead {
  public:
-  // Lists the services; an error when even that fails.
-  [[nodiscard]] static std::expected<StepwiseKernelRead, Error> begin(ipvs::Backend& backend,
+  // Lists the services (IPv4 ones alone when ipv4_only); an error when even
+  // that fails.
+  [[nodiscard]] static std::expected<StepwiseKernelRead, Error> begin(ipvs::Backend& backend, bool ipv4_only,
                                                                       ipvs::DrainClock::time_point started);
 
   // Reads destinations for about `budget` (one service at least), handing

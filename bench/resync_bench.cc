@@ -166,6 +166,7 @@ int main(int argc, char** argv) {
   int endpoints = 10;
   int resyncs = 3;
   int change_every_ms = 50;
+  int reference_resyncs = -1;  // as many as resyncs
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     const int value = std::atoi(argv[i + 1]);
@@ -173,7 +174,9 @@ int main(int argc, char** argv) {
     if (flag == "--endpoints") endpoints = value;
     if (flag == "--resyncs") resyncs = value;
     if (flag == "--change-every") change_every_ms = value;
+    if (flag == "--reference-resyncs") reference_resyncs = value;
   }
+  if (reference_resyncs < 0) reference_resyncs = resyncs;
   kipvs::bench::fresh_netns();
   auto backend = ipvs::NetlinkBackend::open();
   auto addresses = address::NetlinkAddressBackend::open();
@@ -234,7 +237,7 @@ int main(int argc, char** argv) {
   {
     auto whole = ipvs::NetlinkBackend(ipvs::make_libnl_transport({}), {});
     const ipvs::Table desired = sync.desired();
-    for (int r = 0; r < resyncs; ++r) {
+    for (int r = 0; r < reference_resyncs; ++r) {
       const double cpu_before = cpu_seconds();
       auto dump = whole.list_all();
       if (!dump) return failed("whole-table dump: " + dump.error().message);

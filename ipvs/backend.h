@@ -59,6 +59,15 @@ class Backend {
   [[nodiscard]] virtual std::vector<OperationResult> apply(std::span<const Operation> operations) = 0;
 
   [[nodiscard]] virtual std::expected<std::vector<ServiceState>, Error> list_services() = 0;
+  // The services for a comparison: their counters (stats) may be left zero,
+  // and with ipv4_only the services of other families may be left out,
+  // which lets a backend answer faster than list_services().
+  [[nodiscard]] virtual std::expected<std::vector<ServiceState>, Error> list_service_settings(
+      bool /*ipv4_only*/) {
+    return list_services();
+  }
+  // A service's destinations with their connection counts; the counters
+  // (stats) may be left zero: list_all() has them.
   [[nodiscard]] virtual std::expected<std::vector<DestinationState>, Error> list_destinations(
       const ServiceKey& service) = 0;
   // Every service with its destinations, as fast as the backend can.

@@ -132,6 +132,16 @@ std::expected<std::vector<ServiceState>, Error> FakeBackend::list_services() {
   return out;
 }
 
+std::expected<std::vector<ServiceState>, Error> FakeBackend::list_service_settings(bool ipv4_only) {
+  last_settings_ipv4_only_ = ipv4_only;
+  auto services = list_services();
+  if (services && ipv4_only) {
+    std::erase_if(*services,
+                  [](const ServiceState& state) { return state.service.key.family != Family::kIPv4; });
+  }
+  return services;
+}
+
 std::expected<std::vector<DestinationState>, Error> FakeBackend::list_destinations(
     const ServiceKey& service) {
   if (read_failure_ != 0) return std::unexpected(read_error(read_failure_, "list destinations"));

@@ -26,6 +26,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -42,6 +43,9 @@ class FakeBackend : public Backend {
 
   [[nodiscard]] std::vector<OperationResult> apply(std::span<const Operation> operations) override;
   [[nodiscard]] std::expected<std::vector<ServiceState>, Error> list_services() override;
+  // As the kernel's socket options would: IPv4 services alone when asked.
+  [[nodiscard]] std::expected<std::vector<ServiceState>, Error> list_service_settings(
+      bool ipv4_only) override;
   [[nodiscard]] std::expected<std::vector<DestinationState>, Error> list_destinations(
       const ServiceKey& service) override;
   [[nodiscard]] std::expected<std::vector<ServiceWithDestinations>, Error> list_all() override;
@@ -55,6 +59,8 @@ class FakeBackend : public Backend {
   [[nodiscard]] std::size_t total_operations() const;
   [[nodiscard]] std::size_t apply_calls() const { return apply_calls_; }
   [[nodiscard]] std::size_t list_all_calls() const { return list_all_calls_; }
+  // What the last list_service_settings() call asked for.
+  [[nodiscard]] std::optional<bool> last_settings_ipv4_only() const { return last_settings_ipv4_only_; }
   void reset_counts();
 
   // The next `times` operations of `kind` fail with `code` and change nothing.
@@ -92,6 +98,7 @@ class FakeBackend : public Backend {
   std::array<int, kKinds> failure_code_{};
   std::size_t apply_calls_ = 0;
   std::size_t list_all_calls_ = 0;
+  std::optional<bool> last_settings_ipv4_only_;
   int read_failure_ = 0;
 };
 

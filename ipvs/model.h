@@ -4,8 +4,11 @@
 // ordering and equality, so desired and observed tables can be diffed.
 
 #include <array>
+#include <bit>
 #include <compare>
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <expected>
 #include <optional>
 #include <string>
@@ -26,7 +29,22 @@ struct Address {
 
   static std::optional<Address> parse(std::string_view text);
   std::string to_string() const;  // 10.0.0.1, fd00::1 (no brackets)
-  friend auto operator<=>(const Address&, const Address&) = default;
+  // Family, then the bytes in order. As two big-endian words: the maps keyed
+  // by services compare addresses more than anything else in a resync, and a
+  // memcmp call costs more than the comparison.
+  friend std::strong_ordering operator<=>(const Address& a, const Address& b) {
+    if (a.family != b.family) return a.family <=> b.family;
+    if (const auto high = a.word(0) <=> b.word(0); high != 0) return high;
+    return a.word(1) <=> b.word(1);
+  }
+  friend bool operator==(const Address&, const Address&) = default;
+
+ private:
+  [[nodiscard]] std::uint64_t word(std::size_t index) const {
+    std::uint64_t value = 0;
+    std::memcpy(&value, bytes.data() + index * sizeof(value), sizeof(value));
+    return std::endian::native == std::endian::little ? std::byteswap(value) : value;
+  }
 };
 
 // Service flags as the kernel defines them (linux/ip_vs.h).

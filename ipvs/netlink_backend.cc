@@ -255,14 +255,19 @@ std::expected<std::unique_ptr<NetlinkBackend>, Error> NetlinkBackend::open(Netli
   const auto granted = static_cast<std::size_t>(std::max(transport->receive_buffer(), 0));
   options.max_batch_messages =
       std::clamp<std::size_t>(granted / kAckBufferCost, 1, options.max_batch_messages);
-  return std::make_unique<NetlinkBackend>(std::move(transport), options,
-                                          std::make_unique<LibnlTransport>(options, one_page_reads()));
+  // Without the socket option (a kernel built without it) netlink does all.
+  auto sockopt = SockoptReader::open();
+  return std::make_unique<NetlinkBackend>(
+      std::move(transport), options, std::make_unique<LibnlTransport>(options, one_page_reads()),
+      sockopt ? std::optional<SockoptReader>(std::move(*sockopt)) : std::nullopt);
 }
 
 NetlinkBackend::NetlinkBackend(std::unique_ptr<NetlinkTransport> transport, NetlinkOptions options,
-                               std::unique_ptr<NetlinkTransport> service_dumps)
+                               std::unique_ptr<NetlinkTransport> service_dumps,
+                               std::optional<SockoptReader> sockopt)
     : transport_(std::move(transport)),
       service_dumps_(std::move(service_dumps)),
+      sockopt_(std::move(sockopt)),
       options_(options),
       // Any start works; a time-based one keeps restarts from reusing the
       // previous process's numbers.
@@ -508,8 +513,38 @@ std::expected<std::vector<DestinationState>, Error> NetlinkBackend::dump_destina
   return destinations;
 }
 
+template <typename T>
+std::optional<std::expected<T, Error>> NetlinkBackend::through_sockopt(
+    const std::function<std::expected<std::optional<T>, Error>(SockoptReader&)>& read) {
+  if (!sockopt_) return std::nullopt;
+  auto answer = read(*sockopt_);
+  if (answer && *answer) {
+    ++counters_.sockopt_reads;
+    return std::expected<T, Error>(std::move(**answer));
+  }
+  if (!answer) {
+    if (answer.error().code == ESRCH) return std::expected<T, Error>(std::unexpected(answer.error()));
+    // Refused (a kernel without them, no permission): netlink from now on.
+    sockopt_.reset();
+  }
+  return std::nullopt;
+}
+
+std::expected<std::vector<ServiceState>, Error> NetlinkBackend::list_service_settings(bool ipv4_only) {
+  if (!ipv4_only) return list_services();
+  if (auto answer = through_sockopt<std::vector<ServiceState>>(
+          [](SockoptReader& reader) { return reader.ipv4_services(); })) {
+    return std::move(*answer);
+  }
+  return list_services();
+}
+
 std::expected<std::vector<DestinationState>, Error> NetlinkBackend::list_destinations(
     const ServiceKey& service) {
+  if (auto answer = through_sockopt<std::vector<DestinationState>>(
+          [&service](SockoptReader& reader) { return reader.destinations(service); })) {
+    return std::move(*answer);
+  }
   return dump_destinations(service);
 }
 

@@ -20,6 +20,12 @@
 // sizes (and zeroes) each dump datagram by the socket's largest read, and
 // the service list wants large ones (netlink_backend.cc, one_page_reads).
 //
+// list_service_settings() and list_destinations() (the periodic resync's
+// read, connection counts) ask through the older socket options first, where
+// the kernel copies fixed-size entries at a small part of a dump's cost
+// (sockopt_reader.h); what those cannot show (IPv6) goes to netlink, and
+// the services only when the caller asks for IPv4 ones alone.
+//
 // Not thread-safe: one thread owns it, like the rest of the agent's state.
 
 #include <chrono>
@@ -32,6 +38,7 @@
 
 #include "ipvs/backend.h"
 #include "ipvs/netlink_socket.h"
+#include "ipvs/sockopt_reader.h"
 
 namespace kipvs::ipvs {
 
@@ -89,6 +96,7 @@ class NetlinkBackend final : public Backend {
     std::uint64_t sendmsg_calls = 0;
     std::uint64_t receive_syscalls = 0;
     std::uint64_t failed_operations = 0;  // operations apply() reported as failed
+    std::uint64_t sockopt_reads = 0;      // lists answered through the socket options
   };
 
   // The real thing: opens the socket and resolves the family now, so a node
@@ -97,12 +105,16 @@ class NetlinkBackend final : public Backend {
       NetlinkOptions options = {});
 
   // Over any transport (tests). The transport is opened on first use;
-  // service_dumps, when given, carries the per-service destination dumps.
+  // service_dumps, when given, carries the per-service destination dumps;
+  // sockopt, when given, answers the reads without counters where it can.
   NetlinkBackend(std::unique_ptr<NetlinkTransport> transport, NetlinkOptions options,
-                 std::unique_ptr<NetlinkTransport> service_dumps = nullptr);
+                 std::unique_ptr<NetlinkTransport> service_dumps = nullptr,
+                 std::optional<SockoptReader> sockopt = std::nullopt);
 
   [[nodiscard]] std::vector<OperationResult> apply(std::span<const Operation> operations) override;
   [[nodiscard]] std::expected<std::vector<ServiceState>, Error> list_services() override;
+  [[nodiscard]] std::expected<std::vector<ServiceState>, Error> list_service_settings(
+      bool ipv4_only) override;
   [[nodiscard]] std::expected<std::vector<DestinationState>, Error> list_destinations(
       const ServiceKey& service) override;
   [[nodiscard]] std::expected<std::vector<ServiceWithDestinations>, Error> list_all() override;
@@ -145,9 +157,15 @@ class NetlinkBackend final : public Backend {
                                                          const OnData& on_data, bool& transport_failed);
   [[nodiscard]] std::expected<std::vector<DestinationState>, Error> dump_destinations(
       const ServiceKey& service);
+  // The socket options' answer, or nullopt for netlink's. A refusal other
+  // than "no such service" turns them off for good.
+  template <typename T>
+  [[nodiscard]] std::optional<std::expected<T, Error>> through_sockopt(
+      const std::function<std::expected<std::optional<T>, Error>(SockoptReader&)>& read);
 
   std::unique_ptr<NetlinkTransport> transport_;
   std::unique_ptr<NetlinkTransport> service_dumps_;  // null: transport_ carries them too
+  std::optional<SockoptReader> sockopt_;             // none: netlink answers everything
   NetlinkOptions options_;
   Counters counters_;
   std::uint32_t sequence_;

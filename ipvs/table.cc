@@ -1,5 +1,7 @@
 #include "ipvs/table.h"
 
+#include <algorithm>
+
 namespace kipvs::ipvs {
 
 TableEntry entry_from(const ServiceWithDestinations& read) {
@@ -9,6 +11,16 @@ TableEntry entry_from(const ServiceWithDestinations& read) {
     entry.destinations.insert_or_assign(state.destination.key, state.destination);
   }
   return entry;
+}
+
+bool same_as(const TableEntry& entry, const ServiceWithDestinations& read) {
+  if (entry.service != read.service.service || entry.destinations.size() != read.destinations.size()) {
+    return false;
+  }
+  return std::ranges::all_of(read.destinations, [&entry](const DestinationState& state) {
+    const auto found = entry.destinations.find(state.destination.key);
+    return found != entry.destinations.end() && found->second == state.destination;
+  });
 }
 
 Table table_from(const std::vector<ServiceWithDestinations>& dump) {

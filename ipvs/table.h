@@ -32,6 +32,10 @@ using Table = std::map<ServiceKey, TableEntry>;
 // One service of a backend dump as a table entry, dropping counters.
 [[nodiscard]] TableEntry entry_from(const ServiceWithDestinations& read);
 
+// Whether the entry holds what the read shows, counters aside (the kernel
+// never reports a destination twice); cheaper than comparing entry_from().
+[[nodiscard]] bool same_as(const TableEntry& entry, const ServiceWithDestinations& read);
+
 // Builds a table from a backend dump, dropping counters. A duplicate service
 // or destination (which the kernel never reports) keeps the last copy.
 [[nodiscard]] Table table_from(const std::vector<ServiceWithDestinations>& dump);

@@ -2,8 +2,10 @@
 // every step the table that the independent tool `ipvsadm -Sn` prints must
 // equal both what the test programmed and what the backend dumps.
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -192,6 +194,111 @@ TEST_CASE("scheduler flags, one-packet and firewall-mark services agree with ipv
   check_agreement(*backend, programmed, "flagged services");
 }
 
+// What the reads without counters say must be what the netlink dumps say:
+// through the socket options for IPv4 services when the caller wants those
+// alone, through netlink for every family and for a service too large for
+// one socket option answer.
+void check_settings_agree(NetlinkBackend& backend, const Table& programmed, bool through_sockopt) {
+  const auto before = backend.counters().sockopt_reads;
+  auto settings = backend.list_service_settings(/*ipv4_only=*/through_sockopt);
+  REQUIRE(settings.has_value());
+  CHECK(backend.counters().sockopt_reads - before == (through_sockopt ? 1 : 0));
+  auto listed = backend.list_services();
+  REQUIRE(listed.has_value());
+  REQUIRE(listed->size() == programmed.size());
+  REQUIRE(settings->size() == programmed.size());
+  std::vector<Service> from_settings;
+  std::vector<Service> from_netlink;
+  for (const auto& state : *settings) from_settings.push_back(state.service);
+  for (const auto& state : *listed) from_netlink.push_back(state.service);
+  std::ranges::sort(from_settings, {}, &Service::key);
+  std::ranges::sort(from_netlink, {}, &Service::key);
+  CHECK(from_settings == from_netlink);
+  for (const auto& service : from_settings) CHECK(programmed.at(service.key).service == service);
+}
+
+TEST_CASE("reads through the socket options agree with the netlink dumps", "[kernel]") {
+  auto backend = open_backend();
+  std::vector<Operation> operations;
+  Table programmed;
+  auto add = [&](const Service& service, const std::vector<Destination>& destinations) {
+    operations.push_back(op(Operation::Kind::kAddService, service));
+    for (const auto& d : destinations) operations.push_back(op(Operation::Kind::kAddDestination, service, d));
+    kipvs::ipvs::put(programmed, service, destinations);
+  };
+  Destination masq = real_server("10.244.1.1", 8080);
+  Destination route = real_server("10.244.1.2", 8080);
+  route.forwarding = Forwarding::kRoute;
+  route.weight = 0;
+  Destination tunnel = real_server("10.244.1.3", 8080);
+  tunnel.forwarding = Forwarding::kTunnel;
+  tunnel.weight = 5;
+  tunnel.upper_threshold = 100;
+  tunnel.lower_threshold = 10;
+  Service tcp = virtual_service("10.96.5.1", 80);
+  tcp.flags = flags::kPersistent;
+  tcp.timeout = 10800;
+  tcp.netmask = 0xffffff00;
+  add(tcp, {masq, route, tunnel});
+  Service udp = virtual_service("10.96.5.1", 53);
+  udp.key.protocol = Protocol::kUdp;
+  udp.flags = flags::kOnePacket;
+  add(udp, {real_server("10.244.1.4", 53)});
+  Service sctp = virtual_service("10.96.5.1", 7777);
+  sctp.key.protocol = Protocol::kSctp;
+  sctp.scheduler = "sh";
+  sctp.flags = flags::kSchedShFallback | flags::kSchedShPort;
+  add(sctp, {real_server("10.244.1.5", 7777)});
+  Service fwmark;
+  fwmark.key.fwmark = 7;
+  fwmark.key.address = Address{};
+  add(fwmark, {real_server("10.244.1.6", 0)});
+  add(virtual_service("10.96.5.2", 80), {});
+  // 63 fit one answer; 70 do not, and go to netlink.
+  for (const auto& [address, count] : {std::pair{"10.96.5.3", 63}, std::pair{"10.96.5.4", 70}}) {
+    std::vector<Destination> many;
+    for (int i = 0; i < count; ++i) many.push_back(real_server("10.245.0." + std::to_string(i + 1), 80));
+    add(virtual_service(address, 80), many);
+  }
+  apply_ok(*backend, operations);
+  check_settings_agree(*backend, programmed, /*through_sockopt=*/true);
+
+  // With an IPv6 service: every family, through netlink.
+  Service v6 = virtual_service("fd00:10:96::5", 80);
+  v6.netmask = kipvs::ipvs::default_netmask(Family::kIPv6);
+  operations.clear();
+  add(v6, {real_server("fd00:10:244::1", 80), real_server("fd00:10:244::2", 80)});
+  apply_ok(*backend, operations);
+  check_settings_agree(*backend, programmed, /*through_sockopt=*/false);
+  auto ipv4 = backend->list_service_settings(/*ipv4_only=*/true);
+  REQUIRE(ipv4.has_value());
+  CHECK(ipv4->size() == programmed.size() - 1);
+  CHECK(std::ranges::none_of(*ipv4, [&v6](const auto& state) { return state.service.key == v6.key; }));
+
+  auto dump = backend->list_all();
+  REQUIRE(dump.has_value());
+  REQUIRE(kipvs::ipvs::table_from(*dump) == programmed);
+  const auto before = backend->counters().sockopt_reads;
+  for (const auto& read : *dump) {
+    INFO(kipvs::ipvs::to_string(read.service.service.key));
+    auto listed = backend->list_destinations(read.service.service.key);
+    REQUIRE(listed.has_value());
+    REQUIRE(listed->size() == read.destinations.size());
+    for (std::size_t i = 0; i < listed->size(); ++i) {
+      CHECK((*listed)[i].destination == read.destinations[i].destination);
+      CHECK((*listed)[i].active_connections == read.destinations[i].active_connections);
+      CHECK((*listed)[i].inactive_connections == read.destinations[i].inactive_connections);
+    }
+  }
+  // Every IPv4 service but the one with 70 destinations.
+  CHECK(backend->counters().sockopt_reads - before == 6);
+
+  const auto missing = backend->list_destinations(virtual_service("10.96.5.9", 80).key);
+  REQUIRE_FALSE(missing.has_value());
+  CHECK(missing.error().code == ESRCH);
+  CHECK_THAT(missing.error().message, Catch::Contains("10.96.5.9:80"));
+}
+
 TEST_CASE("kernel errors come back per operation with errno and a message naming it", "[kernel]") {
   auto backend = open_backend();
   const Service service = virtual_service("10.96.0.30", 80);
@@ -302,5 +409,13 @@ TEST_CASE("real traffic through a virtual service raises the dumped counters", "
   REQUIRE(after->front().destinations.size() == 1);
   CHECK(after->front().destinations.front().stats.connections == 3);
   CHECK(after->front().destinations.front().stats.bytes_out == stats.bytes_out);
+  // The finished connections wait in TIME_WAIT (two minutes): the socket
+  // option's counts are the dump's.
+  auto listed = backend->list_destinations(service.key);
+  REQUIRE(listed.has_value());
+  REQUIRE(listed->size() == 1);
+  CHECK(listed->front().inactive_connections == 3);
+  CHECK(listed->front().inactive_connections == after->front().destinations.front().inactive_connections);
+  CHECK(backend->counters().sockopt_reads == 1);
   run(server.exec() + "pkill -f 'http.server 8080'");
 }

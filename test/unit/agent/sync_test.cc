@@ -349,6 +349,41 @@ TEST_CASE("a destination deleted behind kipvs's back comes back at the resync", 
   CHECK(ipvs::table_from(*dump) == agent.sync->desired());
 }
 
+// The kernel lists IPv4 services faster; IPv6 ones matter on a node that
+// serves IPv6 or has seen an IPv6 service.
+TEST_CASE("the periodic resync lists IPv4 services alone only where no IPv6 service can matter", "[sync]") {
+  const auto resync_asks_ipv4_only = [](Node& node, SyncOptions options) {
+    Agent agent(node, options);
+    populate(agent, 3);
+    agent.start();
+    REQUIRE(agent.sync->start_resync());
+    agent.io.restart();
+    while (agent.sync->resync_reading()) REQUIRE(agent.io.poll_one() == 1);
+    REQUIRE(node.kernel.last_settings_ipv4_only().has_value());
+    return *node.kernel.last_settings_ipv4_only();
+  };
+  SyncOptions ipv4;
+  ipv4.facts.ip_families = {ipvs::Family::kIPv4};
+  SyncOptions dual_stack;
+  dual_stack.facts.ip_families = {ipvs::Family::kIPv4, ipvs::Family::kIPv6};
+  {
+    Node node;
+    CHECK(resync_asks_ipv4_only(node, ipv4));
+  }
+  {
+    Node node;
+    CHECK_FALSE(resync_asks_ipv4_only(node, dual_stack));
+  }
+  {
+    // Someone else's IPv6 service, there before kipvs started.
+    Node node;
+    ipvs::Table foreign;
+    ipvs::put(foreign, ipvs::Service{.key = service_key("fd00::10", 443), .netmask = 128});
+    node.put(foreign);
+    CHECK_FALSE(resync_asks_ipv4_only(node, ipv4));
+  }
+}
+
 TEST_CASE("foreign services are never touched, stale owned ones are removed", "[sync]") {
   Node node;
   // keepalived's service on a node address, and an operator's fwmark service.
