@@ -641,8 +641,10 @@ void refresh_for_scrape(boost::asio::io_context& io, MetricsObserver& observer, 
   auto refreshed = std::make_shared<std::promise<void>>();
   auto done = refreshed->get_future();
   boost::asio::post(io, [&observer, &names, &sync, refreshed] {
+    const auto started = std::chrono::steady_clock::now();
     observer.refresh();
     names.refresh(sync);
+    observer.scrape_refreshed(std::chrono::steady_clock::now() - started);
     refreshed->set_value();
   });
   done.wait_for(std::chrono::seconds{1});

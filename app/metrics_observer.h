@@ -55,6 +55,8 @@ class MetricsObserver final : public agent::SyncObserver {
   void change_received(k8s::ResourceKind kind);
   // Reads the Sources into their metrics.
   void refresh();
+  // What a scrape's refresh (and names copy) held the sync thread for.
+  void scrape_refreshed(std::chrono::nanoseconds duration) { metrics_.observe_scrape_sync_thread(duration); }
   // From the API reflectors: a watch frame of a type, a completed relist.
   void watch_event(k8s::ResourceKind kind, std::string_view type);
   void relisted(k8s::ResourceKind kind);

@@ -288,6 +288,26 @@ def kernel_writes(text):
     return int(total)
 
 
+def scrape_sync_thread(text):
+    """kipvs_scrape_sync_thread_seconds: (count, mean, the smallest bucket bound
+    that holds every observation: the longest is at most that)."""
+    count, total, bound = 0, 0.0, None
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith("kipvs_scrape_sync_thread_seconds_count"):
+            count = int(float(line.rsplit(" ", 1)[1]))
+        elif line.startswith("kipvs_scrape_sync_thread_seconds_sum"):
+            total = float(line.rsplit(" ", 1)[1])
+        elif line.startswith("kipvs_scrape_sync_thread_seconds_bucket"):
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), int(float(line.rsplit(" ", 1)[1]))))
+    for le, cumulative in sorted(buckets):
+        if count and cumulative >= count:
+            bound = le
+            break
+    return count, (total / count if count else None), bound
+
+
 def nft_transactions(text):
     """kipvs_nftables_transactions_total by scope: {"table": n, "elements": m}."""
     out = {}
@@ -539,6 +559,10 @@ def main():
         res["scrape_seconds"], res["scrape_bytes"] = scrapes[1]
         (res["scrape_livez_probes"], res["scrape_livez_max_seconds"],
          res["scrape_livez_p99_seconds"]) = prober.stop()
+        if args.agent == "kipvs":
+            # Every scrape so far (these three and the benchmark's own).
+            (res["scrape_sync_thread_count"], res["scrape_sync_thread_mean_seconds"],
+             res["scrape_sync_thread_max_bound_seconds"]) = scrape_sync_thread(metrics())
 
         if args.agent == "kipvs":
             res.update(relist_test(agent, args, client))

@@ -109,6 +109,11 @@ def table(args):
                  "met" if k.get("idle_writes") == 0 else "NOT met"))
     row("metrics scrape (ms)", ms(k.get("scrape_seconds")), "kube-proxy", ms(p.get("scrape_seconds")))
     row("metrics scrape (KiB)", mib(k.get("scrape_bytes")), "kube-proxy", mib(p.get("scrape_bytes")))
+    if k.get("scrape_sync_thread_count"):
+        bound = k.get("scrape_sync_thread_max_bound_seconds")
+        rows.append((f"scrape on the sync thread, mean of {k['scrape_sync_thread_count']} (ms)",
+                     fmt(ms(k.get("scrape_sync_thread_mean_seconds"))), "longest at most (ms)", fmt(ms(bound)),
+                     "", "<= 100", "" if bound is None else ("met" if bound <= 0.1 else "NOT met")))
     # The kubelet's liveness probe meanwhile (issue 17 item 9: within 100 ms).
     for when, key in (("cold start", "cold_start"), ("scrapes", "scrape"), ("relist", "relist")):
         worst = k.get(f"{key}_livez_max_seconds")

@@ -87,6 +87,11 @@ Metrics::Metrics(std::vector<std::string> families)
                              "Watch events received from the API server, by resource and type")),
       relists_(counters(*registry_, "kipvs_relists_total",
                         "Full lists of a resource after the first (expired watches, errors)")),
+      scrape_sync_thread_(
+          histograms(*registry_, "kipvs_scrape_sync_thread_seconds",
+                     "Time a scrape of /metrics held the sync thread, copying what the scrape shows")
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                               0.25, 0.5, 1})),
       virtual_services_(
           gauges(*registry_, "kipvs_virtual_services", "IPVS virtual services kipvs has programmed").Add({})),
       destinations_(
@@ -187,6 +192,9 @@ void Metrics::rest_client_request(std::string_view host, std::string_view method
       .Increment();
   rest_client_duration_.Add({{"host", std::string(host)}, {"verb", std::string(method)}}, kBuckets)
       .Observe(std::chrono::duration<double>(elapsed).count());
+}
+void Metrics::observe_scrape_sync_thread(std::chrono::nanoseconds duration) {
+  scrape_sync_thread_.Observe(std::chrono::duration<double>(duration).count());
 }
 void Metrics::relisted(std::string_view resource) {
   relists_.Add({{"resource", std::string(resource)}}).Increment();

@@ -108,6 +108,9 @@ class Metrics {
   // The metrics or health server ("metrics", "health") closed a connection
   // unanswered; reason: drop_reason_label() (http_server.h).
   void http_connection_dropped(std::string_view server, std::string_view reason);
+  // What one scrape cost the sync thread (the table's size and the Services'
+  // names, copied out for the scrape): kipvs_scrape_sync_thread_seconds.
+  void observe_scrape_sync_thread(std::chrono::nanoseconds duration);
 
   // Adds a collector asked on every scrape.
   void add_collectable(std::shared_ptr<prometheus::Collectable> collectable);
@@ -147,6 +150,7 @@ class Metrics {
   prometheus::Family<prometheus::Counter>& objects_skipped_;
   prometheus::Family<prometheus::Counter>& watch_events_;
   prometheus::Family<prometheus::Counter>& relists_;
+  prometheus::Histogram& scrape_sync_thread_;
   prometheus::Gauge& virtual_services_;
   prometheus::Gauge& destinations_;
   prometheus::Gauge& drains_;

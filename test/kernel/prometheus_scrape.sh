@@ -92,6 +92,9 @@ curl -sf http://127.0.0.1:10249/metrics >"$work/scrape.txt" || fail "no /metrics
 lint="$(promtool check metrics <"$work/scrape.txt" 2>&1)" || fail "promtool check metrics: $lint"
 [[ -z "$lint" ]] || fail "promtool check metrics: $lint"
 echo "promtool check metrics: clean"
+# The scrape timed its own copy on the sync thread.
+grep -Eq '^kipvs_scrape_sync_thread_seconds_count [1-9]' "$work/scrape.txt" ||
+  fail "the scrape's time on the sync thread is not counted"
 
 cat >"$work/prometheus.yml" <<'EOF'
 global: {scrape_interval: 1s, evaluation_interval: 1s}

@@ -69,6 +69,7 @@ TEST_CASE("a scrape carries kube-proxy's metrics with their types", "[metrics]")
            "# TYPE kipvs_destinations gauge",
            "# TYPE kipvs_drains_in_progress gauge",
            "# TYPE kipvs_nftables_failures_total counter",
+           "# TYPE kipvs_scrape_sync_thread_seconds histogram",
            // Per-family series exist before the first sync.
            "kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family=\"IPv4\",le=\"0.001\"} 0",
            "kubeproxy_sync_proxy_rules_duration_seconds_bucket{ip_family=\"IPv6\",le=\"16.384\"} 0",
