@@ -339,8 +339,9 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
   if (state.table.empty() && state.bound_addresses.empty() && state.health_checks.empty() &&
       state.no_local_endpoints.empty())
     return;
-  Part part{std::move(state.table), std::move(state.bound_addresses), std::move(state.origins),
-            std::move(state.health_checks), std::move(state.no_local_endpoints)};
+  Part part{std::move(state.table), std::move(state.bound_addresses),
+            std::make_shared<const OriginMap>(std::move(state.origins)), std::move(state.health_checks),
+            std::move(state.no_local_endpoints)};
   for (const auto& [key, which] : part.no_local_endpoints) ++no_local_counts_[which];
   for (const auto& [key, entry] : part.table) {
     affected.insert(key);
@@ -369,7 +370,7 @@ const ipvs::TableEntry* Sync::desired_entry(const ipvs::ServiceKey& key) const {
 std::optional<ServiceOrigin> Sync::origin(const ipvs::ServiceKey& key) const {
   auto claim = claims_.find(key);
   if (claim == claims_.end() || claim->second.empty()) return std::nullopt;
-  const auto& origins = parts_.at(*claim->second.begin()).origins;
+  const auto& origins = *parts_.at(*claim->second.begin()).origins;
   auto found = origins.find(key);
   if (found == origins.end()) return std::nullopt;
   return found->second;
@@ -381,13 +382,11 @@ std::map<k8s::ObjectKey, HealthCheck> Sync::health_checks() const {
   return all;
 }
 
-void Sync::visit_origins(
-    const std::function<void(const ipvs::ServiceKey&, const ServiceOrigin&)>& visit) const {
-  for (const auto& [key, claimants] : claims_) {
-    if (claimants.empty()) continue;
-    const auto& origins = parts_.at(*claimants.begin()).origins;
-    if (auto found = origins.find(key); found != origins.end()) visit(key, found->second);
-  }
+std::vector<std::shared_ptr<const Sync::OriginMap>> Sync::origin_maps() const {
+  std::vector<std::shared_ptr<const OriginMap>> maps;
+  maps.reserve(parts_.size());
+  for (const auto& [service, part] : parts_) maps.push_back(part.origins);
+  return maps;
 }
 
 std::map<ipvs::ServiceKey, ServiceOrigin> Sync::origins() const {
@@ -831,7 +830,7 @@ void Sync::finish_resync() {
       resync.phases.lap("nftables");
       break;
     case 2: {
-      const auto keys = resync_keys(resync.desired);
+      const auto keys = full_sync_keys(/*every_wanted=*/false, resync.desired);
       resync.failed.merge(write_in_pieces(keys, resync.connections, resync.counts));
       resync.phases.lap("ipvs");
       break;
@@ -890,7 +889,8 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started) {
   bool nft_ok = sync_nft(/*all=*/false, affected, /*in_background=*/true);
   phases_.lap("nftables");
 
-  const auto keys = full_sync_keys();
+  std::size_t desired = 0;
+  const auto keys = full_sync_keys(/*every_wanted=*/true, desired);
   PlanCounts counts;
   const auto failed = write_in_pieces(keys, connections, counts);
   trim_record();
@@ -906,7 +906,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started) {
   ++stats_.full_syncs;
   const bool first = !initial_sync_done_;
   initial_sync_done_ = true;
-  finish(SyncKind::kFull, started, counts, keys.wanted.size(), failed, recomputed);
+  finish(SyncKind::kFull, started, counts, desired, failed, recomputed);
   release_free_memory();
   if (first && !dirty_.empty()) request_sync();
   arm_resync();
@@ -954,21 +954,7 @@ std::set<k8s::ObjectKey> Sync::recompute_all_dirty(std::set<ipvs::ServiceKey>& a
   return recomputed;
 }
 
-Sync::FullSyncKeys Sync::full_sync_keys() {
-  std::erase_if(wanted_unbound_, [this](const auto& key) {
-    return desired_entry(key) == nullptr && !observed_.contains(key);
-  });
-  FullSyncKeys keys;
-  for (const auto& [key, claimants] : claims_) {
-    if (desired_entry(key) != nullptr) keys.wanted.push_back(key);
-  }
-  for (const auto& [key, entry] : observed_) {
-    if (desired_entry(key) == nullptr && owned(key, binder_.owned())) keys.unwanted.push_back(key);
-  }
-  return keys;
-}
-
-Sync::FullSyncKeys Sync::resync_keys(std::size_t& desired) {
+Sync::FullSyncKeys Sync::full_sync_keys(bool every_wanted, std::size_t& desired) {
   std::erase_if(wanted_unbound_, [this](const auto& key) {
     return desired_entry(key) == nullptr && !observed_.contains(key);
   });
@@ -984,7 +970,7 @@ Sync::FullSyncKeys Sync::resync_keys(std::size_t& desired) {
     // A claim names Services whose part has the key (recompute keeps it so).
     const bool wanted = claimed && !claim->second.empty();
     desired += wanted ? 1 : 0;
-    if (wanted && !present) keys.wanted.push_back(key);
+    if (wanted && (every_wanted || !present)) keys.wanted.push_back(key);
     if (!wanted && present && owned(key, binder_.owned())) keys.unwanted.push_back(key);
     if (claimed) ++claim;
     if (present) ++seen;

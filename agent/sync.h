@@ -41,6 +41,7 @@
 #include <functional>
 #include <future>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <span>
@@ -158,9 +159,12 @@ class Sync final : public k8s::ObjectSink {
   [[nodiscard]] nftables::NftState desired_nft() const;
   // Every virtual service's part of the nftables table, by key.
   [[nodiscard]] std::map<ipvs::ServiceKey, ServiceOrigin> origins() const;
-  // The same without copies; and a number that changes whenever they may
-  // have (so a reader can keep what it built from them).
-  void visit_origins(const std::function<void(const ipvs::ServiceKey&, const ServiceOrigin&)>& visit) const;
+  // The same as each Service's immutable map, shared (in Service order: where
+  // two claim a key, the first one's origin is the one above); and a number
+  // that changes whenever they may have (so a reader can keep what it built
+  // from them). Cheap to take on the sync thread, safe to read on any.
+  using OriginMap = std::map<ipvs::ServiceKey, ServiceOrigin>;
+  [[nodiscard]] std::vector<std::shared_ptr<const OriginMap>> origin_maps() const;
   [[nodiscard]] std::uint64_t origins_generation() const { return origins_generation_; }
   [[nodiscard]] const std::optional<nftables::NftState>& written_nft() const { return nft_.written(); }
 
@@ -169,7 +173,7 @@ class Sync final : public k8s::ObjectSink {
   struct Part {
     ipvs::Table table;
     std::set<ipvs::Address> bound;
-    std::map<ipvs::ServiceKey, ServiceOrigin> origins;
+    std::shared_ptr<const OriginMap> origins;  // never null
     std::map<k8s::ObjectKey, HealthCheck> health_checks;
     std::set<std::pair<k8s::ObjectKey, NoLocalEndpoints>> no_local_endpoints;
   };
@@ -223,11 +227,11 @@ class Sync final : public k8s::ObjectSink {
     std::vector<ipvs::ServiceKey> wanted;    // desired
     std::vector<ipvs::ServiceKey> unwanted;  // observed, owned, no longer desired
   };
-  FullSyncKeys full_sync_keys();
-  // For a resync, whose pieces compared what the kernel has: only the
-  // desired services it lacks, and kipvs's unwanted ones; desired counts
+  // The desired services to write (every one for a sync that compares them
+  // all here; a resync's pieces compared what the kernel has, and it wants
+  // only those the kernel lacks) and kipvs's unwanted ones; desired counts
   // the desired services.
-  FullSyncKeys resync_keys(std::size_t& desired);
+  FullSyncKeys full_sync_keys(bool every_wanted, std::size_t& desired);
   // At most how many operations bring one virtual service (or these, counted
   // until the total passes `enough`) to its desired state.
   [[nodiscard]] std::size_t most_operations(const ipvs::ServiceKey& key) const;

@@ -31,8 +31,11 @@ Error system_error(int code, const std::string& what) {
 }  // namespace
 
 std::expected<SockoptReader, Error> SockoptReader::open() {
-  const int fd = ::socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);
-  if (fd < 0) return std::unexpected(system_error(errno, "open a raw socket for IPVS socket options"));
+  // Any IPv4 socket reaches the options (ipvsadm's raw one would need
+  // CAP_NET_RAW, which the chart does not grant); IPVS itself asks for
+  // CAP_NET_ADMIN.
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_UDP);
+  if (fd < 0) return std::unexpected(system_error(errno, "open a socket for IPVS socket options"));
   return SockoptReader(fd);
 }
 

@@ -27,7 +27,7 @@ namespace kipvs::ipvs {
 
 class SockoptReader {
  public:
-  // A raw IPv4 socket in the caller's network namespace.
+  // A UDP socket in the caller's network namespace (never bound).
   [[nodiscard]] static std::expected<SockoptReader, Error> open();
   SockoptReader(SockoptReader&& other) noexcept;
   SockoptReader& operator=(SockoptReader&& other) noexcept;

@@ -2,7 +2,14 @@
 // every step the table that the independent tool `ipvsadm -Sn` prints must
 // equal both what the test programmed and what the backend dumps.
 
+#include <linux/capability.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <string>
 #include <utility>
@@ -217,7 +224,33 @@ void check_settings_agree(NetlinkBackend& backend, const Table& programmed, bool
   for (const auto& service : from_settings) CHECK(programmed.at(service.key).service == service);
 }
 
+// The chart grants CAP_NET_ADMIN alone: the socket options must not need
+// CAP_NET_RAW (a raw socket would). Dropped from the effective set, it can be
+// raised again from the permitted one.
+class WithoutNetRaw {
+ public:
+  WithoutNetRaw() { set(false); }
+  ~WithoutNetRaw() { set(true); }
+  WithoutNetRaw(const WithoutNetRaw&) = delete;
+  WithoutNetRaw& operator=(const WithoutNetRaw&) = delete;
+
+ private:
+  static void set(bool on) {
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    std::array<__user_cap_data_struct, 2> data{};
+    REQUIRE(::syscall(SYS_capget, &header, data.data()) == 0);
+    const auto bit = 1U << (CAP_NET_RAW % 32);
+    auto& effective = data[CAP_NET_RAW / 32].effective;
+    effective = on ? (effective | bit) : (effective & ~bit);
+    REQUIRE(::syscall(SYS_capset, &header, data.data()) == 0);
+  }
+};
+
 TEST_CASE("reads through the socket options agree with the netlink dumps", "[kernel]") {
+  const WithoutNetRaw without_net_raw;
+  const int raw = ::socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
+  if (raw >= 0) ::close(raw);
+  REQUIRE(raw < 0);  // the capability is gone
   auto backend = open_backend();
   std::vector<Operation> operations;
   Table programmed;
