@@ -633,7 +633,8 @@ std::vector<std::string> family_labels(const agent::NodeFacts& facts) {
 }
 
 // Called on the scraper's thread: what /metrics needs from the sync thread
-// (gauges read from the Sync, the Service names) is refreshed there first.
+// (the socket reopen count, the Service names) is refreshed there first;
+// the table-size gauges were set after the last sync.
 // A scrape waits for that at most a second, so during a long first sync it
 // serves what was published before.
 void refresh_for_scrape(boost::asio::io_context& io, MetricsObserver& observer, ServiceNames& names,
@@ -642,7 +643,7 @@ void refresh_for_scrape(boost::asio::io_context& io, MetricsObserver& observer, 
   auto done = refreshed->get_future();
   boost::asio::post(io, [&observer, &names, &sync, refreshed] {
     const auto started = std::chrono::steady_clock::now();
-    observer.refresh();
+    observer.refresh_for_scrape();
     names.refresh(sync);
     observer.scrape_refreshed(std::chrono::steady_clock::now() - started);
     refreshed->set_value();

@@ -71,12 +71,7 @@ void MetricsObserver::change_received(k8s::ResourceKind kind) {
   if (health_ != nullptr) health_->queued();
 }
 
-void MetricsObserver::refresh() {
-  if (sources_.table_size) {
-    const auto [services, destinations] = sources_.table_size();
-    metrics_.set_virtual_services(services);
-    metrics_.set_destinations(destinations);
-  }
+void MetricsObserver::refresh_for_scrape() {
   if (sources_.socket_reopens) {
     // The backend keeps a running total; the counter takes the increase.
     const auto total = sources_.socket_reopens();
@@ -92,7 +87,12 @@ void MetricsObserver::sync_finished(agent::SyncKind, std::chrono::nanoseconds du
     metrics_.synced_at(wall_clock_());
     if (health_ != nullptr) health_->updated();
   }
-  refresh();
+  if (sources_.table_size) {
+    const auto [services, destinations] = sources_.table_size();
+    metrics_.set_virtual_services(services);
+    metrics_.set_destinations(destinations);
+  }
+  refresh_for_scrape();
   if (sources_.after_sync) sources_.after_sync();
 }
 

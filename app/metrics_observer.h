@@ -34,9 +34,11 @@ class MetricsObserver final : public agent::SyncObserver {
  public:
   using WallClock = std::function<std::chrono::system_clock::time_point()>;
 
-  // Read after each sync and before each scrape (optional; unset leaves the
-  // metric alone): the number of virtual services and destinations in the
-  // kernel, and the netlink socket's reopen count (a running total).
+  // Optional; unset leaves the metric alone. table_size (the virtual
+  // services and destinations in the kernel, as the sync saw them) is read
+  // after each sync only: it walks the whole table, and the table changes
+  // only in syncs. socket_reopens (a running total) is read after each sync
+  // and before each scrape.
   struct Sources {
     std::function<std::pair<std::size_t, std::size_t>()> table_size;
     std::function<std::uint64_t()> socket_reopens;
@@ -53,8 +55,8 @@ class MetricsObserver final : public agent::SyncObserver {
   // A Service or EndpointSlice change arrived: counted, and the sync it
   // needs is queued (health and ..._last_queued_timestamp_seconds).
   void change_received(k8s::ResourceKind kind);
-  // Reads the Sources into their metrics.
-  void refresh();
+  // Before a scrape: reads the running totals of the Sources.
+  void refresh_for_scrape();
   // What a scrape's refresh (and names copy) held the sync thread for.
   void scrape_refreshed(std::chrono::nanoseconds duration) { metrics_.observe_scrape_sync_thread(duration); }
   // From the API reflectors: a watch frame of a type, a completed relist.

@@ -29,8 +29,10 @@ TEST_CASE("the metrics observer: what a scrape shows after syncs and changes", "
   metrics::HealthState health(60s, [&] { return now; });
   MetricsObserver observer(metrics, &health, [&] { return now; });
   std::uint64_t reopens = 0;
+  int table_walks = 0;
   observer.set_sources({.table_size =
-                            [] {
+                            [&] {
+                              ++table_walks;
                               return std::pair<std::size_t, std::size_t>{3, 7};
                             },
                         .socket_reopens = [&] { return reopens; },
@@ -51,8 +53,12 @@ TEST_CASE("the metrics observer: what a scrape shows after syncs and changes", "
   observer.drains_in_progress(2);
   observer.network_programming_latency(ipvs::Family::kIPv6, 2s);  // an IPv6 slice's change
   observer.no_local_endpoints(ipvs::Family::kIPv4, 3, 1);
+  reopens = 1;
+  observer.refresh_for_scrape();
+  CHECK(table_walks == 0);  // a scrape does not walk the table
   reopens = 2;
   observer.sync_finished(SyncKind::kFull, 3ms, true);
+  CHECK(table_walks == 1);
   CHECK(health.livez().status == 200);
 
   const auto text = metrics.serialize();
