@@ -151,4 +151,18 @@ std::expected<std::optional<std::vector<DestinationState>>, Error> SockoptReader
   return destinations;
 }
 
+bool sockopt_refusal_lasts(int code) {
+  switch (code) {
+    case EPERM:
+    case EACCES:
+    case ENOPROTOOPT:
+    case EOPNOTSUPP:
+    case EINVAL:
+    case EFAULT:
+      return true;
+    default:
+      return false;
+  }
+}
+
 }  // namespace kipvs::ipvs

@@ -50,4 +50,10 @@ class SockoptReader {
   std::vector<std::uint8_t> buffer_;
 };
 
+// Whether a refusal of the socket options will last (a kernel without them,
+// no permission, a request it does not take): the reader is then given up
+// for netlink. Others (EINTR from the kernel's interruptible lock, ENOMEM)
+// fall back to netlink for that one read.
+[[nodiscard]] bool sockopt_refusal_lasts(int code);
+
 }  // namespace kipvs::ipvs

@@ -15,6 +15,7 @@
 
 #include "ipvs/fake_backend.h"
 #include "ipvs/netlink_codec.h"
+#include "ipvs/sockopt_reader.h"
 
 namespace {
 
@@ -247,6 +248,13 @@ std::unique_ptr<Rig> make_rig(NetlinkOptions options = {}) {
 }
 
 }  // namespace
+
+TEST_CASE("the socket-option reads are given up only for a refusal that lasts", "[netlink]") {
+  for (int code : {EPERM, EACCES, ENOPROTOOPT, EOPNOTSUPP, EINVAL}) CHECK(sockopt_refusal_lasts(code));
+  // The kernel's interruptible lock, a short allocation: netlink answers that
+  // one read, and the next tries the options again.
+  for (int code : {EINTR, ENOMEM, EAGAIN}) CHECK_FALSE(sockopt_refusal_lasts(code));
+}
 
 TEST_CASE("apply packs many requests into each sendmsg", "[netlink]") {
   auto rig = make_rig();
