@@ -5,6 +5,7 @@
 #include <netlink/genl/genl.h>
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -108,13 +109,17 @@ class LibnlTransport final : public NetlinkTransport {
     const int one = 1;
     (void)setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
 
-    buffers_.assign(kDatagrams, std::vector<std::uint8_t>(datagram_bytes_));
+    if (auto mapped = map_buffers(); !mapped) {
+      close();
+      return std::unexpected(mapped.error());
+    }
     lengths_.assign(kDatagrams, 0);
     next_ = count_ = 0;
     return {};
   }
 
   void close() override {
+    unmap_buffers();
     if (socket_ != nullptr) nl_socket_free(socket_);
     socket_ = nullptr;
     next_ = count_ = 0;
@@ -164,7 +169,7 @@ class LibnlTransport final : public NetlinkTransport {
     if (socket_ == nullptr) return std::unexpected(system_error(ENOTCONN, "netlink receive"));
     if (next_ < count_) {
       const std::size_t i = next_++;
-      return std::span<const std::uint8_t>(buffers_[i].data(), lengths_[i]);
+      return std::span<const std::uint8_t>(buffer(i), lengths_[i]);
     }
     // One recvmmsg takes every datagram already queued: a batch's
     // acknowledgements, or a dump chunk and the NLMSG_DONE that reading it
@@ -172,7 +177,7 @@ class LibnlTransport final : public NetlinkTransport {
     std::array<mmsghdr, kDatagrams> headers{};
     std::array<iovec, kDatagrams> iovs{};
     for (std::size_t i = 0; i < kDatagrams; ++i) {
-      iovs[i] = iovec{buffers_[i].data(), buffers_[i].size()};
+      iovs[i] = iovec{buffer(i), datagram_bytes_};
       headers[i].msg_hdr.msg_iov = &iovs[i];
       headers[i].msg_hdr.msg_iovlen = 1;
     }
@@ -196,10 +201,14 @@ class LibnlTransport final : public NetlinkTransport {
     }
     count_ = static_cast<std::size_t>(got);
     next_ = 1;
-    return std::span<const std::uint8_t>(buffers_[0].data(), lengths_[0]);
+    return std::span<const std::uint8_t>(buffer(0), lengths_[0]);
   }
 
   std::uint64_t receive_syscalls() const override { return receive_syscalls_; }
+
+  void release_buffers() override {
+    if (buffers_ != nullptr) (void)madvise(buffers_, kDatagrams * datagram_bytes_, MADV_DONTNEED);
+  }
 
  private:
   static int resolve_family() {
@@ -211,13 +220,30 @@ class LibnlTransport final : public NetlinkTransport {
     return family;
   }
 
+  // The read buffers: one mapping, so that only the pages the kernel wrote
+  // take memory (a dump's datagram is at most 32 KiB of its 64, an
+  // acknowledgement a few bytes), and release_buffers() can return them.
+  std::expected<void, Error> map_buffers() {
+    unmap_buffers();
+    void* mapped = mmap(nullptr, kDatagrams * datagram_bytes_, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mapped == MAP_FAILED) return std::unexpected(system_error(errno, "netlink read buffers"));
+    buffers_ = static_cast<std::uint8_t*>(mapped);
+    return {};
+  }
+  void unmap_buffers() {
+    if (buffers_ != nullptr) munmap(buffers_, kDatagrams * datagram_bytes_);
+    buffers_ = nullptr;
+  }
+  std::uint8_t* buffer(std::size_t i) const { return buffers_ + i * datagram_bytes_; }
+
   static constexpr std::size_t kDatagrams = 32;
 
   NetlinkOptions options_;
   std::size_t datagram_bytes_;
   nl_sock* socket_ = nullptr;
   std::uint16_t family_id_ = 0;
-  std::vector<std::vector<std::uint8_t>> buffers_;
+  std::uint8_t* buffers_ = nullptr;  // kDatagrams x datagram_bytes_, mapped
   std::vector<std::size_t> lengths_;
   std::size_t next_ = 0;
   std::size_t count_ = 0;
@@ -485,6 +511,7 @@ std::expected<std::vector<ServiceState>, Error> NetlinkBackend::list_services() 
         return {};
       },
       [&] { services.clear(); });
+  transport_->release_buffers();
   if (!outcome) return std::unexpected(outcome.error());
   drop_repeated_services(services);
   return services;
@@ -524,8 +551,7 @@ std::optional<std::expected<T, Error>> NetlinkBackend::through_sockopt(
   }
   if (!answer) {
     if (answer.error().code == ESRCH) return std::expected<T, Error>(std::unexpected(answer.error()));
-    // Refused (a kernel without them, no permission): netlink from now on.
-    sockopt_.reset();
+    if (sockopt_refusal_lasts(answer.error().code)) sockopt_.reset();  // netlink from now on
   }
   return std::nullopt;
 }
@@ -558,6 +584,7 @@ std::expected<std::vector<ServiceWithDestinations>, Error> NetlinkBackend::list_
     if (!destinations) return std::unexpected(destinations.error());
     all.push_back(ServiceWithDestinations{std::move(service), std::move(*destinations)});
   }
+  (service_dumps_ ? *service_dumps_ : *transport_).release_buffers();
   return all;
 }
 

@@ -66,6 +66,9 @@ class NetlinkTransport {
   // receive() calls that went to the kernel (one recvmmsg may yield many
   // datagrams).
   [[nodiscard]] virtual std::uint64_t receive_syscalls() const = 0;
+  // After a large dump: the memory its reads filled may go back to the
+  // system (no span from receive() is held then).
+  virtual void release_buffers() {}
 };
 
 struct NetlinkOptions {
@@ -157,8 +160,8 @@ class NetlinkBackend final : public Backend {
                                                          const OnData& on_data, bool& transport_failed);
   [[nodiscard]] std::expected<std::vector<DestinationState>, Error> dump_destinations(
       const ServiceKey& service);
-  // The socket options' answer, or nullopt for netlink's. A refusal other
-  // than "no such service" turns them off for good.
+  // The socket options' answer, or nullopt for netlink's. A lasting refusal
+  // (sockopt_refusal_lasts) turns them off for good.
   template <typename T>
   [[nodiscard]] std::optional<std::expected<T, Error>> through_sockopt(
       const std::function<std::expected<std::optional<T>, Error>(SockoptReader&)>& read);

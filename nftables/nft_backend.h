@@ -34,7 +34,7 @@ class NftBackend {
   [[nodiscard]] virtual std::expected<bool, Error> table_present() = 0;
 };
 
-// libnftables: one context, output and errors captured in buffers.
+// libnftables: a context per run, output and errors captured in buffers.
 class LibNftBackend final : public NftBackend {
  public:
   [[nodiscard]] static std::expected<std::unique_ptr<LibNftBackend>, Error> open();
@@ -49,8 +49,9 @@ class LibNftBackend final : public NftBackend {
   // Runs any script as one transaction; returns its output.
   [[nodiscard]] std::expected<std::string, Error> run(const std::string& script);
 
+  struct Context;  // a libnftables context, freed after each run
+
  private:
-  struct Context;
   explicit LibNftBackend(std::unique_ptr<Context> context);
   std::unique_ptr<Context> context_;
 };
