@@ -793,11 +793,17 @@ int run_agent(const Config& config, std::ostream& err) {
   metrics::ServiceHealthServer service_health(io, health_check_addresses(health_ips, logger), health);
   observer.set_sources(observer_sources(sync, **backend, service_health, logger));
 
-  // /metrics is built on the scraper's thread.
-  metrics::Scraper scraper([&] {
-    refresh_for_scrape(io, observer, service_names, sync);
-    return metrics.serialize();
-  });
+  // /metrics is built on the scraper's thread; between scrapes it keeps
+  // nothing built for them.
+  metrics::Scraper scraper(
+      [&] {
+        refresh_for_scrape(io, observer, service_names, sync);
+        return metrics.serialize();
+      },
+      [&] {
+        metrics.forget_between_scrapes();
+        service_names.forget();
+      });
   HttpServers http(config, logger, metrics, health, scraper);
 
   if (auto started = agent.start(); !started) {

@@ -13,6 +13,12 @@ void ServiceNames::refresh(const agent::Sync& sync) {
   ++taken_number_;
 }
 
+void ServiceNames::forget() {
+  const std::scoped_lock lock(mutex_);
+  published_ = std::make_shared<const Map>();
+  published_number_ = 0;
+}
+
 std::shared_ptr<const ServiceNames::Map> ServiceNames::latest() const {
   std::shared_ptr<const Taken> taken;
   std::uint64_t number = 0;

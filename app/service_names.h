@@ -30,6 +30,9 @@ class ServiceNames {
   // refresh). The first call after a refresh builds them, on the caller's
   // thread (the scraper's), so a scrape costs the sync thread little.
   [[nodiscard]] std::shared_ptr<const Map> latest() const;
+  // From any thread: drops the built names (the next latest() builds them
+  // again from the maps last taken), so none are kept between scrapes.
+  void forget();
 
  private:
   using Taken = std::vector<std::shared_ptr<const agent::Sync::OriginMap>>;

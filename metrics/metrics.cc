@@ -245,6 +245,10 @@ void Metrics::add_text_collectable(std::shared_ptr<TextCollectable> collectable)
   text_collectables_.push_back(std::move(collectable));
 }
 
+void Metrics::forget_between_scrapes() {
+  for (const auto& collectable : text_collectables_) collectable->forget();
+}
+
 std::string Metrics::serialize() const {
   std::string text = prometheus::TextSerializer().Serialize(collect());
   for (const auto& collectable : text_collectables_) collectable->append_text(text);

@@ -49,6 +49,8 @@ class TextCollectable {
   virtual ~TextCollectable() = default;
   // Appends whole families (HELP, TYPE, samples) in the text format 0.0.4.
   virtual void append_text(std::string& out) const = 0;
+  // Drops what it keeps from one scrape for the next (the scraper idles).
+  virtual void forget() {}
 };
 
 class Metrics {
@@ -124,6 +126,8 @@ class Metrics {
   // What a scrape returns, in the Prometheus text exposition format (version
   // 0.0.4): collect(), then each text collector.
   [[nodiscard]] std::string serialize() const;
+  // Each text collector's forget(): between scrapes.
+  void forget_between_scrapes();
 
  private:
   std::vector<std::string> families_;

@@ -4,7 +4,11 @@
 
 namespace kipvs::metrics {
 
-Scraper::Scraper(Produce produce) : produce_(std::move(produce)), thread_([this] { run(); }) {}
+Scraper::Scraper(Produce produce, Idle idle, std::chrono::milliseconds idle_after)
+    : produce_(std::move(produce)),
+      idle_(std::move(idle)),
+      idle_after_(idle_after),
+      thread_([this] { run(); }) {}
 
 Scraper::~Scraper() {
   stop();
@@ -29,14 +33,26 @@ void Scraper::stop() {
 }
 
 void Scraper::run() {
+  bool scraped_since_idle = false;
   for (;;) {
     std::vector<Waiter> batch;
     {
       std::unique_lock lock(mutex_);
-      wake_.wait(lock, [this] { return stopping_ || !waiting_.empty(); });
+      const auto wanted = [this] { return stopping_ || !waiting_.empty(); };
+      if (idle_ && scraped_since_idle) {
+        if (!wake_.wait_for(lock, idle_after_, wanted)) {
+          lock.unlock();
+          idle_();
+          scraped_since_idle = false;
+          continue;
+        }
+      } else {
+        wake_.wait(lock, wanted);
+      }
       if (stopping_) return;
       batch.swap(waiting_);
     }
+    scraped_since_idle = true;
     auto exposition = std::make_shared<Exposition>();
     exposition->text = produce_();
     bool any_gzip = false;

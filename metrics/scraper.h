@@ -8,7 +8,13 @@
 // whatever the number of clients (the HTTP server caps those too). Every
 // answer began after its request arrived, so no client sees older counters
 // than it asked at.
+//
+// Between scrapes nothing need stay: once no scrape has come for a while,
+// the idle callback drops what the producers keep for the next one (a
+// snapshot of the kernel's counters, the Service names: megabytes at 10,000
+// Services).
 
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -33,8 +39,12 @@ class Scraper {
   // Called on the scraper's thread for each scrape.
   using Produce = std::function<std::string()>;
   using Done = std::function<void(std::shared_ptr<const Exposition>)>;
+  // Called on the scraper's thread once no scrape came for idle_after since
+  // the last one (once per quiet spell).
+  using Idle = std::function<void()>;
 
-  explicit Scraper(Produce produce);
+  explicit Scraper(Produce produce, Idle idle = {},
+                   std::chrono::milliseconds idle_after = std::chrono::seconds{2});
   // Stops; scrapes not yet begun are dropped unanswered.
   ~Scraper();
   Scraper(const Scraper&) = delete;
@@ -55,6 +65,8 @@ class Scraper {
   void run();
 
   Produce produce_;
+  Idle idle_;
+  std::chrono::milliseconds idle_after_;
   std::mutex mutex_;
   std::condition_variable wake_;
   std::vector<Waiter> waiting_;

@@ -138,6 +138,11 @@ void ThroughputCollector::append_text(std::string& out) const {
   write_text(snapshot(), options_.destinations, out);
 }
 
+void ThroughputCollector::forget() {
+  taken_.reset();
+  ThroughputSnapshot().swap(cached_);
+}
+
 ThroughputSnapshot throughput_snapshot(
     const std::vector<ipvs::ServiceWithDestinations>& dump,
     const std::function<std::optional<ServiceLabels>(const ipvs::ServiceKey&)>& name_of) {

@@ -53,6 +53,7 @@ struct ServiceLabels {
   std::string namespace_name;
   std::string name;
   std::string port_name;
+  friend bool operator==(const ServiceLabels&, const ServiceLabels&) = default;
 };
 
 // Builds a snapshot from a kernel dump (Backend::list_all). name_of names a
@@ -89,6 +90,8 @@ class ThroughputCollector : public prometheus::Collectable, public TextCollectab
   [[nodiscard]] std::vector<prometheus::MetricFamily> Collect() const override;
   // The same series as text, without the intermediate objects.
   void append_text(std::string& out) const override;
+  // Drops the kept snapshot: the next scrape dumps anew.
+  void forget() override;
 
   // For one snapshot, without calling the source.
   [[nodiscard]] static std::vector<prometheus::MetricFamily> families(const ThroughputSnapshot& snapshot,

@@ -1074,6 +1074,13 @@ TEST_CASE(
   CHECK(second->size() == 3);
   CHECK(second->at(service_key(cluster_ip(7), 80)).name == name(7));
   CHECK(first->size() == 2);  // a reader holding the old copy keeps it whole
+
+  // Between scrapes the built names are dropped; the next reader gets them
+  // built again from the maps last taken, with nothing refreshed.
+  names.forget();
+  const auto rebuilt = names.latest();
+  CHECK(rebuilt != second);
+  CHECK(*rebuilt == *second);
 }
 
 TEST_CASE(

@@ -269,6 +269,13 @@ TEST_CASE("a young snapshot is served again instead of dumping anew", "[metrics]
   now += 1s;
   (void)collector.Collect();
   CHECK(dumps == 2);
+  // Forgotten (the scraper idles): the next scrape dumps anew, however young.
+  collector.forget();
+  std::string text;
+  collector.append_text(text);
+  CHECK(dumps == 3);
+  collector.append_text(text);
+  CHECK(dumps == 3);
 }
 
 namespace {

@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -109,4 +110,45 @@ TEST_CASE("a stopped scraper finishes the scrape in progress and drops the rest"
   CHECK(produced == 1);
   REQUIRE(answers.got.size() == 1);
   CHECK(answers.got[0]->text == "up 1\n");
+}
+
+TEST_CASE("a scraper left alone after a scrape calls its idle callback once", "[metrics][scraper]") {
+  Answers answers;
+  std::mutex mutex;
+  std::condition_variable changed;
+  int idles = 0;
+  int produced = 0;
+  kipvs::metrics::Scraper scraper(
+      [&] {
+        const std::scoped_lock lock(mutex);
+        ++produced;
+        return std::string("up 1\n");
+      },
+      [&] {
+        const std::scoped_lock lock(mutex);
+        ++idles;
+        changed.notify_all();
+      },
+      20ms);
+  std::this_thread::sleep_for(100ms);
+  {
+    const std::scoped_lock lock(mutex);
+    CHECK(idles == 0);  // nothing scraped yet, nothing to drop
+  }
+  scraper.scrape(false, answers.collect());
+  answers.wait_for(1);
+  {
+    std::unique_lock lock(mutex);
+    REQUIRE(changed.wait_for(lock, 10s, [&] { return idles == 1; }));
+  }
+  std::this_thread::sleep_for(100ms);
+  {
+    const std::scoped_lock lock(mutex);
+    CHECK(idles == 1);  // once per quiet spell
+  }
+  scraper.scrape(false, answers.collect());
+  answers.wait_for(2);
+  std::unique_lock lock(mutex);
+  REQUIRE(changed.wait_for(lock, 10s, [&] { return idles == 2; }));
+  CHECK(produced == 2);
 }
