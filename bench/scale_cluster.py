@@ -10,6 +10,8 @@ The Services live in namespace `scale`:
     53/UDP + 53/TCP,
   - every tenth (i % 10 == 1) has sessionAffinity ClientIP,
   - every tenth (i % 10 == 2) is a NodePort Service, node ports from 30000,
+    while the default range lasts (30000-32767: about 16,500 Services; past
+    that these are ClusterIP Services too),
   - one EndpointSlice each, M ready endpoints 10.128.0.0/9 upwards, port 8080
     (8443 for https, 5353 for dns).
 Service s-0 (one port, 80/TCP, ClusterIP 10.96.4.0) is the one the change
@@ -98,21 +100,20 @@ def generate(n, m):
     services, slices = [], []
     for i in range(n):
         spec = {"type": "ClusterIP", "clusterIP": service_ip(i), "clusterIPs": [service_ip(i)], "ports": []}
+        node_port_service = i % 10 == 2 and node_port + len(ports_for(i)) <= 32768
         for name, proto, port, target in ports_for(i):
             p = {"name": name, "protocol": proto, "port": port, "targetPort": target}
-            if i % 10 == 2:
+            if node_port_service:
                 p["nodePort"] = node_port
                 node_port += 1
             spec["ports"].append(p)
         if i % 10 == 1:
             spec["sessionAffinity"] = "ClientIP"
-        if i % 10 == 2:
+        if node_port_service:
             spec["type"] = "NodePort"
         services.append({"apiVersion": "v1", "kind": "Service",
                          "metadata": {"name": f"s-{i}", "namespace": NAMESPACE}, "spec": spec})
         slices.append(slice_for(i, m))
-    if node_port > 32768:
-        sys.exit(f"scale_cluster: {node_port - 30000} node ports do not fit in 30000-32767")
     return services, slices
 
 
