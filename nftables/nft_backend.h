@@ -49,11 +49,8 @@ class LibNftBackend final : public NftBackend {
   // Runs any script as one transaction; returns its output.
   [[nodiscard]] std::expected<std::string, Error> run(const std::string& script);
 
-  struct Context;  // a libnftables context, freed after each run
-
  private:
-  explicit LibNftBackend(std::unique_ptr<Context> context);
-  std::unique_ptr<Context> context_;
+  LibNftBackend() = default;
 };
 
 }  // namespace kipvs::nftables
