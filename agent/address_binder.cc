@@ -18,6 +18,7 @@ void AddressBinder::take(const std::set<ipvs::Address>& addresses) {
   for (const auto& address : addresses) {
     if (++refs_[address] == 1) {
       desired_.insert(address);
+      owned_exact_ = false;
       flips_.try_emplace(address, false);
     }
   }
@@ -28,6 +29,7 @@ void AddressBinder::release(const std::set<ipvs::Address>& addresses) {
     if (auto ref = refs_.find(address); ref != refs_.end() && --ref->second == 0) {
       refs_.erase(ref);
       desired_.erase(address);
+      owned_exact_ = false;
       flips_.try_emplace(address, true);
     }
   }
@@ -40,7 +42,10 @@ bool AddressBinder::prepare_link() {
     return false;
   }
   link_ready_ = true;
-  if (auto listed = backend_.list_addresses(interface_name_)) observed_ = *listed;
+  if (auto listed = backend_.list_addresses(interface_name_); listed && *listed != observed_) {
+    observed_ = std::move(*listed);
+    owned_exact_ = false;
+  }
   return true;
 }
 
@@ -96,7 +101,7 @@ void AddressBinder::record_bind(const ipvs::Address& address, const std::expecte
   const bool ok = added || added.error().code == EEXIST;
   observer_.address_operation(true, ok);
   if (ok) {
-    observed_.insert(address);
+    if (observed_.insert(address).second) owned_exact_ = false;
   } else {
     log_(added.error().message);
   }
@@ -133,6 +138,7 @@ void AddressBinder::unbind_stale(bool all, const ipvs::Table& observed, const No
     observer_.address_operation(false, ok);
     if (ok) {
       observed_.erase(address);
+      owned_exact_ = false;
     } else {
       log_(deleted.error().message);
     }
@@ -141,8 +147,10 @@ void AddressBinder::unbind_stale(bool all, const ipvs::Table& observed, const No
 
 void AddressBinder::refresh_owned(bool all) {
   if (all) {
+    if (owned_exact_) return;  // an idle resync: 10,000 addresses copied for nothing
     owned_ = desired_;
     owned_.insert(observed_.begin(), observed_.end());
+    owned_exact_ = true;
     return;
   }
   for (const auto& [address, was_desired] : flips_) {

@@ -82,6 +82,8 @@ class AddressBinder {
   std::map<ipvs::Address, bool> flips_;
   std::set<ipvs::Address> owned_;
   std::set<ipvs::Address> observed_;  // on the link
+  // owned_ is desired_ with observed_, as neither changed since it was made.
+  bool owned_exact_ = false;
   bool link_ready_ = false;
   struct BindJob {
     std::vector<ipvs::Address> addresses;

@@ -602,23 +602,49 @@ std::set<ipvs::ServiceKey> Sync::reread_and_apply(const std::set<ipvs::ServiceKe
   return failed;
 }
 
-void Sync::clear_stale_conntrack(const std::set<ipvs::ServiceKey>* keys) {
+void Sync::clear_stale_conntrack(const std::set<ipvs::ServiceKey>& keys) {
   conntrack::UdpServing serving;
-  const auto add = [&](const ipvs::ServiceKey& key) {
-    if (key.protocol != ipvs::Protocol::kUdp || key.fwmark != 0) return;
+  for (const auto& key : keys) {
+    if (key.protocol != ipvs::Protocol::kUdp || key.fwmark != 0) continue;
     const auto* entry = desired_entry(key);
-    if (entry == nullptr || entry->destinations.empty()) return;  // nothing to send them to yet
+    if (entry == nullptr || entry->destinations.empty()) continue;  // nothing to send them to yet
     auto& servers = serving[{key.address, key.port}];
     for (const auto& [destination, unused] : entry->destinations)
       servers.insert({destination.address, destination.port});
-  };
-  if (keys != nullptr) {
-    for (const auto& key : *keys) add(key);
-  } else {
-    for (const auto& [key, claimants] : claims_) add(key);
   }
-  if (serving.empty()) return;
-  if (auto deleted = conntrack_.delete_stale_udp(serving); !deleted) {
+  if (!serving.empty()) log_stale_conntrack(conntrack_.delete_stale_udp(serving));
+}
+
+void Sync::sweep_stale_conntrack() {
+  // A family is swept when one of its UDP services has a real server. Keys
+  // sort by family, then protocol: a family's UDP services are one run.
+  std::vector<ipvs::Family> families;
+  for (const auto family : {ipvs::Family::kIPv4, ipvs::Family::kIPv6}) {
+    const ipvs::ServiceKey first{
+        .family = family, .protocol = ipvs::Protocol::kUdp, .address = {.family = family}};
+    for (auto claim = claims_.lower_bound(first); claim != claims_.end() && claim->first.family == family &&
+                                                  claim->first.protocol == ipvs::Protocol::kUdp;
+         ++claim) {
+      const auto* entry = claim->first.fwmark == 0 ? desired_entry(claim->first) : nullptr;
+      if (entry != nullptr && !entry->destinations.empty()) {
+        families.push_back(family);
+        break;
+      }
+    }
+  }
+  if (families.empty()) return;
+  log_stale_conntrack(conntrack_.delete_unserved_udp(families, [this](const conntrack::ConntrackFlow& flow) {
+    const auto* entry = desired_entry({.family = flow.service.family,
+                                       .protocol = ipvs::Protocol::kUdp,
+                                       .address = flow.service,
+                                       .port = flow.service_port});
+    return entry != nullptr && !entry->destinations.empty() &&
+           !entry->destinations.contains(ipvs::DestinationKey{flow.endpoint, flow.endpoint_port});
+  }));
+}
+
+void Sync::log_stale_conntrack(const std::expected<std::size_t, Error>& deleted) {
+  if (!deleted) {
     log("cannot clear stale UDP conntrack entries: " + deleted.error().message);
   } else if (*deleted > 0) {
     log("cleared " + std::to_string(*deleted) +
@@ -711,7 +737,7 @@ bool Sync::sync_dirty() {
   }
   const auto failed = apply(drained.plan, binder_.owned(), /*reread=*/true);
   if (recorded_changed_) store_record();  // deleted services leave the record
-  if (!first_servers.empty()) clear_stale_conntrack(&first_servers);
+  if (!first_servers.empty()) clear_stale_conntrack(first_servers);
   phases_.lap("ipvs");
   // Bound only now that its virtual service is there: a cluster IP bound
   // first answers SYNs with a reset until then, which is what a client saw
@@ -803,8 +829,10 @@ void Sync::finish_resync() {
   if (!resync_ || stopped_) return;
   Resync& resync = *resync_;
   resync.phases.resume();
+  // Each step is one walk at most: at 10,000 Services in an emulated guest
+  // two walks in one turn of the loop hold a change ~100 ms.
   switch (resync.step++) {
-    case 0: {
+    case 0:
       // A piece that could not be read: what was read is repaired, the rest
       // (and anything that needs the whole table) waits for the next resync.
       if (resync.read.failure()) {
@@ -817,44 +845,58 @@ void Sync::finish_resync() {
       dump_backoff_ = milliseconds{0};
       // Gone from the kernel since the last look, behind kipvs's back.
       std::erase_if(observed_, [&resync](const auto& item) { return !resync.read.present(item.first); });
+      resync.phases.lap("read");
+      break;
+    case 1:
       nft_.check_present();
       resync.phases.lap("nftables");
       break;
-    }
-    case 1:
+    case 2:
       binder_.forget_link();  // re-read: someone may have removed an address
+      binder_.prepare_link();
+      resync.phases.lap("addresses");
+      break;
+    case 3:
       binder_.bind(/*all=*/true);
       binder_.refresh_owned(/*all=*/true);
       resync.phases.lap("addresses");
+      break;
+    case 4:
       sync_nft(/*all=*/false, {});  // a failure is retried (finish() sees nft_.failed())
       resync.phases.lap("nftables");
       break;
-    case 2: {
+    case 5: {
       const auto keys = full_sync_keys(/*every_wanted=*/false, resync.desired);
       resync.failed.merge(write_in_pieces(keys, resync.connections, resync.counts));
       resync.phases.lap("ipvs");
       break;
     }
-    case 3:
+    case 6:
       trim_record();
       resync.phases.lap("ipvs");
       break;
-    case 4:
-      clear_stale_conntrack(nullptr);
+    case 7:
+      sweep_stale_conntrack();
       resync.phases.lap("conntrack");
       break;
-    default: {
+    case 8:
       binder_.unbind_stale(/*all=*/true, observed_, options_.facts);
       binder_.refresh_owned(/*all=*/true);
       binder_.end_sync();
       resync.phases.lap("addresses");
+      break;
+    default: {
       Resync done = std::move(*resync_);
       resync_.reset();
       phases_ = std::move(done.phases);
       ++stats_.full_syncs;
       finish(SyncKind::kFull, done.read.started(), done.counts, done.desired, done.failed, {});
-      release_free_memory();
       arm_resync();
+      // A turn of its own: giving back a large heap's free pages takes a
+      // while too.
+      boost::asio::post(io_, [this] {
+        if (!stopped_) release_free_memory();
+      });
       return;
     }
   }
@@ -894,7 +936,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started) {
   PlanCounts counts;
   const auto failed = write_in_pieces(keys, connections, counts);
   trim_record();
-  clear_stale_conntrack(nullptr);
+  sweep_stale_conntrack();
   nft_ok = nft_.collect() && nft_ok;  // the time spent waiting counts as "nftables"
   release_free_memory();
   phases_.lap("nftables");

@@ -259,11 +259,14 @@ class Sync final : public k8s::ObjectSink {
   // address (together half a second at 10,000 Services in an emulated
   // guest), and a change must not wait for all of them.
   void finish_resync();
-  // UDP real servers that went: their conntrack entries, which would keep
-  // clients on the old server.
-  // kube-proxy's stale UDP entries: to one of these UDP services (all with
-  // keys null) and not answered by one of its real servers.
-  void clear_stale_conntrack(const std::set<ipvs::ServiceKey>* keys);
+  // kube-proxy's stale UDP entries: to one of these UDP services and not
+  // answered by one of its real servers.
+  void clear_stale_conntrack(const std::set<ipvs::ServiceKey>& keys);
+  // The same for every UDP service: each UDP entry is looked up in the
+  // desired table (the cost is the conntrack table's UDP entries, not a map
+  // of every UDP service's servers built at each resync).
+  void sweep_stale_conntrack();
+  void log_stale_conntrack(const std::expected<std::size_t, Error>& deleted);
   void clear_conntrack(const std::vector<conntrack::ConntrackFlow>& flows);
   // The nftables table through nft_ (see NftWriter::write); all: the whole
   // table is computed and compared; otherwise only when a changed virtual

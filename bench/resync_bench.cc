@@ -285,6 +285,9 @@ int main(int argc, char** argv) {
               << log_lines.back() << "\n";
   }
   observer.on_finished = nullptr;
+  std::cout << "change latencies in order (ms):";
+  for (const double latency : latencies) std::cout << " " << static_cast<long>(latency);
+  std::cout << "\n";
 
   // Drift: someone else deletes a virtual service and a real server.
   auto other = ipvs::NetlinkBackend::open();

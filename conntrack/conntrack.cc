@@ -233,4 +233,12 @@ std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_stale_udp(cons
   });
 }
 
+std::expected<std::size_t, Error> NetlinkConntrackBackend::delete_unserved_udp(
+    std::span<const ipvs::Family> families, const std::function<bool(const ConntrackFlow&)>& unserved) {
+  std::vector<std::pair<ipvs::Family, std::optional<UdpEndpoint>>> dumps;
+  for (const auto family : families) dumps.emplace_back(family, std::nullopt);
+  if (dumps.empty()) return 0;
+  return delete_udp_where(dumps, unserved);
+}
+
 }  // namespace kipvs::conntrack

@@ -57,6 +57,12 @@ class ConntrackBackend {
   // sends a client's every datagram into the void until it expires, since
   // the client keeps its source port. Returns how many went.
   [[nodiscard]] virtual std::expected<std::size_t, Error> delete_stale_udp(const UdpServing& serving) = 0;
+  // The same for every UDP entry of these families: `unserved` says whether
+  // an entry is to one of kipvs's virtual services and answered by none of
+  // its real servers. A resync's sweep over every UDP service: the cost is
+  // the table's UDP entries, not a map of every service's servers.
+  [[nodiscard]] virtual std::expected<std::size_t, Error> delete_unserved_udp(
+      std::span<const ipvs::Family> families, const std::function<bool(const ConntrackFlow&)>& unserved) = 0;
 };
 
 // Clears nothing: the agent's conntrack when ctnetlink cannot be opened
@@ -67,6 +73,10 @@ class NoConntrack final : public ConntrackBackend {
     return 0;
   }
   [[nodiscard]] std::expected<std::size_t, Error> delete_stale_udp(const UdpServing&) override { return 0; }
+  [[nodiscard]] std::expected<std::size_t, Error> delete_unserved_udp(
+      std::span<const ipvs::Family>, const std::function<bool(const ConntrackFlow&)>&) override {
+    return 0;
+  }
 };
 
 // ctnetlink through libnl-nf-3: dumps the kernel filters (UDP only, and to
@@ -82,6 +92,9 @@ class NetlinkConntrackBackend final : public ConntrackBackend {
   [[nodiscard]] std::expected<std::size_t, Error> delete_udp_flows(
       std::span<const ConntrackFlow> flows) override;
   [[nodiscard]] std::expected<std::size_t, Error> delete_stale_udp(const UdpServing& serving) override;
+  [[nodiscard]] std::expected<std::size_t, Error> delete_unserved_udp(
+      std::span<const ipvs::Family> families,
+      const std::function<bool(const ConntrackFlow&)>& unserved) override;
 
   // How long the socket waits for the kernel's answer.
   [[nodiscard]] std::chrono::milliseconds receive_timeout() const;

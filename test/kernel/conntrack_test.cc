@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <memory>
 #include <string>
 #include <vector>
@@ -185,6 +186,45 @@ TEST_CASE("UDP conntrack cleanup of many services reads the UDP entries of each 
   CHECK(backend->last_dump_entries() == 41);
   CHECK(entries_with("udp", "src=10.244.1.2") == 0);
   CHECK(entries_with("udp", "src=10.244.1.1") == 20);
-  CHECK(entries_with("ipv6") == 0);  // /proc prints IPv6 uncompressed
+  CHECK(entries_with("udp", "src=fd00::4 ") == 0);
   CHECK(entries_with("tcp") == 100);
+}
+
+TEST_CASE(
+    "UDP conntrack sweep over every entry deletes the ones the check picks, one dump per family asked for",
+    "[kernel][conntrack]") {
+  EntryMaker make;
+  for (int i = 0; i < 50; ++i)
+    make.add(IPPROTO_TCP, "10.1.0.1", 20000 + i, "10.96.0.10", 53, "10.244.0.7", 53);
+  make.add(IPPROTO_UDP, "10.1.0.5", 50000, "10.96.2.1", 53, "10.244.2.1", 53);  // served
+  make.add(IPPROTO_UDP, "10.1.0.5", 50001, "10.96.2.1", 53, "10.244.2.9", 53);  // by a server gone
+  make.add(IPPROTO_UDP, "10.1.0.5", 50002, "10.96.2.1", 53, "10.96.2.1", 53);   // made with no server
+  make.add(IPPROTO_UDP, "fd00::5", 50003, "fd00:96::2", 53, "fd00:244::9", 53);
+
+  auto backend = open_backend();
+  std::vector<ConntrackFlow> asked;
+  const std::vector families{kipvs::ipvs::Family::kIPv4};
+  const auto stale = backend->delete_unserved_udp(families, [&asked](const ConntrackFlow& flow) {
+    asked.push_back(flow);
+    return flow.service == ip("10.96.2.1") && flow.endpoint != ip("10.244.2.1");
+  });
+  INFO((stale ? std::string() : stale.error().message));
+  REQUIRE(stale.has_value());
+  CHECK(*stale == 2);
+  // The three IPv4 UDP entries were read, with the reply's source as the
+  // endpoint; no TCP entry and no IPv6 one.
+  CHECK(backend->last_dump_entries() == 3);
+  REQUIRE(asked.size() == 3);
+  CHECK(std::ranges::count(asked, ConntrackFlow{ip("10.96.2.1"), 53, ip("10.244.2.9"), 53}) == 1);
+  CHECK(entries_with("udp", "src=10.244.2.1") == 1);
+  CHECK(entries_with("udp", "src=10.244.2.9") == 0);
+  CHECK(entries_with("udp", "dst=10.96.2.1 src=10.96.2.1") == 0);
+  CHECK(entries_with("udp", "src=fd00::5 ") == 1);  // IPv6 was not asked for
+  CHECK(entries_with("tcp") == 50);
+
+  // No family asked for: no dump at all.
+  const auto none = backend->delete_unserved_udp({}, [](const ConntrackFlow&) { return true; });
+  REQUIRE(none.has_value());
+  CHECK(*none == 0);
+  CHECK(entries_with("udp") == 2);
 }

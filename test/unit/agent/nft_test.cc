@@ -523,6 +523,7 @@ TEST_CASE("sync: stale UDP entries of a Service that gets its first endpoint, an
   rig.start();
   // Nothing to sweep yet: no UDP service has an endpoint.
   CHECK(rig.conntrack.stale_cleanups.empty());
+  CHECK(rig.conntrack.sweeps.empty());
 
   // The first endpoint: entries to the cluster IP and the node port that it
   // does not answer go (kube-proxy's CleanStaleEntries).
@@ -538,11 +539,28 @@ TEST_CASE("sync: stale UDP entries of a Service that gets its first endpoint, an
   REQUIRE(rig.sync->sync_dirty());
   CHECK(rig.conntrack.stale_cleanups.size() == 1);
 
-  // A resync sweeps every UDP service with endpoints, as kube-proxy's syncs do.
+  // A resync sweeps every UDP service with endpoints, as kube-proxy's syncs
+  // do: each UDP entry is checked against the Service it was sent to.
+  const conntrack::ConntrackFlow answered{ip("10.96.0.53"), 80, ip("10.244.0.7"), 8080};
+  const conntrack::ConntrackFlow unanswered{ip("10.96.0.53"), 80, ip("10.96.0.53"), 80};  // no server then
+  const conntrack::ConntrackFlow old_server{ip("192.168.0.10"), 30053, ip("10.244.0.5"), 8080};
+  const conntrack::ConntrackFlow other_port{ip("10.96.0.53"), 53, ip("10.244.0.9"), 53};   // not a Service's
+  const conntrack::ConntrackFlow tcp_service{ip("10.96.0.80"), 80, ip("10.244.0.9"), 80};  // UDP to a TCP one
+  rig.conntrack.table = {answered, unanswered, old_server, other_port, tcp_service};
   REQUIRE(rig.sync->sync_full());
-  REQUIRE(rig.conntrack.stale_cleanups.size() == 2);
-  CHECK(rig.conntrack.stale_cleanups[1].size() == 2);
-  CHECK(rig.conntrack.stale_cleanups[1].at({ip("10.96.0.53"), 80}).size() == 2);
+  CHECK(rig.conntrack.stale_cleanups.size() == 1);  // no map of every service's servers
+  REQUIRE(rig.conntrack.sweeps.size() == 1);
+  CHECK(rig.conntrack.sweeps[0] == std::vector{ipvs::Family::kIPv4});
+  CHECK(rig.conntrack.table == std::vector{answered, other_port, tcp_service});
+
+  // A UDP Service without endpoints left: nothing of its to sweep, and no
+  // dump when no UDP Service has one.
+  rig.add(slice("dns", {}, "node-a", k8s::Protocol::kUdp));
+  REQUIRE(rig.sync->sync_dirty());
+  rig.conntrack.table = {answered};
+  REQUIRE(rig.sync->sync_full());
+  CHECK(rig.conntrack.sweeps.size() == 1);
+  CHECK(rig.conntrack.table == std::vector{answered});
 }
 
 TEST_CASE("a failed nftables transaction shows in kipvs_nftables_failures_total", "[nft][metrics]") {
