@@ -36,6 +36,9 @@ struct Exposition {
 
 class Scraper {
  public:
+  // The scraper thread's nice value.
+  static constexpr int kScrapeNice = 10;
+
   // Called on the scraper's thread for each scrape.
   using Produce = std::function<std::string()>;
   using Done = std::function<void(std::shared_ptr<const Exposition>)>;

@@ -1,7 +1,12 @@
 // The scraper's thread: concurrent scrapes share work, every answer began
 // after its request, and gzip is made only when someone asked.
 
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -151,4 +156,23 @@ TEST_CASE("a scraper left alone after a scrape calls its idle callback once", "[
   std::unique_lock lock(mutex);
   REQUIRE(changed.wait_for(lock, 10s, [&] { return idles == 2; }));
   CHECK(produced == 2);
+}
+
+TEST_CASE("a scrape runs at a lower priority than the threads that sync and answer /livez",
+          "[metrics][scraper]") {
+  errno = 0;
+  const int caller_nice = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+  REQUIRE(errno == 0);
+  std::atomic<int> scrape_nice{-100};
+  kipvs::metrics::Scraper scraper([&] {
+    scrape_nice = getpriority(PRIO_PROCESS, static_cast<id_t>(gettid()));
+    return std::string("up 1\n");
+  });
+  Answers answers;
+  scraper.scrape(false, answers.collect());
+  answers.wait_for(1);
+  // Nice values stop at 19.
+  CHECK(scrape_nice == std::min(caller_nice + kipvs::metrics::Scraper::kScrapeNice, 19));
+  // The caller's own thread is left as it was.
+  CHECK(getpriority(PRIO_PROCESS, static_cast<id_t>(gettid())) == caller_nice);
 }
