@@ -59,7 +59,7 @@ def table(args):
         cold_kp = ratio(k.get("cold_start_seconds"), kp_bound)
     change_kp = ratio(k.get("change_median_seconds"), p.get("change_median_seconds"))
     rss_kp = ratio(k.get("vm_hwm_kib"), p.get("vm_hwm_kib"))
-    row("cold start (s)", k.get("cold_start_seconds"), "ipvsadm -R", k.get("ipvsadm_restore_seconds"), 0.15)
+    row("cold start (s)", k.get("cold_start_seconds"), "ipvsadm -R", k.get("ipvsadm_restore_seconds"), 0.12)
     if kp_bound:
         rows.append(("cold start (s)", fmt(k.get("cold_start_seconds")), "kube-proxy (unfinished)",
                      f">{fmt(kp_bound)}", f"<{fr(cold_kp)}", "<= 0.1", "met" if cold_kp <= 0.1 else "unknown"))
