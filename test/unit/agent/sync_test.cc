@@ -834,6 +834,45 @@ TEST_CASE("addresses follow the Services: link created, stale ones removed", "[s
   CHECK_FALSE(node.kernel.has_service(service_key(cluster_ip(1), 80)));
 }
 
+TEST_CASE(
+    "a periodic resync binds again an address removed behind kipvs's back, and leaves the link alone "
+    "when nothing changed",
+    "[sync]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 3);
+  agent.start();
+  const std::set<ipvs::Address> all{ip(cluster_ip(0)), ip(cluster_ip(1)), ip(cluster_ip(2))};
+  REQUIRE(node.links.addresses("kube-ipvs0") == all);
+  const auto resync = [&] {
+    REQUIRE(agent.sync->start_resync());
+    agent.io.restart();
+    while (agent.sync->resync_reading()) REQUIRE(agent.io.poll_one() == 1);
+  };
+
+  // Someone removes one and binds one of their own.
+  REQUIRE(node.links.delete_address("kube-ipvs0", ip(cluster_ip(1))));
+  node.links.put("kube-ipvs0", ip("10.96.99.98"));
+  const auto adds = node.links.adds;
+  const auto deletes = node.links.deletes;
+  resync();
+  CHECK(node.links.addresses("kube-ipvs0") == all);
+  CHECK(node.links.adds == adds + 1);
+  CHECK(node.links.deletes == deletes + 1);
+  // The address rebound still makes its service kipvs's: a Service that
+  // goes takes its virtual service along.
+  agent.sync->service_changed({"default", name(1)}, nullptr);
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK_FALSE(node.kernel.has_service(service_key(cluster_ip(1), 80)));
+  CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip(cluster_ip(0)), ip(cluster_ip(2))});
+
+  // Nothing changed since: the resync binds and unbinds nothing.
+  resync();
+  CHECK(node.links.adds == adds + 1);
+  CHECK(node.links.deletes == deletes + 2);
+  CHECK(node.links.addresses("kube-ipvs0") == std::set<ipvs::Address>{ip(cluster_ip(0)), ip(cluster_ip(2))});
+}
+
 TEST_CASE("a new Service's address is bound only once its virtual service is there", "[sync]") {
   // Bound first, the cluster IP answers SYNs with a reset meanwhile: what a
   // client saw while kube-proxy handed a Service over by its label.
