@@ -519,6 +519,7 @@ std::set<ipvs::ServiceKey> Sync::apply(const ipvs::Plan& plan, const std::set<ip
       refused(operation, error, reread, stale, failed);
     }
   }
+  report_applied();
   clear_conntrack(gone);
   if (!stale.empty()) failed.merge(reread_and_apply(stale, addresses));
   return failed;
@@ -538,7 +539,15 @@ void Sync::applied(const ipvs::Operation& operation, std::vector<conntrack::Conn
     }
   }
   update_observed(operation);
-  observer_.operation_applied(operation.kind, OperationOutcome::kOk);
+  ++applied_[static_cast<std::size_t>(operation.kind)];
+}
+
+void Sync::report_applied() {
+  for (std::size_t kind = 0; kind < applied_.size(); ++kind) {
+    if (applied_[kind] == 0) continue;
+    observer_.operation_applied(static_cast<Kind>(kind), OperationOutcome::kOk, applied_[kind]);
+    applied_[kind] = 0;
+  }
 }
 
 void Sync::refused(const ipvs::Operation& operation, const Error& error, bool reread,
@@ -553,17 +562,17 @@ void Sync::refused(const ipvs::Operation& operation, const Error& error, bool re
     } else {
       update_observed(operation);
     }
-    observer_.operation_applied(operation.kind, OperationOutcome::kMissing);
+    observer_.operation_applied(operation.kind, OperationOutcome::kMissing, 1);
   } else if (reread && (code == EEXIST || code == ESRCH || code == ENOENT)) {
     log(error.message + ": the kernel differs from what kipvs saw; re-reading " + ipvs::to_string(key));
     stale.insert(key);
     observer_.operation_applied(operation.kind,
-                                code == EEXIST ? OperationOutcome::kExists : OperationOutcome::kMissing);
+                                code == EEXIST ? OperationOutcome::kExists : OperationOutcome::kMissing, 1);
   } else {
     log(error.message + "; will retry");
     failed.insert(key);
     ++stats_.failed_operations;
-    observer_.operation_applied(operation.kind, OperationOutcome::kFailed);
+    observer_.operation_applied(operation.kind, OperationOutcome::kFailed, 1);
   }
 }
 

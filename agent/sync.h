@@ -210,6 +210,8 @@ class Sync final : public k8s::ObjectSink {
   std::set<ipvs::ServiceKey> reread_and_apply(const std::set<ipvs::ServiceKey>& stale,
                                               const std::set<ipvs::Address>& addresses);
   void update_observed(const ipvs::Operation& operation);
+  // The successes applied() counted, to the observer, once per kind.
+  void report_applied();
   using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, Error>;
   // The rest of a full sync, once the kernel is read.
   bool sync_full_from(Dump dump, ipvs::DrainClock::time_point started);
@@ -327,6 +329,7 @@ class Sync final : public k8s::ObjectSink {
   std::set<ipvs::ServiceKey> wanted_unbound_;
 
   ipvs::Table observed_;
+  std::array<std::uint64_t, 6> applied_{};  // successes by Operation::Kind, not yet reported
   std::optional<Resync> resync_;
   ipvs::DrainSet draining_;
   std::set<ipvs::ServiceKey> retry_keys_;

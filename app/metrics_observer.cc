@@ -96,8 +96,9 @@ void MetricsObserver::sync_finished(agent::SyncKind, std::chrono::nanoseconds du
   if (sources_.after_sync) sources_.after_sync();
 }
 
-void MetricsObserver::operation_applied(ipvs::Operation::Kind kind, agent::OperationOutcome outcome) {
-  metrics_.netlink_operations(operation_kind_label(kind), operation_result_label(outcome));
+void MetricsObserver::operation_applied(ipvs::Operation::Kind kind, agent::OperationOutcome outcome,
+                                        std::uint64_t count) {
+  metrics_.netlink_operations(operation_kind_label(kind), operation_result_label(outcome), count);
 }
 
 namespace {

@@ -70,7 +70,8 @@ class MetricsObserver final : public agent::SyncObserver {
 
   void sync_started(agent::SyncKind kind) override;
   void sync_finished(agent::SyncKind kind, std::chrono::nanoseconds duration, bool ok) override;
-  void operation_applied(ipvs::Operation::Kind kind, agent::OperationOutcome outcome) override;
+  void operation_applied(ipvs::Operation::Kind kind, agent::OperationOutcome outcome,
+                         std::uint64_t count) override;
   void object_skipped(k8s::ResourceKind kind, std::string_view reason) override;
   void network_programming_latency(ipvs::Family family, std::chrono::duration<double> latency) override;
   void drains_in_progress(std::size_t destinations) override;

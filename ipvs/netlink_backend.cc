@@ -336,29 +336,35 @@ std::expected<void, Error> NetlinkBackend::run_batches(std::span<const Operation
     batch.clear();
     const std::uint16_t family = transport_->family_id();
     const std::uint32_t port = transport_->port_id();
+    const std::uint16_t flags = nl::kFlagRequest | (options_.acknowledge_each ? nl::kFlagAck : 0);
+    std::size_t last_start = 0;  // where the batch's last request begins in buffer_
     while (next < operations.size() && batch.size() < options_.max_batch_messages) {
       const std::size_t before = buffer_.size();
       const std::uint32_t sequence = next_sequence();
-      nl::encode_operation(buffer_, nl::Header{family, sequence, nl::kFlagRequest | nl::kFlagAck, port},
-                           operations[next]);
+      nl::encode_operation(buffer_, nl::Header{family, sequence, flags, port}, operations[next]);
       if (buffer_.size() > options_.batch_bytes && !batch.empty()) {
         buffer_.resize(before);  // starts the next batch instead
         break;
       }
+      last_start = before;
       batch.push_back(Pending{sequence, next});
       ++next;
       advance();
     }
+    if (!options_.acknowledge_each) nl::add_flags(buffer_, last_start, nl::kFlagAck);
 
     if (auto sent = transport_->send(buffer_); !sent) return std::unexpected(sent.error());
     ++counters_.sendmsg_calls;
     counters_.messages_sent += batch.size();
 
-    // Every request carries NLM_F_ACK, so each gets exactly one NLMSG_ERROR:
-    // error 0 for success. The kernel answers in order, but matching by
-    // sequence number does not rely on it.
+    // A request that carries NLM_F_ACK gets exactly one NLMSG_ERROR (error 0
+    // for success); one without gets an answer only when it failed. The
+    // kernel handles and answers a batch in order, so once the last request
+    // is answered every request without an answer succeeded. Answers are
+    // matched by sequence number.
     const std::uint32_t first = batch.front().sequence;
     std::size_t unanswered = batch.size();
+    bool last_answered = false;
     const auto record_ack = [&](const nl::Message& m) -> std::expected<bool, Error> {
       if (m.type != nl::kMsgError) return false;  // NOOP or a stray answer
       auto ack = nl::decode_ack(m);
@@ -373,12 +379,16 @@ std::expected<void, Error> NetlinkBackend::run_batches(std::span<const Operation
         results[index] = std::unexpected(operation_error(operations[index], ack->error));
       }
       --unanswered;
+      last_answered |= offset + 1 == batch.size();
       return false;  // the rest of the datagram may hold more acks
     };
-    while (unanswered > 0) {
+    while (unanswered > 0 && !last_answered) {
       bool transport_failed = false;  // apply() retries on a new socket either way
       if (auto read = read_datagram(*transport_, record_ack, transport_failed); !read)
         return std::unexpected(read.error());
+    }
+    for (const Pending& pending : batch) {
+      if (!results[pending.index].has_value()) results[pending.index] = OperationResult{};
     }
   }
   return {};

@@ -79,6 +79,12 @@ struct NetlinkOptions {
   // Acknowledgements of a whole batch must fit in the receive buffer, or the
   // kernel drops them (ENOBUFS); each costs about 1 KiB of buffer.
   std::size_t max_batch_messages = 1024;
+  // Ask the kernel to acknowledge every request of a batch (ipvsadm's way),
+  // or only the batch's last one: the kernel handles a batch's requests in
+  // order and answers a failed one whether asked or not, so the last one's
+  // acknowledgement says the rest succeeded. One answer instead of a
+  // thousand saves the kernel an allocation and a copy per request.
+  bool acknowledge_each = false;
   // Requested with SO_RCVBUFFORCE (needs CAP_NET_ADMIN, which IPVS needs
   // anyway), falling back to SO_RCVBUF. The batch size shrinks to fit what
   // the kernel granted.

@@ -594,6 +594,15 @@ void encode_info_answer(std::vector<std::uint8_t>& out, const Header& header, co
   w.finish();
 }
 
+void add_flags(std::vector<std::uint8_t>& out, std::size_t offset, std::uint16_t flags) {
+  constexpr std::size_t kFlagsOffset = 6;  // nlmsghdr: len (4), type (2), flags (2)
+  if (offset + kHeaderSize > out.size()) return;
+  std::uint16_t now = 0;
+  std::memcpy(&now, out.data() + offset + kFlagsOffset, 2);
+  now |= flags;
+  std::memcpy(out.data() + offset + kFlagsOffset, &now, 2);
+}
+
 void encode_ack(std::vector<std::uint8_t>& out, const Header& request, int error) {
   // struct nlmsgerr: the (negative) error, then the request's header. With
   // NETLINK_CAP_ACK the kernel never echoes the request's payload.

@@ -78,6 +78,8 @@ void encode_get_config(std::vector<std::uint8_t>& out, const Header& header);
 void encode_set_config(std::vector<std::uint8_t>& out, const Header& header, const Timeouts& timeouts);
 void encode_get_info(std::vector<std::uint8_t>& out, const Header& header);
 void encode_flush(std::vector<std::uint8_t>& out, const Header& header);
+// ORs flags into the nlmsghdr of the request encoded at `offset` of out.
+void add_flags(std::vector<std::uint8_t>& out, std::size_t offset, std::uint16_t flags);
 
 // ---- Answers (what the kernel sends) --------------------------------------
 

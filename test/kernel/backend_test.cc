@@ -374,6 +374,22 @@ TEST_CASE("kernel errors come back per operation with errno and a message naming
   CHECK(kipvs::test::ipvsadm_save() ==
         "-A -t 10.96.0.30:80 -s rr\n"
         "-a -t 10.96.0.30:80 -r 10.244.0.1:80 -m -w 1\n");
+
+  // Only a batch's last request asks for an answer: a failure before a
+  // success still comes back, and the success after it is one.
+  const std::vector<Operation> ending_well = {
+      op(Operation::Kind::kAddDestination, service, present),  // duplicate
+      op(Operation::Kind::kAddDestination, service, missing),
+  };
+  const auto second = backend->apply(ending_well);
+  REQUIRE(second.size() == 2);
+  REQUIRE_FALSE(second[0].has_value());
+  CHECK(second[0].error().code == EEXIST);
+  CHECK(second[1].has_value());
+  CHECK(kipvs::test::ipvsadm_save() ==
+        "-A -t 10.96.0.30:80 -s rr\n"
+        "-a -t 10.96.0.30:80 -r 10.244.0.1:80 -m -w 1\n"
+        "-a -t 10.96.0.30:80 -r 10.244.0.2:80 -m -w 1\n");
 }
 
 TEST_CASE("timeouts, info and an explicit flush", "[kernel]") {

@@ -88,7 +88,9 @@ struct RecordingObserver final : SyncObserver {
   void sync_finished(SyncKind, std::chrono::nanoseconds, bool ok) override {
     ++(ok ? finished_ok : finished_failed);
   }
-  void operation_applied(Kind kind, OperationOutcome outcome) override { ++outcomes[{kind, outcome}]; }
+  void operation_applied(Kind kind, OperationOutcome outcome, std::uint64_t count) override {
+    outcomes[{kind, outcome}] += count;
+  }
   void object_skipped(k8s::ResourceKind, std::string_view reason) override { skipped.emplace_back(reason); }
   void network_programming_latency(ipvs::Family, std::chrono::duration<double> latency) override {
     latencies.push_back(latency);

@@ -45,9 +45,9 @@ TEST_CASE("the metrics observer: what a scrape shows after syncs and changes", "
   now += 61s;
   CHECK(health.livez().status == 503);  // a queued change older than the timeout
 
-  observer.operation_applied(ipvs::Operation::Kind::kAddService, OperationOutcome::kOk);
-  observer.operation_applied(ipvs::Operation::Kind::kAddDestination, OperationOutcome::kExists);
-  observer.operation_applied(ipvs::Operation::Kind::kDeleteDestination, OperationOutcome::kFailed);
+  observer.operation_applied(ipvs::Operation::Kind::kAddService, OperationOutcome::kOk, 1);
+  observer.operation_applied(ipvs::Operation::Kind::kAddDestination, OperationOutcome::kExists, 1);
+  observer.operation_applied(ipvs::Operation::Kind::kDeleteDestination, OperationOutcome::kFailed, 1);
   observer.address_operation(true, true);
   observer.object_skipped(k8s::ResourceKind::kService, "bad_port");
   observer.drains_in_progress(2);

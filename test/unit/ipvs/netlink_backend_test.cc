@@ -33,6 +33,7 @@ class ScriptedKernel final : public NetlinkTransport {
   int opens = 0;
   int sends = 0;
   std::size_t largest_send = 0;
+  int acks = 0;  // NLMSG_ERROR answers queued (acknowledgements and errors)
   // The next N sends vanish (a stuck kernel): the receive then times out.
   int swallow_sends = 0;
   // Answers per datagram for dumps (the kernel fills ~32 KiB skbs).
@@ -154,6 +155,7 @@ class ScriptedKernel final : public NetlinkTransport {
       // The kernel acks a request with NLM_F_ACK, and any failed request.
       if ((m.flags & nl::kFlagAck) != 0 || error != 0) {
         nl::encode_ack(acks, nl::Header{kFamily, m.sequence, m.flags, kPort}, error);
+        ++this->acks;
         // Each ack is its own datagram, as the kernel sends them.
         queue_.push_back(std::exchange(acks, {}));
       }
@@ -286,7 +288,12 @@ TEST_CASE("batches respect the message limit", "[netlink]") {
 }
 
 TEST_CASE("one failed operation reports its own error, the others apply", "[netlink]") {
-  auto rig = make_rig();
+  // Either way of asking for answers, and batches that end on a failure
+  // (7 requests per batch: the 7th, 11th) or on a success.
+  const bool acknowledge_each = GENERATE(false, true);
+  const std::size_t batch = GENERATE(std::size_t{1024}, std::size_t{7});
+  CAPTURE(acknowledge_each, batch);
+  auto rig = make_rig({.max_batch_messages = batch, .acknowledge_each = acknowledge_each});
   auto ops = program(2, 3);
   // A duplicate destination in the middle and an edit of a missing one.
   ops.insert(ops.begin() + 3, Operation{Kind::kAddDestination, service(0), destination(1)});
@@ -306,6 +313,20 @@ TEST_CASE("one failed operation reports its own error, the others apply", "[netl
         "edit destination 10.244.0.77:8080 in TCP 10.96.0.1:80: No such file or directory");
   CHECK(rig->kernel->table.destination_count() == 6);
   CHECK(rig->backend.counters().failed_operations == 3);
+  // Answers: one per request, or the three failures and each batch's last
+  // request (the 11th failed: it is both).
+  const int batches = batch == 7 ? 2 : 1;
+  CHECK(rig->kernel->acks == (acknowledge_each ? 11 : 3 + batches - 1));
+}
+
+TEST_CASE("asking only for a batch's last answer, a success in the middle is not waited for", "[netlink]") {
+  auto rig = make_rig({.max_batch_messages = 4});
+  const auto ops = program(2, 4);  // 10 operations: batches of 4, 4, 2
+  auto results = rig->backend.apply(ops);
+  for (const auto& r : results) CHECK(r.has_value());
+  CHECK(rig->kernel->acks == 3);
+  CHECK(rig->kernel->table.destination_count() == 8);
+  CHECK(rig->backend.counters().sendmsg_calls == 3);
 }
 
 TEST_CASE("a stuck socket is reopened and the batch retried once", "[netlink]") {
