@@ -140,6 +140,8 @@ Sync::Sync(boost::asio::io_context& io, ipvs::Backend& backend, address::Address
 
 Sync::~Sync() {
   stop();
+  alive_.reset();
+  if (early_piece_) early_piece_->results.wait();  // the worker uses backend_
 }
 
 void Sync::stop() {
@@ -247,6 +249,7 @@ void Sync::object_skipped(k8s::ResourceKind kind, const std::string& what, const
 void Sync::mark_dirty(const k8s::ObjectKey& service) {
   dirty_.insert(service);
   report_pending();
+  if (!initial_sync_done_) schedule_early_write();
   request_sync();
 }
 
@@ -303,6 +306,91 @@ void Sync::arm_retry() {
     retry_keys_.clear();
     sync_dirty();
   });
+}
+
+void Sync::schedule_early_write() {
+  if (initial_sync_done_ || stopped_ || early_posted_ || cold_start_ == ColdStart::kNo) return;
+  if (cold_start_ == ColdStart::kUnknown) {
+    // Anyone's virtual service (a restart's, another proxy's) may need an
+    // edit or a delete, which only a sync that read the kernel can know.
+    auto services = backend_.list_services();
+    cold_start_ = services && services->empty() ? ColdStart::kEarly : ColdStart::kNo;
+    if (cold_start_ == ColdStart::kNo) return;
+    log("the IPVS table is empty: adding virtual services as the lists arrive");
+  }
+  early_posted_ = true;
+  boost::asio::post(io_, [this] {
+    early_posted_ = false;
+    early_write(0);
+  });
+}
+
+void Sync::land_early_piece() {
+  auto results = early_piece_->results.get();
+  const ipvs::Plan plan = std::move(early_piece_->plan);
+  early_piece_.reset();
+  // A failure is written again by the first sync, which diffs every key.
+  (void)apply(plan, binder_.owned(), /*reread=*/true, &results);
+}
+
+void Sync::early_write(std::uint64_t finished_piece) {
+  if (initial_sync_done_ || stopped_ || cold_start_ != ColdStart::kEarly) return;
+  if (early_piece_) {
+    const bool done = early_piece_->number == finished_piece ||
+                      early_piece_->results.wait_for(std::chrono::seconds{0}) == std::future_status::ready;
+    if (!done) return;  // its end posts early_write again
+    land_early_piece();
+  }
+  std::set<ipvs::ServiceKey> affected;
+  for (const auto& service : dirty_) recompute(service, affected);
+  early_recomputed_.merge(dirty_);
+  dirty_.clear();
+  early_keys_.merge(affected);
+  // One piece of about kPieceOperations, in key order.
+  constexpr std::size_t kPieceOperations = 8192;
+  std::set<ipvs::ServiceKey> piece;
+  std::size_t operations = 0;
+  while (!early_keys_.empty() && operations < kPieceOperations) {
+    auto node = early_keys_.extract(early_keys_.begin());
+    const auto* desired = desired_entry(node.value());
+    operations += 1 + (desired == nullptr ? 0 : desired->destinations.size());
+    piece.insert(std::move(node));
+  }
+  ipvs::Plan plan = plan_for(piece, binder_.owned());
+  // Deletes wait for the first sync, which reads connection counts first;
+  // so do services on addresses kipvs does not bind (node ports, a node's
+  // external IP): reachable at once, they must not come before their
+  // masquerade rules. A cluster IP is unbound until that sync.
+  std::erase_if(plan.operations, [this](const ipvs::Operation& operation) {
+    const auto& key = operation.service.key;
+    return is_delete(operation.kind) || key.fwmark != 0 || !binder_.desired().contains(key.address);
+  });
+  if (plan.empty()) {
+    if (!early_keys_.empty()) schedule_early_write();
+    return;
+  }
+  early_counts_.add(plan);
+  record_additions(plan);
+  auto& in_flight =
+      early_piece_.emplace(EarlyPiece{.number = ++early_pieces_, .plan = std::move(plan), .results = {}});
+  try {
+    in_flight.results = std::async(
+        std::launch::async, [this, alive = std::weak_ptr<int>(alive_), number = in_flight.number,
+                             operations = std::span<const ipvs::Operation>(in_flight.plan.operations)] {
+          auto results = backend_.apply(operations);
+          boost::asio::post(io_, [this, alive, number] {
+            if (!alive.expired()) early_write(number);
+          });
+          return results;
+        });
+  } catch (const std::system_error&) {
+    // No thread: written here.
+    std::promise<std::vector<ipvs::OperationResult>> written;
+    written.set_value(backend_.apply(in_flight.plan.operations));
+    in_flight.results = written.get_future();
+    land_early_piece();
+    schedule_early_write();
+  }
 }
 
 // ---------------------------------------------------------------------------
@@ -766,6 +854,13 @@ bool Sync::sync_full() {
   phases_.start();
   const auto started = options_.clock();
   observer_.sync_started(SyncKind::kFull);
+  if (cold_start_ == ColdStart::kEarly && !initial_sync_done_) {
+    cold_start_ = ColdStart::kNo;
+    if (early_piece_) land_early_piece();
+    phases_.lap("ipvs");
+    // observed_ is what kipvs wrote into an empty table: nothing to read.
+    return sync_full_adopted({}, started);
+  }
   return sync_full_from(backend_.list_all(), started);
 }
 
@@ -917,12 +1012,19 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started) {
   dump_backoff_ = milliseconds{0};
   const auto connections = adopt_dump(*dump);
   phases_.lap("read");  // the kernel's dump and the table made from it
+  return sync_full_adopted(connections, started);
+}
+
+bool Sync::sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::DrainClock::time_point started) {
   nft_.check_present();
   phases_.lap("nftables");
   binder_.forget_link();  // re-read: someone may have removed an address
 
   std::set<ipvs::ServiceKey> affected;
-  const std::set<k8s::ObjectKey> recomputed = recompute_all_dirty(affected);
+  std::set<k8s::ObjectKey> recomputed = recompute_all_dirty(affected);
+  recomputed.merge(early_recomputed_);  // the cold start's: their latencies end here
+  early_recomputed_.clear();
+  early_keys_.clear();  // every wanted key is diffed below
   phases_.lap("state");
 
   binder_.bind(/*all=*/true, /*in_background=*/true);
@@ -942,7 +1044,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started) {
 
   std::size_t desired = 0;
   const auto keys = full_sync_keys(/*every_wanted=*/true, desired);
-  PlanCounts counts;
+  PlanCounts counts = std::exchange(early_counts_, {});  // a cold start's writes are this sync's too
   const auto failed = write_in_pieces(keys, connections, counts);
   trim_record();
   sweep_stale_conntrack();

@@ -13,6 +13,13 @@
 //  - The first sync (once every kind has synced) dumps the kernel once,
 //    rebuilds `observed`, and diffs the whole desired table: a restart
 //    adopts what is there (no flush).
+//  - A cold start (the kernel holds no virtual service when the first object
+//    arrives) does not wait for the lists: what each page brings is added
+//    as it comes, a piece at a time on a worker thread while the loop
+//    receives the next pages (early_write). Adds and edits only: deletes,
+//    drains, addresses and nftables wait for the first sync, which then
+//    takes `observed` as it stands (kipvs wrote all of it) and writes what
+//    is left.
 //  - The periodic resync (every sync_period) reads the kernel a few services
 //    at a time, and compares and repairs each service as it is read, the
 //    loop running between pieces; at the end, desired services the kernel
@@ -139,6 +146,8 @@ class Sync final : public k8s::ObjectSink {
   // services could not be listed (sync_full then reports it).
   bool start_resync();
   [[nodiscard]] bool resync_reading() const { return resync_.has_value(); }
+  // A cold start's piece is being written on a worker thread.
+  [[nodiscard]] bool cold_start_writing() const { return early_piece_.has_value(); }
   // Cancels the timers; the sink may still be called but nothing syncs.
   void stop();
 
@@ -210,11 +219,20 @@ class Sync final : public k8s::ObjectSink {
   std::set<ipvs::ServiceKey> reread_and_apply(const std::set<ipvs::ServiceKey>& stale,
                                               const std::set<ipvs::Address>& addresses);
   void update_observed(const ipvs::Operation& operation);
+  // The cold start's writes during the first lists. schedule_early_write
+  // decides once whether this is a cold start, and posts early_write, which
+  // lands the piece in flight (if done), recomputes the dirty Services and
+  // sends the next piece; a piece that ends posts early_write again.
+  void schedule_early_write();
+  void early_write(std::uint64_t finished_piece);
+  void land_early_piece();
   // The successes applied() counted, to the observer, once per kind.
   void report_applied();
   using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, Error>;
   // The rest of a full sync, once the kernel is read.
   bool sync_full_from(Dump dump, ipvs::DrainClock::time_point started);
+  // The same with observed_ already what the kernel has.
+  bool sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::DrainClock::time_point started);
   // Its steps, in order.
   bool dump_failed(const Error& error, ipvs::DrainClock::time_point started);
   // observed_ from the dump; the dump's connection counts (for the drains).
@@ -330,6 +348,23 @@ class Sync final : public k8s::ObjectSink {
 
   ipvs::Table observed_;
   std::array<std::uint64_t, 6> applied_{};  // successes by Operation::Kind, not yet reported
+
+  enum class ColdStart : std::uint8_t { kUnknown, kEarly, kNo };
+  ColdStart cold_start_ = ColdStart::kUnknown;
+  bool early_posted_ = false;
+  std::set<ipvs::ServiceKey> early_keys_;      // recomputed, not yet written
+  std::set<k8s::ObjectKey> early_recomputed_;  // for the first sync's latencies
+  PlanCounts early_counts_;                    // what the early pieces wrote
+  struct EarlyPiece {
+    std::uint64_t number = 0;
+    ipvs::Plan plan;
+    std::future<std::vector<ipvs::OperationResult>> results;
+  };
+  std::optional<EarlyPiece> early_piece_;
+  std::uint64_t early_pieces_ = 0;
+  // A finished piece tells the loop through a post; the post checks this,
+  // since the Sync may be gone by then.
+  std::shared_ptr<int> alive_ = std::make_shared<int>(0);
   std::optional<Resync> resync_;
   ipvs::DrainSet draining_;
   std::set<ipvs::ServiceKey> retry_keys_;

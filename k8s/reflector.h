@@ -3,7 +3,8 @@
 // an ObjectSink with only real differences:
 //   1. a paginated list (limit + continue; one resourceVersion for all pages;
 //      the client keeps the connection alive from one page to the next),
-//      which replaces the cache (a relist reports only what changed);
+//      which replaces the cache (a relist reports only what changed; the
+//      first list reports each page as it is decoded);
 //   2. a watch from the list's resourceVersion with bookmarks and a random
 //      timeoutSeconds; when it ends, a new watch from the last resourceVersion
 //      seen (bookmarks included);
@@ -31,6 +32,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -339,7 +341,15 @@ class Reflector final : public ReflectorBase {
         continue;
       }
       ObjectKey key = key_of(*object);
-      staged_.insert_or_assign(std::move(key), std::move(*object));
+      if (status().synced) {
+        staged_.insert_or_assign(std::move(key), std::move(*object));
+        continue;
+      }
+      // The first list: the cache holds nothing a page could contradict, so
+      // each page goes to the sink as it is decoded (the agent can start
+      // writing while later pages are on their way), not all at the end.
+      first_list_keys_.insert(key);
+      if (const T* now = cache_.upsert(std::move(*object))) Traits::deliver(sink_, key, now);
     }
   }
 
@@ -352,6 +362,20 @@ class Reflector final : public ReflectorBase {
     // The list is the truth now: an object pending hand-off is either gone
     // from it (removed below) or back in it.
     handoffs_.clear();
+    if (!status().synced) {
+      // Delivered page by page; what an earlier, abandoned try of this
+      // first list delivered and this one lacks is gone.
+      std::vector<ObjectKey> gone;
+      for (const auto& [key, object] : cache_.objects()) {
+        if (!first_list_keys_.contains(key)) gone.push_back(key);
+      }
+      first_list_keys_.clear();
+      for (const auto& key : gone) {
+        cache_.erase(key);
+        Traits::deliver(sink_, key, nullptr);
+      }
+      return;
+    }
     cache_.replace(std::move(staged_),
                    [this](const ObjectKey& key, const T* now) { Traits::deliver(sink_, key, now); });
     staged_.clear();
@@ -361,6 +385,7 @@ class Reflector final : public ReflectorBase {
     if (decoding_.valid()) decoding_.wait();  // its results are dropped
     decoding_ = {};
     staged_.clear();
+    first_list_keys_.clear();
   }
 
   void first_sync() override { sink_.synced(Traits::kKind); }
@@ -427,6 +452,7 @@ class Reflector final : public ReflectorBase {
   ObjectCache<T> cache_;
   std::map<ObjectKey, PendingRemoval> handoffs_;
   typename ObjectCache<T>::Map staged_;
+  std::set<ObjectKey> first_list_keys_;  // what the first list has brought so far
   std::future<Decoded> decoding_;  // the last page's items, on a worker thread
 };
 

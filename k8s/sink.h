@@ -23,6 +23,7 @@ class ObjectSink {
   virtual void node_changed(const Node* now) = 0;  // this node only
   // The initial state of one kind is complete (first list done, or the static
   // manifests read): the agent waits for all kinds before its first sync.
+  // The first list's objects come before it, a page at a time.
   virtual void synced(ResourceKind kind) = 0;
   // An object that did not decode was skipped; reason is a short metric label.
   virtual void object_skipped(ResourceKind kind, const std::string& what, const std::string& reason) = 0;

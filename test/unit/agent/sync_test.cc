@@ -310,21 +310,64 @@ TEST_CASE("a full sync plans and applies in pieces, and a moved Service is added
 
 TEST_CASE("the first sync waits for every kind", "[sync]") {
   Node node;
+  // Not a cold start: someone's virtual service is there, so nothing is
+  // written before the first sync has read the kernel.
+  ipvs::Service theirs;
+  theirs.key = service_key("192.0.2.1", 80);
+  theirs.scheduler = "rr";
+  node.change({.kind = Kind::kAddService, .service = theirs, .destination = {}});
   Agent agent(node);
   populate(agent, 3);
   agent.sync->synced(k8s::ResourceKind::kService);
   agent.pump();
   CHECK_FALSE(agent.sync->initial_sync_done());
-  CHECK(node.kernel.service_count() == 0);
+  CHECK(node.kernel.service_count() == 1);
   agent.sync->synced(k8s::ResourceKind::kEndpointSlice);
   agent.pump();
   CHECK(agent.sync->initial_sync_done());
-  CHECK(node.kernel.service_count() == 3);
+  CHECK(node.kernel.service_count() == 4);
   // Its log line says where the time went, phase by phase.
   REQUIRE_FALSE(agent.logs.empty());
   CHECK_THAT(agent.logs.back(), Catch::StartsWith("sync full: 3 virtual services, 9 operations") &&
                                     Catch::Contains(" ms (read ") && Catch::Contains(", ipvs ") &&
                                     Catch::EndsWith(" ms)"));
+}
+
+TEST_CASE("a cold start writes the cluster IPs' services as the lists arrive, then reads no dump", "[sync]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 20);
+  // A NodePort Service's node-port services wait for the first sync: they
+  // are reachable at once, and their masquerade rules come with it.
+  k8s::Service exposed = service("exposed", "10.96.9.9");
+  exposed.type = k8s::ServiceType::kNodePort;
+  exposed.ports[0].node_port = 30080;
+  agent.add(exposed);
+  agent.add(slice("exposed", {"10.244.1.9"}));
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  agent.run_until([&] { return !agent.sync->cold_start_writing() && node.kernel.service_count() >= 21; },
+                  deadline);
+  CHECK_FALSE(agent.sync->initial_sync_done());
+  CHECK(node.kernel.service_count() == 21);  // every cluster IP, no node port yet
+  CHECK(node.kernel.destination_count() == 41);
+  CHECK(node.links.addresses("kube-ipvs0").empty());  // bound by the first sync
+  // Written on a worker thread: the loop went on receiving meanwhile.
+  CHECK_FALSE(node.kernel.apply_threads.contains(std::this_thread::get_id()));
+  const std::size_t early = node.kernel.total_operations();
+  CHECK(early == 21 + 41);
+
+  agent.start();
+  CHECK(node.kernel.list_all_calls() == 0);  // kipvs wrote all of it: nothing to read
+  auto dump = node.kernel.list_all();
+  REQUIRE(dump);
+  CHECK(ipvs::table_from(*dump) == agent.sync->desired());
+  CHECK(node.kernel.total_operations() == early + agent.sync->desired().size() - 21 + 1);
+  CHECK(node.links.addresses("kube-ipvs0").size() == 21);
+  // Its line counts the early writes with its own.
+  CHECK_THAT(
+      agent.logs.back(),
+      Catch::StartsWith("sync full: " + std::to_string(agent.sync->desired().size()) + " virtual services, " +
+                        std::to_string(node.kernel.total_operations()) + " operations"));
 }
 
 TEST_CASE("a destination deleted behind kipvs's back comes back at the resync", "[sync]") {
@@ -687,8 +730,8 @@ TEST_CASE("a failed first dump writes nothing and is retried with backoff, not a
   options.retry_min = 5ms;
   options.retry_max = 20ms;
   Agent agent(node, options);
+  node.kernel.fail_reads(EIO);  // the cold-start check cannot read either: nothing is written early
   populate(agent, 1);
-  node.kernel.fail_reads(EIO);
   agent.lists_synced();
   CHECK_FALSE(agent.sync->initial_sync_done());
   CHECK(node.kernel.total_operations() == 0);
