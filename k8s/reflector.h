@@ -453,7 +453,7 @@ class Reflector final : public ReflectorBase {
   std::map<ObjectKey, PendingRemoval> handoffs_;
   typename ObjectCache<T>::Map staged_;
   std::set<ObjectKey> first_list_keys_;  // what the first list has brought so far
-  std::future<Decoded> decoding_;  // the last page's items, on a worker thread
+  std::future<Decoded> decoding_;        // the last page's items, on a worker thread
 };
 
 }  // namespace kipvs::k8s
