@@ -82,19 +82,30 @@ std::expected<std::set<ipvs::ServiceKey>, Error> OwnedServicesFile::load() const
 
 std::expected<void, Error> OwnedServicesFile::store(const std::set<ipvs::ServiceKey>& keys) const {
   if (!enabled()) return {};
+  return store_text(render(keys));
+}
+
+std::string OwnedServicesFile::render(const std::set<ipvs::ServiceKey>& keys) {
+  std::string text = "# The IPVS virtual services kipvs added in this network namespace.\n";
+  for (const auto& key : keys) append_line(text, key);
+  return text;
+}
+
+void OwnedServicesFile::append_line(std::string& text, const ipvs::ServiceKey& key) {
+  if (key.fwmark != 0) return;
+  text += ipvs::protocol_name(key.protocol);
+  text += ' ';
+  text += key.address.to_string();
+  text += ' ';
+  text += std::to_string(key.port);
+  text += '\n';
+}
+
+std::expected<void, Error> OwnedServicesFile::store_text(const std::string& text) const {
+  if (!enabled()) return {};
   std::error_code error;
   std::filesystem::create_directories(path_.parent_path(), error);
   if (error) return std::unexpected(Error{.message = path_.parent_path().string() + ": " + error.message()});
-  std::string text = "# The IPVS virtual services kipvs added in this network namespace.\n";
-  for (const auto& key : keys) {
-    if (key.fwmark != 0) continue;
-    text += ipvs::protocol_name(key.protocol);
-    text += ' ';
-    text += key.address.to_string();
-    text += ' ';
-    text += std::to_string(key.port);
-    text += '\n';
-  }
   const auto partial = path_.string() + ".part";
   {
     std::ofstream out(partial, std::ios::trunc);

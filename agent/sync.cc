@@ -772,17 +772,30 @@ bool Sync::sync_nft(bool all, const std::set<ipvs::ServiceKey>& affected, bool i
 
 void Sync::record_additions(const ipvs::Plan& plan) {
   if (!options_.owned_services.enabled()) return;
+  // Nothing but additions since the text was last written whole: the new
+  // keys go at its end.
+  const bool appending = record_text_exact_ && !recorded_changed_;
+  bool added = false;
   for (const auto& operation : plan.operations) {
     if (operation.kind == Kind::kAddService && operation.service.key.fwmark == 0 &&
-        recorded_.insert(operation.service.key).second)
-      recorded_changed_ = true;
+        recorded_.insert(operation.service.key).second) {
+      added = true;
+      if (appending) OwnedServicesFile::append_line(record_text_, operation.service.key);
+    }
   }
-  if (recorded_changed_) store_record();
+  if (!added && !recorded_changed_) return;
+  if (!appending) return store_record();
+  report_stored(options_.owned_services.store_text(record_text_));
 }
 
 void Sync::store_record() {
   recorded_changed_ = false;
-  auto stored = options_.owned_services.store(recorded_);
+  record_text_ = OwnedServicesFile::render(recorded_);
+  record_text_exact_ = true;
+  report_stored(options_.owned_services.store_text(record_text_));
+}
+
+void Sync::report_stored(const std::expected<void, Error>& stored) {
   // Said once, not at every sync, until it works again.
   if (!stored && !record_failing_) {
     log("cannot record kipvs's virtual services (a crash before their addresses are bound would leave them "

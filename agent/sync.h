@@ -296,6 +296,7 @@ class Sync final : public k8s::ObjectSink {
   // writes the record after deletes took some out.
   void record_additions(const ipvs::Plan& plan);
   void store_record();
+  void report_stored(const std::expected<void, Error>& stored);
   void finish(SyncKind kind, ipvs::DrainClock::time_point started, const PlanCounts& plan,
               std::size_t services, const std::set<ipvs::ServiceKey>& failed,
               const std::set<k8s::ObjectKey>& recomputed);
@@ -340,6 +341,10 @@ class Sync final : public k8s::ObjectSink {
   // address is bound (a crash can come between the add and the bind).
   std::set<ipvs::ServiceKey> recorded_;
   bool recorded_changed_ = false;
+  // recorded_ as the file's text, and whether it still is (additions are
+  // appended to it; a removal makes the next store render it again).
+  std::string record_text_;
+  bool record_text_exact_ = false;
   bool record_failing_ = false;
   // Virtual services kipvs wanted on addresses it does not bind (node ports,
   // external IPs that are node addresses) and has not deleted since: its own

@@ -1187,6 +1187,22 @@ TEST_CASE(
     REQUIRE(keys.has_value());
     CHECK(keys->size() == 3);
     CHECK(keys->contains(service_key(cluster_ip(1), 80)));
+    // Services added later are appended to the record's text, one sync at
+    // a time; a removal renders it again.
+    first.add(service(name(3), cluster_ip(3)));
+    REQUIRE(first.sync->sync_dirty());
+    first.add(service(name(4), cluster_ip(4)));
+    REQUIRE(first.sync->sync_dirty());
+    CHECK(record.load().value().size() == 5);
+    first.sync->service_changed({"default", name(4)}, nullptr);
+    REQUIRE(first.sync->sync_dirty());
+    first.add(service(name(5), cluster_ip(5)));
+    REQUIRE(first.sync->sync_dirty());
+    keys = record.load();
+    REQUIRE(keys.has_value());
+    CHECK(keys->size() == 5);
+    CHECK_FALSE(keys->contains(service_key(cluster_ip(4), 80)));
+    CHECK(keys->contains(service_key(cluster_ip(5), 80)));
   }
   // The crash came before svc-1's address was bound; svc-1 is deleted
   // while kipvs is down.
