@@ -11,6 +11,7 @@
 
 #include <linux/if_addr.h>
 #include <linux/rtnetlink.h>
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -77,6 +78,14 @@ using AddrPtr = std::unique_ptr<rtnl_addr, Deleter<rtnl_addr, put_addr>>;
 using NlAddrPtr = std::unique_ptr<nl_addr, Deleter<nl_addr, put_nl_addr>>;
 
 }  // namespace
+
+std::vector<std::expected<void, Error>> AddressBackend::add_addresses(
+    const std::string& name, std::span<const ipvs::Address> addresses) {
+  std::vector<std::expected<void, Error>> results;
+  results.reserve(addresses.size());
+  for (const auto& address : addresses) results.push_back(add_address(name, address));
+  return results;
+}
 
 struct NetlinkAddressBackend::Socket {
   nl_sock* sock = nullptr;
@@ -280,6 +289,112 @@ std::expected<void, Error> NetlinkAddressBackend::change_address(const std::stri
     if (answer || !cached || attempt > 0) return std::unexpected(error);
     link_indexes_.erase(name);
   }
+}
+
+std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_addresses(
+    const std::string& name, std::span<const ipvs::Address> addresses) {
+  std::vector<std::expected<void, Error>> results(addresses.size());
+  if (addresses.empty()) return results;
+  const bool cached = link_indexes_.contains(name);
+  auto index = link_index(name);
+  if (!index) {
+    for (auto& result : results) result = std::unexpected(index.error());
+    return results;
+  }
+  const auto what = [&](const ipvs::Address& address) {
+    return "add address " + address.to_string() + " to " + name;
+  };
+  const int fd = nl_socket_get_fd(socket_->sock);
+  // Failures come back as one answer each (about 100 bytes with the echoed
+  // request): a batch's worth must fit the socket's receive buffer.
+  constexpr std::size_t kBatch = 512;
+  std::vector<unsigned char> buffer;
+  std::vector<unsigned char> answers(64 * 1024);
+  for (std::size_t first = 0; first < addresses.size(); first += kBatch) {
+    const std::size_t count = std::min(kBatch, addresses.size() - first);
+    buffer.clear();
+    const std::uint32_t first_sequence = dump_sequence_ + 1;
+    for (std::size_t i = 0; i < count; ++i) {
+      const ipvs::Address& address = addresses[first + i];
+      const bool v6 = address.family == ipvs::Family::kIPv6;
+      const std::size_t size = v6 ? 16 : 4;
+      const std::size_t attribute = RTA_SPACE(size);
+      const std::size_t length = NLMSG_SPACE(sizeof(ifaddrmsg)) + 2 * attribute;
+      const std::size_t at = buffer.size();
+      buffer.resize(at + length, 0);
+      auto* header = reinterpret_cast<nlmsghdr*>(buffer.data() + at);
+      header->nlmsg_len = static_cast<std::uint32_t>(length);
+      header->nlmsg_type = RTM_NEWADDR;
+      // As rtnl_addr_add asks, and the batch's last one for an answer.
+      header->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | (i + 1 == count ? NLM_F_ACK : 0);
+      header->nlmsg_seq = ++dump_sequence_;
+      auto* message = static_cast<ifaddrmsg*>(NLMSG_DATA(header));
+      message->ifa_family = static_cast<unsigned char>(af_of(address.family));
+      message->ifa_prefixlen = v6 ? 128 : 32;
+      // A virtual IPv6 address must answer at once, not after duplicate
+      // address detection (and the same address is on every node).
+      message->ifa_flags = v6 ? IFA_F_NODAD : 0;
+      message->ifa_scope = RT_SCOPE_UNIVERSE;
+      message->ifa_index = static_cast<std::uint32_t>(*index);
+      auto* attributes = reinterpret_cast<unsigned char*>(header) + NLMSG_SPACE(sizeof(ifaddrmsg));
+      for (const unsigned short type : {IFA_LOCAL, IFA_ADDRESS}) {
+        auto* rta = reinterpret_cast<rtattr*>(attributes);
+        rta->rta_type = type;
+        rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(size));
+        std::memcpy(RTA_DATA(rta), address.bytes.data(), size);
+        attributes += attribute;
+      }
+    }
+    const std::uint32_t last_sequence = dump_sequence_;
+    const auto fail_rest = [&](const Error& error) {
+      for (std::size_t i = 0; i < count; ++i) {
+        auto& result = results[first + i];
+        if (result.has_value())
+          result = std::unexpected(Error{error.code, what(addresses[first + i]) + ": " + error.message});
+      }
+    };
+    if (send(fd, buffer.data(), buffer.size(), 0) != static_cast<ssize_t>(buffer.size())) {
+      fail_rest(Error{errno, std::strerror(errno)});
+      continue;
+    }
+    // Answered in order: once the last one is, the others without an
+    // answer were added.
+    for (bool last_answered = false; !last_answered;) {
+      const ssize_t received = recv(fd, answers.data(), answers.size(), 0);
+      if (received < 0 && errno == EINTR) continue;
+      if (received <= 0) {
+        // Unknown which were added: the binder reads the link again.
+        fail_rest(
+            Error{received < 0 ? errno : EIO, received < 0 ? std::strerror(errno) : "the socket closed"});
+        break;
+      }
+      int remaining = static_cast<int>(received);
+      for (auto* header = reinterpret_cast<nlmsghdr*>(answers.data()); NLMSG_OK(header, remaining);
+           header = NLMSG_NEXT(header, remaining)) {
+        if (header->nlmsg_type != NLMSG_ERROR) continue;
+        const std::uint32_t offset = header->nlmsg_seq - first_sequence;
+        if (offset >= count) continue;  // left over from an earlier request
+        const int code = -static_cast<const nlmsgerr*>(NLMSG_DATA(header))->error;
+        if (code != 0) {
+          results[first + offset] =
+              std::unexpected(Error{code, what(addresses[first + offset]) + ": " + std::strerror(code)});
+        }
+        last_answered |= header->nlmsg_seq == last_sequence;
+      }
+    }
+  }
+  // The link was deleted and made again since its index was cached: the
+  // failed ones once more, one at a time, which looks the index up again.
+  if (cached && std::ranges::any_of(results, [](const auto& result) {
+        return !result.has_value() && result.error().code == ENODEV;
+      })) {
+    link_indexes_.erase(name);
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      if (!results[i].has_value() && results[i].error().code == ENODEV)
+        results[i] = change_address(name, addresses[i], true);
+    }
+  }
+  return results;
 }
 
 std::expected<void, Error> NetlinkAddressBackend::delete_link(const std::string& name) {

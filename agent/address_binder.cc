@@ -74,10 +74,7 @@ void AddressBinder::bind(bool all, bool in_background) {
       job.results =
           std::async(std::launch::async, [backend = &backend_, name = interface_name_,
                                           addresses = std::span<const ipvs::Address>(job.addresses)] {
-            std::vector<std::expected<void, Error>> results;
-            results.reserve(addresses.size());
-            for (const auto& address : addresses) results.push_back(backend->add_address(name, address));
-            return results;
+            return backend->add_addresses(name, addresses);
           });
       return;
     } catch (const std::system_error& error) {

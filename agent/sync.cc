@@ -341,13 +341,23 @@ void Sync::early_write(std::uint64_t finished_piece) {
     if (!done) return;  // its end posts early_write again
     land_early_piece();
   }
+  // A Service whose slices have not come yet waits for them (or for the
+  // first sync, if it has none): computed now, it would be computed again
+  // when they come, and its virtual services written twice over.
   std::set<ipvs::ServiceKey> affected;
-  for (const auto& service : dirty_) recompute(service, affected);
-  early_recomputed_.merge(dirty_);
-  dirty_.clear();
+  for (auto it = dirty_.begin(); it != dirty_.end();) {
+    if (!slices_synced_ && !slices_by_service_.contains(*it)) {
+      ++it;
+      continue;
+    }
+    recompute(*it, affected);
+    early_recomputed_.insert(dirty_.extract(it++));
+  }
   early_keys_.merge(affected);
-  // One piece of about kPieceOperations, in key order.
-  constexpr std::size_t kPieceOperations = 8192;
+  // One piece of about kPieceOperations, in key order: smaller than a first
+  // sync's, since landing a piece (its results into observed_) holds the
+  // loop that is also receiving the lists and answering /livez.
+  constexpr std::size_t kPieceOperations = 2048;
   std::set<ipvs::ServiceKey> piece;
   std::size_t operations = 0;
   while (!early_keys_.empty() && operations < kPieceOperations) {

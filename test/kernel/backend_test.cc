@@ -11,12 +11,14 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
+#include "address/address_backend.h"
 #include "ipvs/ipvsadm_format.h"
 #include "ipvs/netlink_backend.h"
 #include "ipvs/table.h"
@@ -467,4 +469,43 @@ TEST_CASE("real traffic through a virtual service raises the dumped counters", "
   CHECK(listed->front().inactive_connections == after->front().destinations.front().inactive_connections);
   CHECK(backend->counters().sockopt_reads == 1);
   run(server.exec() + "pkill -f 'http.server 8080'");
+}
+
+TEST_CASE("addresses bound in batches: each answered, a duplicate refused, the rest on the link",
+          "[kernel]") {
+  auto opened = kipvs::address::NetlinkAddressBackend::open();
+  REQUIRE(opened.has_value());
+  auto& links = **opened;
+  REQUIRE(links.ensure_link("kube-ipvs0"));
+  // 600 IPv4 addresses (two batches of the backend's 512), one of them
+  // twice, at the end of the first batch, and two IPv6 ones.
+  std::vector<Address> addresses;
+  for (int i = 0; i < 600; ++i) {
+    addresses.push_back(
+        *Address::parse("10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1)));
+  }
+  addresses.insert(addresses.begin() + 511, addresses[3]);
+  addresses.push_back(*Address::parse("fd00::a"));
+  addresses.push_back(*Address::parse("fd00::b"));
+  const auto results = links.add_addresses("kube-ipvs0", addresses);
+  REQUIRE(results.size() == addresses.size());
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    CAPTURE(i);
+    if (i == 511) {
+      REQUIRE_FALSE(results[i].has_value());
+      CHECK(results[i].error().code == EEXIST);
+      CHECK_THAT(results[i].error().message, Catch::Contains("add address 10.96.0.4 to kube-ipvs0"));
+    } else {
+      CHECK(results[i].has_value());
+    }
+  }
+  const auto listed = links.list_addresses("kube-ipvs0");
+  REQUIRE(listed.has_value());
+  CHECK(*listed == std::set<Address>(addresses.begin(), addresses.end()));
+  CHECK(listed->size() == 602);
+  // What `ip` sees: /32 and /128, the IPv6 ones without duplicate address
+  // detection (not "tentative").
+  const std::string shown = kipvs::test::run_ok("ip -o addr show dev kube-ipvs0");
+  CHECK_THAT(shown, Catch::Contains("inet 10.96.2.100/32") && Catch::Contains("inet6 fd00::b/128"));
+  CHECK_THAT(shown, !Catch::Contains("tentative"));
 }
