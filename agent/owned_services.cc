@@ -80,11 +80,6 @@ std::expected<std::set<ipvs::ServiceKey>, Error> OwnedServicesFile::load() const
   return keys;
 }
 
-std::expected<void, Error> OwnedServicesFile::store(const std::set<ipvs::ServiceKey>& keys) const {
-  if (!enabled()) return {};
-  return store_text(render(keys));
-}
-
 std::string OwnedServicesFile::render(const std::set<ipvs::ServiceKey>& keys) {
   std::string text = "# The IPVS virtual services kipvs added in this network namespace.\n";
   for (const auto& key : keys) append_line(text, key);

@@ -39,13 +39,13 @@ class OwnedServicesFile {
   // The recorded keys; none when the file does not exist. A file that is not
   // kipvs's format, or larger than 64 MiB, is an error naming the line.
   [[nodiscard]] std::expected<std::set<ipvs::ServiceKey>, Error> load() const;
-  // Replaces the record (creating the folder if needed).
-  [[nodiscard]] std::expected<void, Error> store(const std::set<ipvs::ServiceKey>& keys) const;
-  // The same in two steps, for a caller that keeps the text and adds to it
-  // (a first sync records 10,000 services a piece at a time: rendering them
-  // all again for each piece is quadratic).
+  // The record's text for these keys, and one more key added to it: the
+  // caller keeps the text and adds to it (a first sync records 10,000
+  // services a piece at a time: rendering them all again for each piece is
+  // quadratic).
   [[nodiscard]] static std::string render(const std::set<ipvs::ServiceKey>& keys);
   static void append_line(std::string& text, const ipvs::ServiceKey& key);
+  // Replaces the record with `text` (creating the folder if needed).
   [[nodiscard]] std::expected<void, Error> store_text(const std::string& text) const;
   // Deletes the file (--cleanup); absent is fine.
   [[nodiscard]] std::expected<void, Error> remove() const;

@@ -1242,7 +1242,7 @@ TEST_CASE(
                                                          .address = ip("fd00::a"),
                                                          .port = 9,
                                                          .fwmark = 0}};
-  REQUIRE(record.store(keys));
+  REQUIRE(record.store_text(OwnedServicesFile::render(keys)));
   CHECK(record.load().value() == keys);
   std::ofstream(dir / "services", std::ios::app) << "TCP 10.96.0.300 80\n";
   const auto bad = record.load();
