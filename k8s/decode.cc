@@ -5,50 +5,18 @@
 
 #include <boost/json.hpp>
 
+#include "k8s/decode_context.h"
+
 namespace kipvs::k8s {
 namespace {
 
 namespace json = boost::json;
 
-// A field path built on the stack while descending ("spec.ports[2].port").
-// Only rendered when something fails, so decoding a valid object costs no
-// string building.
-struct Path {
-  const Path* parent = nullptr;
-  std::string_view key;  // empty for an array index (or the root)
-  std::size_t index = 0;
-
-  [[nodiscard]] std::string render() const {
-    std::string prefix = parent != nullptr ? parent->render() : std::string();
-    if (parent == nullptr) return prefix;
-    if (key.empty()) return prefix + "[" + std::to_string(index) + "]";
-    return prefix.empty() ? std::string(key) : prefix + "." + std::string(key);
-  }
-};
-
-struct Failure {
-  std::string reason;
-  std::string message;
-};
-
-// Collects the first failure; accessors return defaults after a failure so
-// the decoders read straight through without checking after every field.
-class Context {
- public:
-  void fail(const Path& at, std::string_view reason, std::string_view what) {
-    if (failure_) return;
-    std::string where = at.render();
-    failure_ =
-        Failure{std::string(reason), where.empty() ? std::string(what) : where + ": " + std::string(what)};
-  }
-  [[nodiscard]] bool failed() const { return failure_.has_value(); }
-  [[nodiscard]] DecodeError error(std::string object) const {
-    return DecodeError{std::move(object), failure_->reason, failure_->message};
-  }
-
- private:
-  std::optional<Failure> failure_;
-};
+using detail::Context;
+using detail::kLastAppliedAnnotation;
+using detail::kMaxPort;
+using detail::object_name;
+using detail::Path;
 
 std::string_view type_name(const json::value& v) {
   switch (v.kind()) {
@@ -237,14 +205,6 @@ class Obj {
   const Path& path_;
 };
 
-constexpr std::int64_t kMaxPort = 65535;
-constexpr std::string_view kLastAppliedAnnotation = "kubectl.kubernetes.io/last-applied-configuration";
-
-std::string object_name(const ObjectMeta& meta) {
-  if (meta.name.empty()) return "?";
-  return meta.namespace_.empty() ? meta.name : meta.namespace_ + "/" + meta.name;
-}
-
 ObjectMeta decode_meta(const Obj& root) {
   ObjectMeta meta;
   root.object("metadata", [&](const Obj& m) {
@@ -256,8 +216,6 @@ ObjectMeta decode_meta(const Obj& root) {
     meta.resource_version = m.string("resourceVersion");
     meta.labels = m.string_map("labels");
     meta.annotations = m.string_map("annotations");
-    // kubectl apply's copy of the whole object: kilobytes per object, never
-    // read, and kept for every Service and slice it would be most of the cache.
     meta.annotations.erase(std::string(kLastAppliedAnnotation));
     // Only its presence matters; the timestamp itself is not read.
     meta.being_deleted = m.get("deletionTimestamp") != nullptr;
@@ -343,7 +301,7 @@ void decode_service_spec(const Obj& spec, Service& s) {
     config.object("clientIP", [&](const Obj& client_ip) {
       // The API allows 1..86400; 0 or less would make IPVS persistence
       // meaningless, more is rejected by validation.
-      if (auto t = client_ip.opt_int("timeoutSeconds", 1, 86400, kReasonBadTimeout)) {
+      if (auto t = client_ip.opt_int("timeoutSeconds", 1, detail::kMaxAffinityTimeout, kReasonBadTimeout)) {
         s.affinity_timeout_seconds = static_cast<std::int32_t>(*t);
       }
     });

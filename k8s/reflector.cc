@@ -183,6 +183,8 @@ void ReflectorBase::list_page(std::string continue_token) {
   }
   body_.clear();
   list_parser_.reset();
+  list_protobuf_.reset();
+  error_protobuf_ = false;
   list_over_memory_ = false;
   list_bytes_ = 0;
   status_code_ = 0;
@@ -192,12 +194,19 @@ void ReflectorBase::list_page(std::string continue_token) {
     status_code_ = head.status;
     retry_after_ = head.retry_after;
     status_.last_http_status = head.status;
-    if (head.status != 200) return;
+    if (head.status != 200) {
+      error_protobuf_ = is_protobuf(head.content_type);
+      return;
+    }
     if (head.content_encoding == "gzip") ++status_.gzip_list_pages;
     if (head.reused_connection) {
       ++status_.reused_list_pages;
     } else {
       ++list_connections_;
+    }
+    if (is_protobuf(head.content_type)) {
+      list_protobuf_ = std::make_shared<std::string>();
+      return;
     }
     // A page is parsed as it arrives, into one arena freed with the page:
     // the items are decoded into objects that do not refer to it, and a
@@ -210,6 +219,14 @@ void ReflectorBase::list_page(std::string continue_token) {
     list_parser_->reset(parse_arena(std::move(memory)));
   };
   handlers.on_body = [this, continue_token](std::string_view bytes) {
+    if (list_protobuf_) {
+      // The bytes are the page's memory until its items are decoded.
+      list_bytes_ += bytes.size();
+      if (list_bytes_ > std::min(options_.max_page_memory, kMaxListBytes))
+        return page_over_memory(continue_token);
+      list_protobuf_->append(bytes);
+      return;
+    }
     if (!list_parser_) {
       if (body_.size() < kMaxErrorBody) body_.append(bytes.substr(0, kMaxErrorBody - body_.size()));
       return;
@@ -226,6 +243,7 @@ void ReflectorBase::list_page(std::string continue_token) {
     on_list_done(continue_token, std::move(error));
   };
   HttpRequestOptions http = options_.http;
+  if (wants_protobuf()) http.accept = std::string(kProtobufContentType) + ", application/json";
   http.accept_gzip = true;  // a watch stays plain: its frames are small and must not wait in a compressor
   call_ = client_.get(target(false, continue_token), http, std::move(handlers));
 }
@@ -235,6 +253,7 @@ void ReflectorBase::page_over_memory(const std::string& continue_token) {
   call_->cancel();
   call_.reset();
   list_parser_.reset();
+  list_protobuf_.reset();
   ++status_.oversized_pages;
   const std::string why = "a list page of " + std::to_string(page_size_) + " needs more than " +
                           memory_text(options_.max_page_memory) + " to parse";
@@ -254,7 +273,12 @@ void ReflectorBase::page_over_memory(const std::string& continue_token) {
 std::string ReflectorBase::describe_http_error(unsigned status, const std::string& body,
                                                const char* verb) const {
   std::string text = "HTTP " + std::to_string(status) + " on " + verb + " " + path_;
-  if (auto json = parse_json(body)) {
+  if (error_protobuf_) {
+    if (auto st = decode_status_protobuf(body); st && !st->message.empty()) {
+      text += ": " + st->message;
+      if (!st->reason.empty()) text += " (" + st->reason + ")";
+    }
+  } else if (auto json = parse_json(body)) {
     if (auto st = decode_status(*json); st && !st->message.empty()) {
       text += ": " + st->message;
       if (!st->reason.empty()) text += " (" + st->reason + ")";
@@ -292,6 +316,7 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
   if (status_code_ != 200) {
     return retry_later(describe_http_error(status_code_, body_, "list"), retry_after_);
   }
+  if (list_protobuf_) return on_protobuf_page();
   std::optional<boost::json::value> json;
   if (list_parser_ && !list_parse_error_ && list_bytes_ <= kMaxListBytes) {
     list_parser_->finish(list_parse_error_);
@@ -312,16 +337,34 @@ void ReflectorBase::on_list_done(const std::string& continue_token, std::optiona
   }
   stage_page(std::move(*json));
   if (!last_page) return;
+  finish_list(*meta);
+}
 
+void ReflectorBase::on_protobuf_page() {
+  std::shared_ptr<const std::string> body = std::move(list_protobuf_);
+  auto page = read_protobuf_list(*body, protobuf_list_kind());
+  if (!page) return retry_later("list of " + path_ + ": " + page.error());
+  ++status_.list_pages;
+  ++status_.protobuf_list_pages;
+  const bool last_page = page->meta.continue_token.empty();
+  if (!last_page) list_page(page->meta.continue_token);
+  list_items_ += page->items.size();
+  stage_protobuf_page(body, std::move(page->items));
+  if (!last_page) return;
+  finish_list(page->meta);
+}
+
+void ReflectorBase::finish_list(const ListMeta& meta) {
   body_.shrink_to_fit();
   commit_list();
-  log("listed " + std::to_string(list_items_) + " objects at resourceVersion " + meta->resource_version +
-      " over " + std::to_string(list_connections_) + " new connection(s) in " +
+  log("listed " + std::to_string(list_items_) + " objects" +
+      (status_.protobuf_list_pages > 0 ? " (protobuf)" : "") + " at resourceVersion " +
+      meta.resource_version + " over " + std::to_string(list_connections_) + " new connection(s) in " +
       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
                                                                            list_started_)
                          .count()) +
       " ms");
-  resource_version_ = meta->resource_version;
+  resource_version_ = meta.resource_version;
   status_.resource_version = resource_version_;
   ++status_.lists;
   if (relisting_) {

@@ -48,6 +48,7 @@
 #include "k8s/http_client.h"
 #include "k8s/json_stream.h"
 #include "k8s/object_cache.h"
+#include "k8s/protobuf.h"
 #include "k8s/sink.h"
 
 namespace kipvs::k8s {
@@ -97,6 +98,10 @@ struct ReflectorOptions {
   // on the client with this predicate (over the decoded JSON object).
   std::function<bool(const boost::json::value&)> client_filter;
   std::uint32_t page_size = 500;
+  // Ask for Service and EndpointSlice lists in protobuf, as client-go does
+  // (kube-proxy's --kube-api-content-type); a server that answers JSON is
+  // read as JSON. Watches and the client-side filter stay JSON.
+  bool protobuf_lists = true;
   // The memory one list page or one watch frame may take while parsed
   // (parse_memory.h). A page past it is asked for again at half the size, so
   // a list of large objects still goes through; a frame past it is skipped
@@ -132,11 +137,12 @@ struct ReflectorOptions {
 struct ReflectorStatus {
   std::uint64_t lists = 0;  // complete lists (all pages)
   std::uint64_t list_pages = 0;
-  std::uint64_t gzip_list_pages = 0;    // pages the server sent compressed
-  std::uint64_t reused_list_pages = 0;  // pages that came on a kept-alive connection
-  std::uint64_t relists = 0;            // lists after 410 / too-large RV
-  std::uint64_t watches = 0;            // watch requests answered 200
-  std::uint64_t events = 0;             // ADDED/MODIFIED/DELETED applied
+  std::uint64_t gzip_list_pages = 0;      // pages the server sent compressed
+  std::uint64_t protobuf_list_pages = 0;  // pages the server sent in protobuf
+  std::uint64_t reused_list_pages = 0;    // pages that came on a kept-alive connection
+  std::uint64_t relists = 0;              // lists after 410 / too-large RV
+  std::uint64_t watches = 0;              // watch requests answered 200
+  std::uint64_t events = 0;               // ADDED/MODIFIED/DELETED applied
   std::uint64_t bookmarks = 0;
   std::uint64_t silent_watches = 0;   // watches closed after watch_silence_limit without a frame
   std::uint64_t failures = 0;         // requests that failed (each followed by a backoff)
@@ -171,6 +177,12 @@ class ReflectorBase {
   // comes in and is parsed here (the two share the guest's CPUs; decoding
   // is about a third of a list's CPU).
   virtual void stage_page(boost::json::value page) = 0;
+  // A protobuf page: its items are views into *body.
+  virtual void stage_protobuf_page(std::shared_ptr<const std::string> body,
+                                   std::vector<std::string_view> items) = 0;
+  // Whether to ask for protobuf lists, and the list kind their envelope names.
+  [[nodiscard]] virtual bool wants_protobuf() const = 0;
+  [[nodiscard]] virtual std::string_view protobuf_list_kind() const = 0;
   virtual void commit_list() = 0;   // the list is whole: replace the cache
   virtual void discard_list() = 0;  // the list failed part way
   virtual void apply_event(std::string_view type, const boost::json::value& object) = 0;
@@ -193,6 +205,8 @@ class ReflectorBase {
   std::string target(bool watch, const std::string& continue_token) const;
   void list_page(std::string continue_token);
   void on_list_done(const std::string& continue_token, std::optional<HttpError> error);
+  void on_protobuf_page();
+  void finish_list(const ListMeta& meta);
   void start_watch();
   void page_over_memory(const std::string& continue_token);
   void on_watch_body(std::string_view bytes);
@@ -229,6 +243,9 @@ class ReflectorBase {
   std::string body_;  // an error response
   // The list page being received, parsed as it arrives.
   std::optional<boost::json::stream_parser> list_parser_;
+  // Or, when the server answered protobuf, its bytes (decoded at the end).
+  std::shared_ptr<std::string> list_protobuf_;
+  bool error_protobuf_ = false;  // the error body in body_ is protobuf
   boost::system::error_code list_parse_error_;
   bool list_over_memory_ = false;  // the page passed max_page_memory
   std::uint32_t page_size_;        // options_.page_size, halved by each oversized page
@@ -248,6 +265,8 @@ struct ResourceTraits<Service> {
   static constexpr ResourceKind kKind = ResourceKind::kService;
   static constexpr std::string_view kPath = "/api/v1/services";
   static auto decode(const boost::json::value& json) { return decode_service(json); }
+  static constexpr std::string_view kProtobufListKind = "ServiceList";
+  static auto decode_protobuf(std::string_view message) { return decode_service_protobuf(message); }
   static void deliver(ObjectSink& sink, const ObjectKey& key, const Service* now) {
     sink.service_changed(key, now);
   }
@@ -258,6 +277,8 @@ struct ResourceTraits<EndpointSlice> {
   static constexpr ResourceKind kKind = ResourceKind::kEndpointSlice;
   static constexpr std::string_view kPath = "/apis/discovery.k8s.io/v1/endpointslices";
   static auto decode(const boost::json::value& json) { return decode_endpoint_slice(json); }
+  static constexpr std::string_view kProtobufListKind = "EndpointSliceList";
+  static auto decode_protobuf(std::string_view message) { return decode_endpoint_slice_protobuf(message); }
   static void deliver(ObjectSink& sink, const ObjectKey& key, const EndpointSlice* now) {
     sink.endpoint_slice_changed(key, now);
   }
@@ -268,6 +289,7 @@ struct ResourceTraits<Node> {
   static constexpr ResourceKind kKind = ResourceKind::kNode;
   static constexpr std::string_view kPath = "/api/v1/nodes";
   static auto decode(const boost::json::value& json) { return decode_node(json); }
+  static constexpr std::string_view kProtobufListKind = "";  // one Node, listed as JSON
   static void deliver(ObjectSink& sink, const ObjectKey&, const Node* now) { sink.node_changed(now); }
 };
 
@@ -319,8 +341,6 @@ class Reflector final : public ReflectorBase {
 
   void stage_page(boost::json::value page) override {
     collect_page();
-    // A small page is not worth a thread.
-    constexpr std::size_t kWorkerItems = 64;
     const auto* items = page.as_object().if_contains("items");
     const std::size_t count = items != nullptr && items->is_array() ? items->as_array().size() : 0;
     if (count < kWorkerItems) return stage(decode_page(page, active_filter()));
@@ -333,6 +353,33 @@ class Reflector final : public ReflectorBase {
       stage(decode_page(*shared, active_filter()));  // no thread: here, then
     }
   }
+
+  static Decoded decode_protobuf_page(const std::vector<std::string_view>& items) {
+    Decoded decoded;
+    if constexpr (!Traits::kProtobufListKind.empty()) {
+      decoded.reserve(items.size());
+      for (const auto item : items) decoded.push_back(Traits::decode_protobuf(item));
+    }
+    return decoded;
+  }
+
+  void stage_protobuf_page(std::shared_ptr<const std::string> body,
+                           std::vector<std::string_view> items) override {
+    collect_page();
+    if (items.size() < kWorkerItems) return stage(decode_protobuf_page(items));
+    auto shared = std::make_shared<const std::vector<std::string_view>>(std::move(items));
+    try {
+      decoding_ = std::async(std::launch::async, [body, shared] { return decode_protobuf_page(*shared); });
+      count_worker_page();
+    } catch (const std::system_error&) {
+      stage(decode_protobuf_page(*shared));
+    }
+  }
+
+  [[nodiscard]] bool wants_protobuf() const override {
+    return !Traits::kProtobufListKind.empty() && options().protobuf_lists && active_filter() == nullptr;
+  }
+  [[nodiscard]] std::string_view protobuf_list_kind() const override { return Traits::kProtobufListKind; }
 
   void stage(Decoded decoded) {
     for (auto& object : decoded) {
@@ -447,6 +494,9 @@ class Reflector final : public ReflectorBase {
     PendingRemoval(PendingRemoval&&) noexcept = default;
     PendingRemoval& operator=(PendingRemoval&&) = delete;
   };
+
+  // A smaller page is not worth a thread.
+  static constexpr std::size_t kWorkerItems = 64;
 
   ObjectSink& sink_;
   ObjectCache<T> cache_;

@@ -20,6 +20,7 @@
 #include "gzip_encode.h"
 #include "k8s/api_source.h"
 #include "k8s/http_client.h"
+#include "protobuf_encode.h"
 
 namespace kipvs::k8s {
 namespace {
@@ -373,6 +374,61 @@ TEST_CASE("reflector fault: 429 and 5xx back off, then the list succeeds") {
   CHECK(times.at(1) - times.at(0) >= 100ms);
   CHECK(times.at(2) - times.at(1) >= 200ms);
   CHECK(rig.reflector->status().last_error.empty());
+}
+
+std::string protobuf_response(int status, const std::string& body) {
+  return "HTTP/1.1 " + std::to_string(status) +
+         " X\r\nContent-Type: application/vnd.kubernetes.protobuf\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+}
+
+Pb protobuf_service(const std::string& name, std::int64_t port) {
+  return Pb()
+      .message(1, pb_meta("ns", name))
+      .message(2, Pb().message(1, Pb().integer(3, port)).string(3, "10.96.0.10"));
+}
+
+TEST_CASE("reflector fault: protobuf list pages are decoded, a bad item skipped, and the watch stays JSON") {
+  int lists = 0;
+  std::vector<std::string> heads;
+  Rig rig([&](const std::string& target, const std::string& head) -> Script {
+    heads.push_back(head);
+    if (is_watch(target)) {
+      return {{chunked_head() + chunk(event("ADDED", service("d", "11"))) + kLastChunk}};
+    }
+    if (++lists == 1) {
+      // A Status in protobuf: its message must reach the log.
+      return {{protobuf_response(
+          500,
+          Pb().string(2, "Failure").string(3, "etcd is down").integer(6, 500).envelope("v1", "Status"))}};
+    }
+    if (has(target, "continue=p2")) {
+      const Pb page = Pb().message(1, Pb().string(2, "10")).message(2, protobuf_service("c", 443));
+      return {{protobuf_response(200, page.envelope("v1", "ServiceList"))}};
+    }
+    const Pb page = Pb().message(1, Pb().string(2, "10").string(3, "p2"))
+                        .message(2, protobuf_service("a", 80))
+                        .message(2, protobuf_service("b", 0));  // refused: port 0
+    return {{protobuf_response(200, page.envelope("v1", "ServiceList"))}};
+  });
+  rig.reflector->start();
+  REQUIRE(run_until(rig.io, [&] { return rig.sink.events.size() == 3; }));
+  CHECK(rig.sink.events == std::vector<std::string>{"a", "c", "d"});
+  CHECK(rig.sink.skipped == std::vector<std::string>{"ns/b bad_port"});
+  CHECK(rig.reflector->cache().find({"ns", "c"})->ports.at(0).port == 443);
+  CHECK(rig.reflector->status().protobuf_list_pages == 2);
+  CHECK(rig.reflector->status().list_pages == 2);
+  CHECK(std::ranges::any_of(rig.log, [](const std::string& line) {
+    return line.find("HTTP 500 on list") != std::string::npos &&
+           line.find("etcd is down") != std::string::npos;
+  }));
+  REQUIRE(heads.size() == 4);
+  for (int i = 0; i < 3; ++i) {
+    INFO(heads[i]);
+    CHECK(has(heads[i], "application/vnd.kubernetes.protobuf, application/json"));
+  }
+  INFO(heads[3]);
+  CHECK_FALSE(has(heads[3], "protobuf"));
 }
 
 TEST_CASE("reflector fault: a Retry-After longer than the backoff's cap waits only the cap") {
