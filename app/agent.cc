@@ -167,6 +167,7 @@ std::expected<AgentOptions, Error> agent_options(const Config& config,
   options.manifests = config.kipvs.manifests;
   options.kubeconfig = config.kubeconfig;
   options.master = config.master;
+  options.protobuf_lists = config.api_content_type == kProtobufContentType;
   const bool api_named = !config.kubeconfig.empty() || !config.master.empty();
   if (!options.manifests.empty() && api_named) {
     return std::unexpected(
@@ -312,6 +313,7 @@ std::expected<void, Error> Agent::start() {
   k8s::ApiSourceOptions api{
       .node_name = node_name, .proxy_name = options_.sync.facts.proxy_name.value_or(""), .tuning = {}};
   api.tuning.log = [this](std::string_view line) { logger_.info(0, line); };
+  api.tuning.protobuf_lists = options_.protobuf_lists;
   if (metrics_ != nullptr) {
     api.tuning.on_watch_event = [observer = metrics_](k8s::ResourceKind kind, std::string_view type) {
       observer->watch_event(kind, type);

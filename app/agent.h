@@ -49,6 +49,7 @@ struct AgentOptions {
   std::string kubeconfig;           // the API (kubeconfig, $KUBECONFIG, in-cluster)
   std::string master;
   bool use_api = false;
+  bool protobuf_lists = true;  // clientConnection.contentType
   agent::SyncOptions sync;
   bool strict_arp = false;
   std::filesystem::path proc_sys = "/proc/sys";

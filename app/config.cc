@@ -183,6 +183,20 @@ void add_document_settings(std::vector<Setting>& s) {
       {"clientConnection.kubeconfig", "kubeconfig", Kind::kString, "path",
        "Path to a kubeconfig file with the API server and credentials (in-cluster config when empty).",
        set_string(&Config::kubeconfig)});
+  s.push_back(
+      {"clientConnection.contentType", "kube-api-content-type", Kind::kString, "type",
+       "The content type Service and EndpointSlice lists are asked for: "
+       "\"application/vnd.kubernetes.protobuf\" (the default, as kube-proxy) or \"application/json\". "
+       "Watches are JSON either way.",
+       [](Config& c, const Value& v) -> Applied {
+         const auto& text = std::get<std::string>(v);
+         if (!text.empty() && text != kProtobufContentType && text != kJsonContentType) {
+           return expecting(quoted(std::string(kProtobufContentType)) + " or " +
+                            quoted(std::string(kJsonContentType)) + ", got " + quoted(text));
+         }
+         c.api_content_type = text.empty() ? std::string(kProtobufContentType) : text;
+         return {};
+       }});
   s.push_back({"", "master", Kind::kString, "url",
                "The address of the Kubernetes API server (overrides any value in the kubeconfig).",
                set_string(&Config::master)});
@@ -538,7 +552,6 @@ const std::set<std::string, std::less<>> kSections{"clientConnection", "logging"
 const std::set<std::string, std::less<>> kIgnored{
     "featureGates.*",
     "clientConnection.acceptContentTypes",
-    "clientConnection.contentType",
     "clientConnection.qps",
     "clientConnection.burst",
     "logging.flushFrequency",
@@ -589,7 +602,6 @@ const std::set<std::string, std::less<>> kIgnoredValueFlags{
     "iptables-min-sync-period",
     "iptables-sync-period",
     "kube-api-burst",
-    "kube-api-content-type",
     "kube-api-qps",
     "log-flush-frequency",
     "oom-score-adj",
@@ -1053,7 +1065,7 @@ boost::json::value to_json(const Config& c) {
       {"apiVersion", kApiVersion},
       {"kind", kKind},
       {"mode", c.mode.empty() ? "ipvs" : c.mode},
-      {"clientConnection", {{"kubeconfig", c.kubeconfig}}},
+      {"clientConnection", {{"kubeconfig", c.kubeconfig}, {"contentType", c.api_content_type}}},
       {"logging",
        {{"format", c.log_format == LogFormat::kJson ? "json" : "text"}, {"verbosity", c.verbosity}}},
       {"hostnameOverride", c.hostname_override},

@@ -31,6 +31,10 @@
 
 namespace kipvs::app {
 
+// The content types the API's lists may be asked for (clientConnection.contentType).
+inline constexpr std::string_view kProtobufContentType = "application/vnd.kubernetes.protobuf";
+inline constexpr std::string_view kJsonContentType = "application/json";
+
 // Which kernel throughput series /metrics exports (kipvs.throughputMetrics).
 enum class ThroughputMetrics { kNone, kServices, kDestinations };
 
@@ -114,11 +118,12 @@ struct Config {
   std::string metrics_bind_address = "127.0.0.1:10249";  // "" disables the server
   std::string healthz_bind_address = "0.0.0.0:10256";    // "" disables the server
   std::string kubeconfig;                                // clientConnection.kubeconfig or --kubeconfig
-  std::string master;                       // --master: the API server's URL, overrides the kubeconfig's
-  bool masquerade_all = false;              // iptables.masqueradeAll
-  std::int32_t masquerade_bit = 14;         // iptables.masqueradeBit, 0..31
-  int verbosity = 0;                        // logging.verbosity, -v
-  LogFormat log_format = LogFormat::kText;  // logging.format, --logging-format
+  std::string master;  // --master: the API server's URL, overrides the kubeconfig's
+  std::string api_content_type{kProtobufContentType};  // clientConnection.contentType: what lists ask for
+  bool masquerade_all = false;                         // iptables.masqueradeAll
+  std::int32_t masquerade_bit = 14;                    // iptables.masqueradeBit, 0..31
+  int verbosity = 0;                                   // logging.verbosity, -v
+  LogFormat log_format = LogFormat::kText;             // logging.format, --logging-format
   KipvsConfig kipvs;
 
   // What was read: the file (empty without --config), warnings for unknown

@@ -152,6 +152,12 @@ TEST_CASE("agent options from the configuration", "[agent]") {
   CHECK(options->sync.grace_period == std::nullopt);  // 0s: wait for the connections
   CHECK(options->sync.min_sync_period == 100ms);
   CHECK(options->sync.sync_period == 10s);
+  CHECK(options->protobuf_lists);
+  CHECK_FALSE(agent_options(
+                  parse_command_line(Args{"--manifests", "/m", "--kube-api-content-type", "application/json"})
+                      .value(),
+                  no_env)
+                  ->protobuf_lists);
   // No source: the API only in a cluster.
   CHECK_FALSE(agent_options(parse_command_line(Args{}).value(), no_env));
   CHECK(agent_options(parse_command_line(Args{}).value(), [](const char* name) -> const char* {

@@ -152,6 +152,7 @@ TEST_CASE("kube-proxy's own v1.35 configuration is accepted without warnings", "
   CHECK(c.ipvs.sync_period == 30s);
   CHECK(c.ipvs.exclude_cidrs.empty());
   CHECK(c.bind_address == "0.0.0.0");
+  CHECK(c.api_content_type == "application/vnd.kubernetes.protobuf");
   CHECK(c.config_file == path.string());
   // Known kube-proxy fields that kipvs does not use are noted, not warned about.
   CHECK(std::ranges::find(c.ignored_fields, "conntrack") != c.ignored_fields.end());
@@ -412,6 +413,23 @@ TEST_CASE("--help lists every kube-proxy flag with a description", "[config][fla
     CHECK(help.find(flag) != std::string::npos);
   }
   CHECK(help.find("[file: ipvs.syncPeriod]") != std::string::npos);
+}
+
+TEST_CASE("the lists' content type: protobuf by default, JSON when asked, nothing else", "[config][flags]") {
+  CHECK(from_args({}).api_content_type == "application/vnd.kubernetes.protobuf");
+  CHECK(from_args({"--kube-api-content-type=application/json"}).api_content_type == "application/json");
+  CHECK(from_args({"--kube-api-content-type", "application/json"}).warnings.empty());
+  CHECK(flag_error({"--kube-api-content-type=text/plain"}) ==
+        "flag --kube-api-content-type: expected \"application/vnd.kubernetes.protobuf\" or "
+        "\"application/json\", "
+        "got \"text/plain\"");
+  // kubeadm writes contentType: "" (the default).
+  const TempFile empty("clientConnection:\n  contentType: \"\"\n");
+  CHECK(must(kipvs::app::load_config_file(empty.path.string())).api_content_type ==
+        "application/vnd.kubernetes.protobuf");
+  CHECK(kipvs::app::to_json(from_args({"--kube-api-content-type=application/json"}))
+            .at("clientConnection")
+            .at("contentType") == "application/json");
 }
 
 TEST_CASE("to_json is the effective configuration for /configz", "[config]") {
