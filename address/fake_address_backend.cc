@@ -2,11 +2,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 namespace kipvs::address {
 
 std::expected<void, Error> FakeAddressBackend::ensure_link(const std::string& name) {
+  const std::lock_guard lock(mutex_);
   if (!links_.contains(name)) {
     links_[name];
     ++links_created;
@@ -15,6 +17,7 @@ std::expected<void, Error> FakeAddressBackend::ensure_link(const std::string& na
 }
 
 std::expected<std::set<ipvs::Address>, Error> FakeAddressBackend::list_addresses(const std::string& name) {
+  const std::lock_guard lock(mutex_);
   auto it = links_.find(name);
   if (it == links_.end()) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});
   return it->second;
@@ -22,6 +25,7 @@ std::expected<std::set<ipvs::Address>, Error> FakeAddressBackend::list_addresses
 
 std::expected<void, Error> FakeAddressBackend::add_address(const std::string& name,
                                                            const ipvs::Address& address) {
+  const std::lock_guard lock(mutex_);
   ++adds;
   add_threads.insert(std::this_thread::get_id());
   if (fail_writes != 0) return std::unexpected(Error{fail_writes, "add address (injected failure)"});
@@ -33,6 +37,7 @@ std::expected<void, Error> FakeAddressBackend::add_address(const std::string& na
 
 std::expected<void, Error> FakeAddressBackend::delete_address(const std::string& name,
                                                               const ipvs::Address& address) {
+  const std::lock_guard lock(mutex_);
   ++deletes;
   if (fail_writes != 0) return std::unexpected(Error{fail_writes, "delete address (injected failure)"});
   auto it = links_.find(name);
@@ -43,12 +48,14 @@ std::expected<void, Error> FakeAddressBackend::delete_address(const std::string&
 }
 
 std::expected<void, Error> FakeAddressBackend::delete_link(const std::string& name) {
+  const std::lock_guard lock(mutex_);
   if (links_.erase(name) == 0) return std::unexpected(Error{ENODEV, "get link " + name + ": no such device"});
   ++links_deleted;
   return {};
 }
 
 std::set<ipvs::Address> FakeAddressBackend::addresses(const std::string& name) const {
+  const std::lock_guard lock(mutex_);
   auto it = links_.find(name);
   return it == links_.end() ? std::set<ipvs::Address>{} : it->second;
 }

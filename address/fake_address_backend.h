@@ -3,6 +3,7 @@
 // which production code does not link).
 #include <cstddef>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -38,6 +39,8 @@ class FakeAddressBackend final : public AddressBackend {
 
  private:
   std::map<std::string, std::set<ipvs::Address>> links_;
+  // Binds run on worker threads while a test's checks read the links.
+  mutable std::mutex mutex_;
 };
 
 }  // namespace kipvs::address

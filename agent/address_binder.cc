@@ -37,6 +37,7 @@ void AddressBinder::release(const std::set<ipvs::Address>& addresses) {
 
 bool AddressBinder::prepare_link() {
   if (link_ready_) return true;
+  collect();  // the backend is the worker's until then
   if (auto ready = backend_.ensure_link(interface_name_); !ready) {
     log_("cannot set up " + interface_name_ + ": " + ready.error().message);
     return false;
@@ -53,14 +54,15 @@ void AddressBinder::forget_link() {
   link_ready_ = false;
 }
 
-void AddressBinder::bind(bool all, bool in_background) {
+void AddressBinder::bind(bool all, bool in_background, std::function<void()> before) {
   if (!link_ready_) {
     if (!prepare_link()) return;
     all = true;
   }
   std::vector<ipvs::Address> wanted;
   const auto want = [&](const ipvs::Address& address) {
-    if (!observed_.contains(address) && desired_.contains(address)) wanted.push_back(address);
+    if (!observed_.contains(address) && desired_.contains(address) && !binding_.contains(address))
+      wanted.push_back(address);
   };
   if (all) {
     for (const auto& address : desired_) want(address);
@@ -68,30 +70,68 @@ void AddressBinder::bind(bool all, bool in_background) {
     for (const auto& [address, was_desired] : flips_) want(address);
   }
   constexpr std::size_t kBackgroundBinds = 64;
-  if (in_background && wanted.size() >= kBackgroundBinds && !job_) {
-    auto& job = job_.emplace(BindJob{.addresses = std::move(wanted), .results = {}});
-    try {
-      job.results =
-          std::async(std::launch::async, [backend = &backend_, name = interface_name_,
-                                          addresses = std::span<const ipvs::Address>(job.addresses)] {
-            return backend->add_addresses(name, addresses);
-          });
-      return;
-    } catch (const std::system_error& error) {
-      log_(std::string("cannot start a thread for the address binds (") + error.what() +
-           "); binding them here");
-      wanted = std::move(job.addresses);
-      job_.reset();
-    }
+  if (in_background && wanted.size() >= kBackgroundBinds) {
+    return start_job(std::move(wanted), {}, std::move(before));
   }
+  collect();  // the backend is the jobs' until then
+  if (before && !wanted.empty()) before();
   for (const auto& address : wanted) record_bind(address, backend_.add_address(interface_name_, address));
 }
 
+void AddressBinder::bind_in_background(const std::set<ipvs::Address>& among, std::function<void()> then) {
+  if (!prepare_link()) return;
+  std::vector<ipvs::Address> wanted;
+  for (const auto& address : among) {
+    if (!observed_.contains(address) && desired_.contains(address) && !binding_.contains(address))
+      wanted.push_back(address);
+  }
+  if (!wanted.empty()) start_job(std::move(wanted), std::move(then));
+}
+
+bool AddressBinder::ready() const {
+  return std::ranges::all_of(jobs_, [](const BindJob& job) {
+    return job.results.wait_for(std::chrono::seconds{0}) == std::future_status::ready;
+  });
+}
+
+void AddressBinder::start_job(std::vector<ipvs::Address> wanted, std::function<void()> then,
+                              std::function<void()> before) {
+  auto& job = jobs_.emplace_back(BindJob{.addresses = std::move(wanted), .results = {}});
+  try {
+    // Jobs take turns on the backend (one socket), in the order they came.
+    job.results = std::async(std::launch::async,
+                             [this, addresses = std::span<const ipvs::Address>(job.addresses), then, before] {
+                               if (before) before();
+                               std::vector<std::expected<void, Error>> results;
+                               {
+                                 const std::lock_guard turn(backend_turn_);
+                                 results = backend_.add_addresses(interface_name_, addresses);
+                               }
+                               if (then) then();
+                               return results;
+                             });
+    binding_.insert(job.addresses.begin(), job.addresses.end());
+  } catch (const std::system_error& error) {
+    log_(std::string("cannot start a thread for the address binds (") + error.what() +
+         "); binding them here");
+    wanted = std::move(job.addresses);
+    jobs_.pop_back();
+    collect();
+    if (before) before();
+    for (const auto& address : wanted) record_bind(address, backend_.add_address(interface_name_, address));
+  }
+}
+
 void AddressBinder::collect() {
-  if (!job_) return;
-  const auto results = job_->results.get();
-  for (std::size_t i = 0; i < results.size(); ++i) record_bind(job_->addresses[i], results[i]);
-  job_.reset();
+  while (!jobs_.empty()) {
+    auto& job = jobs_.front();
+    const auto results = job.results.get();
+    for (std::size_t i = 0; i < results.size(); ++i) {
+      binding_.erase(job.addresses[i]);
+      record_bind(job.addresses[i], results[i]);
+    }
+    jobs_.pop_front();
+  }
 }
 
 void AddressBinder::record_bind(const ipvs::Address& address, const std::expected<void, Error>& added) {
@@ -106,6 +146,7 @@ void AddressBinder::record_bind(const ipvs::Address& address, const std::expecte
 
 void AddressBinder::unbind_stale(bool all, const ipvs::Table& observed, const NodeFacts& facts) {
   if (!link_ready_) return;
+  collect();
   const auto stale = [&](const ipvs::Address& address) {
     return observed_.contains(address) && !desired_.contains(address);
   };

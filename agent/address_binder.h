@@ -9,9 +9,11 @@
 // thread (bind(all, true)); the address backend is lent to that thread alone
 // until collect().
 #include <cstddef>
+#include <deque>
 #include <functional>
 #include <future>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -48,8 +50,17 @@ class AddressBinder {
   // are many to add (a first sync binds one per cluster IP, and the kernel's
   // cost per address grows with their number), they are added on a worker
   // thread while this one goes on; collect() waits for them.
-  void bind(bool all, bool in_background = false);
+  // before: run on the worker first (to wait for the nftables table).
+  void bind(bool all, bool in_background = false, std::function<void()> before = {});
+  // Binds on a worker thread the wanted addresses among `among` that the
+  // link lacks: a cold start's, for addresses whose nftables rules are
+  // written. Jobs run one after another.
+  // `then` runs on the worker thread as the job ends.
+  void bind_in_background(const std::set<ipvs::Address>& among, std::function<void()> then);
+  // Waits for every job and records what they bound.
   void collect();
+  // No job is running (collect() will not wait).
+  [[nodiscard]] bool ready() const;
   // Deletes addresses kipvs no longer wants, except one still used by a
   // service in `observed` that could not be removed (it keeps the service
   // kipvs's); a node's own address is never kept that way.
@@ -66,6 +77,8 @@ class AddressBinder {
 
  private:
   void record_bind(const ipvs::Address& address, const std::expected<void, Error>& added);
+  void start_job(std::vector<ipvs::Address> wanted, std::function<void()> then = {},
+                 std::function<void()> before = {});
 
   address::AddressBackend& backend_;
   std::string interface_name_;
@@ -89,7 +102,10 @@ class AddressBinder {
     std::vector<ipvs::Address> addresses;
     std::future<std::vector<std::expected<void, Error>>> results;  // one per address
   };
-  std::optional<BindJob> job_;
+  std::set<ipvs::Address> binding_;  // in a job that has not been collected
+  std::mutex backend_turn_;
+  // Last: destroyed first, waiting for the workers that use the members above.
+  std::deque<BindJob> jobs_;
 };
 
 }  // namespace kipvs::agent

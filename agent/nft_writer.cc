@@ -1,6 +1,7 @@
 #include "agent/nft_writer.h"
 
 #include <algorithm>
+#include <chrono>
 #include <system_error>
 
 #include "agent/nft_state.h"
@@ -22,40 +23,60 @@ bool NftWriter::same_origins(
 }
 
 bool NftWriter::write(std::map<ipvs::ServiceKey, ServiceOrigin> origins,
-                      const std::set<ipvs::Address>& addresses, bool in_background) {
+                      const std::set<ipvs::Address>& addresses, bool in_background,
+                      std::function<void()> then) {
   if (backend_ == nullptr) return true;
+  bool ok = collect();  // the worker reads origins_ and written_
   origins_ = std::move(origins);
-  auto desired = nft_state(origins_, addresses, config_);
-  auto update = nftables::nft_diff(written_, desired);
-  if (update.empty()) return true;
-  const bool full = update.full.has_value();
   constexpr std::size_t kBackgroundServices = 64;
-  if (in_background && full && origins_.size() >= kBackgroundServices && !job_) {
-    auto& job = job_.emplace(Job{.desired = std::move(desired), .update = std::move(update), .done = {}});
+  if (in_background && origins_.size() >= kBackgroundServices) {
+    // The state, the diff and the transaction on a worker: at 10,000
+    // services the first two alone hold a loop for a good part of a second
+    // in an emulated guest. origins_ and written_ stay as they are until
+    // collect().
+    auto& job = job_.emplace();
     try {
-      job.done = std::async(std::launch::async,
-                            [backend = backend_, update = &job.update] { return backend->apply(*update); });
-      return true;
+      job.done = std::async(std::launch::async, [this, &job, addresses, then]() -> std::optional<Written> {
+        job.desired = nft_state(origins_, addresses, config_);
+        job.update = nftables::nft_diff(written_, job.desired);
+        std::optional<Written> done;
+        if (!job.update.empty()) done = backend_->apply(job.update);
+        if (then) then();
+        return done;
+      });
+      return ok;
     } catch (const std::system_error& error) {
       log_(std::string("cannot start a thread for the nftables table (") + error.what() +
            "); writing it here");
-      desired = std::move(job.desired);
-      update = std::move(job.update);
       job_.reset();
     }
   }
+  auto desired = nft_state(origins_, addresses, config_);
+  auto update = nftables::nft_diff(written_, desired);
+  if (update.empty()) return ok;
+  const bool full = update.full.has_value();
   const auto done = backend_->apply(update);
   update = {};
-  return record(std::move(desired), full, done);
+  return record(std::move(desired), full, done) && ok;
+}
+
+std::function<void()> NftWriter::waiter() const {
+  if (!job_) return {};
+  return [done = job_->done] { done.wait(); };
+}
+
+bool NftWriter::ready() const {
+  return !job_ || job_->done.wait_for(std::chrono::seconds{0}) == std::future_status::ready;
 }
 
 bool NftWriter::collect() {
   if (!job_) return true;
-  const auto done = job_->done.get();
+  const auto done = job_->done.get();  // a copy: waiters may hold the shared state
   const bool full = job_->update.full.has_value();
   auto desired = std::move(job_->desired);
   job_.reset();
-  return record(std::move(desired), full, done);
+  if (!done) return true;  // nothing differed
+  return record(std::move(desired), full, *done);
 }
 
 bool NftWriter::record(nftables::NftState desired, bool full, const std::expected<void, Error>& done) {
@@ -76,6 +97,7 @@ bool NftWriter::record(nftables::NftState desired, bool full, const std::expecte
 }
 
 void NftWriter::check_present() {
+  (void)collect();  // the backend is the worker's until then; a failure is logged and counted
   if (backend_ == nullptr || !written_) return;
   if (auto present = backend_->table_present(); present && !*present) {
     log_("the nftables table inet kipvs is gone; writing it again");

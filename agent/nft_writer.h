@@ -43,9 +43,16 @@ class NftWriter {
   // next write; IPVS goes on regardless). in_background: a whole table for
   // many services (a first sync's, where libnftables's parse takes seconds)
   // is written on a worker thread; collect() waits for it.
+  // `then`, when given, runs on the worker thread as a background write ends.
   bool write(std::map<ipvs::ServiceKey, ServiceOrigin> origins, const std::set<ipvs::Address>& addresses,
-             bool in_background = false);
+             bool in_background = false, std::function<void()> then = {});
   bool collect();
+  // No background write is in flight, or it has ended (collect() will not wait).
+  [[nodiscard]] bool ready() const;
+  [[nodiscard]] bool writing() const { return job_.has_value(); }
+  // Waits, on any thread, for the background write in flight now (if any)
+  // to end; collect() is still needed to take its result.
+  [[nodiscard]] std::function<void()> waiter() const;
   // Drift repair: a flushed ruleset (a firewall reload) makes the next write
   // the whole table. Elements are not compared.
   void check_present();
@@ -64,10 +71,11 @@ class NftWriter {
   bool failed_ = false;
   // What each virtual service contributed to the table last written.
   std::map<ipvs::ServiceKey, ServiceOrigin> origins_;
+  using Written = std::expected<void, Error>;
   struct Job {
     nftables::NftState desired;  // written_ once the job succeeds
     nftables::NftUpdate update;
-    std::future<std::expected<void, Error>> done;
+    std::shared_future<std::optional<Written>> done;  // nullopt: nothing differed, nothing written
   };
   std::optional<Job> job_;
 };

@@ -333,8 +333,60 @@ void Sync::land_early_piece() {
   (void)apply(plan, binder_.owned(), /*reread=*/true, &results);
 }
 
+std::function<void()> Sync::post_early_write() {
+  return [this, alive = std::weak_ptr<int>(alive_)] {
+    boost::asio::post(io_, [this, alive] {
+      if (!alive.expired()) early_write(0);
+    });
+  };
+}
+
+void Sync::early_table_and_binds() {
+  // A round covers at least this many more addresses than the last, and
+  // twice as many: each computes the whole table again (on a worker) and
+  // copies the origins here.
+  constexpr std::size_t kMinRound = 256;
+  for (;;) {
+    switch (early_round_) {
+      case EarlyRound::kOff:
+        return;
+      case EarlyRound::kTable:
+        if (!nft_.ready()) return;  // its end posts early_write
+        if (!nft_.collect()) {
+          early_round_ = EarlyRound::kOff;  // logged; the first sync writes the table and binds
+          return;
+        }
+        binder_.bind_in_background(early_table_addresses_, post_early_write());
+        early_round_ = EarlyRound::kBinds;
+        continue;
+      case EarlyRound::kBinds:
+        if (!binder_.ready()) return;  // its end posts early_write
+        binder_.collect();
+        early_round_ = EarlyRound::kIdle;
+        continue;
+      case EarlyRound::kIdle: {
+        const std::size_t covered = early_table_addresses_.size();
+        if (binder_.desired().size() < std::max(covered + kMinRound, 2 * covered)) return;
+        early_table_addresses_ = binder_.desired();
+        if (!nft_.enabled()) {
+          binder_.bind_in_background(early_table_addresses_, post_early_write());
+          early_round_ = EarlyRound::kBinds;
+          continue;
+        }
+        if (!nft_.write(origins(), early_table_addresses_, /*in_background=*/true, post_early_write())) {
+          early_round_ = EarlyRound::kOff;
+          return;
+        }
+        early_round_ = EarlyRound::kTable;
+        continue;
+      }
+    }
+  }
+}
+
 void Sync::early_write(std::uint64_t finished_piece) {
   if (initial_sync_done_ || stopped_ || cold_start_ != ColdStart::kEarly) return;
+  early_table_and_binds();
   if (early_piece_) {
     const bool done = early_piece_->number == finished_piece ||
                       early_piece_->results.wait_for(std::chrono::seconds{0}) == std::future_status::ready;
@@ -880,9 +932,10 @@ bool Sync::sync_full() {
   if (cold_start_ == ColdStart::kEarly && !initial_sync_done_) {
     cold_start_ = ColdStart::kNo;
     if (early_piece_) land_early_piece();
+    early_round_ = EarlyRound::kOff;  // what is in flight is collected below
     phases_.lap("ipvs");
     // observed_ is what kipvs wrote into an empty table: nothing to read.
-    return sync_full_adopted({}, started);
+    return sync_full_adopted({}, started, /*reread_link=*/false);
   }
   return sync_full_from(backend_.list_all(), started);
 }
@@ -1038,10 +1091,11 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started) {
   return sync_full_adopted(connections, started);
 }
 
-bool Sync::sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::DrainClock::time_point started) {
+bool Sync::sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::DrainClock::time_point started,
+                             bool reread_link) {
   nft_.check_present();
   phases_.lap("nftables");
-  binder_.forget_link();  // re-read: someone may have removed an address
+  if (reread_link) binder_.forget_link();  // someone may have removed an address
 
   std::set<ipvs::ServiceKey> affected;
   std::set<k8s::ObjectKey> recomputed = recompute_all_dirty(affected);
@@ -1049,10 +1103,6 @@ bool Sync::sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::Dra
   early_recomputed_.clear();
   early_keys_.clear();  // every wanted key is diffed below
   phases_.lap("state");
-
-  binder_.bind(/*all=*/true, /*in_background=*/true);
-  binder_.refresh_owned(/*all=*/true);
-  phases_.lap("addresses");
 
   // The nftables table is written in the same sync as the virtual services:
   // a whole table (a first sync's) on a worker thread while the IPVS rules
@@ -1064,6 +1114,12 @@ bool Sync::sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::Dra
   // Services in an emulated guest, for nothing.
   bool nft_ok = sync_nft(/*all=*/false, affected, /*in_background=*/true);
   phases_.lap("nftables");
+
+  // The binds wait for that table on their worker: a bound address is
+  // reachable at once, and its rules must be there first.
+  binder_.bind(/*all=*/true, /*in_background=*/true, nft_.waiter());
+  binder_.refresh_owned(/*all=*/true);
+  phases_.lap("addresses");
 
   std::size_t desired = 0;
   const auto keys = full_sync_keys(/*every_wanted=*/true, desired);

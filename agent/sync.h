@@ -16,10 +16,12 @@
 //  - A cold start (the kernel holds no virtual service when the first object
 //    arrives) does not wait for the lists: what each page brings is added
 //    as it comes, a piece at a time on a worker thread while the loop
-//    receives the next pages (early_write). Adds and edits only: deletes,
-//    drains, addresses and nftables wait for the first sync, which then
-//    takes `observed` as it stands (kipvs wrote all of it) and writes what
-//    is left.
+//    receives the next pages (early_write). Adds and edits only: deletes
+//    and drains wait for the first sync, which then takes `observed` as it
+//    stands (kipvs wrote all of it) and writes what is left. The nftables
+//    table and the dummy interface's addresses follow in rounds
+//    (early_table_and_binds): the table for what is computed so far, then
+//    those addresses, so no address is reachable before its rules.
 //  - The periodic resync (every sync_period) reads the kernel a few services
 //    at a time, and compares and repairs each service as it is read, the
 //    loop running between pieces; at the end, desired services the kernel
@@ -226,13 +228,23 @@ class Sync final : public k8s::ObjectSink {
   void schedule_early_write();
   void early_write(std::uint64_t finished_piece);
   void land_early_piece();
+  // The cold start's nftables table and address binds, in rounds while the
+  // lists arrive: the rules of the virtual services computed so far, then
+  // their addresses, so no address is reachable before its rules. Each
+  // step's end posts early_write, which calls this for the next step.
+  void early_table_and_binds();
+  // Posts early_write(0) from a worker thread, if this Sync still exists.
+  [[nodiscard]] std::function<void()> post_early_write();
   // The successes applied() counted, to the observer, once per kind.
   void report_applied();
   using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, Error>;
   // The rest of a full sync, once the kernel is read.
   bool sync_full_from(Dump dump, ipvs::DrainClock::time_point started);
   // The same with observed_ already what the kernel has.
-  bool sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::DrainClock::time_point started);
+  // reread_link: read the dummy interface's addresses again first (not
+  // after a cold start, whose binds read it moments ago).
+  bool sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::DrainClock::time_point started,
+                         bool reread_link = true);
   // Its steps, in order.
   bool dump_failed(const Error& error, ipvs::DrainClock::time_point started);
   // observed_ from the dump; the dump's connection counts (for the drains).
@@ -367,6 +379,9 @@ class Sync final : public k8s::ObjectSink {
   };
   std::optional<EarlyPiece> early_piece_;
   std::uint64_t early_pieces_ = 0;
+  enum class EarlyRound : std::uint8_t { kIdle, kTable, kBinds, kOff };
+  EarlyRound early_round_ = EarlyRound::kIdle;
+  std::set<ipvs::Address> early_table_addresses_;  // the addresses the table written early covers
   // A finished piece tells the loop through a post; the post checks this,
   // since the Sync may be gone by then.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);

@@ -8,6 +8,7 @@
 namespace kipvs::nftables {
 
 std::expected<void, Error> FakeNftBackend::apply(const NftUpdate& update) {
+  const std::lock_guard lock(mutex_);
   apply_threads.insert(std::this_thread::get_id());
   if (fail_code != 0) return std::unexpected(Error{fail_code, std::strerror(fail_code)});
   if (update.empty()) return {};
@@ -33,6 +34,7 @@ std::expected<void, Error> FakeNftBackend::apply(const NftUpdate& update) {
 }
 
 std::expected<void, Error> FakeNftBackend::delete_table() {
+  const std::lock_guard lock(mutex_);
   if (fail_code != 0) return std::unexpected(Error{fail_code, std::strerror(fail_code)});
   if (!table_) return std::unexpected(Error{ENOENT, "no table inet kipvs"});
   table_.reset();
@@ -40,8 +42,16 @@ std::expected<void, Error> FakeNftBackend::delete_table() {
 }
 
 std::expected<std::string, Error> FakeNftBackend::list_table() {
+  const std::lock_guard lock(mutex_);
   if (!table_) return std::unexpected(Error{ENOENT, "no table inet kipvs"});
   return render_nft_table(*table_);
+}
+
+bool FakeNftBackend::holds(const std::string& set, const std::string& element) const {
+  const std::lock_guard lock(mutex_);
+  if (!table_) return false;
+  const auto found = table_->elements.find(set);
+  return found != table_->elements.end() && found->second.contains(element);
 }
 
 }  // namespace kipvs::nftables

@@ -2,6 +2,7 @@
 // An in-memory nftables backend for unit tests (library kipvs_nftables_fakes,
 // which production code does not link).
 #include <cstddef>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -20,7 +21,12 @@ class FakeNftBackend final : public NftBackend {
   [[nodiscard]] std::expected<void, Error> apply(const NftUpdate& update) override;
   [[nodiscard]] std::expected<void, Error> delete_table() override;
   [[nodiscard]] std::expected<std::string, Error> list_table() override;
-  [[nodiscard]] std::expected<bool, Error> table_present() override { return table_.has_value(); }
+  [[nodiscard]] std::expected<bool, Error> table_present() override {
+    const std::lock_guard lock(mutex_);
+    return table_.has_value();
+  }
+  // Whether the table's set holds the element; safe while a worker applies.
+  [[nodiscard]] bool holds(const std::string& set, const std::string& element) const;
 
   [[nodiscard]] const std::optional<NftState>& table() const { return table_; }
   // What `nft flush ruleset` does behind kipvs's back.
@@ -36,6 +42,8 @@ class FakeNftBackend final : public NftBackend {
 
  private:
   std::optional<NftState> table_;
+  // The table may be written on a worker thread while a test's checks read it.
+  mutable std::mutex mutex_;
 };
 
 }  // namespace kipvs::nftables

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <map>
 #include <memory>
@@ -266,6 +267,39 @@ class OrderingBackend final : public ipvs::Backend {
   nftables::FakeNftBackend& nft_;
 };
 
+// An address backend that notes every address bound before the nftables
+// table listed it among the virtual addresses: from the bind on, clients
+// reach its services, so their rules must be there first.
+class OrderingLinks final : public address::AddressBackend {
+ public:
+  OrderingLinks(address::FakeAddressBackend& links, nftables::FakeNftBackend& nft)
+      : links_(links), nft_(nft) {}
+  std::expected<void, Error> ensure_link(const std::string& name) override {
+    return links_.ensure_link(name);
+  }
+  std::expected<std::set<ipvs::Address>, Error> list_addresses(const std::string& name) override {
+    return links_.list_addresses(name);
+  }
+  std::expected<void, Error> add_address(const std::string& name, const ipvs::Address& address) override {
+    if (!nft_.holds(nftables::nft_set_name(nftables::nft_set::kVipAddresses, address.family),
+                    nftables::nft_element(address)))
+      ++binds_before_table;
+    return links_.add_address(name, address);
+  }
+  std::expected<void, Error> delete_address(const std::string& name, const ipvs::Address& address) override {
+    return links_.delete_address(name, address);
+  }
+  std::expected<void, Error> delete_link(const std::string& name) override {
+    return links_.delete_link(name);
+  }
+
+  std::atomic<std::size_t> binds_before_table = 0;
+
+ private:
+  address::FakeAddressBackend& links_;
+  nftables::FakeNftBackend& nft_;
+};
+
 struct NftObserver final : NoopSyncObserver {
   int nft_ok = 0;
   int nft_failed = 0;
@@ -281,6 +315,7 @@ struct Rig {
   nftables::FakeNftBackend nft;
   conntrack::FakeConntrackBackend conntrack;
   OrderingBackend ordering{kernel, nft};
+  OrderingLinks ordered_links{links, nft};
   NftObserver observer;
   std::vector<std::string> logs;
   std::unique_ptr<Sync> sync;
@@ -292,7 +327,7 @@ struct Rig {
     config.cluster_cidrs = {*Cidr::parse("10.244.0.0/16")};
     options.nft = nft_config(config);
     options.log = [this](std::string_view line) { logs.emplace_back(line); };
-    sync = std::make_unique<Sync>(io, ordering, links, observer, std::move(options), &nft, conntrack);
+    sync = std::make_unique<Sync>(io, ordering, ordered_links, observer, std::move(options), &nft, conntrack);
     source = std::make_unique<test::SourceCache>(*sync);
     // A client reaches a service on a bound address, or on one kipvs does
     // not bind (a node's own).
@@ -319,6 +354,56 @@ struct Rig {
     } while (sync->cold_start_writing() && std::chrono::steady_clock::now() < deadline);
   }
 };
+
+TEST_CASE("sync: a cold start binds its addresses in rounds as the lists arrive, each after its table",
+          "[nft][sync]") {
+  Rig rig;
+  int added = 0;
+  const auto add_services = [&](int count) {
+    for (int end = added + count; added < end; ++added) {
+      const auto name = "svc-" + std::to_string(added);
+      rig.add(test::make_service(
+          name, "10.96." + std::to_string(added / 250) + "." + std::to_string(added % 250 + 1)));
+      rig.add(slice(name, {"10.244.0.5"}));
+    }
+  };
+  // Without the first sync: the rounds run while "the lists" go on.
+  const auto run_until_bound = [&](std::size_t count) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+    while (rig.links.addresses("kube-ipvs0").size() < count && std::chrono::steady_clock::now() < deadline) {
+      rig.io.restart();
+      rig.io.run_for(std::chrono::milliseconds{5});
+    }
+    return rig.links.addresses("kube-ipvs0").size();
+  };
+  add_services(300);  // a round needs 256 new addresses
+  CHECK(run_until_bound(300) == 300);
+  CHECK(rig.nft.full_writes == 1);
+  add_services(400);  // and twice what the last round covered
+  CHECK(run_until_bound(700) == 700);
+  CHECK(rig.nft.transactions == 2);  // the new elements only
+  CHECK(rig.nft.full_writes == 1);
+  add_services(50);  // too few for a round: the first sync binds them
+  rig.io.restart();
+  rig.io.run_for(std::chrono::milliseconds{50});
+  CHECK(rig.links.addresses("kube-ipvs0").size() == 700);
+  CHECK_FALSE(rig.sync->initial_sync_done());
+  CHECK(rig.ordered_links.binds_before_table == 0);
+  // Bound and written on worker threads: the loop went on meanwhile.
+  CHECK(rig.links.add_threads.count(std::this_thread::get_id()) == 0);
+  CHECK(rig.nft.apply_threads.count(std::this_thread::get_id()) == 0);
+
+  rig.start();
+  CHECK(rig.links.addresses("kube-ipvs0").size() == 750);
+  CHECK(rig.ordered_links.binds_before_table == 0);
+  CHECK(rig.links.adds == 750);  // none bound twice
+  CHECK(rig.nft.table() == rig.sync->desired_nft());
+  CHECK(rig.ordering.first_write_saw_table != false);
+  auto dump = rig.kernel.list_all();
+  REQUIRE(dump);
+  CHECK(ipvs::table_from(*dump) == rig.sync->desired());
+  CHECK(rig.observer.nft_failed == 0);
+}
 
 TEST_CASE("sync: the table comes with the first virtual services, then element changes only",
           "[nft][sync][acceptance]") {
