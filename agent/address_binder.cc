@@ -71,21 +71,21 @@ void AddressBinder::bind(bool all, bool in_background, std::function<void()> bef
   }
   constexpr std::size_t kBackgroundBinds = 64;
   if (in_background && wanted.size() >= kBackgroundBinds) {
-    return start_job(std::move(wanted), {}, std::move(before));
+    return start_job(std::move(wanted), std::move(before));
   }
   collect();  // the backend is the jobs' until then
   if (before && !wanted.empty()) before();
   for (const auto& address : wanted) record_bind(address, backend_.add_address(interface_name_, address));
 }
 
-void AddressBinder::bind_in_background(const std::set<ipvs::Address>& among, std::function<void()> then) {
+void AddressBinder::bind_in_background(const std::set<ipvs::Address>& among, std::function<void()> before) {
   if (!prepare_link()) return;
   std::vector<ipvs::Address> wanted;
   for (const auto& address : among) {
     if (!observed_.contains(address) && desired_.contains(address) && !binding_.contains(address))
       wanted.push_back(address);
   }
-  if (!wanted.empty()) start_job(std::move(wanted), std::move(then));
+  if (!wanted.empty()) start_job(std::move(wanted), std::move(before));
 }
 
 bool AddressBinder::ready() const {
@@ -94,20 +94,19 @@ bool AddressBinder::ready() const {
   });
 }
 
-void AddressBinder::start_job(std::vector<ipvs::Address> wanted, std::function<void()> then,
-                              std::function<void()> before) {
+void AddressBinder::start_job(std::vector<ipvs::Address> wanted, std::function<void()> before) {
   auto& job = jobs_.emplace_back(BindJob{.addresses = std::move(wanted), .results = {}});
   try {
-    // Jobs take turns on the backend (one socket), in the order they came.
+    // Jobs take turns on the backend (one socket); their addresses do not
+    // overlap, so the order does not matter.
     job.results = std::async(std::launch::async,
-                             [this, addresses = std::span<const ipvs::Address>(job.addresses), then, before] {
+                             [this, addresses = std::span<const ipvs::Address>(job.addresses), before] {
                                if (before) before();
                                std::vector<std::expected<void, Error>> results;
                                {
                                  const std::lock_guard turn(backend_turn_);
                                  results = backend_.add_addresses(interface_name_, addresses);
                                }
-                               if (then) then();
                                return results;
                              });
     binding_.insert(job.addresses.begin(), job.addresses.end());

@@ -55,8 +55,8 @@ class AddressBinder {
   // Binds on a worker thread the wanted addresses among `among` that the
   // link lacks: a cold start's, for addresses whose nftables rules are
   // written. Jobs run one after another.
-  // `then` runs on the worker thread as the job ends.
-  void bind_in_background(const std::set<ipvs::Address>& among, std::function<void()> then);
+  // `before` runs on the worker first (to wait for the nftables table).
+  void bind_in_background(const std::set<ipvs::Address>& among, std::function<void()> before);
   // Waits for every job and records what they bound.
   void collect();
   // No job is running (collect() will not wait).
@@ -77,8 +77,7 @@ class AddressBinder {
 
  private:
   void record_bind(const ipvs::Address& address, const std::expected<void, Error>& added);
-  void start_job(std::vector<ipvs::Address> wanted, std::function<void()> then = {},
-                 std::function<void()> before = {});
+  void start_job(std::vector<ipvs::Address> wanted, std::function<void()> before);
 
   address::AddressBackend& backend_;
   std::string interface_name_;

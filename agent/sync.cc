@@ -343,45 +343,26 @@ std::function<void()> Sync::post_early_write() {
 
 void Sync::early_table_and_binds() {
   // A round covers at least this many more addresses than the last, and
-  // twice as many: each computes the whole table again (on a worker) and
-  // copies the origins here.
-  constexpr std::size_t kMinRound = 256;
-  for (;;) {
-    switch (early_round_) {
-      case EarlyRound::kOff:
-        return;
-      case EarlyRound::kTable:
-        if (!nft_.ready()) return;  // its end posts early_write
-        if (!nft_.collect()) {
-          early_round_ = EarlyRound::kOff;  // logged; the first sync writes the table and binds
-          return;
-        }
-        binder_.bind_in_background(early_table_addresses_, post_early_write());
-        early_round_ = EarlyRound::kBinds;
-        continue;
-      case EarlyRound::kBinds:
-        if (!binder_.ready()) return;  // its end posts early_write
-        binder_.collect();
-        early_round_ = EarlyRound::kIdle;
-        continue;
-      case EarlyRound::kIdle: {
-        const std::size_t covered = early_table_addresses_.size();
-        if (binder_.desired().size() < std::max(covered + kMinRound, 2 * covered)) return;
-        early_table_addresses_ = binder_.desired();
-        if (!nft_.enabled()) {
-          binder_.bind_in_background(early_table_addresses_, post_early_write());
-          early_round_ = EarlyRound::kBinds;
-          continue;
-        }
-        if (!nft_.write(origins(), early_table_addresses_, /*in_background=*/true, post_early_write())) {
-          early_round_ = EarlyRound::kOff;
-          return;
-        }
-        early_round_ = EarlyRound::kTable;
-        continue;
-      }
-    }
+  // half as many again: each computes the whole table anew (on a worker)
+  // and copies the origins here.
+  constexpr std::size_t kMinRound = 512;
+  if (!early_rounds_ || !nft_.ready()) return;  // the last round's table: its end posts early_write
+  if (!nft_.collect()) {
+    early_rounds_ = false;  // logged; the first sync writes the table and binds the rest
+    return;
   }
+  const std::size_t covered = early_table_addresses_.size();
+  if (binder_.desired().size() < std::max(covered + kMinRound, covered * 3 / 2)) return;
+  early_table_addresses_ = binder_.desired();
+  log("cold start round: the nftables table for " + std::to_string(claims_.size()) +
+      " virtual services, then their addresses (" + std::to_string(early_table_addresses_.size()) + ")");
+  if (!nft_.write(origins(), early_table_addresses_, /*in_background=*/true, post_early_write())) {
+    early_rounds_ = false;
+    return;
+  }
+  // The binds queue behind the last round's, and wait on their worker for
+  // this round's table: the next table is written while they run.
+  binder_.bind_in_background(early_table_addresses_, nft_.waiter());
 }
 
 void Sync::early_write(std::uint64_t finished_piece) {
@@ -932,7 +913,7 @@ bool Sync::sync_full() {
   if (cold_start_ == ColdStart::kEarly && !initial_sync_done_) {
     cold_start_ = ColdStart::kNo;
     if (early_piece_) land_early_piece();
-    early_round_ = EarlyRound::kOff;  // what is in flight is collected below
+    early_rounds_ = false;  // what is in flight is collected below
     phases_.lap("ipvs");
     // observed_ is what kipvs wrote into an empty table: nothing to read.
     return sync_full_adopted({}, started, /*reread_link=*/false);

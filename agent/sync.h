@@ -230,8 +230,8 @@ class Sync final : public k8s::ObjectSink {
   void land_early_piece();
   // The cold start's nftables table and address binds, in rounds while the
   // lists arrive: the rules of the virtual services computed so far, then
-  // their addresses, so no address is reachable before its rules. Each
-  // step's end posts early_write, which calls this for the next step.
+  // their addresses, so no address is reachable before its rules. A round's
+  // table ends with a post of early_write, which calls this for the next.
   void early_table_and_binds();
   // Posts early_write(0) from a worker thread, if this Sync still exists.
   [[nodiscard]] std::function<void()> post_early_write();
@@ -379,8 +379,7 @@ class Sync final : public k8s::ObjectSink {
   };
   std::optional<EarlyPiece> early_piece_;
   std::uint64_t early_pieces_ = 0;
-  enum class EarlyRound : std::uint8_t { kIdle, kTable, kBinds, kOff };
-  EarlyRound early_round_ = EarlyRound::kIdle;
+  bool early_rounds_ = true;                       // until the first sync, or a failed table
   std::set<ipvs::Address> early_table_addresses_;  // the addresses the table written early covers
   // A finished piece tells the loop through a post; the post checks this,
   // since the Sync may be gone by then.

@@ -376,17 +376,17 @@ TEST_CASE("sync: a cold start binds its addresses in rounds as the lists arrive,
     }
     return rig.links.addresses("kube-ipvs0").size();
   };
-  add_services(300);  // a round needs 256 new addresses
-  CHECK(run_until_bound(300) == 300);
+  add_services(600);  // a round needs 512 new addresses
+  CHECK(run_until_bound(600) == 600);
   CHECK(rig.nft.full_writes == 1);
-  add_services(400);  // and twice what the last round covered
-  CHECK(run_until_bound(700) == 700);
+  add_services(600);  // and half as many again as the last round covered
+  CHECK(run_until_bound(1200) == 1200);
   CHECK(rig.nft.transactions == 2);  // the new elements only
   CHECK(rig.nft.full_writes == 1);
-  add_services(50);  // too few for a round: the first sync binds them
+  add_services(100);  // too few for a round: the first sync binds them
   rig.io.restart();
   rig.io.run_for(std::chrono::milliseconds{50});
-  CHECK(rig.links.addresses("kube-ipvs0").size() == 700);
+  CHECK(rig.links.addresses("kube-ipvs0").size() == 1200);
   CHECK_FALSE(rig.sync->initial_sync_done());
   CHECK(rig.ordered_links.binds_before_table == 0);
   // Bound and written on worker threads: the loop went on meanwhile.
@@ -394,9 +394,9 @@ TEST_CASE("sync: a cold start binds its addresses in rounds as the lists arrive,
   CHECK(rig.nft.apply_threads.count(std::this_thread::get_id()) == 0);
 
   rig.start();
-  CHECK(rig.links.addresses("kube-ipvs0").size() == 750);
+  CHECK(rig.links.addresses("kube-ipvs0").size() == 1300);
   CHECK(rig.ordered_links.binds_before_table == 0);
-  CHECK(rig.links.adds == 750);  // none bound twice
+  CHECK(rig.links.adds == 1300);  // none bound twice
   CHECK(rig.nft.table() == rig.sync->desired_nft());
   CHECK(rig.ordering.first_write_saw_table != false);
   auto dump = rig.kernel.list_all();
