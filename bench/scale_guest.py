@@ -126,9 +126,12 @@ class Agent:
 
     def command(self):
         if self.kind == "kipvs":
-            return [self.args.kipvs, "--kubeconfig", self.kubeconfig, "--hostname-override", scale_cluster.NODE,
+            # --kipvs may carry extra flags after the path ("kipvs --flag=x").
+            binary, *extra = self.args.kipvs.split()
+            return [binary, "--kubeconfig", self.kubeconfig, "--hostname-override", scale_cluster.NODE,
                     "--ipvs-sync-period", f"{self.args.sync_period}s",
-                    "--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256"]
+                    "--metrics-bind-address", "127.0.0.1:10249", "--healthz-bind-address", "127.0.0.1:10256",
+                    *extra]
         config = os.path.join(self.work, "kube-proxy.yaml")
         with open(config, "w") as f:
             f.write(f"""apiVersion: kubeproxy.config.k8s.io/v1alpha1
@@ -176,6 +179,17 @@ conntrack:
             if self.any_sync_re.search(raw):
                 self.syncs.append((klog_time(raw, now), raw))
         return self.syncs
+
+    def timeline(self, t0, patterns):
+        """The log lines matching any of patterns, as "+seconds since t0: text"."""
+        wanted = re.compile("|".join(patterns))
+        now = time.time()
+        out = []
+        with open(self.log_path, "rb") as f:
+            for raw in f.read().decode(errors="replace").splitlines():
+                if wanted.search(raw):
+                    out.append(f"+{klog_time(raw, now) - t0:.2f} s: {raw.strip()[-140:]}")
+        return out
 
     def wait_first_sync(self, timeout):
         deadline = time.time() + timeout
@@ -476,14 +490,17 @@ def main():
     ap.add_argument("--idle", type=float, default=300)
     ap.add_argument("--sync-period", type=int, default=30)
     ap.add_argument("--cold-timeout", type=float, default=1500)
+    ap.add_argument("--cold-only", action="store_true", help="only the cold start (bench/scale --compare)")
     args = ap.parse_args()
 
     work = "/tmp/scale"  # the guest's own tmpfs: logs and rule dumps stay off 9p
     os.makedirs(work, exist_ok=True)
     res = {"agent": args.agent}
-    preload_binaries(work, [args.kipvs if args.agent == "kipvs" else args.kube_proxy, "ipvsadm", "ipset",
-                            "xtables-nft-multi", "iptables", "ip6tables", "iptables-restore", "iptables-save",
-                            "ip", "curl"])
+    preload_binaries(work, [args.kipvs.split()[0] if args.agent == "kipvs" else args.kube_proxy, "ipvsadm",
+                            "ipset", "xtables-nft-multi", "iptables", "ip6tables", "iptables-restore",
+                            "iptables-save", "ip", "curl"])
+    if args.cold_only:
+        return cold_start_only(args, work)
     agent = Agent(args.agent, args, work)
     client = scale_cluster.Client(args.apidir, host=GUEST_API[0], port=GUEST_API[1], server_hostname="localhost")
     client.request("GET", "/version")
@@ -511,6 +528,10 @@ def main():
         log(f"/livez during the cold start: {res['cold_start_livez_probes']} answers, "
             f"max {res['cold_start_livez_max_seconds']} s")
         log(f"cold start {res['cold_start_seconds']} s: {line.strip()[-160:]}")
+        # When the lists ended and the early rounds ran, against the start.
+        res["cold_start_timeline"] = agent.timeline(t0, [r"listed \d+ objects", r"cold start round"])
+        for entry in res["cold_start_timeline"]:
+            log(f"  {entry}")
         rules = os.path.join(work, "rules")
         with open(rules, "w") as f:
             run(["ipvsadm", "-Sn"], stdout=f)
@@ -597,6 +618,18 @@ def main():
         res["ipvsadm_destinations"] = int(lines[1])
         log(f"ipvsadm -R: {res['ipvsadm_restore_seconds']} s")
 
+    write_results(args, res, work)
+
+
+def cold_start_only(args, work):
+    """One cold start on this fresh guest, for bench/scale --compare."""
+    agent = Agent("kipvs", args, work)
+    t0 = agent.start()
+    ts, line = agent.wait_first_sync(args.cold_timeout)
+    res = {"agent": "kipvs", "kipvs": args.kipvs, "cold_start_seconds": round(ts - t0, 3),
+           "cold_start_line": line.strip()[-200:]}
+    agent.stop()
+    log(f"{args.kipvs}: cold start {res['cold_start_seconds']} s: {res['cold_start_line'][-120:]}")
     write_results(args, res, work)
 
 
