@@ -333,20 +333,24 @@ void Sync::land_early_piece() {
   (void)apply(plan, binder_.owned(), /*reread=*/true, &results);
 }
 
-std::function<void()> Sync::post_early_write() {
-  return [this, alive = std::weak_ptr<int>(alive_)] {
-    boost::asio::post(io_, [this, alive] {
-      if (!alive.expired()) early_write(0);
+std::function<void()> Sync::post_table_written(std::uint64_t round) {
+  return [this, round, alive = std::weak_ptr<int>(alive_)] {
+    boost::asio::post(io_, [this, round, alive] {
+      if (!alive.expired()) early_table_and_binds(round);
     });
   };
 }
 
-void Sync::early_table_and_binds() {
+void Sync::early_table_and_binds(std::optional<std::uint64_t> table_written) {
   // A round covers at least this many more addresses than the last, and
   // half as many again: each computes the whole table anew (on a worker)
   // and copies the origins here.
   constexpr std::size_t kMinRound = 512;
-  if (!early_rounds_ || !nft_.ready()) return;  // the last round's table: its end posts early_write
+  if (initial_sync_done_ || stopped_ || cold_start_ != ColdStart::kEarly || !early_rounds_) return;
+  // The last round's table: its end posts this with its number, from the
+  // worker just before the job returns, so that post waits out the rest.
+  const bool its_end = table_written == early_rounds_started_;
+  if (!its_end && !nft_.ready()) return;
   if (!nft_.collect()) {
     early_rounds_ = false;  // logged; the first sync writes the table and binds the rest
     return;
@@ -356,7 +360,8 @@ void Sync::early_table_and_binds() {
   early_table_addresses_ = binder_.desired();
   log("cold start round: the nftables table for " + std::to_string(claims_.size()) +
       " virtual services, then their addresses (" + std::to_string(early_table_addresses_.size()) + ")");
-  if (!nft_.write(origins(), early_table_addresses_, /*in_background=*/true, post_early_write())) {
+  const std::uint64_t round = ++early_rounds_started_;
+  if (!nft_.write(origins(), early_table_addresses_, /*in_background=*/true, post_table_written(round))) {
     early_rounds_ = false;
     return;
   }

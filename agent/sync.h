@@ -230,11 +230,14 @@ class Sync final : public k8s::ObjectSink {
   void land_early_piece();
   // The cold start's nftables table and address binds, in rounds while the
   // lists arrive: the rules of the virtual services computed so far, then
-  // their addresses, so no address is reachable before its rules. A round's
-  // table ends with a post of early_write, which calls this for the next.
-  void early_table_and_binds();
-  // Posts early_write(0) from a worker thread, if this Sync still exists.
-  [[nodiscard]] std::function<void()> post_early_write();
+  // their addresses, so no address is reachable before its rules. Called
+  // by early_write after each page and piece, and posted by a round's table
+  // job as it ends.
+  // table_written: a round's number, when its table's job posted this.
+  void early_table_and_binds(std::optional<std::uint64_t> table_written = std::nullopt);
+  // For round `round`'s table job to post early_table_and_binds from its
+  // worker thread, if this Sync still exists.
+  [[nodiscard]] std::function<void()> post_table_written(std::uint64_t round);
   // The successes applied() counted, to the observer, once per kind.
   void report_applied();
   using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, Error>;
@@ -379,7 +382,8 @@ class Sync final : public k8s::ObjectSink {
   };
   std::optional<EarlyPiece> early_piece_;
   std::uint64_t early_pieces_ = 0;
-  bool early_rounds_ = true;                       // until the first sync, or a failed table
+  bool early_rounds_ = true;  // until the first sync, or a failed table
+  std::uint64_t early_rounds_started_ = 0;
   std::set<ipvs::Address> early_table_addresses_;  // the addresses the table written early covers
   // A finished piece tells the loop through a post; the post checks this,
   // since the Sync may be gone by then.
