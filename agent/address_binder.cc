@@ -88,12 +88,6 @@ void AddressBinder::bind_in_background(const std::set<ipvs::Address>& among, std
   if (!wanted.empty()) start_job(std::move(wanted), std::move(before));
 }
 
-bool AddressBinder::ready() const {
-  return std::ranges::all_of(jobs_, [](const BindJob& job) {
-    return job.results.wait_for(std::chrono::seconds{0}) == std::future_status::ready;
-  });
-}
-
 void AddressBinder::start_job(std::vector<ipvs::Address> wanted, std::function<void()> before) {
   auto& job = jobs_.emplace_back(BindJob{.addresses = std::move(wanted), .results = {}});
   try {

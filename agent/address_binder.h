@@ -59,8 +59,6 @@ class AddressBinder {
   void bind_in_background(const std::set<ipvs::Address>& among, std::function<void()> before);
   // Waits for every job and records what they bound.
   void collect();
-  // No job is running (collect() will not wait).
-  [[nodiscard]] bool ready() const;
   // Deletes addresses kipvs no longer wants, except one still used by a
   // service in `observed` that could not be removed (it keeps the service
   // kipvs's); a node's own address is never kept that way.

@@ -4,9 +4,10 @@
 // kernel holds so the next write is a diff. A failed transaction changed
 // nothing; the next write is then the whole table again.
 //
-// Owned by the sync thread. A first sync's whole table may be written on a
-// worker thread (write(..., true)); the nftables backend is lent to that
-// thread alone until collect().
+// Owned by the sync thread. A full sync's write (and a cold start's rounds)
+// may be computed and written on a worker thread (write(..., true)); the
+// nftables backend, the origins and what was written are that thread's
+// alone until collect().
 #include <functional>
 #include <future>
 #include <map>
@@ -49,7 +50,6 @@ class NftWriter {
   bool collect();
   // No background write is in flight, or it has ended (collect() will not wait).
   [[nodiscard]] bool ready() const;
-  [[nodiscard]] bool writing() const { return job_.has_value(); }
   // Waits, on any thread, for the background write in flight now (if any)
   // to end; collect() is still needed to take its result.
   [[nodiscard]] std::function<void()> waiter() const;
