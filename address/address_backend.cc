@@ -8,8 +8,10 @@
 #include <netlink/route/link.h>
 #include <netlink/socket.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <linux/if_addr.h>
+#include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <algorithm>
 #include <cerrno>
@@ -89,15 +91,19 @@ std::vector<std::expected<void, Error>> AddressBackend::add_addresses(
 
 struct NetlinkAddressBackend::Socket {
   nl_sock* sock = nullptr;
+  int route_fd = -1;  // raw, strict checking: the local routes' requests and dumps
+  std::uint32_t route_sequence = 0;
   ~Socket() {
     if (sock != nullptr) nl_socket_free(sock);
+    if (route_fd >= 0) close(route_fd);
   }
 };
 
-NetlinkAddressBackend::NetlinkAddressBackend(std::unique_ptr<Socket> socket) : socket_(std::move(socket)) {}
+NetlinkAddressBackend::NetlinkAddressBackend(std::unique_ptr<Socket> socket, Binding binding)
+    : socket_(std::move(socket)), binding_(binding) {}
 NetlinkAddressBackend::~NetlinkAddressBackend() = default;
 
-std::expected<std::unique_ptr<NetlinkAddressBackend>, Error> NetlinkAddressBackend::open() {
+std::expected<std::unique_ptr<NetlinkAddressBackend>, Error> NetlinkAddressBackend::open(Binding binding) {
   auto socket = std::make_unique<Socket>();
   socket->sock = nl_socket_alloc();
   if (socket->sock == nullptr) return std::unexpected(Error{ENOMEM, "rtnetlink: cannot allocate a socket"});
@@ -107,7 +113,23 @@ std::expected<std::unique_ptr<NetlinkAddressBackend>, Error> NetlinkAddressBacke
           ipvs::set_socket_timeouts(nl_socket_get_fd(socket->sock), ipvs::kNetlinkTimeout, "rtnetlink");
       !bounded)
     return std::unexpected(bounded.error());
-  return std::unique_ptr<NetlinkAddressBackend>(new NetlinkAddressBackend(std::move(socket)));
+  socket->route_fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (socket->route_fd < 0)
+    return std::unexpected(
+        Error{errno, std::string("rtnetlink: cannot open a socket: ") + std::strerror(errno)});
+  sockaddr_nl local{};
+  local.nl_family = AF_NETLINK;
+  if (bind(socket->route_fd, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0)
+    return std::unexpected(
+        Error{errno, std::string("rtnetlink: cannot bind a socket: ") + std::strerror(errno)});
+  // A kernel without strict checking (before 4.20) sends every route of
+  // every table: list_routes filters them here as well.
+  const int on = 1;
+  (void)setsockopt(socket->route_fd, SOL_NETLINK, NETLINK_GET_STRICT_CHK, &on, sizeof on);
+  if (auto bounded = ipvs::set_socket_timeouts(socket->route_fd, ipvs::kNetlinkTimeout, "rtnetlink");
+      !bounded)
+    return std::unexpected(bounded.error());
+  return std::unique_ptr<NetlinkAddressBackend>(new NetlinkAddressBackend(std::move(socket), binding));
 }
 
 std::chrono::milliseconds NetlinkAddressBackend::receive_timeout() const {
@@ -185,11 +207,148 @@ std::optional<ipvs::Address> local_address_of(nlmsghdr* header) {
   return result;
 }
 
+// Reads a dump's answers to request `sequence` on `fd` until NLMSG_DONE,
+// handing each message to `each`. The kernel caps a dump's datagram at
+// 32 KiB.
+template <typename Each>
+std::expected<void, Error> read_dump(int fd, std::uint32_t sequence, const std::string& what, Each each) {
+  std::vector<unsigned char> buffer(64 * 1024);
+  for (bool done = false; !done;) {
+    const ssize_t received = recv(fd, buffer.data(), buffer.size(), 0);
+    if (received < 0) {
+      if (errno == EINTR) continue;
+      return std::unexpected(Error{errno, what + ": " + std::strerror(errno)});
+    }
+    if (received == 0) return std::unexpected(Error{EIO, what + ": the socket closed"});
+    int remaining = static_cast<int>(received);
+    for (auto* header = reinterpret_cast<nlmsghdr*>(buffer.data()); !done && NLMSG_OK(header, remaining);
+         header = NLMSG_NEXT(header, remaining)) {
+      if (header->nlmsg_seq != sequence) continue;  // left over from an earlier request
+      if (header->nlmsg_type == NLMSG_DONE) done = true;
+      if (header->nlmsg_type == NLMSG_ERROR) {
+        const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(header));
+        return std::unexpected(Error{-error->error, what + ": " + std::strerror(-error->error)});
+      }
+      each(header);
+    }
+  }
+  return {};
+}
+
+// Appends one attribute to a message being built in `buffer` at `at`.
+void append_attribute(std::vector<unsigned char>& buffer, std::size_t at, unsigned short type,
+                      const void* data, std::size_t size) {
+  const std::size_t offset = buffer.size();
+  buffer.resize(offset + RTA_SPACE(size), 0);
+  auto* rta = reinterpret_cast<rtattr*>(buffer.data() + offset);
+  rta->rta_type = type;
+  rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(size));
+  std::memcpy(RTA_DATA(rta), data, size);
+  reinterpret_cast<nlmsghdr*>(buffer.data() + at)->nlmsg_len = static_cast<std::uint32_t>(buffer.size() - at);
+}
+
+std::size_t address_size(const ipvs::Address& address) {
+  return address.family == ipvs::Family::kIPv6 ? 16 : 4;
+}
+
+// Appends an RTM_NEWADDR for address/32 or /128 on link `index`.
+void append_address_request(std::vector<unsigned char>& buffer, const ipvs::Address& address, int index,
+                            std::uint16_t flags, std::uint32_t sequence) {
+  const bool v6 = address.family == ipvs::Family::kIPv6;
+  const std::size_t at = buffer.size();
+  buffer.resize(at + NLMSG_SPACE(sizeof(ifaddrmsg)), 0);
+  auto* header = reinterpret_cast<nlmsghdr*>(buffer.data() + at);
+  header->nlmsg_type = RTM_NEWADDR;
+  header->nlmsg_flags = flags;
+  header->nlmsg_seq = sequence;
+  auto* message = static_cast<ifaddrmsg*>(NLMSG_DATA(header));
+  message->ifa_family = static_cast<unsigned char>(af_of(address.family));
+  message->ifa_prefixlen = v6 ? 128 : 32;
+  // A virtual IPv6 address must answer at once, not after duplicate
+  // address detection (and the same address is on every node).
+  message->ifa_flags = v6 ? IFA_F_NODAD : 0;
+  message->ifa_scope = RT_SCOPE_UNIVERSE;
+  message->ifa_index = static_cast<std::uint32_t>(index);
+  append_attribute(buffer, at, IFA_LOCAL, address.bytes.data(), address_size(address));
+  append_attribute(buffer, at, IFA_ADDRESS, address.bytes.data(), address_size(address));
+}
+
+// Appends an RTM_NEWROUTE or RTM_DELROUTE for kipvs's local route to
+// address/32 or /128 through link `index`: what an address's own local route
+// is (table local, type local, scope host), with kipvs's protocol number. An
+// IPv6 one gets the kernel's default metric for a route added by hand, so it
+// never clashes with an address's own local route (metric 0).
+void append_route_request(std::vector<unsigned char>& buffer, std::uint16_t type,
+                          const ipvs::Address& address, int index, std::uint16_t flags,
+                          std::uint32_t sequence) {
+  const bool v6 = address.family == ipvs::Family::kIPv6;
+  const std::size_t at = buffer.size();
+  buffer.resize(at + NLMSG_SPACE(sizeof(rtmsg)), 0);
+  auto* header = reinterpret_cast<nlmsghdr*>(buffer.data() + at);
+  header->nlmsg_type = type;
+  header->nlmsg_flags = flags;
+  header->nlmsg_seq = sequence;
+  auto* message = static_cast<rtmsg*>(NLMSG_DATA(header));
+  message->rtm_family = static_cast<unsigned char>(af_of(address.family));
+  message->rtm_dst_len = v6 ? 128 : 32;
+  message->rtm_table = RT_TABLE_LOCAL;
+  message->rtm_protocol = kLocalRouteProtocol;
+  // A delete matches any scope (the kernel compares the scope it is given).
+  message->rtm_scope = type == RTM_DELROUTE ? RT_SCOPE_NOWHERE : RT_SCOPE_HOST;
+  message->rtm_type = RTN_LOCAL;
+  append_attribute(buffer, at, RTA_DST, address.bytes.data(), address_size(address));
+  const auto oif = static_cast<std::uint32_t>(index);
+  append_attribute(buffer, at, RTA_OIF, &oif, sizeof oif);
+}
+
+// kipvs's local route in an RTM_NEWROUTE message through link `index`, if
+// it is one (a kernel without strict checking sends every route).
+std::optional<ipvs::Address> local_route_of(nlmsghdr* header, int index) {
+  const auto* message = static_cast<const rtmsg*>(NLMSG_DATA(header));
+  if (message->rtm_type != RTN_LOCAL || message->rtm_protocol != kLocalRouteProtocol) return std::nullopt;
+  std::uint32_t table = message->rtm_table;
+  std::optional<std::uint32_t> oif;
+  const rtattr* destination = nullptr;
+  int length = static_cast<int>(RTM_PAYLOAD(header));
+  for (const auto* attribute = RTM_RTA(message); RTA_OK(attribute, length);
+       attribute = RTA_NEXT(attribute, length)) {
+    if (attribute->rta_type == RTA_DST) destination = attribute;
+    if (attribute->rta_type == RTA_TABLE && RTA_PAYLOAD(attribute) == 4)
+      std::memcpy(&table, RTA_DATA(attribute), 4);
+    if (attribute->rta_type == RTA_OIF && RTA_PAYLOAD(attribute) == 4) {
+      std::uint32_t value = 0;
+      std::memcpy(&value, RTA_DATA(attribute), 4);
+      oif = value;
+    }
+  }
+  if (table != RT_TABLE_LOCAL || oif != static_cast<std::uint32_t>(index) || destination == nullptr)
+    return std::nullopt;
+  ipvs::Address result;
+  const std::size_t size = RTA_PAYLOAD(destination);
+  if (message->rtm_family == AF_INET && size == 4 && message->rtm_dst_len == 32) {
+    result.family = ipvs::Family::kIPv4;
+  } else if (message->rtm_family == AF_INET6 && size == 16 && message->rtm_dst_len == 128) {
+    result.family = ipvs::Family::kIPv6;
+  } else {
+    return std::nullopt;
+  }
+  std::memcpy(result.bytes.data(), RTA_DATA(destination), size);
+  return result;
+}
+
 }  // namespace
 
 std::expected<std::set<ipvs::Address>, Error> NetlinkAddressBackend::list_addresses(const std::string& name) {
   auto index = link_index(name);
   if (!index) return std::unexpected(index.error());
+  std::set<ipvs::Address> addresses;
+  if (auto read = list_link_addresses(name, *index, addresses); !read) return std::unexpected(read.error());
+  if (auto routes = list_routes(name, *index, addresses); !routes) return std::unexpected(routes.error());
+  return addresses;
+}
+
+std::expected<void, Error> NetlinkAddressBackend::list_link_addresses(const std::string& name, int index,
+                                                                      std::set<ipvs::Address>& out) {
   // A raw dump parsed here: libnl's address cache makes an object per
   // address, and a resync reads kipvs's 10,000 addresses every period.
   // Sent and read past libnl (which would expect the next sequence number
@@ -203,40 +362,48 @@ std::expected<std::set<ipvs::Address>, Error> NetlinkAddressBackend::list_addres
   request.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   request.header.nlmsg_seq = ++dump_sequence_;
   request.message.ifa_family = AF_UNSPEC;
-  request.message.ifa_index = static_cast<std::uint32_t>(*index);
+  request.message.ifa_index = static_cast<std::uint32_t>(index);
   const std::string what = "list addresses of " + name;
   const int fd = nl_socket_get_fd(socket_->sock);
   if (send(fd, &request, sizeof request, 0) != static_cast<ssize_t>(sizeof request))
     return std::unexpected(Error{errno, what + ": " + std::strerror(errno)});
-  std::set<ipvs::Address> addresses;
-  // The kernel caps a dump's datagram at 32 KiB.
-  std::vector<unsigned char> buffer(64 * 1024);
-  for (bool done = false; !done;) {
-    const ssize_t received = recv(fd, buffer.data(), buffer.size(), 0);
-    if (received < 0) {
-      if (errno == EINTR) continue;
-      return std::unexpected(Error{errno, what + ": " + std::strerror(errno)});
-    }
-    if (received == 0) return std::unexpected(Error{EIO, what + ": the socket closed"});
-    int remaining = static_cast<int>(received);
-    for (auto* header = reinterpret_cast<nlmsghdr*>(buffer.data()); !done && NLMSG_OK(header, remaining);
-         header = NLMSG_NEXT(header, remaining)) {
-      if (header->nlmsg_seq != request.header.nlmsg_seq) continue;  // left over from an earlier request
-      if (header->nlmsg_type == NLMSG_DONE) done = true;
-      if (header->nlmsg_type == NLMSG_ERROR) {
-        const auto* error = static_cast<const nlmsgerr*>(NLMSG_DATA(header));
-        return std::unexpected(Error{-error->error, what + ": " + std::strerror(-error->error)});
-      }
-      if (header->nlmsg_type != RTM_NEWADDR) continue;
-      const auto* message = static_cast<const ifaddrmsg*>(NLMSG_DATA(header));
-      // The kernel gives the link an IPv6 link-local address when it comes
-      // up: not kipvs's, and never to be removed. Without strict checking
-      // the kernel sends every link's addresses.
-      if (static_cast<int>(message->ifa_index) != *index || message->ifa_scope != RT_SCOPE_UNIVERSE) continue;
-      if (auto address = local_address_of(header)) addresses.insert(*address);
-    }
-  }
-  return addresses;
+  return read_dump(fd, request.header.nlmsg_seq, what, [&](nlmsghdr* header) {
+    if (header->nlmsg_type != RTM_NEWADDR) return;
+    const auto* message = static_cast<const ifaddrmsg*>(NLMSG_DATA(header));
+    // The kernel gives the link an IPv6 link-local address when it comes
+    // up: not kipvs's, and never to be removed. Without strict checking
+    // the kernel sends every link's addresses.
+    if (static_cast<int>(message->ifa_index) != index || message->ifa_scope != RT_SCOPE_UNIVERSE) return;
+    if (auto address = local_address_of(header)) out.insert(*address);
+  });
+}
+
+std::expected<void, Error> NetlinkAddressBackend::list_routes(const std::string& name, int index,
+                                                              std::set<ipvs::Address>& out) {
+  // With strict checking the kernel sends only the local table's routes of
+  // kipvs's protocol through the link: none on a node bound with addresses.
+  std::vector<unsigned char> request;
+  const std::size_t at = 0;
+  request.resize(NLMSG_SPACE(sizeof(rtmsg)), 0);
+  auto* header = reinterpret_cast<nlmsghdr*>(request.data());
+  header->nlmsg_type = RTM_GETROUTE;
+  header->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  header->nlmsg_seq = ++socket_->route_sequence;
+  auto* message = static_cast<rtmsg*>(NLMSG_DATA(header));
+  message->rtm_family = AF_UNSPEC;
+  message->rtm_table = RT_TABLE_LOCAL;
+  message->rtm_protocol = kLocalRouteProtocol;
+  message->rtm_type = RTN_LOCAL;
+  const auto oif = static_cast<std::uint32_t>(index);
+  append_attribute(request, at, RTA_OIF, &oif, sizeof oif);
+  const std::uint32_t sequence = socket_->route_sequence;
+  const std::string what = "list local routes through " + name;
+  if (send(socket_->route_fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size()))
+    return std::unexpected(Error{errno, what + ": " + std::strerror(errno)});
+  return read_dump(socket_->route_fd, sequence, what, [&](nlmsghdr* answer) {
+    if (answer->nlmsg_type != RTM_NEWROUTE) return;
+    if (auto address = local_route_of(answer, index)) out.insert(*address);
+  });
 }
 
 namespace {
@@ -260,12 +427,81 @@ std::expected<AddrPtr, Error> make_addr(int index, const ipvs::Address& address,
 
 std::expected<void, Error> NetlinkAddressBackend::add_address(const std::string& name,
                                                               const ipvs::Address& address) {
-  return change_address(name, address, true);
+  if (binding_ == Binding::kAddress) return change_address(name, address, true);
+  auto results = add_addresses(name, std::span(&address, 1));
+  return results.front();
 }
 
 std::expected<void, Error> NetlinkAddressBackend::delete_address(const std::string& name,
                                                                  const ipvs::Address& address) {
-  return change_address(name, address, false);
+  // Whichever is there: this binding's kind first, the other when it is not.
+  if (binding_ == Binding::kLocalRoute) {
+    auto route = delete_route(name, address);
+    if (route || route.error().code != ESRCH) return route;
+    return delete_address_keeping_routes(name, address);
+  }
+  auto deleted = change_address(name, address, false);
+  if (deleted || deleted.error().code != EADDRNOTAVAIL) return deleted;
+  if (auto route = delete_route(name, address); route || route.error().code != ESRCH) return route;
+  return deleted;
+}
+
+std::expected<void, Error> NetlinkAddressBackend::delete_address_keeping_routes(
+    const std::string& name, const ipvs::Address& address) {
+  if (address.family != ipvs::Family::kIPv4) return change_address(name, address, false);
+  auto index = link_index(name);
+  if (!index) return std::unexpected(index.error());
+  std::set<ipvs::Address> addresses;
+  if (auto read = list_link_addresses(name, *index, addresses); !read) return std::unexpected(read.error());
+  const bool last = std::ranges::none_of(addresses, [&](const ipvs::Address& other) {
+    return other.family == ipvs::Family::kIPv4 && other != address;
+  });
+  if (!last) return change_address(name, address, false);
+  // The kernel drops every IPv4 route through a link when its last IPv4
+  // address goes (a node bound with addresses before, kube-proxy's): kipvs's
+  // routes are put back at once. One that fails is bound again by the next
+  // resync, which reads the link.
+  std::set<ipvs::Address> routes;
+  if (auto read = list_routes(name, *index, routes); !read) return std::unexpected(read.error());
+  auto deleted = change_address(name, address, false);
+  if (!deleted) return deleted;
+  std::vector<ipvs::Address> again;
+  for (const auto& route : routes)
+    if (route.family == ipvs::Family::kIPv4) again.push_back(route);
+  std::vector<std::expected<void, Error>> results(again.size());
+  add_batch(name, *index, again, results);
+  return {};
+}
+
+std::expected<void, Error> NetlinkAddressBackend::delete_route(const std::string& name,
+                                                               const ipvs::Address& address) {
+  auto index = link_index(name);
+  if (!index) return std::unexpected(index.error());
+  const std::string what = "delete local route " + address.to_string() + " through " + name;
+  std::vector<unsigned char> request;
+  append_route_request(request, RTM_DELROUTE, address, *index, NLM_F_REQUEST | NLM_F_ACK,
+                       ++socket_->route_sequence);
+  const std::uint32_t sequence = socket_->route_sequence;
+  if (send(socket_->route_fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size()))
+    return std::unexpected(Error{errno, what + ": " + std::strerror(errno)});
+  std::vector<unsigned char> answer(8192);
+  for (;;) {
+    const ssize_t received = recv(socket_->route_fd, answer.data(), answer.size(), 0);
+    if (received < 0 && errno == EINTR) continue;
+    if (received <= 0)
+      return std::unexpected(
+          Error{received < 0 ? errno : EIO,
+                what + ": " + (received < 0 ? std::strerror(errno) : "the socket closed")});
+    int remaining = static_cast<int>(received);
+    for (auto* header = reinterpret_cast<nlmsghdr*>(answer.data()); NLMSG_OK(header, remaining);
+         header = NLMSG_NEXT(header, remaining)) {
+      if (header->nlmsg_type != NLMSG_ERROR || header->nlmsg_seq != sequence) continue;
+      const int code = -static_cast<const nlmsgerr*>(NLMSG_DATA(header))->error;
+      if (code == 0) return {};
+      // IPv4 says ESRCH for a route that is not there, IPv6 ESRCH or ENOENT.
+      return std::unexpected(Error{code == ENOENT ? ESRCH : code, what + ": " + std::strerror(code)});
+    }
+  }
 }
 
 std::expected<void, Error> NetlinkAddressBackend::change_address(const std::string& name,
@@ -291,20 +527,16 @@ std::expected<void, Error> NetlinkAddressBackend::change_address(const std::stri
   }
 }
 
-std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_addresses(
-    const std::string& name, std::span<const ipvs::Address> addresses) {
-  std::vector<std::expected<void, Error>> results(addresses.size());
-  if (addresses.empty()) return results;
-  const bool cached = link_indexes_.contains(name);
-  auto index = link_index(name);
-  if (!index) {
-    for (auto& result : results) result = std::unexpected(index.error());
-    return results;
-  }
+void NetlinkAddressBackend::add_batch(const std::string& name, int index,
+                                      std::span<const ipvs::Address> addresses,
+                                      std::span<std::expected<void, Error>> results) {
+  const bool routes = binding_ == Binding::kLocalRoute;
   const auto what = [&](const ipvs::Address& address) {
-    return "add address " + address.to_string() + " to " + name;
+    return routes ? "add local route " + address.to_string() + " through " + name
+                  : "add address " + address.to_string() + " to " + name;
   };
-  const int fd = nl_socket_get_fd(socket_->sock);
+  const int fd = routes ? socket_->route_fd : nl_socket_get_fd(socket_->sock);
+  std::uint32_t& sequence = routes ? socket_->route_sequence : dump_sequence_;
   // Failures come back as one answer each (about 100 bytes with the echoed
   // request): a batch's worth must fit the socket's receive buffer.
   constexpr std::size_t kBatch = 512;
@@ -313,39 +545,20 @@ std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_addresses(
   for (std::size_t first = 0; first < addresses.size(); first += kBatch) {
     const std::size_t count = std::min(kBatch, addresses.size() - first);
     buffer.clear();
-    const std::uint32_t first_sequence = dump_sequence_ + 1;
+    const std::uint32_t first_sequence = sequence + 1;
     for (std::size_t i = 0; i < count; ++i) {
-      const ipvs::Address& address = addresses[first + i];
-      const bool v6 = address.family == ipvs::Family::kIPv6;
-      const std::size_t size = v6 ? 16 : 4;
-      const std::size_t attribute = RTA_SPACE(size);
-      const std::size_t length = NLMSG_SPACE(sizeof(ifaddrmsg)) + 2 * attribute;
-      const std::size_t at = buffer.size();
-      buffer.resize(at + length, 0);
-      auto* header = reinterpret_cast<nlmsghdr*>(buffer.data() + at);
-      header->nlmsg_len = static_cast<std::uint32_t>(length);
-      header->nlmsg_type = RTM_NEWADDR;
-      // As rtnl_addr_add asks, and the batch's last one for an answer.
-      header->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_EXCL | (i + 1 == count ? NLM_F_ACK : 0);
-      header->nlmsg_seq = ++dump_sequence_;
-      auto* message = static_cast<ifaddrmsg*>(NLMSG_DATA(header));
-      message->ifa_family = static_cast<unsigned char>(af_of(address.family));
-      message->ifa_prefixlen = v6 ? 128 : 32;
-      // A virtual IPv6 address must answer at once, not after duplicate
-      // address detection (and the same address is on every node).
-      message->ifa_flags = v6 ? IFA_F_NODAD : 0;
-      message->ifa_scope = RT_SCOPE_UNIVERSE;
-      message->ifa_index = static_cast<std::uint32_t>(*index);
-      auto* attributes = reinterpret_cast<unsigned char*>(header) + NLMSG_SPACE(sizeof(ifaddrmsg));
-      for (const unsigned short type : {IFA_LOCAL, IFA_ADDRESS}) {
-        auto* rta = reinterpret_cast<rtattr*>(attributes);
-        rta->rta_type = type;
-        rta->rta_len = static_cast<unsigned short>(RTA_LENGTH(size));
-        std::memcpy(RTA_DATA(rta), address.bytes.data(), size);
-        attributes += attribute;
+      // As rtnl_addr_add asks (an address), or as fib_magic adds an
+      // address's own route (a route: another link's local route to the same
+      // IP is no clash), and the batch's last one for an answer.
+      const std::uint16_t flags =
+          NLM_F_REQUEST | NLM_F_CREATE | (routes ? 0 : NLM_F_EXCL) | (i + 1 == count ? NLM_F_ACK : 0);
+      if (routes) {
+        append_route_request(buffer, RTM_NEWROUTE, addresses[first + i], index, flags, ++sequence);
+      } else {
+        append_address_request(buffer, addresses[first + i], index, flags, ++sequence);
       }
     }
-    const std::uint32_t last_sequence = dump_sequence_;
+    const std::uint32_t last_sequence = sequence;
     const auto fail_rest = [&](const Error& error) {
       for (std::size_t i = 0; i < count; ++i) {
         auto& result = results[first + i];
@@ -383,17 +596,40 @@ std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_addresses(
       }
     }
   }
-  // The link was deleted and made again since its index was cached: the
-  // failed ones once more, one at a time, which looks the index up again.
-  if (cached && std::ranges::any_of(results, [](const auto& result) {
-        return !result.has_value() && result.error().code == ENODEV;
-      })) {
-    link_indexes_.erase(name);
-    for (std::size_t i = 0; i < results.size(); ++i) {
-      if (!results[i].has_value() && results[i].error().code == ENODEV)
-        results[i] = change_address(name, addresses[i], true);
-    }
+}
+
+std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_addresses(
+    const std::string& name, std::span<const ipvs::Address> addresses) {
+  std::vector<std::expected<void, Error>> results(addresses.size());
+  if (addresses.empty()) return results;
+  const bool cached = link_indexes_.contains(name);
+  auto index = link_index(name);
+  if (!index) {
+    for (auto& result : results) result = std::unexpected(index.error());
+    return results;
   }
+  add_batch(name, *index, addresses, results);
+  // The link was deleted and made again since its index was cached: the
+  // failed ones once more with the index looked up again.
+  const auto gone = [](const auto& result) { return !result.has_value() && result.error().code == ENODEV; };
+  if (!cached || !std::ranges::any_of(results, gone)) return results;
+  link_indexes_.erase(name);
+  index = link_index(name);
+  std::vector<ipvs::Address> again;
+  std::vector<std::size_t> at;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    if (!gone(results[i])) continue;
+    if (!index) {
+      results[i] = std::unexpected(index.error());
+      continue;
+    }
+    again.push_back(addresses[i]);
+    at.push_back(i);
+  }
+  if (again.empty()) return results;
+  std::vector<std::expected<void, Error>> retried(again.size());
+  add_batch(name, *index, again, retried);
+  for (std::size_t i = 0; i < again.size(); ++i) results[at[i]] = std::move(retried[i]);
   return results;
 }
 

@@ -761,7 +761,7 @@ int run_agent(const Config& config, std::ostream& err) {
     logger.error("Cannot open IPVS (is the ip_vs kernel module available?)", backend.error().message);
     return 1;
   }
-  auto addresses = address::NetlinkAddressBackend::open();
+  auto addresses = address::NetlinkAddressBackend::open(config.kipvs.service_ip_binding);
   if (!addresses) {
     logger.error("Cannot open rtnetlink", addresses.error().message);
     return 1;

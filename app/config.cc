@@ -426,6 +426,21 @@ void add_kipvs_behaviour_settings(std::vector<Setting>& s) {
                  c.kipvs.interface_name = text;
                  return {};
                }});
+  s.push_back({"kipvs.serviceIPBinding", "service-ip-binding", Kind::kString, "address|localRoute",
+               "How a Service IP is made local on the node: an address on the dummy interface (kube-proxy's "
+               "way, the default) or a local route through it (binding N addresses costs the kernel N^2, "
+               "N routes N log N).",
+               [](Config& c, const Value& v) -> Applied {
+                 const auto& text = std::get<std::string>(v);
+                 if (text == "address" || text.empty()) {
+                   c.kipvs.service_ip_binding = address::Binding::kAddress;
+                 } else if (text == "localRoute") {
+                   c.kipvs.service_ip_binding = address::Binding::kLocalRoute;
+                 } else {
+                   return expecting("\"address\" or \"localRoute\", got " + quoted(text));
+                 }
+                 return {};
+               }});
   s.push_back({"kipvs.stateDir", "state-dir", Kind::kString, "path",
                "Where kipvs records the virtual services it added, so that they stay its own after a crash "
                "(default /run/kipvs, a tmpfs; \"\" keeps no record).",
@@ -1047,6 +1062,8 @@ boost::json::value to_json(const Config& c) {
   boost::json::object kipvs{
       {"affinityMode", c.kipvs.affinity_mode == agent::AffinityMode::kHash ? "hash" : "persistence"},
       {"interfaceName", c.kipvs.interface_name},
+      {"serviceIPBinding",
+       c.kipvs.service_ip_binding == address::Binding::kLocalRoute ? "localRoute" : "address"},
       {"stateDir", c.kipvs.state_dir},
       {"gracePeriod", format_duration(c.kipvs.grace_period)},
       {"schedulerFlags", c.kipvs.scheduler_flags},

@@ -24,6 +24,7 @@
 
 #include <boost/json/value.hpp>
 
+#include "address/address_backend.h"
 #include "agent/node_facts.h"
 #include "app/log.h"
 #include "base/error.h"
@@ -75,6 +76,9 @@ struct KipvsConfig {
   // with this value (unset: the unlabelled ones, as kube-proxy).
   std::optional<std::string> proxy_name;
   std::string interface_name = "kube-ipvs0";  // interfaceName: the dummy interface
+  // serviceIPBinding: address|localRoute, how a Service IP is made local
+  // through the dummy interface.
+  address::Binding service_ip_binding = address::Binding::kAddress;
   // stateDir: where the record of the virtual services kipvs added is kept
   // (agent/owned_services.h); a tmpfs, so a reboot empties it with the IPVS
   // table. "" keeps no record.

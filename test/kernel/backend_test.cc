@@ -509,3 +509,135 @@ TEST_CASE("addresses bound in batches: each answered, a duplicate refused, the r
   CHECK_THAT(shown, Catch::Contains("inet 10.96.2.100/32") && Catch::Contains("inet6 fd00::b/128"));
   CHECK_THAT(shown, !Catch::Contains("tentative"));
 }
+
+TEST_CASE(
+    "local routes bound in batches: listed with the link's addresses, deleted either way, no one else's "
+    "touched",
+    "[kernel]") {
+  using kipvs::address::Binding;
+  using kipvs::address::NetlinkAddressBackend;
+  auto opened = NetlinkAddressBackend::open(Binding::kLocalRoute);
+  REQUIRE(opened.has_value());
+  auto& links = **opened;
+  REQUIRE(links.ensure_link("kube-ipvs0"));
+  // Bound the other way before (kube-proxy, or kipvs with addresses), and
+  // someone else's local route through the same link.
+  run_ok("ip addr add 10.97.0.1/32 dev kube-ipvs0 && ip addr add 10.97.0.2/32 dev kube-ipvs0");
+  run_ok("ip route add local 10.98.0.1/32 dev kube-ipvs0 table local proto static");
+  // 600 IPv4 routes (two batches of 512), one twice, and two IPv6 ones.
+  std::vector<Address> addresses;
+  for (int i = 0; i < 600; ++i) {
+    addresses.push_back(
+        *Address::parse("10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1)));
+  }
+  addresses.insert(addresses.begin() + 511, addresses[3]);
+  addresses.push_back(*Address::parse("fd00::a"));
+  addresses.push_back(*Address::parse("fd00::b"));
+  const auto results = links.add_addresses("kube-ipvs0", addresses);
+  REQUIRE(results.size() == addresses.size());
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    CAPTURE(i);
+    if (i == 511) {
+      REQUIRE_FALSE(results[i].has_value());
+      CHECK(results[i].error().code == EEXIST);
+      CHECK_THAT(results[i].error().message, Catch::Contains("add local route 10.96.0.4 through kube-ipvs0"));
+    } else {
+      CHECK(results[i].has_value());
+    }
+  }
+  REQUIRE(links.add_address("kube-ipvs0", *Address::parse("10.96.9.9")));
+  std::set<Address> expected(addresses.begin(), addresses.end());
+  expected.insert(*Address::parse("10.96.9.9"));
+  expected.insert(*Address::parse("10.97.0.1"));
+  expected.insert(*Address::parse("10.97.0.2"));
+  const auto listed = links.list_addresses("kube-ipvs0");
+  REQUIRE(listed.has_value());
+  CHECK(*listed == expected);
+  CHECK(listed->size() == 605);
+  // What `ip` sees: routes of kipvs's protocol, not addresses.
+  CHECK(run_ok("ip -4 route show table local dev kube-ipvs0 proto 107 | grep -c '^local 10.96'") == "601\n");
+  CHECK_THAT(run_ok("ip -6 route show table local dev kube-ipvs0 proto 107"),
+             Catch::Contains("local fd00::a ") && Catch::Contains("local fd00::b "));
+  CHECK_THAT(run_ok("ip -o addr show dev kube-ipvs0"), !Catch::Contains("10.96."));
+
+  // Deleted whichever way each was bound; someone else's route is not kipvs's.
+  CHECK(links.delete_address("kube-ipvs0", *Address::parse("10.96.0.1")));
+  CHECK(links.delete_address("kube-ipvs0", *Address::parse("fd00::a")));
+  CHECK(links.delete_address("kube-ipvs0", *Address::parse("10.97.0.1")));
+  const auto foreign = links.delete_address("kube-ipvs0", *Address::parse("10.98.0.1"));
+  REQUIRE_FALSE(foreign.has_value());
+  CHECK(foreign.error().code == EADDRNOTAVAIL);
+  CHECK_THAT(run_ok("ip route show table local dev kube-ipvs0 proto static"),
+             Catch::Contains("local 10.98.0.1"));
+  const auto gone = links.delete_address("kube-ipvs0", *Address::parse("10.96.0.1"));
+  REQUIRE_FALSE(gone.has_value());
+  CHECK(gone.error().code == EADDRNOTAVAIL);
+  // The link's last IPv4 address: the kernel drops every IPv4 route through
+  // the link with it (someone else's too); kipvs's are put back.
+  CHECK(links.delete_address("kube-ipvs0", *Address::parse("10.97.0.2")));
+  CHECK(run_ok("ip -4 route show table local dev kube-ipvs0 proto 107 | grep -c '^local 10.96'") == "600\n");
+  const auto after = links.list_addresses("kube-ipvs0");
+  REQUIRE(after.has_value());
+  CHECK(after->size() == 601);
+  CHECK_FALSE(after->contains(*Address::parse("10.96.0.1")));
+  CHECK_FALSE(after->contains(*Address::parse("10.97.0.1")));
+  CHECK_FALSE(after->contains(*Address::parse("10.97.0.2")));
+
+  // A backend that binds addresses reads the routes as bound too, and
+  // deletes one.
+  auto by_address = NetlinkAddressBackend::open(Binding::kAddress);
+  REQUIRE(by_address.has_value());
+  const auto seen = (*by_address)->list_addresses("kube-ipvs0");
+  REQUIRE(seen.has_value());
+  CHECK(*seen == *after);
+  CHECK((*by_address)->delete_address("kube-ipvs0", *Address::parse("fd00::b")));
+  CHECK_THAT(run_ok("ip -6 route show table local dev kube-ipvs0"), !Catch::Contains("fd00::b"));
+}
+
+TEST_CASE("a virtual IP bound as a local route carries traffic, IPv4 and IPv6", "[kernel]") {
+  using kipvs::test::PeerNamespace;
+  auto backend = open_backend();
+  auto links = kipvs::address::NetlinkAddressBackend::open(kipvs::address::Binding::kLocalRoute);
+  REQUIRE(links.has_value());
+  PeerNamespace server("backend");
+  run_ok("ip link add kt-node type veth peer name kt-pod netns " + server.name());
+  run_ok("ip addr add 10.244.0.1/24 dev kt-node && ip addr add fd00:244::1/64 dev kt-node nodad");
+  run_ok("ip link set kt-node up");
+  run_ok(server.exec() + "ip addr add 10.244.0.2/24 dev kt-pod");
+  run_ok(server.exec() + "ip addr add fd00:244::2/64 dev kt-pod nodad");
+  run_ok(server.exec() + "ip link set kt-pod up");
+  run_ok(server.exec() + "ip route add default via 10.244.0.1");
+  run_ok(server.exec() + "ip -6 route add default via fd00:244::1");
+  REQUIRE((*links)->ensure_link("kube-ipvs0"));
+  const std::vector<Address> vips{*Address::parse("10.96.0.60"), *Address::parse("fd00:96::60")};
+  for (const auto& result : (*links)->add_addresses("kube-ipvs0", vips)) CHECK(result.has_value());
+  run_ok(server.exec() +
+         "bash -c 'python3 -m http.server 8080 --bind :: >/dev/null 2>&1 & "
+         "for i in $(seq 100); do (echo > /dev/tcp/10.244.0.2/8080) 2>/dev/null && exit 0; "
+         "sleep 0.1; done; exit 1' ");
+  const Service v4 = virtual_service("10.96.0.60", 80);
+  Service v6 = virtual_service("fd00:96::60", 80);
+  v6.netmask = kipvs::ipvs::default_netmask(Family::kIPv6);
+  apply_ok(*backend, {op(Operation::Kind::kAddService, v4),
+                      op(Operation::Kind::kAddDestination, v4, real_server("10.244.0.2", 8080)),
+                      op(Operation::Kind::kAddService, v6),
+                      op(Operation::Kind::kAddDestination, v6, real_server("fd00:244::2", 8080))});
+  // No address of the node is a virtual IP: only the routes make them local.
+  CHECK_THAT(run_ok("ip -o addr"), !Catch::Contains("10.96.0.60") && !Catch::Contains("fd00:96::60"));
+  run_ok("curl -sf -o /dev/null --max-time 10 http://10.96.0.60/");
+  run_ok("curl -sf -o /dev/null --max-time 10 -g 'http://[fd00:96::60]/'");
+  auto listed = backend->list_all();
+  REQUIRE(listed.has_value());
+  REQUIRE(listed->size() == 2);
+  for (const auto& entry : *listed) {
+    CAPTURE(entry.service.service.key.address.to_string());
+    REQUIRE(entry.destinations.size() == 1);
+    // The rate estimator folds per-CPU counts in every 2 s: the connection
+    // count is read from the socket option instead.
+    auto destinations = backend->list_destinations(entry.service.service.key);
+    REQUIRE(destinations.has_value());
+    REQUIRE(destinations->size() == 1);
+    CHECK(destinations->front().active_connections + destinations->front().inactive_connections == 1);
+  }
+  run(server.exec() + "pkill -f 'http.server 8080'");
+}

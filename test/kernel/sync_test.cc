@@ -329,6 +329,41 @@ TEST_CASE("kipvs: a foreign IPVS service is never touched, not even by --cleanup
   CHECK(run(kipvs_binary().string() + " --cleanup 2>&1").status == 0);
 }
 
+TEST_CASE(
+    "kipvs: Service IPs bound as local routes carry traffic, are taken over either way, and --cleanup "
+    "removes them",
+    "[kernel]") {
+  Lab lab(2);
+  const std::string route = std::string("local ") + kVip + " ";
+  {
+    auto running = start("routes", plain({{0}, {1}}), {"--service-ip-binding", "localRoute"});
+    INFO("kipvs log:\n" << running.kipvs->log());
+    CHECK_THAT(run_ok("ip route show table local dev kube-ipvs0 proto 107"), Catch::Contains(route));
+    CHECK_THAT(run_ok("ip -o addr show dev kube-ipvs0"), !Catch::Contains(kVip));
+    std::multiset<std::string> answers;
+    for (int i = 0; i < 4; ++i) answers.insert(lab.request());
+    CHECK(answers.count("b0") == 2);
+    CHECK(answers.count("b1") == 2);
+    REQUIRE(running.kipvs->stop(SIGTERM) == 0);
+  }
+  {
+    // Restarted binding addresses: the route is read as bound, so nothing
+    // is bound again and the IP stays a route.
+    auto running = start("addresses", plain({{0}, {1}}));
+    INFO("kipvs log:\n" << running.kipvs->log());
+    CHECK_THAT(run_ok("ip route show table local dev kube-ipvs0 proto 107"), Catch::Contains(route));
+    CHECK_THAT(run_ok("ip -o addr show dev kube-ipvs0"), !Catch::Contains(kVip));
+    CHECK(lab.request() != "");
+    REQUIRE(running.kipvs->stop(SIGTERM) == 0);
+  }
+  const auto cleanup = run(kipvs_binary().string() + " --cleanup 2>&1");
+  INFO("kipvs --cleanup:\n" << cleanup.output);
+  CHECK(cleanup.status == 0);
+  CHECK(run_ok("ip route show table local proto 107").empty());
+  CHECK(run("ip link show kube-ipvs0 2>&1").status != 0);
+  CHECK(ipvs_rules().find(kVip) == std::string::npos);
+}
+
 TEST_CASE("kipvs: killed and restarted during traffic, no connection fails and no rule is rewritten",
           "[kernel]") {
   Lab lab(2);

@@ -191,6 +191,7 @@ TEST_CASE("every field kipvs reads is read", "[config]") {
   CHECK(c.kipvs.affinity_mode == kipvs::agent::AffinityMode::kHash);
   CHECK(c.kipvs.proxy_name == "kipvs");
   CHECK(c.kipvs.interface_name == "kipvs0");
+  CHECK(c.kipvs.service_ip_binding == kipvs::address::Binding::kLocalRoute);
   CHECK(c.kipvs.grace_period == 5min);
   CHECK(c.kipvs.scheduler_flags == "mh-fallback,mh-port");
   CHECK(c.kipvs.scheduler_flag_bits != 0);
