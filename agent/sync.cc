@@ -920,6 +920,8 @@ bool Sync::sync_full() {
     if (early_piece_) land_early_piece();
     early_rounds_ = false;  // what is in flight is collected below
     phases_.lap("ipvs");
+    log("cold start: " + std::to_string(early_counts_.total) + " IPVS operations written during the lists (" +
+        std::to_string(early_pieces_) + " pieces); the first sync writes the rest");
     // observed_ is what kipvs wrote into an empty table: nothing to read.
     return sync_full_adopted({}, started, /*reread_link=*/false);
   }
