@@ -346,7 +346,9 @@ void Sync::early_table_and_binds(std::optional<std::uint64_t> table_written) {
   // half as many again: each computes the whole table anew (on a worker)
   // and copies the origins here.
   constexpr std::size_t kMinRound = 512;
-  if (initial_sync_done_ || stopped_ || cold_start_ != ColdStart::kEarly || !early_rounds_) return;
+  if (initial_sync_done_ || stopped_ || cold_start_ != ColdStart::kEarly || !early_rounds_ ||
+      !options_.cold_start_rounds)
+    return;
   // The last round's table: its end posts this with its number, from the
   // worker just before the job returns, so that post waits out the rest.
   const bool its_end = table_written == early_rounds_started_;

@@ -97,6 +97,11 @@ struct SyncOptions {
   std::chrono::milliseconds retry_min{1'000};
   std::chrono::milliseconds retry_max{30'000};
   std::string interface_name = "kube-ipvs0";
+  // A cold start writes the nftables table and binds the addresses in
+  // rounds while the lists arrive. Worth it when binding is costly (an
+  // address each: the kernel walks the link's list per insert); with local
+  // routes each round's whole-table recomputation costs more than it saves.
+  bool cold_start_rounds = true;
   // The nftables table's shape (clusterCIDR, masqueradeAll, masqueradeBit).
   nftables::NftConfig nft;
   // Take zone and node IPs from the Node object (when flags left them unset).

@@ -205,6 +205,7 @@ std::expected<AgentOptions, Error> agent_options(const Config& config,
   if (sync.drain_check_period.count() <= 0)
     return std::unexpected(Error{.message = "--drain-check-period must be greater than 0"});
   sync.interface_name = config.kipvs.interface_name;
+  sync.cold_start_rounds = config.kipvs.service_ip_binding == address::Binding::kAddress;
   sync.nft = nft_config(config);
   auto owned_services = agent::OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
   if (!owned_services)

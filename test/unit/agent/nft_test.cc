@@ -320,9 +320,10 @@ struct Rig {
   std::vector<std::string> logs;
   std::unique_ptr<Sync> sync;
 
-  Rig() {
+  explicit Rig(bool cold_start_rounds = true) {
     SyncOptions options;
     options.facts = facts();
+    options.cold_start_rounds = cold_start_rounds;
     Config config;
     config.cluster_cidrs = {*Cidr::parse("10.244.0.0/16")};
     options.nft = nft_config(config);
@@ -403,6 +404,34 @@ TEST_CASE("sync: a cold start binds its addresses in rounds as the lists arrive,
   REQUIRE(dump);
   CHECK(ipvs::table_from(*dump) == rig.sync->desired());
   CHECK(rig.observer.nft_failed == 0);
+}
+
+TEST_CASE("sync: without cold start rounds the first sync writes the table, then binds every address",
+          "[nft][sync]") {
+  Rig rig(/*cold_start_rounds=*/false);
+  for (int i = 0; i < 1300; ++i) {
+    const auto name = "svc-" + std::to_string(i);
+    rig.add(test::make_service(name, "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1)));
+    rig.add(slice(name, {"10.244.0.5"}));
+  }
+  rig.settle();
+  rig.io.restart();
+  rig.io.run_for(std::chrono::milliseconds{50});
+  CHECK_FALSE(rig.sync->initial_sync_done());
+  CHECK(rig.links.addresses("kube-ipvs0").empty());
+  CHECK(rig.nft.transactions == 0);
+  CHECK(rig.kernel.service_count() > 0);  // the virtual services still go in as the lists arrive
+
+  rig.start();
+  CHECK(rig.links.addresses("kube-ipvs0").size() == 1300);
+  CHECK(rig.links.adds == 1300);
+  CHECK(rig.ordered_links.binds_before_table == 0);
+  CHECK(rig.nft.full_writes == 1);
+  CHECK(rig.nft.transactions == 1);
+  CHECK(rig.nft.table() == rig.sync->desired_nft());
+  auto dump = rig.kernel.list_all();
+  REQUIRE(dump);
+  CHECK(ipvs::table_from(*dump) == rig.sync->desired());
 }
 
 TEST_CASE("sync: the table comes with the first virtual services, then element changes only",
