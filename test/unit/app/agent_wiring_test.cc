@@ -153,6 +153,11 @@ TEST_CASE("agent options from the configuration", "[agent]") {
   CHECK(options->sync.min_sync_period == 100ms);
   CHECK(options->sync.sync_period == 10s);
   CHECK(options->protobuf_lists);
+  CHECK(options->sync.cold_start_rounds);  // Service IPs bound as addresses
+  CHECK_FALSE(
+      agent_options(
+          parse_command_line(Args{"--manifests", "/m", "--service-ip-binding", "localRoute"}).value(), no_env)
+          ->sync.cold_start_rounds);
   CHECK_FALSE(agent_options(
                   parse_command_line(Args{"--manifests", "/m", "--kube-api-content-type", "application/json"})
                       .value(),
