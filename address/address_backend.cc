@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "ipvs/netlink_socket.h"
@@ -247,6 +248,22 @@ void append_attribute(std::vector<unsigned char>& buffer, std::size_t at, unsign
   reinterpret_cast<nlmsghdr*>(buffer.data() + at)->nlmsg_len = static_cast<std::uint32_t>(buffer.size() - at);
 }
 
+// Appends a request of `type` whose body is a zeroed Body to `buffer`;
+// returns the body (valid until the buffer grows) and where the request
+// starts, for append_attribute.
+template <typename Body>
+std::pair<Body*, std::size_t> start_request(std::vector<unsigned char>& buffer, std::uint16_t type,
+                                            std::uint16_t flags, std::uint32_t sequence) {
+  const std::size_t at = buffer.size();
+  buffer.resize(at + NLMSG_SPACE(sizeof(Body)), 0);
+  auto* header = reinterpret_cast<nlmsghdr*>(buffer.data() + at);
+  header->nlmsg_len = static_cast<std::uint32_t>(NLMSG_SPACE(sizeof(Body)));
+  header->nlmsg_type = type;
+  header->nlmsg_flags = flags;
+  header->nlmsg_seq = sequence;
+  return {static_cast<Body*>(NLMSG_DATA(header)), at};
+}
+
 std::size_t address_size(const ipvs::Address& address) {
   return address.family == ipvs::Family::kIPv6 ? 16 : 4;
 }
@@ -255,13 +272,7 @@ std::size_t address_size(const ipvs::Address& address) {
 void append_address_request(std::vector<unsigned char>& buffer, const ipvs::Address& address, int index,
                             std::uint16_t flags, std::uint32_t sequence) {
   const bool v6 = address.family == ipvs::Family::kIPv6;
-  const std::size_t at = buffer.size();
-  buffer.resize(at + NLMSG_SPACE(sizeof(ifaddrmsg)), 0);
-  auto* header = reinterpret_cast<nlmsghdr*>(buffer.data() + at);
-  header->nlmsg_type = RTM_NEWADDR;
-  header->nlmsg_flags = flags;
-  header->nlmsg_seq = sequence;
-  auto* message = static_cast<ifaddrmsg*>(NLMSG_DATA(header));
+  auto [message, at] = start_request<ifaddrmsg>(buffer, RTM_NEWADDR, flags, sequence);
   message->ifa_family = static_cast<unsigned char>(af_of(address.family));
   message->ifa_prefixlen = v6 ? 128 : 32;
   // A virtual IPv6 address must answer at once, not after duplicate
@@ -282,13 +293,7 @@ void append_route_request(std::vector<unsigned char>& buffer, std::uint16_t type
                           const ipvs::Address& address, int index, std::uint16_t flags,
                           std::uint32_t sequence) {
   const bool v6 = address.family == ipvs::Family::kIPv6;
-  const std::size_t at = buffer.size();
-  buffer.resize(at + NLMSG_SPACE(sizeof(rtmsg)), 0);
-  auto* header = reinterpret_cast<nlmsghdr*>(buffer.data() + at);
-  header->nlmsg_type = type;
-  header->nlmsg_flags = flags;
-  header->nlmsg_seq = sequence;
-  auto* message = static_cast<rtmsg*>(NLMSG_DATA(header));
+  auto [message, at] = start_request<rtmsg>(buffer, type, flags, sequence);
   message->rtm_family = static_cast<unsigned char>(af_of(address.family));
   message->rtm_dst_len = v6 ? 128 : 32;
   message->rtm_table = RT_TABLE_LOCAL;
@@ -383,13 +388,8 @@ std::expected<void, Error> NetlinkAddressBackend::list_routes(const std::string&
   // With strict checking the kernel sends only the local table's routes of
   // kipvs's protocol through the link: none on a node bound with addresses.
   std::vector<unsigned char> request;
-  const std::size_t at = 0;
-  request.resize(NLMSG_SPACE(sizeof(rtmsg)), 0);
-  auto* header = reinterpret_cast<nlmsghdr*>(request.data());
-  header->nlmsg_type = RTM_GETROUTE;
-  header->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  header->nlmsg_seq = ++socket_->route_sequence;
-  auto* message = static_cast<rtmsg*>(NLMSG_DATA(header));
+  auto [message, at] =
+      start_request<rtmsg>(request, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, ++socket_->route_sequence);
   message->rtm_family = AF_UNSPEC;
   message->rtm_table = RT_TABLE_LOCAL;
   message->rtm_protocol = kLocalRouteProtocol;

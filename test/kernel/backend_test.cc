@@ -471,14 +471,12 @@ TEST_CASE("real traffic through a virtual service raises the dumped counters", "
   run(server.exec() + "pkill -f 'http.server 8080'");
 }
 
-TEST_CASE("addresses bound in batches: each answered, a duplicate refused, the rest on the link",
-          "[kernel]") {
-  auto opened = kipvs::address::NetlinkAddressBackend::open();
-  REQUIRE(opened.has_value());
-  auto& links = **opened;
-  REQUIRE(links.ensure_link("kube-ipvs0"));
-  // 600 IPv4 addresses (two batches of the backend's 512), one of them
-  // twice, at the end of the first batch, and two IPv6 ones.
+namespace {
+
+// Binds 600 IPv4 addresses (two batches of the backend's 512), one of them
+// twice, at the end of the first batch, and two IPv6 ones: each answered,
+// the duplicate refused with `refusal` in its message. Returns them.
+std::vector<Address> bind_batches(kipvs::address::NetlinkAddressBackend& links, const std::string& refusal) {
   std::vector<Address> addresses;
   for (int i = 0; i < 600; ++i) {
     addresses.push_back(
@@ -494,11 +492,23 @@ TEST_CASE("addresses bound in batches: each answered, a duplicate refused, the r
     if (i == 511) {
       REQUIRE_FALSE(results[i].has_value());
       CHECK(results[i].error().code == EEXIST);
-      CHECK_THAT(results[i].error().message, Catch::Contains("add address 10.96.0.4 to kube-ipvs0"));
+      CHECK_THAT(results[i].error().message, Catch::Contains(refusal));
     } else {
       CHECK(results[i].has_value());
     }
   }
+  return addresses;
+}
+
+}  // namespace
+
+TEST_CASE("addresses bound in batches: each answered, a duplicate refused, the rest on the link",
+          "[kernel]") {
+  auto opened = kipvs::address::NetlinkAddressBackend::open();
+  REQUIRE(opened.has_value());
+  auto& links = **opened;
+  REQUIRE(links.ensure_link("kube-ipvs0"));
+  const auto addresses = bind_batches(links, "add address 10.96.0.4 to kube-ipvs0");
   const auto listed = links.list_addresses("kube-ipvs0");
   REQUIRE(listed.has_value());
   CHECK(*listed == std::set<Address>(addresses.begin(), addresses.end()));
@@ -524,27 +534,7 @@ TEST_CASE(
   // someone else's local route through the same link.
   run_ok("ip addr add 10.97.0.1/32 dev kube-ipvs0 && ip addr add 10.97.0.2/32 dev kube-ipvs0");
   run_ok("ip route add local 10.98.0.1/32 dev kube-ipvs0 table local proto static");
-  // 600 IPv4 routes (two batches of 512), one twice, and two IPv6 ones.
-  std::vector<Address> addresses;
-  for (int i = 0; i < 600; ++i) {
-    addresses.push_back(
-        *Address::parse("10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1)));
-  }
-  addresses.insert(addresses.begin() + 511, addresses[3]);
-  addresses.push_back(*Address::parse("fd00::a"));
-  addresses.push_back(*Address::parse("fd00::b"));
-  const auto results = links.add_addresses("kube-ipvs0", addresses);
-  REQUIRE(results.size() == addresses.size());
-  for (std::size_t i = 0; i < results.size(); ++i) {
-    CAPTURE(i);
-    if (i == 511) {
-      REQUIRE_FALSE(results[i].has_value());
-      CHECK(results[i].error().code == EEXIST);
-      CHECK_THAT(results[i].error().message, Catch::Contains("add local route 10.96.0.4 through kube-ipvs0"));
-    } else {
-      CHECK(results[i].has_value());
-    }
-  }
+  const auto addresses = bind_batches(links, "add local route 10.96.0.4 through kube-ipvs0");
   REQUIRE(links.add_address("kube-ipvs0", *Address::parse("10.96.9.9")));
   std::set<Address> expected(addresses.begin(), addresses.end());
   expected.insert(*Address::parse("10.96.9.9"));
