@@ -154,6 +154,7 @@ std::expected<void, Error> NetlinkAddressBackend::ensure_link(const std::string&
   rtnl_link* raw = nullptr;
   int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw);
   if (rc < 0) {
+    known_routes_.erase(name);  // went with the link
     LinkPtr created(rtnl_link_alloc());
     if (!created) return std::unexpected(Error{ENOMEM, "create link " + name + ": out of memory"});
     rtnl_link_set_name(created.get(), name.c_str());
@@ -400,10 +401,15 @@ std::expected<void, Error> NetlinkAddressBackend::list_routes(const std::string&
   const std::string what = "list local routes through " + name;
   if (send(socket_->route_fd, request.data(), request.size(), 0) != static_cast<ssize_t>(request.size()))
     return std::unexpected(Error{errno, what + ": " + std::strerror(errno)});
-  return read_dump(socket_->route_fd, sequence, what, [&](nlmsghdr* answer) {
+  std::set<ipvs::Address> routes;
+  auto read = read_dump(socket_->route_fd, sequence, what, [&](nlmsghdr* answer) {
     if (answer->nlmsg_type != RTM_NEWROUTE) return;
-    if (auto address = local_route_of(answer, index)) out.insert(*address);
+    if (auto address = local_route_of(answer, index)) routes.insert(*address);
   });
+  if (!read) return read;
+  out.insert(routes.begin(), routes.end());
+  known_routes_[name] = std::move(routes);
+  return {};
 }
 
 namespace {
@@ -440,7 +446,7 @@ std::expected<void, Error> NetlinkAddressBackend::delete_address(const std::stri
     if (route || route.error().code != ESRCH) return route;
     return delete_address_keeping_routes(name, address);
   }
-  auto deleted = change_address(name, address, false);
+  auto deleted = delete_address_keeping_routes(name, address);
   if (deleted || deleted.error().code != EADDRNOTAVAIL) return deleted;
   if (auto route = delete_route(name, address); route || route.error().code != ESRCH) return route;
   return deleted;
@@ -448,29 +454,26 @@ std::expected<void, Error> NetlinkAddressBackend::delete_address(const std::stri
 
 std::expected<void, Error> NetlinkAddressBackend::delete_address_keeping_routes(
     const std::string& name, const ipvs::Address& address) {
-  if (address.family != ipvs::Family::kIPv4) return change_address(name, address, false);
-  auto index = link_index(name);
-  if (!index) return std::unexpected(index.error());
-  std::set<ipvs::Address> addresses;
-  if (auto read = list_link_addresses(name, *index, addresses); !read) return std::unexpected(read.error());
-  const bool last = std::ranges::none_of(addresses, [&](const ipvs::Address& other) {
-    return other.family == ipvs::Family::kIPv4 && other != address;
-  });
-  if (!last) return change_address(name, address, false);
-  // The kernel drops every IPv4 route through a link when its last IPv4
-  // address goes (a node bound with addresses before, kube-proxy's): kipvs's
-  // routes are put back at once. One that fails is bound again by the next
-  // resync, which reads the link.
-  std::set<ipvs::Address> routes;
-  if (auto read = list_routes(name, *index, routes); !read) return std::unexpected(read.error());
   auto deleted = change_address(name, address, false);
-  if (!deleted) return deleted;
-  std::vector<ipvs::Address> again;
-  for (const auto& route : routes)
-    if (route.family == ipvs::Family::kIPv4) again.push_back(route);
-  std::vector<std::expected<void, Error>> results(again.size());
-  add_batch(name, *index, again, results);
-  return {};
+  if (!deleted || address.family != ipvs::Family::kIPv4) return deleted;
+  // The kernel drops every IPv4 route through a link when its last IPv4
+  // address goes (a node bound with addresses before, kube-proxy's):
+  // kipvs's routes are put back at once. Whether that happened is asked of
+  // one of them (an add that finds it there is EEXIST), not of a dump of
+  // the link per address. One that fails is bound again by the next resync.
+  std::vector<ipvs::Address> routes;
+  if (auto known = known_routes_.find(name); known != known_routes_.end()) {
+    for (const auto& route : known->second)
+      if (route.family == ipvs::Family::kIPv4) routes.push_back(route);
+  }
+  if (routes.empty()) return deleted;
+  auto index = link_index(name);
+  if (!index) return deleted;
+  std::vector<std::expected<void, Error>> results(routes.size());
+  add_batch(name, *index, Binding::kLocalRoute, std::span(routes).first(1), std::span(results).first(1));
+  if (!results.front() && results.front().error().code == EEXIST) return deleted;
+  add_batch(name, *index, Binding::kLocalRoute, std::span(routes).subspan(1), std::span(results).subspan(1));
+  return deleted;
 }
 
 std::expected<void, Error> NetlinkAddressBackend::delete_route(const std::string& name,
@@ -497,7 +500,10 @@ std::expected<void, Error> NetlinkAddressBackend::delete_route(const std::string
          header = NLMSG_NEXT(header, remaining)) {
       if (header->nlmsg_type != NLMSG_ERROR || header->nlmsg_seq != sequence) continue;
       const int code = -static_cast<const nlmsgerr*>(NLMSG_DATA(header))->error;
-      if (code == 0) return {};
+      if (code == 0) {
+        known_routes_[name].erase(address);
+        return {};
+      }
       // IPv4 says ESRCH for a route that is not there, IPv6 ESRCH or ENOENT.
       return std::unexpected(Error{code == ENOENT ? ESRCH : code, what + ": " + std::strerror(code)});
     }
@@ -527,10 +533,10 @@ std::expected<void, Error> NetlinkAddressBackend::change_address(const std::stri
   }
 }
 
-void NetlinkAddressBackend::add_batch(const std::string& name, int index,
+void NetlinkAddressBackend::add_batch(const std::string& name, int index, Binding kind,
                                       std::span<const ipvs::Address> addresses,
                                       std::span<std::expected<void, Error>> results) {
-  const bool routes = binding_ == Binding::kLocalRoute;
+  const bool routes = kind == Binding::kLocalRoute;
   const auto what = [&](const ipvs::Address& address) {
     return routes ? "add local route " + address.to_string() + " through " + name
                   : "add address " + address.to_string() + " to " + name;
@@ -596,6 +602,11 @@ void NetlinkAddressBackend::add_batch(const std::string& name, int index,
       }
     }
   }
+  if (!routes) return;
+  auto& known = known_routes_[name];
+  for (std::size_t i = 0; i < addresses.size(); ++i) {
+    if (results[i] || results[i].error().code == EEXIST) known.insert(addresses[i]);
+  }
 }
 
 std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_addresses(
@@ -608,7 +619,7 @@ std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_addresses(
     for (auto& result : results) result = std::unexpected(index.error());
     return results;
   }
-  add_batch(name, *index, addresses, results);
+  add_batch(name, *index, binding_, addresses, results);
   // The link was deleted and made again since its index was cached: the
   // failed ones once more with the index looked up again.
   const auto gone = [](const auto& result) { return !result.has_value() && result.error().code == ENODEV; };
@@ -628,13 +639,14 @@ std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_addresses(
   }
   if (again.empty()) return results;
   std::vector<std::expected<void, Error>> retried(again.size());
-  add_batch(name, *index, again, retried);
+  add_batch(name, *index, binding_, again, retried);
   for (std::size_t i = 0; i < again.size(); ++i) results[at[i]] = std::move(retried[i]);
   return results;
 }
 
 std::expected<void, Error> NetlinkAddressBackend::delete_link(const std::string& name) {
   link_indexes_.erase(name);
+  known_routes_.erase(name);
   rtnl_link* raw = nullptr;
   if (int rc = rtnl_link_get_kernel(socket_->sock, 0, name.c_str(), &raw); rc < 0) {
     // libnl says "object not found" for a missing name; callers reason in ENODEV.

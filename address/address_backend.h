@@ -108,12 +108,16 @@ class NetlinkAddressBackend final : public AddressBackend {
                                                                std::set<ipvs::Address>& out);
   [[nodiscard]] std::expected<void, Error> list_routes(const std::string& name, int index,
                                                        std::set<ipvs::Address>& out);
-  // One batch's requests for `addresses` on link `index`, answers into `results`.
-  void add_batch(const std::string& name, int index, std::span<const ipvs::Address> addresses,
+  // One batch's requests (`kind`) for `addresses` on link `index`, answers
+  // into `results`.
+  void add_batch(const std::string& name, int index, Binding kind, std::span<const ipvs::Address> addresses,
                  std::span<std::expected<void, Error>> results);
 
   std::unique_ptr<Socket> socket_;
   Binding binding_;
+  // kipvs's local routes through each link, as last listed and changed
+  // since: what the flush of a link's last IPv4 address takes away.
+  std::map<std::string, std::set<ipvs::Address>> known_routes_;
   std::map<std::string, int> link_indexes_;  // by link name
   std::uint32_t dump_sequence_ = 1U << 31;   // the raw address dumps' (libnl numbers from the time)
 };

@@ -582,6 +582,11 @@ TEST_CASE(
   CHECK(*seen == *after);
   CHECK((*by_address)->delete_address("kube-ipvs0", *Address::parse("fd00::b")));
   CHECK_THAT(run_ok("ip -6 route show table local dev kube-ipvs0"), !Catch::Contains("fd00::b"));
+  // And when it deletes the link's last IPv4 address, kipvs's routes come
+  // back too.
+  run_ok("ip addr add 10.97.0.3/32 dev kube-ipvs0");
+  CHECK((*by_address)->delete_address("kube-ipvs0", *Address::parse("10.97.0.3")));
+  CHECK(run_ok("ip -4 route show table local dev kube-ipvs0 proto 107 | grep -c '^local 10.96'") == "600\n");
 }
 
 TEST_CASE("a virtual IP bound as a local route carries traffic, IPv4 and IPv6", "[kernel]") {
