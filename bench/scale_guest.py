@@ -250,6 +250,71 @@ def klog_time(line, fallback):
     return ts if abs(ts - fallback) < 120 else fallback
 
 
+class CpuSampler:
+    """Samples, every 200 ms on a thread of its own, the guest's busy CPU time
+    (all of /proc/stat but idle and iowait) and the agent's own: whether the
+    cold start waits for the guest's CPUs or for something outside them (the
+    API server on the host)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.samples = []  # (time, guest busy seconds, agent user seconds, agent system seconds)
+        self.stopping = threading.Event()
+        self.hz = os.sysconf("SC_CLK_TCK")
+        self.cpus = os.cpu_count() or 1
+        self.sample()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / self.hz  # user..steal minus idle, iowait
+        try:
+            with open(f"/proc/{self.pid}/stat") as f:
+                own = f.read().rsplit(")", 1)[1].split()
+            user, system = int(own[11]) / self.hz, int(own[12]) / self.hz
+        except OSError:
+            user, system = self.samples[-1][2:] if self.samples else (0.0, 0.0)
+        self.samples.append((time.time(), busy, user, system))
+
+    def run(self):
+        while not self.stopping.wait(0.2):
+            self.sample()
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join()
+        self.sample()
+
+    def between(self, start, end):
+        """Wall seconds, guest CPUs busy (fraction of all) and the agent's CPU
+        seconds (and of them, the kernel's) between the samples nearest start
+        and end."""
+        def nearest(t):
+            return min(self.samples, key=lambda s: abs(s[0] - t))
+        a, b = nearest(start), nearest(end)
+        wall = max(b[0] - a[0], 1e-9)
+        return {"wall_s": round(wall, 2), "guest_busy": round((b[1] - a[1]) / (wall * self.cpus), 3),
+                "agent_cpu_s": round(b[2] + b[3] - a[2] - a[3], 2), "agent_system_s": round(b[3] - a[3], 2)}
+
+
+def cold_start_cpu(agent, sampler, t0, ts):
+    """The guest's and the agent's CPU during the lists (start to the last
+    list's end) and during the first sync (then to its end)."""
+    lists_end = None
+    with open(agent.log_path, "rb") as f:
+        for raw in f.read().decode(errors="replace").splitlines():
+            if re.search(r"(services|endpointslices): listed \d+ objects", raw):
+                lists_end = max(lists_end or 0, klog_time(raw, ts))
+    out = {"cpus": sampler.cpus}
+    if lists_end:
+        out["lists"] = sampler.between(t0, lists_end)
+        out["first_sync"] = sampler.between(lists_end, ts)
+    out["whole"] = sampler.between(t0, ts)
+    return out
+
+
 class LivezProber:
     """Asks /livez on the health port every 100 ms on a thread of its own and
     keeps each answer's time: what the kubelet's liveness probe would see
@@ -353,7 +418,10 @@ def change_test(agent, args, client, poller):
     m = args.endpoints
     base = [scale_cluster.pod_ip(0, j, m) for j in range(m)]
     path = f"/apis/discovery.k8s.io/v1/namespaces/{scale_cluster.NAMESPACE}/endpointslices/s-0-a"
-    results = {"add": [], "remove": []}
+    # In order, each change's start (wall clock, to set beside the agent's
+    # log), latency and the PATCH's own time (the API server's write): what
+    # of an outlier is the agent's.
+    results = {"add": [], "remove": [], "in_order": []}
     budget_end = time.monotonic() + args.change_budget
     for k in range(args.changes):
         if k >= 2 and k % 2 == 0 and time.monotonic() > budget_end:
@@ -369,7 +437,9 @@ def change_test(agent, args, client, poller):
 
         def write():
             box["status"], _ = client.request("PATCH", path, body, "application/merge-patch+json")
+            box["answered"] = time.monotonic()
 
+        started = time.time()
         t0 = time.monotonic()
         writer = threading.Thread(target=write)
         writer.start()
@@ -387,6 +457,10 @@ def change_test(agent, args, client, poller):
         if box.get("status") != 200:
             raise SystemExit(f"PATCH {path}: {box.get('status')}")
         results["add" if adding else "remove"].append(latency)
+        patch = box["answered"] - t0
+        results["in_order"].append({"at": round(started, 3), "kind": "add" if adding else "remove",
+                                    "latency_ms": None if latency is None else round(latency * 1000, 1),
+                                    "patch_ms": round(patch * 1000, 1)})
         # Let the agent finish the sync that carried the change, so the next
         # change starts from a quiet agent.
         quiet_deadline = time.time() + args.change_timeout
@@ -394,7 +468,7 @@ def change_test(agent, args, client, poller):
             time.sleep(0.05)
         time.sleep(0.3)
         log(f"change {k + 1}/{args.changes} ({'add' if adding else 'remove'}): "
-            f"{'timeout' if latency is None else f'{latency * 1000:.1f} ms'}")
+            f"{'timeout' if latency is None else f'{latency * 1000:.1f} ms'} (PATCH {patch * 1000:.1f} ms)")
     return results
 
 
@@ -508,6 +582,7 @@ def main():
         log(f"starting {args.agent}")
         t0 = agent.start()
         prober = LivezProber()
+        sampler = CpuSampler(agent.proc.pid)
         try:
             ts, line = agent.wait_first_sync(args.cold_timeout)
         except TimeoutError as e:
@@ -515,14 +590,18 @@ def main():
             # one `ipset add` exec per entry); memory so far is still telling.
             log(str(e))
             prober.stop()
+            sampler.stop()
             res["cold_start_lower_bound_seconds"] = round(time.time() - t0, 3)
             res["vm_hwm_kib"] = agent.status("VmHWM")
             res["vm_rss_kib"] = agent.status("VmRSS")
             agent.stop()
             write_results(args, res, work)
             return
+        sampler.stop()
         res["cold_start_seconds"] = round(ts - t0, 3)
         res["cold_start_line"] = line.strip()[-200:]
+        res["cold_start_cpu"] = cold_start_cpu(agent, sampler, t0, ts)
+        log(f"cold start cpu: {res['cold_start_cpu']}")
         (res["cold_start_livez_probes"], res["cold_start_livez_max_seconds"],
          res["cold_start_livez_p99_seconds"]) = prober.stop()
         log(f"/livez during the cold start: {res['cold_start_livez_probes']} answers, "
@@ -548,6 +627,7 @@ def main():
             res[f"{name}_median_seconds"] = percentile(values, 0.5)
             res[f"{name}_p99_seconds"] = percentile(values, 0.99)
         res["changes"] = len(all_changes)
+        res["changes_in_order"] = changes["in_order"]
 
         # Idle: the drained endpoint's deletion (kipvs checks every 5 s)
         # lands before the window opens; then only periodic resyncs run.
@@ -625,11 +705,14 @@ def cold_start_only(args, work):
     """One cold start on this fresh guest, for bench/scale --compare."""
     agent = Agent("kipvs", args, work)
     t0 = agent.start()
+    sampler = CpuSampler(agent.proc.pid)
     ts, line = agent.wait_first_sync(args.cold_timeout)
+    sampler.stop()
     res = {"agent": "kipvs", "kipvs": args.kipvs, "cold_start_seconds": round(ts - t0, 3),
-           "cold_start_line": line.strip()[-200:]}
+           "cold_start_line": line.strip()[-200:], "cold_start_cpu": cold_start_cpu(agent, sampler, t0, ts)}
     agent.stop()
     log(f"{args.kipvs}: cold start {res['cold_start_seconds']} s: {res['cold_start_line'][-120:]}")
+    log(f"  cpu: {res['cold_start_cpu']}")
     write_results(args, res, work)
 
 

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import sys
+import time
 
 
 def ratio(a, b):
@@ -138,6 +139,19 @@ def table(args):
         if res.get("note"):
             lines.append(f"note ({agent}): {res['note']}")
     lines.append(f"kipvs first sync: {k.get('cold_start_line', '')}")
+    cpu = k.get("cold_start_cpu") or {}
+    for phase in ("lists", "first_sync"):
+        if phase in cpu:
+            c = cpu[phase]
+            lines.append(f"kipvs cold start, {phase.replace('_', ' ')}: {c['wall_s']} s, guest's {cpu['cpus']} CPUs "
+                         f"{c['guest_busy'] * 100:.0f}% busy, kipvs {c['agent_cpu_s']} CPU s"
+                         + (f" ({c['agent_system_s']} in the kernel)" if "agent_system_s" in c else ""))
+    slowest = sorted((c for c in k.get("changes_in_order", []) if c.get("latency_ms") is not None),
+                     key=lambda c: -c["latency_ms"])[:3]
+    if slowest:
+        lines.append("kipvs slowest changes: " + ", ".join(
+            f"{c['latency_ms']} ms (PATCH {c['patch_ms']} ms, {c['kind']}, "
+            f"{time.strftime('%H:%M:%S', time.gmtime(c['at']))})" for c in slowest))
     lines.append(f"kipvs restart sync: {k.get('restart_line', '')}")
     # kube-proxy cut short: its time and its memory so far are lower bounds,
     # so kipvs's ratios to them are upper bounds.
