@@ -212,6 +212,7 @@ std::expected<AgentOptions, Error> agent_options(const Config& config,
     return std::unexpected(Error{.message = owned_services.error().message, .field = "kipvs.stateDir"});
   sync.owned_services = std::move(*owned_services);
   options.strict_arp = config.ipvs.strict_arp;
+  options.rate_estimation_disabled = config.kipvs.rate_estimation_disabled;
   options.proc_sys = config.kipvs.proc_sys;
   const auto seconds = [](std::chrono::nanoseconds d) {
     return static_cast<std::uint32_t>(std::chrono::duration_cast<std::chrono::seconds>(d).count());
@@ -279,9 +280,15 @@ Agent::~Agent() {
 std::expected<void, Error> Agent::start() {
   utsname host{};
   const std::string release = ::uname(&host) == 0 ? host.release : "";
-  const auto report = apply_sysctls(options_.proc_sys, kube_proxy_sysctls(options_.strict_arp, release));
+  const auto report = apply_sysctls(
+      options_.proc_sys, kube_proxy_sysctls(options_.strict_arp, release, options_.rate_estimation_disabled));
   for (const auto& line : report.changed) logger_.info(0, "sysctl " + line);
   for (const auto& line : report.warnings) logger_.warning(line);
+  if (options_.rate_estimation_disabled)
+    logger_.warning(
+        "kipvs.ipvsRateEstimation: disabled: the kernel's estimator also sums the connection, packet and "
+        "byte "
+        "counters that /metrics and ipvsadm --stats read; they stand still until it runs again");
 
   const auto& node_name = options_.sync.facts.node_name;
   if (!options_.use_api) {

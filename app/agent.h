@@ -52,6 +52,7 @@ struct AgentOptions {
   bool protobuf_lists = true;  // clientConnection.contentType
   agent::SyncOptions sync;
   bool strict_arp = false;
+  bool rate_estimation_disabled = false;  // kipvs.ipvsRateEstimation: disabled
   std::filesystem::path proc_sys = "/proc/sys";
   ipvs::Timeouts timeouts;  // 0 leaves the kernel's value
 };

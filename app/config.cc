@@ -511,6 +511,22 @@ void add_kipvs_operation_settings(std::vector<Setting>& s) {
                  c.kipvs.proc_sys = text;
                  return {};
                }});
+  s.push_back(
+      {"kipvs.ipvsRateEstimation", "ipvs-rate-estimation", Kind::kString, "keep|disabled",
+       "keep: leave net.ipv4.vs.run_estimation as the node has it (the default); disabled: set it to 0, "
+       "so that kernels before 6.2 no longer hold up destination changes every 2 s at large tables. "
+       "The rates (ipvsadm --rate) then stay 0; the counters in /metrics do not use them.",
+       [](Config& c, const Value& v) -> Applied {
+         const auto& text = std::get<std::string>(v);
+         if (text == "keep" || text.empty()) {
+           c.kipvs.rate_estimation_disabled = false;
+         } else if (text == "disabled") {
+           c.kipvs.rate_estimation_disabled = true;
+         } else {
+           return expecting("\"keep\" or \"disabled\", got " + quoted(text));
+         }
+         return {};
+       }});
   s.push_back({"kipvs.nodePortRange", "service-node-port-range", Kind::kString, "min-max",
                "The API server's --service-node-port-range (default 30000-32767): node-port services in it "
                "found at start-up and no longer wanted are removed.",
@@ -1075,6 +1091,7 @@ boost::json::value to_json(const Config& c) {
       {"drainCheckPeriod", format_duration(c.kipvs.drain_check_period)},
       {"zone", c.kipvs.zone},
       {"procSys", c.kipvs.proc_sys},
+      {"ipvsRateEstimation", c.kipvs.rate_estimation_disabled ? "disabled" : "keep"},
       {"nodePortRange", std::to_string(c.kipvs.node_port_min) + "-" + std::to_string(c.kipvs.node_port_max)},
   };
   if (c.kipvs.proxy_name) kipvs["proxyName"] = *c.kipvs.proxy_name;

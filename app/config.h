@@ -103,6 +103,11 @@ struct KipvsConfig {
   // drainCheckPeriod: how often draining destinations' connections are read.
   std::chrono::nanoseconds drain_check_period = std::chrono::seconds{5};
   std::string proc_sys = "/proc/sys";  // procSys: where the node's /proc/sys is mounted
+  // ipvsRateEstimation: keep|disabled. disabled sets net.ipv4.vs.run_estimation to 0:
+  // kernels before 6.2 walk every estimator every 2 s under the lock that
+  // adding or deleting a destination takes (over 100 ms at 300,000
+  // destinations). Only the rates use it, not the counters kipvs exports.
+  bool rate_estimation_disabled = false;
   // nodePortRange: the API server's --service-node-port-range, "30000-32767".
   // A service on a node-port address in this range is taken as kipvs's when
   // kipvs starts and finds it no longer wanted.

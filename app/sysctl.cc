@@ -24,7 +24,8 @@ int kernel_version(std::string_view release) {
 
 }  // namespace
 
-std::vector<SysctlSetting> kube_proxy_sysctls(bool strict_arp, std::string_view kernel_release) {
+std::vector<SysctlSetting> kube_proxy_sysctls(bool strict_arp, std::string_view kernel_release,
+                                              bool rate_estimation_disabled) {
   std::vector<SysctlSetting> settings{
       {"net/ipv4/vs/conntrack", "1"},
       {"net/ipv4/vs/expire_nodest_conn", "1"},
@@ -37,6 +38,7 @@ std::vector<SysctlSetting> kube_proxy_sysctls(bool strict_arp, std::string_view 
     settings.push_back({"net/ipv4/conf/all/arp_ignore", "1"});
     settings.push_back({"net/ipv4/conf/all/arp_announce", "2"});
   }
+  if (rate_estimation_disabled) settings.push_back({"net/ipv4/vs/run_estimation", "0"});
   return settings;
 }
 

@@ -28,7 +28,10 @@ struct SysctlSetting {
 // connection that reuses a port of a TIME_WAIT one stalls for a second (the
 // SYN is dropped while the old entry expires); 5.9 fixed it, and before 4.1
 // the knob does not exist. kernel_release is uname's ("5.4.0-100-generic").
-[[nodiscard]] std::vector<SysctlSetting> kube_proxy_sysctls(bool strict_arp, std::string_view kernel_release);
+// rate_estimation_disabled (kipvs's own, not kube-proxy's): run_estimation=0; left
+// as the node has it otherwise.
+[[nodiscard]] std::vector<SysctlSetting> kube_proxy_sysctls(bool strict_arp, std::string_view kernel_release,
+                                                            bool rate_estimation_disabled = false);
 
 struct SysctlReport {
   std::vector<std::string> changed;   // "net/ipv4/ip_forward: 0 -> 1"

@@ -340,7 +340,7 @@ def case_all_on(objs, ds, c, cfg, volumes, services, dashboards):
     check(cfg.get("iptables") == {"masqueradeAll": True, "masqueradeBit": 15}, f"iptables {cfg.get('iptables')}")
     check(cfg.get("nodePortAddresses") == ["192.168.0.0/16"], "nodePortAddresses")
     check(cfg.get("kipvs") == {"affinityMode": "hash", "interfaceName": "kipvs0", "gracePeriod": "10m",
-                               "serviceIPBinding": "localRoute"},
+                               "serviceIPBinding": "localRoute", "ipvsRateEstimation": "disabled"},
           f"kipvs section {cfg.get('kipvs')}")
     check("--logging-format=json" in c["args"] and "-v=4" in c["args"], f"args {c['args']}")
     check(c["args"][-1] == "--ipvs-min-sync-period=2s", "extraArgs are not last")

@@ -364,6 +364,55 @@ TEST_CASE(
   CHECK(ipvs_rules().find(kVip) == std::string::npos);
 }
 
+TEST_CASE("kipvs: the kernel's rate estimator is turned off only when asked, and then left so", "[kernel]") {
+  // The knob exists once ip_vs is loaded (by the first kipvs); 1 is the
+  // kernel's default.
+  const std::filesystem::path knob = "/proc/sys/net/ipv4/vs/run_estimation";
+  const auto set_knob = [&](const char* value) { std::ofstream(knob) << value << '\n'; };
+  // The service's connection count as ipvsadm (and kipvs's metrics) read it.
+  const auto connections = [] {
+    std::istringstream stats(run_ok("ipvsadm -L -n --stats -t " + std::string(kVip) + ":80 | grep '^TCP'"));
+    std::string protocol, address;
+    long count = -1;
+    stats >> protocol >> address >> count;
+    return address == std::string(kVip) + ":80" ? count : -1;
+  };
+  Lab lab(1);
+  if (std::filesystem::exists(knob)) set_knob("1");
+  {
+    auto running = start("estimator-kept", plain({{0}}));
+    INFO("kipvs log:\n" << running.kipvs->log());
+    CHECK(read_file(knob) == "1\n");
+    CHECK(lab.request() == "b0");
+    CHECK(eventually([&] { return connections() >= 1; }));
+    REQUIRE(running.kipvs->stop(SIGTERM) == 0);
+  }
+  const long counted = connections();
+  REQUIRE(counted >= 1);
+  {
+    auto running = start("estimator-off", plain({{0}}), {"--ipvs-rate-estimation", "disabled"});
+    INFO("kipvs log:\n" << running.kipvs->log());
+    CHECK(read_file(knob) == "0\n");
+    CHECK_THAT(running.kipvs->log(), Catch::Contains("net/ipv4/vs/run_estimation: 1 -> 0"));
+    CHECK(lab.request() == "b0");
+    // The trade the README states: on this kernel the estimator also sums
+    // the per-CPU counters into the totals, which stand still without it.
+    std::this_thread::sleep_for(std::chrono::milliseconds(4500));
+    CHECK(connections() == counted);
+    REQUIRE(running.kipvs->stop(SIGTERM) == 0);
+  }
+  {
+    // keep: what the node has is left alone, whoever set it.
+    auto running = start("estimator-left", plain({{0}}), {"--ipvs-rate-estimation", "keep"});
+    INFO("kipvs log:\n" << running.kipvs->log());
+    CHECK(read_file(knob) == "0\n");
+    REQUIRE(running.kipvs->stop(SIGTERM) == 0);
+  }
+  // Turned on again, the totals catch up: the per-CPU counts went on.
+  set_knob("1");
+  CHECK(eventually([&] { return connections() >= counted + 1; }));
+}
+
 TEST_CASE("kipvs: killed and restarted during traffic, no connection fails and no rule is rewritten",
           "[kernel]") {
   Lab lab(2);

@@ -145,6 +145,7 @@ kipvs applies kube-proxy's defaults to them.
 {{- if .Values.coexistence.enabled }}{{ $_ := set $kipvs "proxyName" .Values.coexistence.proxyName }}{{ end -}}
 {{- with $c.gracePeriod }}{{ $_ := set $kipvs "gracePeriod" . }}{{ end -}}
 {{- with $c.serviceIPBinding }}{{ $_ := set $kipvs "serviceIPBinding" . }}{{ end -}}
+{{- with $c.ipvsRateEstimation }}{{ $_ := set $kipvs "ipvsRateEstimation" . }}{{ end -}}
 {{- $_ := set $cfg "kipvs" $kipvs -}}
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration

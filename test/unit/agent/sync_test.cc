@@ -1093,6 +1093,13 @@ TEST_CASE("sysctls: written where they differ, warned where they cannot be", "[s
   REQUIRE(report.warnings.size() == 1);
   CHECK(report.warnings[0].find("expire_quiescent_template") != std::string::npos);
   CHECK(apply_sysctls(root, kube_proxy_sysctls(true, "6.1.0-57-amd64")).changed.empty());
+  // The rate estimator is left as the node has it unless it is disabled.
+  write("net/ipv4/vs/run_estimation", "1");
+  CHECK(read("net/ipv4/vs/run_estimation") == "1");
+  const auto disabled = apply_sysctls(root, kube_proxy_sysctls(true, "6.1.0-57-amd64", true));
+  CHECK(read("net/ipv4/vs/run_estimation") == "0");
+  REQUIRE(disabled.changed.size() == 1);
+  CHECK(disabled.changed[0] == "net/ipv4/vs/run_estimation: 1 -> 0");
   std::filesystem::remove_all(root);
 }
 

@@ -153,7 +153,12 @@ TEST_CASE("agent options from the configuration", "[agent]") {
   CHECK(options->sync.min_sync_period == 100ms);
   CHECK(options->sync.sync_period == 10s);
   CHECK(options->protobuf_lists);
-  CHECK(options->sync.cold_start_rounds);  // Service IPs bound as addresses
+  CHECK(options->sync.cold_start_rounds);          // Service IPs bound as addresses
+  CHECK_FALSE(options->rate_estimation_disabled);  // the node's run_estimation is left alone
+  CHECK(
+      agent_options(
+          parse_command_line(Args{"--manifests", "/m", "--ipvs-rate-estimation", "disabled"}).value(), no_env)
+          ->rate_estimation_disabled);
   CHECK_FALSE(
       agent_options(
           parse_command_line(Args{"--manifests", "/m", "--service-ip-binding", "localRoute"}).value(), no_env)

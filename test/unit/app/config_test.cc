@@ -202,6 +202,7 @@ TEST_CASE("every field kipvs reads is read", "[config]") {
   CHECK(c.kipvs.zone == "zone-a");
   CHECK(c.kipvs.drain_check_period == 10s);
   CHECK(c.kipvs.proc_sys == "/host/proc/sys");
+  CHECK(c.kipvs.rate_estimation_disabled);
 }
 
 TEST_CASE("an unknown field is a warning naming its path and line", "[config]") {
@@ -328,6 +329,9 @@ TEST_CASE("flags set every kube-proxy setting in both forms", "[config][flags]")
         kipvs::app::ThroughputMetrics::kNone);
   CHECK(from_args({"-v=2"}).verbosity == 2);
   CHECK_FALSE(from_args({"--ipvs-strict-arp=false"}).ipvs.strict_arp);
+  CHECK(from_args({"--ipvs-rate-estimation=disabled"}).kipvs.rate_estimation_disabled);
+  CHECK_FALSE(from_args({"--ipvs-rate-estimation", "keep"}).kipvs.rate_estimation_disabled);
+  CHECK_FALSE(from_args({}).kipvs.rate_estimation_disabled);
   CHECK(from_args({"--help"}).help);
   CHECK(from_args({"-h"}).help);
 }
