@@ -249,7 +249,14 @@ void Sync::object_skipped(k8s::ResourceKind kind, const std::string& what, const
 void Sync::mark_dirty(const k8s::ObjectKey& service) {
   dirty_.insert(service);
   report_pending();
-  if (!initial_sync_done_) schedule_early_write();
+  if (!initial_sync_done_) {
+    schedule_early_write();
+    // A Service whose slices have not come yet waits for them (or for the
+    // first sync, if it has none): computed now, it would be computed again
+    // when they come, and its virtual services written twice over.
+    if (cold_start_ == ColdStart::kEarly && (slices_synced_ || slices_by_service_.contains(service)))
+      early_ready_.push_back(service);
+  }
   request_sync();
 }
 
@@ -381,17 +388,12 @@ void Sync::early_write(std::uint64_t finished_piece) {
     if (!done) return;  // its end posts early_write again
     land_early_piece();
   }
-  // A Service whose slices have not come yet waits for them (or for the
-  // first sync, if it has none): computed now, it would be computed again
-  // when they come, and its virtual services written twice over.
   std::set<ipvs::ServiceKey> affected;
-  for (auto it = dirty_.begin(); it != dirty_.end();) {
-    if (!slices_synced_ && !slices_by_service_.contains(*it)) {
-      ++it;
-      continue;
-    }
-    recompute(*it, affected);
-    early_recomputed_.insert(dirty_.extract(it++));
+  for (const auto& service : std::exchange(early_ready_, {})) {
+    auto node = dirty_.extract(service);
+    if (node.empty()) continue;  // marked twice, recomputed once
+    recompute(node.value(), affected);
+    early_recomputed_.insert(std::move(node));
   }
   early_keys_.merge(affected);
   // One piece of about kPieceOperations, in key order: smaller than a first
@@ -477,38 +479,40 @@ void Sync::recompute(const k8s::ObjectKey& service, std::set<ipvs::ServiceKey>& 
   if (state.table.empty() && state.bound_addresses.empty() && state.health_checks.empty() &&
       state.no_local_endpoints.empty())
     return;
-  Part part{std::move(state.table), std::move(state.bound_addresses),
-            std::make_shared<const OriginMap>(std::move(state.origins)), std::move(state.health_checks),
-            std::move(state.no_local_endpoints)};
+  const Part& part =
+      parts_
+          .emplace(service, Part{std::move(state.table), std::move(state.bound_addresses),
+                                 std::make_shared<const OriginMap>(std::move(state.origins)),
+                                 std::move(state.health_checks), std::move(state.no_local_endpoints)})
+          .first->second;
   for (const auto& [key, which] : part.no_local_endpoints) ++no_local_counts_[which];
   for (const auto& [key, entry] : part.table) {
     affected.insert(key);
     if (!part.bound.contains(key.address)) wanted_unbound_.insert(key);
     auto& claimants = claims_[key];
-    if (!claimants.empty() && *claimants.begin() < service) {
-      log("virtual service " + ipvs::to_string(key) + " is wanted by " + claimants.begin()->namespace_ + "/" +
-          claimants.begin()->name + " and " + service.namespace_ + "/" + service.name +
-          "; the first keeps it");
+    if (!claimants.empty() && claimants.begin()->first < service) {
+      const auto& first = claimants.begin()->first;
+      log("virtual service " + ipvs::to_string(key) + " is wanted by " + first.namespace_ + "/" + first.name +
+          " and " + service.namespace_ + "/" + service.name + "; the first keeps it");
       observer_.object_skipped(k8s::ResourceKind::kService, kReasonDuplicateVirtualService);
     }
-    claimants.insert(service);
+    claimants.emplace(service, &part);
   }
   binder_.take(part.bound);
-  parts_.emplace(service, std::move(part));
 }
 
 const ipvs::TableEntry* Sync::desired_entry(const ipvs::ServiceKey& key) const {
   auto claim = claims_.find(key);
   if (claim == claims_.end() || claim->second.empty()) return nullptr;
-  const auto& part = parts_.at(*claim->second.begin());
-  auto entry = part.table.find(key);
-  return entry == part.table.end() ? nullptr : &entry->second;
+  const auto& table = claim->second.begin()->second->table;
+  auto entry = table.find(key);
+  return entry == table.end() ? nullptr : &entry->second;
 }
 
 std::optional<ServiceOrigin> Sync::origin(const ipvs::ServiceKey& key) const {
   auto claim = claims_.find(key);
   if (claim == claims_.end() || claim->second.empty()) return std::nullopt;
-  const auto& origins = *parts_.at(*claim->second.begin()).origins;
+  const auto& origins = *claim->second.begin()->second->origins;
   auto found = origins.find(key);
   if (found == origins.end()) return std::nullopt;
   return found->second;
@@ -1092,6 +1096,7 @@ bool Sync::sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::Dra
   recomputed.merge(early_recomputed_);  // the cold start's: their latencies end here
   early_recomputed_.clear();
   early_keys_.clear();  // every wanted key is diffed below
+  early_ready_ = {};
   phases_.lap("state");
 
   // The nftables table is written in the same sync as the virtual services:

@@ -353,9 +353,10 @@ class Sync final : public k8s::ObjectSink {
 
   std::map<k8s::ObjectKey, Part> parts_;
   std::map<NoLocalEndpoints, std::size_t> no_local_counts_;  // summed over parts_
-  // Which Services want a virtual service; the first (smallest key) gets it,
-  // as in compute_desired_state.
-  std::map<ipvs::ServiceKey, std::set<k8s::ObjectKey>> claims_;
+  // Which Services want a virtual service, each with its part (in parts_,
+  // whose nodes stay put); the first (smallest key) gets it, as in
+  // compute_desired_state.
+  std::map<ipvs::ServiceKey, std::map<k8s::ObjectKey, const Part*>> claims_;
   std::uint64_t origins_generation_ = 0;
   // The keys in options_.owned_services: kipvs's whether or not their
   // address is bound (a crash can come between the add and the bind).
@@ -377,6 +378,9 @@ class Sync final : public k8s::ObjectSink {
   enum class ColdStart : std::uint8_t { kUnknown, kEarly, kNo };
   ColdStart cold_start_ = ColdStart::kUnknown;
   bool early_posted_ = false;
+  // Dirty Services whose slices have come (or whose slice list is done): the
+  // next early write recomputes these, not every dirty one again.
+  std::vector<k8s::ObjectKey> early_ready_;
   std::set<ipvs::ServiceKey> early_keys_;      // recomputed, not yet written
   std::set<k8s::ObjectKey> early_recomputed_;  // for the first sync's latencies
   PlanCounts early_counts_;                    // what the early pieces wrote
