@@ -287,8 +287,7 @@ std::expected<void, Error> Agent::start() {
   if (options_.rate_estimation_disabled)
     logger_.warning(
         "kipvs.ipvsRateEstimation: disabled: the kernel's estimator also sums the connection, packet and "
-        "byte "
-        "counters that /metrics and ipvsadm --stats read; they stand still until it runs again");
+        "byte counters that /metrics and ipvsadm --stats read; they stand still until it runs again");
 
   const auto& node_name = options_.sync.facts.node_name;
   if (!options_.use_api) {

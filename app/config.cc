@@ -515,7 +515,8 @@ void add_kipvs_operation_settings(std::vector<Setting>& s) {
       {"kipvs.ipvsRateEstimation", "ipvs-rate-estimation", Kind::kString, "keep|disabled",
        "keep: leave net.ipv4.vs.run_estimation as the node has it (the default); disabled: set it to 0, "
        "so that kernels before 6.2 no longer hold up destination changes every 2 s at large tables. "
-       "The rates (ipvsadm --rate) then stay 0; the counters in /metrics do not use them.",
+       "The same walk sums the connection, packet and byte counters: /metrics and ipvsadm --stats "
+       "then stand still.",
        [](Config& c, const Value& v) -> Applied {
          const auto& text = std::get<std::string>(v);
          if (text == "keep" || text.empty()) {

@@ -106,7 +106,8 @@ struct KipvsConfig {
   // ipvsRateEstimation: keep|disabled. disabled sets net.ipv4.vs.run_estimation to 0:
   // kernels before 6.2 walk every estimator every 2 s under the lock that
   // adding or deleting a destination takes (over 100 ms at 300,000
-  // destinations). Only the rates use it, not the counters kipvs exports.
+  // destinations). The same walk sums the per-CPU counters kipvs exports,
+  // which stand still without it.
   bool rate_estimation_disabled = false;
   // nodePortRange: the API server's --service-node-port-range, "30000-32767".
   // A service on a node-port address in this range is taken as kipvs's when
