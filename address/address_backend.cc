@@ -90,6 +90,20 @@ std::vector<std::expected<void, Error>> AddressBackend::add_addresses(
   return results;
 }
 
+std::vector<std::expected<void, Error>> AddressBackend::add_local_routes(
+    const std::string& name, std::span<const ipvs::Address> addresses) {
+  return add_addresses(name, addresses);
+}
+
+std::set<ipvs::Address> AddressBackend::local_routes(const std::string& /*name*/) const {
+  return {};
+}
+
+std::expected<void, Error> AddressBackend::promote(const std::string& /*name*/,
+                                                   const ipvs::Address& /*address*/) {
+  return {};
+}
+
 struct NetlinkAddressBackend::Socket {
   nl_sock* sock = nullptr;
   int route_fd = -1;  // raw, strict checking: the local routes' requests and dumps
@@ -611,6 +625,34 @@ void NetlinkAddressBackend::add_batch(const std::string& name, int index, Bindin
 
 std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_addresses(
     const std::string& name, std::span<const ipvs::Address> addresses) {
+  return add_many(name, binding_, addresses);
+}
+
+std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_local_routes(
+    const std::string& name, std::span<const ipvs::Address> addresses) {
+  return add_many(name, Binding::kLocalRoute, addresses);
+}
+
+std::set<ipvs::Address> NetlinkAddressBackend::local_routes(const std::string& name) const {
+  auto known = known_routes_.find(name);
+  return known == known_routes_.end() ? std::set<ipvs::Address>{} : known->second;
+}
+
+std::expected<void, Error> NetlinkAddressBackend::promote(const std::string& name,
+                                                          const ipvs::Address& address) {
+  if (auto added = change_address(name, address, true); !added && added.error().code != EEXIST) return added;
+  // The address brought its own local route (the kernel's, beside kipvs's):
+  // deleting kipvs's leaves the IP local.
+  auto deleted = delete_route(name, address);
+  if (!deleted && deleted.error().code == ESRCH) {
+    known_routes_[name].erase(address);
+    return {};
+  }
+  return deleted;
+}
+
+std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_many(
+    const std::string& name, Binding kind, std::span<const ipvs::Address> addresses) {
   std::vector<std::expected<void, Error>> results(addresses.size());
   if (addresses.empty()) return results;
   const bool cached = link_indexes_.contains(name);
@@ -619,7 +661,7 @@ std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_addresses(
     for (auto& result : results) result = std::unexpected(index.error());
     return results;
   }
-  add_batch(name, *index, binding_, addresses, results);
+  add_batch(name, *index, kind, addresses, results);
   // The link was deleted and made again since its index was cached: the
   // failed ones once more with the index looked up again.
   const auto gone = [](const auto& result) { return !result.has_value() && result.error().code == ENODEV; };
@@ -639,7 +681,7 @@ std::vector<std::expected<void, Error>> NetlinkAddressBackend::add_addresses(
   }
   if (again.empty()) return results;
   std::vector<std::expected<void, Error>> retried(again.size());
-  add_batch(name, *index, binding_, again, retried);
+  add_batch(name, *index, kind, again, retried);
   for (std::size_t i = 0; i < again.size(); ++i) results[at[i]] = std::move(retried[i]);
   return results;
 }

@@ -62,6 +62,20 @@ class AddressBackend {
       const std::string& name, std::span<const ipvs::Address> addresses);
   // Removes the link (and with it its addresses). A missing link is ENODEV.
   [[nodiscard]] virtual std::expected<void, Error> delete_link(const std::string& name) = 0;
+
+  // For binding addresses many at a time: each IP made local with kipvs's
+  // local route first (its cost does not grow with the link's address
+  // count), and swapped for its address later by promote(). This one asks
+  // add_addresses.
+  [[nodiscard]] virtual std::vector<std::expected<void, Error>> add_local_routes(
+      const std::string& name, std::span<const ipvs::Address> addresses);
+  // The IPs of kipvs's local routes through the link, as last listed and
+  // changed since (list_addresses lists them).
+  [[nodiscard]] virtual std::set<ipvs::Address> local_routes(const std::string& name) const;
+  // Adds the address (EEXIST is fine) and then deletes kipvs's local route
+  // to it: the IP stays local throughout.
+  [[nodiscard]] virtual std::expected<void, Error> promote(const std::string& name,
+                                                           const ipvs::Address& address);
 };
 
 // rtnetlink through libnl-route-3 and raw requests; two sockets, opened in
@@ -90,6 +104,11 @@ class NetlinkAddressBackend final : public AddressBackend {
   // one round trip per few hundred addresses instead of one each.
   [[nodiscard]] std::vector<std::expected<void, Error>> add_addresses(
       const std::string& name, std::span<const ipvs::Address> addresses) override;
+  [[nodiscard]] std::vector<std::expected<void, Error>> add_local_routes(
+      const std::string& name, std::span<const ipvs::Address> addresses) override;
+  [[nodiscard]] std::set<ipvs::Address> local_routes(const std::string& name) const override;
+  [[nodiscard]] std::expected<void, Error> promote(const std::string& name,
+                                                   const ipvs::Address& address) override;
 
   // How long the socket waits for the kernel's answer.
   [[nodiscard]] std::chrono::milliseconds receive_timeout() const;
@@ -112,6 +131,10 @@ class NetlinkAddressBackend final : public AddressBackend {
   // into `results`.
   void add_batch(const std::string& name, int index, Binding kind, std::span<const ipvs::Address> addresses,
                  std::span<std::expected<void, Error>> results);
+  // add_batch of `kind`, once more with the index looked up again for those
+  // that found the link gone (deleted and made again since it was cached).
+  [[nodiscard]] std::vector<std::expected<void, Error>> add_many(const std::string& name, Binding kind,
+                                                                 std::span<const ipvs::Address> addresses);
 
   std::unique_ptr<Socket> socket_;
   Binding binding_;

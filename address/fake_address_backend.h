@@ -7,6 +7,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "address/address_backend.h"
 
@@ -24,8 +25,14 @@ class FakeAddressBackend final : public AddressBackend {
   [[nodiscard]] std::expected<void, Error> delete_address(const std::string& name,
                                                           const ipvs::Address& address) override;
   [[nodiscard]] std::expected<void, Error> delete_link(const std::string& name) override;
+  [[nodiscard]] std::vector<std::expected<void, Error>> add_local_routes(
+      const std::string& name, std::span<const ipvs::Address> addresses) override;
+  [[nodiscard]] std::set<ipvs::Address> local_routes(const std::string& name) const override;
+  [[nodiscard]] std::expected<void, Error> promote(const std::string& name,
+                                                   const ipvs::Address& address) override;
 
   [[nodiscard]] bool has_link(const std::string& name) const { return links_.contains(name); }
+  // The link's addresses alone (local_routes() are the routes).
   [[nodiscard]] std::set<ipvs::Address> addresses(const std::string& name) const;
   // Direct access for arranging a test (an address left by a previous run).
   void put(const std::string& name, const ipvs::Address& address) { links_[name].insert(address); }
@@ -34,11 +41,14 @@ class FakeAddressBackend final : public AddressBackend {
   std::size_t links_deleted = 0;
   std::size_t adds = 0;
   std::size_t deletes = 0;
+  std::size_t route_adds = 0;
+  std::size_t promotions = 0;
   int fail_writes = 0;                    // errno for every add/delete while non-zero
   std::set<std::thread::id> add_threads;  // which threads added addresses
 
  private:
   std::map<std::string, std::set<ipvs::Address>> links_;
+  std::map<std::string, std::set<ipvs::Address>> routes_;  // kipvs's local routes through each link
   // Binds run on worker threads while a test's checks read the links.
   mutable std::mutex mutex_;
 };

@@ -8,11 +8,13 @@
 namespace kipvs::agent {
 
 AddressBinder::AddressBinder(address::AddressBackend& backend, std::string interface_name,
-                             SyncObserver& observer, std::function<void(const std::string&)> log)
+                             SyncObserver& observer, std::function<void(const std::string&)> log,
+                             bool routes_first)
     : backend_(backend),
       interface_name_(std::move(interface_name)),
       observer_(observer),
-      log_(std::move(log)) {}
+      log_(std::move(log)),
+      routes_first_(routes_first) {}
 
 void AddressBinder::take(const std::set<ipvs::Address>& addresses) {
   for (const auto& address : addresses) {
@@ -43,10 +45,14 @@ bool AddressBinder::prepare_link() {
     return false;
   }
   link_ready_ = true;
-  if (auto listed = backend_.list_addresses(interface_name_); listed && *listed != observed_) {
+  auto listed = backend_.list_addresses(interface_name_);
+  if (listed && *listed != observed_) {
     observed_ = std::move(*listed);
     owned_exact_ = false;
   }
+  // kipvs's routes found on the link: a restart may find a swap unfinished
+  // (or a node bound with routes before).
+  if (listed && routes_first_) to_promote_ = backend_.local_routes(interface_name_);
   return true;
 }
 
@@ -75,7 +81,18 @@ void AddressBinder::bind(bool all, bool in_background, std::function<void()> bef
   }
   collect();  // the backend is the jobs' until then
   if (before && !wanted.empty()) before();
-  for (const auto& address : wanted) record_bind(address, backend_.add_address(interface_name_, address));
+  if (routes_first_ && wanted.size() >= kBackgroundBinds) {
+    const auto results = add_many(wanted);
+    for (std::size_t i = 0; i < results.size(); ++i) record_bind(wanted[i], results[i], true);
+    return;
+  }
+  for (const auto& address : wanted)
+    record_bind(address, backend_.add_address(interface_name_, address), false);
+}
+
+std::vector<std::expected<void, Error>> AddressBinder::add_many(std::span<const ipvs::Address> addresses) {
+  return routes_first_ ? backend_.add_local_routes(interface_name_, addresses)
+                       : backend_.add_addresses(interface_name_, addresses);
 }
 
 void AddressBinder::bind_in_background(const std::set<ipvs::Address>& among, std::function<void()> before) {
@@ -99,7 +116,7 @@ void AddressBinder::start_job(std::vector<ipvs::Address> wanted, std::function<v
                                std::vector<std::expected<void, Error>> results;
                                {
                                  const std::lock_guard turn(backend_turn_);
-                                 results = backend_.add_addresses(interface_name_, addresses);
+                                 results = add_many(addresses);
                                }
                                return results;
                              });
@@ -111,7 +128,8 @@ void AddressBinder::start_job(std::vector<ipvs::Address> wanted, std::function<v
     jobs_.pop_back();
     collect();
     if (before) before();
-    for (const auto& address : wanted) record_bind(address, backend_.add_address(interface_name_, address));
+    for (const auto& address : wanted)
+      record_bind(address, backend_.add_address(interface_name_, address), false);
   }
 }
 
@@ -121,17 +139,19 @@ void AddressBinder::collect() {
     const auto results = job.results.get();
     for (std::size_t i = 0; i < results.size(); ++i) {
       binding_.erase(job.addresses[i]);
-      record_bind(job.addresses[i], results[i]);
+      record_bind(job.addresses[i], results[i], routes_first_);
     }
     jobs_.pop_front();
   }
 }
 
-void AddressBinder::record_bind(const ipvs::Address& address, const std::expected<void, Error>& added) {
+void AddressBinder::record_bind(const ipvs::Address& address, const std::expected<void, Error>& added,
+                                bool as_route) {
   const bool ok = added || added.error().code == EEXIST;
   observer_.address_operation(true, ok);
   if (ok) {
     if (observed_.insert(address).second) owned_exact_ = false;
+    if (as_route && added) to_promote_.insert(address);
   } else {
     log_(added.error().message);
   }
@@ -169,6 +189,7 @@ void AddressBinder::unbind_stale(bool all, const ipvs::Table& observed, const No
     observer_.address_operation(false, ok);
     if (ok) {
       observed_.erase(address);
+      to_promote_.erase(address);
       owned_exact_ = false;
     } else {
       log_(deleted.error().message);
@@ -191,6 +212,29 @@ void AddressBinder::refresh_owned(bool all) {
       owned_.erase(address);
     }
   }
+}
+
+AddressBinder::Promoted AddressBinder::promote(std::size_t at_most) {
+  Promoted promoted_now;
+  if (to_promote_.empty() || !link_ready_) return promoted_now;
+  collect();  // the backend is the jobs' until then
+  for (auto it = to_promote_.begin(); it != to_promote_.end() && at_most > 0;) {
+    const ipvs::Address address = *it;
+    it = to_promote_.erase(it);
+    if (!desired_.contains(address) || binding_.contains(address)) continue;
+    --at_most;
+    auto promoted = backend_.promote(interface_name_, address);
+    observer_.address_operation(true, promoted.has_value());
+    // One that fails stays a route (still local); the next full sync's
+    // listing finds it again.
+    if (promoted) {
+      ++promoted_now.swapped;
+    } else {
+      ++promoted_now.failed;
+      log_(promoted.error().message);
+    }
+  }
+  return promoted_now;
 }
 
 bool AddressBinder::desired_changed() const {

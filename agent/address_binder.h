@@ -8,6 +8,12 @@
 // Owned by the sync thread. A first sync's many binds may run on a worker
 // thread (bind(all, true)); the address backend is lent to that thread alone
 // until collect().
+//
+// routes_first: many binds at once (a first sync's, a repair after the link
+// was deleted) make each IP local with a local route, whose cost does not
+// grow with the link's address count, and promote() swaps them for
+// addresses afterwards, a few at a time: the Services answer at once, and
+// the link ends up holding the addresses, as kube-proxy's does.
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -16,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,7 +37,7 @@ namespace kipvs::agent {
 class AddressBinder {
  public:
   AddressBinder(address::AddressBackend& backend, std::string interface_name, SyncObserver& observer,
-                std::function<void(const std::string&)> log);
+                std::function<void(const std::string&)> log, bool routes_first = false);
 
   // A Service takes or lets go of the addresses it binds.
   void take(const std::set<ipvs::Address>& addresses);
@@ -69,18 +76,31 @@ class AddressBinder {
   [[nodiscard]] bool desired_changed() const;
   void end_sync() { flips_.clear(); }
 
+  // routes_first: swaps up to `at_most` of the wanted IPs bound with kipvs's
+  // local route for addresses (a route no longer wanted is left to
+  // unbind_stale).
+  struct Promoted {
+    std::size_t swapped = 0;
+    std::size_t failed = 0;  // logged; still routes, found again by the next listing
+  };
+  Promoted promote(std::size_t at_most);
+  [[nodiscard]] std::size_t routes_to_promote() const { return to_promote_.size(); }
+
   [[nodiscard]] const std::set<ipvs::Address>& desired() const { return desired_; }
   // desired() with what the link holds: whose services are kipvs's.
   [[nodiscard]] const std::set<ipvs::Address>& owned() const { return owned_; }
 
  private:
-  void record_bind(const ipvs::Address& address, const std::expected<void, Error>& added);
+  void record_bind(const ipvs::Address& address, const std::expected<void, Error>& added, bool as_route);
   void start_job(std::vector<ipvs::Address> wanted, std::function<void()> before);
+  // Many binds at once: local routes when routes_first_.
+  [[nodiscard]] std::vector<std::expected<void, Error>> add_many(std::span<const ipvs::Address> addresses);
 
   address::AddressBackend& backend_;
   std::string interface_name_;
   SyncObserver& observer_;
   std::function<void(const std::string&)> log_;
+  bool routes_first_;
 
   std::map<ipvs::Address, std::size_t> refs_;
   // refs_'s keys, kept as it changes, and those that came or went since
@@ -92,6 +112,9 @@ class AddressBinder {
   std::map<ipvs::Address, bool> flips_;
   std::set<ipvs::Address> owned_;
   std::set<ipvs::Address> observed_;  // on the link
+  // Of observed_, those made local by kipvs's route, to be swapped for
+  // addresses (routes_first_ only).
+  std::set<ipvs::Address> to_promote_;
   // owned_ is desired_ with observed_, as neither changed since it was made.
   bool owned_exact_ = false;
   bool link_ready_ = false;

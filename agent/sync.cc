@@ -124,7 +124,9 @@ Sync::Sync(boost::asio::io_context& io, ipvs::Backend& backend, address::Address
       observer_(observer),
       options_(std::move(options)),
       started_wall_(options_.wall_clock()),
-      binder_(addresses, options_.interface_name, observer, [this](const std::string& line) { log(line); }),
+      binder_(
+          addresses, options_.interface_name, observer, [this](const std::string& line) { log(line); },
+          options_.routes_first),
       nft_(nft, options_.nft, observer, [this](const std::string& line) { log(line); }),
       sync_timer_(io),
       resync_timer_(io),
@@ -330,6 +332,45 @@ void Sync::schedule_early_write() {
     early_posted_ = false;
     early_write(0);
   });
+}
+
+void Sync::schedule_promotion() {
+  if (promotion_posted_ || stopped_ || binder_.routes_to_promote() == 0) return;
+  promotion_posted_ = true;
+  if (!promotion_started_) promotion_started_ = options_.clock();
+  boost::asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+    if (!alive.expired()) promote_piece();
+  });
+}
+
+void Sync::promote_piece() {
+  promotion_posted_ = false;
+  if (stopped_) return;
+  // A piece of about this long: each address costs the kernel a walk of the
+  // link's list (0.5 ms at 10,000 in the emulated guest), and a change
+  // waits for the piece in progress.
+  constexpr auto kPiece = milliseconds{20};
+  constexpr std::size_t kStep = 8;
+  constexpr std::size_t kMaxPiece = 64;  // on a fast machine, still a turn for others now and then
+  const auto began = options_.clock();
+  std::size_t left = binder_.routes_to_promote();
+  for (std::size_t steps = 0; left > 0 && binder_.link_ready() && steps < kMaxPiece / kStep; ++steps) {
+    const auto piece = binder_.promote(kStep);
+    promoted_.swapped += piece.swapped;
+    promoted_.failed += piece.failed;
+    left = binder_.routes_to_promote();
+    if (options_.clock() - began >= kPiece) break;
+  }
+  if (left > 0 && binder_.link_ready()) return schedule_promotion();
+  if (left > 0) return;  // the link is to be read again: the next sync goes on
+  const auto took = duration_cast<milliseconds>(options_.clock() - *promotion_started_);
+  log("bound " + std::to_string(promoted_.swapped) + " addresses to " + options_.interface_name +
+      " in place of their local routes, in " + std::to_string(took.count()) + " ms" +
+      (promoted_.failed == 0 ? std::string()
+                             : " (" + std::to_string(promoted_.failed) +
+                                   " could not be: still local routes, tried again at the next full sync)"));
+  promotion_started_.reset();
+  promoted_ = {};
 }
 
 void Sync::land_early_piece() {
@@ -1341,6 +1382,7 @@ void Sync::finish(SyncKind kind, ipvs::DrainClock::time_point started, const Pla
   report_pending();
   observer_.sync_finished(kind, elapsed, failed.empty() && !nft_.failed());
   arm_drain_check();
+  schedule_promotion();
 
   if (kind == SyncKind::kFull || plan.total != 0 || !failed.empty() || !recomputed.empty()) {
     std::ostringstream line;

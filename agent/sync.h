@@ -102,6 +102,12 @@ struct SyncOptions {
   // address each: the kernel walks the link's list per insert); with local
   // routes each round's whole-table recomputation costs more than it saves.
   bool cold_start_rounds = true;
+  // Many binds at once (a first sync's, a repair's) as local routes, swapped
+  // for addresses afterwards a piece at a time between other work
+  // (AddressBinder): the binding kube-proxy's users know, without a cold
+  // start waiting for the kernel's walk of the link's address list per
+  // address.
+  bool routes_first = false;
   // The nftables table's shape (clusterCIDR, masqueradeAll, masqueradeBit).
   nftables::NftConfig nft;
   // Take zone and node IPs from the Node object (when flags left them unset).
@@ -232,6 +238,10 @@ class Sync final : public k8s::ObjectSink {
   // sends the next piece; a piece that ends posts early_write again.
   void schedule_early_write();
   void early_write(std::uint64_t finished_piece);
+  // Swaps the binder's routes for addresses a piece at a time, each in a
+  // turn of its own; posted after a sync that left some.
+  void schedule_promotion();
+  void promote_piece();
   void land_early_piece();
   // The cold start's nftables table and address binds, in rounds while the
   // lists arrive: the rules of the virtual services computed so far, then
@@ -378,6 +388,10 @@ class Sync final : public k8s::ObjectSink {
   enum class ColdStart : std::uint8_t { kUnknown, kEarly, kNo };
   ColdStart cold_start_ = ColdStart::kUnknown;
   bool early_posted_ = false;
+  bool promotion_posted_ = false;
+  // Since the swap of routes for addresses began, and how many it swapped.
+  std::optional<ipvs::DrainClock::time_point> promotion_started_;
+  AddressBinder::Promoted promoted_;
   // Dirty Services whose slices have come (or whose slice list is done): the
   // next early write recomputes these, not every dirty one again.
   std::vector<k8s::ObjectKey> early_ready_;

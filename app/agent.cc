@@ -205,7 +205,11 @@ std::expected<AgentOptions, Error> agent_options(const Config& config,
   if (sync.drain_check_period.count() <= 0)
     return std::unexpected(Error{.message = "--drain-check-period must be greater than 0"});
   sync.interface_name = config.kipvs.interface_name;
-  sync.cold_start_rounds = config.kipvs.service_ip_binding == address::Binding::kAddress;
+  // Binding addresses, a first sync makes the IPs local with routes and
+  // swaps them for addresses afterwards: its binds are as cheap as with
+  // local routes, so neither binding needs the rounds.
+  sync.routes_first = config.kipvs.service_ip_binding == address::Binding::kAddress;
+  sync.cold_start_rounds = false;
   sync.nft = nft_config(config);
   auto owned_services = agent::OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
   if (!owned_services)

@@ -428,8 +428,8 @@ void add_kipvs_behaviour_settings(std::vector<Setting>& s) {
                }});
   s.push_back({"kipvs.serviceIPBinding", "service-ip-binding", Kind::kString, "address|localRoute",
                "How a Service IP is made local on the node: an address on the dummy interface (kube-proxy's "
-               "way, the default) or a local route through it (binding N addresses costs the kernel N^2, "
-               "N routes N log N).",
+               "way, the default; binding N addresses costs the kernel N^2, so many at once get local routes "
+               "first, swapped for addresses after) or a local route through it, kept.",
                [](Config& c, const Value& v) -> Applied {
                  const auto& text = std::get<std::string>(v);
                  if (text == "address" || text.empty()) {

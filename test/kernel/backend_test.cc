@@ -589,7 +589,10 @@ TEST_CASE(
   CHECK(run_ok("ip -4 route show table local dev kube-ipvs0 proto 107 | grep -c '^local 10.96'") == "600\n");
 }
 
-TEST_CASE("a virtual IP bound as a local route carries traffic, IPv4 and IPv6", "[kernel]") {
+TEST_CASE(
+    "a virtual IP bound as a local route carries traffic, and still does once swapped for its address, IPv4 "
+    "and IPv6",
+    "[kernel]") {
   using kipvs::test::PeerNamespace;
   auto backend = open_backend();
   auto links = kipvs::address::NetlinkAddressBackend::open(kipvs::address::Binding::kLocalRoute);
@@ -634,5 +637,24 @@ TEST_CASE("a virtual IP bound as a local route carries traffic, IPv4 and IPv6", 
     REQUIRE(destinations->size() == 1);
     CHECK(destinations->front().active_connections + destinations->front().inactive_connections == 1);
   }
+
+  // Swapped for addresses (what binding addresses does after a first sync):
+  // the address and its own local route come first, then kipvs's route goes.
+  for (const auto& vip : vips) CHECK((*links)->promote("kube-ipvs0", vip));
+  CHECK((*links)->local_routes("kube-ipvs0").empty());
+  CHECK(run_ok("ip route show table all proto 107").empty());
+  CHECK_THAT(run_ok("ip -o addr show dev kube-ipvs0"),
+             Catch::Contains("10.96.0.60/32") && Catch::Contains("fd00:96::60/128"));
+  CHECK_THAT(run_ok("ip route show table local dev kube-ipvs0"),
+             Catch::Contains("local 10.96.0.60 proto kernel"));
+  CHECK_THAT(run_ok("ip -6 route show table local dev kube-ipvs0"),
+             Catch::Contains("local fd00:96::60 proto kernel"));
+  run_ok("curl -sf -o /dev/null --max-time 10 http://10.96.0.60/");
+  run_ok("curl -sf -o /dev/null --max-time 10 -g 'http://[fd00:96::60]/'");
+  // Listed as bound still; a swap done already is no error.
+  const auto bound = (*links)->list_addresses("kube-ipvs0");
+  REQUIRE(bound.has_value());
+  CHECK(*bound == std::set<Address>(vips.begin(), vips.end()));
+  CHECK((*links)->promote("kube-ipvs0", vips.front()));
   run(server.exec() + "pkill -f 'http.server 8080'");
 }

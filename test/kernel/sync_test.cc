@@ -347,12 +347,17 @@ TEST_CASE(
     REQUIRE(running.kipvs->stop(SIGTERM) == 0);
   }
   {
-    // Restarted binding addresses: the route is read as bound, so nothing
-    // is bound again and the IP stays a route.
+    // Restarted binding addresses: the route is read as bound (nothing is
+    // bound again before the rules are checked), then swapped for the
+    // address.
     auto running = start("addresses", plain({{0}, {1}}));
+    REQUIRE(eventually([&] {
+      return running.kipvs->log().find("bound 1 addresses to kube-ipvs0 in place of their local routes") !=
+             std::string::npos;
+    }));
     INFO("kipvs log:\n" << running.kipvs->log());
-    CHECK_THAT(run_ok("ip route show table local dev kube-ipvs0 proto 107"), Catch::Contains(route));
-    CHECK_THAT(run_ok("ip -o addr show dev kube-ipvs0"), !Catch::Contains(kVip));
+    CHECK(run_ok("ip route show table local dev kube-ipvs0 proto 107").empty());
+    CHECK_THAT(run_ok("ip -o addr show dev kube-ipvs0"), Catch::Contains(std::string(kVip) + "/32"));
     CHECK(lab.request() != "");
     REQUIRE(running.kipvs->stop(SIGTERM) == 0);
   }
@@ -574,4 +579,37 @@ TEST_CASE(
   INFO("kipvs --cleanup:\n" << cleanup.output);
   CHECK(cleanup.status == 0);
   CHECK(crash_services().empty());
+}
+
+TEST_CASE(
+    "kipvs: binding addresses, a first sync of many Services makes their IPs local with routes and then "
+    "swaps them for addresses, no one else's route touched",
+    "[kernel]") {
+  Lab lab(2);
+  run_ok("ip link add kube-ipvs0 type dummy && ip link set kube-ipvs0 up");
+  run_ok("ip route add local 10.98.0.1/32 dev kube-ipvs0 table local proto static");
+  // web (kVip) and 300 more: a first sync binds many at once.
+  auto running = kipvs::test::start_kipvs(scratch() / "swap", "web.yaml",
+                                          manifest(plain({{0}, {1}})) + many_services(0, 300));
+  CHECK(lab.request() != "");
+  REQUIRE(eventually([&] {
+    return running.kipvs->log().find("bound 301 addresses to kube-ipvs0 in place of their local routes") !=
+           std::string::npos;
+  }));
+  INFO("kipvs log:\n" << running.kipvs->log());
+  CHECK(run_ok("ip route show table local dev kube-ipvs0 proto 107").empty());
+  CHECK(run_ok("ip -4 -o addr show dev kube-ipvs0 | grep -c ' inet 10\\.97\\.'") == "300\n");
+  CHECK_THAT(run_ok("ip -o addr show dev kube-ipvs0"), Catch::Contains(std::string(kVip) + "/32"));
+  CHECK_THAT(run_ok("ip route show table local dev kube-ipvs0 proto static"),
+             Catch::Contains("local 10.98.0.1"));
+  std::multiset<std::string> answers;
+  for (int i = 0; i < 4; ++i) answers.insert(lab.request());
+  CHECK(answers.count("b0") == 2);
+  CHECK(answers.count("b1") == 2);
+  // A restart finds nothing to swap.
+  REQUIRE(running.kipvs->stop(SIGTERM) == 0);
+  Kipvs again(running.dir, scratch() / "swap-2.log");
+  REQUIRE(eventually([&] { return again.log().find("sync full") != std::string::npos; }));
+  CHECK(again.log().find("in place of their local routes") == std::string::npos);
+  CHECK(again.stop(SIGTERM) == 0);
 }

@@ -966,6 +966,100 @@ TEST_CASE("a first sync binds many addresses on a worker thread, and a failed bi
   CHECK(node.links.add_threads == std::set<std::thread::id>{std::this_thread::get_id()});
 }
 
+TEST_CASE(
+    "binding addresses routes first: a first sync makes its many IPs local with routes, and they are "
+    "swapped for addresses after it, a piece at a time",
+    "[sync]") {
+  Node node;
+  SyncOptions options;
+  options.routes_first = true;
+  Agent agent(node, options);
+  populate(agent, 200);
+  agent.source->synced();
+  agent.io.restart();
+  while (!agent.sync->initial_sync_done()) REQUIRE(agent.io.poll_one() == 1);
+  // The first sync ends with every IP local, by a route made on the worker.
+  CHECK(node.kernel.service_count() == 200);
+  CHECK(node.links.local_routes("kube-ipvs0").size() == 200);
+  CHECK(node.links.addresses("kube-ipvs0").empty());
+  CHECK_FALSE(node.links.add_threads.contains(std::this_thread::get_id()));
+
+  // The swap: a piece per turn of the loop, so a change gets in between.
+  while (node.links.promotions == 0) REQUIRE(agent.io.poll_one() == 1);
+  CHECK(node.links.promotions <= 64);
+  CHECK(node.links.addresses("kube-ipvs0").size() == node.links.promotions);
+  CHECK(node.links.local_routes("kube-ipvs0").size() == 200 - node.links.promotions);
+  agent.add(service(name(200), cluster_ip(200)));
+  REQUIRE(agent.sync->sync_dirty());
+  CHECK(node.links.promotions < 200);
+  agent.pump();
+  CHECK(node.links.promotions == 200);
+  CHECK(node.links.local_routes("kube-ipvs0").empty());
+  CHECK(node.links.addresses("kube-ipvs0").size() == 201);  // the new one bound as an address at once
+  CHECK(std::ranges::count(agent.logs, std::string("bound 200 addresses to kube-ipvs0 in place of their "
+                                                   "local routes, in 0 ms")) == 1);
+  CHECK(agent.observer.address_failures == 0);
+
+  // Nothing is left to swap: a resync lists the link and writes nothing.
+  const auto adds = node.links.adds;
+  REQUIRE(agent.sync->sync_full());
+  agent.pump();
+  CHECK(node.links.promotions == 200);
+  CHECK(node.links.adds == adds);
+  CHECK(node.links.route_adds == 200);
+}
+
+TEST_CASE(
+    "binding addresses routes first: a restart finishes a swap left half done, and a route no longer "
+    "wanted is deleted, not swapped",
+    "[sync]") {
+  Node node;
+  REQUIRE(node.links.ensure_link("kube-ipvs0"));
+  // A previous run bound 0..99 with routes and swapped 0..49; svc-99 has gone since.
+  std::vector<ipvs::Address> routes;
+  for (int i = 0; i < 100; ++i) routes.push_back(ip(cluster_ip(i)));
+  for (const auto& added : node.links.add_local_routes("kube-ipvs0", routes)) REQUIRE(added);
+  for (int i = 0; i < 50; ++i) REQUIRE(node.links.promote("kube-ipvs0", ip(cluster_ip(i))));
+  SyncOptions options;
+  options.routes_first = true;
+  Agent agent(node, options);
+  populate(agent, 99);
+  agent.start();
+  CHECK(node.links.local_routes("kube-ipvs0").empty());
+  std::set<ipvs::Address> wanted(routes.begin(), routes.end() - 1);
+  CHECK(node.links.addresses("kube-ipvs0") == wanted);
+  CHECK(node.links.promotions == 50 + 49);
+  CHECK(node.links.route_adds == 100);  // none made again
+}
+
+TEST_CASE("binding addresses routes first: a swap that fails leaves the route, and a full sync tries again",
+          "[sync]") {
+  Node node;
+  SyncOptions options;
+  options.routes_first = true;
+  Agent agent(node, options);
+  populate(agent, 100);
+  agent.source->synced();
+  agent.io.restart();
+  while (!agent.sync->initial_sync_done()) REQUIRE(agent.io.poll_one() == 1);
+  REQUIRE(node.links.local_routes("kube-ipvs0").size() == 100);
+  node.links.fail_writes = EPERM;
+  agent.pump();
+  // Still local, by its route; each failure logged and counted.
+  CHECK(node.links.local_routes("kube-ipvs0").size() == 100);
+  CHECK(agent.observer.address_failures == 100);
+  CHECK(std::ranges::count(agent.logs, std::string("promote (injected failure)")) == 100);
+  CHECK(std::ranges::count(agent.logs, std::string("bound 0 addresses to kube-ipvs0 in place of their local "
+                                                   "routes, in 0 ms (100 could not be: still local routes, "
+                                                   "tried again at the next full sync)")) == 1);
+
+  node.links.fail_writes = 0;
+  REQUIRE(agent.sync->sync_full());
+  agent.pump();
+  CHECK(node.links.local_routes("kube-ipvs0").empty());
+  CHECK(node.links.addresses("kube-ipvs0").size() == 100);
+}
+
 TEST_CASE("a missing dummy interface is created", "[sync]") {
   Node node;
   Agent agent(node);

@@ -153,7 +153,8 @@ TEST_CASE("agent options from the configuration", "[agent]") {
   CHECK(options->sync.min_sync_period == 100ms);
   CHECK(options->sync.sync_period == 10s);
   CHECK(options->protobuf_lists);
-  CHECK(options->sync.cold_start_rounds);          // Service IPs bound as addresses
+  CHECK(options->sync.routes_first);  // Service IPs bound as addresses, routes first
+  CHECK_FALSE(options->sync.cold_start_rounds);
   CHECK_FALSE(options->rate_estimation_disabled);  // the node's run_estimation is left alone
   CHECK(
       agent_options(
@@ -162,7 +163,7 @@ TEST_CASE("agent options from the configuration", "[agent]") {
   CHECK_FALSE(
       agent_options(
           parse_command_line(Args{"--manifests", "/m", "--service-ip-binding", "localRoute"}).value(), no_env)
-          ->sync.cold_start_rounds);
+          ->sync.routes_first);
   CHECK_FALSE(agent_options(
                   parse_command_line(Args{"--manifests", "/m", "--kube-api-content-type", "application/json"})
                       .value(),
