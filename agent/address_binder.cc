@@ -95,16 +95,6 @@ std::vector<std::expected<void, Error>> AddressBinder::add_many(std::span<const 
                        : backend_.add_addresses(interface_name_, addresses);
 }
 
-void AddressBinder::bind_in_background(const std::set<ipvs::Address>& among, std::function<void()> before) {
-  if (!prepare_link()) return;
-  std::vector<ipvs::Address> wanted;
-  for (const auto& address : among) {
-    if (!observed_.contains(address) && desired_.contains(address) && !binding_.contains(address))
-      wanted.push_back(address);
-  }
-  if (!wanted.empty()) start_job(std::move(wanted), std::move(before));
-}
-
 void AddressBinder::start_job(std::vector<ipvs::Address> wanted, std::function<void()> before) {
   auto& job = jobs_.emplace_back(BindJob{.addresses = std::move(wanted), .results = {}});
   try {

@@ -59,11 +59,6 @@ class AddressBinder {
   // thread while this one goes on; collect() waits for them.
   // before: run on the worker first (to wait for the nftables table).
   void bind(bool all, bool in_background = false, std::function<void()> before = {});
-  // Binds on a worker thread the wanted addresses among `among` that the
-  // link lacks: a cold start's, for addresses whose nftables rules are
-  // written. Jobs run one after another.
-  // `before` runs on the worker first (to wait for the nftables table).
-  void bind_in_background(const std::set<ipvs::Address>& among, std::function<void()> before);
   // Waits for every job and records what they bound.
   void collect();
   // Deletes addresses kipvs no longer wants, except one still used by a

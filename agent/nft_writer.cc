@@ -23,8 +23,7 @@ bool NftWriter::same_origins(
 }
 
 bool NftWriter::write(std::map<ipvs::ServiceKey, ServiceOrigin> origins,
-                      const std::set<ipvs::Address>& addresses, bool in_background,
-                      std::function<void()> then) {
+                      const std::set<ipvs::Address>& addresses, bool in_background) {
   if (backend_ == nullptr) return true;
   bool ok = collect();  // the worker reads origins_ and written_
   origins_ = std::move(origins);
@@ -36,12 +35,11 @@ bool NftWriter::write(std::map<ipvs::ServiceKey, ServiceOrigin> origins,
     // collect().
     auto& job = job_.emplace();
     try {
-      job.done = std::async(std::launch::async, [this, &job, addresses, then]() -> std::optional<Written> {
+      job.done = std::async(std::launch::async, [this, &job, addresses]() -> std::optional<Written> {
         job.desired = nft_state(origins_, addresses, config_);
         job.update = nftables::nft_diff(written_, job.desired);
         std::optional<Written> done;
         if (!job.update.empty()) done = backend_->apply(job.update);
-        if (then) then();
         return done;
       });
       return ok;
@@ -63,10 +61,6 @@ bool NftWriter::write(std::map<ipvs::ServiceKey, ServiceOrigin> origins,
 std::function<void()> NftWriter::waiter() const {
   if (!job_) return {};
   return [done = job_->done] { done.wait(); };
-}
-
-bool NftWriter::ready() const {
-  return !job_ || job_->done.wait_for(std::chrono::seconds{0}) == std::future_status::ready;
 }
 
 bool NftWriter::collect() {

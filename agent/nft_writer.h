@@ -44,12 +44,9 @@ class NftWriter {
   // next write; IPVS goes on regardless). in_background: a whole table for
   // many services (a first sync's, where libnftables's parse takes seconds)
   // is written on a worker thread; collect() waits for it.
-  // `then`, when given, runs on the worker thread as a background write ends.
   bool write(std::map<ipvs::ServiceKey, ServiceOrigin> origins, const std::set<ipvs::Address>& addresses,
-             bool in_background = false, std::function<void()> then = {});
+             bool in_background = false);
   bool collect();
-  // No background write is in flight, or it has ended (collect() will not wait).
-  [[nodiscard]] bool ready() const;
   // Waits, on any thread, for the background write in flight now (if any)
   // to end; collect() is still needed to take its result.
   [[nodiscard]] std::function<void()> waiter() const;

@@ -381,48 +381,8 @@ void Sync::land_early_piece() {
   (void)apply(plan, binder_.owned(), /*reread=*/true, &results);
 }
 
-std::function<void()> Sync::post_table_written(std::uint64_t round) {
-  return [this, round, alive = std::weak_ptr<int>(alive_)] {
-    boost::asio::post(io_, [this, round, alive] {
-      if (!alive.expired()) early_table_and_binds(round);
-    });
-  };
-}
-
-void Sync::early_table_and_binds(std::optional<std::uint64_t> table_written) {
-  // A round covers at least this many more addresses than the last, and
-  // half as many again: each computes the whole table anew (on a worker)
-  // and copies the origins here.
-  constexpr std::size_t kMinRound = 512;
-  if (initial_sync_done_ || stopped_ || cold_start_ != ColdStart::kEarly || !early_rounds_ ||
-      !options_.cold_start_rounds)
-    return;
-  // The last round's table: its end posts this with its number, from the
-  // worker just before the job returns, so that post waits out the rest.
-  const bool its_end = table_written == early_rounds_started_;
-  if (!its_end && !nft_.ready()) return;
-  if (!nft_.collect()) {
-    early_rounds_ = false;  // logged; the first sync writes the table and binds the rest
-    return;
-  }
-  const std::size_t covered = early_table_addresses_.size();
-  if (binder_.desired().size() < std::max(covered + kMinRound, covered * 3 / 2)) return;
-  early_table_addresses_ = binder_.desired();
-  log("cold start round: the nftables table for " + std::to_string(claims_.size()) +
-      " virtual services, then their addresses (" + std::to_string(early_table_addresses_.size()) + ")");
-  const std::uint64_t round = ++early_rounds_started_;
-  if (!nft_.write(origins(), early_table_addresses_, /*in_background=*/true, post_table_written(round))) {
-    early_rounds_ = false;
-    return;
-  }
-  // The binds queue behind the last round's, and wait on their worker for
-  // this round's table: the next table is written while they run.
-  binder_.bind_in_background(early_table_addresses_, nft_.waiter());
-}
-
 void Sync::early_write(std::uint64_t finished_piece) {
   if (initial_sync_done_ || stopped_ || cold_start_ != ColdStart::kEarly) return;
-  early_table_and_binds();
   if (early_piece_) {
     const bool done = early_piece_->number == finished_piece ||
                       early_piece_->results.wait_for(std::chrono::seconds{0}) == std::future_status::ready;
@@ -965,7 +925,6 @@ bool Sync::sync_full() {
   if (cold_start_ == ColdStart::kEarly && !initial_sync_done_) {
     cold_start_ = ColdStart::kNo;
     if (early_piece_) land_early_piece();
-    early_rounds_ = false;  // what is in flight is collected below
     phases_.lap("ipvs");
     log("cold start: " + std::to_string(early_counts_.total) + " IPVS operations written during the lists (" +
         std::to_string(early_pieces_) + " pieces); the first sync writes the rest");

@@ -18,10 +18,9 @@
 //    as it comes, a piece at a time on a worker thread while the loop
 //    receives the next pages (early_write). Adds and edits only: deletes
 //    and drains wait for the first sync, which then takes `observed` as it
-//    stands (kipvs wrote all of it) and writes what is left. The nftables
-//    table and the dummy interface's addresses follow in rounds
-//    (early_table_and_binds): the table for what is computed so far, then
-//    those addresses, so no address is reachable before its rules.
+//    stands (kipvs wrote all of it) and writes what is left, with the
+//    nftables table and then the addresses, so no address is reachable
+//    before its rules.
 //  - The periodic resync (every sync_period) reads the kernel a few services
 //    at a time, and compares and repairs each service as it is read, the
 //    loop running between pieces; at the end, desired services the kernel
@@ -97,11 +96,6 @@ struct SyncOptions {
   std::chrono::milliseconds retry_min{1'000};
   std::chrono::milliseconds retry_max{30'000};
   std::string interface_name = "kube-ipvs0";
-  // A cold start writes the nftables table and binds the addresses in
-  // rounds while the lists arrive. Worth it when binding is costly (an
-  // address each: the kernel walks the link's list per insert); with local
-  // routes each round's whole-table recomputation costs more than it saves.
-  bool cold_start_rounds = true;
   // Many binds at once (a first sync's, a repair's) as local routes, swapped
   // for addresses afterwards a piece at a time between other work
   // (AddressBinder): the binding kube-proxy's users know, without a cold
@@ -243,16 +237,6 @@ class Sync final : public k8s::ObjectSink {
   void schedule_promotion();
   void promote_piece();
   void land_early_piece();
-  // The cold start's nftables table and address binds, in rounds while the
-  // lists arrive: the rules of the virtual services computed so far, then
-  // their addresses, so no address is reachable before its rules. Called
-  // by early_write after each page and piece, and posted by a round's table
-  // job as it ends.
-  // table_written: a round's number, when its table's job posted this.
-  void early_table_and_binds(std::optional<std::uint64_t> table_written = std::nullopt);
-  // For round `round`'s table job to post early_table_and_binds from its
-  // worker thread, if this Sync still exists.
-  [[nodiscard]] std::function<void()> post_table_written(std::uint64_t round);
   // The successes applied() counted, to the observer, once per kind.
   void report_applied();
   using Dump = std::expected<std::vector<ipvs::ServiceWithDestinations>, Error>;
@@ -405,9 +389,6 @@ class Sync final : public k8s::ObjectSink {
   };
   std::optional<EarlyPiece> early_piece_;
   std::uint64_t early_pieces_ = 0;
-  bool early_rounds_ = true;  // until the first sync, or a failed table
-  std::uint64_t early_rounds_started_ = 0;
-  std::set<ipvs::Address> early_table_addresses_;  // the addresses the table written early covers
   // A finished piece tells the loop through a post; the post checks this,
   // since the Sync may be gone by then.
   std::shared_ptr<int> alive_ = std::make_shared<int>(0);

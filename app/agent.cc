@@ -206,10 +206,9 @@ std::expected<AgentOptions, Error> agent_options(const Config& config,
     return std::unexpected(Error{.message = "--drain-check-period must be greater than 0"});
   sync.interface_name = config.kipvs.interface_name;
   // Binding addresses, a first sync makes the IPs local with routes and
-  // swaps them for addresses afterwards: its binds are as cheap as with
-  // local routes, so neither binding needs the rounds.
+  // swaps them for addresses afterwards (the kernel's cost of N addresses
+  // is N^2).
   sync.routes_first = config.kipvs.service_ip_binding == address::Binding::kAddress;
-  sync.cold_start_rounds = false;
   sync.nft = nft_config(config);
   auto owned_services = agent::OwnedServicesFile::for_this_namespace(config.kipvs.state_dir);
   if (!owned_services)

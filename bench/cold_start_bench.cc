@@ -96,7 +96,6 @@ int main(int argc, char** argv) {
     agent::SyncOptions options;
     options.facts.node_name = "kipvs-node";
     options.facts.node_ips = {*ipvs::Address::parse("10.0.2.15")};
-    options.cold_start_rounds = false;  // as with local routes
     options.log = [](std::string_view line) {
       if (line.starts_with("sync ") || line.starts_with("cold start"))
         std::fprintf(stderr, "  %.*s\n", int(line.size()), line.data());

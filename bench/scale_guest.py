@@ -608,7 +608,7 @@ def main():
             f"max {res['cold_start_livez_max_seconds']} s")
         log(f"cold start {res['cold_start_seconds']} s: {line.strip()[-160:]}")
         # When the lists ended and the early rounds ran, against the start.
-        res["cold_start_timeline"] = agent.timeline(t0, [r"listed \d+ objects", r"cold start round"])
+        res["cold_start_timeline"] = agent.timeline(t0, [r"listed \d+ objects"])
         for entry in res["cold_start_timeline"]:
             log(f"  {entry}")
         rules = os.path.join(work, "rules")
@@ -648,6 +648,11 @@ def main():
             res["idle_nft_transactions"] = sum(nft_transactions(after).values()) - sum(nft0.values())
         res["vm_hwm_kib"] = agent.status("VmHWM")
         res["vm_rss_kib"] = agent.status("VmRSS")
+        if args.agent == "kipvs":
+            # Binding addresses: when the first sync's local routes had all
+            # been swapped for addresses (after the cold start, during the
+            # changes).
+            res["address_swap"] = agent.timeline(t0, [r"in place of their local routes"])
 
         scrapes = []
         prober = LivezProber()

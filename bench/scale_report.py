@@ -152,6 +152,8 @@ def table(args):
         lines.append("kipvs slowest changes: " + ", ".join(
             f"{c['latency_ms']} ms (PATCH {c['patch_ms']} ms, {c['kind']}, "
             f"{time.strftime('%H:%M:%S', time.gmtime(c['at']))})" for c in slowest))
+    for entry in k.get("address_swap", []):
+        lines.append(f"kipvs address swap: {entry}")
     lines.append(f"kipvs restart sync: {k.get('restart_line', '')}")
     # kube-proxy cut short: its time and its memory so far are lower bounds,
     # so kipvs's ratios to them are upper bounds.

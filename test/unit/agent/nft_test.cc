@@ -11,6 +11,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -292,6 +293,21 @@ class OrderingLinks final : public address::AddressBackend {
   std::expected<void, Error> delete_link(const std::string& name) override {
     return links_.delete_link(name);
   }
+  std::vector<std::expected<void, Error>> add_local_routes(
+      const std::string& name, std::span<const ipvs::Address> addresses) override {
+    for (const auto& address : addresses) {
+      if (!nft_.holds(nftables::nft_set_name(nftables::nft_set::kVipAddresses, address.family),
+                      nftables::nft_element(address)))
+        ++binds_before_table;
+    }
+    return links_.add_local_routes(name, addresses);
+  }
+  std::set<ipvs::Address> local_routes(const std::string& name) const override {
+    return links_.local_routes(name);
+  }
+  std::expected<void, Error> promote(const std::string& name, const ipvs::Address& address) override {
+    return links_.promote(name, address);
+  }
 
   std::atomic<std::size_t> binds_before_table = 0;
 
@@ -320,10 +336,10 @@ struct Rig {
   std::vector<std::string> logs;
   std::unique_ptr<Sync> sync;
 
-  explicit Rig(bool cold_start_rounds = true) {
+  explicit Rig(bool routes_first = false) {
     SyncOptions options;
     options.facts = facts();
-    options.cold_start_rounds = cold_start_rounds;
+    options.routes_first = routes_first;
     Config config;
     config.cluster_cidrs = {*Cidr::parse("10.244.0.0/16")};
     options.nft = nft_config(config);
@@ -356,59 +372,11 @@ struct Rig {
   }
 };
 
-TEST_CASE("sync: a cold start binds its addresses in rounds as the lists arrive, each after its table",
+TEST_CASE("sync: a cold start's first sync writes the table, then binds every address (routes first or not)",
           "[nft][sync]") {
-  Rig rig;
-  int added = 0;
-  const auto add_services = [&](int count) {
-    for (int end = added + count; added < end; ++added) {
-      const auto name = "svc-" + std::to_string(added);
-      rig.add(test::make_service(
-          name, "10.96." + std::to_string(added / 250) + "." + std::to_string(added % 250 + 1)));
-      rig.add(slice(name, {"10.244.0.5"}));
-    }
-  };
-  // Without the first sync: the rounds run while "the lists" go on.
-  const auto run_until_bound = [&](std::size_t count) {
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
-    while (rig.links.addresses("kube-ipvs0").size() < count && std::chrono::steady_clock::now() < deadline) {
-      rig.io.restart();
-      rig.io.run_for(std::chrono::milliseconds{5});
-    }
-    return rig.links.addresses("kube-ipvs0").size();
-  };
-  add_services(600);  // a round needs 512 new addresses
-  CHECK(run_until_bound(600) == 600);
-  CHECK(rig.nft.full_writes == 1);
-  add_services(600);  // and half as many again as the last round covered
-  CHECK(run_until_bound(1200) == 1200);
-  CHECK(rig.nft.transactions == 2);  // the new elements only
-  CHECK(rig.nft.full_writes == 1);
-  add_services(100);  // too few for a round: the first sync binds them
-  rig.io.restart();
-  rig.io.run_for(std::chrono::milliseconds{50});
-  CHECK(rig.links.addresses("kube-ipvs0").size() == 1200);
-  CHECK_FALSE(rig.sync->initial_sync_done());
-  CHECK(rig.ordered_links.binds_before_table == 0);
-  // Bound and written on worker threads: the loop went on meanwhile.
-  CHECK(rig.links.add_threads.count(std::this_thread::get_id()) == 0);
-  CHECK(rig.nft.apply_threads.count(std::this_thread::get_id()) == 0);
-
-  rig.start();
-  CHECK(rig.links.addresses("kube-ipvs0").size() == 1300);
-  CHECK(rig.ordered_links.binds_before_table == 0);
-  CHECK(rig.links.adds == 1300);  // none bound twice
-  CHECK(rig.nft.table() == rig.sync->desired_nft());
-  CHECK(rig.ordering.first_write_saw_table != false);
-  auto dump = rig.kernel.list_all();
-  REQUIRE(dump);
-  CHECK(ipvs::table_from(*dump) == rig.sync->desired());
-  CHECK(rig.observer.nft_failed == 0);
-}
-
-TEST_CASE("sync: without cold start rounds the first sync writes the table, then binds every address",
-          "[nft][sync]") {
-  Rig rig(/*cold_start_rounds=*/false);
+  const bool routes_first = GENERATE(false, true);
+  CAPTURE(routes_first);
+  Rig rig(routes_first);
   for (int i = 0; i < 1300; ++i) {
     const auto name = "svc-" + std::to_string(i);
     rig.add(test::make_service(name, "10.96." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1)));
@@ -419,12 +387,16 @@ TEST_CASE("sync: without cold start rounds the first sync writes the table, then
   rig.io.run_for(std::chrono::milliseconds{50});
   CHECK_FALSE(rig.sync->initial_sync_done());
   CHECK(rig.links.addresses("kube-ipvs0").empty());
+  CHECK(rig.links.local_routes("kube-ipvs0").empty());
   CHECK(rig.nft.transactions == 0);
   CHECK(rig.kernel.service_count() > 0);  // the virtual services still go in as the lists arrive
 
-  rig.start();
+  rig.start();  // and the swap, when routes first: start() runs the loop until it is idle
   CHECK(rig.links.addresses("kube-ipvs0").size() == 1300);
-  CHECK(rig.links.adds == 1300);
+  CHECK(rig.links.local_routes("kube-ipvs0").empty());
+  CHECK(rig.links.adds == (routes_first ? 0 : 1300));
+  CHECK(rig.links.route_adds == (routes_first ? 1300 : 0));
+  CHECK(rig.links.promotions == (routes_first ? 1300 : 0));
   CHECK(rig.ordered_links.binds_before_table == 0);
   CHECK(rig.nft.full_writes == 1);
   CHECK(rig.nft.transactions == 1);

@@ -153,8 +153,7 @@ TEST_CASE("agent options from the configuration", "[agent]") {
   CHECK(options->sync.min_sync_period == 100ms);
   CHECK(options->sync.sync_period == 10s);
   CHECK(options->protobuf_lists);
-  CHECK(options->sync.routes_first);  // Service IPs bound as addresses, routes first
-  CHECK_FALSE(options->sync.cold_start_rounds);
+  CHECK(options->sync.routes_first);               // Service IPs bound as addresses, routes first
   CHECK_FALSE(options->rate_estimation_disabled);  // the node's run_estimation is left alone
   CHECK(
       agent_options(
