@@ -377,8 +377,8 @@ void Sync::land_early_piece() {
   auto results = early_piece_->results.get();
   const ipvs::Plan plan = std::move(early_piece_->plan);
   early_piece_.reset();
-  // A failure is written again by the first sync, which diffs every key.
-  (void)apply(plan, binder_.owned(), /*reread=*/true, &results);
+  // A failure is written again by the first sync.
+  early_failed_.merge(apply(plan, binder_.owned(), /*reread=*/true, &results));
 }
 
 void Sync::early_write(std::uint64_t finished_piece) {
@@ -929,7 +929,7 @@ bool Sync::sync_full() {
     log("cold start: " + std::to_string(early_counts_.total) + " IPVS operations written during the lists (" +
         std::to_string(early_pieces_) + " pieces); the first sync writes the rest");
     // observed_ is what kipvs wrote into an empty table: nothing to read.
-    return sync_full_adopted({}, started, /*reread_link=*/false);
+    return sync_full_adopted({}, started, /*reread_link=*/false, /*after_early_writes=*/true);
   }
   return sync_full_from(backend_.list_all(), started);
 }
@@ -1086,7 +1086,7 @@ bool Sync::sync_full_from(Dump dump, ipvs::DrainClock::time_point started) {
 }
 
 bool Sync::sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::DrainClock::time_point started,
-                             bool reread_link) {
+                             bool reread_link, bool after_early_writes) {
   nft_.check_present();
   phases_.lap("nftables");
   if (reread_link) binder_.forget_link();  // someone may have removed an address
@@ -1095,7 +1095,19 @@ bool Sync::sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::Dra
   std::set<k8s::ObjectKey> recomputed = recompute_all_dirty(affected);
   recomputed.merge(early_recomputed_);  // the cold start's: their latencies end here
   early_recomputed_.clear();
-  early_keys_.clear();  // every wanted key is diffed below
+  // After a cold start's writes, observed_ is what they wrote: only what
+  // they have not written as wanted needs comparing (at 10,000 Services the
+  // comparison of every key costs a second in an emulated guest): what is
+  // absent, what changed since (recomputed now, or recomputed and not yet
+  // written), and what failed. The first periodic resync reads the kernel.
+  std::optional<std::set<ipvs::ServiceKey>> to_compare;
+  if (after_early_writes) {
+    to_compare = affected;
+    to_compare->merge(early_keys_);
+    to_compare->merge(early_failed_);
+  }
+  early_keys_.clear();
+  early_failed_.clear();
   early_ready_ = {};
   phases_.lap("state");
 
@@ -1117,7 +1129,8 @@ bool Sync::sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::Dra
   phases_.lap("addresses");
 
   std::size_t desired = 0;
-  const auto keys = full_sync_keys(/*every_wanted=*/true, desired);
+  const auto keys =
+      full_sync_keys(/*every_wanted=*/!to_compare, desired, to_compare ? &*to_compare : nullptr);
   PlanCounts counts = std::exchange(early_counts_, {});  // a cold start's writes are this sync's too
   const auto failed = write_in_pieces(keys, connections, counts);
   trim_record();
@@ -1181,7 +1194,8 @@ std::set<k8s::ObjectKey> Sync::recompute_all_dirty(std::set<ipvs::ServiceKey>& a
   return recomputed;
 }
 
-Sync::FullSyncKeys Sync::full_sync_keys(bool every_wanted, std::size_t& desired) {
+Sync::FullSyncKeys Sync::full_sync_keys(bool every_wanted, std::size_t& desired,
+                                        const std::set<ipvs::ServiceKey>* also) {
   std::erase_if(wanted_unbound_, [this](const auto& key) {
     return desired_entry(key) == nullptr && !observed_.contains(key);
   });
@@ -1197,7 +1211,8 @@ Sync::FullSyncKeys Sync::full_sync_keys(bool every_wanted, std::size_t& desired)
     // A claim names Services whose part has the key (recompute keeps it so).
     const bool wanted = claimed && !claim->second.empty();
     desired += wanted ? 1 : 0;
-    if (wanted && (every_wanted || !present)) keys.wanted.push_back(key);
+    if (wanted && (every_wanted || !present || (also != nullptr && also->contains(key))))
+      keys.wanted.push_back(key);
     if (!wanted && present && owned(key, binder_.owned())) keys.unwanted.push_back(key);
     if (claimed) ++claim;
     if (present) ++seen;

@@ -245,8 +245,10 @@ class Sync final : public k8s::ObjectSink {
   // The same with observed_ already what the kernel has.
   // reread_link: read the dummy interface's addresses again first (not
   // after a cold start, whose binds read it moments ago).
+  // after_early_writes: a cold start's first sync, observed_ being what it
+  // wrote.
   bool sync_full_adopted(const ipvs::ConnectionTable& connections, ipvs::DrainClock::time_point started,
-                         bool reread_link = true);
+                         bool reread_link = true, bool after_early_writes = false);
   // Its steps, in order.
   bool dump_failed(const Error& error, ipvs::DrainClock::time_point started);
   // observed_ from the dump; the dump's connection counts (for the drains).
@@ -263,9 +265,10 @@ class Sync final : public k8s::ObjectSink {
   };
   // The desired services to write (every one for a sync that compares them
   // all here; a resync's pieces compared what the kernel has, and it wants
-  // only those the kernel lacks) and kipvs's unwanted ones; desired counts
-  // the desired services.
-  FullSyncKeys full_sync_keys(bool every_wanted, std::size_t& desired);
+  // only those the kernel lacks, and those in `also`) and kipvs's unwanted
+  // ones; desired counts the desired services.
+  FullSyncKeys full_sync_keys(bool every_wanted, std::size_t& desired,
+                              const std::set<ipvs::ServiceKey>* also = nullptr);
   // At most how many operations bring one virtual service (or these, counted
   // until the total passes `enough`) to its desired state.
   [[nodiscard]] std::size_t most_operations(const ipvs::ServiceKey& key) const;
@@ -388,6 +391,9 @@ class Sync final : public k8s::ObjectSink {
     std::future<std::vector<ipvs::OperationResult>> results;
   };
   std::optional<EarlyPiece> early_piece_;
+  // The cold start's keys whose writes failed (even after a re-read):
+  // compared again by the first sync.
+  std::set<ipvs::ServiceKey> early_failed_;
   std::uint64_t early_pieces_ = 0;
   // A finished piece tells the loop through a post; the post checks this,
   // since the Sync may be gone by then.

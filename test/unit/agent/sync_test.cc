@@ -270,7 +270,9 @@ TEST_CASE("operation counts: one endpoint of 10,000 services, idle resync, resta
 
 TEST_CASE("a full sync plans and applies in pieces, and a moved Service is added before its old address goes",
           "[sync]") {
-  constexpr int kServices = 3000;  // 9,000 operations: more than one piece
+  // 12,000 operations: a cold start's piece during "the lists", then more
+  // than one piece in the first sync.
+  constexpr int kServices = 4000;
   Node node;
   {
     Agent agent(node);
@@ -368,6 +370,58 @@ TEST_CASE("a cold start writes the cluster IPs' services as the lists arrive, th
       agent.logs.back(),
       Catch::StartsWith("sync full: " + std::to_string(agent.sync->desired().size()) + " virtual services, " +
                         std::to_string(node.kernel.total_operations()) + " operations"));
+}
+
+TEST_CASE(
+    "a cold start's first sync compares what the early writes left: what failed, what changed since, what "
+    "is not written yet",
+    "[sync]") {
+  Node node;
+  Agent agent(node);
+  populate(agent, 20);
+  // Two destination adds refused.
+  node.kernel.fail_next(Kind::kAddDestination, ENOMEM, 2);
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  agent.run_until([&] { return !agent.sync->cold_start_writing() && node.kernel.service_count() >= 20; },
+                  deadline);
+  REQUIRE_FALSE(agent.sync->initial_sync_done());
+  CHECK(node.kernel.service_count() == 20);
+  CHECK(node.kernel.destination_count() == 38);
+  // A slice that changes after its Service was written, and a Service that
+  // comes after the last early write.
+  agent.add(slice(name(5), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
+  agent.add(service(name(20), cluster_ip(20)));
+  agent.add(slice(name(20), {"10.244.1.5"}));
+  node.kernel.reset_counts();
+  agent.start();
+  auto dump = node.kernel.list_all();
+  REQUIRE(dump);
+  CHECK(ipvs::table_from(*dump) == agent.sync->desired());
+  CHECK(node.kernel.destination_count() == 40 + 1 + 1);
+  CHECK(node.kernel.count(Kind::kAddDestination) == 2 + 1 + 1);
+  CHECK(node.kernel.count(Kind::kAddService) == 1);
+  CHECK(node.kernel.total_operations() == 5);
+}
+
+TEST_CASE("a cold start's first sync compares the changes recomputed during the lists and not yet written",
+          "[sync]") {
+  constexpr int kServices = 1000;
+  Node node;
+  Agent agent(node);
+  populate(agent, kServices);
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  agent.run_until(
+      [&] { return !agent.sync->cold_start_writing() && node.kernel.service_count() >= kServices; },
+      deadline);
+  REQUIRE(node.kernel.destination_count() == 2 * kServices);
+  // Every slice gains an endpoint: more than one early piece's worth, so
+  // the first sync finds most still waiting to be written.
+  for (int i = 0; i < kServices; ++i) agent.add(slice(name(i), {"10.244.1.5", "10.244.2.5", "10.244.3.5"}));
+  agent.start();
+  CHECK(node.kernel.destination_count() == 3 * kServices);
+  auto dump = node.kernel.list_all();
+  REQUIRE(dump);
+  CHECK(ipvs::table_from(*dump) == agent.sync->desired());
 }
 
 TEST_CASE("a destination deleted behind kipvs's back comes back at the resync", "[sync]") {
