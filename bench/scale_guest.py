@@ -247,7 +247,9 @@ def klog_time(line, fallback):
     mo, d, h, mi, s, us = (int(x) for x in m.groups())
     year = time.gmtime(fallback).tm_year
     ts = calendar.timegm((year, mo, d, h, mi, s, 0, 0, 0)) + us / 1e6
-    return ts if abs(ts - fallback) < 120 else fallback
+    # A line of the last day (not a later one: the year or the day was
+    # read wrong).
+    return ts if -86400 < ts - fallback < 120 else fallback
 
 
 class CpuSampler:
