@@ -364,11 +364,15 @@ void Sync::promote_piece() {
   if (left > 0 && binder_.link_ready()) return schedule_promotion();
   if (left > 0) return;  // the link is to be read again: the next sync goes on
   const auto took = duration_cast<milliseconds>(options_.clock() - *promotion_started_);
-  log("bound " + std::to_string(promoted_.swapped) + " addresses to " + options_.interface_name +
-      " in place of their local routes, in " + std::to_string(took.count()) + " ms" +
-      (promoted_.failed == 0 ? std::string()
-                             : " (" + std::to_string(promoted_.failed) +
-                                   " could not be: still local routes, tried again at the next full sync)"));
+  // (Nothing to say when every route left was no longer wanted: unbind_stale
+  // deletes those.)
+  if (promoted_.swapped + promoted_.failed > 0)
+    log("bound " + std::to_string(promoted_.swapped) + " addresses to " + options_.interface_name +
+        " in place of their local routes, in " + std::to_string(took.count()) + " ms" +
+        (promoted_.failed == 0
+             ? std::string()
+             : " (" + std::to_string(promoted_.failed) +
+                   " could not be: still local routes, tried again at the next full sync)"));
   promotion_started_.reset();
   promoted_ = {};
 }
