@@ -347,10 +347,12 @@ void Sync::promote_piece() {
   promotion_posted_ = false;
   if (stopped_) return;
   // A piece of about this long: each address costs the kernel a walk of the
-  // link's list (0.5 ms at 10,000 in the emulated guest), and a change
-  // waits for the piece in progress.
-  constexpr auto kPiece = milliseconds{20};
-  constexpr std::size_t kStep = 8;
+  // link's list (0.5 ms at 10,000 in the emulated guest, 5 ms at 30,000),
+  // and a change waits for a piece at each of its steps through the loop
+  // (the watch's reads, the decode, the sync): with 20 ms pieces a change
+  // took 0.4-1 s at 30,000 while its sync took 1 ms.
+  constexpr auto kPiece = milliseconds{2};
+  constexpr std::size_t kStep = 1;
   constexpr std::size_t kMaxPiece = 64;  // on a fast machine, still a turn for others now and then
   const auto began = options_.clock();
   std::size_t left = binder_.routes_to_promote();
